@@ -1,0 +1,108 @@
+# gcmon — two Apache httpd 2.4 modules over one core library.
+# `make` builds build/.libs/mod_gcmon_{api,stream}.so; `make test` runs every suite.
+
+APXS      ?= apxs
+PYTHON    ?= /usr/bin/python3
+LIBTOOL   := $(shell $(APXS) -q LIBTOOL 2>/dev/null | sed 's/--no-silent/--silent/')
+CC        := $(shell $(APXS) -q CC 2>/dev/null)
+HTTPD_INC := $(shell $(APXS) -q INCLUDEDIR 2>/dev/null)
+APR_INC   := $(shell $(APXS) -q APR_INCLUDEDIR 2>/dev/null)
+APU_INC   := $(shell $(APXS) -q APU_INCLUDEDIR 2>/dev/null)
+LWS_CFLAGS := $(shell pkg-config --cflags libwebsockets 2>/dev/null)
+
+# C11 and the strict warning set (as mod_md), zero warnings.
+WARNINGS  = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wmissing-prototypes \
+            -Wmissing-declarations -Wstrict-prototypes -Wformat=2 -Wformat-security \
+            -Wundef -Wvla -Wno-unused-parameter
+SAN       ?=
+CFLAGS_GC = -std=c11 -g -O2 -fPIC -D_GNU_SOURCE -DLINUX -D_REENTRANT $(WARNINGS) $(SAN) \
+            -I$(APR_INC) -I$(APU_INC) -Ishared $(LWS_CFLAGS)
+LIBS_GC   = -lcurl -ljansson -lwebsockets -lm
+
+BUILD     ?= build
+CORE_SRC  := $(sort $(wildcard shared/*.c))
+CORE_LO   := $(patsubst shared/%.c,$(BUILD)/shared/%.lo,$(CORE_SRC))
+CORE_HDR  := $(wildcard shared/*.h)
+API_SRC   := $(sort $(wildcard modules/mod_gcmon_api*.c)) modules/gcmon_glue.c
+STREAM_SRC:= $(sort $(wildcard modules/mod_gcmon_stream*.c)) modules/gcmon_glue.c
+MOD_HDR   := $(wildcard modules/*.h)
+API_LO    := $(patsubst modules/%.c,$(BUILD)/modules/%.lo,$(API_SRC))
+STREAM_LO := $(patsubst modules/%.c,$(BUILD)/modules/%.lo,$(STREAM_SRC))
+CORE_LA   := $(BUILD)/libgcmon.la
+API_SO    := $(BUILD)/.libs/mod_gcmon_api.so
+STREAM_SO := $(BUILD)/.libs/mod_gcmon_stream.so
+
+UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
+UNIT_BIN  := $(BUILD)/unit_tests
+
+.PHONY: all deps test unit integration demo install bench clean asan-unit check-style
+
+all: $(API_SO) $(STREAM_SO)
+
+deps:
+	@sh apxs/deps.sh
+
+$(BUILD)/shared/%.lo: shared/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(LIBTOOL) --mode=compile --tag=CC $(CC) $(CFLAGS_GC) -c -o $@ $<
+
+$(BUILD)/modules/%.lo: modules/%.c $(CORE_HDR) $(MOD_HDR)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(LIBTOOL) --mode=compile --tag=CC $(CC) $(CFLAGS_GC) -I$(HTTPD_INC) -Imodules -c -o $@ $<
+
+# The core, built once (PIC) as a libtool convenience library.
+$(CORE_LA): $(CORE_LO)
+	$(LIBTOOL) --mode=link --tag=CC $(CC) -o $@ $(CORE_LO)
+
+# Each DSO is linked by apxs and exports only its module symbol.
+$(API_SO): $(API_LO) $(CORE_LA) apxs/mod_gcmon_api.map
+	$(APXS) -c -o $(BUILD)/mod_gcmon_api.la $(API_LO) $(CORE_LA) $(LIBS_GC) $(SAN) \
+	    -Wl,--version-script=apxs/mod_gcmon_api.map
+	@sh apxs/check-dso.sh $@ gcmon_api_module
+
+$(STREAM_SO): $(STREAM_LO) $(CORE_LA) apxs/mod_gcmon_stream.map
+	$(APXS) -c -o $(BUILD)/mod_gcmon_stream.la $(STREAM_LO) $(CORE_LA) $(LIBS_GC) $(SAN) \
+	    -Wl,--version-script=apxs/mod_gcmon_stream.map
+	@sh apxs/check-dso.sh $@ gcmon_stream_module
+
+$(UNIT_BIN): $(UNIT_SRC) $(wildcard tests/unit/*.h) $(CORE_LA)
+	$(CC) $(CFLAGS_GC) -Itests/unit -o $@ $(UNIT_SRC) $(BUILD)/.libs/libgcmon.a \
+	    $(shell pkg-config --libs check) -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
+
+unit: $(UNIT_BIN)
+	CK_FORK=yes $(UNIT_BIN)
+
+# The unit suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan-unit:
+	$(MAKE) BUILD=build/asan SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' build/asan/unit_tests
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_FORK=no \
+	    LSAN_OPTIONS=$(if $(wildcard tests/unit/lsan.supp),suppressions=$(CURDIR)/tests/unit/lsan.supp) \
+	    build/asan/unit_tests
+
+integration: all
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/emulator tests/integration $(PYTEST_ARGS)
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) asan-unit
+	$(MAKE) integration
+
+demo: deps
+	$(MAKE) all
+	$(PYTHON) tests/demo.py
+
+install: all
+	$(APXS) -i -n gcmon_api $(API_SO)
+	$(APXS) -i -n gcmon_stream $(STREAM_SO)
+	install -d $(DESTDIR)/etc/apache2/mods-available $(DESTDIR)/usr/share/gcmon/htdocs
+	install -m 644 conf/gcmon.load conf/gcmon.conf $(DESTDIR)/etc/apache2/mods-available/
+	cp -r htdocs/. $(DESTDIR)/usr/share/gcmon/htdocs/
+
+bench: all
+	$(PYTHON) bench/run.py
+
+clean:
+	rm -rf build

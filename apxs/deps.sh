@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install every Debian package gcmon needs to build, test and demo.
+# Idempotent and fast when everything is present (one dpkg-query).
+set -eu
+PKGS="apache2 apache2-dev libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
+libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev pkg-config
+check python3 python3-aiohttp python3-pytest sqlite3 curl"
+missing=""
+for p in $PKGS; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$st" in
+        *"install ok installed"*) ;;
+        *) missing="$missing $p" ;;
+    esac
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+# Keep the packaged apache2 service from starting on port 80.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

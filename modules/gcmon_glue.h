@@ -1,0 +1,40 @@
+/* httpd glue shared by both gcmon modules (compiled into each DSO).
+ * Everything here takes the calling module explicitly, because each DSO
+ * logs under its own module name (LogLevel gcmon_api:debug). */
+#ifndef GCMON_GLUE_H
+#define GCMON_GLUE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <apr_optional.h>
+
+#include "gc_budget.h"
+#include "gc_conf.h"
+#include "gc_metrics.h"
+
+/* Route the core's gc_log() to ap_log_error under module m for server s. */
+void gcmon_glue_log_bridge(module *m, server_rec *s, apr_pool_t *p);
+
+/* Parse a secret directive argument (file:, env:, literal). A literal logs a
+ * warning naming the directive, and every form is replaced by "[hidden]" in the
+ * stored configuration tree so mod_info never shows it. */
+const char *gcmon_glue_secret(cmd_parms *cmd, module *m, const char *arg, const char **out);
+
+/* Prefix a parser error with the directive name, for apache2 -t. */
+const char *gcmon_glue_err(cmd_parms *cmd, const char *err);
+
+/* What mod_gcmon_api shares with mod_gcmon_stream (optional function). */
+typedef struct gcmon_shared {
+    const gc_conn_conf_t *conn;
+    gc_budget_t *budget;
+    gc_metrics_t *metrics;
+} gcmon_shared_t;
+
+APR_DECLARE_OPTIONAL_FN(const gcmon_shared_t *, gcmon_api_shared, (void));
+
+/* What mod_gcmon_stream offers mod_gcmon_api: the stream status document of
+ * SPEC §5.2 (`GET /v1/stream`) as JSON text from pool p, read from shared memory
+ * (no database, no upstream call). */
+APR_DECLARE_OPTIONAL_FN(char *, gcmon_stream_status_json, (apr_pool_t *p));
+
+#endif

@@ -1,0 +1,174 @@
+/* mod_gcmon_api directives: Connection (SPEC §2) and the API's own limits. */
+#include <string.h>
+
+#include <apr_strings.h>
+#include <http_core.h>
+#include <http_main.h>
+
+#include "mod_gcmon_api_private.h"
+
+void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    gcmon_api_conf_t *c = apr_pcalloc(p, sizeof(*c));
+    c->max_body = -1;
+    return c;
+}
+
+void *gcmon_api_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    gcmon_api_dir_t *d = apr_pcalloc(p, sizeof(*d));
+    d->base = dir ? apr_pstrdup(p, dir) : NULL;
+    return d;
+}
+
+gcmon_api_conf_t *gcmon_api_conf(void)
+{
+    return ap_get_module_config(ap_server_conf->module_config, &gcmon_api_module);
+}
+
+long gcmon_api_max_body(const gcmon_api_conf_t *c)
+{
+    return c->max_body < 0 ? GCMON_DEFAULT_MAX_BODY : c->max_body;
+}
+
+static gcmon_api_conf_t *cmd_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &gcmon_api_module);
+}
+
+static const char *set_environment(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gcmon_api_conf_t *c = cmd_conf(cmd);
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_domain(cmd->pool, arg))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    c->conn.environment = arg;
+    c->conn_configured = 1;
+    return NULL;
+}
+
+static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gcmon_api_conf_t *c = cmd_conf(cmd);
+    const char *url;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_http_url(cmd->pool, arg, &url))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    if (cmd->info) {
+        c->conn.login_url = url;
+    }
+    else {
+        c->conn.api_url = url;
+    }
+    c->conn_configured = 1;
+    return NULL;
+}
+
+static const char *set_client_id(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    if (!*arg) {
+        return gcmon_glue_err(cmd, "a client id is required");
+    }
+    cmd_conf(cmd)->conn.client_id = arg;
+    cmd_conf(cmd)->conn_configured = 1;
+    return NULL;
+}
+
+static const char *set_client_secret(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    cmd_conf(cmd)->conn_configured = 1;
+    return gcmon_glue_secret(cmd, &gcmon_api_module, arg, &cmd_conf(cmd)->conn.client_secret);
+}
+
+static const char *set_ca_file(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    const char *path;
+    apr_finfo_t fi;
+    if (err) {
+        return err;
+    }
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path || apr_stat(&fi, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS
+        || fi.filetype != APR_REG) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a readable file", cmd->cmd->name, arg);
+    }
+    cmd_conf(cmd)->conn.ca_file = path;
+    return NULL;
+}
+
+static const char *set_timeout(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    return gcmon_glue_err(cmd, gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
+                                                 &cmd_conf(cmd)->conn.request_timeout));
+}
+
+static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    long v;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_long(cmd->pool, arg, 1, GC_MAX_RATE_LIMIT, &v))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    cmd_conf(cmd)->conn.rate_limit = (int)v;
+    return NULL;
+}
+
+static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    long v;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_long(cmd->pool, arg, 1, GCMON_MAX_MAX_BODY, &v))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    cmd_conf(cmd)->max_body = v;
+    return NULL;
+}
+
+const command_rec gcmon_api_cmds[] = {
+    AP_INIT_TAKE1("GcmonEnvironment", set_environment, NULL, RSRC_CONF,
+                  "Genesys Cloud region domain, e.g. mypurecloud.com"),
+    AP_INIT_TAKE1("GcmonApiURL", set_url, NULL, RSRC_CONF,
+                  "Base URL of the Platform API (default https://api.<environment>)"),
+    AP_INIT_TAKE1("GcmonLoginURL", set_url, (void *)1, RSRC_CONF,
+                  "Base URL of the login service (default https://login.<environment>)"),
+    AP_INIT_TAKE1("GcmonClientID", set_client_id, NULL, RSRC_CONF,
+                  "OAuth client-credentials client id"),
+    AP_INIT_TAKE1("GcmonClientSecret", set_client_secret, NULL, RSRC_CONF,
+                  "OAuth client secret: file:/path, env:NAME or a literal"),
+    AP_INIT_TAKE1("GcmonTLSCAFile", set_ca_file, NULL, RSRC_CONF,
+                  "Extra CA bundle (PEM) trusted for upstream TLS"),
+    AP_INIT_TAKE1("GcmonRequestTimeout", set_timeout, NULL, RSRC_CONF,
+                  "Timeout of one upstream HTTP request (default 10s)"),
+    AP_INIT_TAKE1("GcmonRateLimit", set_rate_limit, NULL, RSRC_CONF,
+                  "Upstream requests per minute shared by all children (default 300)"),
+    AP_INIT_TAKE1("GcmonMaxBody", set_max_body, NULL, RSRC_CONF,
+                  "Largest admin request body in bytes (default 65536)"),
+    { NULL }
+};

@@ -1,0 +1,52 @@
+/* mod_gcmon_api: private declarations shared by its glue files. */
+#ifndef MOD_GCMON_API_PRIVATE_H
+#define MOD_GCMON_API_PRIVATE_H
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <jansson.h>
+
+#include "gc_conf.h"
+#include "gc_log.h"
+#include "gc_upstream.h"
+#include "gcmon_glue.h"
+
+/* The main file gets this from AP_DECLARE_MODULE. */
+#ifndef GCMON_MODULE_MAIN
+APLOG_USE_MODULE(gcmon_api);
+#endif
+extern module AP_MODULE_DECLARE_DATA gcmon_api_module;
+
+#define GCMON_DEFAULT_MAX_BODY 65536
+#define GCMON_MAX_MAX_BODY (16L * 1024 * 1024)
+
+/* Server configuration (all gcmon directives are global: one org per httpd). */
+typedef struct {
+    gc_conn_conf_t conn;
+    long max_body;                  /* GcmonMaxBody, -1 = unset */
+    int conn_configured;            /* any Connection directive seen */
+} gcmon_api_conf_t;
+
+/* Per-directory: where the gcmon-api handler is mounted. */
+typedef struct {
+    const char *base;               /* <Location> path, or NULL */
+} gcmon_api_dir_t;
+
+/* Per-process runtime, created in child_init. */
+typedef struct {
+    gcmon_shared_t shared;
+    gc_upstream_t *upstream;        /* NULL when no client credentials are configured */
+} gcmon_api_runtime_t;
+
+extern const command_rec gcmon_api_cmds[];
+void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s);
+void *gcmon_api_create_dir_conf(apr_pool_t *p, char *dir);
+gcmon_api_conf_t *gcmon_api_conf(void);
+long gcmon_api_max_body(const gcmon_api_conf_t *c);
+
+gcmon_api_runtime_t *gcmon_api_runtime(void);
+
+int gcmon_api_handler(request_rec *r);
+
+#endif

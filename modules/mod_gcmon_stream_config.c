@@ -1,0 +1,116 @@
+/* mod_gcmon_stream directives (SPEC §2 "Stream"); all global. */
+#include <apr_strings.h>
+#include <http_core.h>
+
+#include "mod_gcmon_stream_private.h"
+
+void *gcmon_stream_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    gcmon_stream_conf_t *c = apr_pcalloc(p, sizeof(*c));
+    c->mon.enabled = -1;
+    c->mon.queues = apr_array_make(p, 4, sizeof(const char *));
+    c->mon.users = apr_array_make(p, 4, sizeof(const char *));
+    return c;
+}
+
+static gcmon_stream_conf_t *cmd_conf(cmd_parms *cmd)
+{
+    return ap_get_module_config(cmd->server->module_config, &gcmon_stream_module);
+}
+
+static const char *set_stream(cmd_parms *cmd, void *dc, int on)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    cmd_conf(cmd)->mon.enabled = on;
+    return NULL;
+}
+
+static const char *add_id(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gcmon_stream_conf_t *c = cmd_conf(cmd);
+    if (err) {
+        return err;
+    }
+    if (!gc_id_valid(arg)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a Genesys Cloud id", cmd->cmd->name,
+                            arg);
+    }
+    *(const char **)apr_array_push(cmd->info ? c->mon.users : c->mon.queues) = arg;
+    return NULL;
+}
+
+/* Duration directives store into the field at offset cmd->info. */
+static const char *set_duration(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    char *base = (char *)&cmd_conf(cmd)->mon;
+    if (err) {
+        return err;
+    }
+    return gcmon_glue_err(cmd, gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
+                                                 (apr_interval_time_t *)(base +
+                                                 (apr_size_t)cmd->info)));
+}
+
+static const char *set_topics(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    long v;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_long(cmd->pool, arg, 1, GC_MAX_TOPICS_PER_CHANNEL, &v))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    cmd_conf(cmd)->mon.topics_per_channel = (int)v;
+    return NULL;
+}
+
+static const char *set_backoff(cmd_parms *cmd, void *dc, const char *min, const char *max)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gcmon_stream_conf_t *c = cmd_conf(cmd);
+    apr_interval_time_t lo, hi;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_duration(cmd->pool, min, APR_USEC_PER_SEC, &lo))
+        || (err = gc_parse_duration(cmd->pool, max, APR_USEC_PER_SEC, &hi))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    if (lo > hi) {
+        return apr_psprintf(cmd->pool, "%s: the minimum %s is above the maximum %s",
+                            cmd->cmd->name, min, max);
+    }
+    c->mon.backoff_min = lo;
+    c->mon.backoff_max = hi;
+    return NULL;
+}
+
+#define MON_OFFSET(field) (void *)APR_OFFSETOF(gc_monitor_conf_t, field)
+
+const command_rec gcmon_stream_cmds[] = {
+    AP_INIT_FLAG("GcmonStream", set_stream, NULL, RSRC_CONF,
+                 "On to run the Genesys Cloud agent state monitor (default Off)"),
+    AP_INIT_ITERATE("GcmonMonitorQueue", add_id, NULL, RSRC_CONF,
+                    "Monitor every member of these queues (ids)"),
+    AP_INIT_ITERATE("GcmonMonitorUser", add_id, (void *)1, RSRC_CONF,
+                    "Monitor these users (ids)"),
+    AP_INIT_TAKE1("GcmonMembershipRefresh", set_duration, MON_OFFSET(membership_refresh),
+                  RSRC_CONF, "How often queue membership is re-read (default 5m)"),
+    AP_INIT_TAKE1("GcmonTopicsPerChannel", set_topics, NULL, RSRC_CONF,
+                  "Topics per notification channel, 1..1000 (default 1000)"),
+    AP_INIT_TAKE1("GcmonHeartbeatTimeout", set_duration, MON_OFFSET(heartbeat_timeout),
+                  RSRC_CONF, "Silence after which a ping is sent (default 60s)"),
+    AP_INIT_TAKE1("GcmonPongTimeout", set_duration, MON_OFFSET(pong_timeout), RSRC_CONF,
+                  "Time to wait for a pong before reconnecting (default 10s)"),
+    AP_INIT_TAKE2("GcmonReconnectBackoff", set_backoff, NULL, RSRC_CONF,
+                  "Reconnect backoff: minimum and maximum (default 1s 60s)"),
+    AP_INIT_TAKE1("GcmonRetention", set_duration, MON_OFFSET(retention), RSRC_CONF,
+                  "Delete history older than this (default 90d)"),
+    { NULL }
+};

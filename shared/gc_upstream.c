@@ -1,0 +1,1593 @@
+/* The one upstream HTTP client of gcmon (libcurl). See gc_upstream.h for the
+ * contract and SPEC §4.1/§4.6 for the policy. Layout of this file:
+ *   1. client object, tuning, test hooks
+ *   2. small helpers (URLs, sanitising, Retry-After, backoff, waits)
+ *   3. one HTTP attempt (perform)
+ *   4. classification of an attempt and the retry loop (run_call)
+ *   5. OAuth client-credentials token cache (single flight per client)
+ *   6. public API
+ * Nothing here ever logs or returns the Authorization header, the token, the
+ * client secret or a request body. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <apr_base64.h>
+#include <apr_date.h>
+#include <apr_lib.h>
+#include <apr_portable.h>
+#include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <curl/curl.h>
+
+#include "gc_log.h"
+#include "gc_upstream.h"
+#include "gc_upstream_test.h"
+#include "gc_version.h"
+
+/* ---------------------------------------------------------------------------
+ * 1. Client object
+ * ------------------------------------------------------------------------- */
+
+#define GC_UP_DEFAULT_ATTEMPTS     4
+#define GC_UP_MAX_BODY             ((apr_size_t)32 * 1024 * 1024)
+#define GC_UP_RETRY_AFTER_DEFAULT  apr_time_from_sec(3)
+#define GC_UP_RETRY_AFTER_MAX      apr_time_from_sec(180)
+#define GC_UP_BACKOFF_BASE         apr_time_from_msec(250)
+#define GC_UP_BACKOFF_CAP          apr_time_from_sec(8)
+#define GC_UP_SLICE                apr_time_from_msec(100)
+#define GC_UP_CONNECT_TIMEOUT_MAX  apr_time_from_sec(5)
+#define GC_UP_TOKEN_SKEW           apr_time_from_sec(60)
+#define GC_UP_TOKEN_DEFAULT_LIFE   86400
+#define GC_UP_AUTH_FAIL_HOLD       apr_time_from_sec(10)
+#define GC_UP_EXCERPT              200
+#define GC_UP_MESSAGE_MAX          600
+#define GC_UP_TOKEN_OP             "oauth_token"
+
+struct gc_upstream {
+    apr_pool_t *pool;
+    gc_conn_conf_t conf;            /* deep copy */
+    gc_budget_t *budget;
+    gc_metrics_t *metrics;
+    gc_cancel_fn *cancel;
+    void *cancel_baton;
+
+    /* DNS cache and TLS sessions shared by every easy handle of this client.
+     * Connections are deliberately NOT shared: curl silently re-sends a
+     * request on a reused connection that turns out dead, which would defeat
+     * the "never re-send a non-idempotent request" rule below. */
+    CURLSH *share;
+    apr_thread_mutex_t *share_locks[CURL_LOCK_DATA_LAST];
+
+    /* Token cache, guarded by mutex. */
+    apr_thread_mutex_t *mutex;
+    apr_thread_cond_t *cond;
+    char *token;                    /* malloc'd; NULL when none */
+    apr_time_t token_renew_at;      /* client clock */
+    unsigned long token_gen;        /* bumped whenever the token changes */
+    int fetching;                   /* a thread is fetching a token */
+    unsigned long fetch_seq;        /* bumped when a fetch ends */
+    gc_err_kind_e fetch_kind;       /* result of the last failed fetch, for waiters */
+    int fetch_status;
+    apr_interval_time_t fetch_retry_after;
+    char fetch_message[GC_UP_MESSAGE_MAX];
+    apr_time_t hold_until;          /* client clock: answer token requests from the last
+                                       failure until then (refused / throttled) */
+    int token_requests;
+
+    /* Tuning (test hooks). */
+    apr_interval_time_t backoff_base;
+    apr_interval_time_t backoff_cap;
+    apr_interval_time_t retry_after_default;
+    apr_size_t max_body;
+    gc_upstream_clock_fn *clock;
+    void *clock_baton;
+};
+
+static apr_time_t client_now(const gc_upstream_t *u)
+{
+    return u->clock ? u->clock(u->clock_baton) : apr_time_now();
+}
+
+static int is_cancelled(const gc_upstream_t *u)
+{
+    return u->cancel && u->cancel(u->cancel_baton);
+}
+
+void gc_upstream_test_set_clock(gc_upstream_t *u, gc_upstream_clock_fn *fn, void *baton)
+{
+    u->clock = fn;
+    u->clock_baton = baton;
+}
+
+void gc_upstream_test_set_backoff(gc_upstream_t *u, apr_interval_time_t base,
+                                  apr_interval_time_t cap)
+{
+    u->backoff_base = base < 0 ? 0 : base;
+    u->backoff_cap = cap < u->backoff_base ? u->backoff_base : cap;
+}
+
+void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_time_t d)
+{
+    u->retry_after_default = d < 0 ? 0 : d;
+}
+
+void gc_upstream_test_set_max_body(gc_upstream_t *u, apr_size_t max)
+{
+    u->max_body = max;
+}
+
+/* ---------------------------------------------------------------------------
+ * 2. Helpers
+ * ------------------------------------------------------------------------- */
+
+const char *gc_err_kind_name(gc_err_kind_e kind)
+{
+    switch (kind) {
+    case GC_ERR_NONE:      return "none";
+    case GC_ERR_CONFIG:    return "config";
+    case GC_ERR_CONNECT:   return "connect";
+    case GC_ERR_TIMEOUT:   return "timeout";
+    case GC_ERR_THROTTLED: return "throttled";
+    case GC_ERR_BUDGET:    return "budget";
+    case GC_ERR_AUTH:      return "auth";
+    case GC_ERR_FORBIDDEN: return "forbidden";
+    case GC_ERR_NOT_FOUND: return "not_found";
+    case GC_ERR_CLIENT:    return "client";
+    case GC_ERR_SERVER:    return "server";
+    case GC_ERR_PROTOCOL:  return "protocol";
+    case GC_ERR_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+const char *gc_json_text(apr_pool_t *p, const json_t *j)
+{
+    char *s;
+    const char *out;
+
+    if (!j) {
+        return NULL;
+    }
+    s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) {
+        return NULL;
+    }
+    out = apr_pstrdup(p, s);
+    free(s);
+    return out;
+}
+
+static apr_status_t json_cleanup(void *data)
+{
+    json_decref((json_t *)data);
+    return APR_SUCCESS;
+}
+
+/* Tie a json_t to a pool (takes over the caller's reference). */
+static json_t *json_pool_owned(apr_pool_t *p, json_t *j)
+{
+    if (j) {
+        apr_pool_cleanup_register(p, j, json_cleanup, apr_pool_cleanup_null);
+    }
+    return j;
+}
+
+/* Replace every occurrence of needle in s (needles shorter than 4 chars are
+ * ignored: too likely to be accidental substrings). */
+static const char *redact(apr_pool_t *p, const char *s, const char *needle)
+{
+    size_t nl;
+    const char *hit;
+    char *out;
+
+    if (!s || !needle || (nl = strlen(needle)) < 4 || !(hit = strstr(s, needle))) {
+        return s;
+    }
+    out = apr_pstrcat(p, apr_pstrmemdup(p, s, (apr_size_t)(hit - s)), "[hidden]", NULL);
+    return apr_pstrcat(p, out, redact(p, hit + nl, needle), NULL);
+}
+
+/* Printable single-line text of at most max bytes (ASCII; anything else '?'),
+ * with the client secret and token (if given) hidden. */
+static const char *sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token,
+                            const char *s, apr_size_t len, apr_size_t max)
+{
+    char *out = apr_palloc(p, (max < len ? max : len) + 4);
+    apr_size_t i, o = 0;
+    int space = 1;
+    const char *r;
+
+    for (i = 0; i < len && o < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c < 0x20 || c == 0x7f || c == ' ') {
+            if (!space) {
+                out[o++] = ' ';
+            }
+            space = 1;
+            continue;
+        }
+        out[o++] = c >= 0x80 ? '?' : (char)c;
+        space = 0;
+    }
+    while (o > 0 && out[o - 1] == ' ') {
+        o--;
+    }
+    if (i < len) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+    r = redact(p, out, u->conf.client_secret);
+    return redact(p, r, token);
+}
+
+/* "/api/v2/x?y" → "/api/v2/x"; absolute URLs lose their query too (pre-signed
+ * URLs carry credentials there). */
+static const char *strip_query(apr_pool_t *p, const char *path)
+{
+    size_t n = strcspn(path, "?#");
+
+    return apr_pstrmemdup(p, path, n);
+}
+
+static int is_method(const char *m)
+{
+    static const char *const ok[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE" };
+    size_t i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        if (strcmp(m, ok[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Idempotent methods (RFC 9110 §9.2.2) may be re-sent after a request may
+ * have reached the server. POST and PATCH are not: re-sending one after the
+ * connection dropped mid-request could apply a change twice (e.g. a presence
+ * PATCH racing a supervisor's own change, or a duplicate channel). */
+static int is_idempotent(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0
+           || strcmp(m, "DELETE") == 0;
+}
+
+static int has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Full URL of a request path, or NULL with *why set. */
+static const char *build_url(apr_pool_t *p, const gc_upstream_t *u, const char *path,
+                             int *absolute, const char **why)
+{
+    const char *c, *host;
+
+    *absolute = 0;
+    if (!path || !*path) {
+        *why = "empty request path";
+        return NULL;
+    }
+    for (c = path; *c; c++) {
+        if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f) {
+            *why = "request path contains spaces, control characters or raw non-ASCII bytes";
+            return NULL;
+        }
+    }
+    if (path[0] == '/') {
+        if (path[1] == '/') {
+            *why = "request path starts with '//'";
+            return NULL;
+        }
+        if (!u->conf.api_url || !*u->conf.api_url) {
+            *why = "no API URL configured";
+            return NULL;
+        }
+        return apr_pstrcat(p, u->conf.api_url, path, NULL);
+    }
+    if (has_prefix_ci(path, "https://")) {
+        host = path + 8;
+    }
+    else if (has_prefix_ci(path, "http://")) {
+        host = path + 7;
+    }
+    else {
+        *why = "not a path starting with '/' nor an absolute http(s) URL";
+        return NULL;
+    }
+    if (!*host || *host == '/' || *host == '?' || *host == '#') {
+        *why = "URL has no host";
+        return NULL;
+    }
+    *absolute = 1;
+    return path;
+}
+
+/* url lies below base ("https://api.x" matches "https://api.x/…", "…?…", but
+ * not "https://api.x.evil/…"); scheme and host compare case-insensitively. */
+static int same_origin_prefix(const char *url, const char *base)
+{
+    size_t n;
+
+    if (!base || !*base) {
+        return 0;
+    }
+    n = strlen(base);
+    return strncasecmp(url, base, n) == 0
+           && (url[n] == '\0' || url[n] == '/' || url[n] == '?' || url[n] == '#');
+}
+
+/* Retry-After: delta-seconds or an HTTP-date. 0 if absent or unparseable. */
+static int parse_retry_after(const char *v, apr_interval_time_t *out)
+{
+    apr_int64_t secs = 0;
+    apr_time_t t;
+    const char *c;
+
+    if (!v) {
+        return 0;
+    }
+    while (*v == ' ' || *v == '\t') {
+        v++;
+    }
+    if (apr_isdigit(*v)) {
+        for (c = v; apr_isdigit(*c); c++) {
+            if (secs < APR_INT64_C(100000000)) {     /* clamp: ~3 years is plenty */
+                secs = secs * 10 + (*c - '0');
+            }
+        }
+        while (*c == ' ' || *c == '\t') {
+            c++;
+        }
+        if (*c) {
+            return 0;
+        }
+        *out = apr_time_from_sec(secs);
+        return 1;
+    }
+    t = apr_date_parse_http(v);
+    if (t == APR_DATE_BAD) {
+        return 0;
+    }
+    /* The date is the server's wall clock: compare with ours, not the test clock. */
+    *out = t > apr_time_now() ? t - apr_time_now() : 0;
+    return 1;
+}
+
+static apr_uint64_t rng_next(apr_uint64_t *s)
+{
+    apr_uint64_t x = *s;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *s = x;
+    return x;
+}
+
+/* Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^n)]. */
+static apr_interval_time_t backoff_delay(const gc_upstream_t *u, int n, apr_uint64_t *rng)
+{
+    apr_interval_time_t ceiling = u->backoff_base;
+    int i;
+
+    for (i = 0; i < n && ceiling < u->backoff_cap; i++) {
+        ceiling *= 2;
+    }
+    if (ceiling > u->backoff_cap) {
+        ceiling = u->backoff_cap;
+    }
+    if (ceiling <= 0) {
+        return 0;
+    }
+    return (apr_interval_time_t)(rng_next(rng) % (apr_uint64_t)(ceiling + 1));
+}
+
+/* Sleep d in slices of at most 100 ms. 0 when done, 1 when cancelled. */
+static int wait_for(const gc_upstream_t *u, apr_interval_time_t d)
+{
+    apr_time_t end = apr_time_now() + d;
+
+    for (;;) {
+        apr_time_t now;
+
+        if (is_cancelled(u)) {
+            return 1;
+        }
+        now = apr_time_now();
+        if (now >= end) {
+            return 0;
+        }
+        apr_sleep(end - now < GC_UP_SLICE ? end - now : GC_UP_SLICE);
+    }
+}
+
+static gc_error_t *make_err(apr_pool_t *p, gc_err_kind_e kind, int status, const char *msg)
+{
+    gc_error_t *e = apr_pcalloc(p, sizeof(*e));
+
+    e->kind = kind;
+    e->status = status;
+    e->message = msg ? msg : gc_err_kind_name(kind);
+    return e;
+}
+
+static int is_json_type(const char *ct)
+{
+    return ct && (strstr(ct, "/json") || strstr(ct, "+json"));
+}
+
+/* ---------------------------------------------------------------------------
+ * 3. One HTTP attempt
+ * ------------------------------------------------------------------------- */
+
+typedef struct body_buf {
+    char *data;                     /* malloc'd, freed by the attempt pool */
+    apr_size_t len, cap, max;
+    int too_big, no_mem;
+} body_buf_t;
+
+typedef struct call {
+    const char *op;
+    const char *method;
+    const char *url;
+    const char *log_path;           /* no query string */
+    const char *body;               /* NULL: none */
+    const char *content_type;       /* for the body */
+    const char *basic_auth;         /* token request: "Authorization: Basic …" */
+    int token_request;
+    int no_auth;
+    int idempotent;                 /* may be re-sent after it may have arrived */
+    int retry_500;
+    apr_interval_time_t budget_wait;
+    int max_attempts;
+} call_t;
+
+typedef struct attempt {
+    const gc_upstream_t *u;
+    apr_pool_t *pool;
+    body_buf_t *buf;                /* from pool (outlives this struct on success) */
+    apr_table_t *headers;
+    long status;                    /* 0: no response */
+    CURLcode cc;
+    int sent;                       /* some request bytes may have reached the server */
+    int cancelled;
+    apr_interval_time_t elapsed;
+    char errbuf[CURL_ERROR_SIZE];
+} attempt_t;
+
+static apr_status_t body_buf_cleanup(void *data)
+{
+    body_buf_t *b = data;
+
+    free(b->data);
+    b->data = NULL;
+    return APR_SUCCESS;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    body_buf_t *b = ud;
+    size_t n = size * nmemb;
+
+    if (n > b->max - b->len) {
+        b->too_big = 1;
+        return 0;
+    }
+    if (b->len + n + 1 > b->cap) {
+        apr_size_t cap = b->cap ? b->cap : 4096;
+        char *d;
+
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        if (cap > b->max + 1) {
+            cap = b->max + 1;
+        }
+        d = realloc(b->data, cap);
+        if (!d) {
+            b->no_mem = 1;
+            return 0;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, ptr, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
+{
+    attempt_t *at = ud;
+    size_t n = size * nitems, i;
+    const char *colon, *v, *end = buf + n;
+    char *name;
+
+    if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+        apr_table_clear(at->headers);   /* a new response (after 1xx) */
+        return n;
+    }
+    colon = memchr(buf, ':', n);
+    if (!colon || colon == buf) {
+        return n;
+    }
+    name = apr_pstrmemdup(at->pool, buf, (apr_size_t)(colon - buf));
+    for (i = 0; name[i]; i++) {
+        name[i] = (char)apr_tolower(name[i]);
+    }
+    v = colon + 1;
+    while (v < end && (*v == ' ' || *v == '\t')) {
+        v++;
+    }
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '
+                       || end[-1] == '\t')) {
+        end--;
+    }
+    apr_table_addn(at->headers, name, apr_pstrmemdup(at->pool, v, (apr_size_t)(end - v)));
+    return n;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    attempt_t *at = ud;
+
+    (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+    if (is_cancelled(at->u)) {
+        at->cancelled = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static struct curl_slist *slist_add(struct curl_slist *l, const char *h, int *oom)
+{
+    struct curl_slist *n;
+
+    if (*oom) {
+        return l;
+    }
+    n = curl_slist_append(l, h);
+    if (!n) {
+        *oom = 1;
+        return l;
+    }
+    return n;
+}
+
+static long ms_of(apr_interval_time_t t)
+{
+    long ms = (long)apr_time_as_msec(t);
+
+    return ms > 0 ? ms : 1;
+}
+
+/* Run one HTTP exchange; fills *at. auth is a complete header line or NULL. */
+static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, const char *auth)
+{
+    CURL *h;
+    struct curl_slist *hl = NULL;
+    apr_time_t start = apr_time_now();
+    apr_interval_time_t connect_timeout = u->conf.request_timeout;
+    long status = 0, req_size = 0;
+    int oom = 0;
+    CURLcode sc = CURLE_OK;
+
+    at->errbuf[0] = '\0';
+    h = curl_easy_init();
+    if (!h) {
+        at->cc = CURLE_OUT_OF_MEMORY;
+        return;
+    }
+    hl = slist_add(hl, "Accept: application/json", &oom);
+    if (auth) {
+        hl = slist_add(hl, auth, &oom);
+    }
+    if (c->body) {
+        hl = slist_add(hl, apr_pstrcat(at->pool, "Content-Type: ", c->content_type, NULL), &oom);
+    }
+    else {
+        hl = slist_add(hl, "Content-Type:", &oom);  /* no curl default form type */
+    }
+    hl = slist_add(hl, "Expect:", &oom);
+    if (oom) {
+        curl_slist_free_all(hl);
+        curl_easy_cleanup(h);
+        at->cc = CURLE_OUT_OF_MEMORY;
+        return;
+    }
+    if (connect_timeout > GC_UP_CONNECT_TIMEOUT_MAX) {
+        connect_timeout = GC_UP_CONNECT_TIMEOUT_MAX;
+    }
+
+    /* Security-relevant options are checked; a libcurl that refuses them must
+     * not be used. */
+    if ((sc = curl_easy_setopt(h, CURLOPT_URL, c->url)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https")) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(u->conf.request_timeout)))
+               != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ms_of(connect_timeout)))
+               != CURLE_OK
+        || (u->conf.ca_file
+            && ((sc = curl_easy_setopt(h, CURLOPT_CAINFO, u->conf.ca_file)) != CURLE_OK
+                || (sc = curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs")) != CURLE_OK))) {
+        at->cc = sc;
+        apr_cpystrn(at->errbuf, curl_easy_strerror(sc), sizeof(at->errbuf));
+        curl_slist_free_all(hl);
+        curl_easy_cleanup(h);
+        return;
+    }
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, at->errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, GCMON_USER_AGENT);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, at->buf);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, at);
+    if (u->cancel) {
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, at);
+    }
+    if (u->share) {
+        curl_easy_setopt(h, CURLOPT_SHARE, u->share);
+    }
+    if (strcmp(c->method, "GET") == 0) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    }
+    else if (strcmp(c->method, "HEAD") == 0) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    }
+    else {
+        if (strcmp(c->method, "POST") != 0) {
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+        }
+        if (c->body || strcmp(c->method, "DELETE") != 0) {
+            /* POST/PUT/PATCH always carry a body (possibly empty: Content-Length: 0) */
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? c->body : "");
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                             (curl_off_t)(c->body ? strlen(c->body) : 0));
+        }
+    }
+
+    at->cc = curl_easy_perform(h);
+    if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) {
+        at->status = status;
+    }
+    if (curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &req_size) != CURLE_OK) {
+        req_size = 1;   /* unknown: assume something was sent */
+    }
+    switch (at->cc) {
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+        at->sent = 0;
+        break;
+    default:
+        at->sent = at->status > 0 || req_size > 0;
+        break;
+    }
+    at->elapsed = apr_time_now() - start;
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(h);
+}
+
+/* ---------------------------------------------------------------------------
+ * 4. Classification and the retry loop
+ * ------------------------------------------------------------------------- */
+
+typedef enum { V_SUCCESS, V_FINAL, V_RETRY, V_AUTH_RETRY } outcome_e;
+
+typedef struct verdict {
+    outcome_e outcome;
+    gc_err_kind_e kind;             /* for V_FINAL, and for V_RETRY when attempts run out */
+    const char *message;
+    const char *code;
+    apr_interval_time_t delay;      /* V_RETRY: -1 = exponential backoff */
+    apr_interval_time_t retry_after;
+} verdict_t;
+
+/* message/code of a Genesys error body {"message","code",…} or an OAuth error
+ * {"error","description","error_description"}; a short excerpt otherwise. */
+static void parse_error_body(apr_pool_t *p, const gc_upstream_t *u, const char *token,
+                             const attempt_t *at, const char **message, const char **code)
+{
+    json_t *j = NULL, *v;
+    const char *m = NULL, *cd = NULL;
+
+    *message = NULL;
+    *code = NULL;
+    if (at->buf->len == 0) {
+        return;
+    }
+    j = json_loadb(at->buf->data, at->buf->len, 0, NULL);
+    if (json_is_object(j)) {
+        m = json_string_value(json_object_get(j, "message"));
+        if (!m) {
+            m = json_string_value(json_object_get(j, "error_description"));
+        }
+        if (!m) {
+            m = json_string_value(json_object_get(j, "description"));
+        }
+        if (!m && json_is_array(v = json_object_get(j, "errors")) && json_array_size(v) > 0) {
+            m = json_string_value(json_object_get(json_array_get(v, 0), "message"));
+        }
+        cd = json_string_value(json_object_get(j, "code"));
+        if (!cd) {
+            cd = json_string_value(json_object_get(j, "error"));
+        }
+        if (m) {
+            *message = sanitize(p, u, token, m, strlen(m), GC_UP_MESSAGE_MAX - 100);
+        }
+        if (cd) {
+            *code = sanitize(p, u, token, cd, strlen(cd), 100);
+        }
+    }
+    else {
+        *message = sanitize(p, u, token, at->buf->data, at->buf->len, GC_UP_EXCERPT);
+    }
+    json_decref(j);
+}
+
+static const char *curl_text(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at)
+{
+    const char *t = at->errbuf[0] ? at->errbuf : curl_easy_strerror(at->cc);
+
+    return sanitize(p, u, NULL, t, strlen(t), 300);
+}
+
+static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c,
+                          const attempt_t *at, const char *token, int renewed)
+{
+    verdict_t v;
+    const char *gm, *gcode;
+    long s = at->status;
+
+    memset(&v, 0, sizeof(v));
+    v.outcome = V_FINAL;
+    v.delay = -1;
+
+    if (at->cc != CURLE_OK) {
+        int may_resend = !at->sent || c->idempotent;
+
+        if (at->cc == CURLE_ABORTED_BY_CALLBACK && at->cancelled) {
+            v.kind = GC_ERR_CANCELLED;
+            v.message = "cancelled during the request";
+            return v;
+        }
+        if (at->cc == CURLE_WRITE_ERROR && at->buf->too_big) {
+            v.kind = GC_ERR_PROTOCOL;
+            v.message = apr_psprintf(p, "response body larger than %" APR_SIZE_T_FMT " bytes",
+                                     u->max_body);
+            return v;
+        }
+        if (at->cc == CURLE_WRITE_ERROR && at->buf->no_mem) {
+            v.kind = GC_ERR_CONNECT;
+            v.message = "out of memory reading the response";
+            return v;
+        }
+        switch (at->cc) {
+        case CURLE_UNSUPPORTED_PROTOCOL:
+        case CURLE_URL_MALFORMAT:
+            v.kind = GC_ERR_CONFIG;
+            v.message = apr_pstrcat(p, "bad URL: ", curl_text(p, u, at), NULL);
+            return v;
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CERTPROBLEM:
+        case CURLE_SSL_CIPHER:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        case CURLE_SSL_INVALIDCERTSTATUS:
+            /* Trust problems do not go away by retrying. */
+            v.kind = GC_ERR_CONNECT;
+            v.message = apr_pstrcat(p, "TLS verification failed: ", curl_text(p, u, at), NULL);
+            return v;
+        case CURLE_OUT_OF_MEMORY:
+        case CURLE_FAILED_INIT:
+        case CURLE_BAD_FUNCTION_ARGUMENT:
+        case CURLE_UNKNOWN_OPTION:
+        case CURLE_NOT_BUILT_IN:
+            v.kind = GC_ERR_CONNECT;
+            v.message = apr_pstrcat(p, "HTTP client failure: ", curl_text(p, u, at), NULL);
+            return v;
+        case CURLE_OPERATION_TIMEDOUT:
+            v.kind = GC_ERR_TIMEOUT;
+            v.message = apr_psprintf(p, "no complete response within %ld ms (%s)",
+                                     ms_of(u->conf.request_timeout), curl_text(p, u, at));
+            break;
+        default:
+            v.kind = GC_ERR_CONNECT;
+            v.message = apr_pstrcat(p, "connection failed: ", curl_text(p, u, at), NULL);
+            break;
+        }
+        /* Connection errors and timeouts: a request that never left (connect
+         * failure) is always safe to send again; one that may have reached
+         * the server only when the method is idempotent. */
+        v.outcome = may_resend ? V_RETRY : V_FINAL;
+        if (!may_resend) {
+            v.message = apr_pstrcat(p, v.message, "; not retried: ", c->method,
+                                    " is not idempotent and may have been received", NULL);
+        }
+        return v;
+    }
+
+    if (s >= 200 && s <= 299) {
+        v.outcome = V_SUCCESS;
+        return v;
+    }
+
+    parse_error_body(p, u, token, at, &gm, &gcode);
+    v.code = gcode;
+
+    if (c->token_request && s >= 400 && s <= 499 && s != 429) {
+        v.kind = GC_ERR_AUTH;
+        v.message = apr_psprintf(p, "login service refused the client credentials (%s: %s)",
+                                 gcode ? gcode : apr_psprintf(p, "HTTP %ld", s),
+                                 gm ? gm : "no description");
+        return v;
+    }
+    if (!gm) {
+        gm = "no details";
+    }
+    if (s == 401) {
+        if (!c->no_auth && !renewed) {
+            v.outcome = V_AUTH_RETRY;
+            v.kind = GC_ERR_AUTH;
+            return v;
+        }
+        v.kind = GC_ERR_AUTH;
+        v.message = apr_psprintf(p, "Genesys Cloud rejected the access token%s (401%s%s): %s",
+                                 renewed ? " even after renewing it" : "",
+                                 gcode ? " " : "", gcode ? gcode : "", gm);
+        return v;
+    }
+    if (s == 429) {
+        apr_interval_time_t ra;
+
+        if (!parse_retry_after(apr_table_get(at->headers, "retry-after"), &ra)) {
+            ra = u->retry_after_default;
+        }
+        v.kind = GC_ERR_THROTTLED;
+        v.retry_after = ra;
+        if (ra > GC_UP_RETRY_AFTER_MAX) {
+            v.message = apr_psprintf(p, "Genesys Cloud is rate limiting (429) and asked to "
+                                     "retry after %" APR_TIME_T_FMT " s (more than %d s: "
+                                     "not waited for): %s",
+                                     apr_time_sec(ra), (int)apr_time_sec(GC_UP_RETRY_AFTER_MAX),
+                                     gm);
+            return v;
+        }
+        v.outcome = V_RETRY;
+        v.delay = ra;
+        v.message = apr_psprintf(p, "Genesys Cloud is rate limiting (429): %s", gm);
+        return v;
+    }
+    if (s == 403) {
+        v.kind = GC_ERR_FORBIDDEN;
+        v.message = apr_psprintf(p, "Genesys Cloud refused the request (403%s%s): %s",
+                                 gcode ? " " : "", gcode ? gcode : "", gm);
+        return v;
+    }
+    if (s == 404) {
+        v.kind = GC_ERR_NOT_FOUND;
+        v.message = apr_psprintf(p, "not found (404%s%s): %s", gcode ? " " : "",
+                                 gcode ? gcode : "", gm);
+        return v;
+    }
+    if (s >= 400 && s <= 499) {
+        v.kind = GC_ERR_CLIENT;
+        v.message = apr_psprintf(p, "Genesys Cloud rejected the request (%ld%s%s): %s", s,
+                                 gcode ? " " : "", gcode ? gcode : "", gm);
+        return v;
+    }
+    if (s >= 500 && s <= 599) {
+        apr_interval_time_t ra;
+
+        v.kind = GC_ERR_SERVER;
+        v.message = apr_psprintf(p, "Genesys Cloud server error (%ld%s%s): %s", s,
+                                 gcode ? " " : "", gcode ? gcode : "", gm);
+        /* 502/503/504 come from the gateway layer: the service did not (fully)
+         * get the request or is unavailable, so any method is retried (as the
+         * Genesys SDKs do). 500 means the service itself failed while handling
+         * the request and may already have applied part of a PUT/PATCH/POST:
+         * only safe methods (GET/HEAD) are retried. 501/505/… are permanent. */
+        if (s == 502 || s == 503 || s == 504 || (s == 500 && c->retry_500)) {
+            v.outcome = V_RETRY;
+            if (parse_retry_after(apr_table_get(at->headers, "retry-after"), &ra)) {
+                if (ra > GC_UP_RETRY_AFTER_MAX) {
+                    v.outcome = V_FINAL;
+                    v.retry_after = ra;
+                    return v;
+                }
+                v.delay = ra;
+                v.retry_after = ra;
+            }
+        }
+        return v;
+    }
+    v.kind = GC_ERR_PROTOCOL;
+    v.message = s >= 300 && s <= 399
+                    ? apr_psprintf(p, "unexpected redirect (%ld), not followed", s)
+                    : apr_psprintf(p, "unexpected HTTP status %ld", s);
+    return v;
+}
+
+static gc_response_t *make_response(apr_pool_t *p, attempt_t *at, int attempts, int *bad_json)
+{
+    gc_response_t *r = apr_pcalloc(p, sizeof(*r));
+    const char *ct = apr_table_get(at->headers, "content-type");
+
+    *bad_json = 0;
+    r->status = (int)at->status;
+    r->body = at->buf->data ? at->buf->data : "";
+    r->body_len = at->buf->len;
+    r->headers = at->headers;
+    r->correlation_id = apr_table_get(at->headers, "inin-correlation-id");
+    r->attempts = attempts;
+    if (at->buf->len > 0) {
+        const char *b = at->buf->data;
+
+        while (*b == ' ' || *b == '\t' || *b == '\r' || *b == '\n') {
+            b++;
+        }
+        if (is_json_type(ct) || *b == '{' || *b == '[') {
+            r->json = json_pool_owned(at->pool, json_loadb(at->buf->data, at->buf->len, 0, NULL));
+            *bad_json = !r->json && is_json_type(ct);
+        }
+    }
+    return r;
+}
+
+static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
+                              const char **token, unsigned long *gen, gc_error_t **err);
+static void invalidate_if(gc_upstream_t *u, unsigned long gen);
+
+static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t *at,
+                        int attempt, int limit)
+{
+    const char *corr;
+
+    if (!gc_log_is_level(GC_LOG_DEBUG)) {
+        return;
+    }
+    corr = apr_table_get(at->headers, "inin-correlation-id");
+    if (at->cc == CURLE_OK) {
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
+               GCMON_LOGNO(101) "upstream %s %s -> %ld in %ld ms (op %s, attempt %d/%d, "
+               "ININ-Correlation-ID %s)", c->method, c->log_path, at->status,
+               (long)apr_time_as_msec(at->elapsed), c->op, attempt, limit, corr ? corr : "-");
+    }
+    else {
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
+               GCMON_LOGNO(102) "upstream %s %s -> no response in %ld ms: %s (op %s, "
+               "attempt %d/%d)", c->method, c->log_path, (long)apr_time_as_msec(at->elapsed),
+               curl_easy_strerror(at->cc), c->op, attempt, limit);
+    }
+}
+
+static void log_give_up(const call_t *c, const gc_error_t *e)
+{
+    int level;
+
+    switch (e->kind) {
+    case GC_ERR_NOT_FOUND:
+    case GC_ERR_CANCELLED:
+        level = GC_LOG_DEBUG;
+        break;
+    case GC_ERR_CLIENT:
+        level = GC_LOG_INFO;
+        break;
+    default:
+        level = GC_LOG_WARNING;
+        break;
+    }
+    gc_log(GC_LOG_MARK, level, APR_SUCCESS,
+           GCMON_LOGNO(103) "upstream %s %s failed (%s, %d attempt%s, status %d, "
+           "ININ-Correlation-ID %s): %s", c->method, c->log_path, gc_err_kind_name(e->kind),
+           e->attempts, e->attempts == 1 ? "" : "s", e->status,
+           e->correlation_id ? e->correlation_id : "-", e->message);
+}
+
+/* The retry loop shared by API calls and token requests. */
+static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
+                             gc_response_t **resp_out, gc_error_t **err_out)
+{
+    int attempt = 0, limit = c->max_attempts, renewed = 0, backoffs = 0;
+    int last_status = 0;
+    const char *last_corr = NULL;
+    apr_uint64_t rng = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)(uintptr_t)&rng << 16)
+                       ^ (apr_uint64_t)apr_os_thread_current();
+    gc_error_t *e;
+
+    if (!rng) {
+        rng = 0x9e3779b97f4a7c15ULL;
+    }
+    for (;;) {
+        apr_pool_t *ap;
+        attempt_t at;
+        verdict_t v;
+        const char *token = NULL, *auth = NULL;
+        unsigned long gen = 0;
+        apr_status_t rv;
+
+        if (is_cancelled(u)) {
+            e = make_err(p, GC_ERR_CANCELLED, last_status, "cancelled");
+            goto fail;
+        }
+        if (apr_pool_create(&ap, p) != APR_SUCCESS) {
+            e = make_err(p, GC_ERR_CONNECT, last_status, "out of memory");
+            goto fail;
+        }
+        if (c->token_request) {
+            auth = c->basic_auth;
+        }
+        else if (!c->no_auth) {
+            rv = get_token(u, p, ap, &token, &gen, &e);
+            if (rv != APR_SUCCESS) {
+                apr_pool_destroy(ap);
+                goto fail;
+            }
+            auth = apr_pstrcat(ap, "Authorization: Bearer ", token, NULL);
+        }
+
+        /* Then a slot of our own rate budget, before anything is sent. Token
+         * requests take none: they go to the login service, not the API. */
+        if (u->budget && !c->token_request) {
+            apr_interval_time_t ra = 0;
+
+            rv = gc_budget_acquire(u->budget,
+                                   c->budget_wait > 0 ? c->budget_wait : u->conf.request_timeout,
+                                   u->cancel, u->cancel_baton, &ra);
+            if (rv == APR_EINTR) {
+                apr_pool_destroy(ap);
+                e = make_err(p, GC_ERR_CANCELLED, last_status,
+                             "cancelled while waiting for the rate budget");
+                goto fail;
+            }
+            if (rv != APR_SUCCESS) {
+                apr_pool_destroy(ap);
+                e = make_err(p, GC_ERR_BUDGET, last_status,
+                             apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had "
+                                          "no free slot in time; retry after %ld ms",
+                                          ms_of(ra)));
+                e->retry_after = ra > 0 ? ra : GC_UP_SLICE;
+                goto fail;
+            }
+        }
+
+        memset(&at, 0, sizeof(at));
+        at.u = u;
+        at.pool = ap;
+        at.headers = apr_table_make(ap, 16);
+        at.buf = apr_pcalloc(ap, sizeof(*at.buf));
+        at.buf->max = u->max_body;
+        apr_pool_cleanup_register(ap, at.buf, body_buf_cleanup, apr_pool_cleanup_null);
+        attempt++;
+        if (c->token_request) {
+            apr_thread_mutex_lock(u->mutex);
+            u->token_requests++;
+            apr_thread_mutex_unlock(u->mutex);
+        }
+        perform(u, c, &at, auth);
+
+        if (u->metrics) {
+            gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_REQUESTS, c->op,
+                           gc_metrics_code_label(at.cc == CURLE_OK ? (int)at.status : 0));
+            gc_metrics_observe(u->metrics, GC_MET_UPSTREAM_LATENCY, NULL, NULL,
+                               (double)at.elapsed / (double)APR_USEC_PER_SEC);
+            if (at.cc == CURLE_OK && at.status == 429) {
+                gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
+            }
+        }
+        log_attempt(u, c, &at, attempt, limit);
+        if (at.cc == CURLE_OK) {
+            last_status = (int)at.status;
+            last_corr = apr_table_get(at.headers, "inin-correlation-id");
+            last_corr = last_corr ? apr_pstrdup(p, last_corr) : NULL;
+        }
+
+        v = classify(ap, u, c, &at, token, renewed);
+        if (v.outcome == V_SUCCESS) {
+            int bad_json;
+            gc_response_t *r = make_response(p, &at, attempt, &bad_json);
+
+            /* at.buf is owned by the attempt pool, which lives on in p */
+            *resp_out = r;
+            if (!bad_json) {
+                return APR_SUCCESS;
+            }
+            e = make_err(p, GC_ERR_PROTOCOL, r->status, "response is not valid JSON");
+            e->correlation_id = last_corr;
+            goto fail;
+        }
+        if (v.outcome == V_AUTH_RETRY) {
+            gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
+                   GCMON_LOGNO(104) "upstream %s %s: access token rejected (401), renewing it "
+                   "once", c->method, c->log_path);
+            invalidate_if(u, gen);
+            renewed = 1;
+            limit++;        /* the renewal retry does not use up the retry budget */
+            apr_pool_destroy(ap);
+            continue;
+        }
+        if (v.outcome == V_RETRY && attempt < limit) {
+            apr_interval_time_t d = v.delay >= 0 ? v.delay : backoff_delay(u, backoffs++, &rng);
+
+            gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
+                   GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
+                   c->log_path, v.message, (long)apr_time_as_msec(d));
+            apr_pool_destroy(ap);
+            if (wait_for(u, d)) {
+                e = make_err(p, GC_ERR_CANCELLED, last_status,
+                             "cancelled while waiting to retry");
+                e->correlation_id = last_corr;
+                goto fail;
+            }
+            continue;
+        }
+
+        /* Final: keep the attempt pool (child of p) for the response. */
+        e = make_err(p, v.kind, (int)at.status, apr_pstrdup(p, v.message));
+        e->code = v.code ? apr_pstrdup(p, v.code) : NULL;
+        e->retry_after = v.retry_after;
+        e->correlation_id = last_corr;
+        if (v.outcome == V_RETRY && v.kind != GC_ERR_THROTTLED) {
+            e->message = apr_psprintf(p, "%s (gave up after %d attempt%s)", e->message, attempt,
+                                      attempt == 1 ? "" : "s");
+        }
+        else if (v.outcome == V_RETRY) {
+            e->message = apr_psprintf(p, "%s (still throttled after %d attempts)", e->message,
+                                      attempt);
+        }
+        if (at.cc == CURLE_OK) {
+            int bad_json;
+
+            *resp_out = make_response(p, &at, attempt, &bad_json);
+        }
+        goto fail;
+    }
+
+fail:
+    e->attempts = attempt;
+    if (!e->correlation_id) {
+        e->correlation_id = last_corr;
+    }
+    *err_out = e;
+    if (!c->token_request || e->kind != GC_ERR_AUTH) {
+        log_give_up(c, e);
+    }
+    return APR_EGENERAL;
+}
+
+/* ---------------------------------------------------------------------------
+ * 5. Token cache
+ * ------------------------------------------------------------------------- */
+
+static int token_chars_ok(const char *t)
+{
+    for (; *t; t++) {
+        if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One token request (with retries). On success *tok is malloc'd. */
+static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, char **tok,
+                                apr_interval_time_t *lifetime, gc_error_t **err)
+{
+    call_t c;
+    gc_response_t *resp = NULL;
+    const char *creds, *at;
+    char *enc;
+    json_t *ex;
+    apr_int64_t life = GC_UP_TOKEN_DEFAULT_LIFE;
+    apr_status_t rv;
+    int len;
+
+    if (!u->conf.login_url || !*u->conf.login_url) {
+        *err = make_err(tp, GC_ERR_CONFIG, 0, "no login URL configured");
+        return APR_EINVAL;
+    }
+    memset(&c, 0, sizeof(c));
+    c.op = GC_UP_TOKEN_OP;
+    c.method = "POST";
+    c.url = apr_pstrcat(tp, u->conf.login_url, "/oauth/token", NULL);
+    c.log_path = apr_pstrcat(tp, strip_query(tp, u->conf.login_url), "/oauth/token", NULL);
+    c.body = "grant_type=client_credentials";
+    c.content_type = "application/x-www-form-urlencoded";
+    c.token_request = 1;
+    /* Asking for another token is harmless (the old one stays valid), so the
+     * token POST is retried like an idempotent request. */
+    c.idempotent = 1;
+    c.retry_500 = 1;
+    c.max_attempts = GC_UP_DEFAULT_ATTEMPTS;
+    creds = apr_pstrcat(tp, u->conf.client_id, ":", u->conf.client_secret, NULL);
+    len = (int)strlen(creds);
+    enc = apr_palloc(tp, (apr_size_t)apr_base64_encode_len(len));
+    apr_base64_encode(enc, creds, len);
+    c.basic_auth = apr_pstrcat(tp, "Authorization: Basic ", enc, NULL);
+
+    rv = run_call(u, tp, &c, &resp, err);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    at = json_string_value(json_object_get(resp->json, "access_token"));
+    if (!at || !*at || !token_chars_ok(at)) {
+        *err = make_err(tp, GC_ERR_PROTOCOL, resp->status,
+                        "login service answered without a usable access_token");
+        (*err)->attempts = resp->attempts;
+        (*err)->correlation_id = resp->correlation_id;
+        return APR_EGENERAL;
+    }
+    ex = json_object_get(resp->json, "expires_in");
+    if (json_is_integer(ex) && json_integer_value(ex) > 0) {
+        life = (apr_int64_t)json_integer_value(ex);
+    }
+    else if (json_is_real(ex) && json_real_value(ex) >= 1.0 && json_real_value(ex) < 1e9) {
+        life = (apr_int64_t)json_real_value(ex);
+    }
+    if (life > APR_INT64_C(100000000)) {
+        life = APR_INT64_C(100000000);
+    }
+    *lifetime = apr_time_from_sec(life);
+    *tok = strdup(at);
+    if (!*tok) {
+        *err = make_err(tp, GC_ERR_CONNECT, 0, "out of memory");
+        return APR_ENOMEM;
+    }
+    gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
+           GCMON_LOGNO(106) "obtained an access token from %s (valid %" APR_INT64_T_FMT " s)",
+           c.log_path, life);
+    return APR_SUCCESS;
+}
+
+static gc_error_t *copy_err(apr_pool_t *p, const gc_error_t *s)
+{
+    gc_error_t *e = apr_pmemdup(p, s, sizeof(*s));
+
+    e->message = apr_pstrdup(p, s->message);
+    e->code = apr_pstrdup(p, s->code);
+    e->correlation_id = apr_pstrdup(p, s->correlation_id);
+    return e;
+}
+
+/* A valid token (copied into tp) and its generation. Errors from p. Only one
+ * thread per client fetches; the others wait for it (cancellable) and share
+ * its result, so a burst of requests after expiry makes one token request. */
+static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
+                              const char **token, unsigned long *gen, gc_error_t **err)
+{
+    apr_pool_t *fp;
+    apr_status_t rv;
+    char *tok = NULL;
+    apr_interval_time_t life = 0;
+    apr_time_t started;
+    gc_error_t *fe = NULL;
+
+    if (!u->conf.client_id || !*u->conf.client_id || !u->conf.client_secret
+        || !*u->conf.client_secret) {
+        *err = make_err(p, GC_ERR_CONFIG, 0,
+                        "no OAuth client credentials configured (GcmonClientID, "
+                        "GcmonClientSecret)");
+        return APR_EINVAL;
+    }
+    apr_thread_mutex_lock(u->mutex);
+    for (;;) {
+        unsigned long seq;
+
+        if (u->token && client_now(u) < u->token_renew_at) {
+            *token = apr_pstrdup(tp, u->token);
+            *gen = u->token_gen;
+            apr_thread_mutex_unlock(u->mutex);
+            return APR_SUCCESS;
+        }
+        if (!u->fetching && client_now(u) < u->hold_until) {
+            /* The login service refused these credentials moments ago (they
+             * cannot have changed: config), or asked us to come back later:
+             * answer every caller from that result meanwhile instead of
+             * asking again for each incoming request. */
+            *err = make_err(p, u->fetch_kind, u->fetch_status, apr_pstrdup(p, u->fetch_message));
+            if (u->fetch_kind == GC_ERR_THROTTLED) {
+                (*err)->retry_after = u->hold_until - client_now(u);
+            }
+            apr_thread_mutex_unlock(u->mutex);
+            return APR_EGENERAL;
+        }
+        if (!u->fetching) {
+            break;
+        }
+        seq = u->fetch_seq;
+        while (u->fetching && u->fetch_seq == seq) {
+            apr_thread_cond_timedwait(u->cond, u->mutex, GC_UP_SLICE);
+            if (is_cancelled(u)) {
+                apr_thread_mutex_unlock(u->mutex);
+                *err = make_err(p, GC_ERR_CANCELLED, 0, "cancelled while waiting for a token");
+                return APR_EINTR;
+            }
+        }
+        if (u->fetch_seq != seq && !(u->token && client_now(u) < u->token_renew_at)) {
+            /* the fetch we waited for failed: report its error, don't stampede */
+            *err = make_err(p, u->fetch_kind, u->fetch_status,
+                            apr_pstrdup(p, u->fetch_message));
+            (*err)->retry_after = u->fetch_retry_after;
+            apr_thread_mutex_unlock(u->mutex);
+            return APR_EGENERAL;
+        }
+    }
+    u->fetching = 1;
+    apr_thread_mutex_unlock(u->mutex);
+
+    started = client_now(u);
+    if (apr_pool_create(&fp, p) != APR_SUCCESS) {
+        rv = APR_ENOMEM;
+        fe = make_err(p, GC_ERR_CONNECT, 0, "out of memory");
+        fp = NULL;
+    }
+    else {
+        rv = fetch_token(u, fp, &tok, &life, &fe);
+    }
+
+    apr_thread_mutex_lock(u->mutex);
+    if (rv == APR_SUCCESS) {
+        apr_interval_time_t keep = life - GC_UP_TOKEN_SKEW;
+
+        if (keep < life / 2) {
+            keep = life / 2;
+        }
+        free(u->token);
+        u->token = tok;
+        u->token_renew_at = started + keep;
+        u->token_gen++;
+        *token = apr_pstrdup(tp, tok);
+        *gen = u->token_gen;
+    }
+    else {
+        *err = copy_err(p, fe);
+        u->fetch_kind = fe->kind;
+        u->fetch_status = fe->status;
+        u->fetch_retry_after = fe->retry_after;
+        apr_cpystrn(u->fetch_message, fe->message ? fe->message : "", sizeof(u->fetch_message));
+        if (fe->kind == GC_ERR_THROTTLED && fe->retry_after > 0) {
+            u->hold_until = client_now(u) + fe->retry_after;
+        }
+        if (fe->kind == GC_ERR_AUTH) {
+            u->hold_until = client_now(u) + GC_UP_AUTH_FAIL_HOLD;
+            gc_log(GC_LOG_MARK, GC_LOG_WARNING, APR_SUCCESS,
+                   GCMON_LOGNO(107) "cannot obtain an access token: %s", fe->message);
+        }
+    }
+    u->fetching = 0;
+    u->fetch_seq++;
+    apr_thread_cond_broadcast(u->cond);
+    apr_thread_mutex_unlock(u->mutex);
+    if (fp) {
+        apr_pool_destroy(fp);
+    }
+    return rv;
+}
+
+static void invalidate_if(gc_upstream_t *u, unsigned long gen)
+{
+    apr_thread_mutex_lock(u->mutex);
+    if (u->token && u->token_gen == gen) {
+        free(u->token);
+        u->token = NULL;
+        u->token_gen++;
+    }
+    apr_thread_mutex_unlock(u->mutex);
+}
+
+/* ---------------------------------------------------------------------------
+ * 6. Public API
+ * ------------------------------------------------------------------------- */
+
+void gc_upstream_global_init(void)
+{
+    static int done;
+    CURLcode cc;
+
+    if (done) {
+        return;
+    }
+    cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (cc != CURLE_OK) {
+        gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_EGENERAL,
+               GCMON_LOGNO(108) "curl_global_init failed: %s", curl_easy_strerror(cc));
+        return;
+    }
+    done = 1;
+}
+
+static apr_status_t upstream_cleanup(void *data)
+{
+    gc_upstream_t *u = data;
+
+    if (u->share) {
+        curl_share_cleanup(u->share);
+        u->share = NULL;
+    }
+    free(u->token);
+    u->token = NULL;
+    return APR_SUCCESS;
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
+{
+    gc_upstream_t *u = ud;
+
+    (void)h; (void)access;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST && u->share_locks[data]) {
+        apr_thread_mutex_lock(u->share_locks[data]);
+    }
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+    gc_upstream_t *u = ud;
+
+    (void)h;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST && u->share_locks[data]) {
+        apr_thread_mutex_unlock(u->share_locks[data]);
+    }
+}
+
+static void setup_share(gc_upstream_t *u)
+{
+    int i;
+
+    for (i = 0; i < CURL_LOCK_DATA_LAST; i++) {
+        if (apr_thread_mutex_create(&u->share_locks[i], APR_THREAD_MUTEX_DEFAULT, u->pool)
+            != APR_SUCCESS) {
+            return;
+        }
+    }
+    u->share = curl_share_init();
+    if (!u->share) {
+        return;
+    }
+    if (curl_share_setopt(u->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK
+        || curl_share_setopt(u->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK
+        || curl_share_setopt(u->share, CURLSHOPT_USERDATA, u) != CURLSHE_OK
+        || curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK
+        || curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
+               != CURLSHE_OK) {
+        curl_share_cleanup(u->share);
+        u->share = NULL;
+    }
+}
+
+static const char *trim_slash(apr_pool_t *p, const char *s)
+{
+    size_t n;
+
+    if (!s) {
+        return NULL;
+    }
+    n = strlen(s);
+    while (n > 0 && s[n - 1] == '/') {
+        n--;
+    }
+    return apr_pstrmemdup(p, s, n);
+}
+
+gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
+                                  gc_budget_t *budget, gc_metrics_t *metrics)
+{
+    gc_upstream_t *u = apr_pcalloc(pool, sizeof(*u));
+
+    u->pool = pool;
+    u->conf.environment = apr_pstrdup(pool, conf->environment);
+    u->conf.api_url = trim_slash(pool, conf->api_url);
+    u->conf.login_url = trim_slash(pool, conf->login_url);
+    u->conf.client_id = apr_pstrdup(pool, conf->client_id);
+    u->conf.client_secret = apr_pstrdup(pool, conf->client_secret);
+    u->conf.ca_file = apr_pstrdup(pool, conf->ca_file);
+    u->conf.request_timeout = conf->request_timeout > 0 ? conf->request_timeout
+                                                        : GC_DEFAULT_REQUEST_TIMEOUT;
+    u->conf.rate_limit = conf->rate_limit;
+    u->budget = budget;
+    u->metrics = metrics;
+    u->backoff_base = GC_UP_BACKOFF_BASE;
+    u->backoff_cap = GC_UP_BACKOFF_CAP;
+    u->retry_after_default = GC_UP_RETRY_AFTER_DEFAULT;
+    u->max_body = GC_UP_MAX_BODY;
+    if (apr_thread_mutex_create(&u->mutex, APR_THREAD_MUTEX_DEFAULT, pool) != APR_SUCCESS
+        || apr_thread_cond_create(&u->cond, pool) != APR_SUCCESS) {
+        gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_EGENERAL,
+               GCMON_LOGNO(109) "cannot create the upstream client's mutex");
+        return NULL;
+    }
+    setup_share(u);
+    /* registered after the share's mutexes: runs before they are destroyed */
+    apr_pool_cleanup_register(pool, u, upstream_cleanup, apr_pool_cleanup_null);
+    return u;
+}
+
+void gc_upstream_set_cancel(gc_upstream_t *u, gc_cancel_fn *cancel, void *baton)
+{
+    u->cancel = cancel;
+    u->cancel_baton = baton;
+}
+
+apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_t *req,
+                              gc_response_t **resp, gc_error_t **err)
+{
+    call_t c;
+    const char *why = NULL;
+    int absolute = 0;
+
+    *resp = NULL;
+    *err = NULL;
+    memset(&c, 0, sizeof(c));
+    c.op = req->op ? req->op : "other";
+    c.method = req->method ? req->method : "GET";
+    c.log_path = req->path ? strip_query(p, req->path) : "(none)";
+    if (!is_method(c.method)) {
+        *err = make_err(p, GC_ERR_CONFIG, 0,
+                        apr_psprintf(p, "unsupported HTTP method '%s'",
+                                     sanitize(p, u, NULL, c.method, strlen(c.method), 20)));
+        log_give_up(&c, *err);
+        return APR_EINVAL;
+    }
+    c.url = build_url(p, u, req->path, &absolute, &why);
+    if (c.url && absolute && !req->no_auth && !same_origin_prefix(c.url, u->conf.api_url)) {
+        /* Never hand the bearer token to another host (pre-signed download
+         * URLs point at storage services): such calls must set no_auth. */
+        c.url = NULL;
+        why = "absolute URL outside the API URL needs no_auth (the access token is only "
+              "sent to the API URL)";
+    }
+    if (!c.url) {
+        c.log_path = req->path ? sanitize(p, u, NULL, c.log_path, strlen(c.log_path), 100)
+                               : "(none)";
+        *err = make_err(p, GC_ERR_CONFIG, 0, apr_pstrcat(p, "bad request URL: ", why, NULL));
+        log_give_up(&c, *err);
+        return APR_EINVAL;
+    }
+    c.body = req->body;
+    c.content_type = "application/json";
+    c.no_auth = req->no_auth;
+    c.idempotent = is_idempotent(c.method);
+    c.retry_500 = strcmp(c.method, "GET") == 0 || strcmp(c.method, "HEAD") == 0;
+    c.budget_wait = req->budget_wait;
+    c.max_attempts = req->max_attempts > 0 ? req->max_attempts : GC_UP_DEFAULT_ATTEMPTS;
+    return run_call(u, p, &c, resp, err);
+}
+
+void gc_upstream_invalidate_token(gc_upstream_t *u)
+{
+    apr_thread_mutex_lock(u->mutex);
+    free(u->token);
+    u->token = NULL;
+    u->token_gen++;
+    u->hold_until = 0;
+    apr_thread_mutex_unlock(u->mutex);
+}
+
+int gc_upstream_token_requests(gc_upstream_t *u)
+{
+    int n;
+
+    apr_thread_mutex_lock(u->mutex);
+    n = u->token_requests;
+    apr_thread_mutex_unlock(u->mutex);
+    return n;
+}

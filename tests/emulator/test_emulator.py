@@ -1,0 +1,666 @@
+"""Tests of the Genesys Cloud emulator itself: a real subprocess started through client.py.
+
+Run: /usr/bin/python3 -m pytest -q tests/emulator
+"""
+import asyncio
+import base64
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+
+import aiohttp
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from emulator.client import Emulator, EmulatorError  # noqa: E402
+
+CLIENT_ID, CLIENT_SECRET = "emu-test-client", "emu-test-secret"
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+ERROR_KEYS = {"message", "code", "status", "messageParams", "contextId", "details", "errors"}
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    e = Emulator(tmp_path_factory.mktemp("emu"), client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    e.start()
+    yield e
+    e.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh(emu):
+    emu.reset()
+    yield
+
+
+@pytest.fixture
+def token(emu):
+    return emu.token()
+
+
+def basic(client_id=CLIENT_ID, secret=CLIENT_SECRET):
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def token_request(emu, auth=None, grant="client_credentials"):
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if auth:
+        headers["Authorization"] = auth
+    return emu.request("POST", "/oauth/token", body=f"grant_type={grant}", headers=headers)
+
+
+def add_agents(emu, n, prefix="Agent", **common):
+    return emu.add_agents([{"name": f"{prefix} {i:03d}", **common} for i in range(n)])
+
+
+def assert_genesys_error(r, status, code):
+    assert r.status == status, r
+    body = r.json
+    assert ERROR_KEYS <= set(body), body
+    assert body["status"] == status and body["code"] == code
+    assert body["contextId"] == r.header("ININ-Correlation-ID")
+
+
+def run(coro, timeout=20):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+# ------------------------------------------------------------------------ OAuth
+
+def test_token_good_credentials(emu):
+    r = token_request(emu, basic())
+    assert r.status == 200
+    body = r.json
+    assert body["token_type"] == "bearer" and body["expires_in"] == 86400
+    assert len(body["access_token"]) >= 32
+    assert r.header("ININ-Correlation-ID")
+    assert emu.stats()["tokens_issued"] == 1
+
+
+@pytest.mark.parametrize("auth", [None, basic(secret="wrong"), basic(client_id="other"), "Basic !!!"])
+def test_token_bad_credentials(emu, auth):
+    r = token_request(emu, auth)
+    assert r.status == 401
+    assert r.json["error"] == "invalid_client"
+    assert {"description", "error_description"} <= set(r.json)
+
+
+def test_token_unsupported_grant(emu):
+    r = token_request(emu, basic(), grant="password")
+    assert r.status == 400 and r.json["error"] == "unsupported_grant_type"
+
+
+def test_token_expiry_is_honoured(emu):
+    emu.config(token_expires=1)
+    r = token_request(emu, basic())
+    assert r.json["expires_in"] == 1
+    tok = r.json["access_token"]
+    assert emu.request("GET", "/api/v2/organizations/me", token=tok).status == 200
+    emu.wait_for(lambda: emu.request("GET", "/api/v2/organizations/me", token=tok).status == 401,
+                 timeout=4, message="token expiry")
+    assert_genesys_error(emu.request("GET", "/api/v2/organizations/me", token=tok), 401, "bad.credentials")
+
+
+def test_api_requires_bearer(emu):
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": basic()}):
+        r = emu.request("GET", "/api/v2/organizations/me", headers=headers)
+        assert_genesys_error(r, 401, "bad.credentials")
+
+
+def test_revoked_tokens_get_401(emu, token):
+    emu.revoke_tokens()
+    assert emu.request("GET", "/api/v2/organizations/me", token=token).status == 401
+
+
+def test_organization_and_unknown_route(emu, token):
+    r = emu.request("GET", "/api/v2/organizations/me", token=token)
+    assert r.status == 200
+    assert {"id", "name", "defaultSiteId", "thirdPartyOrgName", "domain", "version"} <= set(r.json)
+    assert r.json["state"] == "active"
+    assert_genesys_error(emu.request("GET", "/api/v2/no/such/thing", token=token), 404, "not.found")
+
+
+# ------------------------------------------------------------------------ users & presence
+
+def test_users_snapshot_shapes(emu, token):
+    a, b, c = add_agents(emu, 3, presence="OnQueue", routing_status="INTERACTING")
+    r = emu.request("GET", f"/api/v2/users?id={a['id']}&id={b['id']}&expand=routingStatus,presence"
+                           "&pageSize=100", token=token)
+    assert r.status == 200
+    body = r.json
+    assert {"pageSize", "pageNumber", "total", "pageCount"} <= set(body)
+    assert body["total"] == 2 and [u["id"] for u in body["entities"]] == [a["id"], b["id"]]
+    user = body["entities"][0]
+    assert user["name"] == a["name"] and user["state"] == "active" and "@" in user["email"]
+    assert user["routingStatus"]["userId"] == a["id"]
+    assert user["routingStatus"]["status"] == "INTERACTING"
+    assert ISO_MS.match(user["routingStatus"]["startTime"])
+    presence = user["presence"]
+    assert presence["source"] == "PURECLOUD"
+    assert presence["presenceDefinition"]["systemPresence"] == "On Queue"   # REST user-presence casing
+    assert ISO_MS.match(presence["modifiedDate"]) and "message" in presence
+    # expansions only when asked
+    plain = emu.request("GET", f"/api/v2/users?id={c['id']}", token=token).json["entities"][0]
+    assert "routingStatus" not in plain and "presence" not in plain
+
+
+def test_users_id_limit_and_paging(emu, token):
+    agents = add_agents(emu, 30)
+    ids = "&".join(f"id=u{i}" for i in range(101))
+    assert_genesys_error(emu.request("GET", f"/api/v2/users?{ids}", token=token), 400, "bad.request")
+    ok = "&".join(f"id={a['id']}" for a in agents[:100])
+    assert emu.request("GET", f"/api/v2/users?{ok}&pageSize=100", token=token).json["total"] == 30
+    page2 = emu.request("GET", "/api/v2/users?pageSize=20&pageNumber=2", token=token).json
+    assert len(page2["entities"]) == 10 and page2["total"] == 30 and page2["pageCount"] == 2
+
+
+def test_single_user(emu, token):
+    (a,) = add_agents(emu, 1)
+    r = emu.request("GET", f"/api/v2/users/{a['id']}?expand=presence", token=token)
+    assert r.status == 200 and r.json["presence"]["presenceDefinition"]["systemPresence"] == "Available"
+    assert_genesys_error(emu.request("GET", "/api/v2/users/nobody", token=token), 404, "not.found")
+
+
+def test_presence_definitions(emu, token):
+    r = emu.request("GET", "/api/v2/presence/definitions", token=token)
+    assert r.status == 200
+    defs = r.json["entities"]
+    system = {d["systemPresence"] for d in defs if d["type"] == "System"}
+    assert system == {"Available", "Away", "Busy", "Break", "Meal", "Meeting", "Training", "Offline",
+                      "Idle", "OnQueue"}
+    (secondary,) = [d for d in defs if d["type"] == "User"]
+    assert secondary["languageLabels"]["en_US"] == "Lunch Walk" and secondary["systemPresence"] == "Meal"
+    assert not secondary["primary"] and all(d["deactivated"] is False for d in defs)
+
+
+def definition_id(emu, token, label):
+    defs = emu.request("GET", "/api/v2/presence/definitions", token=token).json["entities"]
+    return next(d["id"] for d in defs if d["languageLabels"]["en_US"] == label)
+
+
+def test_presence_patch_updates_state_and_timeline(emu, token):
+    (a,) = add_agents(emu, 1)
+    path = f"/api/v2/users/{a['id']}/presences/purecloud"
+    before = emu.request("GET", path, token=token).json
+    assert before["presenceDefinition"]["systemPresence"] == "Available"
+    on_queue = definition_id(emu, token, "On Queue")
+    r = emu.request("PATCH", path, body={"presenceDefinition": {"id": on_queue}, "message": "hi"},
+                    token=token)
+    assert r.status == 200
+    assert r.json["presenceDefinition"] == {"id": on_queue, "systemPresence": "On Queue",
+                                            "selfUri": f"/api/v2/presencedefinitions/{on_queue}"}
+    assert r.json["message"] == "hi" and ISO_MS.match(r.json["modifiedDate"])
+    assert r.json["modifiedDate"] >= before["modifiedDate"]
+    agent = emu.agent(a["id"])
+    assert agent["presence"] == "OnQueue" and agent["routing_status"] == "IDLE"   # going on queue
+    last = agent["timeline"][-1]
+    assert last["presence"] == "OnQueue" and last["routing_status"] == "IDLE" and last["state"] == "IDLE"
+    assert last["at"] == r.json["modifiedDate"] and last["source"] == "api"
+    # the org-defined secondary presence
+    walk = definition_id(emu, token, "Lunch Walk")
+    r = emu.request("PATCH", path, body={"presenceDefinition": {"id": walk}}, token=token)
+    assert r.json["presenceDefinition"]["systemPresence"] == "Meal"
+    assert emu.agent(a["id"])["routing_status"] == "OFF_QUEUE"
+    assert_genesys_error(emu.request("PATCH", path, body={"presenceDefinition": {"id": "bogus"}},
+                                     token=token), 400, "bad.request")
+
+
+def test_routing_status_get_put(emu, token):
+    (a,) = add_agents(emu, 1)
+    path = f"/api/v2/users/{a['id']}/routingstatus"
+    r = emu.request("GET", path, token=token)
+    assert r.json["status"] == "OFF_QUEUE" and r.json["userId"] == a["id"]
+    r = emu.request("PUT", path, body={"status": "IDLE"}, token=token)
+    assert r.status == 200 and r.json["status"] == "IDLE" and ISO_MS.match(r.json["startTime"])
+    agent = emu.agent(a["id"])
+    assert agent["presence"] == "OnQueue" and agent["timeline"][-1]["state"] == "IDLE"
+    r = emu.request("PUT", path, body={"status": "DANCING"}, token=token)
+    assert_genesys_error(r, 400, "bad.request")
+
+
+def test_control_state_any_casing_and_at(emu):
+    (a,) = add_agents(emu, 1)
+    for name in ("ON_QUEUE", "on queue", "OnQueue"):
+        emu.set_state(a["id"], presence="Available")
+        assert emu.set_state(a["id"], presence=name)["presence"] == "OnQueue"
+    r = emu.set_state(a["id"], routing_status="interacting", at="2024-01-15T10:30:00.123Z")
+    assert r["routing_status"] == "INTERACTING" and r["routing_start"] == "2024-01-15T10:30:00.123Z"
+    assert r["state"] == "INTERACTING"
+    assert emu.set_state(a["id"], routing_status="INTERACTING")["changed"] is False
+    assert emu.set_state(a["id"], routing_status="INTERACTING", force=True)["changed"] is True
+    with pytest.raises(EmulatorError):
+        emu.set_state(a["id"], presence="Sleeping")
+
+
+# ------------------------------------------------------------------------ routing
+
+def test_queue_get_put_version(emu, token):
+    add_agents(emu, 2, queues=["q1"])
+    path = "/api/v2/routing/queues/q1"
+    queue = emu.request("GET", path, token=token).json
+    assert queue["memberCount"] == 2 and queue["version"] == 1
+    assert {"acwSettings", "mediaSettings", "skillEvaluationMethod", "bullseye"} <= set(queue)
+    queue["skillEvaluationMethod"] = "BEST"
+    r = emu.request("PUT", path, body=queue, token=token)
+    assert r.status == 200 and r.json["version"] == 2 and r.json["skillEvaluationMethod"] == "BEST"
+    assert emu.request("GET", path, token=token).json["skillEvaluationMethod"] == "BEST"
+    assert_genesys_error(emu.request("PUT", path, body=queue, token=token), 409, "general.conflict")
+    assert_genesys_error(emu.request("GET", "/api/v2/routing/queues/nope", token=token), 404, "not.found")
+
+
+def test_members_paging_by_next_uri(emu, token):
+    agents = add_agents(emu, 250, queues=["big"],
+                        skills=[{"id": "sk-sales", "name": "Sales", "proficiency": 2.5}])
+    emu.add_agents([{"name": "Zed Unskilled", "queues": ["big"]}])
+    uri, pages, seen = "/api/v2/routing/queues/big/members?pageSize=100&skills=sk-sales", 0, []
+    while uri:
+        r = emu.request("GET", uri, token=token)
+        assert r.status == 200
+        body = r.json
+        assert "total" not in body and "pageCount" not in body
+        assert body["firstUri"].startswith("/api/v2/routing/queues/big/members?")
+        seen += body["entities"]
+        pages += 1
+        uri = body.get("nextUri")
+        assert uri is None or uri.startswith("/api/v2/") and "skills=sk-sales" in uri
+    assert pages == 3 and len(seen) == 250
+    assert {m["id"] for m in seen} == {a["id"] for a in agents}
+    member = seen[0]
+    assert member["memberBy"] == "user" and member["joined"] is True and member["ringNumber"] == 1
+    assert member["user"]["id"] == member["id"] and member["routingStatus"]["status"] == "OFF_QUEUE"
+    total = emu.request("GET", "/api/v2/routing/queues/big/members?pageSize=100&pageNumber=3", token=token)
+    assert len(total.json["entities"]) == 51 and "nextUri" not in total.json
+    assert_genesys_error(emu.request("GET", "/api/v2/routing/queues/big/members?pageSize=101",
+                                     token=token), 400, "bad.request")
+
+
+def test_control_queues_and_members(emu, token):
+    a, b = add_agents(emu, 2)
+    (q,) = emu.add_queues([{"id": "q9", "name": "Nine", "members": [a["id"]], "waiting": 4}])
+    assert q["members"] == [{"id": a["id"], "ring_number": 1, "joined": True}]
+    emu.set_members("q9", [{"id": b["id"], "ring_number": 2, "joined": False}])
+    members = emu.request("GET", "/api/v2/routing/queues/q9/members", token=token).json["entities"]
+    assert [(m["id"], m["ringNumber"], m["joined"]) for m in members] == [(b["id"], 2, False)]
+
+
+def test_routing_skills(emu, token):
+    (a,) = emu.add_agents([{"name": "Skilled", "skills": [{"id": "s1", "name": "Sales", "proficiency": 1},
+                                                         {"id": "s2", "name": "Support", "proficiency": 4}]}])
+    path = f"/api/v2/users/{a['id']}/routingskills"
+    listing = emu.request("GET", path, token=token).json
+    assert [(s["id"], s["name"], s["proficiency"], s["state"]) for s in listing["entities"]] == \
+        [("s1", "Sales", 1.0, "active"), ("s2", "Support", 4.0, "active")]
+    r = emu.request("PUT", f"{path}/s1", body={"id": "s1", "proficiency": 3.25, "state": "active"},
+                    token=token)
+    assert r.status == 200 and r.json["proficiency"] == 3.25
+    assert emu.request("GET", path, token=token).json["entities"][0]["proficiency"] == 3.25
+    assert emu.request("PUT", f"{path}/s1", body={"proficiency": 7}, token=token).status == 400
+    assert emu.request("PUT", f"{path}/nope", body={"proficiency": 1}, token=token).status == 404
+
+
+def test_queue_observations(emu, token):
+    specs = [("OnQueue", "IDLE"), ("OnQueue", "INTERACTING"), ("OnQueue", "COMMUNICATING"),
+             ("Break", None)]
+    emu.add_agents([{"name": f"A{i}", "presence": p, **({"routing_status": r} if r else {}),
+                     "queues": ["q1"]} for i, (p, r) in enumerate(specs)])
+    emu.add_queues([{"id": "q1", "waiting": 7}])
+    body = {"filter": {"type": "or", "predicates": [{"dimension": "queueId", "value": "q1"}]},
+            "metrics": ["oOnQueueUsers", "oInteracting", "oWaiting"]}
+    r = emu.request("POST", "/api/v2/analytics/queues/observations/query", body=body, token=token)
+    assert r.status == 200
+    (result,) = r.json["results"]
+    assert result["group"] == {"queueId": "q1"}
+    assert {d["metric"]: d["stats"]["count"] for d in result["data"]} == \
+        {"oOnQueueUsers": 3, "oInteracting": 2, "oWaiting": 7}
+
+
+# ------------------------------------------------------------------------ faults
+
+ORG = "/api/v2/organizations/me"
+
+
+def test_fault_429_with_retry_after_then_normal(emu, token):
+    emu.fault(ORG, status=429, count=2, method="GET", retry_after=3)
+    for _ in range(2):
+        r = emu.request("GET", ORG, token=token)
+        assert_genesys_error(r, 429, "too.many.requests")
+        assert r.header("Retry-After") == "3"
+    assert emu.request("GET", ORG, token=token).status == 200
+    stats = emu.stats()
+    assert stats["faults_injected"] == 2 and stats["rate_limited"] == 0
+
+
+def test_fault_503_custom_body_and_method_filter(emu, token):
+    emu.fault(r"^/api/v2/org", status=503, method="POST")
+    assert emu.request("GET", ORG, token=token).status == 200          # method does not match
+    emu.fault(ORG, status=503)
+    assert_genesys_error(emu.request("GET", ORG, token=token), 503, "service.unavailable")
+    emu.fault(r"^/oauth/token$", status=401, body={"error": "invalid_client", "description": "x",
+                                                   "error_description": "x"})
+    r = token_request(emu, basic())
+    assert r.status == 401 and r.json["error"] == "invalid_client"
+    assert token_request(emu, basic()).status == 200
+
+
+def test_fault_delay(emu, token):
+    emu.fault(ORG, delay=0.6)
+    t0 = time.monotonic()
+    assert emu.request("GET", ORG, token=token).status == 200
+    assert time.monotonic() - t0 >= 0.55
+
+
+def test_fault_drop_and_clear(emu, token):
+    emu.fault(ORG, drop=True)
+    with pytest.raises((ConnectionError, urllib.error.URLError, OSError)):
+        emu.request("GET", ORG, token=token)
+    assert emu.request("GET", ORG, token=token).status == 200
+    emu.fault(ORG, status=500, count=5)
+    emu.clear_faults()
+    assert emu.request("GET", ORG, token=token).status == 200
+
+
+# ------------------------------------------------------------------------ request log, rate limit
+
+def test_request_log(emu):
+    emu.clear_requests()
+    tok = emu.token()
+    emu.request("GET", f"{ORG}?x=1&x=2", token=tok)
+    emu.stats()                                      # control requests are not logged
+    log = emu.requests()
+    assert [(e["method"], e["path"]) for e in log] == [("POST", "/oauth/token"), ("GET", ORG)]
+    oauth, org = log
+    assert oauth["headers"]["Authorization"] == basic() and oauth["body"] == "grant_type=client_credentials"
+    assert org["headers"]["Authorization"] == f"Bearer {tok}" and org["status"] == 200
+    assert org["query"] == "x=1&x=2" and org["params"] == {"x": ["1", "2"]}
+    assert isinstance(org["at"], float) and org["at"] >= oauth["at"]
+    assert emu.requests(path=r"^/oauth/") == [oauth]
+    assert emu.requests(method="GET") == [org]
+    assert emu.requests(since=oauth["seq"]) == [org]
+    emu.clear_requests()
+    assert emu.requests() == []
+    assert emu.stats()["requests_by_route"]["GET /api/v2/organizations/me"] == 1
+
+
+def test_rate_limit(emu, token):
+    emu.config(rate_limit=3)
+    assert [emu.request("GET", ORG, token=token).status for _ in range(3)] == [200] * 3
+    r = emu.request("GET", ORG, token=token)
+    assert_genesys_error(r, 429, "too.many.requests")
+    assert 1 <= int(r.header("Retry-After")) <= 60
+    assert emu.request("GET", ORG, token=emu.token()).status == 200     # per token
+    assert emu.stats()["rate_limited"] == 1
+
+
+# ------------------------------------------------------------------------ notifications (REST)
+
+def create_channel(emu, token):
+    r = emu.request("POST", "/api/v2/notifications/channels", token=token)
+    assert r.status == 200, r
+    return r.json
+
+
+def test_channel_create_list_head(emu, token):
+    ch = create_channel(emu, token)
+    assert ch["id"].startswith("streaming-")
+    assert ch["connectUri"] == f"ws://127.0.0.1:{emu.port}/channels/{ch['id']}"
+    assert ISO_MS.match(ch["expires"])
+    listed = emu.request("GET", "/api/v2/notifications/channels", token=token).json["entities"]
+    assert [c["id"] for c in listed] == [ch["id"]]
+    assert emu.request("HEAD", f"/api/v2/notifications/channels/{ch['id']}", token=token).status == 200
+    assert emu.request("HEAD", "/api/v2/notifications/channels/streaming-0-nope", token=token).status == 404
+
+
+def test_channel_limit(emu, token):
+    for _ in range(20):
+        create_channel(emu, token)
+    r = emu.request("POST", "/api/v2/notifications/channels", token=emu.token())   # same client
+    assert_genesys_error(r, 400, "bad.request")
+    assert "20" in r.json["message"]
+
+
+def test_subscriptions(emu, token):
+    a, b = add_agents(emu, 2)
+    ch = create_channel(emu, token)
+    path = f"/api/v2/notifications/channels/{ch['id']}/subscriptions"
+    topics = [f"v2.users.{a['id']}.activity", "v2.users.ghost.activity", f"v2.users.{a['id']}.weather"]
+    r = emu.request("PUT", path, body=[{"id": t} for t in topics], token=token)
+    assert r.status == 200
+    states = {e["id"]: e for e in r.json["entities"]}
+    assert states[topics[0]]["state"] == "Permitted"
+    assert states[topics[1]]["state"] == "Rejected" and "ghost" in states[topics[1]]["rejectionReason"]
+    assert states[topics[2]]["state"] == "Rejected" and states[topics[2]]["rejectionReason"]
+    r = emu.request("POST", path, body=[{"id": f"v2.users.{b['id']}.activity"}], token=token)
+    assert [e["id"] for e in r.json["entities"]] == [topics[0], f"v2.users.{b['id']}.activity"]
+    assert len(emu.request("GET", path, token=token).json["entities"]) == 2
+    assert emu.request("DELETE", path, token=token).status in (200, 204)
+    assert emu.request("GET", path, token=token).json["entities"] == []
+    assert emu.request("GET", "/api/v2/notifications/channels/streaming-0-nope/subscriptions",
+                       token=token).status == 404
+
+
+def test_subscription_topic_limit(emu, token):
+    agents = add_agents(emu, 1001)
+    ch = create_channel(emu, token)
+    path = f"/api/v2/notifications/channels/{ch['id']}/subscriptions"
+    topics = [{"id": f"v2.users.{a['id']}.activity"} for a in agents]
+    assert_genesys_error(emu.request("PUT", path, body=topics, token=token), 400, "bad.request")
+    assert emu.request("PUT", path, body=topics[:1000], token=token).status == 200
+    assert_genesys_error(emu.request("POST", path, body=topics[1000:], token=token), 400, "bad.request")
+
+
+# ------------------------------------------------------------------------ notifications (WebSocket)
+
+async def receive(ws, timeout=3.0, skip=("channel.metadata",)):
+    """Next JSON message whose topicName is not in `skip`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return msg
+        data = json.loads(msg.data)
+        if data.get("topicName") not in skip:
+            return data
+
+
+def subscribed_channel(emu, token, agent_ids, kind="activity"):
+    ch = create_channel(emu, token)
+    r = emu.request("PUT", f"/api/v2/notifications/channels/{ch['id']}/subscriptions",
+                    body=[{"id": f"v2.users.{u}.{kind}"} for u in agent_ids], token=token)
+    assert all(e["state"] == "Permitted" for e in r.json["entities"])
+    return ch
+
+
+def wait_connected(emu, channel_id):
+    emu.wait_for(lambda: any(c["id"] == channel_id and c["connected"] for c in emu.channels()),
+                 timeout=3, message="socket attached")
+
+
+def test_websocket_activity_event(emu, token):
+    (a,) = add_agents(emu, 1, queues=["q1"])
+    ch = subscribed_channel(emu, token, [a["id"]])
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            wait_connected(emu, ch["id"])
+            state = emu.set_state(a["id"], presence="On Queue")
+            event = await receive(ws)
+            assert event["topicName"] == f"v2.users.{a['id']}.activity" and event["version"] == "2"
+            body = event["eventBody"]
+            assert body["id"] == a["id"] and body["activeQueueIds"] == ["q1"]
+            assert body["routingStatus"] == {"status": "IDLE", "startTime": state["routing_start"]}
+            assert body["presence"]["presenceDefinition"]["systemPresence"] == "ON_QUEUE"
+            assert body["presence"]["modifiedDate"] == state["presence_modified"]
+            assert event["metadata"]["CorrelationId"]
+            emu.set_state(a["id"], routing_status="INTERACTING")
+            assert (await receive(ws))["eventBody"]["routingStatus"]["status"] == "INTERACTING"
+            emu.set_state(a["id"], presence="Break")
+            event = await receive(ws)
+            assert event["eventBody"]["presence"]["presenceDefinition"]["systemPresence"] == "BREAK"
+            assert event["eventBody"]["routingStatus"]["status"] == "OFF_QUEUE"
+    run(scenario())
+    assert emu.stats()["notifications_sent"] == 3
+
+
+def test_websocket_presence_and_routing_topics(emu, token):
+    (a,) = add_agents(emu, 1)
+    ch = create_channel(emu, token)
+    emu.request("PUT", f"/api/v2/notifications/channels/{ch['id']}/subscriptions", token=token,
+                body=[{"id": f"v2.users.{a['id']}.presence"}, {"id": f"v2.users.{a['id']}.routingStatus"}])
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            wait_connected(emu, ch["id"])
+            emu.set_state(a["id"], presence="OnQueue")
+            events = {(await receive(ws))["topicName"].rsplit(".", 1)[1] for _ in range(2)}
+            assert events == {"presence", "routingStatus"}
+    run(scenario())
+
+
+def test_websocket_unknown_channel(emu):
+    async def scenario():
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                await s.ws_connect(f"{emu.url.replace('http', 'ws')}/channels/streaming-0-nope")
+            assert exc.value.status == 404
+    run(scenario())
+
+
+def test_heartbeats_and_ping(emu, token):
+    emu.config(heartbeat=1)
+    ch = create_channel(emu, token)
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            beats = []
+            while len(beats) < 3:
+                msg = await receive(ws, timeout=2.5, skip=())
+                assert msg == {"topicName": "channel.metadata",
+                               "eventBody": {"message": "WebSocket Heartbeat"}}
+                beats.append(time.monotonic())
+            gaps = [b - a for a, b in zip(beats, beats[1:])]
+            assert all(0.7 <= g <= 1.4 for g in gaps), gaps
+            await ws.send_str(json.dumps({"message": "ping"}))
+            pong = await receive(ws, skip=(), timeout=2)
+            while pong["eventBody"]["message"] != "pong":      # a heartbeat may come first
+                pong = await receive(ws, skip=(), timeout=2)
+            assert pong == {"topicName": "channel.metadata", "eventBody": {"message": "pong"}}
+    run(scenario())
+
+
+def test_ws_faults_stop_heartbeats_and_ignore_pings(emu, token):
+    emu.config(heartbeat=0.3)
+    ch = create_channel(emu, token)
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            await receive(ws, skip=())                          # heartbeats flow
+            wait_connected(emu, ch["id"])
+            assert emu.ws_fault("stop_heartbeats") == 1
+            assert emu.ws_fault("ignore_pings", channel=ch["id"]) == 1
+            await ws.send_str(json.dumps({"message": "ping"}))
+            # a heartbeat already queued may still arrive; after that, silence
+            with pytest.raises(asyncio.TimeoutError):
+                while True:
+                    await receive(ws, skip=(), timeout=1.0)
+    run(scenario())
+
+
+def test_second_socket_displaces_first(emu, token):
+    (a,) = add_agents(emu, 1)
+    ch = subscribed_channel(emu, token, [a["id"]])
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s:
+            first = await s.ws_connect(ch["connectUri"])
+            wait_connected(emu, ch["id"])
+            second = await s.ws_connect(ch["connectUri"])
+            msg = await first.receive(timeout=3)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            emu.wait_for(lambda: emu.stats()["active_sockets"] == 1, timeout=3, message="one socket")
+            emu.set_state(a["id"], presence="Away")
+            assert (await receive(second))["eventBody"]["id"] == a["id"]
+            await second.close()
+    run(scenario())
+    assert emu.stats()["ws_displaced"] == 1
+
+
+def test_ws_fault_socket_closing_and_no_longer_subscribed(emu, token):
+    (a,) = add_agents(emu, 1)
+    ch = subscribed_channel(emu, token, [a["id"]])
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            wait_connected(emu, ch["id"])
+            assert emu.ws_fault("socket_closing", grace=0.5) == 1
+            assert (await receive(ws))["topicName"] == "v2.system.socket_closing"
+            msg = await ws.receive(timeout=3)                  # closed after the grace period
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            wait_connected(emu, ch["id"])
+            emu.ws_fault("no_longer_subscribed", channel=ch["id"])
+            event = await receive(ws)
+            assert event["topicName"] == f"v2.system.no_longer_subscribed.{ch['id']}"
+            assert event["eventBody"]["systemTopicType"] == "no_longer_subscribed"
+            subs = emu.request("GET", f"/api/v2/notifications/channels/{ch['id']}/subscriptions", token=token)
+            assert subs.json["entities"] == []
+    run(scenario())
+
+
+def test_ws_fault_token_revoked_malformed_and_drop(emu, token):
+    ch = create_channel(emu, token)
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            wait_connected(emu, ch["id"])
+            emu.ws_fault("malformed")
+            first = await ws.receive(timeout=3)
+            with pytest.raises(ValueError):
+                json.loads(first.data)
+            assert "topicName" not in json.loads((await ws.receive(timeout=3)).data)
+            emu.ws_fault("token_revoked")
+            assert (await receive(ws))["topicName"] == f"v2.system.token_revoked.{ch['id']}"
+            assert emu.request("GET", ORG, token=token).status == 401
+            emu.ws_fault("drop")
+            msg = await ws.receive(timeout=3)
+            assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE)
+    run(scenario())
+    emu.wait_for(lambda: emu.stats()["active_sockets"] == 0, timeout=3, message="socket gone")
+
+
+# ------------------------------------------------------------------------ simulation, reset
+
+def test_simulation_churns_and_records_ground_truth(emu, token):
+    info = emu.simulate(agents=12, queues=2, churn=200)
+    assert len(info["agent_ids"]) == 12 and len(info["queues"]) == 2
+    emu.wait_for(lambda: emu.stats()["state_changes"] >= 40, timeout=5, message="churn")
+    emu.stop_simulation()
+    agents = emu.agents()
+    assert len(agents) == 12 and all(" " in a["name"] for a in agents)
+    assert sum(len(a["timeline"]) for a in agents) >= 40 + 12
+    for agent in agents:
+        # the timeline ends in the agent's current state, which the REST API also shows
+        assert agent["timeline"][-1]["state"] == agent["state"]
+    qid = info["queues"][0]["id"]
+    members = emu.request("GET", f"/api/v2/routing/queues/{qid}/members?pageSize=100", token=token).json
+    assert members["entities"]
+    # stable ids: a second simulation reuses the same agents and queues
+    emu.reset()
+    again = emu.simulate(agents=12, queues=2, churn=0)
+    assert again["agent_ids"] == info["agent_ids"] and again["queues"] == info["queues"]
+
+
+def test_reset_clears_everything(emu, token):
+    add_agents(emu, 2, queues=["q1"])
+    emu.fault(ORG, status=500, count=3)
+    emu.config(rate_limit=1)
+    create_channel(emu, token)
+    emu.reset()
+    stats = emu.stats()
+    assert (stats["agents"], stats["queues"], stats["channels"], stats["faults_pending"]) == (0, 0, 0, 0)
+    assert emu.requests() == []
+    assert emu.request("GET", ORG, token=token).status == 401          # tokens are gone too
+    tok = emu.token()
+    assert [emu.request("GET", ORG, token=tok).status for _ in range(2)] == [200, 200]

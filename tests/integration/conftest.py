@@ -1,0 +1,65 @@
+"""pytest fixtures: a real apache2 with gcmon and the Genesys Cloud emulator.
+
+A test module sets GCMON_CONF (extra gcmon directives) and optionally
+HTTPD_ENV / START_SERVERS; the `httpd` fixture starts one server per module.
+Every test fails when error_log gains unexpected [error]/[crit] or crash
+lines; a test lists lines it expects with @pytest.mark.allow_log(regex, ...).
+"""
+import os
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from emulator.client import Emulator  # noqa: E402
+from httpd import Httpd  # noqa: E402
+
+CLIENT_ID = "gcmon-test"
+CLIENT_SECRET = "s3cret-value-7f1c"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "allow_log(*regex): error_log lines a test expects")
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    workdir = tempfile.mkdtemp(prefix="gcmon-emu-")
+    emu = Emulator(workdir, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+def default_conf():
+    return (f"GcmonClientID {CLIENT_ID}\n"
+            f"GcmonClientSecret env:GCMON_TEST_SECRET\n")
+
+
+@pytest.fixture(scope="module")
+def httpd(request, emulator):
+    conf = getattr(request.module, "GCMON_CONF", default_conf())
+    env = {"GCMON_TEST_SECRET": CLIENT_SECRET}
+    env.update(getattr(request.module, "HTTPD_ENV", {}))
+    h = Httpd(emulator_url=emulator.url, gcmon_conf=conf, env=env,
+              start_servers=getattr(request.module, "START_SERVERS", 2))
+    h.start()
+    yield h
+    h.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def error_log_clean(request):
+    if "httpd" not in request.fixturenames:
+        yield
+        return
+    h = request.getfixturevalue("httpd")
+    h.mark_log()
+    yield
+    marker = request.node.get_closest_marker("allow_log")
+    allow = marker.args if marker else ()
+    bad = h.bad_lines(allow)
+    assert not bad, "unexpected error_log lines:\n" + "\n".join(bad)

@@ -1,0 +1,110 @@
+"""Directives: apache2 -t refuses bad values naming the directive, contacts no
+upstream, and secrets never leak into logs or mod_info."""
+import os
+import tempfile
+
+import pytest
+
+from conftest import CLIENT_ID, CLIENT_SECRET
+from httpd import Httpd
+
+BASE = f"GcmonClientID {CLIENT_ID}\nGcmonClientSecret env:GCMON_TEST_SECRET\n"
+
+
+@pytest.fixture(scope="module")
+def bare(emulator):
+    h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET})
+    yield h
+    h.cleanup()
+
+
+@pytest.mark.parametrize("conf,directive,reason", [
+    ("GcmonEnvironment https://mypurecloud.com", "GcmonEnvironment", "region domain"),
+    ("GcmonEnvironment localhost", "GcmonEnvironment", "region domain"),
+    ("GcmonApiURL ftp://api.example.com", "GcmonApiURL", "only http and https"),
+    ("GcmonLoginURL login.example.com", "GcmonLoginURL", "absolute URL"),
+    ("GcmonClientSecret env:GCMON_DEFINITELY_UNSET", "GcmonClientSecret",
+     "GCMON_DEFINITELY_UNSET is not set"),
+    ("GcmonClientSecret file:/nonexistent/secret", "GcmonClientSecret",
+     "cannot read secret file"),
+    ("GcmonTLSCAFile /nonexistent/ca.pem", "GcmonTLSCAFile", "not a readable file"),
+    ("GcmonRequestTimeout -5s", "GcmonRequestTimeout", "not a duration"),
+    ("GcmonRequestTimeout 10x", "GcmonRequestTimeout", "unknown unit"),
+    ("GcmonRequestTimeout 0", "GcmonRequestTimeout", "minimum"),
+    ("GcmonRateLimit 0", "GcmonRateLimit", "outside"),
+    ("GcmonRateLimit lots", "GcmonRateLimit", "not a number"),
+    ("GcmonMaxBody 0", "GcmonMaxBody", "outside"),
+    ("<VirtualHost 127.0.0.1:1>\nGcmonRateLimit 5\n</VirtualHost>", "GcmonRateLimit",
+     "cannot occur within"),
+    ("GcmonReconnectBackoff 10s 5s", "GcmonReconnectBackoff", "above the maximum"),
+    ("GcmonReconnectBackoff 1s", "GcmonReconnectBackoff", "takes two arguments"),
+    ("GcmonTopicsPerChannel 1001", "GcmonTopicsPerChannel", "outside 1..1000"),
+    ("GcmonTopicsPerChannel 0", "GcmonTopicsPerChannel", "outside 1..1000"),
+    ("GcmonMonitorQueue q1 'bad id'", "GcmonMonitorQueue", "not a Genesys Cloud id"),
+    ("GcmonMonitorUser ../etc", "GcmonMonitorUser", "not a Genesys Cloud id"),
+    ("GcmonHeartbeatTimeout 0s", "GcmonHeartbeatTimeout", "minimum"),
+    ("GcmonPongTimeout -1", "GcmonPongTimeout", "not a duration"),
+    ("GcmonMembershipRefresh 5y", "GcmonMembershipRefresh", "unknown unit"),
+    ("GcmonRetention soon", "GcmonRetention", "not a duration"),
+    ("GcmonStream maybe", "GcmonStream", "must be On or Off"),
+    ("<VirtualHost 127.0.0.1:1>\nGcmonStream On\n</VirtualHost>", "GcmonStream",
+     "cannot occur within"),
+])
+def test_bad_values_fail_configtest(bare, conf, directive, reason):
+    rc, out = bare.configtest(gcmon_conf=BASE + conf)
+    assert rc != 0, out
+    assert directive in out, out
+    assert reason in out, out
+
+
+def test_client_id_without_secret_fails(bare):
+    rc, out = bare.configtest(gcmon_conf=f"GcmonClientID {CLIENT_ID}\n")
+    assert rc != 0
+    assert "GCM1001" in out and "GcmonClientSecret" in out, out
+
+
+def test_stream_without_api_fails(bare):
+    # apache2 -t doesn't run post_config; a real start must refuse.
+    h = Httpd(modules=("gcmon_stream",), gcmon_conf="")
+    try:
+        with pytest.raises(RuntimeError):
+            h.start(timeout=5)
+        assert "GCM2001" in h.read_log() + h._read("logs/stdout")
+    finally:
+        h.cleanup()
+
+
+def test_good_config_contacts_no_upstream(bare, emulator):
+    emulator.clear_requests()
+    rc, out = bare.configtest(gcmon_conf=BASE + "GcmonRateLimit 120\nGcmonRequestTimeout 90s\n")
+    assert rc == 0, out
+    assert "Syntax OK" in out
+    assert emulator.requests() == []
+    assert CLIENT_SECRET not in out
+
+
+def test_secret_forms_and_hiding(emulator):
+    fd, path = tempfile.mkstemp(prefix="gcmon-secret-")
+    os.write(fd, (CLIENT_SECRET + "\n").encode())
+    os.close(fd)
+    os.chmod(path, 0o600)  # read as root at config time, before children drop privileges
+    try:
+        for secret, literal in ((f"file:{path}", False), (CLIENT_SECRET, True)):
+            h = Httpd(emulator_url=emulator.url,
+                      gcmon_conf=f"GcmonClientID {CLIENT_ID}\nGcmonClientSecret {secret}\n")
+            try:
+                h.start()
+                r = h.admin("POST", "/gcmon/api/v1/admin/upstream/check", body={})
+                assert r.status == 200, r
+                info = h.get("/server-info?config")
+                assert info.status == 200
+                assert "GcmonClientSecret [hidden]" in info.text.replace("&nbsp;", " ") or \
+                    "[hidden]" in info.text
+                assert CLIENT_SECRET not in info.text
+                log = h.read_log()
+                assert CLIENT_SECRET not in log
+                assert ("GCM10: GcmonClientSecret is given as a literal value" in log) == literal
+            finally:
+                h.cleanup()
+    finally:
+        os.unlink(path)

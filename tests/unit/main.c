@@ -1,0 +1,26 @@
+/* Check runner for the gcmon core. Prints Check's summary line for CI. */
+#include <stdlib.h>
+
+#include <apr_general.h>
+
+#include "gc_upstream.h"
+#include "unit.h"
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    apr_initialize();
+    gc_upstream_global_init();
+    sr = srunner_create(conf_suite());
+    srunner_add_suite(sr, budget_suite());
+    srunner_add_suite(sr, metrics_suite());
+    srunner_add_suite(sr, upstream_suite());
+    srunner_add_suite(sr, state_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    apr_terminate();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
