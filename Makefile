@@ -101,7 +101,13 @@ install: all
 	install -m 644 conf/gcmon.load conf/gcmon.conf $(DESTDIR)/etc/apache2/mods-available/
 	cp -r htdocs/. $(DESTDIR)/usr/share/gcmon/htdocs/
 
-bench: all
+BENCH_BIN := $(BUILD)/bench_ingest
+
+$(BENCH_BIN): bench/ingest.c $(CORE_HDR) $(CORE_LA)
+	$(CC) $(CFLAGS_GC) -o $@ bench/ingest.c $(BUILD)/.libs/libgcmon.a \
+	    -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
+
+bench: all $(BENCH_BIN)
 	$(PYTHON) bench/run.py
 
 clean:

@@ -4,7 +4,8 @@
 set -eu
 PKGS="apache2 apache2-dev libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
 libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev pkg-config
-check python3 python3-aiohttp python3-pytest sqlite3 curl"
+check python3 python3-aiohttp python3-pytest sqlite3 curl
+prometheus wrk"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -29,17 +29,17 @@ struct route {
 
 /* ---------------------------------------------------------------- responses */
 
-static void common_headers(request_rec *r)
+void gcmon_api_common_headers(request_rec *r)
 {
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     apr_table_setn(r->headers_out, "X-Content-Type-Options", "nosniff");
 }
 
-static int send_text(request_rec *r, int status, const char *ctype, const char *text,
-                     apr_size_t len)
+int gcmon_api_send_text(request_rec *r, int status, const char *ctype, const char *text,
+                        apr_size_t len)
 {
     r->status = status;
-    common_headers(r);
+    gcmon_api_common_headers(r);
     ap_set_content_type(r, ctype);
     ap_set_content_length(r, (apr_off_t)len);
     if (!r->header_only) {
@@ -48,8 +48,7 @@ static int send_text(request_rec *r, int status, const char *ctype, const char *
     return OK;
 }
 
-/* Send a JSON document (reference stolen). */
-static int send_json(request_rec *r, int status, json_t *doc)
+int gcmon_api_send_json(request_rec *r, int status, json_t *doc)
 {
     char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
     int rc;
@@ -60,14 +59,13 @@ static int send_json(request_rec *r, int status, json_t *doc)
                       "\"status\":500,\"detail\":\"response could not be encoded\"}");
         status = HTTP_INTERNAL_SERVER_ERROR;
     }
-    rc = send_text(r, status, "application/json; charset=utf-8", text, strlen(text));
+    rc = gcmon_api_send_text(r, status, "application/json; charset=utf-8", text, strlen(text));
     free(text);
     return rc;
 }
 
-/* RFC 9457 problem; `errors` (stolen, may be NULL) lists {field,message}. */
-static int send_problem(request_rec *r, int status, const char *slug, const char *title,
-                        const char *detail, json_t *errors)
+int gcmon_api_send_problem(request_rec *r, int status, const char *slug, const char *title,
+                           const char *detail, json_t *errors)
 {
     json_t *p = json_pack("{s:s, s:s, s:i}", "type", apr_pstrcat(r->pool, PROBLEM_BASE, slug,
                                                                  NULL),
@@ -83,18 +81,18 @@ static int send_problem(request_rec *r, int status, const char *slug, const char
     }
     text = json_dumps(p, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(p);
-    send_text(r, status, "application/problem+json", text ? text : "{}",
-              text ? strlen(text) : 2);
+    gcmon_api_send_text(r, status, "application/problem+json", text ? text : "{}",
+                        text ? strlen(text) : 2);
     free(text);
     return OK;
 }
 
-static json_t *field_error(const char *field, const char *message)
+json_t *gcmon_api_field_error(const char *field, const char *message)
 {
     return json_pack("[{s:s, s:s}]", "field", field, "message", message);
 }
 
-static void count_validation(const char *type)
+void gcmon_api_count_validation(const char *type)
 {
     gcmon_api_runtime_t *rt = gcmon_api_runtime();
     if (rt && rt->shared.metrics) {
@@ -111,22 +109,25 @@ static int send_upstream_error(request_rec *r, const gc_error_t *e)
         apr_int64_t secs = (e->retry_after + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT, secs > 0 ? secs : 1));
-        return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "upstream_throttled",
-                            "Genesys Cloud throttling outlasted the retry budget",
-                            e->message, NULL);
+        return gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "upstream_throttled",
+                                      "Genesys Cloud throttling outlasted the retry budget",
+                                      e->message, NULL);
     }
     case GC_ERR_CONFIG:
-        return send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "upstream_misconfigured",
-                            "The Genesys Cloud connection is misconfigured", e->message, NULL);
+        return gcmon_api_send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "upstream_misconfigured",
+                                      "The Genesys Cloud connection is misconfigured",
+                                      e->message, NULL);
     case GC_ERR_AUTH:
-        return send_problem(r, HTTP_BAD_GATEWAY, "upstream_auth_failed",
-                            "Genesys Cloud refused gcmon's credentials", e->message, NULL);
+        return gcmon_api_send_problem(r, HTTP_BAD_GATEWAY, "upstream_auth_failed",
+                                      "Genesys Cloud refused gcmon's credentials",
+                                      e->message, NULL);
     case GC_ERR_FORBIDDEN:
-        return send_problem(r, HTTP_BAD_GATEWAY, "upstream_forbidden",
-                            "gcmon's OAuth client lacks a permission", e->message, NULL);
+        return gcmon_api_send_problem(r, HTTP_BAD_GATEWAY, "upstream_forbidden",
+                                      "gcmon's OAuth client lacks a permission",
+                                      e->message, NULL);
     default:
-        return send_problem(r, HTTP_BAD_GATEWAY, "upstream_error",
-                            "Genesys Cloud request failed", e->message, NULL);
+        return gcmon_api_send_problem(r, HTTP_BAD_GATEWAY, "upstream_error",
+                                      "Genesys Cloud request failed", e->message, NULL);
     }
 }
 
@@ -212,37 +213,39 @@ static int admin_guard(request_rec *r, json_t **body)
 
     *body = NULL;
     if (site && !strcasecmp(site, "cross-site")) {
-        count_validation("csrf_rejected");
-        send_problem(r, HTTP_FORBIDDEN, "cross_site_request", "Cross-site request refused",
-                     "admin writes are refused when Sec-Fetch-Site is cross-site", NULL);
+        gcmon_api_count_validation("csrf_rejected");
+        gcmon_api_send_problem(r, HTTP_FORBIDDEN, "cross_site_request",
+                               "Cross-site request refused",
+                               "admin writes are refused when Sec-Fetch-Site is cross-site",
+                               NULL);
         return DONE;
     }
     if (!marker || strcmp(marker, "1")) {
-        count_validation("csrf_rejected");
-        send_problem(r, HTTP_FORBIDDEN, "missing_request_header",
-                     "Missing X-Gcmon-Request header",
-                     "admin writes must carry the header X-Gcmon-Request: 1", NULL);
+        gcmon_api_count_validation("csrf_rejected");
+        gcmon_api_send_problem(r, HTTP_FORBIDDEN, "missing_request_header",
+                               "Missing X-Gcmon-Request header",
+                               "admin writes must carry the header X-Gcmon-Request: 1", NULL);
         return DONE;
     }
     if (!is_json_type(apr_table_get(r->headers_in, "Content-Type"))) {
-        count_validation("unsupported_media_type");
-        send_problem(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                     "Unsupported media type", "admin writes take Content-Type: application/json",
-                     NULL);
+        gcmon_api_count_validation("unsupported_media_type");
+        gcmon_api_send_problem(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                               "Unsupported media type",
+                               "admin writes take Content-Type: application/json", NULL);
         return DONE;
     }
     rc = read_body(r, max, &buf, &len);
     if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-        count_validation("body_too_large");
+        gcmon_api_count_validation("body_too_large");
         r->connection->keepalive = AP_CONN_CLOSE;
-        send_problem(r, rc, "body_too_large", "Request body too large",
-                     apr_psprintf(r->pool, "the body exceeds GcmonMaxBody (%ld bytes)", max),
-                     NULL);
+        gcmon_api_send_problem(r, rc, "body_too_large", "Request body too large",
+                               apr_psprintf(r->pool, "the body exceeds GcmonMaxBody (%ld bytes)",
+                                            max), NULL);
         return DONE;
     }
     if (rc != OK) {
-        send_problem(r, HTTP_BAD_REQUEST, "bad_body", "Request body could not be read", NULL,
-                     NULL);
+        gcmon_api_send_problem(r, HTTP_BAD_REQUEST, "bad_body", "Request body could not be read",
+                               NULL, NULL);
         return DONE;
     }
     if (len == 0) {
@@ -251,20 +254,19 @@ static int admin_guard(request_rec *r, json_t **body)
     *body = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!*body) {
         int dup = json_error_code(&jerr) == json_error_duplicate_key;
-        count_validation(dup ? "duplicate_key" : "malformed_json");
-        send_problem(r, HTTP_BAD_REQUEST, dup ? "duplicate_key" : "malformed_json",
-                     dup ? "Duplicate key in JSON body" : "Malformed JSON body",
-                     apr_psprintf(r->pool, "line %d, column %d: %s", jerr.line, jerr.column,
-                                  jerr.text),
-                     NULL);
+        gcmon_api_count_validation(dup ? "duplicate_key" : "malformed_json");
+        gcmon_api_send_problem(r, HTTP_BAD_REQUEST, dup ? "duplicate_key" : "malformed_json",
+                               dup ? "Duplicate key in JSON body" : "Malformed JSON body",
+                               apr_psprintf(r->pool, "line %d, column %d: %s", jerr.line,
+                                            jerr.column, jerr.text), NULL);
         return DONE;
     }
     if (!json_is_object(*body)) {
         json_decref(*body);
         *body = NULL;
-        count_validation("invalid_type");
-        send_problem(r, HTTP_BAD_REQUEST, "invalid_body", "Invalid body",
-                     "the body must be a JSON object", NULL);
+        gcmon_api_count_validation("invalid_type");
+        gcmon_api_send_problem(r, HTTP_BAD_REQUEST, "invalid_body", "Invalid body",
+                               "the body must be a JSON object", NULL);
         return DONE;
     }
     return OK;
@@ -274,8 +276,8 @@ static int admin_guard(request_rec *r, json_t **body)
 
 static int health(request_rec *r, const route_t *rt, const char **params, json_t *body)
 {
-    return send_json(r, HTTP_OK, json_pack("{s:s, s:s}", "status", "ok", "version",
-                                           GCMON_VERSION));
+    return gcmon_api_send_json(r, HTTP_OK, json_pack("{s:s, s:s}", "status", "ok", "version",
+                                                     GCMON_VERSION));
 }
 
 static int metrics(request_rec *r, const route_t *rt, const char **params, json_t *body)
@@ -284,12 +286,12 @@ static int metrics(request_rec *r, const route_t *rt, const char **params, json_
     const char *text;
 
     if (!run || !run->shared.metrics) {
-        return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "metrics_unavailable",
-                            "Metrics are not available", NULL, NULL);
+        return gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "metrics_unavailable",
+                                      "Metrics are not available", NULL, NULL);
     }
     text = gc_metrics_render(run->shared.metrics, r->pool);
-    return send_text(r, HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
-                     strlen(text));
+    return gcmon_api_send_text(r, HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
+                               strlen(text));
 }
 
 /* SPEC §5.2: served by mod_gcmon_stream from its shared-memory status. */
@@ -304,7 +306,7 @@ static int stream_status(request_rec *r, const route_t *rt, const char **params,
                "\"agents_monitored\":0,\"last_event_at\":null,\"events_total\":0,"
                "\"reconnects_total\":0,\"last_error\":null}";
     }
-    return send_text(r, HTTP_OK, "application/json; charset=utf-8", text, strlen(text));
+    return gcmon_api_send_text(r, HTTP_OK, "application/json; charset=utf-8", text, strlen(text));
 }
 
 /* Operator's connection test: token + GET /api/v2/organizations/me. */
@@ -319,15 +321,15 @@ static int upstream_check(request_rec *r, const route_t *rt, const char **params
     const char *actor = r->user ? r->user : "-";
 
     if (renew && !json_is_boolean(renew)) {
-        count_validation("invalid_type");
-        return send_problem(r, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
-                            "renew_token must be a boolean",
-                            field_error("renew_token", "must be a boolean"));
+        gcmon_api_count_validation("invalid_type");
+        return gcmon_api_send_problem(r, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
+                                      "renew_token must be a boolean",
+                                      gcmon_api_field_error("renew_token", "must be a boolean"));
     }
     if (!run || !run->upstream) {
-        return send_problem(r, HTTP_SERVICE_UNAVAILABLE, "upstream_not_configured",
-                            "No Genesys Cloud connection is configured",
-                            "set GcmonClientID and GcmonClientSecret", NULL);
+        return gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "upstream_not_configured",
+                                      "No Genesys Cloud connection is configured",
+                                      "set GcmonClientID and GcmonClientSecret", NULL);
     }
     if (json_is_true(renew)) {
         gc_upstream_invalidate_token(run->upstream);
@@ -344,17 +346,42 @@ static int upstream_check(request_rec *r, const route_t *rt, const char **params
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, GCMON_LOGNO(1100) "upstream check by %s: ok",
                   actor);
-    return send_json(r, HTTP_OK, json_pack(
+    return gcmon_api_send_json(r, HTTP_OK, json_pack(
         "{s:s, s:{s:O?, s:O?}, s:s, s:i, s:I}", "status", "ok", "organization",
         "id", json_object_get(resp->json, "id"), "name", json_object_get(resp->json, "name"),
         "api_url", gcmon_api_conf()->conn.api_url, "attempts", resp->attempts,
         "latency_ms", (json_int_t)apr_time_as_msec(apr_time_now() - start)));
 }
 
+/* The read API lives in mod_gcmon_api_read.c. */
+static int history(request_rec *r, const route_t *rt, const char **params, json_t *body)
+{
+    return gcmon_api_read_history(r, params);
+}
+
+static int agents(request_rec *r, const route_t *rt, const char **params, json_t *body)
+{
+    return gcmon_api_read_agents(r, params);
+}
+
+static int agent(request_rec *r, const route_t *rt, const char **params, json_t *body)
+{
+    return gcmon_api_read_agent(r, params);
+}
+
+static int alerts(request_rec *r, const route_t *rt, const char **params, json_t *body)
+{
+    return gcmon_api_read_alerts(r, params);
+}
+
 static const route_t routes[] = {
     { "v1/health", M_GET, "health", 0, health },
     { "v1/metrics", M_GET, "metrics", 0, metrics },
     { "v1/stream", M_GET, "stream", 0, stream_status },
+    { "v1/agent-status/history", M_GET, "history", 0, history },
+    { "v1/agents", M_GET, "agents", 0, agents },
+    { "v1/agents/*", M_GET, "agent", 0, agent },
+    { "v1/alerts", M_GET, "alerts", 0, alerts },
     { "v1/admin/upstream/check", M_POST, "upstream_check", 1, upstream_check },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -463,13 +490,13 @@ static int dispatch(request_rec *r, const char **route_name)
     ap_discard_request_body(r);
     if (allow) {
         apr_table_setn(r->headers_out, "Allow", allow);
-        return send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                            "Method not allowed",
-                            apr_psprintf(r->pool, "%s is not allowed here; use %s", r->method,
-                                         allow), NULL);
+        return gcmon_api_send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                                      "Method not allowed",
+                                      apr_psprintf(r->pool, "%s is not allowed here; use %s",
+                                                   r->method, allow), NULL);
     }
-    return send_problem(r, HTTP_NOT_FOUND, "not_found", "Not found",
-                        "no gcmon API resource at this path", NULL);
+    return gcmon_api_send_problem(r, HTTP_NOT_FOUND, "not_found", "Not found",
+                                  "no gcmon API resource at this path", NULL);
 }
 
 int gcmon_api_handler(request_rec *r)

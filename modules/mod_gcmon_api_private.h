@@ -49,4 +49,25 @@ gcmon_api_runtime_t *gcmon_api_runtime(void);
 
 int gcmon_api_handler(request_rec *r);
 
+/* Responses (mod_gcmon_api_handler.c). Each sets r->status, Cache-Control:
+ * no-store and X-Content-Type-Options: nosniff, and returns OK. */
+void gcmon_api_common_headers(request_rec *r);
+int gcmon_api_send_text(request_rec *r, int status, const char *ctype, const char *text,
+                        apr_size_t len);
+/* A JSON document (reference stolen), application/json; charset=utf-8. */
+int gcmon_api_send_json(request_rec *r, int status, json_t *doc);
+/* RFC 9457 problem; `errors` (stolen, may be NULL) lists {field,message}. */
+int gcmon_api_send_problem(request_rec *r, int status, const char *slug, const char *title,
+                           const char *detail, json_t *errors);
+/* [{"field": field, "message": message}] */
+json_t *gcmon_api_field_error(const char *field, const char *message);
+/* gcmon_validation_errors_total{error_type} += 1 */
+void gcmon_api_count_validation(const char *type);
+
+/* Read endpoints (mod_gcmon_api_read.c); params are the path's "*" segments. */
+int gcmon_api_read_history(request_rec *r, const char **params);
+int gcmon_api_read_agents(request_rec *r, const char **params);
+int gcmon_api_read_agent(request_rec *r, const char **params);
+int gcmon_api_read_alerts(request_rec *r, const char **params);
+
 #endif

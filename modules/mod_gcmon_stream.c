@@ -1,26 +1,98 @@
 /* mod_gcmon_stream: the monitor of live agent state. It takes the Genesys
- * Cloud connection, the rate budget and the metrics from mod_gcmon_api. */
+ * Cloud connection, the rate budget and the metrics from mod_gcmon_api, and
+ * mod_dbd's connections for its database. Each child runs a monitor thread;
+ * exactly one of them (per database) holds the stream — see docs/stream.md. */
 #define GCMON_MODULE_MAIN
 #include <apr_optional.h>
+#include <apr_dbd.h>
 #include <http_core.h>
+#include <mod_dbd.h>
+#include <mod_status.h>
+#include <mpm_common.h>
 
 #include "mod_gcmon_stream_private.h"
 
 static APR_OPTIONAL_FN_TYPE(gcmon_api_shared) *api_shared;
 
+static gcmon_stream_conf_t *stream_conf(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &gcmon_stream_module);
+}
+
+/* What apache2 -t can check: our own directives and mod_dbd's presence. */
+static int gcmon_stream_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                                     server_rec *s)
+{
+    gcmon_stream_conf_t *c = stream_conf(s);
+    long max_users = (long)GC_MAX_CHANNELS * (c->mon.topics_per_channel > 0
+                                              ? c->mon.topics_per_channel
+                                              : GC_MAX_TOPICS_PER_CHANNEL);
+
+    if (c->mon.enabled <= 0) {
+        return OK;
+    }
+    if (!APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open) || !APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close)) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     GCMON_LOGNO(2003) "GcmonStream On needs mod_dbd for its database: "
+                     "load it (a2enmod dbd) and set DBDriver and DBDParams");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (c->mon.queues->nelts + c->mon.users->nelts == 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     GCMON_LOGNO(2002) "GcmonStream On needs at least one GcmonMonitorQueue "
+                     "or GcmonMonitorUser: nothing to monitor");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (c->mon.users->nelts > max_users) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     GCMON_LOGNO(2005) "%d users are configured with GcmonMonitorUser, but "
+                     "Genesys Cloud allows at most %d notification channels of %d topics "
+                     "(GcmonTopicsPerChannel), i.e. %ld users", c->mon.users->nelts,
+                     GC_MAX_CHANNELS, (int)(max_users / GC_MAX_CHANNELS), max_users);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    return OK;
+}
+
 static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                     server_rec *s)
 {
+    gcmon_stream_conf_t *c = stream_conf(s);
+    const gcmon_shared_t *sh;
+
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
     gcmon_glue_log_bridge(&gcmon_stream_module, s, pconf);
     api_shared = APR_RETRIEVE_OPTIONAL_FN(gcmon_api_shared);
-    if (!api_shared || !api_shared()) {
+    if (!api_shared || !(sh = api_shared())) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2001) "mod_gcmon_stream needs mod_gcmon_api: load "
                      "mod_gcmon_api.so before mod_gcmon_stream.so (see conf/gcmon.load)");
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    gc_monitor_conf_defaults(&c->mon);
+    if (c->mon.enabled && (!sh->conn->client_id || !sh->conn->client_secret)) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     GCMON_LOGNO(2004) "GcmonStream On needs the Genesys Cloud client "
+                     "credentials: set GcmonClientID and GcmonClientSecret");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (gcmon_stream_status_setup(s, c->mon.enabled) != OK) {
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (c->mon.enabled) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     GCMON_LOGNO(2007) "gcmon_stream: monitoring %d queue(s) and %d user(s); "
+                     "%d topics per channel, heartbeat timeout %s, pong timeout %s, "
+                     "backoff %s..%s, membership refresh %s, retention %s",
+                     c->mon.queues->nelts, c->mon.users->nelts, c->mon.topics_per_channel,
+                     gc_format_duration(ptemp, c->mon.heartbeat_timeout),
+                     gc_format_duration(ptemp, c->mon.pong_timeout),
+                     gc_format_duration(ptemp, c->mon.backoff_min),
+                     gc_format_duration(ptemp, c->mon.backoff_max),
+                     gc_format_duration(ptemp, c->mon.membership_refresh),
+                     gc_format_duration(ptemp, c->mon.retention));
     }
     return OK;
 }
@@ -28,13 +100,22 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
 static void gcmon_stream_child_init(apr_pool_t *pchild, server_rec *s)
 {
     gcmon_glue_log_bridge(&gcmon_stream_module, s, pchild);
+    if (api_shared && api_shared()) {
+        gcmon_stream_thread_start(pchild, s, api_shared(), stream_conf(s));
+    }
 }
 
 static void gcmon_stream_register_hooks(apr_pool_t *p)
 {
     static const char *const after_api[] = { "mod_gcmon_api.c", NULL };
+    static const char *const after_api_dbd[] = { "mod_gcmon_api.c", "mod_dbd.c", NULL };
+
+    ap_hook_check_config(gcmon_stream_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(gcmon_stream_post_config, after_api, NULL, APR_HOOK_MIDDLE);
-    ap_hook_child_init(gcmon_stream_child_init, after_api, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(gcmon_stream_child_init, after_api_dbd, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(gcmon_stream_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, gcmon_stream_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
+    gcmon_stream_status_register();
 }
 
 AP_DECLARE_MODULE(gcmon_stream) = {

@@ -7,6 +7,7 @@
 
 #include "gc_log.h"
 #include "gc_monitor.h"
+#include "gc_stream_status.h"
 #include "gcmon_glue.h"
 
 /* The main file gets this from AP_DECLARE_MODULE. */
@@ -21,5 +22,18 @@ typedef struct {
 
 extern const command_rec gcmon_stream_cmds[];
 void *gcmon_stream_create_server_conf(apr_pool_t *p, server_rec *s);
+
+/* mod_gcmon_stream_status.c: the status block in shared memory (created by
+ * the parent, inherited by children), mod_status and /v1/stream. */
+int gcmon_stream_status_setup(server_rec *s, int enabled);
+gc_stream_status_t *gcmon_stream_status_block(void);
+const char *gcmon_stream_host(void);
+void gcmon_stream_status_register(void);
+int gcmon_stream_status_hook(request_rec *r, int flags);
+
+/* mod_gcmon_stream_thread.c: the monitor thread of each child. */
+void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_shared_t *sh,
+                               const gcmon_stream_conf_t *c);
+void gcmon_stream_child_stopping(apr_pool_t *pchild, int graceful);
 
 #endif

@@ -31,4 +31,80 @@ void gc_monitor_conf_defaults(gc_monitor_conf_t *c);
  * 1..64 of [A-Za-z0-9-_]. */
 int gc_id_valid(const char *s);
 
+/* ------------------------------------------------------------------ monitor */
+
+struct gc_store;
+struct gc_budget;
+struct gc_metrics;
+struct gc_conn_conf;
+struct gc_stream_status;
+
+/* What the module glue gives the monitor. Callbacks get `baton`. */
+typedef struct gc_monitor_env {
+    const gc_monitor_conf_t *conf;
+    const struct gc_conn_conf *conn;
+    struct gc_budget *budget;               /* may be NULL (tests, bench) */
+    struct gc_metrics *metrics;             /* may be NULL */
+    struct gc_stream_status *status;        /* may be NULL */
+    const char *host;                       /* this host's name, for the holder id */
+    void *baton;
+
+    /* Open a database connection for the calling thread (kept for long; the
+     * glue uses mod_dbd's ap_dbd_open + gc_store_wrap). *handle is passed back
+     * to db_close. APR_SUCCESS or an error with *err. */
+    apr_status_t (*db_open)(void *baton, apr_pool_t *p, struct gc_store **store,
+                            void **handle, const char **err);
+    void (*db_close)(void *baton, void *handle);
+
+    /* May this process lead right now? False while its configuration
+     * generation is not the running one (graceful restart), or when stopping. */
+    int (*may_lead)(void *baton);
+    /* The process is stopping (in addition to gc_monitor_stop). May be NULL. */
+    int (*cancelled)(void *baton);
+
+    /* Timings; 0 = the defaults below. */
+    apr_interval_time_t lease_ttl;          /* 15 s */
+    apr_interval_time_t lease_renew;        /* 3 s */
+    apr_interval_time_t lease_poll;         /* 2 s */
+    int queue_max;                          /* events waiting for the writer: 100000 */
+    int batch_max;                          /* events per transaction: 500 */
+} gc_monitor_env_t;
+
+#define GC_LEASE_NAME "stream"
+#define GC_LEASE_TTL apr_time_from_sec(15)
+#define GC_LEASE_RENEW apr_time_from_sec(3)
+#define GC_LEASE_POLL apr_time_from_sec(2)
+#define GC_WRITER_QUEUE_MAX 100000
+#define GC_WRITER_BATCH_MAX 500
+/* Channels are renewed (and reused by a new holder only) with this much left. */
+#define GC_CHANNEL_RENEW_MARGIN apr_time_from_sec(3600)
+
+typedef struct gc_monitor gc_monitor_t;
+
+/* Create in the pool the thread will use (the thread's own allocator). The env
+ * is copied; the strings and objects it points to must outlive the monitor. */
+gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env);
+
+/* The thread body: wait for the lease, hold the stream while holder, return
+ * once stopped (after closing sockets, flushing the writer and releasing the
+ * lease). */
+void gc_monitor_run(gc_monitor_t *m);
+
+/* Ask the thread to stop. Async-signal-safe (one atomic store), callable from
+ * any thread and from child_stopping; the thread notices within 100 ms. */
+void gc_monitor_stop(gc_monitor_t *m);
+
+/* Is this monitor the stream holder right now (tests, status)? */
+int gc_monitor_is_holder(gc_monitor_t *m);
+
+/* The holder id ("host:pid:random"). */
+const char *gc_monitor_holder_id(gc_monitor_t *m);
+
+/* Reconnect delay after `failures` consecutive failed attempts: 0 for the
+ * first attempt after a healthy connection, then min * 2^(failures-1) capped
+ * at max, with up to 25% jitter (and at the cap, 20% below it). u01 is a
+ * uniform random number in [0, 1). */
+apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max,
+                                     int failures, double u01);
+
 #endif

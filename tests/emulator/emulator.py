@@ -1080,6 +1080,7 @@ class Channel:
     expires: float
     topics: Dict[str, None] = field(default_factory=dict)     # ordered set
     socket: Optional["Socket"] = None
+    last_used: float = field(default_factory=time.monotonic)  # created, subscribed, connected
 
     def json(self) -> dict:
         return {"connectUri": self.connect_uri, "id": self.id, "expires": iso(self.expires)}
@@ -1161,8 +1162,14 @@ class Notifier:
     def create(self, token: Token, host: str) -> Channel:
         owned = [c for c in self.live() if c.client_id == token.client_id]
         if len(owned) >= MAX_CHANNELS_PER_CLIENT:
-            raise ApiError(400, f"Channel limit reached: at most {MAX_CHANNELS_PER_CLIENT} channels "
-                                "per OAuth client. Reuse or let existing channels expire.")
+            # As Genesys Cloud: "Creating a 21st channel will remove the channel with
+            # oldest last used date. Channels without an active connection will be
+            # removed first."
+            victim = min(owned, key=lambda c: (c.socket is not None, c.last_used))
+            if victim.socket is not None:
+                victim.socket.close(1000, "channel removed: channel limit reached")
+            del self.channels[victim.id]
+            self.emu.stats["channels_removed"] += 1
         channel_id = "streaming-0-" + "".join(secrets.choice(string.ascii_lowercase + string.digits)
                                               for _ in range(26))
         channel = Channel(channel_id, token.client_id, token.value, f"ws://{host}/channels/{channel_id}",
@@ -1189,6 +1196,7 @@ class Notifier:
         if not isinstance(body, list) or not all(isinstance(t, dict) and isinstance(t.get("id"), str)
                                                  for t in body):
             raise ApiError(400, 'The body must be an array of {"id": "<topic>"} objects.')
+        channel.last_used = time.monotonic()
         requested = list(dict.fromkeys(t["id"] for t in body))
         combined = requested if replace else list(dict.fromkeys(list(channel.topics) + requested))
         if len(combined) > MAX_TOPICS_PER_CHANNEL:
@@ -1216,6 +1224,7 @@ class Notifier:
             channel.socket.close(1000, "Another WebSocket connected to this channel")
             self.emu.stats["ws_displaced"] += 1
         channel.socket = socket
+        channel.last_used = time.monotonic()
         self.emu.stats["ws_connections"] += 1
 
     @staticmethod
@@ -1547,7 +1556,8 @@ async def ctl_stats(request):
     channels = emu.notifier.live()
     stats = {key: emu.stats.get(key, 0) for key in (
         "requests_total", "tokens_issued", "rate_limited", "faults_injected", "state_changes",
-        "notifications_sent", "ws_messages_sent", "ws_connections", "ws_displaced", "channels_created")}
+        "notifications_sent", "ws_messages_sent", "ws_connections", "ws_displaced", "channels_created",
+        "channels_removed")}
     stats.update(requests_by_route=dict(emu.routes),
                  active_sockets=sum(c.socket is not None for c in channels),
                  channels=len(channels), topics=sum(len(c.topics) for c in channels),

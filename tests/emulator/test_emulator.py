@@ -413,12 +413,19 @@ def test_channel_create_list_head(emu, token):
     assert emu.request("HEAD", "/api/v2/notifications/channels/streaming-0-nope", token=token).status == 404
 
 
-def test_channel_limit(emu, token):
-    for _ in range(20):
-        create_channel(emu, token)
-    r = emu.request("POST", "/api/v2/notifications/channels", token=emu.token())   # same client
-    assert_genesys_error(r, 400, "bad.request")
-    assert "20" in r.json["message"]
+def test_channel_limit_removes_the_oldest_unconnected(emu, token):
+    made = [create_channel(emu, token) for _ in range(20)]
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(made[0]["connectUri"]):
+            wait_connected(emu, made[0]["id"])          # connected: removed last
+            r = emu.request("POST", "/api/v2/notifications/channels", token=emu.token())
+            assert r.status == 200
+            live = {c["id"] for c in emu.channels()}
+            assert len(live) == 20 and r.json["id"] in live
+            assert made[0]["id"] in live and made[1]["id"] not in live
+            assert emu.stats()["channels_removed"] == 1
+    run(scenario())
 
 
 def test_subscriptions(emu, token):

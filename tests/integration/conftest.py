@@ -63,3 +63,30 @@ def error_log_clean(request):
     allow = marker.args if marker else ()
     bad = h.bad_lines(allow)
     assert not bad, "unexpected error_log lines:\n" + "\n".join(bad)
+
+
+# Measurements a test reports (recovery times, latencies): printed in the pytest
+# summary and kept in build/test-measurements.txt.
+MEASUREMENTS = []
+
+
+@pytest.fixture
+def report():
+    def add(line):
+        MEASUREMENTS.append(line)
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MEASUREMENTS:
+        return
+    terminalreporter.section("gcmon measurements")
+    for line in MEASUREMENTS:
+        terminalreporter.write_line(line)
+    build = os.environ.get("GCMON_BUILD", os.path.join(os.path.dirname(__file__), "..", "..",
+                                                        "build"))
+    try:
+        with open(os.path.join(build, "test-measurements.txt"), "w") as f:
+            f.write("\n".join(MEASUREMENTS) + "\n")
+    except OSError:
+        pass

@@ -88,6 +88,11 @@ class Httpd:
         self.extra_conf = extra_conf
         self.env = dict(os.environ)
         self.env.update(env or {})
+        # Sanitizer runs: GCMON_BUILD=build/asan GCMON_HTTPD_LD_PRELOAD=$(gcc
+        # -print-file-name=libasan.so) preloads the runtime into apache2 only.
+        if os.environ.get("GCMON_HTTPD_LD_PRELOAD"):
+            self.env["LD_PRELOAD"] = os.environ["GCMON_HTTPD_LD_PRELOAD"]
+            self.env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
         self.modules = modules
         self.start_servers = start_servers
         self.threads_per_child = threads_per_child

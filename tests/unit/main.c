@@ -18,6 +18,10 @@ int main(void)
     srunner_add_suite(sr, metrics_suite());
     srunner_add_suite(sr, upstream_suite());
     srunner_add_suite(sr, state_suite());
+    srunner_add_suite(sr, store_suite());
+    srunner_add_suite(sr, ws_suite());
+    srunner_add_suite(sr, query_suite());
+    srunner_add_suite(sr, monitor_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -7,5 +7,10 @@ Suite *budget_suite(void);
 Suite *metrics_suite(void);
 Suite *upstream_suite(void);
 Suite *state_suite(void);
+Suite *store_suite(void);
+Suite *ws_suite(void);
+Suite *query_suite(void);
+void store_read_tcases(Suite *s);   /* test_store_read.c, part of query_suite */
+Suite *monitor_suite(void);
 
 #endif

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""`make bench`: run the benchmarks (SPEC §8) and print one line per figure.
+
+Ingest (bench/ingest.c, built as build/bench_ingest): the raw apr_dbd batched-insert
+rate on SQLite, gcmon's WebSocket → database ingest rate from a fast local replay
+source, and the event → queryable lag at 5,000 events/s, all in the same run.
+Environment: GCMON_BENCH_EVENTS (default 200000), GCMON_BENCH_RATE (5000),
+GCMON_BENCH_SECONDS (10).
+
+History and board (bench/read.py): requests/s at 32 connections on 1,000,000 rows (first
+page, page 5,000 by offset, a deep cursor page) against a static file of the same size,
+and GET /v1/agents latency with 20,000 agents; see read.py for its environment.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BUILD = os.environ.get("GCMON_BUILD", os.path.join(REPO, "build"))
+
+
+def run_ingest():
+    events = os.environ.get("GCMON_BENCH_EVENTS", "200000")
+    rate = os.environ.get("GCMON_BENCH_RATE", "5000")
+    seconds = os.environ.get("GCMON_BENCH_SECONDS", "10")
+    work = tempfile.mkdtemp(prefix="gcmon-bench-")
+    try:
+        out = subprocess.run([os.path.join(BUILD, "bench_ingest"), work, events, rate, seconds],
+                             check=True, stdout=subprocess.PIPE, timeout=1800).stdout.decode()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    fig = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    raw = float(fig["raw_insert_rows_per_s"])
+    ingest = float(fig["ingest_events_per_s"])
+    ratio = float(fig["ingest_ratio"])
+    p99 = float(fig["lag_p99_ms"])
+    print(f"ingest: raw apr_dbd batched insert (SQLite, 500 rows/transaction): {raw:,.0f} rows/s")
+    print(f"ingest: WebSocket -> database, {int(events):,} events: {ingest:,.0f} events/s "
+          f"= {ratio:.0%} of raw (target >= 50%) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
+    print(f"ingest: event -> queryable at {int(fig['lag_rate_events_per_s']):,} events/s: "
+          f"p50 {float(fig['lag_p50_ms']):.1f} ms, p99 {p99:.1f} ms (target <= 250 ms) "
+          f"{'OK' if p99 <= 250 else 'ABOVE TARGET'}")
+
+
+def main():
+    run_ingest()
+    # History and board (bench/read.py): a real apache2 with gcmon from BUILD.
+    os.environ.setdefault("GCMON_BUILD", BUILD)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import read  # noqa: E402 - needs GCMON_BUILD set first
+    read.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+/* The stream monitor's thread: elect one holder per database through a lease
+ * row, and while holder run the term — notification channels, WebSockets,
+ * resync, membership — on one thread (lws service loop plus short blocking
+ * REST calls, one per loop turn), with the writer thread behind a queue.
+ * See docs/stream.md for the behaviour an operator sees. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include "gc_monitor_int.h"
+
+#define MAX_MESSAGE (256 * 1024)            /* one notification; real ones are ~1 KB */
+#define FAST_POLL (250 * 1000)             /* standby: look at the status block */
+#define DB_RETRY_MIN apr_time_from_sec(2)
+#define DB_RETRY_MAX apr_time_from_sec(60)
+#define WRITER_DRAIN apr_time_from_sec(3)
+#define SERVICE_MS 100
+#define LONG_CALL (500 * 1000)
+
+/* ------------------------------------------------------------------ helpers */
+
+int gc_mon_running(gc_monitor_t *m)
+{
+    if (atomic_load(&m->stop)) {
+        return 0;
+    }
+    return !(m->env.cancelled && m->env.cancelled(m->env.baton));
+}
+
+int gc_mon_cancel(void *baton)
+{
+    return !gc_mon_running(baton);
+}
+
+static int may_lead(gc_monitor_t *m)
+{
+    return gc_mon_running(m) && (!m->env.may_lead || m->env.may_lead(m->env.baton));
+}
+
+double gc_mon_rand(gc_monitor_t *m)
+{
+    /* xorshift64*: good enough for jitter. */
+    m->rng ^= m->rng >> 12;
+    m->rng ^= m->rng << 25;
+    m->rng ^= m->rng >> 27;
+    return (double)((m->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
+{
+    char buf[1024];
+    const char *text = buf;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    gc_log(GC_LOG_MARK, level, 0, "%s", buf);
+    if (m->env.status && level <= GC_LOG_WARNING) {
+        /* Keep the tag out of the status text. */
+        if (strncmp(text, "GCM", 3) == 0 && strstr(text, ": ")) {
+            text = strstr(text, ": ") + 2;
+        }
+        gc_stream_status_error(m->env.status, apr_time_now(), text);
+    }
+}
+
+void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label)
+{
+    if (m->env.metrics) {
+        gc_metrics_inc(m->env.metrics, id, label, NULL);
+    }
+}
+
+apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
+                         const char *path, const char *body, gc_response_t **resp,
+                         gc_error_t **err)
+{
+    gc_request_t req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = op;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    *resp = NULL;
+    *err = NULL;
+    return gc_upstream_call(m->up, m->iter, &req, resp, err);
+}
+
+apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_error_t *err)
+{
+    apr_interval_time_t d = gc_backoff_delay(m->conf->backoff_min, m->conf->backoff_max,
+                                             failures, gc_mon_rand(m));
+    if (err && err->retry_after > d) {
+        d = err->retry_after;
+    }
+    return d;
+}
+
+int gc_mon_power_of_two(int n)
+{
+    return n > 0 && (n & (n - 1)) == 0;
+}
+
+/* Sleep up to d in short slices, returning early when stopping. */
+static void nap(gc_monitor_t *m, apr_interval_time_t d)
+{
+    apr_time_t until = apr_time_now() + d;
+
+    while (gc_mon_running(m)) {
+        apr_time_t now = apr_time_now();
+        if (now >= until) {
+            return;
+        }
+        apr_sleep(until - now > 50000 ? 50000 : until - now);
+    }
+}
+
+/* ------------------------------------------------------------------ database */
+
+static void db_drop(gc_monitor_t *m)
+{
+    if (m->db_handle && m->env.db_close) {
+        m->env.db_close(m->env.baton, m->db_handle);
+    }
+    m->db_handle = NULL;
+    m->store = NULL;
+    if (m->db_pool) {
+        apr_pool_destroy(m->db_pool);
+        m->db_pool = NULL;
+    }
+}
+
+static void db_failed(gc_monitor_t *m, apr_time_t now, const char *what, const char *err)
+{
+    m->db_failures++;
+    m->db_retry_at = now + gc_backoff_delay(DB_RETRY_MIN, DB_RETRY_MAX, m->db_failures,
+                                            gc_mon_rand(m));
+    if ((m->db_failures & (m->db_failures - 1)) == 0) {
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2100) "stream monitor: cannot %s the "
+                     "database: %s (attempt %d; check DBDriver/DBDParams and that the "
+                     "database directory is writable by the httpd user)", what,
+                     err ? err : "unknown error", m->db_failures);
+    }
+}
+
+/* The monitor thread's own connection, kept for the life of the thread (so
+ * statements are prepared once per connection). 1 when usable. */
+static int db_ready(gc_monitor_t *m, apr_time_t now)
+{
+    const char *err = NULL;
+
+    if (m->store) {
+        return 1;
+    }
+    if (now < m->db_retry_at) {
+        return 0;
+    }
+    apr_pool_create(&m->db_pool, m->pool);
+    if (m->env.db_open(m->env.baton, m->db_pool, &m->store, &m->db_handle, &err)
+        != APR_SUCCESS || !m->store) {
+        m->store = NULL;
+        m->db_handle = NULL;
+        apr_pool_destroy(m->db_pool);
+        m->db_pool = NULL;
+        db_failed(m, now, "open", err);
+        return 0;
+    }
+    if (!m->migrated) {
+        if (gc_store_migrate(m->store, &err) != APR_SUCCESS) {
+            db_drop(m);
+            db_failed(m, now, "create or upgrade the schema of", err);
+            return 0;
+        }
+        m->migrated = 1;
+    }
+    if (m->db_failures) {
+        gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2101) "stream monitor: database available again");
+    }
+    m->db_failures = 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ lease */
+
+/* Take or renew. 1 held, 0 not held, -1 error (connection dropped). */
+static int lease_take(gc_monitor_t *m, apr_time_t now)
+{
+    const char *current = NULL;
+    int held = 0;
+
+    if (!db_ready(m, now)) {
+        return -1;
+    }
+    if (gc_store_lease(m->store, GC_LEASE_NAME, m->holder_id, now, m->env.lease_ttl, &held,
+                       &current, m->iter) != APR_SUCCESS) {
+        db_drop(m);
+        db_failed(m, now, "take or renew the stream lease in", "the lease query failed");
+        return -1;
+    }
+    if (m->env.status && current) {
+        gc_stream_status_note_lease(m->env.status, current);
+    }
+    if (!held && current) {
+        gc_log(GC_LOG_MARK, GC_LOG_TRACE1, 0, "stream lease held by %s", current);
+    }
+    return held;
+}
+
+/* While holder: renew when due. 0 when this process must step down. */
+static int lease_keep(gc_monitor_t *m, apr_time_t now)
+{
+    int held;
+
+    if (now < m->lease_next && !m->lease_check) {
+        return 1;
+    }
+    held = lease_take(m, now);
+    m->lease_check = 0;
+    if (held == 1) {
+        m->lease_renewed_at = now;
+        m->lease_next = now + m->env.lease_renew;
+        return 1;
+    }
+    if (held == 0) {
+        gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2102) "lost the stream lease to another "
+                     "holder; stepping down");
+        return 0;
+    }
+    m->lease_next = now + apr_time_from_sec(1);
+    if (now - m->lease_renewed_at >= m->env.lease_ttl - m->env.lease_renew) {
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2103) "could not renew the stream lease for "
+                     "%" APR_INT64_T_FMT " s; stepping down before it expires",
+                     (apr_int64_t)apr_time_sec(now - m->lease_renewed_at));
+        return 0;
+    }
+    return 1;
+}
+
+static void lease_release(gc_monitor_t *m)
+{
+    if (db_ready(m, apr_time_now())
+        && gc_store_lease_release(m->store, GC_LEASE_NAME, m->holder_id) != APR_SUCCESS) {
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+               GCMON_LOGNO(2104) "could not release the stream lease; another process "
+               "takes over when it expires");
+        db_drop(m);
+    }
+}
+
+/* ------------------------------------------------------------------ term */
+
+static void ws_destroy(gc_monitor_t *m)
+{
+    gc_ws_t *ws = atomic_exchange(&m->ws, NULL);
+
+    if (ws) {
+        gc_ws_destroy(ws);
+    }
+    gc_mon_socks_free_all(m);
+}
+
+static const char *holder_loop(gc_monitor_t *m)
+{
+    for (;;) {
+        apr_time_t now = apr_time_now(), t0;
+        int did;
+        gc_ws_t *ws;
+
+        apr_pool_clear(m->iter);
+        if (!gc_mon_running(m)) {
+            return "stopping";
+        }
+        if (!may_lead(m)) {
+            return "a new configuration generation runs";
+        }
+        if (!lease_keep(m, now)) {
+            return "lease lost";
+        }
+        gc_mon_channels_connect(m, now);
+        gc_mon_watchdog(m, now);
+        t0 = apr_time_now();
+        did = gc_mon_channels_step(m, now) || gc_mon_resync_step(m, now)
+              || gc_mon_members_step(m, now);
+        now = apr_time_now();
+        if (did && now - t0 > LONG_CALL) {
+            m->resumed_at = now;
+        }
+        gc_mon_status_tick(m, now, 0);
+        ws = atomic_load(&m->ws);
+        gc_ws_service(ws, did ? 0 : SERVICE_MS);
+    }
+}
+
+static int term_start(gc_monitor_t *m, apr_time_t now)
+{
+    gc_monitor_env_t wenv = m->env;
+    gc_ws_t *ws;
+    int i;
+
+    memset(m->ch, 0, sizeof(m->ch));
+    for (i = 0; i < GC_MAX_CHANNELS; i++) {
+        m->ch[i].idx = i;
+    }
+    m->socks = NULL;
+    m->resync_pending = 0;
+    m->resync_next = 0;
+    m->resync_failures = 0;
+    m->unassigned = 0;
+    memset(&m->members, 0, sizeof(m->members));
+    m->lease_renewed_at = now;
+    m->lease_next = now + m->env.lease_renew;
+    m->lease_check = 0;
+    m->resumed_at = 0;
+    apr_pool_create(&m->term, m->pool);
+    apr_pool_create(&m->msg, m->term);
+    gc_mon_status_begin(m, now);
+    if (gc_writer_start(&m->writer, m->term, &wenv, NULL, NULL) != APR_SUCCESS) {
+        m->writer = NULL;
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2105) "cannot start the writer thread");
+        return 0;
+    }
+    ws = gc_ws_create(m->term, m->env.conn->ca_file, MAX_MESSAGE, &gc_mon_ws_callbacks, m);
+    if (!ws) {
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2111) "cannot create the WebSocket client "
+                     "context");
+        return 0;
+    }
+    atomic_store(&m->ws, ws);
+    gc_mon_users_init(m);
+    gc_mon_channels_reuse(m, now);
+    for (i = 0; i < m->conf->users->nelts; i++) {
+        gc_mon_users_add_assigned(m, APR_ARRAY_IDX(m->conf->users, i, const char *), -1);
+    }
+    gc_mon_users_assign(m);
+    m->members.due = now;
+    return 1;
+}
+
+static void term_end(gc_monitor_t *m, int release)
+{
+    m->closing = 1;
+    ws_destroy(m);
+    m->closing = 0;
+    if (m->writer) {
+        gc_writer_stop(m->writer, WRITER_DRAIN);
+        m->writer = NULL;
+    }
+    if (release) {
+        lease_release(m);
+    }
+    gc_mon_status_end(m);
+    atomic_store(&m->holder, 0);
+    apr_pool_destroy(m->term);
+    m->term = NULL;
+    m->msg = NULL;
+    m->users_pool = NULL;
+    m->users = NULL;
+    memset(m->ch, 0, sizeof(m->ch));
+}
+
+static void holder_term(gc_monitor_t *m, apr_time_t now)
+{
+    const char *why = "could not start";
+    int release;
+
+    atomic_store(&m->holder, 1);
+    gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+           GCMON_LOGNO(2106) "this process (%s) is now the stream holder", m->holder_id);
+    if (term_start(m, now)) {
+        why = holder_loop(m);
+    }
+    /* Release on an orderly end, so the next holder (the new generation after a
+     * graceful restart) takes over at once instead of after the lease TTL. */
+    release = strcmp(why, "lease lost") != 0;
+    term_end(m, release);
+    gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+           GCMON_LOGNO(2107) "this process (%s) stopped holding the stream: %s", m->holder_id,
+           why);
+    if (strcmp(why, "could not start") == 0) {
+        nap(m, apr_time_from_sec(5));
+    }
+}
+
+/* ------------------------------------------------------------------ API */
+
+gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
+{
+    gc_monitor_t *m = apr_pcalloc(pool, sizeof(*m));
+    unsigned char rnd[8];
+    char host[GC_STATUS_HOST_MAX];
+
+    m->pool = pool;
+    m->env = *env;
+    m->conf = env->conf;
+    if (m->env.lease_ttl <= 0) {
+        m->env.lease_ttl = GC_LEASE_TTL;
+    }
+    if (m->env.lease_renew <= 0) {
+        m->env.lease_renew = GC_LEASE_RENEW;
+    }
+    if (m->env.lease_poll <= 0) {
+        m->env.lease_poll = GC_LEASE_POLL;
+    }
+    if (m->env.queue_max <= 0) {
+        m->env.queue_max = GC_WRITER_QUEUE_MAX;
+    }
+    if (m->env.batch_max <= 0) {
+        m->env.batch_max = GC_WRITER_BATCH_MAX;
+    }
+    if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
+        apr_time_t t = apr_time_now();
+        memcpy(rnd, &t, sizeof(rnd));
+    }
+    memcpy(&m->rng, rnd, sizeof(m->rng));
+    m->rng |= 1;
+    m->pid = (int)getpid();
+    gc_status_copy_line(host, sizeof(host), env->host && *env->host ? env->host : "localhost");
+    for (char *c = host; *c; c++) {
+        if (*c == ':') {
+            *c = '_';
+        }
+    }
+    apr_snprintf(m->holder_id, sizeof(m->holder_id), "%s:%d:%02x%02x%02x%02x", host, m->pid,
+                 rnd[0], rnd[1], rnd[2], rnd[3]);
+    atomic_init(&m->stop, 0);
+    atomic_init(&m->holder, 0);
+    atomic_init(&m->ws, NULL);
+    return m;
+}
+
+void gc_monitor_stop(gc_monitor_t *m)
+{
+    /* Only an atomic store: prefork calls child_stopping from a signal
+     * handler. The holder loop looks at the flag at least every 100 ms, every
+     * wait is sliced, and upstream calls check it through their cancel hook. */
+    atomic_store(&m->stop, 1);
+}
+
+int gc_monitor_is_holder(gc_monitor_t *m)
+{
+    return atomic_load(&m->holder);
+}
+
+const char *gc_monitor_holder_id(gc_monitor_t *m)
+{
+    return m->holder_id;
+}
+
+/* Standby: should we try for the lease now? Every lease_poll, and at once
+ * (checked every 250 ms, without touching the database) when the status block
+ * shows the stream vacant: released by an orderly holder, or its process on
+ * this host is gone — then the dead holder's lease is released first. */
+static int standby_due(gc_monitor_t *m, apr_time_t now, apr_time_t next_poll, char *dead,
+                       apr_size_t n)
+{
+    dead[0] = '\0';
+    if (m->env.status && gc_stream_status_vacant(m->env.status, m->env.host, dead, n)) {
+        return 1;
+    }
+    return now >= next_poll;
+}
+
+void gc_monitor_run(gc_monitor_t *m)
+{
+    apr_time_t next_poll = 0;
+    char dead[GC_STATUS_ID_MAX];
+
+    apr_pool_create(&m->iter, m->pool);
+    m->up = gc_upstream_create(m->pool, m->env.conn, m->env.budget, m->env.metrics);
+    if (!m->up) {
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2108) "stream monitor: cannot create the "
+                     "upstream client");
+        return;
+    }
+    gc_upstream_set_cancel(m->up, gc_mon_cancel, m);
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(2109) "stream monitor started as %s", m->holder_id);
+    while (gc_mon_running(m)) {
+        apr_time_t now = apr_time_now();
+        apr_pool_clear(m->iter);
+        if (may_lead(m) && standby_due(m, now, next_poll, dead, sizeof(dead))) {
+            if (dead[0] && db_ready(m, now)) {
+                gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
+                       GCMON_LOGNO(2112) "the stream holder %s is gone; taking over", dead);
+                gc_store_lease_release(m->store, GC_LEASE_NAME, dead);
+                gc_stream_status_clear_holder(m->env.status, dead);
+            }
+            next_poll = now + m->env.lease_poll;
+            if (lease_take(m, now) == 1) {
+                holder_term(m, now);
+                next_poll = 0;
+                continue;
+            }
+        }
+        nap(m, FAST_POLL);
+    }
+    db_drop(m);
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(2110) "stream monitor %s stopped", m->holder_id);
+}

@@ -1,0 +1,237 @@
+/* Private to the stream monitor (gc_monitor*.c): the holder's state and the
+ * seams between its files. Everything here runs on the monitor thread unless
+ * noted; the writer runs on its own thread behind the event queue. */
+#ifndef GC_MONITOR_INT_H
+#define GC_MONITOR_INT_H
+
+#include <stdatomic.h>
+
+#include <apr_hash.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
+
+#include "gc_log.h"
+#include "gc_metrics.h"
+#include "gc_monitor.h"
+#include "gc_state.h"
+#include "gc_store.h"
+#include "gc_stream_status.h"
+#include "gc_upstream.h"
+#include "gc_ws.h"
+
+/* ------------------------------------------------------------ event queue */
+
+/* One event waiting for the writer: a single malloc holding the strings. */
+typedef struct gc_evrec {
+    struct gc_evrec *next;
+    const char *source;                 /* static: "stream", "resync", "inbound" */
+    apr_time_t received_at;
+    gc_agent_event_t ev;
+    char data[];
+} gc_evrec_t;
+
+typedef struct gc_evq gc_evq_t;
+
+/* Bounded FIFO between the monitor and the writer. Freed with its pool. */
+gc_evq_t *gc_evq_create(apr_pool_t *p, int max);
+/* Copy ev in. Returns how many old events were dropped to make room (0 or 1),
+ * or -1 when out of memory (the new event is dropped). */
+int gc_evq_push(gc_evq_t *q, const gc_agent_event_t *ev, const char *source,
+                apr_time_t received_at);
+/* Detach up to max events (oldest first), waiting up to `wait` for the first
+ * one. Returns the count; *list is a chain to free with gc_evq_free. */
+int gc_evq_take(gc_evq_t *q, gc_evrec_t **list, int max, apr_interval_time_t wait);
+int gc_evq_count(gc_evq_t *q);
+void gc_evq_wake(gc_evq_t *q);
+void gc_evq_free(gc_evrec_t *list);
+
+/* ------------------------------------------------------------ writer */
+
+typedef struct gc_writer gc_writer_t;
+
+/* Called after every committed batch (bench, tests); may be NULL. */
+typedef void gc_writer_commit_fn(void *baton, const gc_evrec_t *list, int n,
+                                 apr_time_t committed_at);
+
+/* Start the writer thread: it opens its own database connection through
+ * env->db_open, group-commits what is queued (a transaction as soon as events
+ * wait, at most batch_max events each), retries a failed batch with backoff
+ * (never dropping it while memory allows), and prunes history past retention. */
+apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_env_t *env,
+                             gc_writer_commit_fn *on_commit, void *commit_baton);
+/* Queue one event (any thread). */
+void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *source);
+int gc_writer_pending(gc_writer_t *w);
+/* Flush what is queued (up to `drain`), stop and join. Events still queued are
+ * counted as dropped{shutdown} and logged. */
+void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
+
+/* ------------------------------------------------------------ holder state */
+
+typedef struct mon_channel mon_channel_t;
+
+typedef enum { SOCK_MAIN, SOCK_SPARE, SOCK_ABANDONED } mon_sock_role_e;
+
+/* One WebSocket (malloc'ed: sockets come and go for the life of a term). */
+typedef struct mon_sock {
+    struct mon_sock *next;              /* m->socks */
+    mon_channel_t *ch;                  /* NULL once abandoned */
+    gc_ws_conn_t *conn;
+    mon_sock_role_e role;
+    int open;
+    apr_time_t started_at, opened_at;
+    int renewal;                        /* spare for the successor channel */
+    int close_pending;                  /* abandoned in a callback: close from the loop */
+    int in_connect;                     /* inside gc_ws_connect */
+    int closed_early;                   /* on_close came during gc_ws_connect */
+    int close_error;
+} mon_sock_t;
+
+/* A notification channel's identity. */
+typedef struct mon_ident {
+    apr_pool_t *pool;
+    const char *id, *uri;
+    apr_time_t expires;
+} mon_ident_t;
+
+struct mon_channel {
+    int idx;
+    int nusers;                         /* users assigned to this slot */
+    int topics;                         /* permitted on the last subscription */
+    mon_ident_t cur;                    /* cur.id NULL: to be created */
+    mon_ident_t next;                   /* successor while renewing */
+    mon_ident_t old;                    /* replaced by a renewal: forget it (loop) */
+    int save_pending;                   /* persist cur from the loop */
+    int next_subscribed;
+    int need_subscribe;                 /* the wanted topics differ from the server's */
+    int need_head;                      /* check the channel still exists */
+    mon_sock_t *sock;                   /* main socket (connecting or open) */
+    mon_sock_t *spare;                  /* replacement being opened */
+    apr_time_t last_rx;                 /* last message on the main socket */
+    apr_time_t ping_at;                 /* 0 = no ping outstanding */
+    int failures;                       /* consecutive failed connects */
+    apr_time_t next_connect;
+    int op_failures;                    /* consecutive failed REST operations */
+    apr_time_t next_op;
+    int resync_pending;                 /* its users waiting for a snapshot */
+    int want_spare;                     /* socket_closing: open a second socket */
+    const char *reset_why;              /* replace the channel (metrics label) */
+    apr_time_t reset_at;
+    apr_time_t spare_next;              /* renewal socket retry time */
+};
+
+typedef struct mon_user {
+    const char *id;
+    int chan;                           /* slot, or -1 when over capacity */
+    int resync;                         /* snapshot pending */
+} mon_user_t;
+
+typedef struct mon_members {
+    apr_pool_t *pool;                   /* this pass: the ids collected */
+    apr_hash_t *ids;
+    int active;
+    int queue;                          /* conf->queues index being read */
+    const char *next;                   /* next page (path), or NULL for the first */
+    int pages;
+    int failed;                         /* a queue could not be read this pass */
+    apr_time_t due;
+} mon_members_t;
+
+struct gc_monitor {
+    apr_pool_t *pool;
+    gc_monitor_env_t env;
+    const gc_monitor_conf_t *conf;
+    char holder_id[GC_STATUS_ID_MAX];
+    int pid;
+
+    _Atomic int stop;
+    _Atomic int holder;
+    _Atomic(gc_ws_t *) ws;
+
+    gc_upstream_t *up;
+    apr_uint64_t rng;
+
+    /* the monitor thread's database connection */
+    apr_pool_t *db_pool;
+    gc_store_t *store;
+    void *db_handle;
+    int migrated;
+    apr_time_t db_retry_at;
+    int db_failures;
+
+    /* holder term */
+    apr_pool_t *term;                   /* life of a term */
+    apr_pool_t *iter;                   /* cleared every loop */
+    apr_pool_t *msg;                    /* cleared every message */
+    gc_writer_t *writer;
+    int closing;                        /* term ending: closes are not reconnects */
+    mon_channel_t ch[GC_MAX_CHANNELS];
+    mon_sock_t *socks;
+    apr_pool_t *users_pool;
+    apr_hash_t *users;                  /* id → mon_user_t */
+    int unassigned;
+    int resync_pending;
+    apr_time_t resync_next;
+    int resync_failures;
+    mon_members_t members;
+    apr_time_t lease_renewed_at, lease_next;
+    int lease_check;                    /* renew before the next connect */
+    apr_time_t resumed_at;              /* end of the last long blocking call */
+    gc_stream_snapshot_t snap;
+    int snap_dirty;
+    apr_time_t snap_at;
+    int malformed_logged;
+    apr_time_t malformed_window;
+};
+
+/* gc_monitor.c */
+int gc_mon_running(gc_monitor_t *m);
+double gc_mon_rand(gc_monitor_t *m);
+void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label);
+int gc_mon_cancel(void *baton);
+apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
+                         const char *path, const char *body, gc_response_t **resp,
+                         gc_error_t **err);
+/* Delay before retrying after `failures` failed calls, honouring Retry-After. */
+apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_error_t *err);
+int gc_mon_power_of_two(int n);
+
+/* gc_monitor_channels.c */
+void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now);
+int gc_mon_channels_step(gc_monitor_t *m, apr_time_t now);
+void gc_mon_channels_connect(gc_monitor_t *m, apr_time_t now);
+void gc_mon_channel_reset(gc_monitor_t *m, mon_channel_t *ch, const char *why);
+void gc_mon_channel_retire(gc_monitor_t *m, mon_channel_t *ch);
+void gc_mon_channel_save(gc_monitor_t *m, mon_channel_t *ch);
+void gc_mon_channel_promote(gc_monitor_t *m, mon_channel_t *ch, mon_sock_t *s,
+                            apr_time_t now);
+
+/* gc_monitor_ws.c */
+extern const gc_ws_callbacks_t gc_mon_ws_callbacks;
+mon_sock_t *gc_mon_sock_open(gc_monitor_t *m, mon_channel_t *ch, const char *uri,
+                             mon_sock_role_e role);
+void gc_mon_sock_abandon(gc_monitor_t *m, mon_sock_t *s);
+void gc_mon_socks_reap(gc_monitor_t *m);
+void gc_mon_socks_free_all(gc_monitor_t *m);
+void gc_mon_watchdog(gc_monitor_t *m, apr_time_t now);
+void gc_mon_handle_message(gc_monitor_t *m, mon_sock_t *s, const char *text, apr_size_t len);
+
+/* gc_monitor_members.c */
+void gc_mon_users_init(gc_monitor_t *m);
+void gc_mon_users_add_assigned(gc_monitor_t *m, const char *user_id, int chan);
+void gc_mon_users_assign(gc_monitor_t *m);
+int gc_mon_members_step(gc_monitor_t *m, apr_time_t now);
+void gc_mon_mark_resync(gc_monitor_t *m, int chan);
+
+/* gc_monitor_resync.c */
+int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now);
+
+/* gc_monitor_status.c */
+void gc_mon_status_begin(gc_monitor_t *m, apr_time_t now);
+void gc_mon_status_tick(gc_monitor_t *m, apr_time_t now, int force);
+void gc_mon_status_end(gc_monitor_t *m);
+
+#endif

@@ -1,0 +1,85 @@
+/* Query-string parsing and validation for the read API (SPEC §5.1, §5.2):
+ * strict, never clamping — every malformed or out-of-range value is reported
+ * with the field it came from, and the caller answers 400. Unknown parameters
+ * are ignored (SPEC §5). Plain C over APR: no httpd types. */
+#ifndef GC_QUERY_H
+#define GC_QUERY_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+/* The fields an endpoint accepts (bit set); the others are ignored. */
+enum {
+    GC_Q_USER_ID  = 1u << 0,
+    GC_Q_STATE    = 1u << 1,
+    GC_Q_QUEUE_ID = 1u << 2,
+    GC_Q_FROM     = 1u << 3,
+    GC_Q_TO       = 1u << 4,
+    GC_Q_LIMIT    = 1u << 5,
+    GC_Q_OFFSET   = 1u << 6,
+    GC_Q_CURSOR   = 1u << 7
+};
+#define GC_Q_PAGED (GC_Q_LIMIT | GC_Q_OFFSET | GC_Q_CURSOR)
+#define GC_Q_HISTORY (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
+#define GC_Q_ALERTS (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
+#define GC_Q_BOARD (GC_Q_STATE | GC_Q_QUEUE_ID)
+
+#define GC_QUERY_DEFAULT_LIMIT 20
+#define GC_QUERY_MAX_LIMIT 100
+#define GC_QUERY_MAX_OFFSET 2147483647L
+
+/* Cursor kinds: a cursor of one listing is refused by another. */
+#define GC_CURSOR_HISTORY 'h'
+#define GC_CURSOR_ALERTS 'a'
+
+/* A keyset position: the (time, id) of the last row of the previous page. */
+typedef struct {
+    apr_int64_t at;
+    apr_int64_t id;
+} gc_cursor_t;
+
+typedef struct {
+    const char *user_id;            /* NULL: no filter */
+    const char *state;              /* canonical state name, NULL: no filter */
+    const char *queue_id;           /* NULL: no filter */
+    int has_from, has_to;
+    apr_time_t from, to;            /* from inclusive, to exclusive */
+    int limit;                      /* 1..100, default 20 */
+    long offset;                    /* 0..GC_QUERY_MAX_OFFSET, default 0 */
+    int has_offset;                 /* offset was given */
+    int has_cursor;
+    gc_cursor_t cursor;
+} gc_query_t;
+
+/* One validation failure: the query field and a message that never quotes
+ * the offending value (it may be huge or not UTF-8). */
+typedef struct {
+    const char *field;
+    const char *message;
+} gc_field_error_t;
+
+/* Parse the raw query string (`args` as received, may be NULL or empty) for
+ * the fields in `fields`; `cursor_kind` is GC_CURSOR_*. Fills *q (defaults for
+ * absent fields) and returns the number of errors; *errs (may be NULL) gets an
+ * array of gc_field_error_t, at most one per field, in field order. A known
+ * field given twice, empty, not validly percent-encoded, not UTF-8, malformed
+ * or out of range is an error; so is `cursor` together with `offset` and a
+ * `from` later than `to`. */
+int gc_query_parse(apr_pool_t *p, const char *args, unsigned fields, char cursor_kind,
+                   gc_query_t *q, apr_array_header_t **errs);
+
+/* Opaque cursor text (base64url, no padding) and back. Decoding is strict:
+ * anything but the exact canonical encoding of a cursor of `kind` → -1. */
+const char *gc_cursor_encode(apr_pool_t *p, char kind, apr_int64_t at, apr_int64_t id);
+int gc_cursor_decode(const char *text, char kind, gc_cursor_t *out);
+
+/* Decode one application/x-www-form-urlencoded component of `len` bytes
+ * ('+' is a space, %XX strict hex, %00 refused) into a NUL-terminated copy.
+ * 0 on success, -1 when malformed. */
+int gc_query_unescape(apr_pool_t *p, const char *s, apr_size_t len, char **out);
+
+/* Is s[0..len) well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF)? */
+int gc_utf8_valid(const char *s, apr_size_t len);
+
+#endif

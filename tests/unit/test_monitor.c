@@ -1,0 +1,577 @@
+/* The stream monitor's pure parts: reconnect backoff, the bounded event
+ * queue, the shared-memory status block (seqlock, dead-writer recovery,
+ * JSON and mod_status renderings). */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apr_pools.h>
+#include <apr_strings.h>
+#include <jansson.h>
+
+#include "gc_monitor_int.h"
+#include "gc_stream_status.h"
+#include "unit.h"
+
+static apr_pool_t *pool;
+
+static void setup(void) { apr_pool_create(&pool, NULL); }
+static void teardown(void) { apr_pool_destroy(pool); }
+
+#define SEC(n) apr_time_from_sec(n)
+
+START_TEST(backoff_first_attempt_is_immediate)
+{
+    ck_assert_int_eq(gc_backoff_delay(SEC(1), SEC(60), 0, 0.5), 0);
+    ck_assert_int_eq(gc_backoff_delay(SEC(1), SEC(60), -3, 0.5), 0);
+}
+END_TEST
+
+START_TEST(backoff_doubles_with_jitter_up_to_max)
+{
+    /* failures 1..6: base 1,2,4,8,16,32 s; up to +25% jitter. */
+    apr_interval_time_t base = SEC(1);
+    int n;
+    for (n = 1; n <= 6; n++, base *= 2) {
+        apr_interval_time_t lo = gc_backoff_delay(SEC(1), SEC(60), n, 0.0);
+        apr_interval_time_t hi = gc_backoff_delay(SEC(1), SEC(60), n, 0.9999);
+        ck_assert_int_eq(lo, base);
+        ck_assert_int_ge(hi, base + base / 4 - 1000);
+        ck_assert_int_le(hi, base + base / 4);
+    }
+    /* At the cap: within [0.8 max, max]. */
+    for (n = 7; n < 40; n++) {
+        apr_interval_time_t d = gc_backoff_delay(SEC(1), SEC(60), n, 0.5);
+        ck_assert_int_ge(d, SEC(48));
+        ck_assert_int_le(d, SEC(60));
+    }
+    /* Jitter never exceeds max, even just below the cap. */
+    ck_assert_int_le(gc_backoff_delay(SEC(1), SEC(5), 3, 0.9999), SEC(5));
+    /* Tests use "1s 2s". */
+    ck_assert_int_eq(gc_backoff_delay(SEC(1), SEC(2), 1, 0.0), SEC(1));
+    ck_assert_int_le(gc_backoff_delay(SEC(1), SEC(2), 5, 0.9999), SEC(2));
+}
+END_TEST
+
+static gc_agent_event_t event(const char *uid, const char *state, apr_time_t at)
+{
+    gc_agent_event_t ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.user_id = uid;
+    ev.state = state;
+    ev.presence = "OnQueue";
+    ev.routing_status = state;
+    ev.event_at = at;
+    ev.queue_ids = "[\"q1\"]";
+    return ev;
+}
+
+START_TEST(queue_copies_and_keeps_order)
+{
+    gc_evq_t *q = gc_evq_create(pool, 10);
+    gc_evrec_t *list, *r;
+    char uid[16];
+    int i, n;
+
+    for (i = 0; i < 5; i++) {
+        gc_agent_event_t ev;
+        apr_snprintf(uid, sizeof(uid), "u%d", i);
+        ev = event(uid, "IDLE", i + 1);
+        ck_assert_int_eq(gc_evq_push(q, &ev, "stream", 7), 0);
+    }
+    memset(uid, 'x', sizeof(uid) - 1);      /* the queue has its own copies */
+    ck_assert_int_eq(gc_evq_count(q), 5);
+    n = gc_evq_take(q, &list, 3, 0);
+    ck_assert_int_eq(n, 3);
+    for (r = list, i = 0; r; r = r->next, i++) {
+        char want[8];
+        apr_snprintf(want, sizeof(want), "u%d", i);
+        ck_assert_str_eq(r->ev.user_id, want);
+        ck_assert_str_eq(r->ev.state, "IDLE");
+        ck_assert_str_eq(r->ev.queue_ids, "[\"q1\"]");
+        ck_assert_ptr_null(r->ev.user_name);
+        ck_assert_str_eq(r->source, "stream");
+        ck_assert_int_eq(r->received_at, 7);
+        ck_assert_int_eq(r->ev.event_at, i + 1);
+    }
+    ck_assert_int_eq(i, 3);
+    gc_evq_free(list);
+    ck_assert_int_eq(gc_evq_take(q, &list, 100, 0), 2);
+    ck_assert_str_eq(list->ev.user_id, "u3");
+    gc_evq_free(list);
+    ck_assert_int_eq(gc_evq_take(q, &list, 100, 1000), 0);
+    ck_assert_ptr_null(list);
+}
+END_TEST
+
+START_TEST(queue_drops_oldest_when_full)
+{
+    gc_evq_t *q = gc_evq_create(pool, 3);
+    gc_evrec_t *list;
+    int i, dropped = 0;
+
+    for (i = 0; i < 5; i++) {
+        gc_agent_event_t ev = event(apr_psprintf(pool, "u%d", i), "IDLE", i);
+        dropped += gc_evq_push(q, &ev, "resync", 0);
+    }
+    ck_assert_int_eq(dropped, 2);
+    ck_assert_int_eq(gc_evq_count(q), 3);
+    ck_assert_int_eq(gc_evq_take(q, &list, 10, 0), 3);
+    ck_assert_str_eq(list->ev.user_id, "u2");
+    ck_assert_str_eq(list->next->next->ev.user_id, "u4");
+    gc_evq_free(list);
+}
+END_TEST
+
+START_TEST(queue_freed_with_its_pool)
+{
+    apr_pool_t *sub;
+    gc_evq_t *q;
+    int i;
+
+    apr_pool_create(&sub, pool);
+    q = gc_evq_create(sub, 100);
+    for (i = 0; i < 50; i++) {
+        gc_agent_event_t ev = event("u", "Break", i);
+        gc_evq_push(q, &ev, "stream", 0);
+    }
+    apr_pool_destroy(sub);          /* ASan/LSan: nothing leaks */
+}
+END_TEST
+
+static gc_stream_status_t *new_status(void)
+{
+    void *mem = apr_pcalloc(pool, gc_stream_status_size());
+    return gc_stream_status_init(mem);
+}
+
+static gc_stream_snapshot_t sample(void)
+{
+    gc_stream_snapshot_t s;
+    memset(&s, 0, sizeof(s));
+    s.has_holder = 1;
+    strcpy(s.holder_id, "web1:4242:abcd");
+    strcpy(s.holder_host, "web1");
+    s.holder_pid = 4242;
+    s.holder_since = apr_time_from_sec(1767225600);             /* 2026-01-01 */
+    s.connected = 1;
+    s.nchannels = 2;
+    strcpy(s.channels[0].id, "streaming-0-aaa");
+    s.channels[0].topics = 1000;
+    s.channels[0].expires = apr_time_from_sec(1767312000);
+    s.channels[0].connected = 1;
+    strcpy(s.channels[1].id, "streaming-0-bbb");
+    s.channels[1].topics = 500;
+    s.channels[1].connected = 1;
+    s.topics = 1500;
+    s.agents_monitored = 1500;
+    s.last_event_at = apr_time_from_sec(1767225660) + 123000;
+    s.events_total = 12345678901ULL;
+    s.reconnects_total = 3;
+    return s;
+}
+
+START_TEST(status_publish_read_json)
+{
+    gc_stream_status_t *st = new_status();
+    gc_stream_snapshot_t in = sample(), out;
+    json_t *doc, *ch;
+    json_error_t jerr;
+    char *text;
+
+    gc_stream_status_set_enabled(st, 1);
+    gc_stream_status_publish(st, &in);
+    gc_stream_status_error(st, apr_time_from_sec(1767225700), "channel x:\tcannot\nconnect");
+    ck_assert_int_eq(gc_stream_status_read(st, &out), 0);
+    ck_assert_int_eq(out.enabled, 1);
+    ck_assert_str_eq(out.last_error, "channel x: cannot connect");
+    text = gc_stream_status_json(pool, &out);
+    ck_assert_ptr_nonnull(text);
+    doc = json_loads(text, 0, &jerr);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert(json_is_true(json_object_get(doc, "enabled")));
+    ck_assert(json_is_true(json_object_get(doc, "connected")));
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "holder"), "host")),
+                     "web1");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(doc, "holder"), "pid")),
+                     4242);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "holder"), "since")),
+                     "2026-01-01T00:00:00.000Z");
+    ck_assert_int_eq(json_array_size(json_object_get(doc, "channels")), 2);
+    ch = json_array_get(json_object_get(doc, "channels"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(ch, "id")), "streaming-0-aaa");
+    ck_assert_int_eq(json_integer_value(json_object_get(ch, "topics")), 1000);
+    ck_assert_str_eq(json_string_value(json_object_get(ch, "expires")),
+                     "2026-01-02T00:00:00.000Z");
+    ck_assert(json_is_null(json_object_get(json_array_get(json_object_get(doc, "channels"), 1),
+                                           "expires")));
+    ck_assert_int_eq(json_integer_value(json_object_get(doc, "agents_monitored")), 1500);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "last_event_at")),
+                     "2026-01-01T00:01:00.123Z");
+    ck_assert(json_integer_value(json_object_get(doc, "events_total")) == 12345678901LL);
+    ck_assert_int_eq(json_integer_value(json_object_get(doc, "reconnects_total")), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(doc, "last_error")),
+                     "channel x: cannot connect");
+    json_decref(doc);
+}
+END_TEST
+
+START_TEST(status_publish_keeps_enabled_and_error)
+{
+    gc_stream_status_t *st = new_status();
+    gc_stream_snapshot_t in = sample(), out;
+
+    gc_stream_status_set_enabled(st, 1);
+    gc_stream_status_error(st, 5, "db down");
+    in.enabled = 0;
+    strcpy(in.last_error, "stale local copy");
+    gc_stream_status_publish(st, &in);
+    gc_stream_status_read(st, &out);
+    ck_assert_int_eq(out.enabled, 1);
+    ck_assert_str_eq(out.last_error, "db down");
+    ck_assert_int_eq(out.last_error_at, 5);
+}
+END_TEST
+
+START_TEST(status_clear_only_own_holder)
+{
+    gc_stream_status_t *st = new_status();
+    gc_stream_snapshot_t in = sample(), out;
+
+    gc_stream_status_publish(st, &in);
+    gc_stream_status_clear_holder(st, "other:1:ffff");
+    gc_stream_status_read(st, &out);
+    ck_assert_int_eq(out.has_holder, 1);
+    gc_stream_status_clear_holder(st, "web1:4242:abcd");
+    gc_stream_status_read(st, &out);
+    ck_assert_int_eq(out.has_holder, 0);
+    ck_assert_int_eq(out.connected, 0);
+    ck_assert_int_eq(out.nchannels, 0);
+    ck_assert(out.events_total == 12345678901ULL);          /* counters survive */
+}
+END_TEST
+
+START_TEST(status_json_without_holder)
+{
+    gc_stream_snapshot_t s;
+    json_t *doc;
+
+    memset(&s, 0, sizeof(s));
+    doc = json_loads(gc_stream_status_json(pool, &s), 0, NULL);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert(json_is_false(json_object_get(doc, "enabled")));
+    ck_assert(json_is_null(json_object_get(doc, "holder")));
+    ck_assert(json_is_false(json_object_get(doc, "connected")));
+    ck_assert_int_eq(json_array_size(json_object_get(doc, "channels")), 0);
+    ck_assert(json_is_null(json_object_get(doc, "last_event_at")));
+    ck_assert(json_is_null(json_object_get(doc, "last_error")));
+    json_decref(doc);
+
+    /* Held on another host: holder from the lease, not connected here. */
+    strcpy(s.lease_holder, "web2:77:0a0b");
+    doc = json_loads(gc_stream_status_json(pool, &s), 0, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "holder"), "host")),
+                     "web2");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(doc, "holder"), "pid")),
+                     77);
+    json_decref(doc);
+}
+END_TEST
+
+START_TEST(status_auto_lines)
+{
+    gc_stream_snapshot_t s = sample();
+    char *text;
+
+    s.enabled = 1;
+    s.channels[1].connected = 0;
+    s.connected = 0;
+    strcpy(s.last_error, "boom");
+    text = gc_stream_status_auto(pool, &s, s.last_event_at + SEC(12));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamEnabled: 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamHolder: web1:4242\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamConnected: 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamChannels: 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamChannelsConnected: 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamTopics: 1500\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamAgentsMonitored: 1500\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamEventsTotal: 12345678901\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamReconnectsTotal: 3\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamLastEventAge: 12\n"));
+    ck_assert_ptr_nonnull(strstr(text, "GcmonStreamLastError: boom\n"));
+}
+END_TEST
+
+START_TEST(status_dead_holder_shown_gone)
+{
+    gc_stream_snapshot_t s = sample();
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    s.holder_pid = (int)pid;
+    apr_snprintf(s.lease_holder, sizeof(s.lease_holder), "web1:%d:abcd", (int)pid);
+    gc_stream_snapshot_check_alive(&s, "web2");             /* other host: unknown */
+    ck_assert_int_eq(s.has_holder, 1);
+    gc_stream_snapshot_check_alive(&s, "web1");
+    ck_assert_int_eq(s.has_holder, 0);
+    ck_assert_int_eq(s.connected, 0);
+    ck_assert_int_eq(s.channels[0].connected, 0);
+    ck_assert_str_eq(s.lease_holder, "");
+
+    s = sample();
+    s.holder_pid = (int)getpid();
+    gc_stream_snapshot_check_alive(&s, "web1");
+    ck_assert_int_eq(s.has_holder, 1);
+}
+END_TEST
+
+/* A writer SIGKILLed inside its critical section leaves the lock taken and the
+ * sequence odd: readers give up after a bounded wait, the next writer steals
+ * the lock and repairs the sequence. */
+START_TEST(status_survives_killed_writer)
+{
+    void *mem = apr_pcalloc(pool, gc_stream_status_size());
+    gc_stream_status_t *st = gc_stream_status_init(mem);
+    gc_stream_snapshot_t in = sample(), out;
+    unsigned *seq;
+    int *lock;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    /* Forge the dead writer's state (layout: magic, lock, seq). */
+    lock = (int *)((char *)mem + sizeof(apr_uint32_t));
+    seq = (unsigned *)((char *)mem + sizeof(apr_uint32_t) + sizeof(int));
+    *lock = (int)pid;
+    *seq = 7;
+    ck_assert_int_eq(gc_stream_status_read(st, &out), -1);
+    gc_stream_status_publish(st, &in);
+    ck_assert_int_eq(*lock, 0);
+    ck_assert_int_eq(*seq % 2, 0);
+    ck_assert_int_eq(gc_stream_status_read(st, &out), 0);
+    ck_assert_int_eq(out.holder_pid, 4242);
+}
+END_TEST
+
+START_TEST(copy_line_sanitises_and_truncates)
+{
+    char buf[8];
+
+    gc_status_copy_line(buf, sizeof(buf), "a\r\nb\x7f" "c");
+    ck_assert_str_eq(buf, "a  b c");
+    gc_status_copy_line(buf, sizeof(buf), "abcdefghij");
+    ck_assert_str_eq(buf, "abcdefg");
+    /* "abcde" + "é" (2 bytes) + "x": the 7-byte limit would split nothing;
+     * "abcdef" + "é" would split it. */
+    gc_status_copy_line(buf, sizeof(buf), "abcdef\xc3\xa9xyz");
+    ck_assert_str_eq(buf, "abcdef");
+    gc_status_copy_line(buf, sizeof(buf), NULL);
+    ck_assert_str_eq(buf, "");
+}
+END_TEST
+
+/* ------------------------------------------------------------ writer */
+
+typedef struct {
+    const char *path;
+    int fail_opens;                 /* refuse this many opens, -1 = always */
+    int opens;
+} fake_db_t;
+
+static apr_status_t fake_open(void *baton, apr_pool_t *p, gc_store_t **store, void **handle,
+                              const char **err)
+{
+    fake_db_t *f = baton;
+    f->opens++;
+    if (f->fail_opens < 0 || f->opens <= f->fail_opens) {
+        *err = "injected failure";
+        return APR_EGENERAL;
+    }
+    *handle = NULL;
+    return gc_store_open(p, "sqlite3", f->path, store, err);
+}
+
+static void fake_close(void *baton, void *handle)
+{
+}
+
+static char *temp_db(void)
+{
+    char *path = apr_pstrdup(pool, "/tmp/gcmon-writer-XXXXXX");
+    int fd = mkstemp(path);
+    gc_store_t *s;
+    const char *err = NULL;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(gc_store_open(pool, "sqlite3", path, &s, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_migrate(s, &err), APR_SUCCESS);
+    return path;
+}
+
+static void drop_db(const char *path)
+{
+    unlink(path);
+    unlink(apr_pstrcat(pool, path, "-wal", NULL));
+    unlink(apr_pstrcat(pool, path, "-shm", NULL));
+}
+
+static gc_metrics_t *metrics_new(void)
+{
+    return gc_metrics_init(apr_pcalloc(pool, gc_metrics_size()));
+}
+
+static gc_monitor_env_t writer_env(gc_monitor_conf_t *conf, fake_db_t *f, gc_metrics_t *met)
+{
+    gc_monitor_env_t env;
+
+    memset(conf, 0, sizeof(*conf));
+    conf->queues = apr_array_make(pool, 1, sizeof(const char *));
+    conf->users = apr_array_make(pool, 1, sizeof(const char *));
+    gc_monitor_conf_defaults(conf);
+    memset(&env, 0, sizeof(env));
+    env.conf = conf;
+    env.metrics = met;
+    env.baton = f;
+    env.db_open = fake_open;
+    env.db_close = fake_close;
+    env.queue_max = 100000;
+    env.batch_max = 100;
+    return env;
+}
+
+static const char *const STATES5[] = { "IDLE", "INTERACTING", "Break", "Available", "Meal" };
+
+static void push_events(gc_writer_t *w, int users, int per_user, apr_time_t base)
+{
+    int u, k;
+    for (k = 0; k < per_user; k++) {
+        for (u = 0; u < users; u++) {
+            gc_agent_event_t ev;
+            const char *st = STATES5[k % 5];
+            int on_queue = k % 5 < 2;
+            memset(&ev, 0, sizeof(ev));
+            ev.user_id = apr_psprintf(pool, "user-%d", u);
+            ev.state = st;
+            ev.presence = on_queue ? "OnQueue" : st;
+            ev.routing_status = on_queue ? st : "OFF_QUEUE";
+            ev.event_at = base + apr_time_from_msec(1000 * k + u);
+            ev.presence_at = ev.routing_at = ev.event_at;
+            gc_writer_push(w, &ev, "stream");
+        }
+    }
+}
+
+START_TEST(writer_stores_everything_once)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = writer_env(&conf, &f, met);
+    gc_writer_t *w;
+    gc_store_t *s;
+    const char *err = NULL;
+    long n = 0;
+
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    push_events(w, 50, 5, apr_time_now() - apr_time_from_sec(10));
+    /* The same events again (an overlapping holder): nothing more is stored. */
+    push_events(w, 50, 5, apr_time_now() - apr_time_from_sec(10));
+    gc_writer_stop(w, apr_time_from_sec(10));
+    ck_assert_int_eq(gc_store_open(pool, "sqlite3", path, &s, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_history_count(s, NULL, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 250);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_STORED, "stream", NULL), 250);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENT_LAG, NULL, NULL), 500);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "shutdown", NULL), 0);
+    drop_db(path);
+}
+END_TEST
+
+START_TEST(writer_retries_until_the_database_is_back)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 3, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = writer_env(&conf, &f, met);
+    gc_writer_t *w;
+    gc_store_t *s;
+    const char *err = NULL;
+    long n = 0;
+
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    push_events(w, 10, 3, apr_time_now() - apr_time_from_sec(10));
+    gc_writer_stop(w, apr_time_from_sec(10));
+    ck_assert_int_ge(f.opens, 4);
+    ck_assert_int_eq(gc_store_open(pool, "sqlite3", path, &s, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_history_count(s, NULL, &n), APR_SUCCESS);
+    ck_assert_int_eq(n, 30);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "shutdown", NULL), 0);
+    drop_db(path);
+}
+END_TEST
+
+START_TEST(writer_counts_what_it_cannot_flush)
+{
+    fake_db_t f = { "/nonexistent/dir/x.db", -1, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = writer_env(&conf, &f, met);
+    gc_writer_t *w;
+    apr_time_t t0;
+
+    env.queue_max = 40;
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    push_events(w, 10, 1, apr_time_now());              /* the writer holds these */
+    t0 = apr_time_now();
+    while (f.opens < 1 && apr_time_now() - t0 < apr_time_from_sec(5)) {
+        apr_sleep(1000);
+    }
+    push_events(w, 10, 6, apr_time_now());              /* 60 more, queue of 40 */
+    t0 = apr_time_now();
+    gc_writer_stop(w, apr_time_from_msec(300));
+    ck_assert_int_lt(apr_time_now() - t0, apr_time_from_sec(3));
+    ck_assert_int_ge(gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "queue_full", NULL), 20);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "queue_full", NULL)
+                     + gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "shutdown", NULL), 70);
+}
+END_TEST
+
+Suite *monitor_suite(void)
+{
+    Suite *s = suite_create("monitor");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, backoff_first_attempt_is_immediate);
+    tcase_add_test(tc, backoff_doubles_with_jitter_up_to_max);
+    tcase_add_test(tc, queue_copies_and_keeps_order);
+    tcase_add_test(tc, queue_drops_oldest_when_full);
+    tcase_add_test(tc, queue_freed_with_its_pool);
+    tcase_add_test(tc, status_publish_read_json);
+    tcase_add_test(tc, status_publish_keeps_enabled_and_error);
+    tcase_add_test(tc, status_clear_only_own_holder);
+    tcase_add_test(tc, status_json_without_holder);
+    tcase_add_test(tc, status_auto_lines);
+    tcase_add_test(tc, status_dead_holder_shown_gone);
+    tcase_add_test(tc, status_survives_killed_writer);
+    tcase_add_test(tc, copy_line_sanitises_and_truncates);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("writer");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, writer_stores_everything_once);
+    tcase_add_test(tc, writer_retries_until_the_database_is_back);
+    tcase_add_test(tc, writer_counts_what_it_cannot_flush);
+    suite_add_tcase(s, tc);
+    return s;
+}
