@@ -480,11 +480,12 @@ START_TEST(writer_stores_everything_once)
     gc_store_t *s;
     const char *err = NULL;
     long n = 0;
+    apr_time_t base = apr_time_now() - apr_time_from_sec(10);
 
     ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
-    push_events(w, 50, 5, apr_time_now() - apr_time_from_sec(10));
+    push_events(w, 50, 5, base);
     /* The same events again (an overlapping holder): nothing more is stored. */
-    push_events(w, 50, 5, apr_time_now() - apr_time_from_sec(10));
+    push_events(w, 50, 5, base);
     gc_writer_stop(w, apr_time_from_sec(10));
     ck_assert_int_eq(gc_store_open(pool, "sqlite3", path, &s, &err), APR_SUCCESS);
     ck_assert_int_eq(gc_store_history_count(s, NULL, &n), APR_SUCCESS);
