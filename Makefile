@@ -17,7 +17,7 @@ WARNINGS  = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wmissing-prototypes 
 SAN       ?=
 CFLAGS_GC = -std=c11 -g -O2 -fPIC -D_GNU_SOURCE -DLINUX -D_REENTRANT $(WARNINGS) $(SAN) \
             -I$(APR_INC) -I$(APU_INC) -Ishared $(LWS_CFLAGS)
-LIBS_GC   = -lcurl -ljansson -lwebsockets -lm
+LIBS_GC   = -lcurl -ljansson -lwebsockets -lcrypto -lm
 
 BUILD     ?= build
 CORE_SRC  := $(sort $(wildcard shared/*.c))
@@ -35,7 +35,7 @@ STREAM_SO := $(BUILD)/.libs/mod_gcmon_stream.so
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit_tests
 
-.PHONY: all deps test unit integration demo install bench clean asan-unit check-style
+.PHONY: all deps test unit integration asan-integration demo install bench clean asan-unit check-style
 
 all: $(API_SO) $(STREAM_SO)
 
@@ -76,7 +76,7 @@ unit: $(UNIT_BIN)
 
 # The unit suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan-unit:
-	$(MAKE) BUILD=build/asan SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' build/asan/unit_tests
+	$(MAKE) BUILD=build/asan SAN='$(ASAN_SAN)' build/asan/unit_tests
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_FORK=no \
 	    LSAN_OPTIONS=$(if $(wildcard tests/unit/lsan.supp),suppressions=$(CURDIR)/tests/unit/lsan.supp) \
 	    build/asan/unit_tests
@@ -84,11 +84,21 @@ asan-unit:
 integration: all
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/emulator tests/integration $(PYTEST_ARGS)
 
+# The integration suite again with both modules built with ASan + UBSan (the
+# runtime preloaded into apache2 only); any sanitizer report lands in
+# error_log and fails the test that caused it.
+ASAN_SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+asan-integration:
+	$(MAKE) BUILD=build/asan SAN='$(ASAN_SAN)' all
+	GCMON_BUILD=$(CURDIR)/build/asan GCMON_HTTPD_LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration $(PYTEST_ARGS)
+
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan-unit
 	$(MAKE) integration
+	$(MAKE) asan-integration
 
 demo: deps
 	$(MAKE) all
@@ -107,8 +117,19 @@ $(BENCH_BIN): bench/ingest.c $(CORE_HDR) $(CORE_LA)
 	$(CC) $(CFLAGS_GC) -o $@ bench/ingest.c $(BUILD)/.libs/libgcmon.a \
 	    -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
 
-bench: all $(BENCH_BIN)
-	$(PYTHON) bench/run.py
+BENCH_ALERTS := $(BUILD)/bench_alerts
+
+$(BENCH_ALERTS): bench/alerts.c $(CORE_HDR) $(CORE_LA)
+	$(CC) $(CFLAGS_GC) -o $@ bench/alerts.c $(BUILD)/.libs/libgcmon.a \
+	    -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
+
+bench: all $(BENCH_BIN) $(BENCH_ALERTS)
+	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py
+
+# The idle-alert part of `make bench` alone.
+.PHONY: bench-alerts
+bench-alerts: $(BENCH_ALERTS)
+	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py alerts
 
 clean:
 	rm -rf build

@@ -3,7 +3,7 @@
 # Idempotent and fast when everything is present (one dpkg-query).
 set -eu
 PKGS="apache2 apache2-dev libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
-libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev pkg-config
+libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev libssl-dev pkg-config
 check python3 python3-aiohttp python3-pytest sqlite3 curl
 prometheus wrk"
 missing=""
@@ -28,3 +28,8 @@ fi
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+# prometheus is only here for `promtool check metrics` (tests): keep its server
+# from running on a developer's machine.
+case "$missing" in
+    *prometheus*) $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true ;;
+esac

@@ -10,6 +10,10 @@ GCMON_BENCH_SECONDS (10).
 History and board (bench/read.py): requests/s at 32 connections on 1,000,000 rows (first
 page, page 5,000 by offset, a deep cursor page) against a static file of the same size,
 and GET /v1/agents latency with 20,000 agents; see read.py for its environment.
+
+Idle alerts (bench/alerts.c, built as build/bench_alerts; `make bench-alerts` alone):
+crossing -> committed alert latency with 20,000 agents crossing within 10 s, the idle CPU
+with 20,000 timers scheduled, and RSS. Environment: GCMON_BENCH_ALERT_AGENTS (20000).
 """
 import os
 import shutil
@@ -44,8 +48,39 @@ def run_ingest():
           f"{'OK' if p99 <= 250 else 'ABOVE TARGET'}")
 
 
+def run_alerts():
+    agents = os.environ.get("GCMON_BENCH_ALERT_AGENTS", "20000")
+    work = tempfile.mkdtemp(prefix="gcmon-bench-")
+    try:
+        # 20,000 agents crossing a 3 s threshold spread over 10 s; then 5 s idle.
+        out = subprocess.run([os.path.join(BUILD, "bench_alerts"), work, agents, "10", "3", "5"],
+                             check=True, stdout=subprocess.PIPE, timeout=600).stdout.decode()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    fig = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    n = int(fig["alerts_agents"])
+    p99 = float(fig["alerts_latency_p99_ms"])
+    worst = float(fig["alerts_latency_max_ms"])
+    rss_mb = int(fig["alerts_rss_kb"]) / 1024
+    p50 = float(fig["alerts_latency_p50_ms"])
+    print(f"alerts: {int(fig['alerts_raised']):,} of {n:,} agents crossing within 10 s, "
+          f"crossing -> committed alert + outbox row: p50 {p50:.1f} ms, "
+          f"p99 {p99:.1f} ms, max {worst:.1f} ms (target <= 1000 ms) "
+          f"{'OK' if worst <= 1000 and int(fig['alerts_raised']) == n else 'ABOVE TARGET'}")
+    print(f"alerts: seeding {n:,} agents from the database: {float(fig['alerts_seed_ms']):.0f} ms")
+    print(f"alerts: idle with {int(fig['alerts_idle_timers']):,} timers scheduled: "
+          f"{float(fig['alerts_idle_cpu_pct']):.2f}% of one CPU")
+    print(f"alerts: engine memory for {n:,} agents: {int(fig['alerts_engine_kb']):,} KB; "
+          f"benchmark process RSS {rss_mb:.1f} MB (peak {int(fig['alerts_hwm_kb']) / 1024:.1f} MB; "
+          f"leader target <= 64 MB) {'OK' if rss_mb <= 64 else 'ABOVE TARGET'}")
+
+
 def main():
+    if sys.argv[1:] == ["alerts"]:
+        run_alerts()
+        return 0
     run_ingest()
+    run_alerts()
     # History and board (bench/read.py): a real apache2 with gcmon from BUILD.
     os.environ.setdefault("GCMON_BUILD", BUILD)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

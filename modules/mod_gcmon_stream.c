@@ -4,12 +4,14 @@
  * exactly one of them (per database) holds the stream — see docs/stream.md. */
 #define GCMON_MODULE_MAIN
 #include <apr_optional.h>
+#include <apr_strings.h>
 #include <apr_dbd.h>
 #include <http_core.h>
 #include <mod_dbd.h>
 #include <mod_status.h>
 #include <mpm_common.h>
 
+#include "gc_alerts.h"
 #include "mod_gcmon_stream_private.h"
 
 static APR_OPTIONAL_FN_TYPE(gcmon_api_shared) *api_shared;
@@ -54,6 +56,29 @@ static int gcmon_stream_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_po
     return OK;
 }
 
+/* The idle alert rules and whether each webhook is set (never its URL). */
+static void log_alert_rules(server_rec *s, apr_pool_t *p, const gc_monitor_conf_t *mon)
+{
+    const char *rules = "";
+    int i;
+
+    for (i = 0; i < mon->idle_alerts->nelts; i++) {
+        const gc_alert_rule_t *r = &APR_ARRAY_IDX(mon->idle_alerts, i, gc_alert_rule_t);
+        rules = apr_psprintf(p, "%s%s%s %s%s%s", rules, i ? ", " : "", r->state,
+                             gc_format_duration(p, r->threshold), r->repeat ? " every " : "",
+                             r->repeat ? gc_format_duration(p, r->repeat) : "");
+    }
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 GCMON_LOGNO(2008) "gcmon_stream: idle alerts: %s; Slack webhook %s, "
+                 "status/trace/WFM webhooks %s/%s/%s, signing %s, webhook max age %s",
+                 rules, mon->webhooks.slack_url ? "set" : "not set",
+                 mon->webhooks.status_url ? "set" : "not set",
+                 mon->webhooks.trace_url ? "set" : "not set",
+                 mon->webhooks.wfm_url ? "set" : "not set",
+                 mon->webhooks.secret ? "on" : "off",
+                 gc_format_duration(p, mon->webhooks.max_age));
+}
+
 static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                     server_rec *s)
 {
@@ -72,6 +97,11 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     gc_monitor_conf_defaults(&c->mon);
+    if (c->mon.idle_alerts->nelts == 0) {
+        c->mon.idle_alerts = gc_alert_rules_default(pconf);
+    }
+    c->mon.webhooks.timeout = sh->conn->request_timeout;
+    c->mon.webhooks.ca_file = sh->conn->ca_file;
     if (c->mon.enabled && (!sh->conn->client_id || !sh->conn->client_secret)) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2004) "GcmonStream On needs the Genesys Cloud client "
@@ -93,6 +123,7 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
                      gc_format_duration(ptemp, c->mon.backoff_max),
                      gc_format_duration(ptemp, c->mon.membership_refresh),
                      gc_format_duration(ptemp, c->mon.retention));
+        log_alert_rules(s, ptemp, &c->mon);
     }
     return OK;
 }

@@ -1,7 +1,12 @@
-/* mod_gcmon_stream directives (SPEC §2 "Stream"); all global. */
+/* mod_gcmon_stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound
+ * sync webhooks"); all global. */
+#include <string.h>
+
 #include <apr_strings.h>
 #include <http_core.h>
 
+#include "gc_alerts.h"
+#include "gc_state.h"
 #include "mod_gcmon_stream_private.h"
 
 void *gcmon_stream_create_server_conf(apr_pool_t *p, server_rec *s)
@@ -10,6 +15,7 @@ void *gcmon_stream_create_server_conf(apr_pool_t *p, server_rec *s)
     c->mon.enabled = -1;
     c->mon.queues = apr_array_make(p, 4, sizeof(const char *));
     c->mon.users = apr_array_make(p, 4, sizeof(const char *));
+    c->mon.idle_alerts = apr_array_make(p, 4, sizeof(gc_alert_rule_t));
     return c;
 }
 
@@ -91,6 +97,82 @@ static const char *set_backoff(cmd_parms *cmd, void *dc, const char *min, const 
     return NULL;
 }
 
+/* GcmonIdleAlert <state> <threshold> [<repeat>] */
+static const char *add_idle_alert(cmd_parms *cmd, void *dc, const char *state,
+                                  const char *threshold, const char *repeat)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gcmon_stream_conf_t *c = cmd_conf(cmd);
+    gc_alert_rule_t rule = { NULL, 0, 0 };
+    int i;
+
+    if (err) {
+        return err;
+    }
+    if (!gc_state_valid(state)) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a state (presences such as "
+                            "Available, Break, Meal; routing statuses such as IDLE, "
+                            "INTERACTING, NOT_RESPONDING)", cmd->cmd->name, state);
+    }
+    for (i = 0; i < c->mon.idle_alerts->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(c->mon.idle_alerts, i, gc_alert_rule_t).state, state)) {
+            return apr_psprintf(cmd->pool, "%s: a rule for state %s is already configured",
+                                cmd->cmd->name, state);
+        }
+    }
+    rule.state = state;
+    if ((err = gc_parse_duration(cmd->pool, threshold, APR_USEC_PER_SEC, &rule.threshold))
+        || (repeat && (err = gc_parse_duration(cmd->pool, repeat, APR_USEC_PER_SEC,
+                                               &rule.repeat)))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    APR_ARRAY_PUSH(c->mon.idle_alerts, gc_alert_rule_t) = rule;
+    return NULL;
+}
+
+/* Webhook URL directives store into the gc_webhook_conf_t field at offset
+ * cmd->info. GcmonSlackWebhook takes the secret syntax. */
+static const char *set_webhook_url(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    int secret = !strcmp(cmd->cmd->name, "GcmonSlackWebhook");
+    char *base = (char *)&cmd_conf(cmd)->mon.webhooks;
+    const char *url = arg;
+
+    if (err) {
+        return err;
+    }
+    if (secret && (err = gcmon_glue_secret(cmd, &gcmon_stream_module, arg, &url))) {
+        return err;
+    }
+    if ((err = gc_parse_webhook_url(cmd->pool, url, secret))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    *(const char **)(base + (apr_size_t)cmd->info) = url;
+    return NULL;
+}
+
+static const char *set_webhook_secret(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    return gcmon_glue_secret(cmd, &gcmon_stream_module, arg,
+                             &cmd_conf(cmd)->mon.webhooks.secret);
+}
+
+static const char *set_webhook_max_age(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    return gcmon_glue_err(cmd, gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
+                                                 &cmd_conf(cmd)->mon.webhooks.max_age));
+}
+
+#define HOOK_OFFSET(field) (void *)APR_OFFSETOF(gc_webhook_conf_t, field)
 #define MON_OFFSET(field) (void *)APR_OFFSETOF(gc_monitor_conf_t, field)
 
 const command_rec gcmon_stream_cmds[] = {
@@ -112,5 +194,22 @@ const command_rec gcmon_stream_cmds[] = {
                   "Reconnect backoff: minimum and maximum (default 1s 60s)"),
     AP_INIT_TAKE1("GcmonRetention", set_duration, MON_OFFSET(retention), RSRC_CONF,
                   "Delete history older than this (default 90d)"),
+    AP_INIT_TAKE23("GcmonIdleAlert", add_idle_alert, NULL, RSRC_CONF,
+                   "Alert when an agent stays in <state> for <threshold>; re-alert every "
+                   "<repeat> (default: Available 15m and IDLE 15m)"),
+    AP_INIT_TAKE1("GcmonSlackWebhook", set_webhook_url, HOOK_OFFSET(slack_url), RSRC_CONF,
+                  "Slack incoming-webhook URL for idle alerts: file:/path, env:NAME or a "
+                  "literal"),
+    AP_INIT_TAKE1("GcmonStatusWebhook", set_webhook_url, HOOK_OFFSET(status_url), RSRC_CONF,
+                  "Receives every status change made through the admin API"),
+    AP_INIT_TAKE1("GcmonTraceWebhook", set_webhook_url, HOOK_OFFSET(trace_url), RSRC_CONF,
+                  "Receives a summary of every completed trace"),
+    AP_INIT_TAKE1("GcmonWfmWebhook", set_webhook_url, HOOK_OFFSET(wfm_url), RSRC_CONF,
+                  "Receives weight distributions and strategy changes"),
+    AP_INIT_TAKE1("GcmonWebhookSecret", set_webhook_secret, NULL, RSRC_CONF,
+                  "HMAC-SHA256 key signing every outbound webhook: file:/path, env:NAME or "
+                  "a literal"),
+    AP_INIT_TAKE1("GcmonWebhookMaxAge", set_webhook_max_age, NULL, RSRC_CONF,
+                  "Give up on a webhook delivery after this long (default 24h)"),
     { NULL }
 };

@@ -121,6 +121,24 @@ const char *gc_parse_http_url(apr_pool_t *p, const char *arg, const char **out)
     return NULL;
 }
 
+const char *gc_parse_webhook_url(apr_pool_t *p, const char *arg, int secret)
+{
+    apr_uri_t uri;
+    const char *shown = secret ? "the value" : apr_psprintf(p, "'%s'", arg);
+
+    if (apr_uri_parse(p, arg, &uri) != APR_SUCCESS || !uri.scheme || !uri.hostname
+        || !*uri.hostname) {
+        return apr_psprintf(p, "%s is not an absolute URL", shown);
+    }
+    if (strcasecmp(uri.scheme, "http") && strcasecmp(uri.scheme, "https")) {
+        return apr_psprintf(p, "%s: only http and https URLs are allowed", shown);
+    }
+    if (uri.fragment) {
+        return apr_psprintf(p, "%s: a webhook URL has no fragment", shown);
+    }
+    return NULL;
+}
+
 const char *gc_parse_domain(apr_pool_t *p, const char *arg)
 {
     const char *c;

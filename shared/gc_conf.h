@@ -35,6 +35,10 @@ const char *gc_parse_long(apr_pool_t *p, const char *arg, long min, long max, lo
 const char *gc_parse_http_url(apr_pool_t *p, const char *arg, const char **out);
 
 /* A region domain such as "mypurecloud.com" or "mypurecloud.de". */
+/* An outbound webhook URL: absolute http(s), query allowed. With secret != 0
+ * the error does not repeat the value (Slack URLs embed a token). */
+const char *gc_parse_webhook_url(apr_pool_t *p, const char *arg, int secret);
+
 const char *gc_parse_domain(apr_pool_t *p, const char *arg);
 
 /* Secret syntax: "file:/path" (first line), "env:NAME", or a literal.

@@ -298,6 +298,26 @@ static const char *holder_loop(gc_monitor_t *m)
     }
 }
 
+/* The holder delivers the outbox (idle alerts now, every webhook later). */
+static void outbox_start(gc_monitor_t *m)
+{
+    gc_outbox_env_t oenv;
+
+    memset(&oenv, 0, sizeof(oenv));
+    oenv.conf = &m->conf->webhooks;
+    oenv.metrics = m->env.metrics;
+    oenv.baton = m->env.baton;
+    oenv.db_open = m->env.db_open;
+    oenv.db_close = m->env.db_close;
+    if (gc_outbox_start(&m->outbox, m->term, &oenv) != APR_SUCCESS) {
+        m->outbox = NULL;
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2113) "cannot start the outbox thread; "
+                     "webhook deliveries wait for the next holder");
+        return;
+    }
+    gc_writer_set_outbox(m->writer, m->outbox);
+}
+
 static int term_start(gc_monitor_t *m, apr_time_t now)
 {
     gc_monitor_env_t wenv = m->env;
@@ -326,6 +346,7 @@ static int term_start(gc_monitor_t *m, apr_time_t now)
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2105) "cannot start the writer thread");
         return 0;
     }
+    outbox_start(m);
     ws = gc_ws_create(m->term, m->env.conn->ca_file, MAX_MESSAGE, &gc_mon_ws_callbacks, m);
     if (!ws) {
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2111) "cannot create the WebSocket client "
@@ -348,6 +369,13 @@ static void term_end(gc_monitor_t *m, int release)
     m->closing = 1;
     ws_destroy(m);
     m->closing = 0;
+    if (m->writer) {
+        gc_writer_set_outbox(m->writer, NULL);
+    }
+    if (m->outbox) {
+        gc_outbox_stop(m->outbox);
+        m->outbox = NULL;
+    }
     if (m->writer) {
         gc_writer_stop(m->writer, WRITER_DRAIN);
         m->writer = NULL;

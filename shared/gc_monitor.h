@@ -8,7 +8,9 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
-/* Stream directives (SPEC §2 "Stream"). */
+#include "gc_outbox.h"
+
+/* Stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound sync webhooks"). */
 typedef struct gc_monitor_conf {
     int enabled;                        /* GcmonStream */
     apr_array_header_t *queues;         /* GcmonMonitorQueue: const char * */
@@ -19,6 +21,8 @@ typedef struct gc_monitor_conf {
     apr_interval_time_t pong_timeout;
     apr_interval_time_t backoff_min, backoff_max;
     apr_interval_time_t retention;
+    apr_array_header_t *idle_alerts;    /* GcmonIdleAlert: gc_alert_rule_t; empty = defaults */
+    gc_webhook_conf_t webhooks;         /* GcmonSlackWebhook, GcmonWebhookSecret, … */
 } gc_monitor_conf_t;
 
 #define GC_MAX_CHANNELS 20

@@ -67,6 +67,24 @@ int gc_writer_pending(gc_writer_t *w);
  * counted as dropped{shutdown} and logged. */
 void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
 
+/* The outbox thread to wake when an alert with a delivery was raised (set
+ * after both threads started; NULL: none). */
+void gc_writer_set_outbox(gc_writer_t *w, gc_outbox_t *o);
+
+/* ------------------------------------------------------------ idle alerts */
+
+/* Idle alerts on the writer thread (gc_monitor_alerter.c). NULL (alerts off)
+ * when conf has no rules; every function accepts NULL. */
+typedef struct gc_alerter gc_alerter_t;
+gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf,
+                                gc_metrics_t *metrics);
+void gc_alerter_set_outbox(gc_alerter_t *a, gc_outbox_t *o);
+/* Follow a committed run of events. */
+void gc_alerter_committed(gc_alerter_t *a, const gc_evrec_t *run, int n);
+/* Seed from the database on first use, raise what is due, clear ended alerts.
+ * Returns when the next alert is due (0: none), scratch from p. */
+apr_time_t gc_alerter_tick(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now);
+
 /* ------------------------------------------------------------ holder state */
 
 typedef struct mon_channel mon_channel_t;
@@ -165,6 +183,7 @@ struct gc_monitor {
     apr_pool_t *iter;                   /* cleared every loop */
     apr_pool_t *msg;                    /* cleared every message */
     gc_writer_t *writer;
+    gc_outbox_t *outbox;                /* webhook deliveries (holder only) */
     int closing;                        /* term ending: closes are not reconnects */
     mon_channel_t ch[GC_MAX_CHANNELS];
     mon_sock_t *socks;

@@ -33,6 +33,7 @@ struct gc_writer {
     _Atomic apr_time_t drain_until;
     gc_writer_commit_fn *on_commit;
     void *commit_baton;
+    gc_alerter_t *alerter;              /* idle alerts, or NULL */
 
     /* writer thread only */
     apr_pool_t *db_pool;
@@ -161,6 +162,7 @@ static int write_run(gc_writer_t *w, apr_pool_t *p, gc_evrec_t *run, int n)
             if (rv == APR_SUCCESS) {
                 now = apr_time_now();
                 account(w, run, n, run->source, &res, now);
+                gc_alerter_committed(w->alerter, run, n);
                 if (w->on_commit) {
                     w->on_commit(w->commit_baton, run, n, now);
                 }
@@ -243,11 +245,29 @@ static void maybe_prune(gc_writer_t *w)
     w->next_prune = deleted >= PRUNE_CHUNK ? now : now + PRUNE_EVERY;
 }
 
+/* Idle alerts between batches; returns how long the queue may be waited on. */
+static apr_interval_time_t alert_tick(gc_writer_t *w, apr_pool_t *p)
+{
+    apr_time_t now = apr_time_now(), next;
+    const char *err = NULL;
+
+    if (!w->alerter || stopping(w) || db_open(w, &err) != APR_SUCCESS) {
+        return TAKE_WAIT;
+    }
+    next = gc_alerter_tick(w->alerter, w->store, p, now);
+    now = apr_time_now();
+    if (next <= 0 || next - now >= TAKE_WAIT) {
+        return TAKE_WAIT;
+    }
+    return next > now ? next - now : 0;
+}
+
 static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
 {
     gc_writer_t *w = data;
     apr_pool_t *iter;
     int lost = 0, left;
+    apr_interval_time_t wait = TAKE_WAIT;
 
     apr_pool_create(&iter, w->pool);
     w->next_prune = apr_time_now() + PRUNE_FIRST;
@@ -257,12 +277,14 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
         if (past_drain(w) || (stopping(w) && gc_evq_count(w->q) == 0)) {
             break;
         }
-        n = gc_evq_take(w->q, &list, w->env.batch_max, stopping(w) ? 0 : TAKE_WAIT);
+        n = gc_evq_take(w->q, &list, w->env.batch_max, stopping(w) ? 0 : wait);
         if (n == 0) {
             maybe_prune(w);
-            continue;
         }
-        lost += write_list(w, iter, list);
+        else {
+            lost += write_list(w, iter, list);
+        }
+        wait = alert_tick(w, iter);
         apr_pool_clear(iter);
     }
     left = gc_evq_count(w->q);
@@ -309,6 +331,7 @@ apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_
     }
     w->on_commit = on_commit;
     w->commit_baton = commit_baton;
+    w->alerter = gc_alerter_create(wp, env->conf, env->metrics);
     atomic_init(&w->stop, 0);
     atomic_init(&w->drain_until, 0);
     /* The queue and the drop mutex belong to p (the caller's side), so pushes
@@ -350,6 +373,11 @@ void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *sour
         w->drop_logged_at = now;
     }
     apr_thread_mutex_unlock(w->drop_mutex);
+}
+
+void gc_writer_set_outbox(gc_writer_t *w, gc_outbox_t *o)
+{
+    gc_alerter_set_outbox(w->alerter, o);
 }
 
 int gc_writer_pending(gc_writer_t *w)

@@ -69,6 +69,43 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_CHANNEL_LOAD] =
         "SELECT id, connect_uri, expires_at, topics FROM gcmon_channels ORDER BY id LIMIT 256",
     [ST_CHANNEL_DELETE] = "DELETE FROM gcmon_channels WHERE id = %s",
+    /* The outbox (store_outbox.c). */
+    [ST_OUTBOX_INSERT] =
+        "INSERT INTO gcmon_outbox (target, alert_id, body, created_at, next_at) "
+        "VALUES (%s, %lld, %s, %lld, %lld)",
+    [ST_OUTBOX_DUE] =
+        "SELECT id, target, alert_id, body, created_at, next_at, attempts FROM gcmon_outbox "
+        "WHERE status = 'pending' AND next_at <= %lld ORDER BY id LIMIT %d",
+    [ST_OUTBOX_PENDING] =
+        "SELECT MIN(next_at), COUNT(*) FROM gcmon_outbox WHERE status = 'pending' LIMIT 1",
+    [ST_OUTBOX_RESULT] =
+        "UPDATE gcmon_outbox SET status = %s, attempts = attempts + 1, "
+        "next_at = COALESCE(%lld, next_at), last_error = COALESCE(%s, last_error), "
+        "done_at = %lld WHERE id = %lld AND status = 'pending'",
+    [ST_OUTBOX_ALERT_MIRROR] =
+        "UPDATE gcmon_alerts SET delivery_status = %s, "
+        "delivery_attempts = (SELECT o.attempts FROM gcmon_outbox o WHERE o.id = %lld), "
+        "delivery_last_error = (SELECT o.last_error FROM gcmon_outbox o WHERE o.id = %lld) "
+        "WHERE id = (SELECT o.alert_id FROM gcmon_outbox o WHERE o.id = %lld)",
+    /* Idle alerts (store_alerts.c). The insert re-checks the agent's episode
+     * in the same statement; the SELECT's own WHERE keeps sqlite3 from parsing
+     * ON CONFLICT as a join constraint. CASTs type the parameters of the
+     * select list for PostgreSQL. */
+    [ST_ALERT_AGENTS] = "SELECT user_id, state, since FROM gcmon_agents LIMIT 1000000",
+    [ST_ALERT_INSERT] =
+        "INSERT INTO gcmon_alerts (user_id, user_name, state, threshold_seconds, episode_at, "
+        "seq, raised_at, delivery_status) SELECT a.user_id, COALESCE(CAST(%s AS TEXT), "
+        "a.user_name), a.state, CAST(%lld AS BIGINT), a.since, CAST(%d AS INTEGER), "
+        "CAST(%lld AS BIGINT), CAST(%s AS TEXT) FROM gcmon_agents a "
+        "WHERE a.user_id = %s AND a.state = %s AND a.since = %lld "
+        "ON CONFLICT DO NOTHING RETURNING id",
+    [ST_ALERT_FIND] =
+        "SELECT id FROM gcmon_alerts WHERE user_id = %s AND state = %s AND episode_at = %lld "
+        "AND seq = %d LIMIT 1",
+    [ST_ALERT_CLEAR] =
+        "UPDATE gcmon_alerts SET cleared_at = %lld WHERE cleared_at IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM gcmon_agents a WHERE a.user_id = gcmon_alerts.user_id "
+        "AND a.state = gcmon_alerts.state AND a.since = gcmon_alerts.episode_at)",
 };
 
 /* write_batch's statements: head, one row repeated n times (", "), tail.

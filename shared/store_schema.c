@@ -1,7 +1,7 @@
 /* gcmon store: schema creation and versioning (gcmon_schema holds one row
  * per applied version). Each migration is a list of idempotent DDL steps;
  * a later version appends an entry to `migrations` and bumps
- * GC_SCHEMA_VERSION (planned: alerts, outbox, audit). */
+ * GC_SCHEMA_VERSION (planned next: audit). */
 #include <apr_strings.h>
 
 #include "gc_log.h"
@@ -93,6 +93,27 @@ static const ddl_t v2[] = {
       "ON gcmon_alerts (user_id) WHERE cleared_at IS NULL", NULL },
 };
 
+/* Version 3: the outbox of every outbound webhook (gc_outbox.h). A row names
+ * its target, never the URL (a secret); body is the exact JSON to POST (and
+ * sign). The delivery thread reads the pending rows by next_at through a
+ * partial index; alert_id links a Slack delivery to its alert. */
+static const ddl_t v3[] = {
+    { "CREATE TABLE IF NOT EXISTS gcmon_outbox ("
+      "id INTEGER PRIMARY KEY AUTOINCREMENT, "
+      "target TEXT NOT NULL, alert_id BIGINT, body TEXT NOT NULL, "
+      "created_at BIGINT NOT NULL, next_at BIGINT NOT NULL, "
+      "attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'pending', "
+      "last_error TEXT, done_at BIGINT)",
+      "CREATE TABLE IF NOT EXISTS gcmon_outbox ("
+      "id BIGSERIAL PRIMARY KEY, "
+      "target TEXT NOT NULL, alert_id BIGINT, body TEXT NOT NULL, "
+      "created_at BIGINT NOT NULL, next_at BIGINT NOT NULL, "
+      "attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'pending', "
+      "last_error TEXT, done_at BIGINT)" },
+    { "CREATE INDEX IF NOT EXISTS gcmon_outbox_due "
+      "ON gcmon_outbox (next_at, id) WHERE status = 'pending'", NULL },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -100,6 +121,7 @@ static const struct {
 } migrations[] = {
     { 1, v1, sizeof(v1) / sizeof(v1[0]) },
     { 2, v2, sizeof(v2) / sizeof(v2[0]) },
+    { 3, v3, sizeof(v3) / sizeof(v3[0]) },
 };
 
 typedef struct {

@@ -49,12 +49,40 @@ def bare(emulator):
     ("GcmonStream maybe", "GcmonStream", "must be On or Off"),
     ("<VirtualHost 127.0.0.1:1>\nGcmonStream On\n</VirtualHost>", "GcmonStream",
      "cannot occur within"),
+    ("GcmonIdleAlert Lunch 15m", "GcmonIdleAlert", "'Lunch' is not a state"),
+    ("GcmonIdleAlert available 15m", "GcmonIdleAlert", "is not a state"),
+    ("GcmonIdleAlert Available soon", "GcmonIdleAlert", "not a duration"),
+    ("GcmonIdleAlert Available 0s", "GcmonIdleAlert", "minimum"),
+    ("GcmonIdleAlert IDLE 15m 5y", "GcmonIdleAlert", "unknown unit"),
+    ("GcmonIdleAlert IDLE", "GcmonIdleAlert", "takes two or three arguments"),
+    ("GcmonIdleAlert IDLE 5m\nGcmonIdleAlert IDLE 10m", "GcmonIdleAlert",
+     "a rule for state IDLE is already configured"),
+    ("GcmonSlackWebhook env:GCMON_DEFINITELY_UNSET", "GcmonSlackWebhook",
+     "GCMON_DEFINITELY_UNSET is not set"),
+    ("GcmonSlackWebhook ftp://hooks.example.com/T0/B0/zzsecretzz", "GcmonSlackWebhook",
+     "the value: only http and https"),
+    ("GcmonStatusWebhook payroll.example.com/hook", "GcmonStatusWebhook", "absolute URL"),
+    ("GcmonTraceWebhook https://ops.example.com/h#frag", "GcmonTraceWebhook", "fragment"),
+    ("GcmonWfmWebhook gopher://wfm.example.com/", "GcmonWfmWebhook", "only http and https"),
+    ("GcmonWebhookSecret file:/nonexistent/secret", "GcmonWebhookSecret",
+     "cannot read secret file"),
+    ("GcmonWebhookMaxAge -1h", "GcmonWebhookMaxAge", "not a duration"),
+    ("<VirtualHost 127.0.0.1:1>\nGcmonIdleAlert IDLE 5m\n</VirtualHost>", "GcmonIdleAlert",
+     "cannot occur within"),
 ])
 def test_bad_values_fail_configtest(bare, conf, directive, reason):
     rc, out = bare.configtest(gcmon_conf=BASE + conf)
     assert rc != 0, out
     assert directive in out, out
     assert reason in out, out
+
+
+def test_slack_webhook_never_echoed(bare):
+    """The Slack URL carries a token: not in apache2 -t's error, not in mod_info."""
+    rc, out = bare.configtest(gcmon_conf=BASE + "GcmonSlackWebhook "
+                              "mailto:zzsecretzz@example.com\n")
+    assert rc != 0 and "GcmonSlackWebhook" in out, out
+    assert "zzsecretzz" not in out, out
 
 
 def test_client_id_without_secret_fails(bare):
@@ -108,3 +136,23 @@ def test_secret_forms_and_hiding(emulator):
                 h.cleanup()
     finally:
         os.unlink(path)
+
+
+def test_webhook_secrets_hidden_from_mod_info(emulator):
+    slack = "https://hooks.example.com/services/T000/B000/zzslacktokenzz"
+    h = Httpd(emulator_url=emulator.url,
+              gcmon_conf=BASE + f"GcmonSlackWebhook {slack}\n"
+              "GcmonWebhookSecret env:GCMON_TEST_HOOK_SECRET\n"
+              "GcmonStatusWebhook https://payroll.example.com/hook\n",
+              env={"GCMON_TEST_SECRET": CLIENT_SECRET,
+                   "GCMON_TEST_HOOK_SECRET": "zzhmackeyzz"})
+    try:
+        h.start()
+        info = h.get("/server-info?config").text
+        assert "zzslacktokenzz" not in info and "zzhmackeyzz" not in info
+        assert info.count("[hidden]") >= 3          # client secret, Slack URL, HMAC key
+        log = h.read_log()
+        assert "zzslacktokenzz" not in log and "zzhmackeyzz" not in log
+        assert "GCM10: GcmonSlackWebhook is given as a literal value" in log
+    finally:
+        h.cleanup()

@@ -7,10 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <apr_dbd.h>
 #include <apr_pools.h>
 #include <apr_strings.h>
 #include <jansson.h>
 
+#include "gc_alerts.h"
 #include "gc_monitor_int.h"
 #include "gc_stream_status.h"
 #include "unit.h"
@@ -547,6 +549,148 @@ START_TEST(writer_counts_what_it_cannot_flush)
 }
 END_TEST
 
+/* ------------------------------------------------------------ idle alerts (writer) */
+
+/* First column of the first row of sql on the database at path, as text ("" when none). */
+static const char *db_text(const char *path, const char *sql)
+{
+    const apr_dbd_driver_t *drv;
+    apr_dbd_t *h;
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    const char *out = "";
+
+    ck_assert_int_eq(apr_dbd_get_driver(pool, "sqlite3", &drv), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_open(drv, pool, path, &h), APR_SUCCESS);
+    ck_assert_int_eq(apr_dbd_select(drv, pool, h, &res, sql, 0), 0);
+    if (apr_dbd_get_row(drv, pool, res, &row, -1) == 0) {
+        const char *v = apr_dbd_get_entry(drv, row, 0);
+        out = apr_pstrdup(pool, v ? v : "NULL");
+        while (apr_dbd_get_row(drv, pool, res, &row, -1) == 0) {
+        }
+    }
+    apr_dbd_close(drv, h);
+    return out;
+}
+
+static long db_long(const char *path, const char *sql)
+{
+    return atol(db_text(path, sql));
+}
+
+/* Poll (10 ms) until sql gives want, at most 5 s. */
+static int db_wait(const char *path, const char *sql, long want)
+{
+    apr_time_t until = apr_time_now() + SEC(5);
+    while (apr_time_now() < until) {
+        if (db_long(path, sql) == want) {
+            return 1;
+        }
+        apr_sleep(10 * 1000);
+    }
+    return 0;
+}
+
+static void push_state(gc_writer_t *w, const char *user, const char *state, apr_time_t at)
+{
+    gc_agent_event_t ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.user_id = user;
+    ev.state = state;
+    ev.presence = state;
+    ev.event_at = ev.presence_at = at;
+    gc_writer_push(w, &ev, "stream");
+}
+
+static gc_monitor_env_t alerts_env(gc_monitor_conf_t *conf, fake_db_t *f, gc_metrics_t *met)
+{
+    gc_monitor_env_t env = writer_env(conf, f, met);
+    gc_alert_rule_t *rule;
+
+    conf->idle_alerts = apr_array_make(pool, 1, sizeof(gc_alert_rule_t));
+    rule = apr_array_push(conf->idle_alerts);
+    rule->state = "Available";
+    rule->threshold = SEC(1);
+    rule->repeat = 0;
+    conf->webhooks.slack_url = "http://127.0.0.1:9/services/T/B/token";
+    return env;
+}
+
+#define OPEN_ALERTS(u) "SELECT COUNT(*) FROM gcmon_alerts WHERE user_id = '" u "' " \
+    "AND cleared_at IS NULL"
+#define ALL_ALERTS(u) "SELECT COUNT(*) FROM gcmon_alerts WHERE user_id = '" u "'"
+
+/* The writer raises an alert about a second after the crossing, with its
+ * Slack delivery in the outbox, never for an agent who left before the
+ * threshold, and clears it when the agent leaves. */
+START_TEST(writer_raises_and_clears_idle_alerts)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = alerts_env(&conf, &f, met);
+    apr_time_t t0 = apr_time_now();
+    gc_writer_t *w;
+    long raised_ms, due_ms = apr_time_as_msec(t0) + 1000;
+
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    push_state(w, "stays", "Available", t0);
+    push_state(w, "leaves", "Available", t0);
+    push_state(w, "leaves", "Break", t0 + apr_time_from_msec(500));
+    ck_assert(db_wait(path, ALL_ALERTS("stays"), 1));
+    raised_ms = db_long(path, "SELECT raised_at FROM gcmon_alerts WHERE user_id = 'stays'");
+    ck_assert_int_ge(raised_ms, due_ms);
+    ck_assert_int_lt(raised_ms, due_ms + 1000);
+    /* "stays" crossed at the same time "leaves" would have: nothing for "leaves". */
+    ck_assert_int_eq(db_long(path, ALL_ALERTS("leaves")), 0);
+    ck_assert_str_eq(db_text(path, "SELECT target || '|' || status || '|' || "
+                                   "(alert_id = (SELECT id FROM gcmon_alerts)) "
+                                   "FROM gcmon_outbox"), "slack|pending|1");
+    ck_assert_str_eq(db_text(path, "SELECT delivery_status FROM gcmon_alerts"), "pending");
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_IDLE_ALERTS, "raised", NULL), 1);
+
+    push_state(w, "stays", "Meal", apr_time_now());
+    ck_assert(db_wait(path, OPEN_ALERTS("stays"), 0));
+    ck_assert_int_eq(db_long(path, ALL_ALERTS("stays")), 1);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_IDLE_ALERTS, "cleared", NULL), 1);
+    gc_writer_stop(w, SEC(2));
+    drop_db(path);
+}
+END_TEST
+
+/* A new writer (restart, failover) seeds from the database: an alert that was
+ * raised is not raised again; one that came due while nobody led is. */
+START_TEST(writer_seeds_alerts_without_duplicates)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new(), *met2 = metrics_new();
+    gc_monitor_env_t env = alerts_env(&conf, &f, met);
+    apr_time_t t0 = apr_time_now();
+    gc_writer_t *w;
+
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    push_state(w, "early", "Available", t0 - SEC(5));
+    push_state(w, "late", "Available", t0 + SEC(1));
+    ck_assert(db_wait(path, ALL_ALERTS("early"), 1));
+    gc_writer_stop(w, SEC(2));
+    ck_assert_int_eq(db_long(path, ALL_ALERTS("late")), 0);
+
+    env.metrics = met2;
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert(db_wait(path, ALL_ALERTS("late"), 1));
+    ck_assert_int_eq(db_long(path, ALL_ALERTS("early")), 1);
+    ck_assert_int_eq(gc_metrics_get(met2, GC_MET_IDLE_ALERTS, "suppressed", NULL), 1);
+    ck_assert_int_eq(gc_metrics_get(met2, GC_MET_IDLE_ALERTS, "raised", NULL), 1);
+    gc_writer_stop(w, SEC(2));
+    ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_outbox"), 2);
+    drop_db(path);
+}
+END_TEST
+
 Suite *monitor_suite(void)
 {
     Suite *s = suite_create("monitor");
@@ -573,6 +717,8 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, writer_stores_everything_once);
     tcase_add_test(tc, writer_retries_until_the_database_is_back);
     tcase_add_test(tc, writer_counts_what_it_cannot_flush);
+    tcase_add_test(tc, writer_raises_and_clears_idle_alerts);
+    tcase_add_test(tc, writer_seeds_alerts_without_duplicates);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,5 +12,7 @@ Suite *ws_suite(void);
 Suite *query_suite(void);
 void store_read_tcases(Suite *s);   /* test_store_read.c, part of query_suite */
 Suite *monitor_suite(void);
+Suite *alerts_suite(void);
+Suite *outbox_suite(void);
 
 #endif

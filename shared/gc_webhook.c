@@ -1,0 +1,445 @@
+/* One outbound webhook delivery (gc_outbox.h): the URL of a target, the
+ * X-Gcmon-Signature, the POST itself, and the Slack Block Kit body of an idle
+ * alert.
+ *
+ * Webhook URLs are secrets (a Slack URL embeds its token): no error text or
+ * log line made here contains the URL or anything curl says about it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_date.h>
+#include <apr_lib.h>
+#include <apr_strings.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "gc_log.h"
+#include "gc_outbox.h"
+#include "gc_version.h"
+
+#define WEBHOOK_TIMEOUT_DEFAULT apr_time_from_sec(10)
+#define RETRY_AFTER_CAP_SECS 86400
+#define EXCERPT_MAX 120                 /* response body kept for the error text */
+
+const char *gc_webhook_url(const gc_webhook_conf_t *c, const char *target)
+{
+    const char *url = NULL;
+
+    if (!c || !target) {
+        return NULL;
+    }
+    if (strcmp(target, GC_TARGET_SLACK) == 0) {
+        url = c->slack_url;
+    }
+    else if (strcmp(target, GC_TARGET_STATUS) == 0) {
+        url = c->status_url;
+    }
+    else if (strcmp(target, GC_TARGET_TRACE) == 0) {
+        url = c->trace_url;
+    }
+    else if (strcmp(target, GC_TARGET_WFM) == 0) {
+        url = c->wfm_url;
+    }
+    return url && *url ? url : NULL;
+}
+
+const char *gc_webhook_signature(apr_pool_t *p, const char *secret, const char *body,
+                                 apr_size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mlen = 0, i;
+    char *out, *o;
+
+    if (!secret) {
+        return NULL;
+    }
+    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)(body ? body : ""),
+              body ? len : 0, mac, &mlen)) {
+        return NULL;
+    }
+    out = apr_palloc(p, 7 + 2 * (apr_size_t)mlen + 1);
+    memcpy(out, "sha256=", 7);
+    for (o = out + 7, i = 0; i < mlen; i++) {
+        *o++ = hex[mac[i] >> 4];
+        *o++ = hex[mac[i] & 0x0f];
+    }
+    *o = '\0';
+    return out;
+}
+
+/* ------------------------------------------------------------------ POST */
+
+typedef struct {
+    apr_pool_t *pool;
+    const char *retry_after;            /* raw header value, last one wins */
+    char excerpt[EXCERPT_MAX + 1];
+    apr_size_t excerpt_len;
+} exchange_t;
+
+/* Keeps the first bytes of the response body (the error text's excerpt). */
+static size_t on_body(char *data, size_t size, size_t n, void *baton)
+{
+    exchange_t *x = baton;
+    size_t len = size * n, room = EXCERPT_MAX - x->excerpt_len;
+
+    if (room > len) {
+        room = len;
+    }
+    memcpy(x->excerpt + x->excerpt_len, data, room);
+    x->excerpt_len += room;
+    x->excerpt[x->excerpt_len] = '\0';
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *baton)
+{
+    exchange_t *x = baton;
+    size_t len = size * n, skip = sizeof("retry-after:") - 1;
+    const char *v;
+
+    if (len > skip && strncasecmp(data, "retry-after:", skip) == 0) {
+        v = data + skip;
+        len -= skip;
+        while (len > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            len--;
+        }
+        while (len > 0 && apr_isspace(v[len - 1])) {
+            len--;
+        }
+        x->retry_after = apr_pstrmemdup(x->pool, v, len);
+    }
+    return size * n;
+}
+
+/* Retry-After: delta-seconds, or an HTTP-date (compared with the wall clock).
+ * 0 when absent or unparseable; capped at a day. */
+static apr_interval_time_t parse_retry_after(const char *v)
+{
+    apr_int64_t secs = 0;
+    apr_time_t t, now;
+    const char *c;
+
+    if (!v || !*v) {
+        return 0;
+    }
+    if (apr_isdigit(*v)) {
+        for (c = v; apr_isdigit(*c); c++) {
+            if (secs < RETRY_AFTER_CAP_SECS) {
+                secs = secs * 10 + (*c - '0');
+            }
+        }
+        if (*c) {
+            return 0;
+        }
+        return apr_time_from_sec(secs < RETRY_AFTER_CAP_SECS ? secs : RETRY_AFTER_CAP_SECS);
+    }
+    t = apr_date_parse_http(v);
+    now = apr_time_now();
+    if (t == APR_DATE_BAD || t <= now) {
+        return 0;
+    }
+    t -= now;
+    return t < apr_time_from_sec(RETRY_AFTER_CAP_SECS) ? t
+                                                       : apr_time_from_sec(RETRY_AFTER_CAP_SECS);
+}
+
+/* The target name of url in conf, for messages ("the slack webhook"). */
+static const char *target_of(const gc_webhook_conf_t *conf, const char *url)
+{
+    static const char *const targets[] = { GC_TARGET_SLACK, GC_TARGET_STATUS, GC_TARGET_TRACE,
+                                           GC_TARGET_WFM };
+    size_t i;
+
+    for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        const char *u = gc_webhook_url(conf, targets[i]);
+        if (u && strcmp(u, url) == 0) {
+            return targets[i];
+        }
+    }
+    return "outbound";
+}
+
+/* Text that came from the network or curl, made safe for an error message:
+ * one printable line, and nothing at all when it mentions the URL or its path
+ * (the secret part). NULL when nothing is left. */
+static const char *scrub(apr_pool_t *p, const char *text, const char *url)
+{
+    const char *rest, *path, *at;
+    char *out, *c;
+    apr_size_t len;
+
+    if (!text || !*text) {
+        return NULL;
+    }
+    rest = strstr(url, "://");
+    rest = rest ? rest + 3 : url;
+    path = rest + strcspn(rest, "/?#");
+    at = memchr(rest, '@', (apr_size_t)(path - rest));
+    if (strstr(text, rest) || (*path && path[1] && strstr(text, path + 1))
+        || (at && strstr(text, apr_pstrmemdup(p, rest, (apr_size_t)(at - rest))))) {
+        return NULL;
+    }
+    out = apr_pstrdup(p, text);
+    for (c = out; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            *c = ' ';
+        }
+        else if ((unsigned char)*c > 0x7f) {
+            *c = '?';                   /* ASCII only: the text goes into JSON */
+        }
+    }
+    for (len = strlen(out); len > 0 && out[len - 1] == ' '; len--) {
+        out[len - 1] = '\0';
+    }
+    return *out ? out : NULL;
+}
+
+static long ms_of(apr_interval_time_t t)
+{
+    long ms = (long)apr_time_as_msec(t);
+
+    return ms > 0 ? ms : 1;
+}
+
+/* The request's headers; NULL when out of memory. */
+static struct curl_slist *request_headers(apr_pool_t *p, const gc_webhook_conf_t *conf,
+                                          const char *body)
+{
+    struct curl_slist *hl = NULL, *n;
+    const char *lines[4];
+    int i, nl = 0;
+
+    lines[nl++] = "Content-Type: application/json";
+    lines[nl++] = "Accept:";
+    lines[nl++] = "Expect:";
+    if (conf->secret && *conf->secret) {
+        const char *sig = gc_webhook_signature(p, conf->secret, body, strlen(body));
+        if (!sig) {
+            return NULL;
+        }
+        lines[nl++] = apr_pstrcat(p, "X-Gcmon-Signature: ", sig, NULL);
+    }
+    for (i = 0; i < nl; i++) {
+        if (!(n = curl_slist_append(hl, lines[i]))) {
+            curl_slist_free_all(hl);
+            return NULL;
+        }
+        hl = n;
+    }
+    return hl;
+}
+
+/* CURLOPT_PROTOCOLS_STR arrived in curl 7.85 (Debian 12 has 7.88). */
+#if LIBCURL_VERSION_NUM >= 0x075500
+#define SET_PROTOCOLS(h) curl_easy_setopt((h), CURLOPT_PROTOCOLS_STR, "http,https")
+#else
+#define SET_PROTOCOLS(h) curl_easy_setopt((h), CURLOPT_PROTOCOLS, \
+                                          (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS))
+#endif
+
+/* Security-relevant options are checked: a libcurl refusing them is not used. */
+static CURLcode setup(CURL *h, const gc_webhook_conf_t *conf, const char *url,
+                      const char *body, struct curl_slist *hl, exchange_t *x, char *errbuf)
+{
+    apr_interval_time_t timeout = conf->timeout > 0 ? conf->timeout : WEBHOOK_TIMEOUT_DEFAULT;
+    CURLcode sc;
+
+    if ((sc = curl_easy_setopt(h, CURLOPT_URL, url)) != CURLE_OK
+        || (sc = SET_PROTOCOLS(h)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(timeout))) != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ms_of(timeout))) != CURLE_OK
+        || (conf->ca_file && (sc = curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file))
+                             != CURLE_OK)) {
+        return sc;
+    }
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, GCMON_USER_AGENT);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+    return CURLE_OK;
+}
+
+/* Fill res from a finished exchange. */
+static apr_status_t verdict(apr_pool_t *p, const gc_webhook_conf_t *conf, const char *url,
+                            CURLcode cc, long status, const exchange_t *x, const char *errbuf,
+                            gc_webhook_result_t *res)
+{
+    const char *target = target_of(conf, url), *why;
+
+    if (cc != CURLE_OK) {
+        why = scrub(p, errbuf, url);
+        res->status = 0;
+        res->error = apr_psprintf(p, "connection failed: %s",
+                                  why ? why : curl_easy_strerror(cc));
+        return APR_EGENERAL;
+    }
+    res->status = (int)status;
+    if (status >= 200 && status < 300) {
+        return APR_SUCCESS;
+    }
+    if (status == 429 || status == 503) {
+        res->retry_after = parse_retry_after(x->retry_after);
+    }
+    why = scrub(p, x->excerpt, url);
+    res->error = apr_psprintf(p, "HTTP %ld from the %s webhook%s%s", status, target,
+                              why ? ": " : "", why ? why : "");
+    return APR_EGENERAL;
+}
+
+apr_status_t gc_webhook_post(apr_pool_t *p, const gc_webhook_conf_t *conf, const char *url,
+                             const char *body, gc_webhook_result_t *res)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    struct curl_slist *hl;
+    exchange_t x;
+    CURL *h;
+    CURLcode cc;
+    long status = 0;
+    apr_status_t rv;
+
+    memset(res, 0, sizeof(*res));
+    memset(&x, 0, sizeof(x));
+    x.pool = p;
+    errbuf[0] = '\0';
+    if (!conf || !url || !*url) {
+        res->error = "no webhook URL";
+        return APR_EINVAL;
+    }
+    body = body ? body : "";
+    if (!(h = curl_easy_init())) {
+        res->error = "connection failed: out of memory";
+        return APR_ENOMEM;
+    }
+    if (!(hl = request_headers(p, conf, body))) {
+        curl_easy_cleanup(h);
+        res->error = "connection failed: out of memory";
+        return APR_ENOMEM;
+    }
+    cc = setup(h, conf, url, body, hl, &x, errbuf);
+    if (cc == CURLE_OK) {
+        cc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    }
+    rv = verdict(p, conf, url, cc, status, &x, errbuf, res);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(h);
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(720) "webhook: POST of %" APR_SIZE_T_FMT " byte(s) to the %s webhook: %s",
+           strlen(body), target_of(conf, url), res->error ? res->error : "delivered");
+    return rv;
+}
+
+/* ------------------------------------------------------------------ Slack */
+
+/* "1h 2m 3s", omitting zero parts ("15m"); "0s" for nothing. */
+static const char *duration_text(apr_pool_t *p, apr_interval_time_t d)
+{
+    apr_int64_t secs = d > 0 ? apr_time_sec(d) : 0;
+    apr_int64_t parts[4];
+    static const char units[] = "dhms";
+    const char *out = "";
+    int i;
+
+    parts[0] = secs / 86400;
+    parts[1] = secs / 3600 % 24;
+    parts[2] = secs / 60 % 60;
+    parts[3] = secs % 60;
+    for (i = 0; i < 4; i++) {
+        if (parts[i]) {
+            out = apr_psprintf(p, "%s%s%" APR_INT64_T_FMT "%c", out, *out ? " " : "",
+                               parts[i], units[i]);
+        }
+    }
+    return *out ? out : "0s";
+}
+
+/* Slack mrkdwn needs &, < and > escaped. */
+static const char *mrkdwn_escape(apr_pool_t *p, const char *s)
+{
+    apr_size_t n = 0;
+    const char *c;
+    char *out, *o;
+
+    for (c = s; *c; c++) {
+        n += *c == '&' ? 5 : (*c == '<' || *c == '>') ? 4 : 1;
+    }
+    o = out = apr_palloc(p, n + 1);
+    for (c = s; *c; c++) {
+        const char *rep = *c == '&' ? "&amp;" : *c == '<' ? "&lt;" : *c == '>' ? "&gt;" : NULL;
+        if (rep) {
+            memcpy(o, rep, strlen(rep));
+            o += strlen(rep);
+        }
+        else {
+            *o++ = *c;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* At most max bytes, cut on a UTF-8 character boundary (header text ≤ 150). */
+static const char *utf8_cut(apr_pool_t *p, const char *s, apr_size_t max)
+{
+    apr_size_t len = strlen(s);
+
+    if (len <= max) {
+        return s;
+    }
+    while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80) {
+        max--;
+    }
+    return apr_pstrmemdup(p, s, max);
+}
+
+static int add_field(json_t *fields, const char *text)
+{
+    return json_array_append_new(fields, json_pack("{s:s, s:s}", "type", "mrkdwn", "text", text));
+}
+
+const char *gc_slack_alert_body(apr_pool_t *p, const char *user_id, const char *user_name,
+                                const char *state, apr_interval_time_t in_state,
+                                apr_interval_time_t threshold)
+{
+    const char *id = user_id ? user_id : "?", *st = state ? state : "?";
+    const char *who = user_name && *user_name ? user_name : id;
+    const char *agent, *fallback, *title, *out = NULL, *since = duration_text(p, in_state);
+    const char *limit = duration_text(p, threshold);
+    json_t *root, *fields;
+    char *text;
+    int bad = 0;
+
+    agent = user_name && *user_name
+            ? apr_psprintf(p, "%s (%s)", mrkdwn_escape(p, user_name), mrkdwn_escape(p, id))
+            : mrkdwn_escape(p, id);
+    fallback = apr_psprintf(p, "Idle alert: %s has been %s for %s (threshold %s)", agent,
+                            mrkdwn_escape(p, st), since, limit);
+    title = utf8_cut(p, apr_psprintf(p, "Idle alert: %s in %s", who, st), 150);
+    fields = json_array();
+    bad |= add_field(fields, apr_pstrcat(p, "*Agent*\n", agent, NULL));
+    bad |= add_field(fields, apr_pstrcat(p, "*State*\n", mrkdwn_escape(p, st), NULL));
+    bad |= add_field(fields, apr_pstrcat(p, "*Time in state*\n", since, NULL));
+    bad |= add_field(fields, apr_pstrcat(p, "*Threshold*\n", limit, NULL));
+    root = json_pack("{s:s, s:[{s:s, s:{s:s, s:s, s:b}}, {s:s, s:o}]}", "text", fallback,
+                     "blocks", "type", "header", "text", "type", "plain_text", "text", title,
+                     "emoji", 1, "type", "section", "fields", fields);
+    if (root && !bad && (text = json_dumps(root, JSON_COMPACT)) != NULL) {
+        out = apr_pstrdup(p, text);
+        free(text);
+    }
+    json_decref(root);
+    return out;
+}
