@@ -113,7 +113,9 @@ def run():
     if not shutil.which("wrk"):
         print("history: SKIPPED (wrk is not installed: apt-get install wrk)")
         return
-    h = Httpd(gcmon_conf="", threads_per_child=THREADS, start_servers=SERVERS)
+    # As docs/api.md advises: one database connection per request thread.
+    h = Httpd(gcmon_conf="", threads_per_child=THREADS, start_servers=SERVERS,
+              extra_conf=f"DBDMin 0\nDBDKeep {THREADS}\nDBDMax {THREADS}\n")
     try:
         h.start()
         assert h.get("/gcmon/api/v1/agents").status == 200      # creates the schema

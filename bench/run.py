@@ -14,6 +14,10 @@ and GET /v1/agents latency with 20,000 agents; see read.py for its environment.
 Idle alerts (bench/alerts.c, built as build/bench_alerts; `make bench-alerts` alone):
 crossing -> committed alert latency with 20,000 agents crossing within 10 s, the idle CPU
 with 20,000 timers scheduled, and RSS. Environment: GCMON_BENCH_ALERT_AGENTS (20000).
+
+The real holder (bench/holder.py; `bench/run.py holder` alone): apache2 + the emulator
+with 20,000 monitored agents crossing an idle threshold: alert latency, the holder
+process's RSS and its CPU while idle.
 """
 import os
 import shutil
@@ -79,6 +83,12 @@ def main():
     if sys.argv[1:] == ["alerts"]:
         run_alerts()
         return 0
+    if sys.argv[1:] == ["holder"]:
+        os.environ.setdefault("GCMON_BUILD", BUILD)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import holder  # noqa: E402
+        holder.run()
+        return 0
     run_ingest()
     run_alerts()
     # History and board (bench/read.py): a real apache2 with gcmon from BUILD.
@@ -86,6 +96,8 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import read  # noqa: E402 - needs GCMON_BUILD set first
     read.run()
+    import holder  # noqa: E402
+    holder.run()
     return 0
 
 

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "gc_jsonw.h"
+#include "gc_state.h"
+#include "gc_utf8.h"
 
 void gc_jw_init(gc_jw_t *w, apr_size_t hint)
 {
@@ -70,43 +72,6 @@ void gc_jw_raw(gc_jw_t *w, const char *s, apr_size_t n)
     w->buf[w->len] = '\0';
 }
 
-/* Length of the valid UTF-8 sequence at s (len bytes left), 0 if invalid. */
-static apr_size_t utf8_seq(const unsigned char *s, apr_size_t len)
-{
-    unsigned c = s[0], cp;
-    apr_size_t n, k;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 1;
-        cp = c & 0x1F;
-    }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 2;
-        cp = c & 0x0F;
-    }
-    else if (c >= 0xF0 && c <= 0xF4) {
-        n = 3;
-        cp = c & 0x07;
-    }
-    else {
-        return 0;
-    }
-    if (n >= len) {
-        return 0;
-    }
-    for (k = 1; k <= n; k++) {
-        if ((s[k] & 0xC0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[k] & 0x3F);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))
-        || (cp >= 0xD800 && cp <= 0xDFFF)) {
-        return 0;
-    }
-    return n + 1;
-}
-
 void gc_jw_str(gc_jw_t *w, const char *str)
 {
     static const char hex[] = "0123456789abcdef";
@@ -157,7 +122,7 @@ void gc_jw_str(gc_jw_t *w, const char *str)
             i++;
         }
         else {
-            apr_size_t n = utf8_seq(s + i, len - i);
+            apr_size_t n = gc_utf8_seq(s + i, len - i);
             if (n) {
                 memcpy(w->buf + w->len, s + i, n);
                 w->len += n;
@@ -207,22 +172,13 @@ static char *put_num(char *p, apr_int64_t v, int width)
 
 apr_size_t gc_jw_format_time(char *out, apr_time_t t)
 {
-    /* Days → civil date (H. Hinnant), as gc_time.c. */
     apr_int64_t ms = floor_div(t, 1000), secs = floor_div(ms, 1000);
     apr_int64_t z = floor_div(secs, 86400), sod = secs - z * 86400;
-    apr_int64_t era, doe, yoe, doy, mp, y;
+    apr_int64_t y;
     int m, d;
     char *p = out;
 
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = z - era * 146097;
-    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    mp = (5 * doy + 2) / 153;
-    d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    y = yoe + era * 400 + (m <= 2);
+    gc_time_civil_from_days(z, &y, &m, &d);
     if (y < 0 || y > 9999) {
         y = y < 0 ? 0 : 9999;   /* outside RFC 3339; never stored by gcmon */
     }

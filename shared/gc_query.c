@@ -6,6 +6,7 @@
 #include "gc_monitor.h"
 #include "gc_query.h"
 #include "gc_state.h"
+#include "gc_utf8.h"
 
 /* ---------------------------------------------------------------- bytes */
 
@@ -51,53 +52,6 @@ int gc_query_unescape(apr_pool_t *p, const char *s, apr_size_t len, char **out)
     *o = '\0';
     *out = buf;
     return 0;
-}
-
-int gc_utf8_valid(const char *str, apr_size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    apr_size_t i = 0;
-
-    while (i < len) {
-        unsigned c = s[i];
-        unsigned cp;
-        int n, k;
-
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-            cp = c & 0x1F;
-        }
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            cp = c & 0x0F;
-        }
-        else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            cp = c & 0x07;
-        }
-        else {
-            return 0;
-        }
-        if (i + (apr_size_t)n >= len) {
-            return 0;
-        }
-        for (k = 1; k <= n; k++) {
-            if ((s[i + (apr_size_t)k] & 0xC0) != 0x80) {
-                return 0;
-            }
-            cp = (cp << 6) | (s[i + (apr_size_t)k] & 0x3F);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))
-            || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return 0;
-        }
-        i += (apr_size_t)n + 1;
-    }
-    return 1;
 }
 
 /* ---------------------------------------------------------------- cursor */

@@ -79,7 +79,4 @@ int gc_cursor_decode(const char *text, char kind, gc_cursor_t *out);
  * 0 on success, -1 when malformed. */
 int gc_query_unescape(apr_pool_t *p, const char *s, apr_size_t len, char **out);
 
-/* Is s[0..len) well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF)? */
-int gc_utf8_valid(const char *s, apr_size_t len);
-
 #endif

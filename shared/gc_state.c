@@ -7,6 +7,7 @@
 #include <apr_strings.h>
 
 #include "gc_state.h"
+#include "gc_utf8.h"
 
 /* ------------------------------------------------------------------------ */
 /* Names                                                                    */
@@ -432,43 +433,6 @@ int gc_agent_event_from_json(apr_pool_t *p, const json_t *obj, gc_agent_event_t 
 
 #define WHY_EXCERPT 48
 
-/* Length of the valid UTF-8 sequence at s (at most `avail` bytes), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t avail)
-{
-    size_t n, i;
-    unsigned int cp;
-
-    if (s[0] < 0x80) {
-        return 1;
-    }
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        n = 2, cp = s[0] & 0x1f;
-    }
-    else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        n = 3, cp = s[0] & 0x0f;
-    }
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        n = 4, cp = s[0] & 0x07;
-    }
-    else {
-        return 0;
-    }
-    if (n > avail) {
-        return 0;
-    }
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
-        || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-    return n;
-}
-
 /* A log-safe excerpt of at most WHY_EXCERPT bytes of s: valid UTF-8, control
  * characters, quotes and backslashes replaced by '?', "..." when cut. */
 static const char *excerpt(apr_pool_t *p, const char *s, size_t len)
@@ -479,7 +443,7 @@ static const char *excerpt(apr_pool_t *p, const char *s, size_t len)
     while (i < len) {
         const unsigned char *c = (const unsigned char *)s + i;
 
-        n = utf8_seq(c, len - i);
+        n = gc_utf8_seq(c, len - i);
         if (n == 0 || (n == 1 && (*c < 0x20 || *c == 0x7f || *c == '\'' || *c == '"'
                                   || *c == '\\'))) {
             n = n ? n : 1;

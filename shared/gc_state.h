@@ -127,4 +127,7 @@ int gc_time_parse(const char *s, apr_time_t *out);
 /* "2026-11-21T19:59:28.123Z" (milliseconds, UTC). */
 const char *gc_time_format(apr_pool_t *p, apr_time_t t);
 
+/* Days since 1970-01-01 → proleptic Gregorian year, month (1..12), day (1..31). */
+void gc_time_civil_from_days(apr_int64_t days, apr_int64_t *y, int *m, int *d);
+
 #endif

@@ -18,7 +18,7 @@ static apr_int64_t days_from_civil(apr_int64_t y, int m, int d)
 }
 
 /* Inverse of days_from_civil. */
-static void civil_from_days(apr_int64_t z, apr_int64_t *y, int *m, int *d)
+void gc_time_civil_from_days(apr_int64_t z, apr_int64_t *y, int *m, int *d)
 {
     apr_int64_t era, doe, yoe, doy, mp;
 
@@ -132,7 +132,7 @@ const char *gc_time_format(apr_pool_t *p, apr_time_t t)
     apr_int64_t days = floor_div(secs, 86400), sod = secs - days * 86400, y;
     int m, d;
 
-    civil_from_days(days, &y, &m, &d);
+    gc_time_civil_from_days(days, &y, &m, &d);
     return apr_psprintf(p, "%04" APR_INT64_T_FMT "-%02d-%02dT%02d:%02d:%02d.%03dZ", y, m, d,
                         (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60),
                         (int)(ms - secs * 1000));

@@ -5,6 +5,7 @@
 #include <apr_strings.h>
 
 #include "gc_query.h"
+#include "gc_utf8.h"
 #include "gc_state.h"
 #include "unit.h"
 
