@@ -1,9 +1,11 @@
 """make demo: the Genesys Cloud emulator simulating a contact centre, and Debian's
 apache2 with both gcmon modules on http://127.0.0.1:8080/gcmon/. Ctrl-C stops all."""
+import json
 import os
 import signal
 import sys
 import tempfile
+import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -11,23 +13,46 @@ sys.path.insert(0, os.path.join(HERE, "integration"))
 
 from emulator.client import Emulator  # noqa: E402
 from httpd import Httpd  # noqa: E402
+from webhook_sink import WebhookSink  # noqa: E402
 
 PORT = int(os.environ.get("GCMON_DEMO_PORT", "8080"))
 AGENTS = int(os.environ.get("GCMON_DEMO_AGENTS", "50"))
 QUEUES = int(os.environ.get("GCMON_DEMO_QUEUES", "3"))
+IDLE = os.environ.get("GCMON_DEMO_IDLE", "2m")
 CLIENT_ID, CLIENT_SECRET = "gcmon-demo", "demo-secret-not-for-production"
+
+
+def show_slack_posts(sink, stop):
+    """Print each idle alert the demo's stand-in Slack receives."""
+    seen = 0
+    while not stop.wait(1.0):
+        posts = sink.requests("/services/")
+        for r in posts[seen:]:
+            try:
+                text = json.loads(r.body)["text"]
+            except (ValueError, KeyError):
+                text = r.body[:120]
+            print(f"slack: {text}", flush=True)
+        seen = len(posts)
 
 
 def main():
     emu = Emulator(tempfile.mkdtemp(prefix="gcmon-demo-emu-"), client_id=CLIENT_ID,
                    client_secret=CLIENT_SECRET)
     emu.start()
-    emu.simulate(agents=AGENTS, queues=QUEUES)
+    sim = emu.simulate(agents=AGENTS, queues=QUEUES)
+    sink = WebhookSink().start()
+    stop = threading.Event()
     htdocs = os.path.join(os.path.dirname(HERE), "htdocs")
+    queues = "".join(f"GcmonMonitorQueue {q['id']}\n" for q in sim["queues"])
     h = Httpd(emulator_url=emu.url, port=PORT, keep_root=True,
-              env={"GCMON_DEMO_SECRET": CLIENT_SECRET},
+              env={"GCMON_DEMO_SECRET": CLIENT_SECRET,
+                   "GCMON_DEMO_SLACK": sink.url("/services/T000/B000/demo")},
               gcmon_conf=f"GcmonClientID {CLIENT_ID}\n"
-                         f"GcmonClientSecret env:GCMON_DEMO_SECRET\n",
+                         f"GcmonClientSecret env:GCMON_DEMO_SECRET\n"
+                         f"GcmonStream On\n{queues}"
+                         f"GcmonIdleAlert Available {IDLE}\nGcmonIdleAlert IDLE {IDLE}\n"
+                         f"GcmonSlackWebhook env:GCMON_DEMO_SLACK\n",
               extra_conf=f'Alias /gcmon/ "{htdocs}/"\n'
                          f'<Directory "{htdocs}">\n    Require all granted\n</Directory>\n')
     try:
@@ -35,16 +60,28 @@ def main():
         print(f"gcmon demo: http://127.0.0.1:{PORT}/gcmon/  (API: /gcmon/api/v1/health, "
               f"metrics: /gcmon/api/v1/metrics)")
         print(f"emulator: {emu.url} simulating {AGENTS} agents in {QUEUES} queues")
+        print(f"idle alerts after {IDLE} in Available or IDLE go to a stand-in Slack "
+              f"(printed here) and /gcmon/api/v1/alerts")
         print(f"error log: {h.error_log}   — Ctrl-C stops everything")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        threading.Thread(target=show_slack_posts, args=(sink, stop), daemon=True).start()
+        while not stop.wait(3600):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         print("\nstopping…")
+        stop.set()
         h.stop()
+        sink.stop()
         emu.stop()
 
 
+def on_signal(signum, frame):
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    # Handlers, not a blocked signal mask: children (apache2, the emulator)
+    # would inherit the mask, and `apache2 -k stop` (SIGTERM) would never land.
+    signal.signal(signal.SIGTERM, on_signal)
     main()

@@ -1,0 +1,63 @@
+"""`make demo` (tests/demo.py): it serves the API with the stream connected, shows
+idle alerts as its stand-in Slack receives them, and stops everything it started
+on SIGTERM or Ctrl-C."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import json
+import urllib.request
+
+import pytest
+
+from httpd import free_port, wait_for
+
+DEMO = os.path.join(os.path.dirname(__file__), "..", "demo.py")
+
+
+def get_json(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+    except OSError:
+        return None
+
+
+def apache_of(root_marker):
+    out = subprocess.run(["ps", "-eo", "pid,args"], stdout=subprocess.PIPE).stdout.decode()
+    return [line for line in out.splitlines() if "apache2" in line and root_marker in line]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_runs_and_stops(tmp_path, sig):
+    port = free_port()
+    log = open(tmp_path / "demo.log", "w+")
+    env = dict(os.environ, GCMON_DEMO_PORT=str(port), GCMON_DEMO_IDLE="3s",
+               GCMON_DEMO_AGENTS="12", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, DEMO], stdout=log, stderr=subprocess.STDOUT,
+                         env=env, start_new_session=True)
+    try:
+        s = wait_for(lambda: (get_json(port, "/gcmon/api/v1/stream") or {}).get("connected")
+                     and get_json(port, "/gcmon/api/v1/stream"), timeout=40,
+                     what="the demo's stream connected")
+        assert s["agents_monitored"] == 12
+        wait_for(lambda: "slack: Idle alert:" in (tmp_path / "demo.log").read_text(),
+                 timeout=40, interval=0.2, what="an idle alert printed")
+        root = next(line.split("error log: ")[1].split("/logs/")[0]
+                    for line in (tmp_path / "demo.log").read_text().splitlines()
+                    if line.startswith("error log: "))
+        assert apache_of(root)
+        p.send_signal(sig)
+        p.wait(timeout=40)
+        assert apache_of(root) == []
+        shutil.rmtree(root, ignore_errors=True)     # the demo keeps it for its user
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+        log.close()
+    text = (tmp_path / "demo.log").read_text()
+    assert "stopping" in text
+    assert "Traceback" not in text, text
