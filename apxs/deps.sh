@@ -5,7 +5,7 @@ set -eu
 PKGS="apache2 apache2-dev libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
 libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev libssl-dev pkg-config
 check python3 python3-aiohttp python3-pytest sqlite3 curl
-prometheus wrk"
+prometheus wrk postgresql-15"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -28,8 +28,11 @@ fi
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
-# prometheus is only here for `promtool check metrics` (tests): keep its server
-# from running on a developer's machine.
-case "$missing" in
-    *prometheus*) $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true ;;
-esac
+# prometheus (for `promtool check metrics`) and postgresql-15 (the unit suites
+# start throwaway clusters of their own) are only here for the tests: keep
+# their servers from running on a developer's machine.
+for svc in prometheus postgresql; do
+    case "$missing" in
+        *"$svc"*) $SUDO systemctl disable --now "$svc.service" >/dev/null 2>&1 || true ;;
+    esac
+done
