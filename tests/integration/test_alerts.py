@@ -214,11 +214,21 @@ def when_delivered(h, uid, n=1):
 
 
 def when_cleared(h, uid):
+    """Clearing follows the agent's next stored transition. The bound allows for
+    a socket replaced by the watchdog (2 s + 1 s timers) on a loaded machine,
+    whose resync then stores the transition."""
     def ok():
         a = alerts(h, uid)
         return a if a and all(x["cleared_at"] for x in a) \
             and board(h)[uid]["alert"] is None else None
-    return wait_for(ok, timeout=5, what=f"{uid}: alerts cleared, board alert null")
+    try:
+        return wait_for(ok, timeout=15, what=f"{uid}: alerts cleared, board alert null")
+    except TimeoutError as e:
+        rows = h.get(f"/gcmon/api/v1/agent-status/history?user_id={uid}&limit=5").json
+        raise AssertionError(f"{e}: alerts {alerts(h, uid)}; board {board(h).get(uid)}; "
+                             f"history {rows.get('data')}; stream {stream_status(h)}\n"
+                             "error_log tail:\n"
+                             + "\n".join(h.read_log().splitlines()[-60:])) from None
 
 
 def shows_duration(text, seconds):
