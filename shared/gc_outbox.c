@@ -276,7 +276,7 @@ static apr_status_t deliver(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t
                GCMON_LOGNO(706) "outbox: posting outbox id %" APR_INT64_T_FMT " to the %s "
                "webhook: %.1000s", r->id, r->target, r->body);
     }
-    if (gc_webhook_post(p, o->env.conf, url, r->body, &res) == APR_SUCCESS) {
+    if (gc_webhook_post(p, o->env.conf, r->target, url, r->body, &res) == APR_SUCCESS) {
         return finish(o, p, r, GC_OUTBOX_DELIVERED, 0, NULL, err);
     }
     now = apr_time_now();

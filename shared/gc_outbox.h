@@ -57,9 +57,11 @@ typedef struct {
 
 /* POST body (application/json) to url, signed with X-Gcmon-Signature when
  * conf->secret is set, TLS verified, http/https only, no redirects, within
- * conf->timeout. APR_SUCCESS on a 2xx. Thread-safe (one curl handle per call). */
-apr_status_t gc_webhook_post(apr_pool_t *p, const gc_webhook_conf_t *conf, const char *url,
-                             const char *body, gc_webhook_result_t *res);
+ * conf->timeout. target (GC_TARGET_*) names the webhook in messages, which
+ * never show the URL. APR_SUCCESS on a 2xx. Thread-safe (one curl handle per
+ * call). */
+apr_status_t gc_webhook_post(apr_pool_t *p, const gc_webhook_conf_t *conf, const char *target,
+                             const char *url, const char *body, gc_webhook_result_t *res);
 
 /* Slack Block Kit for an idle alert: `text` fallback, a header block, and a
  * section with the agent's name and id, state, time in state and threshold

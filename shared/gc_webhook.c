@@ -147,22 +147,6 @@ static apr_interval_time_t parse_retry_after(const char *v)
                                                        : apr_time_from_sec(RETRY_AFTER_CAP_SECS);
 }
 
-/* The target name of url in conf, for messages ("the slack webhook"). */
-static const char *target_of(const gc_webhook_conf_t *conf, const char *url)
-{
-    static const char *const targets[] = { GC_TARGET_SLACK, GC_TARGET_STATUS, GC_TARGET_TRACE,
-                                           GC_TARGET_WFM };
-    size_t i;
-
-    for (i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
-        const char *u = gc_webhook_url(conf, targets[i]);
-        if (u && strcmp(u, url) == 0) {
-            return targets[i];
-        }
-    }
-    return "outbound";
-}
-
 /* Text that came from the network or curl, made safe for an error message:
  * one printable line, and nothing at all when it mentions the URL or its path
  * (the secret part). NULL when nothing is left. */
@@ -273,11 +257,11 @@ static CURLcode setup(CURL *h, const gc_webhook_conf_t *conf, const char *url,
 }
 
 /* Fill res from a finished exchange. */
-static apr_status_t verdict(apr_pool_t *p, const gc_webhook_conf_t *conf, const char *url,
-                            CURLcode cc, long status, const exchange_t *x, const char *errbuf,
+static apr_status_t verdict(apr_pool_t *p, const char *target, const char *url, CURLcode cc,
+                            long status, const exchange_t *x, const char *errbuf,
                             gc_webhook_result_t *res)
 {
-    const char *target = target_of(conf, url), *why;
+    const char *why;
 
     if (cc != CURLE_OK) {
         why = scrub(p, errbuf, url);
@@ -299,8 +283,8 @@ static apr_status_t verdict(apr_pool_t *p, const gc_webhook_conf_t *conf, const 
     return APR_EGENERAL;
 }
 
-apr_status_t gc_webhook_post(apr_pool_t *p, const gc_webhook_conf_t *conf, const char *url,
-                             const char *body, gc_webhook_result_t *res)
+apr_status_t gc_webhook_post(apr_pool_t *p, const gc_webhook_conf_t *conf, const char *target,
+                             const char *url, const char *body, gc_webhook_result_t *res)
 {
     char errbuf[CURL_ERROR_SIZE];
     struct curl_slist *hl;
@@ -333,12 +317,13 @@ apr_status_t gc_webhook_post(apr_pool_t *p, const gc_webhook_conf_t *conf, const
         cc = curl_easy_perform(h);
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     }
-    rv = verdict(p, conf, url, cc, status, &x, errbuf, res);
+    target = target ? target : "outbound";
+    rv = verdict(p, target, url, cc, status, &x, errbuf, res);
     curl_slist_free_all(hl);
     curl_easy_cleanup(h);
     gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
            GCMON_LOGNO(720) "webhook: POST of %" APR_SIZE_T_FMT " byte(s) to the %s webhook: %s",
-           strlen(body), target_of(conf, url), res->error ? res->error : "delivered");
+           strlen(body), target, res->error ? res->error : "delivered");
     return rv;
 }
 

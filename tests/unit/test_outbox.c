@@ -291,7 +291,7 @@ START_TEST(post_signed_headers_and_body)
 
     lb_add_simple(lb, "/hook", 200, NULL, "ok");
     c.secret = "s3cret";
-    ck_assert_int_eq(gc_webhook_post(pool, &c, c.slack_url, body, &res), APR_SUCCESS);
+    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, body, &res), APR_SUCCESS);
     ck_assert_int_eq(res.status, 200);
     ck_assert_ptr_null(res.error);
     ck_assert_int_eq(res.retry_after, 0);
@@ -306,7 +306,7 @@ START_TEST(post_signed_headers_and_body)
 
     /* No secret: no signature header. */
     c.secret = NULL;
-    ck_assert_int_eq(gc_webhook_post(pool, &c, c.slack_url, body, &res), APR_SUCCESS);
+    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, body, &res), APR_SUCCESS);
     r = lb_request(lb, "/hook", 1);
     ck_assert_ptr_nonnull(r);
     ck_assert_ptr_null(lb_header(r, "X-Gcmon-Signature"));
@@ -327,23 +327,23 @@ START_TEST(post_retry_after)
     lb_add_simple(lb, "/hook", 500, "Retry-After: 7\r\n", NULL);
     lb_add_simple(lb, "/hook", 429, "Retry-After: soon\r\n", NULL);
 
-    ck_assert_int_ne(gc_webhook_post(pool, &c, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_int_eq(res.status, 429);
     ck_assert_int_eq(res.retry_after, apr_time_from_sec(7));
     ck_assert_str_eq(res.error, "HTTP 429 from the slack webhook");
 
-    ck_assert_int_ne(gc_webhook_post(pool, &c, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_int_eq(res.status, 503);
     ck_assert_msg(res.retry_after > apr_time_from_sec(110)
                   && res.retry_after <= apr_time_from_sec(121),
                   "HTTP-date Retry-After: %" APR_TIME_T_FMT, res.retry_after);
 
     /* Only 429 and 503 carry a meaningful Retry-After. */
-    ck_assert_int_ne(gc_webhook_post(pool, &c, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_int_eq(res.status, 500);
     ck_assert_int_eq(res.retry_after, 0);
 
-    ck_assert_int_ne(gc_webhook_post(pool, &c, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_int_eq(res.retry_after, 0);
 }
 END_TEST
@@ -359,35 +359,35 @@ START_TEST(errors_never_contain_the_url)
     lb_add_simple(lb, SECRET_PATH, 404, "Content-Type: text/plain\r\n",
                   "no such hook: " SECRET_PATH);
     lb_add_simple(lb, SECRET_PATH, 400, "Content-Type: text/plain\r\n", "invalid_payload\n");
-    ck_assert_int_ne(gc_webhook_post(pool, &c, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_int_eq(res.status, 404);
     ck_assert_str_eq(res.error, "HTTP 404 from the slack webhook");
-    ck_assert_int_ne(gc_webhook_post(pool, &c, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_str_eq(res.error, "HTTP 400 from the slack webhook: invalid_payload");
 
     /* Nothing listening. */
     url = apr_psprintf(pool, "http://127.0.0.1:%d" SECRET_PATH, lb_closed_port());
     c.status_url = url;
-    ck_assert_int_ne(gc_webhook_post(pool, &c, url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_STATUS, url, "{}", &res), APR_SUCCESS);
     ck_assert_int_eq(res.status, 0);
     ck_assert_msg(strncmp(res.error, "connection failed: ", 19) == 0, "%s", res.error);
     ck_assert_ptr_null(strstr(res.error, "xoxSeCrEtToKeN42"));
 
     /* Refused protocol, and a bad host name embedding the token. */
     url = "ftp://127.0.0.1" SECRET_PATH;
-    ck_assert_int_ne(gc_webhook_post(pool, &c, url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_STATUS, url, "{}", &res), APR_SUCCESS);
     ck_assert_msg(strncmp(res.error, "connection failed: ", 19) == 0, "%s", res.error);
     ck_assert_ptr_null(strstr(res.error, "xoxSeCrEtToKeN42"));
     c.timeout = apr_time_from_sec(2);
     url = "http://gcmon-test.invalid" SECRET_PATH;
-    ck_assert_int_ne(gc_webhook_post(pool, &c, url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_STATUS, url, "{}", &res), APR_SUCCESS);
     ck_assert_ptr_null(strstr(res.error, "xoxSeCrEtToKeN42"));
 
     /* A timeout (conf->timeout bounds the attempt). */
     lb_add(lb, "/slow" SECRET_PATH, &slow);
     c.timeout = MS(300);
     url = apr_pstrcat(pool, lb_url(lb), "/slow" SECRET_PATH, NULL);
-    ck_assert_int_ne(gc_webhook_post(pool, &c, url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_STATUS, url, "{}", &res), APR_SUCCESS);
     ck_assert_msg(strncmp(res.error, "connection failed: ", 19) == 0, "%s", res.error);
     ck_assert_ptr_null(strstr(res.error, "xoxSeCrEtToKeN42"));
 
