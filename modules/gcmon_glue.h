@@ -37,4 +37,10 @@ APR_DECLARE_OPTIONAL_FN(const gcmon_shared_t *, gcmon_api_shared, (void));
  * (no database, no upstream call). */
 APR_DECLARE_OPTIONAL_FN(char *, gcmon_stream_status_json, (apr_pool_t *p));
 
+/* What mod_gcmon_stream offers mod_gcmon_api: whether the outbound webhook
+ * `target` (GC_TARGET_SLACK, _STATUS, _TRACE, _WFM) is configured, so the API
+ * queues deliveries only for webhooks that exist. 0 when mod_gcmon_stream is
+ * not loaded. */
+APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_webhook_configured, (const char *target));
+
 #endif

@@ -15,6 +15,7 @@
 #include "mod_gcmon_stream_private.h"
 
 static APR_OPTIONAL_FN_TYPE(gcmon_api_shared) *api_shared;
+static const gc_webhook_conf_t *webhooks;   /* of the running configuration */
 
 static gcmon_stream_conf_t *stream_conf(server_rec *s)
 {
@@ -102,6 +103,7 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
     }
     c->mon.webhooks.timeout = sh->conn->request_timeout;
     c->mon.webhooks.ca_file = sh->conn->ca_file;
+    webhooks = &c->mon.webhooks;
     if (c->mon.enabled && (!sh->conn->client_id || !sh->conn->client_secret)) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2004) "GcmonStream On needs the Genesys Cloud client "
@@ -136,6 +138,12 @@ static void gcmon_stream_child_init(apr_pool_t *pchild, server_rec *s)
     }
 }
 
+/* The optional function's name is its registration key. */
+static int gcmon_stream_webhook_configured(const char *target)
+{
+    return webhooks && gc_webhook_url(webhooks, target) != NULL;
+}
+
 static void gcmon_stream_register_hooks(apr_pool_t *p)
 {
     static const char *const after_api[] = { "mod_gcmon_api.c", NULL };
@@ -147,6 +155,7 @@ static void gcmon_stream_register_hooks(apr_pool_t *p)
     ap_hook_child_stopping(gcmon_stream_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, gcmon_stream_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
     gcmon_stream_status_register();
+    APR_REGISTER_OPTIONAL_FN(gcmon_stream_webhook_configured);
 }
 
 AP_DECLARE_MODULE(gcmon_stream) = {
