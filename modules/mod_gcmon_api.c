@@ -134,6 +134,7 @@ static void gcmon_api_child_init(apr_pool_t *pchild, server_rec *s)
         runtime.upstream = gc_upstream_create(pchild, &c->conn, runtime.shared.budget,
                                               runtime.shared.metrics);
     }
+    runtime.presences = gc_presence_cache_create(pchild, GCMON_PRESENCE_CACHE_TTL);
 }
 
 static void gcmon_api_register_hooks(apr_pool_t *p)

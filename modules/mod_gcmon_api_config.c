@@ -11,6 +11,7 @@ void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
 {
     gcmon_api_conf_t *c = apr_pcalloc(p, sizeof(*c));
     c->max_body = -1;
+    c->transitions = apr_array_make(p, 4, sizeof(gc_transition_t));
     return c;
 }
 
@@ -151,6 +152,20 @@ static const char *set_max_body(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_transition(cmd_parms *cmd, void *dc, int argc, char *const argv[])
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gc_transition_t *t;
+    if (err) {
+        return err;
+    }
+    t = apr_array_push(cmd_conf(cmd)->transitions);
+    if ((err = gc_transition_parse(cmd->pool, argc, argv, t))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    return NULL;
+}
+
 const command_rec gcmon_api_cmds[] = {
     AP_INIT_TAKE1("GcmonEnvironment", set_environment, NULL, RSRC_CONF,
                   "Genesys Cloud region domain, e.g. mypurecloud.com"),
@@ -170,5 +185,8 @@ const command_rec gcmon_api_cmds[] = {
                   "Upstream requests per minute shared by all children (default 300)"),
     AP_INIT_TAKE1("GcmonMaxBody", set_max_body, NULL, RSRC_CONF,
                   "Largest admin request body in bytes (default 65536)"),
+    AP_INIT_TAKE_ARGV("GcmonTransition", set_transition, NULL, RSRC_CONF,
+                      "Allowed status change: <from> <to>... (presences or *; repeatable; "
+                      "every change is allowed when none is given)"),
     { NULL }
 };

@@ -9,6 +9,7 @@
 #include <http_request.h>
 #include <util_filter.h>
 
+#include "gc_audit.h"
 #include "gc_version.h"
 #include "mod_gcmon_api_private.h"
 
@@ -64,14 +65,18 @@ int gcmon_api_send_json(request_rec *r, int status, json_t *doc)
     return rc;
 }
 
-int gcmon_api_send_problem(request_rec *r, int status, const char *slug, const char *title,
-                           const char *detail, json_t *errors)
+int gcmon_api_send_problem_ex(request_rec *r, int status, const char *slug, const char *title,
+                              const char *detail, json_t *errors, json_t *extra)
 {
     json_t *p = json_pack("{s:s, s:s, s:i}", "type", apr_pstrcat(r->pool, PROBLEM_BASE, slug,
                                                                  NULL),
                           "title", title, "status", status);
     char *text;
 
+    if (extra) {
+        json_object_update_missing(p, extra);
+        json_decref(extra);
+    }
     if (detail) {
         json_t *d = json_string(detail);
         json_object_set_new(p, "detail", d ? d : json_string("(detail not valid UTF-8)"));
@@ -87,6 +92,12 @@ int gcmon_api_send_problem(request_rec *r, int status, const char *slug, const c
     return OK;
 }
 
+int gcmon_api_send_problem(request_rec *r, int status, const char *slug, const char *title,
+                           const char *detail, json_t *errors)
+{
+    return gcmon_api_send_problem_ex(r, status, slug, title, detail, errors, NULL);
+}
+
 json_t *gcmon_api_field_error(const char *field, const char *message)
 {
     return json_pack("[{s:s, s:s}]", "field", field, "message", message);
@@ -100,35 +111,50 @@ void gcmon_api_count_validation(const char *type)
     }
 }
 
-/* Map an upstream failure to the client's response (SPEC §5.3: 502/503). */
-static int send_upstream_error(request_rec *r, const gc_error_t *e)
+void gcmon_api_upstream_problem(const gc_error_t *e, int *status, const char **slug,
+                                const char **title)
 {
+    *status = HTTP_BAD_GATEWAY;
     switch (e->kind) {
     case GC_ERR_THROTTLED:
-    case GC_ERR_BUDGET: {
+    case GC_ERR_BUDGET:
+        *status = HTTP_SERVICE_UNAVAILABLE;
+        *slug = "upstream_throttled";
+        *title = "Genesys Cloud throttling outlasted the retry budget";
+        break;
+    case GC_ERR_CONFIG:
+        *status = HTTP_INTERNAL_SERVER_ERROR;
+        *slug = "upstream_misconfigured";
+        *title = "The Genesys Cloud connection is misconfigured";
+        break;
+    case GC_ERR_AUTH:
+        *slug = "upstream_auth_failed";
+        *title = "Genesys Cloud refused gcmon's credentials";
+        break;
+    case GC_ERR_FORBIDDEN:
+        *slug = "upstream_forbidden";
+        *title = "gcmon's OAuth client lacks a permission";
+        break;
+    default:
+        *slug = "upstream_error";
+        *title = "Genesys Cloud request failed";
+        break;
+    }
+}
+
+/* Map an upstream failure to the client's response (SPEC §5.3: 502/503). */
+int gcmon_api_send_upstream_error(request_rec *r, const gc_error_t *e)
+{
+    int status;
+    const char *slug, *title;
+
+    gcmon_api_upstream_problem(e, &status, &slug, &title);
+    if (status == HTTP_SERVICE_UNAVAILABLE) {
         apr_int64_t secs = (e->retry_after + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
         apr_table_setn(r->headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT, secs > 0 ? secs : 1));
-        return gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "upstream_throttled",
-                                      "Genesys Cloud throttling outlasted the retry budget",
-                                      e->message, NULL);
     }
-    case GC_ERR_CONFIG:
-        return gcmon_api_send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "upstream_misconfigured",
-                                      "The Genesys Cloud connection is misconfigured",
-                                      e->message, NULL);
-    case GC_ERR_AUTH:
-        return gcmon_api_send_problem(r, HTTP_BAD_GATEWAY, "upstream_auth_failed",
-                                      "Genesys Cloud refused gcmon's credentials",
-                                      e->message, NULL);
-    case GC_ERR_FORBIDDEN:
-        return gcmon_api_send_problem(r, HTTP_BAD_GATEWAY, "upstream_forbidden",
-                                      "gcmon's OAuth client lacks a permission",
-                                      e->message, NULL);
-    default:
-        return gcmon_api_send_problem(r, HTTP_BAD_GATEWAY, "upstream_error",
-                                      "Genesys Cloud request failed", e->message, NULL);
-    }
+    return gcmon_api_send_problem(r, status, slug, title, e->message, NULL);
 }
 
 /* ---------------------------------------------------------------- request body */
@@ -319,6 +345,7 @@ static int upstream_check(request_rec *r, const route_t *rt, const char **params
     gc_error_t *err = NULL;
     apr_time_t start = apr_time_now();
     const char *actor = r->user ? r->user : "-";
+    json_t *audit_req, *result;
 
     if (renew && !json_is_boolean(renew)) {
         gcmon_api_count_validation("invalid_type");
@@ -338,19 +365,30 @@ static int upstream_check(request_rec *r, const route_t *rt, const char **params
     req.op = "org_get";
     req.method = "GET";
     req.path = "/api/v2/organizations/me";
+    audit_req = json_pack("{s:b}", "renew_token", json_is_true(renew));
     if (gc_upstream_call(run->upstream, r->pool, &req, &resp, &err) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       GCMON_LOGNO(1101) "upstream check by %s failed: %s (%s)", actor,
                       gc_err_kind_name(err->kind), err->message ? err->message : "");
-        return send_upstream_error(r, err);
+        gcmon_api_send_upstream_error(r, err);
+        result = json_pack("{s:s, s:s?}", "error", gc_err_kind_name(err->kind), "detail",
+                           err->message);
     }
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, GCMON_LOGNO(1100) "upstream check by %s: ok",
-                  actor);
-    return gcmon_api_send_json(r, HTTP_OK, json_pack(
-        "{s:s, s:{s:O?, s:O?}, s:s, s:i, s:I}", "status", "ok", "organization",
-        "id", json_object_get(resp->json, "id"), "name", json_object_get(resp->json, "name"),
-        "api_url", gcmon_api_conf()->conn.api_url, "attempts", resp->attempts,
-        "latency_ms", (json_int_t)apr_time_as_msec(apr_time_now() - start)));
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, GCMON_LOGNO(1100) "upstream check by %s: ok",
+                      actor);
+        result = json_pack(
+            "{s:s, s:{s:O?, s:O?}, s:s, s:i, s:I}", "status", "ok", "organization",
+            "id", json_object_get(resp->json, "id"), "name", json_object_get(resp->json, "name"),
+            "api_url", gcmon_api_conf()->conn.api_url, "attempts", resp->attempts,
+            "latency_ms", (json_int_t)apr_time_as_msec(apr_time_now() - start));
+        gcmon_api_send_json(r, HTTP_OK, json_incref(result));
+    }
+    gcmon_api_audit(r, GC_AUDIT_UPSTREAM_CHECK, NULL, audit_req, result, r->status, start,
+                    NULL, NULL);
+    json_decref(audit_req);
+    json_decref(result);
+    return OK;
 }
 
 /* The read API lives in mod_gcmon_api_read.c. */
@@ -374,6 +412,21 @@ static int alerts(request_rec *r, const route_t *rt, const char **params, json_t
     return gcmon_api_read_alerts(r, params);
 }
 
+static int status_get(request_rec *r, const route_t *rt, const char **params, json_t *body)
+{
+    return gcmon_api_status_get(r, params);
+}
+
+static int status_put(request_rec *r, const route_t *rt, const char **params, json_t *body)
+{
+    return gcmon_api_status_put(r, params, body);
+}
+
+static int audit_list(request_rec *r, const route_t *rt, const char **params, json_t *body)
+{
+    return gcmon_api_audit_list(r, params);
+}
+
 static const route_t routes[] = {
     { "v1/health", M_GET, "health", 0, health },
     { "v1/metrics", M_GET, "metrics", 0, metrics },
@@ -383,6 +436,9 @@ static const route_t routes[] = {
     { "v1/agents/*", M_GET, "agent", 0, agent },
     { "v1/alerts", M_GET, "alerts", 0, alerts },
     { "v1/admin/upstream/check", M_POST, "upstream_check", 1, upstream_check },
+    { "v1/admin/agents/*/status", M_GET, "admin_status", 0, status_get },
+    { "v1/admin/agents/*/status", M_PUT, "admin_status", 1, status_put },
+    { "v1/admin/audit", M_GET, "admin_audit", 0, audit_list },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -9,6 +9,8 @@
 
 #include "gc_conf.h"
 #include "gc_log.h"
+#include "gc_presence.h"
+#include "gc_query.h"
 #include "gc_upstream.h"
 #include "gcmon_glue.h"
 
@@ -20,12 +22,14 @@ extern module AP_MODULE_DECLARE_DATA gcmon_api_module;
 
 #define GCMON_DEFAULT_MAX_BODY 65536
 #define GCMON_MAX_MAX_BODY (16L * 1024 * 1024)
+#define GCMON_PRESENCE_CACHE_TTL apr_time_from_sec(300)
 
 /* Server configuration (all gcmon directives are global: one org per httpd). */
 typedef struct {
     gc_conn_conf_t conn;
     long max_body;                  /* GcmonMaxBody, -1 = unset */
     int conn_configured;            /* any Connection directive seen */
+    apr_array_header_t *transitions;/* GcmonTransition: gc_transition_t */
 } gcmon_api_conf_t;
 
 /* Per-directory: where the gcmon-api handler is mounted. */
@@ -37,6 +41,7 @@ typedef struct {
 typedef struct {
     gcmon_shared_t shared;
     gc_upstream_t *upstream;        /* NULL when no client credentials are configured */
+    gc_presence_cache_t *presences; /* the org's presence definitions */
 } gcmon_api_runtime_t;
 
 extern const command_rec gcmon_api_cmds[];
@@ -63,6 +68,38 @@ int gcmon_api_send_problem(request_rec *r, int status, const char *slug, const c
 json_t *gcmon_api_field_error(const char *field, const char *message);
 /* gcmon_validation_errors_total{error_type} += 1 */
 void gcmon_api_count_validation(const char *type);
+
+/* Map an upstream failure to 502/503 (with Retry-After) problem+json. */
+int gcmon_api_send_upstream_error(request_rec *r, const gc_error_t *e);
+
+/* The database connection of this request (mod_dbd), schema checked. NULL
+ * when there is none (after a 503 problem was sent, if send_problem). */
+struct gc_store *gcmon_api_request_store(request_rec *r, int send_problem);
+
+/* Parse the query string for `fields` (gc_query.h); DONE after a 400 was sent. */
+int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t *q);
+
+/* send_problem with extra top-level members (object, stolen, may be NULL). */
+int gcmon_api_send_problem_ex(request_rec *r, int status, const char *slug, const char *title,
+                              const char *detail, json_t *errors, json_t *extra);
+
+/* What gcmon_api_send_upstream_error answers for e. */
+void gcmon_api_upstream_problem(const gc_error_t *e, int *status, const char **slug,
+                                const char **title);
+
+/* Record an admin action in the audit trail (and, when outbox_target is not
+ * NULL, queue its webhook delivery in the same transaction). request/result
+ * are borrowed. Failures are logged with the whole record (never lost
+ * silently); returns APR_SUCCESS or the store's error. */
+apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *target,
+                             const json_t *request, const json_t *result, int status,
+                             apr_time_t started, const char *outbox_target,
+                             const char *outbox_body);
+
+/* Admin endpoints (mod_gcmon_api_admin.c). */
+int gcmon_api_status_get(request_rec *r, const char **params);
+int gcmon_api_status_put(request_rec *r, const char **params, json_t *body);
+int gcmon_api_audit_list(request_rec *r, const char **params);
 
 /* Read endpoints (mod_gcmon_api_read.c); params are the path's "*" segments. */
 int gcmon_api_read_history(request_rec *r, const char **params);

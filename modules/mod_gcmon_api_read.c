@@ -28,11 +28,11 @@ typedef struct {
 
 /* ---------------------------------------------------------------- database */
 
-/* The reader of this request's database connection. It lives in the
- * connection's pool, so statements are prepared once per connection, and the
- * schema is migrated (gc_store_migrate) before the first of them. NULL after
- * a response was sent. */
-static gc_reader_t *request_reader(request_rec *r)
+/* This request's database connection, wrapped: a store and a reader that
+ * live in the connection's pool, so statements are prepared once per
+ * connection, and the schema is migrated (gc_store_migrate) before the first
+ * of them. NULL after a response was sent. */
+static conn_db_t *request_db(request_rec *r, int send)
 {
     APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
     ap_dbd_t *dbd = acquire ? acquire(r) : NULL;
@@ -47,15 +47,17 @@ static gc_reader_t *request_reader(request_rec *r)
                       GCMON_LOGNO(1200) "no database connection: %s",
                       acquire ? "mod_dbd could not open one (see its messages above)"
                               : "mod_dbd is not loaded");
-        gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
-                               "The database is unavailable",
-                               acquire ? "no database connection could be opened"
-                                       : "mod_dbd is not configured", NULL);
+        if (send) {
+            gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+                                   "The database is unavailable",
+                                   acquire ? "no database connection could be opened"
+                                           : "mod_dbd is not configured", NULL);
+        }
         return NULL;
     }
     apr_pool_userdata_get((void **)&db, DB_KEY, dbd->pool);
     if (db) {
-        return db->reader;
+        return db;
     }
     /* First use of this connection: wrap it (sqlite3: WAL, busy_timeout), and
      * migrate unless the schema is already current — checked with a read, as
@@ -68,16 +70,30 @@ static gc_reader_t *request_reader(request_rec *r)
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       GCMON_LOGNO(1201) "database schema check failed: %s",
                       err ? err : "the connection could not be wrapped");
-        gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
-                               "The database is unavailable",
-                               "the database schema could not be checked", NULL);
+        if (send) {
+            gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+                                   "The database is unavailable",
+                                   "the database schema could not be checked", NULL);
+        }
         return NULL;
     }
     db = apr_palloc(dbd->pool, sizeof(*db));
     db->store = st;
     db->reader = rd;
     apr_pool_userdata_setn(db, DB_KEY, NULL, dbd->pool);
-    return rd;
+    return db;
+}
+
+static gc_reader_t *request_reader(request_rec *r)
+{
+    conn_db_t *db = request_db(r, 1);
+    return db ? db->reader : NULL;
+}
+
+gc_store_t *gcmon_api_request_store(request_rec *r, int send_problem)
+{
+    conn_db_t *db = request_db(r, send_problem);
+    return db ? db->store : NULL;
 }
 
 static int database_error(request_rec *r, const char *what, const char *err)
@@ -121,7 +137,7 @@ static int send_buffer(request_rec *r, gc_jw_t *w)
 }
 
 /* 400 with every bad field (SPEC §5: never clamped). */
-static int parse_query(request_rec *r, unsigned fields, char kind, gc_query_t *q)
+int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t *q)
 {
     apr_array_header_t *errs;
     json_t *list;
@@ -183,7 +199,7 @@ int gcmon_api_read_history(request_rec *r, const char **params)
     gc_jw_t w;
     int i;
 
-    if (parse_query(r, GC_Q_HISTORY, GC_CURSOR_HISTORY, &q) != OK
+    if (gcmon_api_parse_query(r, GC_Q_HISTORY, GC_CURSOR_HISTORY, &q) != OK
         || !(rd = request_reader(r))) {
         return OK;
     }
@@ -234,7 +250,7 @@ int gcmon_api_read_alerts(request_rec *r, const char **params)
     gc_jw_t w;
     int i;
 
-    if (parse_query(r, GC_Q_ALERTS, GC_CURSOR_ALERTS, &q) != OK || !(rd = request_reader(r))) {
+    if (gcmon_api_parse_query(r, GC_Q_ALERTS, GC_CURSOR_ALERTS, &q) != OK || !(rd = request_reader(r))) {
         return OK;
     }
     if (gc_read_alerts(rd, r->pool, &q, &pg, &err) != APR_SUCCESS) {
@@ -459,7 +475,7 @@ int gcmon_api_read_agents(request_rec *r, const char **params)
     gc_jw_t w;
     int i;
 
-    if (parse_query(r, GC_Q_BOARD, GC_CURSOR_HISTORY, &q) != OK || !(rd = request_reader(r))) {
+    if (gcmon_api_parse_query(r, GC_Q_BOARD, GC_CURSOR_HISTORY, &q) != OK || !(rd = request_reader(r))) {
         return OK;
     }
     if (gc_read_board(rd, r->pool, NULL, q.state, q.queue_id, &rows, &err) != APR_SUCCESS) {

@@ -43,6 +43,10 @@ typedef struct gc_webhook_conf {
 /* The URL configured for a target, or NULL. */
 const char *gc_webhook_url(const gc_webhook_conf_t *c, const char *target);
 
+/* The X-Genesys-Event header value a target's deliveries carry ("state_change"
+ * for the status webhook, SPEC §3.3), or NULL for none. */
+const char *gc_webhook_event(const char *target);
+
 /* ------------------------------------------------------------ one delivery */
 
 /* "sha256=<64 lowercase hex>" of HMAC-SHA256(secret, body), in p. */

@@ -155,7 +155,8 @@ enum { F_USER_ID, F_STATE, F_QUEUE_ID, F_FROM, F_TO, F_LIMIT, F_OFFSET, F_CURSOR
 static const field_t known[] = {
     { "user_id", GC_Q_USER_ID }, { "state", GC_Q_STATE }, { "queue_id", GC_Q_QUEUE_ID },
     { "from", GC_Q_FROM }, { "to", GC_Q_TO }, { "limit", GC_Q_LIMIT },
-    { "offset", GC_Q_OFFSET }, { "cursor", GC_Q_CURSOR },
+    { "offset", GC_Q_OFFSET }, { "cursor", GC_Q_CURSOR }, { "actor", GC_Q_ACTOR },
+    { "action", GC_Q_ACTION }, { "target", GC_Q_TARGET },
 };
 #define N_KNOWN ((int)(sizeof(known) / sizeof(known[0])))
 
@@ -220,6 +221,25 @@ static const char *set_field(apr_pool_t *p, int k, const char *v, gc_query_t *q)
             return MSG_ID;
         }
         q->queue_id = v;
+        return NULL;
+    case GC_Q_TARGET:
+        if (!gc_id_valid(v)) {
+            return MSG_ID;
+        }
+        q->target = v;
+        return NULL;
+    case GC_Q_ACTOR:
+        if (strlen(v) > GC_QUERY_MAX_ACTOR) {
+            return apr_psprintf(p, "must be at most %d bytes", GC_QUERY_MAX_ACTOR);
+        }
+        q->actor = v;
+        return NULL;
+    case GC_Q_ACTION:
+        if (strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz_") != strlen(v)) {
+            return "must be an action name: lower-case letters and '_' (e.g. "
+                   "agent_status_change)";
+        }
+        q->action = v;
         return NULL;
     case GC_Q_STATE:
         if (!gc_state_valid(v)) {

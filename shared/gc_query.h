@@ -18,12 +18,17 @@ enum {
     GC_Q_TO       = 1u << 4,
     GC_Q_LIMIT    = 1u << 5,
     GC_Q_OFFSET   = 1u << 6,
-    GC_Q_CURSOR   = 1u << 7
+    GC_Q_CURSOR   = 1u << 7,
+    GC_Q_ACTOR    = 1u << 8,
+    GC_Q_ACTION   = 1u << 9,
+    GC_Q_TARGET   = 1u << 10
 };
 #define GC_Q_PAGED (GC_Q_LIMIT | GC_Q_OFFSET | GC_Q_CURSOR)
 #define GC_Q_HISTORY (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
 #define GC_Q_ALERTS (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
 #define GC_Q_BOARD (GC_Q_STATE | GC_Q_QUEUE_ID)
+#define GC_Q_AUDIT (GC_Q_ACTOR | GC_Q_ACTION | GC_Q_TARGET | GC_Q_PAGED)
+#define GC_QUERY_MAX_ACTOR 256
 
 #define GC_QUERY_DEFAULT_LIMIT 20
 #define GC_QUERY_MAX_LIMIT 100
@@ -32,6 +37,7 @@ enum {
 /* Cursor kinds: a cursor of one listing is refused by another. */
 #define GC_CURSOR_HISTORY 'h'
 #define GC_CURSOR_ALERTS 'a'
+#define GC_CURSOR_AUDIT 'u'
 
 /* A keyset position: the (time, id) of the last row of the previous page. */
 typedef struct {
@@ -43,6 +49,9 @@ typedef struct {
     const char *user_id;            /* NULL: no filter */
     const char *state;              /* canonical state name, NULL: no filter */
     const char *queue_id;           /* NULL: no filter */
+    const char *actor;              /* 1..256 bytes of UTF-8, NULL: no filter */
+    const char *action;             /* 1..64 of a-z and '_', NULL: no filter */
+    const char *target;             /* a Genesys id, NULL: no filter */
     int has_from, has_to;
     apr_time_t from, to;            /* from inclusive, to exclusive */
     int limit;                      /* 1..100, default 20 */

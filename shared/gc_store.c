@@ -106,6 +106,23 @@ static const char *const stmt_sql[ST__COUNT] = {
         "UPDATE gcmon_alerts SET cleared_at = %lld WHERE cleared_at IS NULL AND NOT EXISTS "
         "(SELECT 1 FROM gcmon_agents a WHERE a.user_id = gcmon_alerts.user_id "
         "AND a.state = gcmon_alerts.state AND a.since = gcmon_alerts.episode_at)",
+    /* The audit trail (store_audit.c). A NULL filter matches every row; the
+     * CASTs type the parameters for PostgreSQL. Keyset below id, newest first. */
+    [ST_AUDIT_INSERT] =
+        "INSERT INTO gcmon_audit (at, actor, action, target, request, result, status, "
+        "latency_ms) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld) RETURNING id",
+    [ST_AUDIT_LIST] =
+        "SELECT id, at, actor, action, target, request, result, status, latency_ms "
+        "FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
+        "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
+        "AND (CAST(%s AS TEXT) IS NULL OR target = %s) AND id < %lld "
+        "ORDER BY id DESC LIMIT %d OFFSET %lld",
+    [ST_AUDIT_COUNT] =
+        "SELECT COUNT(*) FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
+        "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
+        "AND (CAST(%s AS TEXT) IS NULL OR target = %s) LIMIT 1",
+    /* Short-lived leases (per-agent status-change locks) are deleted, not kept. */
+    [ST_LEASE_DELETE] = "DELETE FROM gcmon_lease WHERE name = %s AND holder = %s",
 };
 
 /* write_batch's statements: head, one row repeated n times (", "), tail.

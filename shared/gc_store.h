@@ -13,7 +13,7 @@
 
 #include "gc_state.h"
 
-#define GC_SCHEMA_VERSION 3
+#define GC_SCHEMA_VERSION 4
 
 typedef struct gc_store gc_store_t;
 
@@ -49,6 +49,9 @@ apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder,
                             apr_time_t now, apr_interval_time_t ttl, int *held,
                             const char **current, apr_pool_t *p);
 apr_status_t gc_store_lease_release(gc_store_t *s, const char *name, const char *holder);
+/* Remove lease `name` if `holder` has it (short-lived locks leave no row). */
+apr_status_t gc_store_lease_delete(gc_store_t *s, apr_pool_t *p, const char *name,
+                                  const char *holder);
 
 /* Read lease `name` (status API): last holder, expiry and when that holder's
  * tenure began (any of the out pointers may be NULL). APR_NOTFOUND when it

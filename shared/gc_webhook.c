@@ -23,6 +23,14 @@
 #define RETRY_AFTER_CAP_SECS 86400
 #define EXCERPT_MAX 120                 /* response body kept for the error text */
 
+const char *gc_webhook_event(const char *target)
+{
+    if (target && strcmp(target, GC_TARGET_STATUS) == 0) {
+        return "state_change";
+    }
+    return NULL;
+}
+
 const char *gc_webhook_url(const gc_webhook_conf_t *c, const char *target)
 {
     const char *url = NULL;
@@ -191,13 +199,17 @@ static long ms_of(apr_interval_time_t t)
 
 /* The request's headers; NULL when out of memory. */
 static struct curl_slist *request_headers(apr_pool_t *p, const gc_webhook_conf_t *conf,
-                                          const char *body)
+                                          const char *target, const char *body)
 {
     struct curl_slist *hl = NULL, *n;
-    const char *lines[4];
+    const char *lines[5];
+    const char *event = gc_webhook_event(target);
     int i, nl = 0;
 
     lines[nl++] = "Content-Type: application/json";
+    if (event) {
+        lines[nl++] = apr_pstrcat(p, "X-Genesys-Event: ", event, NULL);
+    }
     lines[nl++] = "Accept:";
     lines[nl++] = "Expect:";
     if (conf->secret && *conf->secret) {
@@ -307,7 +319,7 @@ apr_status_t gc_webhook_post(apr_pool_t *p, const gc_webhook_conf_t *conf, const
         res->error = "connection failed: out of memory";
         return APR_ENOMEM;
     }
-    if (!(hl = request_headers(p, conf, body))) {
+    if (!(hl = request_headers(p, conf, target, body))) {
         curl_easy_cleanup(h);
         res->error = "connection failed: out of memory";
         return APR_ENOMEM;

@@ -126,6 +126,23 @@ apr_status_t gc_store_lease_release(gc_store_t *s, const char *name, const char 
     return rv;
 }
 
+apr_status_t gc_store_lease_delete(gc_store_t *s, apr_pool_t *p, const char *name,
+                                  const char *holder)
+{
+    const char *err = NULL;
+    const void *args[2];
+    apr_status_t rv;
+
+    args[0] = name;
+    args[1] = holder;
+    rv = gc_store__exec(s, p, ST_LEASE_DELETE, args, NULL, &err);
+    if (rv != APR_SUCCESS) {
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, rv, GCMON_LOGNO(418) "store: deleting lease "
+               "'%s': %s (it expires by itself)", name, err);
+    }
+    return rv;
+}
+
 apr_status_t gc_store_lease_get(gc_store_t *s, apr_pool_t *p, const char *name,
                                 const char **holder, apr_time_t *expires_at,
                                 apr_time_t *acquired_at)

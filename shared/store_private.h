@@ -45,6 +45,10 @@ typedef enum {
     ST_ALERT_INSERT,
     ST_ALERT_FIND,
     ST_ALERT_CLEAR,
+    ST_AUDIT_INSERT,
+    ST_AUDIT_LIST,
+    ST_AUDIT_COUNT,
+    ST_LEASE_DELETE,
     ST__COUNT
 } gc_stmt_e;
 

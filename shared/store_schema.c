@@ -1,7 +1,7 @@
 /* gcmon store: schema creation and versioning (gcmon_schema holds one row
  * per applied version). Each migration is a list of idempotent DDL steps;
  * a later version appends an entry to `migrations` and bumps
- * GC_SCHEMA_VERSION (planned next: audit). */
+ * GC_SCHEMA_VERSION. */
 #include <apr_strings.h>
 
 #include "gc_log.h"
@@ -114,6 +114,24 @@ static const ddl_t v3[] = {
       "ON gcmon_outbox (next_at, id) WHERE status = 'pending'", NULL },
 };
 
+/* Version 4: the audit trail of admin actions (SPEC §5.8, gc_audit.h). Newest
+ * first by id; filtered listings (actor, action, target) walk that order too —
+ * admin actions are few, and the indexes keep a filtered page from reading
+ * the whole table. request and result are JSON text without secrets. */
+static const ddl_t v4[] = {
+    { "CREATE TABLE IF NOT EXISTS gcmon_audit ("
+      "id INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, "
+      "actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT, "
+      "request TEXT, result TEXT, status INTEGER NOT NULL, latency_ms BIGINT NOT NULL)",
+      "CREATE TABLE IF NOT EXISTS gcmon_audit ("
+      "id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, "
+      "actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT, "
+      "request TEXT, result TEXT, status INTEGER NOT NULL, latency_ms BIGINT NOT NULL)" },
+    { "CREATE INDEX IF NOT EXISTS gcmon_audit_actor ON gcmon_audit (actor, id DESC)", NULL },
+    { "CREATE INDEX IF NOT EXISTS gcmon_audit_action ON gcmon_audit (action, id DESC)", NULL },
+    { "CREATE INDEX IF NOT EXISTS gcmon_audit_target ON gcmon_audit (target, id DESC)", NULL },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -122,6 +140,7 @@ static const struct {
     { 1, v1, sizeof(v1) / sizeof(v1[0]) },
     { 2, v2, sizeof(v2) / sizeof(v2[0]) },
     { 3, v3, sizeof(v3) / sizeof(v3[0]) },
+    { 4, v4, sizeof(v4) / sizeof(v4[0]) },
 };
 
 typedef struct {

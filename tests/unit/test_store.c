@@ -20,6 +20,7 @@
 #include <apr_strings.h>
 #include <apr_time.h>
 
+#include "gc_audit.h"
 #include "gc_store.h"
 #include "unit.h"
 
@@ -1217,6 +1218,64 @@ START_TEST(pg_connection_killed_then_retry)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- audit */
+
+/* The audit trail's statements on both dialects: NULL filters, keyset,
+ * RETURNING id, the outbox row in the same transaction, short-lived locks. */
+START_TEST(audit_round_trip)
+{
+    gc_store_t *s = open_migrated();
+    gc_audit_filter_t f;
+    apr_array_header_t *rows;
+    const char *err = NULL;
+    long total = 0;
+    int more = 0, held = 0, i;
+    apr_int64_t ids[3];
+
+    for (i = 0; i < 3; i++) {
+        gc_audit_rec_t a;
+        memset(&a, 0, sizeof(a));
+        a.at = apr_time_now();
+        a.actor = i == 1 ? "bob" : "alice";
+        a.action = "agent_status_change";
+        a.target = i == 2 ? NULL : "u1";
+        a.request = "{\"status\":\"Break\"}";
+        a.status = 200 + i;
+        ck_assert_msg(gc_store_audit_add(s, pool, &a, i == 0 ? "status" : NULL, "{}", &err)
+                      == APR_SUCCESS, "audit add: %s", err);
+        ids[i] = a.id;
+    }
+    ck_assert(ids[0] > 0 && ids[1] > ids[0] && ids[2] > ids[1]);
+    memset(&f, 0, sizeof(f));
+    f.limit = 1;
+    f.actor = "alice";
+    ck_assert_msg(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS,
+                  "list: %s", err);
+    ck_assert_int_eq(total, 2);
+    ck_assert_int_eq(more, 1);
+    ck_assert_int_eq(rows->nelts, 1);
+    ck_assert(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id == ids[2]);
+    ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).target);
+    ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).result);
+    f.before_id = ids[2];
+    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert_int_eq(more, 0);
+    ck_assert(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id == ids[0]);
+    ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).request, "{\"status\":\"Break\"}");
+    ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_outbox WHERE target = 'status'"), "1");
+
+    ck_assert(gc_store_lease(s, "agent-status:u1", "h1", apr_time_now(),
+                             apr_time_from_sec(60), &held, NULL, pool) == APR_SUCCESS);
+    ck_assert_int_eq(held, 1);
+    ck_assert(gc_store_lease_delete(s, pool, "agent-status:u1", "h2") == APR_SUCCESS);
+    ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_lease WHERE name = 'agent-status:u1'"),
+                     "1");
+    ck_assert(gc_store_lease_delete(s, pool, "agent-status:u1", "h1") == APR_SUCCESS);
+    ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_lease WHERE name = 'agent-status:u1'"),
+                     "0");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ suite */
 
 static void add_common(TCase *tc)
@@ -1238,6 +1297,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, channels_round_trip);
     tcase_add_test(tc, prune_in_chunks);
     tcase_add_test(tc, ingest_100k);
+    tcase_add_test(tc, audit_round_trip);
 }
 
 Suite *store_suite(void)

@@ -14,5 +14,6 @@ void store_read_tcases(Suite *s);   /* test_store_read.c, part of query_suite */
 Suite *monitor_suite(void);
 Suite *alerts_suite(void);
 Suite *outbox_suite(void);
+Suite *admin_suite(void);
 
 #endif

@@ -1,0 +1,51 @@
+/* The audit trail of admin actions (SPEC §5.8): who did what to which object,
+ * what was asked, what came of it. Rows are written by the API in the same
+ * transaction as the outbox delivery an action causes, so a change is never
+ * announced without its audit row or the reverse. request/result are JSON
+ * text built by the caller from known fields only: never credentials. */
+#ifndef GC_AUDIT_H
+#define GC_AUDIT_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+#include <apr_time.h>
+
+struct gc_store;
+
+/* Actions (also the `action` filter values). */
+#define GC_AUDIT_STATUS_CHANGE "agent_status_change"
+#define GC_AUDIT_UPSTREAM_CHECK "upstream_check"
+
+typedef struct {
+    apr_int64_t id;                     /* set by gc_store_audit_add */
+    apr_time_t at;
+    const char *actor;                  /* r->user, or "-" */
+    const char *action;
+    const char *target;                 /* e.g. the user id; may be NULL */
+    const char *request;                /* JSON object text; may be NULL */
+    const char *result;                 /* JSON object text; may be NULL */
+    int status;                         /* HTTP status answered */
+    apr_int64_t latency_ms;
+} gc_audit_rec_t;
+
+/* Insert *a (a->id set) and, when outbox_target is not NULL, one pending
+ * outbox delivery of outbox_body to it, in one transaction. */
+apr_status_t gc_store_audit_add(struct gc_store *s, apr_pool_t *p, gc_audit_rec_t *a,
+                                const char *outbox_target, const char *outbox_body,
+                                const char **err);
+
+/* A listing: filters (NULL = any), then offset or keyset (before_id > 0:
+ * only ids below it), newest first. out: gc_audit_rec_t; *total counts every
+ * row matching the filters; *has_more tells whether another page follows. */
+typedef struct {
+    const char *actor, *action, *target;
+    int limit;
+    long offset;
+    apr_int64_t before_id;
+} gc_audit_filter_t;
+
+apr_status_t gc_store_audit_list(struct gc_store *s, apr_pool_t *p, const gc_audit_filter_t *f,
+                                 apr_array_header_t **out, long *total, int *has_more,
+                                 const char **err);
+
+#endif
