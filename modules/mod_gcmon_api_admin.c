@@ -20,7 +20,10 @@
 #define MAX_STATUS 100
 #define MAX_REASON 500
 #define MAX_WRAPUP 100
-#define LOCK_TTL apr_time_from_sec(120)
+/* Longer than a change can take (two upstream calls, each bounded by the
+ * client's attempts and Retry-After cap), so a held lock does not expire
+ * under its holder; a crashed child's lock frees itself after this. */
+#define LOCK_TTL apr_time_from_sec(300)
 #define LOCK_POLL apr_time_from_msec(50)
 
 /* ---------------------------------------------------------------- audit */
@@ -285,6 +288,19 @@ static int lock_agent(request_rec *r, gc_store_t *st, const char *name, const ch
     }
 }
 
+/* Extend a held lock: 1 still ours, 0 taken by another, -1 database error. */
+static int lock_agent_renew(request_rec *r, gc_store_t *st, const char *name,
+                            const char *holder)
+{
+    int held = 0;
+
+    if (gc_store_lease(st, name, holder, apr_time_now(), LOCK_TTL, &held, NULL, r->pool)
+        != APR_SUCCESS) {
+        return -1;
+    }
+    return held;
+}
+
 /* ---------------------------------------------------------------- upstream */
 
 static const char *presence_path(request_rec *r, const char *user_id)
@@ -391,7 +407,8 @@ static int webhook_configured(const char *target)
 
 /* The rest of a change once the agent is locked: read, check, write. */
 static int change_locked(change_t *c, gc_store_t *st, const change_req_t *req,
-                         const gc_presence_def_t *def, const char *if_match)
+                         const gc_presence_def_t *def, const char *if_match,
+                         const char *lock, const char *holder)
 {
     request_rec *r = c->r;
     const char *actor = r->user ? r->user : "-";
@@ -424,6 +441,14 @@ static int change_locked(change_t *c, gc_store_t *st, const change_req_t *req,
                       NULL, json_pack("{s:s, s:s}", "from", from, "to", def->system),
                       "not_allowed");
     }
+    /* Renew just before writing: had a stalled upstream outlasted the lock and
+     * another change taken it, this one must not write on a stale read. */
+    if (lock_agent_renew(r, st, lock, holder) != 1) {
+        return refuse(c, HTTP_CONFLICT, "status_change_in_progress",
+                      "Another status change of this agent is in progress",
+                      "this change outlasted its lock and another one took over; read the "
+                      "status again and retry", NULL, NULL, "other");
+    }
     if (presence_call(r, c->user_id, patch_body(r, def, req->reason), &now, &err)
         != APR_SUCCESS) {
         return err->kind == GC_ERR_NOT_FOUND ? refuse_unknown_user(c)
@@ -453,7 +478,6 @@ static int change_locked(change_t *c, gc_store_t *st, const change_req_t *req,
                   GCMON_LOGNO(1301) "status of %s changed by %s: %s -> %s", c->user_id, actor,
                   cur.system ? cur.system : "(unknown)", def->system);
     apr_table_setn(r->headers_out, "ETag", now.etag);
-    (void)st;
     return gcmon_api_send_json(r, HTTP_OK, doc);
 }
 
@@ -529,7 +553,7 @@ int gcmon_api_status_put(request_rec *r, const char **params, json_t *body)
                     "other");
     }
     else {
-        rc = change_locked(&c, st, &req, &def, if_match);
+        rc = change_locked(&c, st, &req, &def, if_match, lock, holder);
         gc_store_lease_delete(st, r->pool, lock, holder);
     }
     json_decref(c.request);
