@@ -22,17 +22,23 @@ IDLE = os.environ.get("GCMON_DEMO_IDLE", "2m")
 CLIENT_ID, CLIENT_SECRET = "gcmon-demo", "demo-secret-not-for-production"
 
 
-def show_slack_posts(sink, stop):
-    """Print each idle alert the demo's stand-in Slack receives."""
+def show_webhook_posts(sink, stop):
+    """Print each idle alert the stand-in Slack receives, and each status change
+    the stand-in payroll system (GcmonStatusWebhook) receives."""
     seen = 0
     while not stop.wait(1.0):
-        posts = sink.requests("/services/")
+        posts = sink.requests()
         for r in posts[seen:]:
             try:
-                text = json.loads(r.body)["text"]
+                body = json.loads(r.body)
+                if r.path.startswith("/payroll"):
+                    text = (f"payroll: {body['user_id']} {body['previous_status']} -> "
+                            f"{body['target_status']} by {body['actor']}")
+                else:
+                    text = "slack: " + body["text"]
             except (ValueError, KeyError):
-                text = r.body[:120]
-            print(f"slack: {text}", flush=True)
+                text = f"webhook {r.path}: {r.body[:120]}"
+            print(text, flush=True)
         seen = len(posts)
 
 
@@ -52,7 +58,8 @@ def main():
                          f"GcmonClientSecret env:GCMON_DEMO_SECRET\n"
                          f"GcmonStream On\n{queues}"
                          f"GcmonIdleAlert Available {IDLE}\nGcmonIdleAlert IDLE {IDLE}\n"
-                         f"GcmonSlackWebhook env:GCMON_DEMO_SLACK\n",
+                         f"GcmonSlackWebhook env:GCMON_DEMO_SLACK\n"
+                         f"GcmonStatusWebhook {sink.url('/payroll/status')}\n",
               extra_conf=f'Alias /gcmon/ "{htdocs}/"\n'
                          f'<Directory "{htdocs}">\n    Require all granted\n</Directory>\n')
     try:
@@ -62,8 +69,13 @@ def main():
         print(f"emulator: {emu.url} simulating {AGENTS} agents in {QUEUES} queues")
         print(f"idle alerts after {IDLE} in Available or IDLE go to a stand-in Slack "
               f"(printed here) and /gcmon/api/v1/alerts")
+        agent = (sim.get("agent_ids") or ["<userId>"])[0]
+        print("change an agent's status (the stand-in payroll system prints it):\n"
+              f"  curl -X PUT -H 'Content-Type: application/json' -H 'X-Gcmon-Request: 1' "
+              f"-d '{{\"status\":\"Break\",\"reason\":\"demo\"}}' "
+              f"http://127.0.0.1:{PORT}/gcmon/api/v1/admin/agents/{agent}/status")
         print(f"error log: {h.error_log}   — Ctrl-C stops everything")
-        threading.Thread(target=show_slack_posts, args=(sink, stop), daemon=True).start()
+        threading.Thread(target=show_webhook_posts, args=(sink, stop), daemon=True).start()
         while not stop.wait(3600):
             pass
     except KeyboardInterrupt:

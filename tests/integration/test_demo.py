@@ -1,5 +1,6 @@
 """`make demo` (tests/demo.py): it serves the API with the stream connected, shows
-idle alerts as its stand-in Slack receives them, and stops everything it started
+idle alerts as its stand-in Slack receives them, relays an admin status change to its
+stand-in payroll system, and stops everything it started
 on SIGTERM or Ctrl-C."""
 import os
 import shutil
@@ -45,6 +46,15 @@ def test_demo_runs_and_stops(tmp_path, sig):
         assert s["agents_monitored"] == 12
         wait_for(lambda: "slack: Idle alert:" in (tmp_path / "demo.log").read_text(),
                  timeout=40, interval=0.2, what="an idle alert printed")
+        # The status change the demo suggests reaches its stand-in payroll system.
+        url = next(line.split()[-1] for line in (tmp_path / "demo.log").read_text().splitlines()
+                   if line.strip().startswith("curl -X PUT"))
+        req = urllib.request.Request(url, method="PUT", data=b'{"status":"Break"}', headers={
+            "Content-Type": "application/json", "X-Gcmon-Request": "1"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200
+        wait_for(lambda: "-> Break by -" in (tmp_path / "demo.log").read_text(),
+                 timeout=20, interval=0.2, what="the payroll webhook printed")
         root = next(line.split("error log: ")[1].split("/logs/")[0]
                     for line in (tmp_path / "demo.log").read_text().splitlines()
                     if line.startswith("error log: "))
