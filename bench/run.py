@@ -18,6 +18,10 @@ with 20,000 timers scheduled, and RSS. Environment: GCMON_BENCH_ALERT_AGENTS (20
 The real holder (bench/holder.py; `bench/run.py holder` alone): apache2 + the emulator
 with 20,000 monitored agents crossing an idle threshold: alert latency, the holder
 process's RSS and its CPU while idle.
+
+Status changes (bench/status.py; `bench/run.py status` alone): PUT /v1/admin/agents/{id}/status
+through gcmon against the same GET + PATCH made directly to the emulator, and concurrent
+changes of different agents.
 """
 import os
 import shutil
@@ -83,6 +87,12 @@ def main():
     if sys.argv[1:] == ["alerts"]:
         run_alerts()
         return 0
+    if sys.argv[1:] == ["status"]:
+        os.environ.setdefault("GCMON_BUILD", BUILD)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import status  # noqa: E402
+        status.run()
+        return 0
     if sys.argv[1:] == ["holder"]:
         os.environ.setdefault("GCMON_BUILD", BUILD)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +108,8 @@ def main():
     read.run()
     import holder  # noqa: E402
     holder.run()
+    import status  # noqa: E402
+    status.run()
     return 0
 
 

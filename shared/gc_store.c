@@ -208,12 +208,18 @@ static const char *stmt_text(gc_store_t *s, int id)
 }
 
 /* Per-connection sqlite3 settings (apr_dbd_query reports PRAGMAs that return
- * a row as failures, so they run through apr_dbd_select). busy_timeout first:
- * every later statement of the connection waits up to 5 s for a lock held by
- * another connection instead of failing (the driver itself only retries
- * ~1.6 s). WAL is a property of the file; synchronous=NORMAL is safe with it. */
+ * a row as failures, so they run through apr_dbd_select). No busy_timeout:
+ * apr_dbd_sqlite3 runs every call under ONE process-wide mutex, so a thread
+ * sleeping in SQLite's busy handler would hold it, and the thread of the same
+ * process that holds the database's write lock could not even COMMIT — every
+ * writer of the process stalls for the whole timeout. The driver instead
+ * retries SQLITE_BUSY with the mutex released (15 x 100 ms), and tx_begin
+ * retries BEGIN beyond that (writers only contend there: in WAL mode readers
+ * never wait, and a transaction that has begun holds the write lock).
+ * busy_timeout=0 also resets a value left by an earlier gcmon on the
+ * connection. WAL is a property of the file; synchronous=NORMAL is safe with it. */
 static const char *const sqlite_pragmas[] = {
-    "PRAGMA busy_timeout=5000",
+    "PRAGMA busy_timeout=0",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
@@ -402,6 +408,33 @@ static apr_pool_t *tx_pool(gc_store_t *s, apr_pool_t *p)
     return s->dialect == GC_DB_PGSQL ? s->pool : p;
 }
 
+/* Another connection holds the write lock ("database is locked"/"busy"). */
+static int sqlite_busy(gc_store_t *s, int rv)
+{
+    const char *msg = apr_dbd_error(s->driver, s->handle, rv);
+    return msg && (strstr(msg, "locked") || strstr(msg, "busy"));
+}
+
+/* BEGIN IMMEDIATE found the write lock taken even after the driver's own
+ * retries (~1.5 s): keep trying, sleeping outside the driver's mutex, until
+ * GC_STORE_BEGIN_WAIT has passed. The driver leaves a failed BEGIN's handle
+ * "in a transaction", so each failure is ended before the next try. */
+static int sqlite_begin_retry(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_t **t, int rv)
+{
+    apr_time_t deadline = apr_time_now() + GC_STORE_BEGIN_WAIT;
+
+    while (rv != 0 && sqlite_busy(s, rv) && apr_time_now() < deadline) {
+        if (*t) {
+            apr_dbd_transaction_mode_set(s->driver, *t, APR_DBD_TRANSACTION_ROLLBACK);
+            apr_dbd_transaction_end(s->driver, tx_pool(s, p), *t);
+            *t = NULL;
+        }
+        apr_sleep(apr_time_from_msec(20));
+        rv = apr_dbd_transaction_start(s->driver, tx_pool(s, p), s->handle, t);
+    }
+    return rv;
+}
+
 static apr_status_t tx_begin(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_t **t,
                              const char **err)
 {
@@ -427,6 +460,9 @@ static apr_status_t tx_begin(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_t
     rv = apr_dbd_transaction_start(s->driver, tx_pool(s, p), s->handle, t);
     if (s->dialect == GC_DB_PGSQL) {
         s->pg_trans = *t;
+    }
+    else if (rv != 0 && sqlite_busy(s, rv)) {
+        rv = sqlite_begin_retry(s, p, t, rv);
     }
     if (rv != 0) {
         *err = gc_store__err(s, p, "begin", rv);

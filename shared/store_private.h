@@ -107,6 +107,9 @@ struct gc_store {
     int test_force_slow;            /* test hook: per-event path only */
 };
 
+/* How long a sqlite3 transaction waits for another connection's write lock. */
+#define GC_STORE_BEGIN_WAIT apr_time_from_sec(10)
+
 /* Milliseconds stored in the database ↔ apr_time_t. */
 #define GC_MS(t) ((apr_int64_t)apr_time_as_msec(t))
 #define GC_FROM_MS(ms) ((apr_time_t)(ms) * 1000)

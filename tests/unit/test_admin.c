@@ -2,6 +2,7 @@
  * lookup by id / system presence / label), gcmon's presence ETag and
  * If-Match, GcmonTransition rules, the audit store (with its outbox row in
  * the same transaction) and the audit listing's query fields. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,6 +326,69 @@ START_TEST(audit_query_fields)
 }
 END_TEST
 
+/* Threads of ONE process writing through their own connections: apr_dbd_sqlite3
+ * serialises every call of a process under one mutex, so a thread must never
+ * sleep inside SQLite waiting for another connection's lock (busy_timeout) —
+ * the lock's holder, a sibling thread, could not commit. Every write must get
+ * through. */
+#define WRITERS 8
+#define WRITES 40
+
+static void *writer_thread(void *arg)
+{
+    apr_pool_t *p;
+    gc_store_t *s = NULL;
+    const char *err = NULL;
+    long failures = 0;
+    int i;
+
+    apr_pool_create(&p, NULL);
+    if (gc_store_open(p, "sqlite3", db_path, &s, &err) != APR_SUCCESS) {
+        failures = WRITES;
+    }
+    for (i = 0; s && i < WRITES; i++) {
+        gc_audit_rec_t a;
+        memset(&a, 0, sizeof(a));
+        a.at = apr_time_now();
+        a.actor = "t";
+        a.action = GC_AUDIT_STATUS_CHANGE;
+        a.target = (const char *)arg;
+        a.status = 200;
+        if (gc_store_audit_add(s, p, &a, GC_TARGET_STATUS, "{}", &err) != APR_SUCCESS) {
+            failures++;
+        }
+    }
+    apr_pool_destroy(p);
+    return (void *)failures;
+}
+
+START_TEST(audit_concurrent_threads)
+{
+    gc_store_t *s = open_store();
+    pthread_t th[WRITERS];
+    gc_audit_filter_t f;
+    apr_array_header_t *rows;
+    const char *err = NULL;
+    long total = 0, failures = 0;
+    int more, i;
+
+    for (i = 0; i < WRITERS; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, writer_thread,
+                                        apr_psprintf(pool, "u%d", i)), 0);
+    }
+    for (i = 0; i < WRITERS; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        failures += (long)ret;
+    }
+    ck_assert_int_eq(failures, 0);
+    memset(&f, 0, sizeof(f));
+    f.limit = 1;
+    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert_int_eq(total, WRITERS * WRITES);
+}
+END_TEST
+
 Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
@@ -341,6 +405,8 @@ Suite *admin_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, audit_add_list_page);
     tcase_add_test(tc, audit_query_fields);
+    tcase_add_test(tc, audit_concurrent_threads);
+    tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;
 }
