@@ -22,6 +22,44 @@ static gcmon_stream_conf_t *stream_conf(server_rec *s)
     return ap_get_module_config(s->module_config, &gcmon_stream_module);
 }
 
+static int dbd_loaded(void)
+{
+    return APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open) && APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
+}
+
+/* GcmonStream Off with an outbound webhook runs a background holder, which
+ * needs mod_dbd (the outbox is a table of gcmon's database). Without it httpd
+ * still starts — a server that only serves the API has nothing to queue
+ * deliveries in either — but says so, naming the directives (never the URLs).
+ * 1 when it warned. */
+static int warn_background_without_dbd(server_rec *s, apr_pool_t *p)
+{
+    const gc_webhook_conf_t *w = &stream_conf(s)->mon.webhooks;
+    const char *names = "";
+
+    if (gc_monitor_mode(&stream_conf(s)->mon) != GC_MONITOR_BACKGROUND || dbd_loaded()) {
+        return 0;
+    }
+    if (w->slack_url) {
+        names = "GcmonSlackWebhook";
+    }
+    if (w->status_url) {
+        names = apr_pstrcat(p, names, *names ? ", " : "", "GcmonStatusWebhook", NULL);
+    }
+    if (w->trace_url) {
+        names = apr_pstrcat(p, names, *names ? ", " : "", "GcmonTraceWebhook", NULL);
+    }
+    if (w->wfm_url) {
+        names = apr_pstrcat(p, names, *names ? ", " : "", "GcmonWfmWebhook", NULL);
+    }
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                 GCMON_LOGNO(2009) "%s set, but mod_dbd is not loaded: with GcmonStream Off "
+                 "no webhook is queued or delivered (the background holder that delivers "
+                 "them needs gcmon's database). Load mod_dbd (a2enmod dbd) and set DBDriver "
+                 "and DBDParams", names);
+    return 1;
+}
+
 /* What apache2 -t can check: our own directives and mod_dbd's presence. */
 static int gcmon_stream_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                      server_rec *s)
@@ -32,9 +70,13 @@ static int gcmon_stream_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_po
                                               : GC_MAX_TOPICS_PER_CHANNEL);
 
     if (c->mon.enabled <= 0) {
+        /* A real start says it in post_config (into the error log). */
+        if (ap_state_query(AP_SQ_RUN_MODE) == AP_SQ_RM_CONFIG_TEST) {
+            warn_background_without_dbd(s, ptemp);
+        }
         return OK;
     }
-    if (!APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open) || !APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close)) {
+    if (!dbd_loaded()) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2003) "GcmonStream On needs mod_dbd for its database: "
                      "load it (a2enmod dbd) and set DBDriver and DBDParams");
@@ -126,6 +168,9 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
                      gc_format_duration(ptemp, c->mon.membership_refresh),
                      gc_format_duration(ptemp, c->mon.retention));
         log_alert_rules(s, ptemp, &c->mon);
+    }
+    else {
+        warn_background_without_dbd(s, ptemp);
     }
     return OK;
 }

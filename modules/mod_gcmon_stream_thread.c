@@ -3,7 +3,9 @@
  * child_stopping (async-signal-safe: prefork calls it from a signal handler),
  * stopped and joined from a pre-cleanup of pchild (before sub-pools such as
  * mod_dbd's connection pool die), with a bounded wait. The glue gives the core
- * mod_dbd connections and tells it whether this child's generation may lead. */
+ * mod_dbd connections and tells it whether this child's generation may lead.
+ * With GcmonStream On the holder runs the stream; with it Off but an outbound
+ * webhook configured, a background holder runs only the outbox (gc_monitor_mode). */
 #include <stdatomic.h>
 
 #include <apr_dbd.h>
@@ -145,12 +147,17 @@ void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_sh
                                const gcmon_stream_conf_t *conf)
 {
     gc_monitor_env_t env = { 0 };
+    gc_monitor_mode_e mode = gc_monitor_mode(&conf->mon);
     stream_child_t *c;
     apr_pool_t *p;
     apr_status_t rv;
 
-    if (!conf->mon.enabled || ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_NORMAL) {
+    if (mode == GC_MONITOR_OFF || ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_NORMAL) {
         return;
+    }
+    if (mode == GC_MONITOR_BACKGROUND && (!APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open)
+                                          || !APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close))) {
+        return;                         /* post_config said why (GCM2009) */
     }
     c = apr_pcalloc(pchild, sizeof(*c));
     c->s = s;
@@ -163,8 +170,11 @@ void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_sh
     }
     ap_mpm_query(AP_MPMQ_GENERATION, &c->generation);
     atomic_init(&c->done, 0);
-    gc_upstream_global_init();
-    gc_ws_log_init(APLOG_MODULE_IS_LEVEL(s, gcmon_stream_module.module_index, APLOG_TRACE1));
+    gc_upstream_global_init();          /* libcurl: the outbox posts with it too */
+    if (mode == GC_MONITOR_STREAM) {
+        gc_ws_log_init(APLOG_MODULE_IS_LEVEL(s, gcmon_stream_module.module_index,
+                                             APLOG_TRACE1));
+    }
 
     env.conf = &conf->mon;
     env.conn = sh->conn;

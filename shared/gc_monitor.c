@@ -2,6 +2,8 @@
  * row, and while holder run the term — notification channels, WebSockets,
  * resync, membership — on one thread (lws service loop plus short blocking
  * REST calls, one per loop turn), with the writer thread behind a queue.
+ * With GcmonStream Off but an outbound webhook configured the holder is a
+ * background holder: same lease and lifecycle, only the outbox thread runs.
  * See docs/stream.md for the behaviour an operator sees. */
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #define WRITER_DRAIN apr_time_from_sec(3)
 #define SERVICE_MS 100
 #define LONG_CALL (500 * 1000)
+#define BACKGROUND_NAP (100 * 1000)        /* background holder: one loop turn */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -105,6 +108,23 @@ apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_e
 int gc_mon_power_of_two(int n)
 {
     return n > 0 && (n & (n - 1)) == 0;
+}
+
+gc_monitor_mode_e gc_monitor_mode(const gc_monitor_conf_t *c)
+{
+    const gc_webhook_conf_t *w;
+
+    if (!c) {
+        return GC_MONITOR_OFF;
+    }
+    if (c->enabled > 0) {
+        return GC_MONITOR_STREAM;
+    }
+    w = &c->webhooks;
+    if (w->slack_url || w->status_url || w->trace_url || w->wfm_url) {
+        return GC_MONITOR_BACKGROUND;
+    }
+    return GC_MONITOR_OFF;
 }
 
 /* Sleep up to d in short slices, returning early when stopping. */
@@ -283,6 +303,13 @@ static const char *holder_loop(gc_monitor_t *m)
         if (!lease_keep(m, now)) {
             return "lease lost";
         }
+        if (m->background) {
+            /* Outbox only: the delivery thread works on its own; this thread
+             * keeps the lease and the status block and naps in between. */
+            gc_mon_status_tick(m, now, 0);
+            nap(m, BACKGROUND_NAP);
+            continue;
+        }
         gc_mon_channels_connect(m, now);
         gc_mon_watchdog(m, now);
         t0 = apr_time_now();
@@ -298,7 +325,8 @@ static const char *holder_loop(gc_monitor_t *m)
     }
 }
 
-/* The holder delivers the outbox (idle alerts now, every webhook later). */
+/* The holder delivers the outbox (idle alerts, every webhook); in background
+ * mode it is all the holder does. */
 static void outbox_start(gc_monitor_t *m)
 {
     gc_outbox_env_t oenv;
@@ -315,7 +343,9 @@ static void outbox_start(gc_monitor_t *m)
                      "webhook deliveries wait for the next holder");
         return;
     }
-    gc_writer_set_outbox(m->writer, m->outbox);
+    if (m->writer) {
+        gc_writer_set_outbox(m->writer, m->outbox);
+    }
 }
 
 static int term_start(gc_monitor_t *m, apr_time_t now)
@@ -341,6 +371,11 @@ static int term_start(gc_monitor_t *m, apr_time_t now)
     apr_pool_create(&m->term, m->pool);
     apr_pool_create(&m->msg, m->term);
     gc_mon_status_begin(m, now);
+    if (m->background) {
+        /* No writer, no WebSocket context, no channels or members. */
+        outbox_start(m);
+        return m->outbox != NULL;
+    }
     if (gc_writer_start(&m->writer, m->term, &wenv, NULL, NULL) != APR_SUCCESS) {
         m->writer = NULL;
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2105) "cannot start the writer thread");
@@ -399,8 +434,15 @@ static void holder_term(gc_monitor_t *m, apr_time_t now)
     int release;
 
     atomic_store(&m->holder, 1);
-    gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
-           GCMON_LOGNO(2106) "this process (%s) is now the stream holder", m->holder_id);
+    if (m->background) {
+        gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2114) "this process (%s) is now the background holder (outbox "
+               "only; GcmonStream Off)", m->holder_id);
+    }
+    else {
+        gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2106) "this process (%s) is now the stream holder", m->holder_id);
+    }
     if (term_start(m, now)) {
         why = holder_loop(m);
     }
@@ -408,9 +450,16 @@ static void holder_term(gc_monitor_t *m, apr_time_t now)
      * graceful restart) takes over at once instead of after the lease TTL. */
     release = strcmp(why, "lease lost") != 0;
     term_end(m, release);
-    gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
-           GCMON_LOGNO(2107) "this process (%s) stopped holding the stream: %s", m->holder_id,
-           why);
+    if (m->background) {
+        gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2115) "this process (%s) stopped being the background holder: %s",
+               m->holder_id, why);
+    }
+    else {
+        gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2107) "this process (%s) stopped holding the stream: %s",
+               m->holder_id, why);
+    }
     if (strcmp(why, "could not start") == 0) {
         nap(m, apr_time_from_sec(5));
     }
@@ -427,6 +476,7 @@ gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
     m->pool = pool;
     m->env = *env;
     m->conf = env->conf;
+    m->background = gc_monitor_mode(env->conf) != GC_MONITOR_STREAM;
     if (m->env.lease_ttl <= 0) {
         m->env.lease_ttl = GC_LEASE_TTL;
     }
@@ -501,15 +551,18 @@ void gc_monitor_run(gc_monitor_t *m)
     char dead[GC_STATUS_ID_MAX];
 
     apr_pool_create(&m->iter, m->pool);
-    m->up = gc_upstream_create(m->pool, m->env.conn, m->env.budget, m->env.metrics);
-    if (!m->up) {
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2108) "stream monitor: cannot create the "
-                     "upstream client");
-        return;
+    if (!m->background) {
+        m->up = gc_upstream_create(m->pool, m->env.conn, m->env.budget, m->env.metrics);
+        if (!m->up) {
+            gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2108) "stream monitor: cannot create the "
+                         "upstream client");
+            return;
+        }
+        gc_upstream_set_cancel(m->up, gc_mon_cancel, m);
     }
-    gc_upstream_set_cancel(m->up, gc_mon_cancel, m);
     gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-           GCMON_LOGNO(2109) "stream monitor started as %s", m->holder_id);
+           GCMON_LOGNO(2109) "stream monitor started as %s%s", m->holder_id,
+           m->background ? " (background: outbox only)" : "");
     while (gc_mon_running(m)) {
         apr_time_t now = apr_time_now();
         apr_pool_clear(m->iter);

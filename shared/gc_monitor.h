@@ -31,6 +31,19 @@ typedef struct gc_monitor_conf {
 /* Defaults for fields left unset (0 / -1). */
 void gc_monitor_conf_defaults(gc_monitor_conf_t *c);
 
+/* What each child's monitor thread does for a configuration (docs/stream.md):
+ * - GC_MONITOR_STREAM: GcmonStream On, the full stream holder;
+ * - GC_MONITOR_BACKGROUND: GcmonStream Off (or unset) but an outbound webhook
+ *   is configured: the holder runs only the outbox delivery thread;
+ * - GC_MONITOR_OFF: neither; no monitor thread is started. */
+typedef enum {
+    GC_MONITOR_OFF = 0,
+    GC_MONITOR_STREAM,
+    GC_MONITOR_BACKGROUND
+} gc_monitor_mode_e;
+
+gc_monitor_mode_e gc_monitor_mode(const gc_monitor_conf_t *c);
+
 /* A Genesys object id as gcmon accepts it in directives and URLs:
  * 1..64 of [A-Za-z0-9-_]. */
 int gc_id_valid(const char *s);
@@ -86,7 +99,11 @@ typedef struct gc_monitor_env {
 typedef struct gc_monitor gc_monitor_t;
 
 /* Create in the pool the thread will use (the thread's own allocator). The env
- * is copied; the strings and objects it points to must outlive the monitor. */
+ * is copied; the strings and objects it points to must outlive the monitor.
+ * Unless gc_monitor_mode(env->conf) is GC_MONITOR_STREAM the monitor is a
+ * background holder: the same lease and lifecycle, but while holder it runs
+ * only the outbox delivery thread (no upstream client, WebSockets, channels,
+ * resync or writer thread); env->conn, budget and queue_max are not used. */
 gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env);
 
 /* The thread body: wait for the lease, hold the stream while holder, return

@@ -162,6 +162,8 @@ struct gc_monitor {
     const gc_monitor_conf_t *conf;
     char holder_id[GC_STATUS_ID_MAX];
     int pid;
+    int background;                     /* outbox only (GcmonStream Off): no sockets,
+                                           no upstream client, no writer */
 
     _Atomic int stop;
     _Atomic int holder;
@@ -182,7 +184,7 @@ struct gc_monitor {
     apr_pool_t *term;                   /* life of a term */
     apr_pool_t *iter;                   /* cleared every loop */
     apr_pool_t *msg;                    /* cleared every message */
-    gc_writer_t *writer;
+    gc_writer_t *writer;                /* NULL in background mode */
     gc_outbox_t *outbox;                /* webhook deliveries (holder only) */
     int closing;                        /* term ending: closes are not reconnects */
     mon_channel_t ch[GC_MAX_CHANNELS];

@@ -1,6 +1,7 @@
 /* The stream monitor's pure parts: reconnect backoff, the bounded event
  * queue, the shared-memory status block (seqlock, dead-writer recovery,
- * JSON and mod_status renderings). */
+ * JSON and mod_status renderings); the writer; the background holder. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "gc_alerts.h"
 #include "gc_monitor_int.h"
 #include "gc_stream_status.h"
+#include "loopback_http.h"
 #include "unit.h"
 
 static apr_pool_t *pool;
@@ -691,6 +693,168 @@ START_TEST(writer_seeds_alerts_without_duplicates)
 }
 END_TEST
 
+/* ------------------------------------------------------------ background holder */
+
+START_TEST(mode_follows_stream_and_webhooks)
+{
+    gc_monitor_conf_t c;
+    const char **urls[4];
+    int i;
+
+    memset(&c, 0, sizeof(c));
+    urls[0] = &c.webhooks.slack_url;
+    urls[1] = &c.webhooks.status_url;
+    urls[2] = &c.webhooks.trace_url;
+    urls[3] = &c.webhooks.wfm_url;
+    ck_assert_int_eq(gc_monitor_mode(NULL), GC_MONITOR_OFF);
+    c.enabled = -1;                                     /* GcmonStream unset */
+    ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_OFF);
+    c.enabled = 0;
+    c.webhooks.secret = "k";                            /* a secret alone sends nothing */
+    c.webhooks.max_age = SEC(60);
+    ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_OFF);
+    for (i = 0; i < 4; i++) {
+        *urls[i] = "http://127.0.0.1:9/hook";
+        c.enabled = i % 2 ? -1 : 0;
+        ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_BACKGROUND);
+        c.enabled = 1;
+        ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_STREAM);
+        *urls[i] = NULL;
+    }
+    ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_STREAM);  /* On without webhooks */
+}
+END_TEST
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *log_text;
+
+static int log_all(void *baton, int level)
+{
+    return 1;
+}
+
+static void log_capture(void *baton, const char *file, int line, int level, apr_status_t rv,
+                        const char *msg)
+{
+    size_t old, add = strlen(msg);
+
+    pthread_mutex_lock(&log_mu);
+    old = log_text ? strlen(log_text) : 0;
+    log_text = realloc(log_text, old + add + 2);
+    memcpy(log_text + old, msg, add);
+    log_text[old + add] = '\n';
+    log_text[old + add + 1] = '\0';
+    pthread_mutex_unlock(&log_mu);
+}
+
+static int log_count(const char *needle)
+{
+    const char *at;
+    int n = 0;
+
+    pthread_mutex_lock(&log_mu);
+    for (at = log_text; at && (at = strstr(at, needle)) != NULL; at += strlen(needle)) {
+        n++;
+    }
+    pthread_mutex_unlock(&log_mu);
+    return n;
+}
+
+static void *APR_THREAD_FUNC monitor_main(apr_thread_t *t, void *data)
+{
+    gc_monitor_run(data);
+    return NULL;
+}
+
+/* GcmonStream Off with a webhook: the holder takes the lease, publishes itself
+ * with no channels, delivers pending outbox rows (also rows added while it
+ * holds), and on stop releases the lease and clears the status block. It never
+ * makes an upstream client or a WebSocket context: env.conn is NULL, which
+ * either would dereference. */
+START_TEST(background_holder_runs_only_the_outbox)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = writer_env(&conf, &f, met);
+    gc_stream_status_t *st = gc_stream_status_init(apr_pcalloc(pool, gc_stream_status_size()));
+    lb_server_t *lb = lb_start();
+    gc_stream_snapshot_t snap;
+    apr_pool_t *mp;
+    apr_thread_t *t;
+    apr_status_t rv;
+    apr_time_t t0;
+    gc_monitor_t *m;
+    gc_store_t *s;
+    const char *err = NULL, *id;
+
+    gc_log_set(log_all, log_capture, NULL);
+    lb_add_simple(lb, "/status/", 200, NULL, "ok");
+    conf.webhooks.status_url = apr_pstrcat(pool, lb_url(lb), "/status/hook", NULL);
+    conf.webhooks.timeout = SEC(5);
+    ck_assert_int_eq(gc_monitor_mode(&conf), GC_MONITOR_BACKGROUND);
+    env.conn = NULL;
+    env.status = st;
+    env.host = "unit-host";
+    ck_assert_int_eq(gc_store_open(pool, "sqlite3", path, &s, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_outbox_add(s, pool, GC_TARGET_STATUS, NULL, "{\"row\":1}",
+                                         apr_time_now(), &err), APR_SUCCESS);
+
+    /* The monitor's own pool: only its thread touches it. */
+    ck_assert_int_eq(apr_pool_create(&mp, NULL), APR_SUCCESS);
+    m = gc_monitor_create(mp, &env);
+    id = apr_pstrdup(pool, gc_monitor_holder_id(m));
+    ck_assert_int_eq(apr_thread_create(&t, NULL, monitor_main, m, pool), APR_SUCCESS);
+
+    ck_assert(lb_wait_count(lb, "/status/", 1, 10000));
+    ck_assert(db_wait(path, "SELECT COUNT(*) FROM gcmon_outbox WHERE status = 'delivered'", 1));
+    ck_assert_str_eq(lb_request(lb, "/status/", 0)->body, "{\"row\":1}");
+    ck_assert(gc_monitor_is_holder(m));
+    ck_assert_str_eq(db_text(path, "SELECT holder FROM gcmon_lease WHERE name = 'stream'"), id);
+    ck_assert_int_eq(log_count("GCM2114"), 1);
+    ck_assert_int_eq(log_count("GCM2106"), 0);
+    ck_assert_int_eq(gc_stream_status_read(st, &snap), 0);
+    ck_assert_int_eq(snap.has_holder, 1);
+    ck_assert_str_eq(snap.holder_id, id);
+    ck_assert_int_eq(snap.enabled, 0);
+    ck_assert_int_eq(snap.connected, 0);
+    ck_assert_int_eq(snap.nchannels, 0);
+
+    /* A row queued while it holds (the admin API's) goes out too, once. */
+    ck_assert_int_eq(gc_store_outbox_add(s, pool, GC_TARGET_STATUS, NULL, "{\"row\":2}",
+                                         apr_time_now(), &err), APR_SUCCESS);
+    ck_assert(db_wait(path, "SELECT COUNT(*) FROM gcmon_outbox WHERE status = 'delivered'", 2));
+    ck_assert_int_eq(lb_count(lb, "/status/"), 2);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_WEBHOOK_DELIVERIES, "status", "delivered"), 2);
+    /* Nothing of the stream: no history written, no channel persisted. */
+    ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_history"), 0);
+    ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_channels"), 0);
+
+    /* Orderly end: prompt, lease released (expires_at 0), status cleared. */
+    t0 = apr_time_now();
+    gc_monitor_stop(m);
+    ck_assert_int_eq(apr_thread_join(&rv, t), APR_SUCCESS);
+    ck_assert_int_lt(apr_time_now() - t0, SEC(2));
+    ck_assert(!gc_monitor_is_holder(m));
+    ck_assert_int_eq(db_long(path, "SELECT expires_at FROM gcmon_lease WHERE name = 'stream'"),
+                     0);
+    ck_assert_int_eq(gc_stream_status_read(st, &snap), 0);
+    ck_assert_int_eq(snap.has_holder, 0);
+    ck_assert_int_eq(log_count("GCM2115"), 1);
+    ck_assert_int_eq(lb_count(lb, "/status/"), 2);
+    ck_assert_int_eq(lb_count(lb, NULL), 2);                /* nothing else was called */
+
+    gc_log_set(NULL, NULL, NULL);
+    apr_pool_destroy(mp);
+    gc_store_close(s);
+    lb_stop(lb);
+    free(log_text);
+    log_text = NULL;
+    drop_db(path);
+}
+END_TEST
+
 Suite *monitor_suite(void)
 {
     Suite *s = suite_create("monitor");
@@ -719,6 +883,12 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, writer_counts_what_it_cannot_flush);
     tcase_add_test(tc, writer_raises_and_clears_idle_alerts);
     tcase_add_test(tc, writer_seeds_alerts_without_duplicates);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("background");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, mode_follows_stream_and_webhooks);
+    tcase_add_test(tc, background_holder_runs_only_the_outbox);
     suite_add_tcase(s, tc);
     return s;
 }
