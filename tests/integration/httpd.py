@@ -330,3 +330,21 @@ ExtendedStatus On
     @staticmethod
     def metric(metrics, name, **labels):
         return metrics.get((name, frozenset(labels.items())), 0.0)
+
+
+def assert_problem(r, status, slug=None, field=None):
+    """r is an RFC 9457 problem of gcmon's: status, type urn:gcmon:problem:<slug>,
+    a title, no-store; with field, `errors` names exactly that field. The body."""
+    assert r.status == status, r
+    assert r.header("content-type") == "application/problem+json", r
+    assert r.header("cache-control") == "no-store"
+    body = r.json
+    assert body["status"] == status
+    assert body["type"].startswith("urn:gcmon:problem:")
+    assert body["title"]
+    if slug:
+        assert body["type"] == "urn:gcmon:problem:" + slug, body
+    if field:
+        assert [e["field"] for e in body["errors"]] == [field], body
+        assert all(e["message"] for e in body["errors"])
+    return body

@@ -29,7 +29,7 @@ import uuid
 import pytest
 
 from conftest import CLIENT_ID, CLIENT_SECRET
-from httpd import Httpd, wait_for
+from httpd import Httpd, assert_problem, wait_for
 from stream_helpers import StreamDB, ms, stream_conf, wait_connected
 from webhook_sink import WebhookSink
 
@@ -178,19 +178,6 @@ def clean(request, emulator, sink):
 
 
 # ------------------------------------------------------------------ helpers
-
-def assert_problem(r, status, slug=None):
-    assert r.status == status, r
-    assert r.header("content-type") == "application/problem+json", r.headers
-    assert r.header("cache-control") == "no-store"
-    body = r.json
-    assert body["status"] == status
-    assert body["type"].startswith("urn:gcmon:problem:")
-    assert body["title"]
-    if slug:
-        assert body["type"] == "urn:gcmon:problem:" + slug, body
-    return body
-
 
 def status_path(uid):
     return f"{API}/admin/agents/{uid}/status"

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import CLIENT_ID, CLIENT_SECRET
-from httpd import wait_for
+from httpd import assert_problem, wait_for
 
 GCMON_CONF = f"""GcmonClientID {CLIENT_ID}
 GcmonClientSecret env:GCMON_TEST_SECRET
@@ -32,19 +32,6 @@ def org_requests(emulator):
 
 def token_requests(emulator):
     return emulator.requests(path=r"^/oauth/token$")
-
-
-def assert_problem(r, status, slug=None):
-    assert r.status == status, r
-    assert r.header("content-type") == "application/problem+json"
-    assert r.header("cache-control") == "no-store"
-    body = r.json
-    assert body["status"] == status
-    assert body["type"].startswith("urn:gcmon:problem:")
-    assert body["title"]
-    if slug:
-        assert body["type"] == "urn:gcmon:problem:" + slug
-    return body
 
 
 # ------------------------------------------------------------------ routing
