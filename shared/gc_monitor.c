@@ -337,6 +337,7 @@ static void outbox_start(gc_monitor_t *m)
     oenv.baton = m->env.baton;
     oenv.db_open = m->env.db_open;
     oenv.db_close = m->env.db_close;
+    oenv.retention = m->conf->retention;
     if (gc_outbox_start(&m->outbox, m->term, &oenv) != APR_SUCCESS) {
         m->outbox = NULL;
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2113) "cannot start the outbox thread; "

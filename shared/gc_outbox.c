@@ -28,6 +28,10 @@
 #define FINAL_SLACK apr_time_from_sec(5)
 #define BATCH 32
 #define POLL apr_time_from_sec(1)
+#define PRUNE_FIRST apr_time_from_sec(60)   /* after start: clear of the first deliveries */
+#define PRUNE_EVERY apr_time_from_sec(3600)
+#define PRUNE_CHUNK 1000
+#define PRUNE_ROUNDS 20
 #define RETRY_AFTER_CAP apr_time_from_sec(3600)
 #define BACKOFF_MIN_DEFAULT apr_time_from_sec(1)
 #define BACKOFF_MAX_DEFAULT apr_time_from_sec(300)
@@ -50,6 +54,7 @@ struct gc_outbox {
     void *handle;
     int db_failures;
     apr_time_t db_logged_at;
+    apr_time_t next_prune;
     apr_uint64_t rng;
 };
 
@@ -342,6 +347,37 @@ static apr_status_t pass(gc_outbox_t *o, apr_pool_t *p, apr_time_t *wake_at, con
     return APR_SUCCESS;
 }
 
+/* Hourly: delete finished rows older than the retention, a chunk per
+ * statement so a delivery never waits long behind it. A failure only logs:
+ * the rows stay for the next round. */
+static void prune(gc_outbox_t *o, apr_pool_t *p)
+{
+    apr_time_t now = apr_time_now();
+    const char *err = NULL;
+    int deleted = 0, total = 0, round;
+
+    if (o->env.retention <= 0 || now < o->next_prune) {
+        return;
+    }
+    o->next_prune = now + PRUNE_EVERY;
+    for (round = 0; round < PRUNE_ROUNDS && !stopping(o); round++) {
+        if (gc_store_outbox_prune(o->store, p, now - o->env.retention, PRUNE_CHUNK, &deleted,
+                                  &err) != APR_SUCCESS) {
+            gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(707) "outbox: pruning "
+                   "finished deliveries failed (tried again in an hour): %s", err);
+            break;
+        }
+        total += deleted;
+        if (deleted < PRUNE_CHUNK) {
+            break;
+        }
+    }
+    if (total > 0) {
+        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0, GCMON_LOGNO(708) "outbox: deleted %d finished "
+               "deliveries older than the retention", total);
+    }
+}
+
 static void *APR_THREAD_FUNC outbox_main(apr_thread_t *t, void *data)
 {
     gc_outbox_t *o = data;
@@ -360,6 +396,7 @@ static void *APR_THREAD_FUNC outbox_main(apr_thread_t *t, void *data)
         }
         if (rv == APR_SUCCESS) {
             db_ok(o);
+            prune(o, iter);
             apr_pool_clear(iter);
             wait_until(o, wake_at, 1);
             continue;
@@ -401,6 +438,7 @@ apr_status_t gc_outbox_start(gc_outbox_t **out, apr_pool_t *p, const gc_outbox_e
     if (!o->rng) {
         o->rng = 0x9e3779b97f4a7c15ULL;
     }
+    o->next_prune = apr_time_now() + (env->prune_first > 0 ? env->prune_first : PRUNE_FIRST);
     atomic_init(&o->stop, 0);
     if ((rv = apr_thread_mutex_create(&o->mutex, APR_THREAD_MUTEX_DEFAULT, op)) != APR_SUCCESS
         || (rv = apr_thread_cond_create(&o->cond, op)) != APR_SUCCESS

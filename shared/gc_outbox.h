@@ -121,6 +121,11 @@ apr_status_t gc_store_outbox_result(struct gc_store *s, apr_pool_t *p, apr_int64
                                     apr_time_t next_at, const char *last_error,
                                     const char **err);
 
+/* Delete up to max finished rows (delivered or failed) done before `before`,
+ * oldest first; pending rows are never touched. */
+apr_status_t gc_store_outbox_prune(struct gc_store *s, apr_pool_t *p, apr_time_t before,
+                                   int max, int *deleted, const char **err);
+
 /* ------------------------------------------------------------ the delivery thread */
 
 typedef struct gc_outbox gc_outbox_t;
@@ -137,6 +142,10 @@ typedef struct {
     /* Backoff between attempts: min (default 1 s) doubling to max (default
      * 5 min), full jitter; a Retry-After above the computed delay wins (cap 1 h). */
     apr_interval_time_t backoff_min, backoff_max;
+    /* Finished rows are deleted once older than this (GcmonRetention), checked
+     * hourly; 0 keeps them. */
+    apr_interval_time_t retention;
+    apr_interval_time_t prune_first;    /* first check after start; 0 = 60 s (tests) */
 } gc_outbox_env_t;
 
 /* Start the delivery thread (the holder, after taking the lead). */

@@ -87,6 +87,9 @@ static const char *const stmt_sql[ST__COUNT] = {
         "delivery_attempts = (SELECT o.attempts FROM gcmon_outbox o WHERE o.id = %lld), "
         "delivery_last_error = (SELECT o.last_error FROM gcmon_outbox o WHERE o.id = %lld) "
         "WHERE id = (SELECT o.alert_id FROM gcmon_outbox o WHERE o.id = %lld)",
+    [ST_OUTBOX_PRUNE] =
+        "DELETE FROM gcmon_outbox WHERE id IN (SELECT id FROM gcmon_outbox "
+        "WHERE status <> 'pending' AND done_at < %lld ORDER BY id LIMIT %d)",
     /* Idle alerts (store_alerts.c). The insert re-checks the agent's episode
      * in the same statement; the SELECT's own WHERE keeps sqlite3 from parsing
      * ON CONFLICT as a join constraint. CASTs type the parameters of the

@@ -172,3 +172,15 @@ apr_status_t gc_store_outbox_result(gc_store_t *s, apr_pool_t *p, apr_int64_t id
     c.last_error = outcome == GC_OUTBOX_DELIVERED ? NULL : last_error;
     return gc_store__tx(s, p, result_tx, &c, err);
 }
+
+apr_status_t gc_store_outbox_prune(gc_store_t *s, apr_pool_t *p, apr_time_t before, int max,
+                                   int *deleted, const char **err)
+{
+    apr_int64_t at = GC_MS(before);
+    const void *args[2];
+
+    *deleted = 0;
+    args[0] = &at;
+    args[1] = &max;
+    return gc_store__exec(s, p, ST_OUTBOX_PRUNE, args, deleted, err);
+}

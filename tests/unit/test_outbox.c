@@ -594,6 +594,49 @@ START_TEST(store_failed_mirrors_the_alert)
 }
 END_TEST
 
+/* Finished rows older than `before` go, oldest first and at most max per call;
+ * pending rows stay however old. */
+START_TEST(store_prune_finished_only)
+{
+    gc_store_t *s = open_migrated_in(pool);
+    const char *err = NULL;
+    int deleted = -1;
+
+    sql_exec("INSERT INTO gcmon_outbox (target, body, created_at, next_at, status, done_at) "
+             "VALUES ('slack', '{}', 1, 1, 'delivered', 1000), "
+             "('status', '{}', 1, 1, 'failed', 2000), "
+             "('status', '{}', 1, 1, 'delivered', 9000), "
+             "('status', '{}', 1, 1, 'pending', NULL), "
+             "('wfm', '{}', 1, 1, 'delivered', 3000)");
+    ck_assert_int_eq(gc_store_outbox_prune(s, pool, MS(5000), 2, &deleted, &err), APR_SUCCESS);
+    ck_assert_int_eq(deleted, 2);
+    ck_assert_str_eq(sql_rows("SELECT id FROM gcmon_outbox ORDER BY id"), "3;4;5");
+    ck_assert_int_eq(gc_store_outbox_prune(s, pool, MS(5000), 2, &deleted, &err), APR_SUCCESS);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_str_eq(sql_rows("SELECT id, status FROM gcmon_outbox ORDER BY id"),
+                     "3|delivered;4|pending");
+    gc_store_close(s);
+}
+END_TEST
+
+/* The status webhook announces itself; other targets carry no event header. */
+START_TEST(post_event_header_per_target)
+{
+    gc_webhook_conf_t c = conf_for("/hook");
+    gc_webhook_result_t res;
+
+    lb_add_simple(lb, "/hook", 200, NULL, "ok");
+    lb_add_simple(lb, "/hook", 200, NULL, "ok");
+    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_STATUS, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
+    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
+    ck_assert_str_eq(lb_header(lb_request(lb, "/hook", 0), "X-Genesys-Event"), "state_change");
+    ck_assert_ptr_null(lb_header(lb_request(lb, "/hook", 1), "X-Genesys-Event"));
+    ck_assert_ptr_null(gc_webhook_event(GC_TARGET_TRACE));
+}
+END_TEST
+
 /* ================================================================ the thread */
 
 START_TEST(thread_retries_then_delivers)
@@ -787,6 +830,39 @@ START_TEST(thread_wake_and_database_outage)
 }
 END_TEST
 
+/* With a retention, the thread deletes finished deliveries older than it and
+ * keeps recent and pending ones. */
+START_TEST(thread_prunes_finished_rows)
+{
+    gc_webhook_conf_t c = conf_for("/hook");
+    db_baton_t b = { 0, 0, 0 };
+    gc_outbox_env_t e = env_for(&c, &b, MS(50), apr_time_from_sec(2));
+    gc_store_t *s = open_migrated_in(pool);
+    gc_outbox_t *o = NULL;
+    char sql[512];
+    apr_int64_t now = apr_time_as_msec(apr_time_now());
+
+    e.retention = apr_time_from_sec(3600);
+    e.prune_first = MS(1);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO gcmon_outbox (target, body, created_at, next_at, status, done_at) "
+             "VALUES ('slack', '{}', 1, 1, 'delivered', %lld), "
+             "('status', '{}', 1, 1, 'failed', %lld), "
+             "('status', '{}', 1, 1, 'delivered', %lld), "
+             "('status', '{}', 1, %lld, 'pending', NULL)",
+             (long long)(now - 7200 * 1000), (long long)(now - 3601 * 1000),
+             (long long)(now - 60 * 1000), (long long)(now + 86400 * 1000));
+    sql_exec(sql);
+    ck_assert_int_eq(gc_outbox_start(&o, pool, &e), APR_SUCCESS);
+    ck_assert(wait_sql("SELECT id, status FROM gcmon_outbox ORDER BY id",
+                       "3|delivered;4|pending", 5000));
+    gc_outbox_stop(o);
+    ck_assert(log_has("GCM708"));
+    ck_assert_int_eq(lb_count(lb, "/hook"), 0);
+    gc_store_close(s);
+}
+END_TEST
+
 START_TEST(stop_is_bounded_by_the_timeout)
 {
     gc_webhook_conf_t c = conf_for("/hook");
@@ -824,6 +900,7 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, signature_rfc4231);
     tcase_add_test(tc, url_per_target);
     tcase_add_test(tc, post_signed_headers_and_body);
+    tcase_add_test(tc, post_event_header_per_target);
     tcase_add_test(tc, post_retry_after);
     tcase_add_test(tc, errors_never_contain_the_url);
     tcase_add_test(tc, slack_body_shape);
@@ -832,6 +909,7 @@ Suite *outbox_suite(void)
     tcase_add_checked_fixture(ts, setup, teardown);
     tcase_set_timeout(ts, 30);
     tcase_add_test(ts, store_add_due_pending);
+    tcase_add_test(ts, store_prune_finished_only);
     tcase_add_test(ts, store_result_mirrors_the_alert);
     tcase_add_test(ts, store_failed_mirrors_the_alert);
     suite_add_tcase(s, ts);
@@ -845,6 +923,7 @@ Suite *outbox_suite(void)
     tcase_add_test(tt, thread_honours_retry_after);
     tcase_add_test(tt, thread_wake_and_database_outage);
     tcase_add_test(tt, stop_is_bounded_by_the_timeout);
+    tcase_add_test(tt, thread_prunes_finished_rows);
     suite_add_tcase(s, tt);
     return s;
 }
