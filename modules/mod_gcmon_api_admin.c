@@ -109,9 +109,7 @@ static int refuse_upstream(change_t *c, const gc_error_t *e, const char *doing)
                   c->user_id, c->r->user ? c->r->user : "-", doing, gc_err_kind_name(e->kind),
                   e->message ? e->message : "");
     if (status == HTTP_SERVICE_UNAVAILABLE) {
-        apr_int64_t secs = (e->retry_after + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
-        apr_table_setn(c->r->headers_out, "Retry-After",
-                       apr_psprintf(c->r->pool, "%" APR_INT64_T_FMT, secs > 0 ? secs : 1));
+        gcmon_api_set_retry_after(c->r, e);
     }
     return refuse(c, status, slug, title, e->message, NULL, NULL,
                   status == HTTP_SERVICE_UNAVAILABLE ? "throttled" : "upstream_error");

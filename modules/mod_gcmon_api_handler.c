@@ -142,6 +142,14 @@ void gcmon_api_upstream_problem(const gc_error_t *e, int *status, const char **s
     }
 }
 
+void gcmon_api_set_retry_after(request_rec *r, const gc_error_t *e)
+{
+    apr_int64_t secs = (e->retry_after + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
+
+    apr_table_setn(r->headers_out, "Retry-After",
+                   apr_psprintf(r->pool, "%" APR_INT64_T_FMT, secs > 0 ? secs : 1));
+}
+
 /* Map an upstream failure to the client's response (SPEC §5.3: 502/503). */
 int gcmon_api_send_upstream_error(request_rec *r, const gc_error_t *e)
 {
@@ -150,9 +158,7 @@ int gcmon_api_send_upstream_error(request_rec *r, const gc_error_t *e)
 
     gcmon_api_upstream_problem(e, &status, &slug, &title);
     if (status == HTTP_SERVICE_UNAVAILABLE) {
-        apr_int64_t secs = (e->retry_after + APR_USEC_PER_SEC - 1) / APR_USEC_PER_SEC;
-        apr_table_setn(r->headers_out, "Retry-After",
-                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT, secs > 0 ? secs : 1));
+        gcmon_api_set_retry_after(r, e);
     }
     return gcmon_api_send_problem(r, status, slug, title, e->message, NULL);
 }

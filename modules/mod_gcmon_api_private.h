@@ -83,6 +83,9 @@ int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t
 int gcmon_api_send_problem_ex(request_rec *r, int status, const char *slug, const char *title,
                               const char *detail, json_t *errors, json_t *extra);
 
+/* Retry-After: e's retry_after in whole seconds, at least 1. */
+void gcmon_api_set_retry_after(request_rec *r, const gc_error_t *e);
+
 /* What gcmon_api_send_upstream_error answers for e. */
 void gcmon_api_upstream_problem(const gc_error_t *e, int *status, const char **slug,
                                 const char **title);
