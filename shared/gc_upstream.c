@@ -322,8 +322,7 @@ static int same_origin_prefix(const char *url, const char *base)
            && (url[n] == '\0' || url[n] == '/' || url[n] == '?' || url[n] == '#');
 }
 
-/* Retry-After: delta-seconds or an HTTP-date. 0 if absent or unparseable. */
-static int parse_retry_after(const char *v, apr_interval_time_t *out)
+int gc_retry_after_parse(const char *v, apr_interval_time_t *out)
 {
     apr_int64_t secs = 0;
     apr_time_t t;
@@ -860,7 +859,7 @@ static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c
     if (s == 429) {
         apr_interval_time_t ra;
 
-        if (!parse_retry_after(apr_table_get(at->headers, "retry-after"), &ra)) {
+        if (!gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
             ra = u->retry_after_default;
         }
         v.kind = GC_ERR_THROTTLED;
@@ -909,7 +908,7 @@ static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c
          * only safe methods (GET/HEAD) are retried. 501/505/… are permanent. */
         if (s == 502 || s == 503 || s == 504 || (s == 500 && c->retry_500)) {
             v.outcome = V_RETRY;
-            if (parse_retry_after(apr_table_get(at->headers, "retry-after"), &ra)) {
+            if (gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
                 if (ra > GC_UP_RETRY_AFTER_MAX) {
                     v.outcome = V_FINAL;
                     v.retry_after = ra;

@@ -84,6 +84,11 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
 /* Convenience: JSON body to text (compact) from pool p; NULL on failure. */
 const char *gc_json_text(apr_pool_t *p, const json_t *j);
 
+/* A Retry-After value: delta-seconds or an HTTP-date (against the wall clock;
+ * a past date is 0), surrounding blanks allowed. 1 with *out set, or 0 when
+ * absent or unparseable. Also used by the webhook client. */
+int gc_retry_after_parse(const char *v, apr_interval_time_t *out);
+
 /* Name of an error kind for logs and problem details ("throttled", …). */
 const char *gc_err_kind_name(gc_err_kind_e kind);
 

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <apr_date.h>
 #include <apr_lib.h>
 #include <apr_strings.h>
 #include <curl/curl.h>
@@ -17,6 +16,7 @@
 
 #include "gc_log.h"
 #include "gc_outbox.h"
+#include "gc_upstream.h"
 #include "gc_version.h"
 
 #define WEBHOOK_TIMEOUT_DEFAULT apr_time_from_sec(10)
@@ -123,35 +123,16 @@ static size_t on_header(char *data, size_t size, size_t n, void *baton)
     return size * n;
 }
 
-/* Retry-After: delta-seconds, or an HTTP-date (compared with the wall clock).
- * 0 when absent or unparseable; capped at a day. */
-static apr_interval_time_t parse_retry_after(const char *v)
+/* Retry-After as the upstream client reads it, capped at a day; 0 when
+ * absent, unparseable or past. */
+static apr_interval_time_t retry_after_of(const char *v)
 {
-    apr_int64_t secs = 0;
-    apr_time_t t, now;
-    const char *c;
+    apr_interval_time_t d = 0;
 
-    if (!v || !*v) {
+    if (!gc_retry_after_parse(v, &d) || d <= 0) {
         return 0;
     }
-    if (apr_isdigit(*v)) {
-        for (c = v; apr_isdigit(*c); c++) {
-            if (secs < RETRY_AFTER_CAP_SECS) {
-                secs = secs * 10 + (*c - '0');
-            }
-        }
-        if (*c) {
-            return 0;
-        }
-        return apr_time_from_sec(secs < RETRY_AFTER_CAP_SECS ? secs : RETRY_AFTER_CAP_SECS);
-    }
-    t = apr_date_parse_http(v);
-    now = apr_time_now();
-    if (t == APR_DATE_BAD || t <= now) {
-        return 0;
-    }
-    t -= now;
-    return t < apr_time_from_sec(RETRY_AFTER_CAP_SECS) ? t
+    return d < apr_time_from_sec(RETRY_AFTER_CAP_SECS) ? d
                                                        : apr_time_from_sec(RETRY_AFTER_CAP_SECS);
 }
 
@@ -287,7 +268,7 @@ static apr_status_t verdict(apr_pool_t *p, const char *target, const char *url, 
         return APR_SUCCESS;
     }
     if (status == 429 || status == 503) {
-        res->retry_after = parse_retry_after(x->retry_after);
+        res->retry_after = retry_after_of(x->retry_after);
     }
     why = scrub(p, x->excerpt, url);
     res->error = apr_psprintf(p, "HTTP %ld from the %s webhook%s%s", status, target,
