@@ -145,15 +145,7 @@ static void nap(gc_monitor_t *m, apr_interval_time_t d)
 
 static void db_drop(gc_monitor_t *m)
 {
-    if (m->db_handle && m->env.db_close) {
-        m->env.db_close(m->env.baton, m->db_handle);
-    }
-    m->db_handle = NULL;
-    m->store = NULL;
-    if (m->db_pool) {
-        apr_pool_destroy(m->db_pool);
-        m->db_pool = NULL;
-    }
+    gc_dbconn_close(&m->db, m->env.db_close, m->env.baton);
 }
 
 static void db_failed(gc_monitor_t *m, apr_time_t now, const char *what, const char *err)
@@ -175,24 +167,18 @@ static int db_ready(gc_monitor_t *m, apr_time_t now)
 {
     const char *err = NULL;
 
-    if (m->store) {
+    if (m->db.store) {
         return 1;
     }
     if (now < m->db_retry_at) {
         return 0;
     }
-    apr_pool_create(&m->db_pool, m->pool);
-    if (m->env.db_open(m->env.baton, m->db_pool, &m->store, &m->db_handle, &err)
-        != APR_SUCCESS || !m->store) {
-        m->store = NULL;
-        m->db_handle = NULL;
-        apr_pool_destroy(m->db_pool);
-        m->db_pool = NULL;
+    if (gc_dbconn_open(&m->db, m->pool, m->env.db_open, m->env.baton, &err) != APR_SUCCESS) {
         db_failed(m, now, "open", err);
         return 0;
     }
     if (!m->migrated) {
-        if (gc_store_migrate(m->store, &err) != APR_SUCCESS) {
+        if (gc_store_migrate(m->db.store, &err) != APR_SUCCESS) {
             db_drop(m);
             db_failed(m, now, "create or upgrade the schema of", err);
             return 0;
@@ -218,7 +204,7 @@ static int lease_take(gc_monitor_t *m, apr_time_t now)
     if (!db_ready(m, now)) {
         return -1;
     }
-    if (gc_store_lease(m->store, GC_LEASE_NAME, m->holder_id, now, m->env.lease_ttl, &held,
+    if (gc_store_lease(m->db.store, GC_LEASE_NAME, m->holder_id, now, m->env.lease_ttl, &held,
                        &current, m->iter) != APR_SUCCESS) {
         db_drop(m);
         db_failed(m, now, "take or renew the stream lease in", "the lease query failed");
@@ -266,7 +252,7 @@ static int lease_keep(gc_monitor_t *m, apr_time_t now)
 static void lease_release(gc_monitor_t *m)
 {
     if (db_ready(m, apr_time_now())
-        && gc_store_lease_release(m->store, GC_LEASE_NAME, m->holder_id) != APR_SUCCESS) {
+        && gc_store_lease_release(m->db.store, GC_LEASE_NAME, m->holder_id) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2104) "could not release the stream lease; another process "
                "takes over when it expires");
@@ -571,7 +557,7 @@ void gc_monitor_run(gc_monitor_t *m)
             if (dead[0] && db_ready(m, now)) {
                 gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                        GCMON_LOGNO(2112) "the stream holder %s is gone; taking over", dead);
-                gc_store_lease_release(m->store, GC_LEASE_NAME, dead);
+                gc_store_lease_release(m->db.store, GC_LEASE_NAME, dead);
                 gc_stream_status_clear_holder(m->env.status, dead);
             }
             next_poll = now + m->env.lease_poll;

@@ -8,6 +8,8 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+#include "gc_dbconn.h"
+
 #include "gc_outbox.h"
 
 /* Stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound sync webhooks"). */
@@ -69,9 +71,8 @@ typedef struct gc_monitor_env {
     /* Open a database connection for the calling thread (kept for long; the
      * glue uses mod_dbd's ap_dbd_open + gc_store_wrap). *handle is passed back
      * to db_close. APR_SUCCESS or an error with *err. */
-    apr_status_t (*db_open)(void *baton, apr_pool_t *p, struct gc_store **store,
-                            void **handle, const char **err);
-    void (*db_close)(void *baton, void *handle);
+    gc_db_open_fn *db_open;
+    gc_db_close_fn *db_close;
 
     /* May this process lead right now? False while its configuration
      * generation is not the running one (graceful restart), or when stopping. */

@@ -38,7 +38,7 @@ static void ident_clear(mon_ident_t *d)
 
 static void row_delete(gc_monitor_t *m, const char *id)
 {
-    if (id && m->store && gc_store_channel_delete(m->store, id) != APR_SUCCESS) {
+    if (id && m->db.store && gc_store_channel_delete(m->db.store, id) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2220) "could not forget notification channel %s in the database",
                id);
@@ -76,14 +76,14 @@ void gc_mon_channel_save(gc_monitor_t *m, mon_channel_t *ch)
     gc_channel_rec_t rec;
 
     ch->save_pending = 0;
-    if (!ch->cur.id || !m->store) {
+    if (!ch->cur.id || !m->db.store) {
         return;
     }
     rec.id = ch->cur.id;
     rec.connect_uri = ch->cur.uri;
     rec.expires_at = ch->cur.expires;
     rec.topics = json_text_owned(m->iter, topics_of(m, ch->idx, 1));
-    if (!rec.topics || gc_store_channel_save(m->store, &rec) != APR_SUCCESS) {
+    if (!rec.topics || gc_store_channel_save(m->db.store, &rec) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2221) "could not record notification channel %s in the database; "
                "a new holder will create its own channels", ch->cur.id);
@@ -355,7 +355,7 @@ void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
     apr_array_header_t *rows = NULL;
     int i, slot = 0;
 
-    if (!m->store || gc_store_channels_load(m->store, m->iter, &rows) != APR_SUCCESS) {
+    if (!m->db.store || gc_store_channels_load(m->db.store, m->iter, &rows) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2232) "could not read the persisted notification channels; "
                "creating new ones");

@@ -15,6 +15,7 @@
 #include "gc_metrics.h"
 #include "gc_monitor.h"
 #include "gc_state.h"
+#include "gc_dbconn.h"
 #include "gc_store.h"
 #include "gc_stream_status.h"
 #include "gc_upstream.h"
@@ -173,9 +174,7 @@ struct gc_monitor {
     apr_uint64_t rng;
 
     /* the monitor thread's database connection */
-    apr_pool_t *db_pool;
-    gc_store_t *store;
-    void *db_handle;
+    gc_dbconn_t db;                     /* the monitor thread's own connection */
     int migrated;
     apr_time_t db_retry_at;
     int db_failures;

@@ -36,9 +36,7 @@ struct gc_writer {
     gc_alerter_t *alerter;              /* idle alerts, or NULL */
 
     /* writer thread only */
-    apr_pool_t *db_pool;
-    gc_store_t *store;
-    void *handle;
+    gc_dbconn_t db;                     /* the writer's own connection */
     apr_time_t next_prune;
     int failures;
     apr_time_t err_logged_at;
@@ -51,33 +49,12 @@ struct gc_writer {
 
 static void db_close(gc_writer_t *w)
 {
-    if (w->handle && w->env.db_close) {
-        w->env.db_close(w->env.baton, w->handle);
-    }
-    w->handle = NULL;
-    w->store = NULL;
-    if (w->db_pool) {
-        apr_pool_destroy(w->db_pool);
-        w->db_pool = NULL;
-    }
+    gc_dbconn_close(&w->db, w->env.db_close, w->env.baton);
 }
 
 static apr_status_t db_open(gc_writer_t *w, const char **err)
 {
-    apr_status_t rv;
-
-    if (w->store) {
-        return APR_SUCCESS;
-    }
-    apr_pool_create(&w->db_pool, w->pool);
-    rv = w->env.db_open(w->env.baton, w->db_pool, &w->store, &w->handle, err);
-    if (rv != APR_SUCCESS) {
-        w->store = NULL;
-        w->handle = NULL;
-        apr_pool_destroy(w->db_pool);
-        w->db_pool = NULL;
-    }
-    return rv;
+    return gc_dbconn_open(&w->db, w->pool, w->env.db_open, w->env.baton, err);
 }
 
 static int stopping(gc_writer_t *w)
@@ -158,7 +135,7 @@ static int write_run(gc_writer_t *w, apr_pool_t *p, gc_evrec_t *run, int n)
         apr_status_t rv = db_open(w, &err);
         if (rv == APR_SUCCESS) {
             memset(&res, 0, sizeof(res));
-            rv = gc_store_write_batch(w->store, p, evs, n, run->source, now, &res, &err);
+            rv = gc_store_write_batch(w->db.store, p, evs, n, run->source, now, &res, &err);
             if (rv == APR_SUCCESS) {
                 now = apr_time_now();
                 account(w, run, n, run->source, &res, now);
@@ -229,7 +206,7 @@ static void maybe_prune(gc_writer_t *w)
         return;
     }
     if (db_open(w, &err) != APR_SUCCESS
-        || gc_store_prune(w->store, now - w->env.conf->retention, PRUNE_CHUNK, &deleted)
+        || gc_store_prune(w->db.store, now - w->env.conf->retention, PRUNE_CHUNK, &deleted)
            != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2302) "pruning history older than the retention failed; "
@@ -254,7 +231,7 @@ static apr_interval_time_t alert_tick(gc_writer_t *w, apr_pool_t *p)
     if (!w->alerter || stopping(w) || db_open(w, &err) != APR_SUCCESS) {
         return TAKE_WAIT;
     }
-    next = gc_alerter_tick(w->alerter, w->store, p, now);
+    next = gc_alerter_tick(w->alerter, w->db.store, p, now);
     now = apr_time_now();
     if (next <= 0 || next - now >= TAKE_WAIT) {
         return TAKE_WAIT;

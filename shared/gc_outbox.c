@@ -23,6 +23,7 @@
 #include "gc_metrics.h"
 #include "gc_monitor.h"
 #include "gc_outbox.h"
+#include "gc_dbconn.h"
 #include "gc_store.h"
 
 #define FINAL_SLACK apr_time_from_sec(5)
@@ -49,9 +50,7 @@ struct gc_outbox {
     _Atomic int stop;
 
     /* outbox thread only */
-    apr_pool_t *db_pool;
-    gc_store_t *store;
-    void *handle;
+    gc_dbconn_t db;
     int db_failures;
     apr_time_t db_logged_at;
     apr_time_t next_prune;
@@ -96,38 +95,12 @@ static void wait_until(gc_outbox_t *o, apr_time_t until, int wakeable)
 
 static void db_close(gc_outbox_t *o)
 {
-    if (o->handle && o->env.db_close) {
-        o->env.db_close(o->env.baton, o->handle);
-    }
-    o->handle = NULL;
-    o->store = NULL;
-    if (o->db_pool) {
-        apr_pool_destroy(o->db_pool);
-        o->db_pool = NULL;
-    }
+    gc_dbconn_close(&o->db, o->env.db_close, o->env.baton);
 }
 
 static apr_status_t db_open(gc_outbox_t *o, const char **err)
 {
-    apr_status_t rv;
-
-    if (o->store) {
-        return APR_SUCCESS;
-    }
-    if ((rv = apr_pool_create(&o->db_pool, o->pool)) != APR_SUCCESS) {
-        o->db_pool = NULL;
-        *err = "out of memory";
-        return rv;
-    }
-    rv = o->env.db_open(o->env.baton, o->db_pool, &o->store, &o->handle, err);
-    if (rv != APR_SUCCESS || !o->store) {
-        o->store = NULL;
-        o->handle = NULL;
-        apr_pool_destroy(o->db_pool);
-        o->db_pool = NULL;
-        return rv != APR_SUCCESS ? rv : APR_EGENERAL;
-    }
-    return APR_SUCCESS;
+    return gc_dbconn_open(&o->db, o->pool, o->env.db_open, o->env.baton, err);
 }
 
 /* A database error: drop the connection, log (first time, then once a
@@ -216,7 +189,7 @@ static apr_status_t finish(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t 
     apr_status_t rv;
     int attempts = r->attempts + 1;
 
-    rv = gc_store_outbox_result(o->store, p, r->id, oc, now, next_at, why, err);
+    rv = gc_store_outbox_result(o->db.store, p, r->id, oc, now, next_at, why, err);
     if (o->env.metrics) {
         gc_metrics_add(o->env.metrics, GC_MET_WEBHOOK_DELIVERIES, r->target, outcome_name(oc), 1);
     }
@@ -312,7 +285,7 @@ static apr_status_t pass(gc_outbox_t *o, apr_pool_t *p, apr_time_t *wake_at, con
     int i;
 
     *what = "read";
-    rv = gc_store_outbox_due(o->store, p, apr_time_now(), BATCH, &rows, err);
+    rv = gc_store_outbox_due(o->db.store, p, apr_time_now(), BATCH, &rows, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -329,7 +302,7 @@ static apr_status_t pass(gc_outbox_t *o, apr_pool_t *p, apr_time_t *wake_at, con
         apr_pool_clear(rp);
     }
     *what = "read";
-    rv = gc_store_outbox_pending(o->store, p, &next_at, &count, err);
+    rv = gc_store_outbox_pending(o->db.store, p, &next_at, &count, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -361,7 +334,7 @@ static void prune(gc_outbox_t *o, apr_pool_t *p)
     }
     o->next_prune = now + PRUNE_EVERY;
     for (round = 0; round < PRUNE_ROUNDS && !stopping(o); round++) {
-        if (gc_store_outbox_prune(o->store, p, now - o->env.retention, PRUNE_CHUNK, &deleted,
+        if (gc_store_outbox_prune(o->db.store, p, now - o->env.retention, PRUNE_CHUNK, &deleted,
                                   &err) != APR_SUCCESS) {
             gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(707) "outbox: pruning "
                    "finished deliveries failed (tried again in an hour): %s", err);

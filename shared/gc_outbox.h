@@ -16,6 +16,8 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+#include "gc_dbconn.h"
+
 struct gc_store;
 struct gc_metrics;
 
@@ -136,9 +138,8 @@ typedef struct {
     struct gc_metrics *metrics;         /* may be NULL */
     void *baton;
     /* Open/close a database connection for the outbox thread (as the writer's). */
-    apr_status_t (*db_open)(void *baton, apr_pool_t *p, struct gc_store **store,
-                            void **handle, const char **err);
-    void (*db_close)(void *baton, void *handle);
+    gc_db_open_fn *db_open;
+    gc_db_close_fn *db_close;
     /* Backoff between attempts: min (default 1 s) doubling to max (default
      * 5 min), full jitter; a Retry-After above the computed delay wins (cap 1 h). */
     apr_interval_time_t backoff_min, backoff_max;
