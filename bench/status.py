@@ -102,7 +102,8 @@ def run():
                   env={"GCMON_BENCH_SECRET": CLIENT_SECRET},
                   gcmon_conf=f"GcmonClientID {CLIENT_ID}\n"
                              f"GcmonClientSecret env:GCMON_BENCH_SECRET\n"
-                             f"GcmonRateLimit 100000\nGcmonStatusWebhook {sink}\n")
+                             f"GcmonRateLimit 100000\nGcmonStatusWebhook {sink}\n"
+                             "GcmonAdminActor anonymous\n")
         h.start()
         token = emu.token()
         etags = {}

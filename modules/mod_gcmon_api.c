@@ -97,6 +97,27 @@ static shm_state_t *shm_state(server_rec *s, int rate_limit)
     return st;
 }
 
+/* An anonymous admin API is a choice worth a warning at every start. */
+static void log_admin_actor(server_rec *s, const gcmon_api_conf_t *c)
+{
+    switch (gcmon_api_actor_mode(c)) {
+    case GCMON_ACTOR_ANONYMOUS:
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
+                     GCMON_LOGNO(1005) "GcmonAdminActor anonymous: admin actions are "
+                     "accepted without knowing who makes them and audited as '-'; protect "
+                     "the admin location with Apache's access control");
+        break;
+    case GCMON_ACTOR_HEADER:
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     GCMON_LOGNO(1006) "GcmonAdminActor: the actor of admin actions is taken "
+                     "from the %s header; only a reverse proxy that sets it (and drops a "
+                     "client's own) may reach this server", c->actor_header);
+        break;
+    default:
+        break;
+    }
+}
+
 static int gcmon_api_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                                  server_rec *s)
 {
@@ -111,6 +132,7 @@ static int gcmon_api_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
     if (!(st = shm_state(s, c->conn.rate_limit)) || !st->metrics || !st->budget) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    log_admin_actor(s, c);
     runtime.shared.conn = &c->conn;
     runtime.shared.metrics = st->metrics;
     runtime.shared.budget = st->budget;
@@ -142,13 +164,14 @@ static void gcmon_api_register_hooks(apr_pool_t *p)
     ap_hook_check_config(gcmon_api_check_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(gcmon_api_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(gcmon_api_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_map_to_storage(gcmon_api_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(gcmon_api_handler, NULL, NULL, APR_HOOK_MIDDLE);
     APR_REGISTER_OPTIONAL_FN(gcmon_api_shared);
 }
 
 AP_DECLARE_MODULE(gcmon_api) = {
     STANDARD20_MODULE_STUFF,
-    gcmon_api_create_dir_conf,
+    NULL,
     NULL,
     gcmon_api_create_server_conf,
     NULL,

@@ -15,6 +15,7 @@
 #include "gc_monitor.h"
 #include "gc_state.h"
 #include "gc_store.h"
+#include "gc_utf8.h"
 #include "mod_gcmon_api_private.h"
 
 #define MAX_STATUS 100
@@ -41,7 +42,8 @@ apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *tar
 
     memset(&a, 0, sizeof(a));
     a.at = apr_time_now();
-    a.actor = r->user ? r->user : "-";
+    a.actor = gcmon_api_actor(r);
+    a.actor_source = gcmon_api_actor_source(r);
     a.action = action;
     a.target = target;
     a.request = request ? gc_json_text(r->pool, request) : NULL;
@@ -106,7 +108,7 @@ static int refuse_upstream(change_t *c, const gc_error_t *e, const char *doing)
     gcmon_api_upstream_problem(e, &status, &slug, &title);
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, c->r,
                   GCMON_LOGNO(1302) "status change of %s by %s failed while %s: %s (%s)",
-                  c->user_id, c->r->user ? c->r->user : "-", doing, gc_err_kind_name(e->kind),
+                  c->user_id, gcmon_api_actor(c->r), doing, gc_err_kind_name(e->kind),
                   e->message ? e->message : "");
     if (status == HTTP_SERVICE_UNAVAILABLE) {
         gcmon_api_set_retry_after(c->r, e);
@@ -175,6 +177,23 @@ typedef struct {
     const char *status, *reason, *wrapup_code;
 } change_req_t;
 
+/* A body member's name for an error message: at most 64 bytes, cut on a
+ * character boundary (jansson refuses invalid UTF-8, and an error entry that
+ * fails to build would let the unknown member through). */
+static const char *member_name(apr_pool_t *p, const char *key)
+{
+    apr_size_t len = strlen(key), cut = 0;
+
+    while (cut < len) {
+        apr_size_t n = gc_utf8_seq((const unsigned char *)key + cut, len - cut);
+        if (n == 0 || cut + n > 64) {
+            break;
+        }
+        cut += n;
+    }
+    return cut == len ? key : apr_pstrcat(p, apr_pstrmemdup(p, key, cut), "...", NULL);
+}
+
 /* SPEC §5.3's body; 400 naming each bad field. */
 static int validate(change_t *c, json_t *body, change_req_t *req)
 {
@@ -198,7 +217,7 @@ static int validate(change_t *c, json_t *body, change_req_t *req)
                                     &type);
     json_object_foreach(body, key, v) {
         if (strcmp(key, "status") && strcmp(key, "reason") && strcmp(key, "wrapup_code")) {
-            const char *name = apr_pstrndup(r->pool, key, 64);
+            const char *name = member_name(r->pool, key);
             json_array_append_new(errors, json_pack(
                 "{s:s, s:s}", "field", name, "message",
                 apr_pstrcat(r->pool, name, " is not a member of this request (status, "
@@ -409,7 +428,7 @@ static int change_locked(change_t *c, gc_store_t *st, const change_req_t *req,
                          const char *lock, const char *holder)
 {
     request_rec *r = c->r;
-    const char *actor = r->user ? r->user : "-";
+    const char *actor = gcmon_api_actor(r);
     gc_user_presence_t cur, now;
     gc_error_t *err = NULL;
     json_t *doc, *hook = NULL;
@@ -600,8 +619,9 @@ int gcmon_api_audit_list(request_rec *r, const char **params)
     for (i = 0; i < rows->nelts; i++) {
         const gc_audit_rec_t *a = &APR_ARRAY_IDX(rows, i, gc_audit_rec_t);
         json_array_append_new(data, json_pack(
-            "{s:I, s:s, s:s, s:s, s:s?, s:o, s:o, s:i, s:I}", "id", (json_int_t)a->id,
+            "{s:I, s:s, s:s, s:s?, s:s, s:s?, s:o, s:o, s:i, s:I}", "id", (json_int_t)a->id,
             "at", gc_time_format(r->pool, a->at), "actor", a->actor ? a->actor : "-",
+            "actor_source", a->actor_source,
             "action", a->action ? a->action : "", "target", a->target,
             "request", json_or_null(a->request), "result", json_or_null(a->result),
             "status", a->status, "latency_ms", (json_int_t)a->latency_ms));

@@ -1,5 +1,8 @@
 /* mod_gcmon_api directives: Connection (SPEC §2) and the API's own limits. */
 #include <string.h>
+#include <strings.h>
+
+#include <apr_lib.h>
 
 #include <apr_strings.h>
 #include <http_core.h>
@@ -11,15 +14,9 @@ void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
 {
     gcmon_api_conf_t *c = apr_pcalloc(p, sizeof(*c));
     c->max_body = -1;
+    c->actor_mode = -1;
     c->transitions = apr_array_make(p, 4, sizeof(gc_transition_t));
     return c;
-}
-
-void *gcmon_api_create_dir_conf(apr_pool_t *p, char *dir)
-{
-    gcmon_api_dir_t *d = apr_pcalloc(p, sizeof(*d));
-    d->base = dir ? apr_pstrdup(p, dir) : NULL;
-    return d;
 }
 
 gcmon_api_conf_t *gcmon_api_conf(void)
@@ -166,6 +163,44 @@ static const char *set_transition(cmd_parms *cmd, void *dc, int argc, char *cons
     return NULL;
 }
 
+/* An HTTP field name (RFC 9110 token). */
+static int header_name_ok(const char *s)
+{
+    if (!*s) {
+        return 0;
+    }
+    for (; *s; s++) {
+        if (!apr_isalnum(*s) && !strchr("!#$%&'*+-.^_`|~", *s)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const char *set_admin_actor(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gcmon_api_conf_t *c = cmd_conf(cmd);
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "user")) {
+        c->actor_mode = GCMON_ACTOR_USER;
+    }
+    else if (!strcasecmp(arg, "anonymous")) {
+        c->actor_mode = GCMON_ACTOR_ANONYMOUS;
+    }
+    else if (!strncasecmp(arg, "header:", 7) && header_name_ok(arg + 7)) {
+        c->actor_mode = GCMON_ACTOR_HEADER;
+        c->actor_header = arg + 7;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not user, header:<Name> (an HTTP header "
+                            "name) or anonymous", cmd->cmd->name, arg);
+    }
+    return NULL;
+}
+
 const command_rec gcmon_api_cmds[] = {
     AP_INIT_TAKE1("GcmonEnvironment", set_environment, NULL, RSRC_CONF,
                   "Genesys Cloud region domain, e.g. mypurecloud.com"),
@@ -188,5 +223,8 @@ const command_rec gcmon_api_cmds[] = {
     AP_INIT_TAKE_ARGV("GcmonTransition", set_transition, NULL, RSRC_CONF,
                       "Allowed status change: <from> <to>... (presences or *; repeatable; "
                       "every change is allowed when none is given)"),
+    AP_INIT_TAKE1("GcmonAdminActor", set_admin_actor, NULL, RSRC_CONF,
+                  "Who performs admin actions: user (Apache's authenticated user, the "
+                  "default), header:<Name> (set by a trusted reverse proxy) or anonymous"),
     { NULL }
 };

@@ -22,6 +22,7 @@ struct route {
     const char *pattern;    /* segments after the mount point; "*" matches one segment */
     int method;             /* M_GET, M_POST, … */
     const char *name;       /* metrics route label */
+    int admin;              /* needs an actor (GcmonAdminActor) */
     int admin_write;        /* apply the admin-write guard and parse a JSON body */
     route_fn *fn;
 };
@@ -165,13 +166,16 @@ int gcmon_api_send_upstream_error(request_rec *r, const gc_error_t *e)
 
 /* ---------------------------------------------------------------- request body */
 
-/* Read the body into *buf (NUL-terminated), refusing more than max bytes. */
+/* Read the body into *buf (NUL-terminated), refusing more than max bytes. The
+ * buffer grows as data arrives (a Content-Length only sizes the first
+ * allocation): a client announcing GcmonMaxBody bytes and sending none costs
+ * nothing. */
 static int read_body(request_rec *r, long max, char **buf, apr_size_t *len)
 {
     const char *cl = apr_table_get(r->headers_in, "Content-Length");
     apr_bucket_brigade *bb;
     char *out;
-    apr_size_t used = 0;
+    apr_size_t used = 0, cap = 1024;
     int seen_eos = 0;
 
     if (cl) {
@@ -183,8 +187,11 @@ static int read_body(request_rec *r, long max, char **buf, apr_size_t *len)
         if (n > max) {
             return HTTP_REQUEST_ENTITY_TOO_LARGE;
         }
+        if (n > 0 && (apr_size_t)n < HUGE_STRING_LEN) {
+            cap = (apr_size_t)n;
+        }
     }
-    out = apr_palloc(r->pool, (apr_size_t)max + 1);
+    out = apr_palloc(r->pool, cap + 1);
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (!seen_eos) {
         apr_bucket *b;
@@ -205,6 +212,15 @@ static int read_body(request_rec *r, long max, char **buf, apr_size_t *len)
             }
             if (used + n > (apr_size_t)max) {
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
+            }
+            if (used + n > cap) {
+                char *bigger;
+                while (cap < used + n) {
+                    cap = cap * 2 < (apr_size_t)max ? cap * 2 : (apr_size_t)max;
+                }
+                bigger = apr_palloc(r->pool, cap + 1);
+                memcpy(bigger, out, used);
+                out = bigger;
             }
             memcpy(out + used, data, n);
             used += n;
@@ -350,7 +366,7 @@ static int upstream_check(request_rec *r, const route_t *rt, const char **params
     gc_response_t *resp = NULL;
     gc_error_t *err = NULL;
     apr_time_t start = apr_time_now();
-    const char *actor = r->user ? r->user : "-";
+    const char *actor = gcmon_api_actor(r);
     json_t *audit_req, *result;
 
     if (renew && !json_is_boolean(renew)) {
@@ -434,46 +450,21 @@ static int audit_list(request_rec *r, const route_t *rt, const char **params, js
 }
 
 static const route_t routes[] = {
-    { "v1/health", M_GET, "health", 0, health },
-    { "v1/metrics", M_GET, "metrics", 0, metrics },
-    { "v1/stream", M_GET, "stream", 0, stream_status },
-    { "v1/agent-status/history", M_GET, "history", 0, history },
-    { "v1/agents", M_GET, "agents", 0, agents },
-    { "v1/agents/*", M_GET, "agent", 0, agent },
-    { "v1/alerts", M_GET, "alerts", 0, alerts },
-    { "v1/admin/upstream/check", M_POST, "upstream_check", 1, upstream_check },
-    { "v1/admin/agents/*/status", M_GET, "admin_status", 0, status_get },
-    { "v1/admin/agents/*/status", M_PUT, "admin_status", 1, status_put },
-    { "v1/admin/audit", M_GET, "admin_audit", 0, audit_list },
+    { "v1/health", M_GET, "health", 0, 0, health },
+    { "v1/metrics", M_GET, "metrics", 0, 0, metrics },
+    { "v1/stream", M_GET, "stream", 0, 0, stream_status },
+    { "v1/agent-status/history", M_GET, "history", 0, 0, history },
+    { "v1/agents", M_GET, "agents", 0, 0, agents },
+    { "v1/agents/*", M_GET, "agent", 0, 0, agent },
+    { "v1/alerts", M_GET, "alerts", 0, 0, alerts },
+    { "v1/admin/upstream/check", M_POST, "upstream_check", 1, 1, upstream_check },
+    { "v1/admin/agents/*/status", M_GET, "admin_status", 1, 0, status_get },
+    { "v1/admin/agents/*/status", M_PUT, "admin_status", 1, 1, status_put },
+    { "v1/admin/audit", M_GET, "admin_audit", 1, 0, audit_list },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
 /* ---------------------------------------------------------------- dispatch */
-
-/* The request path below the handler's mount point, split into segments. */
-static int split_path(request_rec *r, const char **seg)
-{
-    gcmon_api_dir_t *d = ap_get_module_config(r->per_dir_config, &gcmon_api_module);
-    const char *rel = r->uri;
-    size_t blen = d && d->base ? strlen(d->base) : 0;
-    char *copy, *tok, *state;
-    int n = 0;
-
-    if (blen && !strncmp(rel, d->base, blen) && (rel[blen] == '/' || rel[blen] == '\0')) {
-        rel += blen;
-    }
-    else if ((tok = strstr(rel, "/v1/")) || (tok = strstr(rel, "/v1"))) {
-        rel = tok;
-    }
-    copy = apr_pstrdup(r->pool, rel);
-    for (tok = apr_strtok(copy, "/", &state); tok; tok = apr_strtok(NULL, "/", &state)) {
-        if (n == MAX_SEGMENTS) {
-            return -1;
-        }
-        seg[n++] = tok;
-    }
-    return n;
-}
 
 static int match(const route_t *rt, const char **seg, int n, const char **params)
 {
@@ -519,7 +510,7 @@ static int dispatch(request_rec *r, const char **route_name)
 {
     const char *seg[MAX_SEGMENTS], *params[MAX_SEGMENTS];
     const char *allow = NULL;
-    int n = split_path(r, seg), method = r->method_number;
+    int n = gcmon_api_route_segments(r, seg, MAX_SEGMENTS), method = r->method_number;
     size_t i;
 
     *route_name = "not_found";
@@ -531,6 +522,9 @@ static int dispatch(request_rec *r, const char **route_name)
         if (routes[i].method == method) {
             json_t *body = NULL;
             int rc;
+            if (routes[i].admin && gcmon_api_actor_establish(r) != OK) {
+                return OK;
+            }
             if (routes[i].admin_write) {
                 if (admin_guard(r, &body) != OK) {
                     return OK;

@@ -30,12 +30,16 @@ typedef struct {
     long max_body;                  /* GcmonMaxBody, -1 = unset */
     int conn_configured;            /* any Connection directive seen */
     apr_array_header_t *transitions;/* GcmonTransition: gc_transition_t */
+    int actor_mode;                 /* GcmonAdminActor: gcmon_actor_mode_e, -1 = unset */
+    const char *actor_header;       /* its header name (header mode) */
 } gcmon_api_conf_t;
 
-/* Per-directory: where the gcmon-api handler is mounted. */
-typedef struct {
-    const char *base;               /* <Location> path, or NULL */
-} gcmon_api_dir_t;
+/* GcmonAdminActor: where the actor of an admin action comes from. */
+typedef enum {
+    GCMON_ACTOR_USER = 0,           /* Apache's authenticated r->user (default) */
+    GCMON_ACTOR_HEADER,             /* a header set by a trusted reverse proxy */
+    GCMON_ACTOR_ANONYMOUS           /* nobody: audited as "-" (explicit, warned) */
+} gcmon_actor_mode_e;
 
 /* Per-process runtime, created in child_init. */
 typedef struct {
@@ -46,13 +50,40 @@ typedef struct {
 
 extern const command_rec gcmon_api_cmds[];
 void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s);
-void *gcmon_api_create_dir_conf(apr_pool_t *p, char *dir);
 gcmon_api_conf_t *gcmon_api_conf(void);
 long gcmon_api_max_body(const gcmon_api_conf_t *c);
 
 gcmon_api_runtime_t *gcmon_api_runtime(void);
 
 int gcmon_api_handler(request_rec *r);
+
+/* What gcmon learns about one request (its request_config slot). */
+typedef struct {
+    int mount_resolved;
+    const char *mount;
+    const char *actor;              /* NULL until established */
+    const char *actor_source;
+} gcmon_api_req_t;
+gcmon_api_req_t *gcmon_api_req(request_rec *r);
+
+/* Mount point (mod_gcmon_api_mount.c, SPEC §9.13): the literal path of the
+ * <Location> whose SetHandler gcmon-api applies to r, or NULL. */
+const char *gcmon_api_mount(request_rec *r);
+/* The path below the mount split into at most max segments; -1 when r has no
+ * mount or the path is not canonical (empty, ".", "..", still-encoded or
+ * control characters in a segment; nothing after the mount). */
+int gcmon_api_route_segments(request_rec *r, const char **seg, int max);
+/* map_to_storage hook: API requests skip the filesystem walk. */
+int gcmon_api_map_to_storage(request_rec *r);
+
+/* The actor of an admin request (mod_gcmon_api_actor.c, SPEC §9.14). OK once
+ * established (then gcmon_api_actor/_source answer), or DONE after a 403. */
+int gcmon_api_actor_establish(request_rec *r);
+/* The established actor, or "-". */
+const char *gcmon_api_actor(request_rec *r);
+/* How it was established: "user", "header:<Name>", "anonymous", or "-". */
+const char *gcmon_api_actor_source(request_rec *r);
+gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c);
 
 /* Responses (mod_gcmon_api_handler.c). Each sets r->status, Cache-Control:
  * no-store and X-Content-Type-Options: nosniff, and returns OK. */

@@ -19,7 +19,9 @@ struct gc_store;
 typedef struct {
     apr_int64_t id;                     /* set by gc_store_audit_add */
     apr_time_t at;
-    const char *actor;                  /* r->user, or "-" */
+    const char *actor;                  /* who acted (GcmonAdminActor), or "-" */
+    const char *actor_source;           /* how: "user", "header:<Name>", "anonymous";
+                                           NULL for rows written before schema v5 */
     const char *action;
     const char *target;                 /* e.g. the user id; may be NULL */
     const char *request;                /* JSON object text; may be NULL */

@@ -113,9 +113,11 @@ static const char *const stmt_sql[ST__COUNT] = {
      * CASTs type the parameters for PostgreSQL. Keyset below id, newest first. */
     [ST_AUDIT_INSERT] =
         "INSERT INTO gcmon_audit (at, actor, action, target, request, result, status, "
-        "latency_ms) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld) RETURNING id",
+        "latency_ms, actor_source) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld, %s) "
+        "RETURNING id",
     [ST_AUDIT_LIST] =
-        "SELECT id, at, actor, action, target, request, result, status, latency_ms "
+        "SELECT id, at, actor, action, target, request, result, status, latency_ms, "
+        "actor_source "
         "FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
         "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
         "AND (CAST(%s AS TEXT) IS NULL OR target = %s) AND id < %lld "

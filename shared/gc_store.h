@@ -13,7 +13,7 @@
 
 #include "gc_state.h"
 
-#define GC_SCHEMA_VERSION 4
+#define GC_SCHEMA_VERSION 5
 
 typedef struct gc_store gc_store_t;
 

@@ -17,7 +17,7 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     apr_int64_t at = GC_MS(a->at);
     apr_dbd_results_t *res;
     apr_dbd_row_t *row = NULL;
-    const void *args[8];
+    const void *args[9];
     apr_status_t rv;
 
     args[0] = &at;
@@ -28,6 +28,7 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     args[5] = a->result;
     args[6] = &a->status;
     args[7] = &a->latency_ms;
+    args[8] = a->actor_source;
     if ((rv = gc_store__select(s, p, ST_AUDIT_INSERT, args, &res, err)) != APR_SUCCESS) {
         return rv;
     }
@@ -103,6 +104,7 @@ apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_audit_fi
         a->result = gc_store__text(s, p, row, 6);
         a->status = (int)gc_store__int(s, row, 7);
         a->latency_ms = gc_store__int(s, row, 8);
+        a->actor_source = gc_store__text(s, p, row, 9);
     }
     return APR_SUCCESS;
 }

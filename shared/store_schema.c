@@ -132,6 +132,12 @@ static const ddl_t v4[] = {
     { "CREATE INDEX IF NOT EXISTS gcmon_audit_target ON gcmon_audit (target, id DESC)", NULL },
 };
 
+/* Version 5: how each audit row's actor was established (GcmonAdminActor). */
+static const ddl_t v5[] = {
+    { "ALTER TABLE gcmon_audit ADD COLUMN actor_source TEXT",
+      "ALTER TABLE gcmon_audit ADD COLUMN IF NOT EXISTS actor_source TEXT" },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -141,6 +147,7 @@ static const struct {
     { 2, v2, sizeof(v2) / sizeof(v2[0]) },
     { 3, v3, sizeof(v3) / sizeof(v3[0]) },
     { 4, v4, sizeof(v4) / sizeof(v4[0]) },
+    { 5, v5, sizeof(v5) / sizeof(v5[0]) },
 };
 
 typedef struct {

@@ -59,7 +59,8 @@ def main():
                          f"GcmonStream On\n{queues}"
                          f"GcmonIdleAlert Available {IDLE}\nGcmonIdleAlert IDLE {IDLE}\n"
                          f"GcmonSlackWebhook env:GCMON_DEMO_SLACK\n"
-                         f"GcmonStatusWebhook {sink.url('/payroll/status')}\n",
+                         f"GcmonStatusWebhook {sink.url('/payroll/status')}\n"
+                         "GcmonAdminActor anonymous\n",
               extra_conf=f'Alias /gcmon/ "{htdocs}/"\n'
                          f'<Directory "{htdocs}">\n    Require all granted\n</Directory>\n')
     try:

@@ -52,8 +52,8 @@ TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 PUT_KEYS = {"user_id", "status", "previous_status", "reason", "wrapup_code", "etag",
             "updated_at", "presence_definition_id"}
 GET_KEYS = {"user_id", "status", "presence_definition_id", "message", "modified_date", "etag"}
-AUDIT_KEYS = {"id", "at", "actor", "action", "target", "request", "result", "status",
-              "latency_ms"}
+AUDIT_KEYS = {"id", "at", "actor", "actor_source", "action", "target", "request", "result",
+              "status", "latency_ms"}
 HOOK_KEYS = {"user_id", "target_status", "previous_status", "reason", "wrapup_code", "etag",
              "timestamp", "actor"}
 
@@ -68,6 +68,7 @@ UPSTREAM_LOG = r"GCM1\d\d\b|GCM1302\b"     # upstream failures the tests cause (
 def main_conf(sink_url):
     return stream_conf(users=[MONITORED], extra=(
         "GcmonMaxBody 1024\n"
+        "GcmonAdminActor anonymous\n"
         f"GcmonStatusWebhook {sink_url}\n"
         "GcmonWebhookSecret env:GCMON_TEST_HOOK_SECRET\n" + TRANSITIONS))
 
@@ -150,7 +151,8 @@ def auth_srv(emulator):
 
 @pytest.fixture(scope="module")
 def nocreds_srv(emulator):
-    h = Httpd(emulator_url=emulator.url, gcmon_conf="", start_servers=1)
+    h = Httpd(emulator_url=emulator.url, gcmon_conf="GcmonAdminActor anonymous\n",
+              start_servers=1)
     h.start()
     EXTRA_SERVERS.append(h)
     try:

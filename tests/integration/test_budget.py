@@ -8,6 +8,7 @@ GCMON_CONF = f"""GcmonClientID {CLIENT_ID}
 GcmonClientSecret env:GCMON_TEST_SECRET
 GcmonRateLimit 4
 GcmonRequestTimeout 2s
+GcmonAdminActor anonymous
 """
 START_SERVERS = 3
 CHECK = "/gcmon/api/v1/admin/upstream/check"

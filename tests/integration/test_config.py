@@ -119,7 +119,8 @@ def test_secret_forms_and_hiding(emulator):
     try:
         for secret, literal in ((f"file:{path}", False), (CLIENT_SECRET, True)):
             h = Httpd(emulator_url=emulator.url,
-                      gcmon_conf=f"GcmonClientID {CLIENT_ID}\nGcmonClientSecret {secret}\n")
+                      gcmon_conf=f"GcmonClientID {CLIENT_ID}\nGcmonClientSecret {secret}\n"
+                                 "GcmonAdminActor anonymous\n")
             try:
                 h.start()
                 r = h.admin("POST", "/gcmon/api/v1/admin/upstream/check", body={})

@@ -12,6 +12,7 @@ from httpd import assert_problem, wait_for
 GCMON_CONF = f"""GcmonClientID {CLIENT_ID}
 GcmonClientSecret env:GCMON_TEST_SECRET
 GcmonMaxBody 1024
+GcmonAdminActor anonymous
 GcmonRequestTimeout 5s
 """
 

@@ -1237,6 +1237,7 @@ START_TEST(audit_round_trip)
         memset(&a, 0, sizeof(a));
         a.at = apr_time_now();
         a.actor = i == 1 ? "bob" : "alice";
+        a.actor_source = i == 2 ? NULL : (i == 1 ? "header:X-Forwarded-User" : "user");
         a.action = "agent_status_change";
         a.target = i == 2 ? NULL : "u1";
         a.request = "{\"status\":\"Break\"}";
@@ -1257,11 +1258,13 @@ START_TEST(audit_round_trip)
     ck_assert(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id == ids[2]);
     ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).target);
     ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).result);
+    ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).actor_source);
     f.before_id = ids[2];
     ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
     ck_assert_int_eq(more, 0);
     ck_assert(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id == ids[0]);
     ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).request, "{\"status\":\"Break\"}");
+    ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).actor_source, "user");
     ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_outbox WHERE target = 'status'"), "1");
 
     ck_assert(gc_store_lease(s, "agent-status:u1", "h1", apr_time_now(),
