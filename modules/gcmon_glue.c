@@ -38,13 +38,33 @@ const char *gcmon_glue_err(cmd_parms *cmd, const char *err)
     return err ? apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err) : NULL;
 }
 
-const char *gcmon_glue_secret(cmd_parms *cmd, module *m, const char *arg, const char **out)
+static const char *parse_hidden(cmd_parms *cmd, const char *arg, const char **out,
+                                int *literal)
 {
-    int literal = 0;
-    const char *err = gc_parse_secret(cmd->pool, arg, out, &literal);
+    const char *err = gc_parse_secret(cmd->pool, arg, out, literal);
 
     if (err) {
         return gcmon_glue_err(cmd, err);
+    }
+    if (cmd->directive) {
+        cmd->directive->args = "[hidden]";
+    }
+    return NULL;
+}
+
+const char *gcmon_glue_hidden(cmd_parms *cmd, const char *arg, const char **out)
+{
+    int literal = 0;
+    return parse_hidden(cmd, arg, out, &literal);
+}
+
+const char *gcmon_glue_secret(cmd_parms *cmd, module *m, const char *arg, const char **out)
+{
+    int literal = 0;
+    const char *err = parse_hidden(cmd, arg, out, &literal);
+
+    if (err) {
+        return err;
     }
     if (literal) {
         ap_log_error_(__FILE__, __LINE__, m->module_index, APLOG_WARNING, 0, cmd->server,
@@ -52,9 +72,6 @@ const char *gcmon_glue_secret(cmd_parms *cmd, module *m, const char *arg, const 
                       "file:/path or env:NAME so the secret stays out of the configuration",
                       cmd->cmd->name, cmd->directive ? cmd->directive->filename : "?",
                       cmd->directive ? cmd->directive->line_num : 0);
-    }
-    if (cmd->directive) {
-        cmd->directive->args = "[hidden]";
     }
     return NULL;
 }

@@ -20,6 +20,11 @@ void gcmon_glue_log_bridge(module *m, server_rec *s, apr_pool_t *p);
  * stored configuration tree so mod_info never shows it. */
 const char *gcmon_glue_secret(cmd_parms *cmd, module *m, const char *arg, const char **out);
 
+/* The same syntax for a value that is confidential but normally written out
+ * (a webhook URL whose path or query carries a token): hidden from mod_info
+ * like a secret, no warning for a literal. */
+const char *gcmon_glue_hidden(cmd_parms *cmd, const char *arg, const char **out);
+
 /* Prefix a parser error with the directive name, for apache2 -t. */
 const char *gcmon_glue_err(cmd_parms *cmd, const char *err);
 

@@ -131,21 +131,26 @@ static const char *add_idle_alert(cmd_parms *cmd, void *dc, const char *state,
 }
 
 /* Webhook URL directives store into the gc_webhook_conf_t field at offset
- * cmd->info. GcmonSlackWebhook takes the secret syntax. */
+ * cmd->info. Every webhook URL is treated as a secret (a token often rides in
+ * its path or query): the secret syntax, hidden from mod_info, never echoed
+ * in an error; only GcmonSlackWebhook, a credential by design, warns about a
+ * literal value. */
 static const char *set_webhook_url(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    int secret = !strcmp(cmd->cmd->name, "GcmonSlackWebhook");
+    int slack = !strcmp(cmd->cmd->name, "GcmonSlackWebhook");
     char *base = (char *)&cmd_conf(cmd)->mon.webhooks;
     const char *url = arg;
 
     if (err) {
         return err;
     }
-    if (secret && (err = gcmon_glue_secret(cmd, &gcmon_stream_module, arg, &url))) {
+    err = slack ? gcmon_glue_secret(cmd, &gcmon_stream_module, arg, &url)
+                : gcmon_glue_hidden(cmd, arg, &url);
+    if (err) {
         return err;
     }
-    if ((err = gc_parse_webhook_url(cmd->pool, url, secret))) {
+    if ((err = gc_parse_webhook_url(cmd->pool, url, 1))) {
         return gcmon_glue_err(cmd, err);
     }
     *(const char **)(base + (apr_size_t)cmd->info) = url;

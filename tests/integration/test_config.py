@@ -61,9 +61,13 @@ def bare(emulator):
      "GCMON_DEFINITELY_UNSET is not set"),
     ("GcmonSlackWebhook ftp://hooks.example.com/T0/B0/zzsecretzz", "GcmonSlackWebhook",
      "the value: only http and https"),
-    ("GcmonStatusWebhook payroll.example.com/hook", "GcmonStatusWebhook", "absolute URL"),
+    ("GcmonStatusWebhook payroll.example.com/hook", "GcmonStatusWebhook",
+     "the value is not an absolute URL"),
     ("GcmonTraceWebhook https://ops.example.com/h#frag", "GcmonTraceWebhook", "fragment"),
-    ("GcmonWfmWebhook gopher://wfm.example.com/", "GcmonWfmWebhook", "only http and https"),
+    ("GcmonWfmWebhook gopher://wfm.example.com/", "GcmonWfmWebhook",
+     "the value: only http and https"),
+    ("GcmonStatusWebhook env:GCMON_DEFINITELY_UNSET", "GcmonStatusWebhook",
+     "GCMON_DEFINITELY_UNSET is not set"),
     ("GcmonWebhookSecret file:/nonexistent/secret", "GcmonWebhookSecret",
      "cannot read secret file"),
     ("GcmonWebhookMaxAge -1h", "GcmonWebhookMaxAge", "not a duration"),
@@ -144,16 +148,24 @@ def test_webhook_secrets_hidden_from_mod_info(emulator):
     h = Httpd(emulator_url=emulator.url,
               gcmon_conf=BASE + f"GcmonSlackWebhook {slack}\n"
               "GcmonWebhookSecret env:GCMON_TEST_HOOK_SECRET\n"
-              "GcmonStatusWebhook https://payroll.example.com/hook\n",
+              "GcmonStatusWebhook https://payroll.example.com/zzpayrolltokenzz/hook\n"
+              "GcmonTraceWebhook https://ops.example.com/hook?key=zztracekeyzz\n"
+              "GcmonWfmWebhook env:GCMON_TEST_WFM\n",
               env={"GCMON_TEST_SECRET": CLIENT_SECRET,
-                   "GCMON_TEST_HOOK_SECRET": "zzhmackeyzz"})
+                   "GCMON_TEST_HOOK_SECRET": "zzhmackeyzz",
+                   "GCMON_TEST_WFM": "https://wfm.example.com/zzwfmtokenzz"})
     try:
         h.start()
         info = h.get("/server-info?config").text
-        assert "zzslacktokenzz" not in info and "zzhmackeyzz" not in info
-        assert info.count("[hidden]") >= 3          # client secret, Slack URL, HMAC key
+        secrets = ("zzslacktokenzz", "zzhmackeyzz", "zzpayrolltokenzz", "zztracekeyzz",
+                   "zzwfmtokenzz", "payroll.example.com", "wfm.example.com")
+        assert not [s for s in secrets if s in info], info
+        # client secret, the four webhook URLs, HMAC key
+        assert info.count("[hidden]") >= 6
         log = h.read_log()
-        assert "zzslacktokenzz" not in log and "zzhmackeyzz" not in log
+        assert not [s for s in secrets if s in log]
         assert "GCM10: GcmonSlackWebhook is given as a literal value" in log
+        # every webhook URL is confidential, but only Slack's is a credential by design
+        assert "GCM10: GcmonStatusWebhook" not in log
     finally:
         h.cleanup()
