@@ -11,17 +11,10 @@
 
 #include "mod_gcmon_api_private.h"
 
-static gcmon_api_runtime_t runtime;
-
-gcmon_api_runtime_t *gcmon_api_runtime(void)
-{
-    return &runtime;
-}
-
 /* The optional function's name is its registration key. */
 static const gcmon_shared_t *gcmon_api_shared(void)
 {
-    return runtime.shared.metrics ? &runtime.shared : NULL;
+    return gcmon_api_runtime()->shared.metrics ? &gcmon_api_runtime()->shared : NULL;
 }
 
 /* Cross-directive checks; runs under apache2 -t as well. */
@@ -133,9 +126,9 @@ static int gcmon_api_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     log_admin_actor(s, c);
-    runtime.shared.conn = &c->conn;
-    runtime.shared.metrics = st->metrics;
-    runtime.shared.budget = st->budget;
+    gcmon_api_runtime()->shared.conn = &c->conn;
+    gcmon_api_runtime()->shared.metrics = st->metrics;
+    gcmon_api_runtime()->shared.budget = st->budget;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                  GCMON_LOGNO(1003) "gcmon_api: Genesys Cloud API %s, login %s, %s, "
                  "rate limit %d/min", c->conn.api_url, c->conn.login_url,
@@ -151,12 +144,12 @@ static void gcmon_api_child_init(apr_pool_t *pchild, server_rec *s)
 
     gcmon_glue_log_bridge(&gcmon_api_module, s, pchild);
     gc_upstream_global_init();
-    runtime.upstream = NULL;
+    gcmon_api_runtime()->upstream = NULL;
     if (c->conn.client_id && c->conn.client_secret) {
-        runtime.upstream = gc_upstream_create(pchild, &c->conn, runtime.shared.budget,
-                                              runtime.shared.metrics);
+        gcmon_api_runtime()->upstream = gc_upstream_create(pchild, &c->conn, gcmon_api_runtime()->shared.budget,
+                                              gcmon_api_runtime()->shared.metrics);
     }
-    runtime.presences = gc_presence_cache_create(pchild, GCMON_PRESENCE_CACHE_TTL);
+    gcmon_api_runtime()->presences = gc_presence_cache_create(pchild, GCMON_PRESENCE_CACHE_TTL);
 }
 
 static void gcmon_api_register_hooks(apr_pool_t *p)

@@ -10,11 +10,6 @@
 
 #define ACTOR_MAX 256
 
-gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c)
-{
-    return c->actor_mode < 0 ? GCMON_ACTOR_USER : (gcmon_actor_mode_e)c->actor_mode;
-}
-
 /* A header value usable as an actor: 1..ACTOR_MAX bytes of printable UTF-8. */
 static int actor_value_ok(const char *v)
 {
@@ -32,15 +27,15 @@ static int actor_value_ok(const char *v)
     return 1;
 }
 
-static int refuse(request_rec *r, const char *detail)
+static int refuse(gc_result_t *res, const char *detail)
 {
-    gcmon_api_count_validation("actor_missing");
-    gcmon_api_send_problem(r, HTTP_FORBIDDEN, "actor_required",
-                           "The admin API needs to know who is acting", detail, NULL);
+    gc_result_problem(res, HTTP_FORBIDDEN, "actor_required",
+                      "The admin API needs to know who is acting", detail);
+    gc_result_error_type(res, "actor_missing");
     return DONE;
 }
 
-int gcmon_api_actor_establish(request_rec *r)
+int gcmon_api_actor_establish(request_rec *r, gc_result_t *res)
 {
     const gcmon_api_conf_t *c = gcmon_api_conf();
     gcmon_api_req_t *n = gcmon_api_req(r);
@@ -54,7 +49,7 @@ int gcmon_api_actor_establish(request_rec *r)
     case GCMON_ACTOR_HEADER:
         v = apr_table_get(r->headers_in, c->actor_header);
         if (!actor_value_ok(v)) {
-            return refuse(r, apr_psprintf(r->pool, "GcmonAdminActor header:%s takes the actor "
+            return refuse(res, apr_psprintf(r->pool, "GcmonAdminActor header:%s takes the actor "
                                           "from the %s header set by the site's reverse "
                                           "proxy, and this request has %s", c->actor_header,
                                           c->actor_header, v && *v ? "an unusable value in it"
@@ -65,7 +60,7 @@ int gcmon_api_actor_establish(request_rec *r)
         return OK;
     default:
         if (!r->user || !*r->user) {
-            return refuse(r, "GcmonAdminActor user requires an authenticated user: protect "
+            return refuse(res, "GcmonAdminActor user requires an authenticated user: protect "
                           "the admin location with Apache's authentication (Require "
                           "valid-user), or set GcmonAdminActor to header:<Name> behind an "
                           "authenticating reverse proxy");

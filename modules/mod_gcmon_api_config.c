@@ -19,6 +19,19 @@ void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
     return c;
 }
 
+/* The per-process runtime built from the configuration (post_config, child_init). */
+static gcmon_api_runtime_t runtime;
+
+gcmon_api_runtime_t *gcmon_api_runtime(void)
+{
+    return &runtime;
+}
+
+gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c)
+{
+    return c->actor_mode < 0 ? GCMON_ACTOR_USER : (gcmon_actor_mode_e)c->actor_mode;
+}
+
 gcmon_api_conf_t *gcmon_api_conf(void)
 {
     return ap_get_module_config(ap_server_conf->module_config, &gcmon_api_module);

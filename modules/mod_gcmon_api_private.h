@@ -1,4 +1,9 @@
-/* mod_gcmon_api: private declarations shared by its glue files. */
+/* mod_gcmon_api: private declarations shared by its glue files.
+ *
+ * Calls run one way: mod_gcmon_api_routes.c (the table, the handler) → one
+ * file per resource (_health, _read, _board, _status, _audit, _upstream) →
+ * the HTTP helpers (_http, _mount, _actor) → the core (shared/). A resource
+ * never calls another resource, and the helpers call neither. */
 #ifndef MOD_GCMON_API_PRIVATE_H
 #define MOD_GCMON_API_PRIVATE_H
 
@@ -7,10 +12,14 @@
 #include <http_log.h>
 #include <jansson.h>
 
+#include "gc_api_routes.h"
 #include "gc_conf.h"
+#include "gc_jsonw.h"
 #include "gc_log.h"
 #include "gc_presence.h"
 #include "gc_query.h"
+#include "gc_result.h"
+#include "gc_store_read.h"
 #include "gc_upstream.h"
 #include "gcmon_glue.h"
 
@@ -24,6 +33,13 @@ extern module AP_MODULE_DECLARE_DATA gcmon_api_module;
 #define GCMON_MAX_MAX_BODY (16L * 1024 * 1024)
 #define GCMON_PRESENCE_CACHE_TTL apr_time_from_sec(300)
 
+/* GcmonAdminActor: where the actor of an admin action comes from. */
+typedef enum {
+    GCMON_ACTOR_USER = 0,           /* Apache's authenticated r->user (default) */
+    GCMON_ACTOR_HEADER,             /* a header set by a trusted reverse proxy */
+    GCMON_ACTOR_ANONYMOUS           /* nobody: audited as "-" (explicit, warned) */
+} gcmon_actor_mode_e;
+
 /* Server configuration (all gcmon directives are global: one org per httpd). */
 typedef struct {
     gc_conn_conf_t conn;
@@ -34,13 +50,6 @@ typedef struct {
     const char *actor_header;       /* its header name (header mode) */
 } gcmon_api_conf_t;
 
-/* GcmonAdminActor: where the actor of an admin action comes from. */
-typedef enum {
-    GCMON_ACTOR_USER = 0,           /* Apache's authenticated r->user (default) */
-    GCMON_ACTOR_HEADER,             /* a header set by a trusted reverse proxy */
-    GCMON_ACTOR_ANONYMOUS           /* nobody: audited as "-" (explicit, warned) */
-} gcmon_actor_mode_e;
-
 /* Per-process runtime, created in child_init. */
 typedef struct {
     gcmon_shared_t shared;
@@ -48,14 +57,40 @@ typedef struct {
     gc_presence_cache_t *presences; /* the org's presence definitions */
 } gcmon_api_runtime_t;
 
+/* ---------------------------------------------------------------- module, config */
+
 extern const command_rec gcmon_api_cmds[];
 void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s);
 gcmon_api_conf_t *gcmon_api_conf(void);
 long gcmon_api_max_body(const gcmon_api_conf_t *c);
-
+gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c);
 gcmon_api_runtime_t *gcmon_api_runtime(void);
 
+/* ---------------------------------------------------------------- routes */
+
+/* The handler hook (mod_gcmon_api_routes.c). */
 int gcmon_api_handler(request_rec *r);
+
+/* Every endpoint: params are the path's "*" segments; body is the admin
+ * write's parsed JSON object (NULL for reads and empty bodies). Returns OK
+ * once a response was produced. */
+typedef int gcmon_api_endpoint_fn(request_rec *r, const char **params, json_t *body);
+
+/* ---------------------------------------------------------------- resources */
+
+gcmon_api_endpoint_fn gcmon_api_health_get;         /* mod_gcmon_api_health.c */
+gcmon_api_endpoint_fn gcmon_api_metrics_get;
+gcmon_api_endpoint_fn gcmon_api_stream_get;
+gcmon_api_endpoint_fn gcmon_api_history_get;        /* mod_gcmon_api_read.c */
+gcmon_api_endpoint_fn gcmon_api_alerts_get;
+gcmon_api_endpoint_fn gcmon_api_board_get;          /* mod_gcmon_api_board.c */
+gcmon_api_endpoint_fn gcmon_api_agent_get;
+gcmon_api_endpoint_fn gcmon_api_status_get;         /* mod_gcmon_api_status.c */
+gcmon_api_endpoint_fn gcmon_api_status_put;
+gcmon_api_endpoint_fn gcmon_api_audit_get;          /* mod_gcmon_api_audit.c */
+gcmon_api_endpoint_fn gcmon_api_upstream_check;     /* mod_gcmon_api_upstream.c */
+
+/* ---------------------------------------------------------------- HTTP helpers */
 
 /* What gcmon learns about one request (its request_config slot). */
 typedef struct {
@@ -77,68 +112,68 @@ int gcmon_api_route_segments(request_rec *r, const char **seg, int max);
 int gcmon_api_map_to_storage(request_rec *r);
 
 /* The actor of an admin request (mod_gcmon_api_actor.c, SPEC §9.14). OK once
- * established (then gcmon_api_actor/_source answer), or DONE after a 403. */
-int gcmon_api_actor_establish(request_rec *r);
+ * established (then gcmon_api_actor/_source answer); else DONE with the 403
+ * problem in res. */
+int gcmon_api_actor_establish(request_rec *r, gc_result_t *res);
 /* The established actor, or "-". */
 const char *gcmon_api_actor(request_rec *r);
 /* How it was established: "user", "header:<Name>", "anonymous", or "-". */
 const char *gcmon_api_actor_source(request_rec *r);
-gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c);
 
-/* Responses (mod_gcmon_api_handler.c). Each sets r->status, Cache-Control:
+/* Responses (mod_gcmon_api_http.c). Each sets r->status, Cache-Control:
  * no-store and X-Content-Type-Options: nosniff, and returns OK. */
 void gcmon_api_common_headers(request_rec *r);
 int gcmon_api_send_text(request_rec *r, int status, const char *ctype, const char *text,
                         apr_size_t len);
 /* A JSON document (reference stolen), application/json; charset=utf-8. */
 int gcmon_api_send_json(request_rec *r, int status, json_t *doc);
-/* RFC 9457 problem; `errors` (stolen, may be NULL) lists {field,message}. */
+/* A streamed JSON document (the writer's buffer is handed to httpd). */
+int gcmon_api_send_jw(request_rec *r, gc_jw_t *w);
+/* RFC 9457 problem without field errors. */
 int gcmon_api_send_problem(request_rec *r, int status, const char *slug, const char *title,
-                           const char *detail, json_t *errors);
-/* [{"field": field, "message": message}] */
-json_t *gcmon_api_field_error(const char *field, const char *message);
+                           const char *detail);
+/* A core result: its document or problem, ETag, Retry-After, and the
+ * validation-error metric. */
+int gcmon_api_send_result(request_rec *r, gc_result_t *res);
+/* 304 with the validator and no body. */
+int gcmon_api_not_modified(request_rec *r, const char *etag);
 /* gcmon_validation_errors_total{error_type} += 1 */
 void gcmon_api_count_validation(const char *type);
 
-/* Map an upstream failure to 502/503 (with Retry-After) problem+json. */
-int gcmon_api_send_upstream_error(request_rec *r, const gc_error_t *e);
-
-/* The database connection of this request (mod_dbd), schema checked. NULL
- * when there is none (after a 503 problem was sent, if send_problem). */
-struct gc_store *gcmon_api_request_store(request_rec *r, int send_problem);
+/* The admin-write guard (SPEC §5): cross-site refusal, X-Gcmon-Request, JSON
+ * only, GcmonMaxBody, one strict JSON object. OK with *body (new reference,
+ * NULL for an empty body), or DONE after the refusal was sent. */
+int gcmon_api_admin_guard(request_rec *r, json_t **body);
 
 /* Parse the query string for `fields` (gc_query.h); DONE after a 400 was sent. */
 int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t *q);
 
-/* send_problem with extra top-level members (object, stolen, may be NULL). */
-int gcmon_api_send_problem_ex(request_rec *r, int status, const char *slug, const char *title,
-                              const char *detail, json_t *errors, json_t *extra);
+/* The envelope of a paged listing (SPEC §5.1): {"total","limit","offset",
+ * "next_cursor","data":[ — the caller writes the rows and "]}". */
+void gcmon_api_page_head(request_rec *r, gc_jw_t *w, const gc_query_t *q, const gc_page_t *pg,
+                         char kind);
 
-/* Retry-After: e's retry_after in whole seconds, at least 1. */
-void gcmon_api_set_retry_after(request_rec *r, const gc_error_t *e);
+/* This request's database connection (mod_dbd) with the schema checked: a
+ * store and a reader that live as long as the connection. NULL after a 503
+ * was sent (when send_problem). */
+struct gc_store *gcmon_api_store(request_rec *r, int send_problem);
+struct gc_reader *gcmon_api_reader(request_rec *r);
+/* 500 database_error for a failed query, logged with `what`. */
+int gcmon_api_database_error(request_rec *r, const char *what, const char *err);
 
-/* What gcmon_api_send_upstream_error answers for e. */
-void gcmon_api_upstream_problem(const gc_error_t *e, int *status, const char **slug,
-                                const char **title);
+/* Upstream client and presence cache are configured; else a 503 problem in res. */
+int gcmon_api_upstream_ready(gc_result_t *res);
 
 /* Record an admin action in the audit trail (and, when outbox_target is not
- * NULL, queue its webhook delivery in the same transaction). request/result
- * are borrowed. Failures are logged with the whole record (never lost
- * silently); returns APR_SUCCESS or the store's error. */
+ * NULL, queue its webhook delivery in the same transaction), with the
+ * request's actor. A failure is logged with the whole record, never lost
+ * silently. */
 apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *target,
                              const json_t *request, const json_t *result, int status,
                              apr_time_t started, const char *outbox_target,
                              const char *outbox_body);
 
-/* Admin endpoints (mod_gcmon_api_admin.c). */
-int gcmon_api_status_get(request_rec *r, const char **params);
-int gcmon_api_status_put(request_rec *r, const char **params, json_t *body);
-int gcmon_api_audit_list(request_rec *r, const char **params);
-
-/* Read endpoints (mod_gcmon_api_read.c); params are the path's "*" segments. */
-int gcmon_api_read_history(request_rec *r, const char **params);
-int gcmon_api_read_agents(request_rec *r, const char **params);
-int gcmon_api_read_agent(request_rec *r, const char **params);
-int gcmon_api_read_alerts(request_rec *r, const char **params);
+/* Is the outbound webhook `target` configured (mod_gcmon_stream)? */
+int gcmon_api_webhook_configured(const char *target);
 
 #endif

@@ -21,6 +21,7 @@
 #include <apr_strings.h>
 
 #include "gc_log.h"
+#include "gc_api_routes.h"
 #include "gc_metrics.h"
 #include "gc_metrics_test.h"
 
@@ -86,13 +87,12 @@ static const char *const v_state_result[] = {
 static const char *const v_validation_error[] = {
     "malformed_json", "missing_field", "invalid_type", "invalid_value", "unknown_status",
     "transition_not_allowed", "precondition_failed", "body_too_large",
-    "unsupported_media_type", "csrf_rejected", "duplicate_key", "other"
+    "unsupported_media_type", "csrf_rejected", "duplicate_key", "actor_missing", "other"
 };
-static const char *const v_api_route[] = {
-    "health", "metrics", "stream", "history", "agents", "agent", "alerts", "upstream_check",
-    "admin_status", "admin_audit", "admin_weights", "admin_distributions", "admin_traces",
-    "admin_strategies", "strategy_route", "hooks_genesys", "not_found", "other"
-};
+/* The route names of gc_api_routes.h, "other" last. */
+#define API_ROUTE_VALUE(name) #name,
+static const char *const v_api_route[] = { GC_API_ROUTE_LIST(API_ROUTE_VALUE) "other" };
+#undef API_ROUTE_VALUE
 
 static const double b_event_lag[] = {
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60

@@ -248,60 +248,6 @@ const char *gc_presence_etag(apr_pool_t *p, const char *definition_id, apr_time_
     return out;
 }
 
-int gc_if_match(const char *header, const char *etag)
-{
-    const char *s = header;
-    size_t elen = etag ? strlen(etag) : 0;
-
-    if (!s || !etag) {
-        return 0;
-    }
-    while (*s == ' ' || *s == '\t') {
-        s++;
-    }
-    if (s[0] == '*') {
-        const char *t = s + 1;
-        while (*t == ' ' || *t == '\t') {
-            t++;
-        }
-        return *t == '\0';
-    }
-    while (*s) {
-        const char *start, *end;
-        int weak = 0;
-
-        while (*s == ' ' || *s == '\t' || *s == ',') {
-            s++;
-        }
-        if (!*s) {
-            break;
-        }
-        if (s[0] == 'W' && s[1] == '/') {
-            weak = 1;
-            s += 2;
-        }
-        if (*s != '"') {
-            return 0;
-        }
-        start = s;
-        end = strchr(s + 1, '"');
-        if (!end) {
-            return 0;
-        }
-        s = end + 1;
-        if (!weak && (size_t)(s - start) == elen && strncmp(start, etag, elen) == 0) {
-            return 1;
-        }
-        while (*s == ' ' || *s == '\t') {
-            s++;
-        }
-        if (*s && *s != ',') {
-            return 0;
-        }
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ transitions */
 
 static const char *const presences[] = {

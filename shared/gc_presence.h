@@ -2,7 +2,8 @@
  * per process), gcmon's own presence ETag and If-Match, and the
  * GcmonTransition rules. Genesys has no ETag or If-Match on presence, so the
  * ETag is gcmon's: a strong one over the presence definition id and
- * modifiedDate, checked against a fresh GET just before the PATCH. */
+ * modifiedDate, checked against a fresh GET just before the PATCH (If-Match
+ * is parsed by gc_etag_match). */
 #ifndef GC_PRESENCE_H
 #define GC_PRESENCE_H
 
@@ -64,10 +65,6 @@ int gc_user_presence_parse(apr_pool_t *p, const json_t *body, gc_user_presence_t
  * over the definition id and the millisecond modifiedDate + "\"". */
 const char *gc_presence_etag(apr_pool_t *p, const char *definition_id, apr_time_t modified);
 
-/* RFC 9110 If-Match against a current strong ETag: "*" matches; otherwise a
- * comma-separated list of entity tags, compared strongly (a weak W/"…" tag
- * never matches). A malformed header matches nothing. */
-int gc_if_match(const char *header, const char *etag);
 
 /* ------------------------------------------------------------ GcmonTransition */
 

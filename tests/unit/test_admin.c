@@ -15,6 +15,7 @@
 
 #include "gc_audit.h"
 #include "gc_outbox.h"
+#include "gc_etag.h"
 #include "gc_presence.h"
 #include "gc_query.h"
 #include "gc_store.h"
@@ -150,17 +151,24 @@ START_TEST(if_match_rules)
 {
     const char *e = "\"0123456789abcdef0123456789abcdef\"";
 
-    ck_assert(gc_if_match(e, e));
-    ck_assert(gc_if_match("*", e));
-    ck_assert(gc_if_match(" * ", e));
-    ck_assert(gc_if_match("\"x\", \"0123456789abcdef0123456789abcdef\"", e));
-    ck_assert(!gc_if_match("W/\"0123456789abcdef0123456789abcdef\"", e));
-    ck_assert(!gc_if_match("\"0123456789abcdef0123456789abcde\"", e));
-    ck_assert(!gc_if_match("0123456789abcdef0123456789abcdef", e));
-    ck_assert(!gc_if_match("\"unterminated", e));
-    ck_assert(!gc_if_match("*, \"x\"", e));
-    ck_assert(!gc_if_match("", e));
-    ck_assert(!gc_if_match(NULL, e));
+    ck_assert(gc_etag_match(e, e, GC_ETAG_STRONG));
+    ck_assert(gc_etag_match("*", e, GC_ETAG_STRONG));
+    ck_assert(gc_etag_match(" * ", e, GC_ETAG_STRONG));
+    ck_assert(gc_etag_match("\"x\", \"0123456789abcdef0123456789abcdef\"", e, GC_ETAG_STRONG));
+    ck_assert(!gc_etag_match("W/\"0123456789abcdef0123456789abcdef\"", e, GC_ETAG_STRONG));
+    ck_assert(!gc_etag_match("\"0123456789abcdef0123456789abcde\"", e, GC_ETAG_STRONG));
+    ck_assert(!gc_etag_match("0123456789abcdef0123456789abcdef", e, GC_ETAG_STRONG));
+    ck_assert(!gc_etag_match("\"unterminated", e, GC_ETAG_STRONG));
+    ck_assert(!gc_etag_match("*, \"x\"", e, GC_ETAG_STRONG));
+    ck_assert(!gc_etag_match("", e, GC_ETAG_STRONG));
+    ck_assert(!gc_etag_match(NULL, e, GC_ETAG_STRONG));
+    /* If-None-Match compares weakly; the same parser */
+    ck_assert(gc_etag_match("W/\"0123456789abcdef0123456789abcdef\"", e, GC_ETAG_WEAK));
+    ck_assert(gc_etag_match("\"a\" , W/\"0123456789abcdef0123456789abcdef\"", e,
+                            GC_ETAG_WEAK));
+    ck_assert(gc_etag_match("*", e, GC_ETAG_WEAK));
+    ck_assert(!gc_etag_match("W/\"0123456789abcdef0123456789abcde\"", e, GC_ETAG_WEAK));
+    ck_assert(!gc_etag_match("\"x\" junk", e, GC_ETAG_WEAK));
 }
 END_TEST
 

@@ -15,6 +15,7 @@
 #include <apr_pools.h>
 #include <apr_strings.h>
 
+#include "gc_api_routes.h"
 #include "gc_metrics.h"
 #include "gc_log.h"
 #include "gc_metrics_test.h"
@@ -635,13 +636,13 @@ static const char *const e_result[] = {
 static const char *const e_validation[] = {
     "malformed_json", "missing_field", "invalid_type", "invalid_value", "unknown_status",
     "transition_not_allowed", "precondition_failed", "body_too_large",
-    "unsupported_media_type", "csrf_rejected", "duplicate_key", "other", NULL
+    "unsupported_media_type", "csrf_rejected", "duplicate_key", "actor_missing", "other",
+    NULL
 };
-static const char *const e_route[] = {
-    "health", "metrics", "stream", "history", "agents", "agent", "alerts", "upstream_check",
-    "admin_status", "admin_audit", "admin_weights", "admin_distributions", "admin_traces",
-    "admin_strategies", "strategy_route", "hooks_genesys", "not_found", "other", NULL
-};
+/* The route names come from gc_api_routes.h, the one list of them. */
+#define E_ROUTE(name) #name,
+static const char *const e_route[] = { GC_API_ROUTE_LIST(E_ROUTE) "other", NULL };
+#undef E_ROUTE
 static const double e_lag[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
                                 60, -1 };
 static const double e_lat[] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, -1 };
