@@ -24,6 +24,7 @@
 #include "gc_api_routes.h"
 #include "gc_metrics.h"
 #include "gc_metrics_test.h"
+#include "gc_state.h"
 
 #define GC_METRICS_MAGIC 0x67634d45u /* "gcME" */
 
@@ -76,10 +77,9 @@ static const char *const v_code[] = {
     "200", "201", "202", "204", "304", "400", "401", "403", "404", "405", "409", "412",
     "413", "415", "422", "429", "500", "502", "503", "504", "error", "other"
 };
-static const char *const v_state_status[] = {
-    "Available", "Away", "Busy", "Break", "Meal", "Meeting", "Training", "Offline", "Idle",
-    "OnQueue", "other"
-};
+#define STATE_VALUE(name) #name,
+static const char *const v_state_status[] = { GC_PRESENCE_LIST(STATE_VALUE) "other" };
+#undef STATE_VALUE
 static const char *const v_state_result[] = {
     "success", "invalid", "not_found", "precondition_failed", "not_allowed", "throttled",
     "upstream_error", "other"

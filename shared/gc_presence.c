@@ -250,26 +250,9 @@ const char *gc_presence_etag(apr_pool_t *p, const char *definition_id, apr_time_
 
 /* ------------------------------------------------------------ transitions */
 
-static const char *const presences[] = {
-    "Available", "Away", "Busy", "Break", "Meal", "Meeting", "Training", "Offline", "Idle",
-    "OnQueue"
-};
-
-static int is_presence(const char *s)
-{
-    size_t i;
-
-    for (i = 0; i < sizeof(presences) / sizeof(presences[0]); i++) {
-        if (strcmp(s, presences[i]) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static const char *check_name(apr_pool_t *p, const char *s)
 {
-    if (strcmp(s, "*") == 0 || is_presence(s)) {
+    if (strcmp(s, "*") == 0 || gc_presence_valid(s)) {
         return NULL;
     }
     if (gc_state_valid(s)) {

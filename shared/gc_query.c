@@ -160,11 +160,6 @@ static const field_t known[] = {
 };
 #define N_KNOWN ((int)(sizeof(known) / sizeof(known[0])))
 
-static const char *const state_names[] = {
-    "Available", "Away", "Busy", "Break", "Meal", "Meeting", "Training", "Offline", "Idle",
-    "OnQueue", "IDLE", "INTERACTING", "COMMUNICATING", "NOT_RESPONDING", "OFF_QUEUE"
-};
-
 /* Decimal digits only (no sign, space, exponent), value in [min, max]. */
 static int parse_bounded(const char *s, long min, long max, long *out)
 {
@@ -192,9 +187,10 @@ static int parse_bounded(const char *s, long min, long max, long *out)
 static const char *state_message(apr_pool_t *p)
 {
     const char *m = "must be one of";
-    size_t i;
+    apr_size_t i, n;
+    const char *const *state_names = gc_state_names(&n);
 
-    for (i = 0; i < sizeof(state_names) / sizeof(state_names[0]); i++) {
+    for (i = 0; i < n; i++) {
         m = apr_pstrcat(p, m, i ? ", " : " ", state_names[i], NULL);
     }
     return m;

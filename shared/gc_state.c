@@ -12,14 +12,37 @@
 /* ------------------------------------------------------------------------ */
 /* Names                                                                    */
 
-static const char *const presences[] = {
-    "Available", "Away", "Busy", "Break", "Meal", "Meeting", "Training", "Offline", "Idle",
-    "OnQueue"
+#define NAME(n) #n,
+static const char *const states[] = {
+    GC_PRESENCE_LIST(NAME) GC_ROUTING_STATUS_LIST(NAME)
 };
-static const char *const routing_statuses[] = {
-    "IDLE", "INTERACTING", "COMMUNICATING", "NOT_RESPONDING", "OFF_QUEUE"
-};
+static const char *const presences[] = { GC_PRESENCE_LIST(NAME) };
+static const char *const routing_statuses[] = { GC_ROUTING_STATUS_LIST(NAME) };
+#undef NAME
 #define NELTS(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *const *gc_state_names(apr_size_t *n)
+{
+    *n = NELTS(states);
+    return states;
+}
+
+static int exact(const char *s, const char *const *names, size_t n)
+{
+    size_t i;
+
+    for (i = 0; s && i < n; i++) {
+        if (!strcmp(s, names[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int gc_presence_valid(const char *s)
+{
+    return exact(s, presences, NELTS(presences));
+}
 
 static int ascii_lower(int c)
 {
@@ -87,22 +110,7 @@ const char *gc_state_derive(const char *presence, const char *routing_status)
 
 int gc_state_valid(const char *s)
 {
-    size_t i;
-
-    if (!s) {
-        return 0;
-    }
-    for (i = 0; i < NELTS(presences); i++) {
-        if (!strcmp(s, presences[i])) {
-            return 1;
-        }
-    }
-    for (i = 0; i < NELTS(routing_statuses); i++) {
-        if (!strcmp(s, routing_statuses[i])) {
-            return 1;
-        }
-    }
-    return 0;
+    return exact(s, states, NELTS(states));
 }
 
 const char *gc_msg_kind_name(gc_msg_kind_e kind)

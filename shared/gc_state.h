@@ -56,6 +56,20 @@ const char *gc_msg_kind_name(gc_msg_kind_e kind);
  * counts as absent. ev->correlation_id is left NULL (it is envelope metadata). */
 int gc_agent_event_from_json(apr_pool_t *p, const json_t *obj, gc_agent_event_t *ev);
 
+/* The state names of SPEC §3.1, the one list of them: the ten system
+ * presences, then the five routing statuses (an OnQueue agent's state). */
+#define GC_PRESENCE_LIST(X) \
+    X(Available) X(Away) X(Busy) X(Break) X(Meal) X(Meeting) X(Training) X(Offline) \
+    X(Idle) X(OnQueue)
+#define GC_ROUTING_STATUS_LIST(X) \
+    X(IDLE) X(INTERACTING) X(COMMUNICATING) X(NOT_RESPONDING) X(OFF_QUEUE)
+
+/* The 15 state names in that order; *n gets their number. */
+const char *const *gc_state_names(apr_size_t *n);
+
+/* Is `s` one of the ten system presences, exactly ("Available" … "OnQueue")? */
+int gc_presence_valid(const char *s);
+
 /* "AVAILABLE", "available", "On Queue", "ON_QUEUE", "onqueue" → canonical
  * ("Available", "OnQueue"); NULL when not a system presence. */
 const char *gc_presence_normalise(const char *s);
