@@ -15,5 +15,6 @@ Suite *monitor_suite(void);
 Suite *alerts_suite(void);
 Suite *outbox_suite(void);
 Suite *admin_suite(void);
+Suite *secret_suite(void);
 
 #endif
