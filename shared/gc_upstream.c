@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "gc_log.h"
+#include "gc_secret.h"
 #include "gc_upstream.h"
 #include "gc_upstream_test.h"
 #include "gc_version.h"
@@ -175,54 +176,18 @@ static json_t *json_pool_owned(apr_pool_t *p, json_t *j)
     return j;
 }
 
-/* Replace every occurrence of needle in s (needles shorter than 4 chars are
- * ignored: too likely to be accidental substrings). */
-static const char *redact(apr_pool_t *p, const char *s, const char *needle)
-{
-    size_t nl;
-    const char *hit;
-    char *out;
-
-    if (!s || !needle || (nl = strlen(needle)) < 4 || !(hit = strstr(s, needle))) {
-        return s;
-    }
-    out = apr_pstrcat(p, apr_pstrmemdup(p, s, (apr_size_t)(hit - s)), "[hidden]", NULL);
-    return apr_pstrcat(p, out, redact(p, hit + nl, needle), NULL);
-}
-
-/* Printable single-line text of at most max bytes (ASCII; anything else '?'),
- * with the client secret and token (if given) hidden. */
+/* Printable single-line text of at most max bytes (plus "..."): the client
+ * secret and the given secret (the bearer token, or the Basic credentials of
+ * a token request) are hidden first, then the text is cut (gc_redact_line),
+ * so a secret straddling the cut never survives in part. */
 static const char *sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token,
                             const char *s, apr_size_t len, apr_size_t max)
 {
-    char *out = apr_palloc(p, (max < len ? max : len) + 4);
-    apr_size_t i, o = 0;
-    int space = 1;
-    const char *r;
+    const char *needles[2];
 
-    for (i = 0; i < len && o < max; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x20 || c == 0x7f || c == ' ') {
-            if (!space) {
-                out[o++] = ' ';
-            }
-            space = 1;
-            continue;
-        }
-        out[o++] = c >= 0x80 ? '?' : (char)c;
-        space = 0;
-    }
-    while (o > 0 && out[o - 1] == ' ') {
-        o--;
-    }
-    if (i < len) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    r = redact(p, out, u->conf.client_secret);
-    return redact(p, r, token);
+    needles[0] = u->conf.client_secret;
+    needles[1] = token;
+    return gc_redact_line(p, s, len, needles, 2, 0, max);
 }
 
 /* "/api/v2/x?y" → "/api/v2/x"; absolute URLs lose their query too (pre-signed

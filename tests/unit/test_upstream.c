@@ -1061,6 +1061,54 @@ START_TEST(test_error_bodies)
 }
 END_TEST
 
+/* No prefix of secret of 8 bytes or more appears in text. */
+static void assert_no_prefix(const char *text, const char *secret)
+{
+    apr_size_t k;
+
+    for (k = 8; k <= strlen(secret); k++) {
+        ck_assert_msg(!strstr(text, apr_pstrndup(pool, secret, k)),
+                      "%d-byte prefix of a secret in \"%s\"", (int)k, text);
+    }
+}
+
+/* Error excerpts are redacted before they are cut: a secret straddling the
+ * cut (200 bytes of a plain body, 500 of a JSON message) leaves nothing. */
+START_TEST(test_error_excerpt_secret_at_cut)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    char pad[600];
+
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    script_token(TOKEN1, 86400);
+    lb_add_simple(srv, "/api/v2/plain", 403, "Content-Type: text/plain\r\n",
+                  apr_pstrcat(pool, apr_pstrndup(pool, pad, 190), TOKEN1, " and more", NULL));
+    lb_add_simple(srv, "/api/v2/plain2", 403, "Content-Type: text/plain\r\n",
+                  apr_pstrcat(pool, apr_pstrndup(pool, pad, 195), SECRET, " and more", NULL));
+    lb_add_simple(srv, "/api/v2/json", 400, NULL,
+                  apr_pstrcat(pool, "{\"message\":\"", apr_pstrndup(pool, pad, 494), TOKEN1,
+                              "\"}", NULL));
+    u = client();
+
+    ck_assert_int_ne(call(u, "GET", "/api/v2/plain", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_FORBIDDEN);
+    assert_no_prefix(e->message, TOKEN1);
+    ck_assert_ptr_nonnull(strstr(e->message, "x[hidden]"));
+
+    ck_assert_int_ne(call(u, "GET", "/api/v2/plain2", &r, &e), APR_SUCCESS);
+    assert_no_prefix(e->message, SECRET);
+    ck_assert_ptr_nonnull(strstr(e->message, "xxx..."));
+
+    ck_assert_int_ne(call(u, "GET", "/api/v2/json", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_CLIENT);
+    assert_no_prefix(e->message, TOKEN1);
+    ck_assert_ptr_nonnull(strstr(e->message, "xxx..."));
+}
+END_TEST
+
 START_TEST(test_bad_success_bodies)
 {
     gc_upstream_t *u;
@@ -1319,6 +1367,7 @@ Suite *upstream_suite(void)
     tcase_add_test(tc, test_403_forbidden);
     tcase_add_test(tc, test_404_not_found);
     tcase_add_test(tc, test_error_bodies);
+    tcase_add_test(tc, test_error_excerpt_secret_at_cut);
     tcase_add_test(tc, test_bad_success_bodies);
     tcase_add_test(tc, test_bad_urls_send_nothing);
     tcase_add_test(tc, test_log_never_shows_secrets);
