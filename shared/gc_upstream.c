@@ -7,7 +7,9 @@
  *   5. OAuth client-credentials token cache (single flight per client)
  *   6. public API
  * Nothing here ever logs or returns the Authorization header, the token, the
- * client secret or a request body. */
+ * client secret or a request body, and every copy of a secret made here (the
+ * cached token, the Basic credentials, header lines, response bodies) is
+ * wiped before its memory is released (gc_secret.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,7 @@
 #define GC_UP_EXCERPT              200
 #define GC_UP_MESSAGE_MAX          600
 #define GC_UP_TOKEN_OP             "oauth_token"
+#define GC_UP_TOKEN_MAX            8192    /* longest access token accepted */
 
 struct gc_upstream {
     apr_pool_t *pool;
@@ -65,7 +68,9 @@ struct gc_upstream {
     /* Token cache, guarded by mutex. */
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *cond;
-    char *token;                    /* malloc'd; NULL when none */
+    apr_size_t token_len;           /* 0: no token */
+    char token[GC_UP_TOKEN_MAX + 1];/* the cached token, zero-padded; wiped whenever it
+                                       is replaced or forgotten, and with the pool */
     apr_time_t token_renew_at;      /* client clock */
     unsigned long token_gen;        /* bumped whenever the token changes */
     int fetching;                   /* a thread is fetching a token */
@@ -118,6 +123,12 @@ void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_tim
 void gc_upstream_test_set_max_body(gc_upstream_t *u, apr_size_t max)
 {
     u->max_body = max;
+}
+
+const char *gc_upstream_test_token_storage(gc_upstream_t *u, apr_size_t *size)
+{
+    *size = sizeof(u->token);
+    return u->token;
 }
 
 /* ---------------------------------------------------------------------------
@@ -391,7 +402,8 @@ static int is_json_type(const char *ct)
  * ------------------------------------------------------------------------- */
 
 typedef struct body_buf {
-    char *data;                     /* malloc'd, freed by the attempt pool */
+    char *data;                     /* malloc'd, wiped and freed by the attempt pool
+                                       (a token response holds the token) */
     apr_size_t len, cap, max;
     int too_big, no_mem;
 } body_buf_t;
@@ -404,6 +416,7 @@ typedef struct call {
     const char *body;               /* NULL: none */
     const char *content_type;       /* for the body */
     const char *basic_auth;         /* token request: "Authorization: Basic …" */
+    const char *basic_b64;          /* token request: its credentials, hidden in texts */
     int token_request;
     int no_auth;
     int idempotent;                 /* may be re-sent after it may have arrived */
@@ -429,6 +442,7 @@ static apr_status_t body_buf_cleanup(void *data)
 {
     body_buf_t *b = data;
 
+    gc_wipe(b->data, b->cap);
     free(b->data);
     b->data = NULL;
     return APR_SUCCESS;
@@ -453,10 +467,16 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         if (cap > b->max + 1) {
             cap = b->max + 1;
         }
-        d = realloc(b->data, cap);
+        /* not realloc: the old block is wiped before it is freed */
+        d = malloc(cap);
         if (!d) {
             b->no_mem = 1;
             return 0;
+        }
+        if (b->data) {
+            memcpy(d, b->data, b->len + 1);
+            gc_wipe(b->data, b->cap);
+            free(b->data);
         }
         b->data = d;
         b->cap = cap;
@@ -526,6 +546,17 @@ static struct curl_slist *slist_add(struct curl_slist *l, const char *h, int *oo
     return n;
 }
 
+/* Free a header list, wiping every line first (one holds the credentials). */
+static void slist_free_wiped(struct curl_slist *l)
+{
+    struct curl_slist *n;
+
+    for (n = l; n; n = n->next) {
+        gc_wipe(n->data, strlen(n->data));
+    }
+    curl_slist_free_all(l);
+}
+
 static long ms_of(apr_interval_time_t t)
 {
     long ms = (long)apr_time_as_msec(t);
@@ -562,7 +593,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
     }
     hl = slist_add(hl, "Expect:", &oom);
     if (oom) {
-        curl_slist_free_all(hl);
+        slist_free_wiped(hl);
         curl_easy_cleanup(h);
         at->cc = CURLE_OUT_OF_MEMORY;
         return;
@@ -589,7 +620,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
                 || (sc = curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs")) != CURLE_OK))) {
         at->cc = sc;
         apr_cpystrn(at->errbuf, curl_easy_strerror(sc), sizeof(at->errbuf));
-        curl_slist_free_all(hl);
+        slist_free_wiped(hl);
         curl_easy_cleanup(h);
         return;
     }
@@ -646,7 +677,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
         break;
     }
     at->elapsed = apr_time_now() - start;
-    curl_slist_free_all(hl);
+    slist_free_wiped(hl);
     curl_easy_cleanup(h);
 }
 
@@ -1007,7 +1038,7 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
                 apr_pool_destroy(ap);
                 goto fail;
             }
-            auth = apr_pstrcat(ap, "Authorization: Bearer ", token, NULL);
+            auth = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", token, NULL));
         }
 
         /* Then a slot of our own rate budget, before anything is sent. Token
@@ -1066,7 +1097,7 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
             last_corr = last_corr ? apr_pstrdup(p, last_corr) : NULL;
         }
 
-        v = classify(ap, u, c, &at, token, renewed);
+        v = classify(ap, u, c, &at, c->token_request ? c->basic_b64 : token, renewed);
         if (v.outcome == V_SUCCESS) {
             int bad_json;
             gc_response_t *r = make_response(p, &at, attempt, &bad_json);
@@ -1153,18 +1184,36 @@ static int token_chars_ok(const char *t)
     return 1;
 }
 
-/* One token request (with retries). On success *tok is malloc'd. */
-static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, char **tok,
-                                apr_interval_time_t *lifetime, gc_error_t **err)
+/* The Basic credentials of a token request, in tp (wiped when tp goes). */
+static void basic_auth(gc_upstream_t *u, apr_pool_t *tp, call_t *c)
+{
+    char *creds = gc_secret_track(tp, apr_pstrcat(tp, u->conf.client_id, ":",
+                                                  u->conf.client_secret, NULL));
+    int len = (int)strlen(creds);
+    apr_size_t elen = (apr_size_t)apr_base64_encode_len(len);
+    char *enc = apr_palloc(tp, elen);
+
+    gc_wipe_on_cleanup(tp, enc, elen);
+    apr_base64_encode(enc, creds, len);
+    c->basic_b64 = enc;
+    c->basic_auth = gc_secret_track(tp, apr_pstrcat(tp, "Authorization: Basic ", enc, NULL));
+}
+
+/* One token request (with retries). On success *tok (*tok_len bytes) is from
+ * tp and wiped when tp goes; every other copy made here (the credentials, the
+ * response body, jansson's string) is wiped too. */
+static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, const char **tok,
+                                apr_size_t *tok_len, apr_interval_time_t *lifetime,
+                                gc_error_t **err)
 {
     call_t c;
     gc_response_t *resp = NULL;
-    const char *creds, *at;
-    char *enc;
+    const char *at;
     json_t *ex;
     apr_int64_t life = GC_UP_TOKEN_DEFAULT_LIFE;
     apr_status_t rv;
-    int len;
+    apr_size_t n;
+    int usable;
 
     if (!u->conf.login_url || !*u->conf.login_url) {
         *err = make_err(tp, GC_ERR_CONFIG, 0, "no login URL configured");
@@ -1183,20 +1232,26 @@ static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, char **tok,
     c.idempotent = 1;
     c.retry_500 = 1;
     c.max_attempts = GC_UP_DEFAULT_ATTEMPTS;
-    creds = apr_pstrcat(tp, u->conf.client_id, ":", u->conf.client_secret, NULL);
-    len = (int)strlen(creds);
-    enc = apr_palloc(tp, (apr_size_t)apr_base64_encode_len(len));
-    apr_base64_encode(enc, creds, len);
-    c.basic_auth = apr_pstrcat(tp, "Authorization: Basic ", enc, NULL);
+    basic_auth(u, tp, &c);
 
     rv = run_call(u, tp, &c, &resp, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     at = json_string_value(json_object_get(resp->json, "access_token"));
-    if (!at || !*at || !token_chars_ok(at)) {
+    n = at ? strlen(at) : 0;
+    usable = n > 0 && n <= GC_UP_TOKEN_MAX && token_chars_ok(at);
+    if (usable) {
+        *tok = gc_secret_pmemdup(tp, at, n);
+        *tok_len = n;
+    }
+    /* jansson frees its copy without wiping it: wipe it in place (its tree is
+     * only released after this) */
+    gc_wipe((char *)at, n);
+    if (!usable) {
         *err = make_err(tp, GC_ERR_PROTOCOL, resp->status,
-                        "login service answered without a usable access_token");
+                        "login service answered without a usable access_token (printable "
+                        "ASCII, at most " APR_STRINGIFY(GC_UP_TOKEN_MAX) " bytes)");
         (*err)->attempts = resp->attempts;
         (*err)->correlation_id = resp->correlation_id;
         return APR_EGENERAL;
@@ -1212,11 +1267,6 @@ static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, char **tok,
         life = APR_INT64_C(100000000);
     }
     *lifetime = apr_time_from_sec(life);
-    *tok = strdup(at);
-    if (!*tok) {
-        *err = make_err(tp, GC_ERR_CONNECT, 0, "out of memory");
-        return APR_ENOMEM;
-    }
     gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
            GCMON_LOGNO(106) "obtained an access token from %s (valid %" APR_INT64_T_FMT " s)",
            c.log_path, life);
@@ -1233,7 +1283,23 @@ static gc_error_t *copy_err(apr_pool_t *p, const gc_error_t *s)
     return e;
 }
 
-/* A valid token (copied into tp) and its generation. Errors from p. Only one
+/* Forget the cached token, wiping it. Under u->mutex (or single-threaded). */
+static void forget_token(gc_upstream_t *u)
+{
+    gc_wipe(u->token, sizeof(u->token));
+    u->token_len = 0;
+}
+
+/* Replace the cached token (n <= GC_UP_TOKEN_MAX bytes): the old one is wiped,
+ * all of it, also where the new one is shorter. Under u->mutex. */
+static void store_token(gc_upstream_t *u, const char *t, apr_size_t n)
+{
+    forget_token(u);
+    memcpy(u->token, t, n);
+    u->token_len = n;
+}
+
+/* A valid token (copied into tp, wiped when tp goes) and its generation. Errors from p. Only one
  * thread per client fetches; the others wait for it (cancellable) and share
  * its result, so a burst of requests after expiry makes one token request. */
 static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
@@ -1241,7 +1307,8 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
 {
     apr_pool_t *fp;
     apr_status_t rv;
-    char *tok = NULL;
+    const char *tok = NULL;
+    apr_size_t tok_len = 0;
     apr_interval_time_t life = 0;
     apr_time_t started;
     gc_error_t *fe = NULL;
@@ -1257,8 +1324,8 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
     for (;;) {
         unsigned long seq;
 
-        if (u->token && client_now(u) < u->token_renew_at) {
-            *token = apr_pstrdup(tp, u->token);
+        if (u->token_len && client_now(u) < u->token_renew_at) {
+            *token = gc_secret_pmemdup(tp, u->token, u->token_len);
             *gen = u->token_gen;
             apr_thread_mutex_unlock(u->mutex);
             return APR_SUCCESS;
@@ -1287,7 +1354,7 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
                 return APR_EINTR;
             }
         }
-        if (u->fetch_seq != seq && !(u->token && client_now(u) < u->token_renew_at)) {
+        if (u->fetch_seq != seq && !(u->token_len && client_now(u) < u->token_renew_at)) {
             /* the fetch we waited for failed: report its error, don't stampede */
             *err = make_err(p, u->fetch_kind, u->fetch_status,
                             apr_pstrdup(p, u->fetch_message));
@@ -1306,7 +1373,7 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
         fp = NULL;
     }
     else {
-        rv = fetch_token(u, fp, &tok, &life, &fe);
+        rv = fetch_token(u, fp, &tok, &tok_len, &life, &fe);
     }
 
     apr_thread_mutex_lock(u->mutex);
@@ -1316,11 +1383,10 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
         if (keep < life / 2) {
             keep = life / 2;
         }
-        free(u->token);
-        u->token = tok;
+        store_token(u, tok, tok_len);
         u->token_renew_at = started + keep;
         u->token_gen++;
-        *token = apr_pstrdup(tp, tok);
+        *token = gc_secret_pmemdup(tp, tok, tok_len);
         *gen = u->token_gen;
     }
     else {
@@ -1351,9 +1417,8 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
 static void invalidate_if(gc_upstream_t *u, unsigned long gen)
 {
     apr_thread_mutex_lock(u->mutex);
-    if (u->token && u->token_gen == gen) {
-        free(u->token);
-        u->token = NULL;
+    if (u->token_len && u->token_gen == gen) {
+        forget_token(u);
         u->token_gen++;
     }
     apr_thread_mutex_unlock(u->mutex);
@@ -1388,8 +1453,7 @@ static apr_status_t upstream_cleanup(void *data)
         curl_share_cleanup(u->share);
         u->share = NULL;
     }
-    free(u->token);
-    u->token = NULL;
+    forget_token(u);
     return APR_SUCCESS;
 }
 
@@ -1462,7 +1526,7 @@ gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
     u->conf.api_url = trim_slash(pool, conf->api_url);
     u->conf.login_url = trim_slash(pool, conf->login_url);
     u->conf.client_id = apr_pstrdup(pool, conf->client_id);
-    u->conf.client_secret = apr_pstrdup(pool, conf->client_secret);
+    u->conf.client_secret = gc_secret_pstrdup(pool, conf->client_secret);
     u->conf.ca_file = apr_pstrdup(pool, conf->ca_file);
     u->conf.request_timeout = conf->request_timeout > 0 ? conf->request_timeout
                                                         : GC_DEFAULT_REQUEST_TIMEOUT;
@@ -1539,8 +1603,7 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
 void gc_upstream_invalidate_token(gc_upstream_t *u)
 {
     apr_thread_mutex_lock(u->mutex);
-    free(u->token);
-    u->token = NULL;
+    forget_token(u);
     u->token_gen++;
     u->hold_until = 0;
     apr_thread_mutex_unlock(u->mutex);

@@ -22,4 +22,9 @@ void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_tim
 /* Largest response body accepted (default 32 MiB); larger is GC_ERR_PROTOCOL. */
 void gc_upstream_test_set_max_body(gc_upstream_t *u, apr_size_t max);
 
+/* The client's own storage of the cached access token (*size bytes, the
+ * token then zeros), so a test can check that a forgotten or replaced token
+ * leaves no byte behind. Valid as long as the client's pool. */
+const char *gc_upstream_test_token_storage(gc_upstream_t *u, apr_size_t *size);
+
 #endif

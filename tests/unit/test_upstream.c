@@ -397,6 +397,130 @@ START_TEST(test_token_renewal_clock)
 }
 END_TEST
 
+/* ---- secrets wiped ------------------------------------------------------ */
+
+#define LONG_TOKEN "tok-LLLL-0123456789abcdef0123456789abcdef0123456789abcdef-long"
+
+/* Bytes of the token storage from `from` on that are not zero. */
+static int storage_nonzero_from(gc_upstream_t *u, apr_size_t from)
+{
+    apr_size_t size, i;
+    const char *m = gc_upstream_test_token_storage(u, &size);
+    int n = 0;
+
+    for (i = from; i < size; i++) {
+        n += m[i] != 0;
+    }
+    return n;
+}
+
+static int storage_holds(gc_upstream_t *u, const char *token)
+{
+    apr_size_t size;
+    const char *m = gc_upstream_test_token_storage(u, &size);
+
+    return memcmp(m, token, strlen(token)) == 0 && storage_nonzero_from(u, strlen(token)) == 0;
+}
+
+typedef struct storage_watch {
+    gc_upstream_t *u;
+    int ran, nonzero;
+} storage_watch_t;
+
+/* Registered before the client, so it runs after the client's cleanup,
+ * before the pool's memory is freed. */
+static apr_status_t storage_watch_cleanup(void *data)
+{
+    storage_watch_t *w = data;
+
+    w->ran = 1;
+    w->nonzero = w->u ? storage_nonzero_from(w->u, 0) : -1;
+    return APR_SUCCESS;
+}
+
+/* The cached token is wiped when renewed (a shorter one leaves no tail of
+ * the longer), when forgotten, and when the client's pool goes. */
+START_TEST(test_token_storage_wiped)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    apr_pool_t *sp;
+    storage_watch_t w;
+
+    script_token(LONG_TOKEN, 100);
+    script_token(TOKEN2, 86400);
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    u = client();
+    fake_now = apr_time_from_sec(5000000);
+    gc_upstream_test_set_clock(u, fake_clock, NULL);
+    ck_assert_int_eq(storage_nonzero_from(u, 0), 0);
+    ck_assert_int_eq(call(u, "GET", "/api/v2/a", &r, &e), APR_SUCCESS);
+    ck_assert_msg(storage_holds(u, LONG_TOKEN), "first token not cached as expected");
+
+    fake_now += apr_time_from_sec(51);          /* renewal time of expires_in 100 */
+    ck_assert_int_eq(call(u, "GET", "/api/v2/b", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(gc_upstream_token_requests(u), 2);
+    ck_assert_msg(storage_holds(u, TOKEN2), "renewal left bytes of the old token");
+
+    gc_upstream_invalidate_token(u);
+    ck_assert_int_eq(storage_nonzero_from(u, 0), 0);
+
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(apr_pool_create(&sp, pool), APR_SUCCESS);
+    apr_pool_cleanup_register(sp, &w, storage_watch_cleanup, apr_pool_cleanup_null);
+    w.u = gc_upstream_create(sp, &conf, NULL, NULL);
+    ck_assert_ptr_nonnull(w.u);
+    ck_assert_int_eq(call(w.u, "GET", "/api/v2/c", &r, &e), APR_SUCCESS);
+    ck_assert_msg(storage_holds(w.u, TOKEN2), "token not cached");
+    apr_pool_destroy(sp);
+    ck_assert_int_eq(w.ran, 1);
+    ck_assert_int_eq(w.nonzero, 0);
+}
+END_TEST
+
+/* A 401 forgets (wipes) the rejected token before renewing it. */
+START_TEST(test_token_storage_wiped_on_401)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+
+    script_token(LONG_TOKEN, 86400);
+    lb_add_simple(srv, "/oauth/token", 503, NULL, "busy");
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    lb_add_simple(srv, "/api/", 401, NULL, "{\"message\":\"expired\"}");
+    u = client();
+    ck_assert_int_eq(call(u, "GET", "/api/v2/a", &r, &e), APR_SUCCESS);
+    ck_assert_msg(storage_holds(u, LONG_TOKEN), "token not cached");
+    /* 401, then the renewal fails: nothing of the rejected token stays */
+    ck_assert_int_ne(call(u, "GET", "/api/v2/b", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_SERVER);
+    ck_assert_int_eq(storage_nonzero_from(u, 0), 0);
+}
+END_TEST
+
+/* A login service echoing the Basic credentials: they never reach the error. */
+START_TEST(test_basic_credentials_hidden)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    const char *creds = CLIENT_ID ":" SECRET;
+    char *b64 = apr_palloc(pool, (apr_size_t)apr_base64_encode_len((int)strlen(creds)));
+
+    apr_base64_encode(b64, creds, (int)strlen(creds));
+    lb_add_simple(srv, "/oauth/token", 400, NULL,
+                  apr_pstrcat(pool, "{\"error\":\"invalid_client\",\"description\":"
+                                    "\"bad header: Basic ", b64, "\"}", NULL));
+    u = client();
+    ck_assert_int_ne(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_AUTH);
+    ck_assert_msg(!strstr(e->message, b64), "credentials in \"%s\"", e->message);
+    ck_assert_ptr_nonnull(strstr(e->message, "bad header: Basic [hidden]"));
+}
+END_TEST
+
 START_TEST(test_401_renews_once)
 {
     gc_upstream_t *u;
@@ -1343,6 +1467,9 @@ Suite *upstream_suite(void)
     tcase_add_test(tc, test_token_cached);
     tcase_add_test(tc, test_token_single_flight_threads);
     tcase_add_test(tc, test_token_renewal_clock);
+    tcase_add_test(tc, test_token_storage_wiped);
+    tcase_add_test(tc, test_token_storage_wiped_on_401);
+    tcase_add_test(tc, test_basic_credentials_hidden);
     tcase_add_test(tc, test_401_renews_once);
     tcase_add_test(tc, test_401_stale_token_no_stampede);
     tcase_add_test(tc, test_401_twice_is_auth);
