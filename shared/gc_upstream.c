@@ -49,6 +49,7 @@
 #define GC_UP_MESSAGE_MAX          600
 #define GC_UP_TOKEN_OP             "oauth_token"
 #define GC_UP_TOKEN_MAX            8192    /* longest access token accepted */
+#define GC_UP_MIN_ATTEMPT          apr_time_from_msec(100) /* least time worth a retry */
 
 struct gc_upstream {
     apr_pool_t *pool;
@@ -79,6 +80,8 @@ struct gc_upstream {
     int fetch_status;
     apr_interval_time_t fetch_retry_after;
     char fetch_message[GC_UP_MESSAGE_MAX];
+    int fetch_cut;                  /* it stopped at its caller's deadline: waiters
+                                       with another deadline (or none) try again */
     apr_time_t hold_until;          /* client clock: answer token requests from the last
                                        failure until then (refused / throttled) */
     int token_requests;
@@ -87,6 +90,7 @@ struct gc_upstream {
     apr_interval_time_t backoff_base;
     apr_interval_time_t backoff_cap;
     apr_interval_time_t retry_after_default;
+    int jitter;                     /* 0: each backoff is its ceiling (tests) */
     apr_size_t max_body;
     gc_upstream_clock_fn *clock;
     void *clock_baton;
@@ -113,6 +117,11 @@ void gc_upstream_test_set_backoff(gc_upstream_t *u, apr_interval_time_t base,
 {
     u->backoff_base = base < 0 ? 0 : base;
     u->backoff_cap = cap < u->backoff_base ? u->backoff_base : cap;
+}
+
+void gc_upstream_test_set_jitter(gc_upstream_t *u, int on)
+{
+    u->jitter = on;
 }
 
 void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_time_t d)
@@ -360,6 +369,9 @@ static apr_interval_time_t backoff_delay(const gc_upstream_t *u, int n, apr_uint
     if (ceiling <= 0) {
         return 0;
     }
+    if (!u->jitter) {
+        return ceiling;
+    }
     return (apr_interval_time_t)(rng_next(rng) % (apr_uint64_t)(ceiling + 1));
 }
 
@@ -423,6 +435,7 @@ typedef struct call {
     int retry_500;
     apr_interval_time_t budget_wait;
     int max_attempts;
+    apr_time_t deadline;            /* 0: none (see gc_upstream.h) */
 } call_t;
 
 typedef struct attempt {
@@ -434,6 +447,8 @@ typedef struct attempt {
     CURLcode cc;
     int sent;                       /* some request bytes may have reached the server */
     int cancelled;
+    apr_interval_time_t timeout;    /* the request timeout, cut to the time left before
+                                       the call's deadline */
     apr_interval_time_t elapsed;
     char errbuf[CURL_ERROR_SIZE];
 } attempt_t;
@@ -570,7 +585,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
     CURL *h;
     struct curl_slist *hl = NULL;
     apr_time_t start = apr_time_now();
-    apr_interval_time_t connect_timeout = u->conf.request_timeout;
+    apr_interval_time_t connect_timeout = at->timeout;
     long status = 0, req_size = 0;
     int oom = 0;
     CURLcode sc = CURLE_OK;
@@ -611,8 +626,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
         || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(u->conf.request_timeout)))
-               != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(at->timeout))) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ms_of(connect_timeout)))
                != CURLE_OK
         || (u->conf.ca_file
@@ -803,8 +817,11 @@ static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c
             return v;
         case CURLE_OPERATION_TIMEDOUT:
             v.kind = GC_ERR_TIMEOUT;
-            v.message = apr_psprintf(p, "no complete response within %ld ms (%s)",
-                                     ms_of(u->conf.request_timeout), curl_text(p, u, at));
+            v.message = apr_psprintf(p, "no complete response within %ld ms%s (%s)",
+                                     ms_of(at->timeout),
+                                     at->timeout < u->conf.request_timeout
+                                         ? ", the time left before this request's deadline" : "",
+                                     curl_text(p, u, at));
             break;
         default:
             v.kind = GC_ERR_CONNECT;
@@ -950,7 +967,8 @@ static gc_response_t *make_response(apr_pool_t *p, attempt_t *at, int attempts, 
 }
 
 static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                              const char **token, unsigned long *gen, gc_error_t **err);
+                              apr_time_t deadline, const char **token, unsigned long *gen,
+                              gc_error_t **err);
 static void invalidate_if(gc_upstream_t *u, unsigned long gen);
 
 static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t *at,
@@ -999,12 +1017,144 @@ static void log_give_up(const call_t *c, const gc_error_t *e)
            e->correlation_id ? e->correlation_id : "-", e->message);
 }
 
-/* The retry loop shared by API calls and token requests. */
+/* The limit of the next attempt: the request timeout, cut to the time left
+ * before the call's deadline; 0 when that has passed. */
+static apr_interval_time_t attempt_timeout(const gc_upstream_t *u, const call_t *c)
+{
+    apr_interval_time_t left;
+
+    if (!c->deadline) {
+        return u->conf.request_timeout;
+    }
+    left = c->deadline - apr_time_now();
+    return left <= 0 ? 0 : left < u->conf.request_timeout ? left : u->conf.request_timeout;
+}
+
+/* "120 s" or "250 ms", for messages. */
+static const char *wait_text(apr_pool_t *p, apr_interval_time_t d)
+{
+    if (d >= APR_USEC_PER_SEC && d % APR_USEC_PER_SEC == 0) {
+        return apr_psprintf(p, "%" APR_TIME_T_FMT " s", apr_time_sec(d));
+    }
+    return apr_psprintf(p, "%ld ms", (long)apr_time_as_msec(d));
+}
+
+/* A slot of our own rate budget, taken before anything is sent (token
+ * requests take none: they go to the login service, not the API). The wait is
+ * budget_wait (or the request timeout); with a deadline it is cut to the time
+ * left, and a slot that frees only after the deadline is not waited for at
+ * all. NULL when taken, else the error (from p). */
+static gc_error_t *take_budget(gc_upstream_t *u, apr_pool_t *p, const call_t *c, int status)
+{
+    apr_interval_time_t ra = 0, left = 0;
+    apr_interval_time_t wait = c->budget_wait > 0 ? c->budget_wait : u->conf.request_timeout;
+    apr_status_t rv = APR_TIMEUP;
+    int cut = 0;
+    gc_error_t *e;
+
+    if (c->deadline) {
+        left = c->deadline - apr_time_now();
+        /* a slot free now; if not, ra says when the next one frees */
+        rv = gc_budget_acquire(u->budget, 0, NULL, NULL, &ra);
+        cut = rv == APR_TIMEUP && (ra >= left || left < wait);
+        wait = left < wait ? left : wait;
+    }
+    if (rv == APR_TIMEUP && !(c->deadline && ra >= left)) {
+        rv = gc_budget_acquire(u->budget, wait, u->cancel, u->cancel_baton, &ra);
+    }
+    if (rv == APR_SUCCESS) {
+        return NULL;
+    }
+    if (rv == APR_EINTR) {
+        return make_err(p, GC_ERR_CANCELLED, status, "cancelled while waiting for the rate budget");
+    }
+    e = make_err(p, GC_ERR_BUDGET, status,
+                 apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had no free slot %s; "
+                              "retry after %ld ms",
+                              cut ? "before this request's deadline" : "in time", ms_of(ra)));
+    e->retry_after = ra > 0 ? ra : GC_UP_SLICE;
+    return e;
+}
+
+/* The Authorization line of an attempt (NULL: none) in ap, wiped when ap
+ * goes; the token and its generation for a 401. NULL, or the error. */
+static gc_error_t *auth_line(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *ap, const call_t *c,
+                             const char **auth, const char **token, unsigned long *gen)
+{
+    gc_error_t *e = NULL;
+
+    *auth = NULL;
+    if (c->token_request) {
+        *auth = c->basic_auth;
+    }
+    else if (!c->no_auth) {
+        if (get_token(u, p, ap, c->deadline, token, gen, &e) != APR_SUCCESS) {
+            return e;
+        }
+        *auth = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", *token, NULL));
+    }
+    return NULL;
+}
+
+static gc_error_t *deadline_passed(apr_pool_t *p, int status, int attempt)
+{
+    return make_err(p, GC_ERR_TIMEOUT, status,
+                    attempt ? "this request's deadline passed before the next attempt"
+                            : "this request's deadline passed before anything was sent");
+}
+
+/* Counts and logs a finished attempt. */
+static void account_attempt(gc_upstream_t *u, const call_t *c, const attempt_t *at,
+                            int attempt, int limit)
+{
+    if (u->metrics) {
+        gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_REQUESTS, c->op,
+                       gc_metrics_code_label(at->cc == CURLE_OK ? (int)at->status : 0));
+        gc_metrics_observe(u->metrics, GC_MET_UPSTREAM_LATENCY, NULL, NULL,
+                           (double)at->elapsed / (double)APR_USEC_PER_SEC);
+        if (at->cc == CURLE_OK && at->status == 429) {
+            gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
+        }
+    }
+    log_attempt(u, c, at, attempt, limit);
+}
+
+/* The error of a final verdict (from p). stop >= 0: a retry was due in stop
+ * but would have passed the call's deadline. */
+static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t *at,
+                             int attempt, apr_interval_time_t stop)
+{
+    gc_error_t *e = make_err(p, v->kind, (int)at->status, apr_pstrdup(p, v->message));
+
+    e->code = v->code ? apr_pstrdup(p, v->code) : NULL;
+    e->retry_after = v->retry_after;
+    if (stop >= 0 && v->kind == GC_ERR_THROTTLED) {
+        e->message = apr_psprintf(p, "%s; Genesys Cloud asked to retry after %s, beyond this "
+                                  "request's deadline", e->message, wait_text(p, stop));
+    }
+    else if (stop >= 0) {
+        e->message = apr_psprintf(p, "%s (gave up after %d attempt%s: the next retry, in %s, "
+                                  "would pass this request's deadline)", e->message, attempt,
+                                  attempt == 1 ? "" : "s", wait_text(p, stop));
+    }
+    else if (v->outcome == V_RETRY && v->kind != GC_ERR_THROTTLED) {
+        e->message = apr_psprintf(p, "%s (gave up after %d attempt%s)", e->message, attempt,
+                                  attempt == 1 ? "" : "s");
+    }
+    else if (v->outcome == V_RETRY) {
+        e->message = apr_psprintf(p, "%s (still throttled after %d attempts)", e->message,
+                                  attempt);
+    }
+    return e;
+}
+
+/* The retry loop shared by API calls and token requests. *cut (if not NULL)
+ * tells whether it stopped because of the call's deadline. */
 static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
-                             gc_response_t **resp_out, gc_error_t **err_out)
+                             gc_response_t **resp_out, gc_error_t **err_out, int *cut)
 {
     int attempt = 0, limit = c->max_attempts, renewed = 0, backoffs = 0;
-    int last_status = 0;
+    int last_status = 0, stopped = 0;
     const char *last_corr = NULL;
     apr_uint64_t rng = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)(uintptr_t)&rng << 16)
                        ^ (apr_uint64_t)apr_os_thread_current();
@@ -1019,54 +1169,34 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
         verdict_t v;
         const char *token = NULL, *auth = NULL;
         unsigned long gen = 0;
-        apr_status_t rv;
 
         if (is_cancelled(u)) {
             e = make_err(p, GC_ERR_CANCELLED, last_status, "cancelled");
+            goto fail;
+        }
+        if (!attempt_timeout(u, c)) {
+            e = deadline_passed(p, last_status, attempt);
+            stopped = 1;
             goto fail;
         }
         if (apr_pool_create(&ap, p) != APR_SUCCESS) {
             e = make_err(p, GC_ERR_CONNECT, last_status, "out of memory");
             goto fail;
         }
-        if (c->token_request) {
-            auth = c->basic_auth;
-        }
-        else if (!c->no_auth) {
-            rv = get_token(u, p, ap, &token, &gen, &e);
-            if (rv != APR_SUCCESS) {
-                apr_pool_destroy(ap);
-                goto fail;
-            }
-            auth = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", token, NULL));
-        }
-
-        /* Then a slot of our own rate budget, before anything is sent. Token
-         * requests take none: they go to the login service, not the API. */
-        if (u->budget && !c->token_request) {
-            apr_interval_time_t ra = 0;
-
-            rv = gc_budget_acquire(u->budget,
-                                   c->budget_wait > 0 ? c->budget_wait : u->conf.request_timeout,
-                                   u->cancel, u->cancel_baton, &ra);
-            if (rv == APR_EINTR) {
-                apr_pool_destroy(ap);
-                e = make_err(p, GC_ERR_CANCELLED, last_status,
-                             "cancelled while waiting for the rate budget");
-                goto fail;
-            }
-            if (rv != APR_SUCCESS) {
-                apr_pool_destroy(ap);
-                e = make_err(p, GC_ERR_BUDGET, last_status,
-                             apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had "
-                                          "no free slot in time; retry after %ld ms",
-                                          ms_of(ra)));
-                e->retry_after = ra > 0 ? ra : GC_UP_SLICE;
-                goto fail;
-            }
+        if ((e = auth_line(u, p, ap, c, &auth, &token, &gen)) != NULL
+            || (u->budget && !c->token_request && (e = take_budget(u, p, c, last_status)))) {
+            apr_pool_destroy(ap);
+            goto fail;
         }
 
         memset(&at, 0, sizeof(at));
+        /* the token and the budget may have taken time */
+        if ((at.timeout = attempt_timeout(u, c)) == 0) {
+            apr_pool_destroy(ap);
+            e = deadline_passed(p, last_status, attempt);
+            stopped = 1;
+            goto fail;
+        }
         at.u = u;
         at.pool = ap;
         at.headers = apr_table_make(ap, 16);
@@ -1080,17 +1210,7 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
             apr_thread_mutex_unlock(u->mutex);
         }
         perform(u, c, &at, auth);
-
-        if (u->metrics) {
-            gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_REQUESTS, c->op,
-                           gc_metrics_code_label(at.cc == CURLE_OK ? (int)at.status : 0));
-            gc_metrics_observe(u->metrics, GC_MET_UPSTREAM_LATENCY, NULL, NULL,
-                               (double)at.elapsed / (double)APR_USEC_PER_SEC);
-            if (at.cc == CURLE_OK && at.status == 429) {
-                gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
-            }
-        }
-        log_attempt(u, c, &at, attempt, limit);
+        account_attempt(u, c, &at, attempt, limit);
         if (at.cc == CURLE_OK) {
             last_status = (int)at.status;
             last_corr = apr_table_get(at.headers, "inin-correlation-id");
@@ -1124,32 +1244,32 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
         if (v.outcome == V_RETRY && attempt < limit) {
             apr_interval_time_t d = v.delay >= 0 ? v.delay : backoff_delay(u, backoffs++, &rng);
 
-            gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
-                   GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
-                   c->log_path, v.message, (long)apr_time_as_msec(d));
-            apr_pool_destroy(ap);
-            if (wait_for(u, d)) {
-                e = make_err(p, GC_ERR_CANCELLED, last_status,
-                             "cancelled while waiting to retry");
-                e->correlation_id = last_corr;
-                goto fail;
+            if (c->deadline && apr_time_now() + d + GC_UP_MIN_ATTEMPT > c->deadline) {
+                /* never begin a wait that ends after the deadline (or leaves the
+                 * retry next to no time): give up now */
+                e = final_err(p, &v, &at, attempt, d);
+                stopped = 1;
             }
-            continue;
+            else {
+                gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
+                       GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
+                       c->log_path, v.message, (long)apr_time_as_msec(d));
+                apr_pool_destroy(ap);
+                if (wait_for(u, d)) {
+                    e = make_err(p, GC_ERR_CANCELLED, last_status,
+                                 "cancelled while waiting to retry");
+                    e->correlation_id = last_corr;
+                    goto fail;
+                }
+                continue;
+            }
+        }
+        else {
+            e = final_err(p, &v, &at, attempt, -1);
         }
 
         /* Final: keep the attempt pool (child of p) for the response. */
-        e = make_err(p, v.kind, (int)at.status, apr_pstrdup(p, v.message));
-        e->code = v.code ? apr_pstrdup(p, v.code) : NULL;
-        e->retry_after = v.retry_after;
         e->correlation_id = last_corr;
-        if (v.outcome == V_RETRY && v.kind != GC_ERR_THROTTLED) {
-            e->message = apr_psprintf(p, "%s (gave up after %d attempt%s)", e->message, attempt,
-                                      attempt == 1 ? "" : "s");
-        }
-        else if (v.outcome == V_RETRY) {
-            e->message = apr_psprintf(p, "%s (still throttled after %d attempts)", e->message,
-                                      attempt);
-        }
         if (at.cc == CURLE_OK) {
             int bad_json;
 
@@ -1164,6 +1284,9 @@ fail:
         e->correlation_id = last_corr;
     }
     *err_out = e;
+    if (cut) {
+        *cut = stopped;
+    }
     if (!c->token_request || e->kind != GC_ERR_AUTH) {
         log_give_up(c, e);
     }
@@ -1199,12 +1322,13 @@ static void basic_auth(gc_upstream_t *u, apr_pool_t *tp, call_t *c)
     c->basic_auth = gc_secret_track(tp, apr_pstrcat(tp, "Authorization: Basic ", enc, NULL));
 }
 
-/* One token request (with retries). On success *tok (*tok_len bytes) is from
- * tp and wiped when tp goes; every other copy made here (the credentials, the
- * response body, jansson's string) is wiped too. */
-static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, const char **tok,
-                                apr_size_t *tok_len, apr_interval_time_t *lifetime,
-                                gc_error_t **err)
+/* One token request (with retries, within the deadline of the call that
+ * needs it; 0: none). On success *tok (*tok_len bytes) is from tp and wiped
+ * when tp goes; every other copy made here (the credentials, the response
+ * body, jansson's string) is wiped too. *cut: it stopped at the deadline. */
+static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, apr_time_t deadline,
+                                const char **tok, apr_size_t *tok_len,
+                                apr_interval_time_t *lifetime, gc_error_t **err, int *cut)
 {
     call_t c;
     gc_response_t *resp = NULL;
@@ -1232,9 +1356,10 @@ static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, const char **t
     c.idempotent = 1;
     c.retry_500 = 1;
     c.max_attempts = GC_UP_DEFAULT_ATTEMPTS;
+    c.deadline = deadline;
     basic_auth(u, tp, &c);
 
-    rv = run_call(u, tp, &c, &resp, err);
+    rv = run_call(u, tp, &c, &resp, err, cut);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -1299,11 +1424,84 @@ static void store_token(gc_upstream_t *u, const char *t, apr_size_t n)
     u->token_len = n;
 }
 
-/* A valid token (copied into tp, wiped when tp goes) and its generation. Errors from p. Only one
- * thread per client fetches; the others wait for it (cancellable) and share
- * its result, so a burst of requests after expiry makes one token request. */
+static int token_valid(const gc_upstream_t *u)
+{
+    return u->token_len && client_now(u) < u->token_renew_at;
+}
+
+/* Wait (under u->mutex) until the fetch in flight that had sequence seq ends,
+ * at most until the deadline (0: none). APR_EINTR (cancelled) or APR_TIMEUP
+ * (deadline passed) with *err set. */
+static apr_status_t wait_for_fetch(gc_upstream_t *u, apr_pool_t *p, unsigned long seq,
+                                   apr_time_t deadline, gc_error_t **err)
+{
+    while (u->fetching && u->fetch_seq == seq) {
+        apr_interval_time_t slice = GC_UP_SLICE;
+
+        if (deadline) {
+            apr_interval_time_t left = deadline - apr_time_now();
+
+            if (left <= 0) {
+                *err = make_err(p, GC_ERR_TIMEOUT, 0, "this request's deadline passed while "
+                                "another request was obtaining the access token");
+                return APR_TIMEUP;
+            }
+            slice = left < slice ? left : slice;
+        }
+        apr_thread_cond_timedwait(u->cond, u->mutex, slice);
+        if (is_cancelled(u)) {
+            *err = make_err(p, GC_ERR_CANCELLED, 0, "cancelled while waiting for a token");
+            return APR_EINTR;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Record (under u->mutex) the result of this thread's fetch, for the waiters
+ * and for the callers that come while a failure is held. */
+static void end_fetch(gc_upstream_t *u, const char *tok, apr_size_t tok_len,
+                      apr_interval_time_t life, apr_time_t started, const gc_error_t *fe,
+                      int cut)
+{
+    if (!fe) {
+        apr_interval_time_t keep = life - GC_UP_TOKEN_SKEW;
+
+        if (keep < life / 2) {
+            keep = life / 2;
+        }
+        store_token(u, tok, tok_len);
+        u->token_renew_at = started + keep;
+        u->token_gen++;
+    }
+    else {
+        u->fetch_kind = fe->kind;
+        u->fetch_status = fe->status;
+        u->fetch_retry_after = fe->retry_after;
+        u->fetch_cut = cut;
+        apr_cpystrn(u->fetch_message, fe->message ? fe->message : "", sizeof(u->fetch_message));
+        if (fe->kind == GC_ERR_THROTTLED && fe->retry_after > 0) {
+            u->hold_until = client_now(u) + fe->retry_after;
+        }
+        if (fe->kind == GC_ERR_AUTH) {
+            u->hold_until = client_now(u) + GC_UP_AUTH_FAIL_HOLD;
+            gc_log(GC_LOG_MARK, GC_LOG_WARNING, APR_SUCCESS,
+                   GCMON_LOGNO(107) "cannot obtain an access token: %s", fe->message);
+        }
+    }
+    u->fetching = 0;
+    u->fetch_seq++;
+    apr_thread_cond_broadcast(u->cond);
+}
+
+/* A valid token (copied into tp, wiped when tp goes) and its generation.
+ * Errors from p. Only one thread per client fetches; the others wait for it
+ * (cancellable, at most until their deadline) and share its result, so a
+ * burst of requests after expiry makes one token request. A fetch is bounded
+ * by the deadline of the call that makes it; when it stops there, waiters
+ * with another deadline (or none) try again instead of sharing that error. */
 static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                              const char **token, unsigned long *gen, gc_error_t **err)
+                              apr_time_t deadline, const char **token, unsigned long *gen,
+                              gc_error_t **err)
 {
     apr_pool_t *fp;
     apr_status_t rv;
@@ -1312,6 +1510,7 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
     apr_interval_time_t life = 0;
     apr_time_t started;
     gc_error_t *fe = NULL;
+    int cut = 0;
 
     if (!u->conf.client_id || !*u->conf.client_id || !u->conf.client_secret
         || !*u->conf.client_secret) {
@@ -1324,7 +1523,7 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
     for (;;) {
         unsigned long seq;
 
-        if (u->token_len && client_now(u) < u->token_renew_at) {
+        if (token_valid(u)) {
             *token = gc_secret_pmemdup(tp, u->token, u->token_len);
             *gen = u->token_gen;
             apr_thread_mutex_unlock(u->mutex);
@@ -1346,15 +1545,11 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
             break;
         }
         seq = u->fetch_seq;
-        while (u->fetching && u->fetch_seq == seq) {
-            apr_thread_cond_timedwait(u->cond, u->mutex, GC_UP_SLICE);
-            if (is_cancelled(u)) {
-                apr_thread_mutex_unlock(u->mutex);
-                *err = make_err(p, GC_ERR_CANCELLED, 0, "cancelled while waiting for a token");
-                return APR_EINTR;
-            }
+        if ((rv = wait_for_fetch(u, p, seq, deadline, err)) != APR_SUCCESS) {
+            apr_thread_mutex_unlock(u->mutex);
+            return rv;
         }
-        if (u->fetch_seq != seq && !(u->token_len && client_now(u) < u->token_renew_at)) {
+        if (u->fetch_seq != seq && !token_valid(u) && !u->fetch_cut) {
             /* the fetch we waited for failed: report its error, don't stampede */
             *err = make_err(p, u->fetch_kind, u->fetch_status,
                             apr_pstrdup(p, u->fetch_message));
@@ -1373,40 +1568,18 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
         fp = NULL;
     }
     else {
-        rv = fetch_token(u, fp, &tok, &tok_len, &life, &fe);
+        rv = fetch_token(u, fp, deadline, &tok, &tok_len, &life, &fe, &cut);
     }
 
     apr_thread_mutex_lock(u->mutex);
+    end_fetch(u, tok, tok_len, life, started, rv == APR_SUCCESS ? NULL : fe, cut);
     if (rv == APR_SUCCESS) {
-        apr_interval_time_t keep = life - GC_UP_TOKEN_SKEW;
-
-        if (keep < life / 2) {
-            keep = life / 2;
-        }
-        store_token(u, tok, tok_len);
-        u->token_renew_at = started + keep;
-        u->token_gen++;
         *token = gc_secret_pmemdup(tp, tok, tok_len);
         *gen = u->token_gen;
     }
     else {
         *err = copy_err(p, fe);
-        u->fetch_kind = fe->kind;
-        u->fetch_status = fe->status;
-        u->fetch_retry_after = fe->retry_after;
-        apr_cpystrn(u->fetch_message, fe->message ? fe->message : "", sizeof(u->fetch_message));
-        if (fe->kind == GC_ERR_THROTTLED && fe->retry_after > 0) {
-            u->hold_until = client_now(u) + fe->retry_after;
-        }
-        if (fe->kind == GC_ERR_AUTH) {
-            u->hold_until = client_now(u) + GC_UP_AUTH_FAIL_HOLD;
-            gc_log(GC_LOG_MARK, GC_LOG_WARNING, APR_SUCCESS,
-                   GCMON_LOGNO(107) "cannot obtain an access token: %s", fe->message);
-        }
     }
-    u->fetching = 0;
-    u->fetch_seq++;
-    apr_thread_cond_broadcast(u->cond);
     apr_thread_mutex_unlock(u->mutex);
     if (fp) {
         apr_pool_destroy(fp);
@@ -1536,6 +1709,7 @@ gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
     u->backoff_base = GC_UP_BACKOFF_BASE;
     u->backoff_cap = GC_UP_BACKOFF_CAP;
     u->retry_after_default = GC_UP_RETRY_AFTER_DEFAULT;
+    u->jitter = 1;
     u->max_body = GC_UP_MAX_BODY;
     if (apr_thread_mutex_create(&u->mutex, APR_THREAD_MUTEX_DEFAULT, pool) != APR_SUCCESS
         || apr_thread_cond_create(&u->cond, pool) != APR_SUCCESS) {
@@ -1597,7 +1771,13 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
     c.retry_500 = strcmp(c.method, "GET") == 0 || strcmp(c.method, "HEAD") == 0;
     c.budget_wait = req->budget_wait;
     c.max_attempts = req->max_attempts > 0 ? req->max_attempts : GC_UP_DEFAULT_ATTEMPTS;
-    return run_call(u, p, &c, resp, err);
+    c.deadline = req->deadline;
+    return run_call(u, p, &c, resp, err, NULL);
+}
+
+apr_time_t gc_upstream_deadline(apr_interval_time_t budget)
+{
+    return apr_time_now() + (budget > 0 ? budget : GC_DEFAULT_REQUEST_DEADLINE);
 }
 
 void gc_upstream_invalidate_token(gc_upstream_t *u)

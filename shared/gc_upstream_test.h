@@ -16,6 +16,10 @@ void gc_upstream_test_set_clock(gc_upstream_t *u, gc_upstream_clock_fn *fn, void
 void gc_upstream_test_set_backoff(gc_upstream_t *u, apr_interval_time_t base,
                                   apr_interval_time_t cap);
 
+/* on = 0: no jitter, each backoff is exactly min(cap, base * 2^retry), so a
+ * test knows when the next retry would be. Default on. */
+void gc_upstream_test_set_jitter(gc_upstream_t *u, int on);
+
 /* Wait after a 429 without (or with an unparseable) Retry-After. Default 3 s. */
 void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_time_t d);
 
