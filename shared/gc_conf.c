@@ -10,6 +10,7 @@
 #include <apr_uri.h>
 
 #include "gc_conf.h"
+#include "gc_secret.h"
 
 const char *gc_parse_duration(apr_pool_t *p, const char *arg, apr_interval_time_t min,
                               apr_interval_time_t *out)
@@ -165,10 +166,16 @@ const char *gc_parse_domain(apr_pool_t *p, const char *arg)
     return NULL;
 }
 
+#define SECRET_LINE_MAX 8192
+
+/* The first line of a secret file. It is read straight into pool memory that
+ * is wiped when p goes, and that buffer is the value: no other copy is made
+ * (the file is opened unbuffered, so APR keeps none either). On errors the
+ * buffer is wiped at once. */
 static const char *secret_from_file(apr_pool_t *p, const char *path, const char **value)
 {
     apr_file_t *f;
-    char line[8192];
+    char *line;
     apr_status_t rv;
     size_t len;
 
@@ -181,9 +188,12 @@ static const char *secret_from_file(apr_pool_t *p, const char *path, const char 
         return apr_psprintf(p, "cannot read secret file '%s': %s", path,
                             apr_strerror(rv, err, sizeof(err)));
     }
-    rv = apr_file_gets(line, sizeof(line), f);
+    line = apr_palloc(p, SECRET_LINE_MAX);
+    gc_wipe_on_cleanup(p, line, SECRET_LINE_MAX);
+    rv = apr_file_gets(line, SECRET_LINE_MAX, f);
     apr_file_close(f);
     if (rv != APR_SUCCESS && rv != APR_EOF) {
+        gc_wipe(line, SECRET_LINE_MAX);
         return apr_psprintf(p, "cannot read secret file '%s'", path);
     }
     if (rv == APR_EOF) {
@@ -194,13 +204,14 @@ static const char *secret_from_file(apr_pool_t *p, const char *path, const char 
         line[--len] = '\0';
     }
     if (!len) {
+        gc_wipe(line, SECRET_LINE_MAX);
         return apr_psprintf(p, "secret file '%s' is empty", path);
     }
-    *value = apr_pstrmemdup(p, line, len);
-    memset(line, 0, sizeof(line));
+    *value = line;
     return NULL;
 }
 
+/* Every form of the value lives in p and is wiped when p goes. */
 const char *gc_parse_secret(apr_pool_t *p, const char *arg, const char **value,
                             int *is_literal)
 {
@@ -219,11 +230,12 @@ const char *gc_parse_secret(apr_pool_t *p, const char *arg, const char **value,
         if (apr_env_get(&v, arg + 4, p) != APR_SUCCESS || !v || !*v) {
             return apr_psprintf(p, "environment variable %s is not set", arg + 4);
         }
-        *value = v;
+        /* apr_env_get hands out environ's own string: copy it, never wipe that */
+        *value = gc_secret_pstrdup(p, v);
         return NULL;
     }
     *is_literal = 1;
-    *value = apr_pstrdup(p, arg);
+    *value = gc_secret_pstrdup(p, arg);
     return NULL;
 }
 

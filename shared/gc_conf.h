@@ -42,7 +42,9 @@ const char *gc_parse_webhook_url(apr_pool_t *p, const char *arg, int secret);
 const char *gc_parse_domain(apr_pool_t *p, const char *arg);
 
 /* Secret syntax: "file:/path" (first line), "env:NAME", or a literal.
- * *is_literal tells the caller to warn. The value never appears in the message. */
+ * *is_literal tells the caller to warn. The value never appears in the message.
+ * *value lives in p and is overwritten with zeros when p is cleared or
+ * destroyed (so is the buffer a file: secret was read into). */
 const char *gc_parse_secret(apr_pool_t *p, const char *arg, const char **value,
                             int *is_literal);
 

@@ -7,7 +7,9 @@
  *   5. OAuth client-credentials token cache (single flight per client)
  *   6. public API
  * Nothing here ever logs or returns the Authorization header, the token, the
- * client secret or a request body. */
+ * client secret or a request body, and every copy of a secret made here (the
+ * cached token, the Basic credentials, header lines, response bodies) is
+ * wiped before its memory is released (gc_secret.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include <curl/curl.h>
 
 #include "gc_log.h"
+#include "gc_secret.h"
 #include "gc_upstream.h"
 #include "gc_upstream_test.h"
 #include "gc_version.h"
@@ -45,6 +48,8 @@
 #define GC_UP_EXCERPT              200
 #define GC_UP_MESSAGE_MAX          600
 #define GC_UP_TOKEN_OP             "oauth_token"
+#define GC_UP_TOKEN_MAX            8192    /* longest access token accepted */
+#define GC_UP_MIN_ATTEMPT          apr_time_from_msec(100) /* least time worth a retry */
 
 struct gc_upstream {
     apr_pool_t *pool;
@@ -64,7 +69,9 @@ struct gc_upstream {
     /* Token cache, guarded by mutex. */
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *cond;
-    char *token;                    /* malloc'd; NULL when none */
+    apr_size_t token_len;           /* 0: no token */
+    char token[GC_UP_TOKEN_MAX + 1];/* the cached token, zero-padded; wiped whenever it
+                                       is replaced or forgotten, and with the pool */
     apr_time_t token_renew_at;      /* client clock */
     unsigned long token_gen;        /* bumped whenever the token changes */
     int fetching;                   /* a thread is fetching a token */
@@ -73,6 +80,8 @@ struct gc_upstream {
     int fetch_status;
     apr_interval_time_t fetch_retry_after;
     char fetch_message[GC_UP_MESSAGE_MAX];
+    int fetch_cut;                  /* it stopped at its caller's deadline: waiters
+                                       with another deadline (or none) try again */
     apr_time_t hold_until;          /* client clock: answer token requests from the last
                                        failure until then (refused / throttled) */
     int token_requests;
@@ -81,6 +90,7 @@ struct gc_upstream {
     apr_interval_time_t backoff_base;
     apr_interval_time_t backoff_cap;
     apr_interval_time_t retry_after_default;
+    int jitter;                     /* 0: each backoff is its ceiling (tests) */
     apr_size_t max_body;
     gc_upstream_clock_fn *clock;
     void *clock_baton;
@@ -109,6 +119,11 @@ void gc_upstream_test_set_backoff(gc_upstream_t *u, apr_interval_time_t base,
     u->backoff_cap = cap < u->backoff_base ? u->backoff_base : cap;
 }
 
+void gc_upstream_test_set_jitter(gc_upstream_t *u, int on)
+{
+    u->jitter = on;
+}
+
 void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_time_t d)
 {
     u->retry_after_default = d < 0 ? 0 : d;
@@ -117,6 +132,12 @@ void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_tim
 void gc_upstream_test_set_max_body(gc_upstream_t *u, apr_size_t max)
 {
     u->max_body = max;
+}
+
+const char *gc_upstream_test_token_storage(gc_upstream_t *u, apr_size_t *size)
+{
+    *size = sizeof(u->token);
+    return u->token;
 }
 
 /* ---------------------------------------------------------------------------
@@ -175,54 +196,18 @@ static json_t *json_pool_owned(apr_pool_t *p, json_t *j)
     return j;
 }
 
-/* Replace every occurrence of needle in s (needles shorter than 4 chars are
- * ignored: too likely to be accidental substrings). */
-static const char *redact(apr_pool_t *p, const char *s, const char *needle)
-{
-    size_t nl;
-    const char *hit;
-    char *out;
-
-    if (!s || !needle || (nl = strlen(needle)) < 4 || !(hit = strstr(s, needle))) {
-        return s;
-    }
-    out = apr_pstrcat(p, apr_pstrmemdup(p, s, (apr_size_t)(hit - s)), "[hidden]", NULL);
-    return apr_pstrcat(p, out, redact(p, hit + nl, needle), NULL);
-}
-
-/* Printable single-line text of at most max bytes (ASCII; anything else '?'),
- * with the client secret and token (if given) hidden. */
+/* Printable single-line text of at most max bytes (plus "..."): the client
+ * secret and the given secret (the bearer token, or the Basic credentials of
+ * a token request) are hidden first, then the text is cut (gc_redact_line),
+ * so a secret straddling the cut never survives in part. */
 static const char *sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token,
                             const char *s, apr_size_t len, apr_size_t max)
 {
-    char *out = apr_palloc(p, (max < len ? max : len) + 4);
-    apr_size_t i, o = 0;
-    int space = 1;
-    const char *r;
+    const char *needles[2];
 
-    for (i = 0; i < len && o < max; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x20 || c == 0x7f || c == ' ') {
-            if (!space) {
-                out[o++] = ' ';
-            }
-            space = 1;
-            continue;
-        }
-        out[o++] = c >= 0x80 ? '?' : (char)c;
-        space = 0;
-    }
-    while (o > 0 && out[o - 1] == ' ') {
-        o--;
-    }
-    if (i < len) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
-    r = redact(p, out, u->conf.client_secret);
-    return redact(p, r, token);
+    needles[0] = u->conf.client_secret;
+    needles[1] = token;
+    return gc_redact_line(p, s, len, needles, 2, 0, max);
 }
 
 /* "/api/v2/x?y" → "/api/v2/x"; absolute URLs lose their query too (pre-signed
@@ -384,6 +369,9 @@ static apr_interval_time_t backoff_delay(const gc_upstream_t *u, int n, apr_uint
     if (ceiling <= 0) {
         return 0;
     }
+    if (!u->jitter) {
+        return ceiling;
+    }
     return (apr_interval_time_t)(rng_next(rng) % (apr_uint64_t)(ceiling + 1));
 }
 
@@ -426,7 +414,8 @@ static int is_json_type(const char *ct)
  * ------------------------------------------------------------------------- */
 
 typedef struct body_buf {
-    char *data;                     /* malloc'd, freed by the attempt pool */
+    char *data;                     /* malloc'd, wiped and freed by the attempt pool
+                                       (a token response holds the token) */
     apr_size_t len, cap, max;
     int too_big, no_mem;
 } body_buf_t;
@@ -439,12 +428,14 @@ typedef struct call {
     const char *body;               /* NULL: none */
     const char *content_type;       /* for the body */
     const char *basic_auth;         /* token request: "Authorization: Basic …" */
+    const char *basic_b64;          /* token request: its credentials, hidden in texts */
     int token_request;
     int no_auth;
     int idempotent;                 /* may be re-sent after it may have arrived */
     int retry_500;
     apr_interval_time_t budget_wait;
     int max_attempts;
+    apr_time_t deadline;            /* 0: none (see gc_upstream.h) */
 } call_t;
 
 typedef struct attempt {
@@ -456,6 +447,8 @@ typedef struct attempt {
     CURLcode cc;
     int sent;                       /* some request bytes may have reached the server */
     int cancelled;
+    apr_interval_time_t timeout;    /* the request timeout, cut to the time left before
+                                       the call's deadline */
     apr_interval_time_t elapsed;
     char errbuf[CURL_ERROR_SIZE];
 } attempt_t;
@@ -464,6 +457,7 @@ static apr_status_t body_buf_cleanup(void *data)
 {
     body_buf_t *b = data;
 
+    gc_wipe(b->data, b->cap);
     free(b->data);
     b->data = NULL;
     return APR_SUCCESS;
@@ -488,10 +482,16 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         if (cap > b->max + 1) {
             cap = b->max + 1;
         }
-        d = realloc(b->data, cap);
+        /* not realloc: the old block is wiped before it is freed */
+        d = malloc(cap);
         if (!d) {
             b->no_mem = 1;
             return 0;
+        }
+        if (b->data) {
+            memcpy(d, b->data, b->len + 1);
+            gc_wipe(b->data, b->cap);
+            free(b->data);
         }
         b->data = d;
         b->cap = cap;
@@ -561,6 +561,17 @@ static struct curl_slist *slist_add(struct curl_slist *l, const char *h, int *oo
     return n;
 }
 
+/* Free a header list, wiping every line first (one holds the credentials). */
+static void slist_free_wiped(struct curl_slist *l)
+{
+    struct curl_slist *n;
+
+    for (n = l; n; n = n->next) {
+        gc_wipe(n->data, strlen(n->data));
+    }
+    curl_slist_free_all(l);
+}
+
 static long ms_of(apr_interval_time_t t)
 {
     long ms = (long)apr_time_as_msec(t);
@@ -574,7 +585,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
     CURL *h;
     struct curl_slist *hl = NULL;
     apr_time_t start = apr_time_now();
-    apr_interval_time_t connect_timeout = u->conf.request_timeout;
+    apr_interval_time_t connect_timeout = at->timeout;
     long status = 0, req_size = 0;
     int oom = 0;
     CURLcode sc = CURLE_OK;
@@ -597,7 +608,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
     }
     hl = slist_add(hl, "Expect:", &oom);
     if (oom) {
-        curl_slist_free_all(hl);
+        slist_free_wiped(hl);
         curl_easy_cleanup(h);
         at->cc = CURLE_OUT_OF_MEMORY;
         return;
@@ -615,8 +626,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
         || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(u->conf.request_timeout)))
-               != CURLE_OK
+        || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(at->timeout))) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ms_of(connect_timeout)))
                != CURLE_OK
         || (u->conf.ca_file
@@ -624,7 +634,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
                 || (sc = curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs")) != CURLE_OK))) {
         at->cc = sc;
         apr_cpystrn(at->errbuf, curl_easy_strerror(sc), sizeof(at->errbuf));
-        curl_slist_free_all(hl);
+        slist_free_wiped(hl);
         curl_easy_cleanup(h);
         return;
     }
@@ -681,7 +691,7 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
         break;
     }
     at->elapsed = apr_time_now() - start;
-    curl_slist_free_all(hl);
+    slist_free_wiped(hl);
     curl_easy_cleanup(h);
 }
 
@@ -807,8 +817,11 @@ static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c
             return v;
         case CURLE_OPERATION_TIMEDOUT:
             v.kind = GC_ERR_TIMEOUT;
-            v.message = apr_psprintf(p, "no complete response within %ld ms (%s)",
-                                     ms_of(u->conf.request_timeout), curl_text(p, u, at));
+            v.message = apr_psprintf(p, "no complete response within %ld ms%s (%s)",
+                                     ms_of(at->timeout),
+                                     at->timeout < u->conf.request_timeout
+                                         ? ", the time left before this request's deadline" : "",
+                                     curl_text(p, u, at));
             break;
         default:
             v.kind = GC_ERR_CONNECT;
@@ -954,7 +967,8 @@ static gc_response_t *make_response(apr_pool_t *p, attempt_t *at, int attempts, 
 }
 
 static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                              const char **token, unsigned long *gen, gc_error_t **err);
+                              apr_time_t deadline, const char **token, unsigned long *gen,
+                              gc_error_t **err);
 static void invalidate_if(gc_upstream_t *u, unsigned long gen);
 
 static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t *at,
@@ -1003,12 +1017,144 @@ static void log_give_up(const call_t *c, const gc_error_t *e)
            e->correlation_id ? e->correlation_id : "-", e->message);
 }
 
-/* The retry loop shared by API calls and token requests. */
+/* The limit of the next attempt: the request timeout, cut to the time left
+ * before the call's deadline; 0 when that has passed. */
+static apr_interval_time_t attempt_timeout(const gc_upstream_t *u, const call_t *c)
+{
+    apr_interval_time_t left;
+
+    if (!c->deadline) {
+        return u->conf.request_timeout;
+    }
+    left = c->deadline - apr_time_now();
+    return left <= 0 ? 0 : left < u->conf.request_timeout ? left : u->conf.request_timeout;
+}
+
+/* "120 s" or "250 ms", for messages. */
+static const char *wait_text(apr_pool_t *p, apr_interval_time_t d)
+{
+    if (d >= APR_USEC_PER_SEC && d % APR_USEC_PER_SEC == 0) {
+        return apr_psprintf(p, "%" APR_TIME_T_FMT " s", apr_time_sec(d));
+    }
+    return apr_psprintf(p, "%ld ms", (long)apr_time_as_msec(d));
+}
+
+/* A slot of our own rate budget, taken before anything is sent (token
+ * requests take none: they go to the login service, not the API). The wait is
+ * budget_wait (or the request timeout); with a deadline it is cut to the time
+ * left, and a slot that frees only after the deadline is not waited for at
+ * all. NULL when taken, else the error (from p). */
+static gc_error_t *take_budget(gc_upstream_t *u, apr_pool_t *p, const call_t *c, int status)
+{
+    apr_interval_time_t ra = 0, left = 0;
+    apr_interval_time_t wait = c->budget_wait > 0 ? c->budget_wait : u->conf.request_timeout;
+    apr_status_t rv = APR_TIMEUP;
+    int cut = 0;
+    gc_error_t *e;
+
+    if (c->deadline) {
+        left = c->deadline - apr_time_now();
+        /* a slot free now; if not, ra says when the next one frees */
+        rv = gc_budget_acquire(u->budget, 0, NULL, NULL, &ra);
+        cut = rv == APR_TIMEUP && (ra >= left || left < wait);
+        wait = left < wait ? left : wait;
+    }
+    if (rv == APR_TIMEUP && !(c->deadline && ra >= left)) {
+        rv = gc_budget_acquire(u->budget, wait, u->cancel, u->cancel_baton, &ra);
+    }
+    if (rv == APR_SUCCESS) {
+        return NULL;
+    }
+    if (rv == APR_EINTR) {
+        return make_err(p, GC_ERR_CANCELLED, status, "cancelled while waiting for the rate budget");
+    }
+    e = make_err(p, GC_ERR_BUDGET, status,
+                 apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had no free slot %s; "
+                              "retry after %ld ms",
+                              cut ? "before this request's deadline" : "in time", ms_of(ra)));
+    e->retry_after = ra > 0 ? ra : GC_UP_SLICE;
+    return e;
+}
+
+/* The Authorization line of an attempt (NULL: none) in ap, wiped when ap
+ * goes; the token and its generation for a 401. NULL, or the error. */
+static gc_error_t *auth_line(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *ap, const call_t *c,
+                             const char **auth, const char **token, unsigned long *gen)
+{
+    gc_error_t *e = NULL;
+
+    *auth = NULL;
+    if (c->token_request) {
+        *auth = c->basic_auth;
+    }
+    else if (!c->no_auth) {
+        if (get_token(u, p, ap, c->deadline, token, gen, &e) != APR_SUCCESS) {
+            return e;
+        }
+        *auth = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", *token, NULL));
+    }
+    return NULL;
+}
+
+static gc_error_t *deadline_passed(apr_pool_t *p, int status, int attempt)
+{
+    return make_err(p, GC_ERR_TIMEOUT, status,
+                    attempt ? "this request's deadline passed before the next attempt"
+                            : "this request's deadline passed before anything was sent");
+}
+
+/* Counts and logs a finished attempt. */
+static void account_attempt(gc_upstream_t *u, const call_t *c, const attempt_t *at,
+                            int attempt, int limit)
+{
+    if (u->metrics) {
+        gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_REQUESTS, c->op,
+                       gc_metrics_code_label(at->cc == CURLE_OK ? (int)at->status : 0));
+        gc_metrics_observe(u->metrics, GC_MET_UPSTREAM_LATENCY, NULL, NULL,
+                           (double)at->elapsed / (double)APR_USEC_PER_SEC);
+        if (at->cc == CURLE_OK && at->status == 429) {
+            gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
+        }
+    }
+    log_attempt(u, c, at, attempt, limit);
+}
+
+/* The error of a final verdict (from p). stop >= 0: a retry was due in stop
+ * but would have passed the call's deadline. */
+static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t *at,
+                             int attempt, apr_interval_time_t stop)
+{
+    gc_error_t *e = make_err(p, v->kind, (int)at->status, apr_pstrdup(p, v->message));
+
+    e->code = v->code ? apr_pstrdup(p, v->code) : NULL;
+    e->retry_after = v->retry_after;
+    if (stop >= 0 && v->kind == GC_ERR_THROTTLED) {
+        e->message = apr_psprintf(p, "%s; Genesys Cloud asked to retry after %s, beyond this "
+                                  "request's deadline", e->message, wait_text(p, stop));
+    }
+    else if (stop >= 0) {
+        e->message = apr_psprintf(p, "%s (gave up after %d attempt%s: the next retry, in %s, "
+                                  "would pass this request's deadline)", e->message, attempt,
+                                  attempt == 1 ? "" : "s", wait_text(p, stop));
+    }
+    else if (v->outcome == V_RETRY && v->kind != GC_ERR_THROTTLED) {
+        e->message = apr_psprintf(p, "%s (gave up after %d attempt%s)", e->message, attempt,
+                                  attempt == 1 ? "" : "s");
+    }
+    else if (v->outcome == V_RETRY) {
+        e->message = apr_psprintf(p, "%s (still throttled after %d attempts)", e->message,
+                                  attempt);
+    }
+    return e;
+}
+
+/* The retry loop shared by API calls and token requests. *cut (if not NULL)
+ * tells whether it stopped because of the call's deadline. */
 static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
-                             gc_response_t **resp_out, gc_error_t **err_out)
+                             gc_response_t **resp_out, gc_error_t **err_out, int *cut)
 {
     int attempt = 0, limit = c->max_attempts, renewed = 0, backoffs = 0;
-    int last_status = 0;
+    int last_status = 0, stopped = 0;
     const char *last_corr = NULL;
     apr_uint64_t rng = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)(uintptr_t)&rng << 16)
                        ^ (apr_uint64_t)apr_os_thread_current();
@@ -1023,54 +1169,34 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
         verdict_t v;
         const char *token = NULL, *auth = NULL;
         unsigned long gen = 0;
-        apr_status_t rv;
 
         if (is_cancelled(u)) {
             e = make_err(p, GC_ERR_CANCELLED, last_status, "cancelled");
+            goto fail;
+        }
+        if (!attempt_timeout(u, c)) {
+            e = deadline_passed(p, last_status, attempt);
+            stopped = 1;
             goto fail;
         }
         if (apr_pool_create(&ap, p) != APR_SUCCESS) {
             e = make_err(p, GC_ERR_CONNECT, last_status, "out of memory");
             goto fail;
         }
-        if (c->token_request) {
-            auth = c->basic_auth;
-        }
-        else if (!c->no_auth) {
-            rv = get_token(u, p, ap, &token, &gen, &e);
-            if (rv != APR_SUCCESS) {
-                apr_pool_destroy(ap);
-                goto fail;
-            }
-            auth = apr_pstrcat(ap, "Authorization: Bearer ", token, NULL);
-        }
-
-        /* Then a slot of our own rate budget, before anything is sent. Token
-         * requests take none: they go to the login service, not the API. */
-        if (u->budget && !c->token_request) {
-            apr_interval_time_t ra = 0;
-
-            rv = gc_budget_acquire(u->budget,
-                                   c->budget_wait > 0 ? c->budget_wait : u->conf.request_timeout,
-                                   u->cancel, u->cancel_baton, &ra);
-            if (rv == APR_EINTR) {
-                apr_pool_destroy(ap);
-                e = make_err(p, GC_ERR_CANCELLED, last_status,
-                             "cancelled while waiting for the rate budget");
-                goto fail;
-            }
-            if (rv != APR_SUCCESS) {
-                apr_pool_destroy(ap);
-                e = make_err(p, GC_ERR_BUDGET, last_status,
-                             apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had "
-                                          "no free slot in time; retry after %ld ms",
-                                          ms_of(ra)));
-                e->retry_after = ra > 0 ? ra : GC_UP_SLICE;
-                goto fail;
-            }
+        if ((e = auth_line(u, p, ap, c, &auth, &token, &gen)) != NULL
+            || (u->budget && !c->token_request && (e = take_budget(u, p, c, last_status)))) {
+            apr_pool_destroy(ap);
+            goto fail;
         }
 
         memset(&at, 0, sizeof(at));
+        /* the token and the budget may have taken time */
+        if ((at.timeout = attempt_timeout(u, c)) == 0) {
+            apr_pool_destroy(ap);
+            e = deadline_passed(p, last_status, attempt);
+            stopped = 1;
+            goto fail;
+        }
         at.u = u;
         at.pool = ap;
         at.headers = apr_table_make(ap, 16);
@@ -1084,24 +1210,14 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
             apr_thread_mutex_unlock(u->mutex);
         }
         perform(u, c, &at, auth);
-
-        if (u->metrics) {
-            gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_REQUESTS, c->op,
-                           gc_metrics_code_label(at.cc == CURLE_OK ? (int)at.status : 0));
-            gc_metrics_observe(u->metrics, GC_MET_UPSTREAM_LATENCY, NULL, NULL,
-                               (double)at.elapsed / (double)APR_USEC_PER_SEC);
-            if (at.cc == CURLE_OK && at.status == 429) {
-                gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
-            }
-        }
-        log_attempt(u, c, &at, attempt, limit);
+        account_attempt(u, c, &at, attempt, limit);
         if (at.cc == CURLE_OK) {
             last_status = (int)at.status;
             last_corr = apr_table_get(at.headers, "inin-correlation-id");
             last_corr = last_corr ? apr_pstrdup(p, last_corr) : NULL;
         }
 
-        v = classify(ap, u, c, &at, token, renewed);
+        v = classify(ap, u, c, &at, c->token_request ? c->basic_b64 : token, renewed);
         if (v.outcome == V_SUCCESS) {
             int bad_json;
             gc_response_t *r = make_response(p, &at, attempt, &bad_json);
@@ -1128,32 +1244,32 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
         if (v.outcome == V_RETRY && attempt < limit) {
             apr_interval_time_t d = v.delay >= 0 ? v.delay : backoff_delay(u, backoffs++, &rng);
 
-            gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
-                   GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
-                   c->log_path, v.message, (long)apr_time_as_msec(d));
-            apr_pool_destroy(ap);
-            if (wait_for(u, d)) {
-                e = make_err(p, GC_ERR_CANCELLED, last_status,
-                             "cancelled while waiting to retry");
-                e->correlation_id = last_corr;
-                goto fail;
+            if (c->deadline && apr_time_now() + d + GC_UP_MIN_ATTEMPT > c->deadline) {
+                /* never begin a wait that ends after the deadline (or leaves the
+                 * retry next to no time): give up now */
+                e = final_err(p, &v, &at, attempt, d);
+                stopped = 1;
             }
-            continue;
+            else {
+                gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
+                       GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
+                       c->log_path, v.message, (long)apr_time_as_msec(d));
+                apr_pool_destroy(ap);
+                if (wait_for(u, d)) {
+                    e = make_err(p, GC_ERR_CANCELLED, last_status,
+                                 "cancelled while waiting to retry");
+                    e->correlation_id = last_corr;
+                    goto fail;
+                }
+                continue;
+            }
+        }
+        else {
+            e = final_err(p, &v, &at, attempt, -1);
         }
 
         /* Final: keep the attempt pool (child of p) for the response. */
-        e = make_err(p, v.kind, (int)at.status, apr_pstrdup(p, v.message));
-        e->code = v.code ? apr_pstrdup(p, v.code) : NULL;
-        e->retry_after = v.retry_after;
         e->correlation_id = last_corr;
-        if (v.outcome == V_RETRY && v.kind != GC_ERR_THROTTLED) {
-            e->message = apr_psprintf(p, "%s (gave up after %d attempt%s)", e->message, attempt,
-                                      attempt == 1 ? "" : "s");
-        }
-        else if (v.outcome == V_RETRY) {
-            e->message = apr_psprintf(p, "%s (still throttled after %d attempts)", e->message,
-                                      attempt);
-        }
         if (at.cc == CURLE_OK) {
             int bad_json;
 
@@ -1168,6 +1284,9 @@ fail:
         e->correlation_id = last_corr;
     }
     *err_out = e;
+    if (cut) {
+        *cut = stopped;
+    }
     if (!c->token_request || e->kind != GC_ERR_AUTH) {
         log_give_up(c, e);
     }
@@ -1188,18 +1307,37 @@ static int token_chars_ok(const char *t)
     return 1;
 }
 
-/* One token request (with retries). On success *tok is malloc'd. */
-static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, char **tok,
-                                apr_interval_time_t *lifetime, gc_error_t **err)
+/* The Basic credentials of a token request, in tp (wiped when tp goes). */
+static void basic_auth(gc_upstream_t *u, apr_pool_t *tp, call_t *c)
+{
+    char *creds = gc_secret_track(tp, apr_pstrcat(tp, u->conf.client_id, ":",
+                                                  u->conf.client_secret, NULL));
+    int len = (int)strlen(creds);
+    apr_size_t elen = (apr_size_t)apr_base64_encode_len(len);
+    char *enc = apr_palloc(tp, elen);
+
+    gc_wipe_on_cleanup(tp, enc, elen);
+    apr_base64_encode(enc, creds, len);
+    c->basic_b64 = enc;
+    c->basic_auth = gc_secret_track(tp, apr_pstrcat(tp, "Authorization: Basic ", enc, NULL));
+}
+
+/* One token request (with retries, within the deadline of the call that
+ * needs it; 0: none). On success *tok (*tok_len bytes) is from tp and wiped
+ * when tp goes; every other copy made here (the credentials, the response
+ * body, jansson's string) is wiped too. *cut: it stopped at the deadline. */
+static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, apr_time_t deadline,
+                                const char **tok, apr_size_t *tok_len,
+                                apr_interval_time_t *lifetime, gc_error_t **err, int *cut)
 {
     call_t c;
     gc_response_t *resp = NULL;
-    const char *creds, *at;
-    char *enc;
+    const char *at;
     json_t *ex;
     apr_int64_t life = GC_UP_TOKEN_DEFAULT_LIFE;
     apr_status_t rv;
-    int len;
+    apr_size_t n;
+    int usable;
 
     if (!u->conf.login_url || !*u->conf.login_url) {
         *err = make_err(tp, GC_ERR_CONFIG, 0, "no login URL configured");
@@ -1218,20 +1356,27 @@ static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, char **tok,
     c.idempotent = 1;
     c.retry_500 = 1;
     c.max_attempts = GC_UP_DEFAULT_ATTEMPTS;
-    creds = apr_pstrcat(tp, u->conf.client_id, ":", u->conf.client_secret, NULL);
-    len = (int)strlen(creds);
-    enc = apr_palloc(tp, (apr_size_t)apr_base64_encode_len(len));
-    apr_base64_encode(enc, creds, len);
-    c.basic_auth = apr_pstrcat(tp, "Authorization: Basic ", enc, NULL);
+    c.deadline = deadline;
+    basic_auth(u, tp, &c);
 
-    rv = run_call(u, tp, &c, &resp, err);
+    rv = run_call(u, tp, &c, &resp, err, cut);
     if (rv != APR_SUCCESS) {
         return rv;
     }
     at = json_string_value(json_object_get(resp->json, "access_token"));
-    if (!at || !*at || !token_chars_ok(at)) {
+    n = at ? strlen(at) : 0;
+    usable = n > 0 && n <= GC_UP_TOKEN_MAX && token_chars_ok(at);
+    if (usable) {
+        *tok = gc_secret_pmemdup(tp, at, n);
+        *tok_len = n;
+    }
+    /* jansson frees its copy without wiping it: wipe it in place (its tree is
+     * only released after this) */
+    gc_wipe((char *)at, n);
+    if (!usable) {
         *err = make_err(tp, GC_ERR_PROTOCOL, resp->status,
-                        "login service answered without a usable access_token");
+                        "login service answered without a usable access_token (printable "
+                        "ASCII, at most " APR_STRINGIFY(GC_UP_TOKEN_MAX) " bytes)");
         (*err)->attempts = resp->attempts;
         (*err)->correlation_id = resp->correlation_id;
         return APR_EGENERAL;
@@ -1247,11 +1392,6 @@ static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, char **tok,
         life = APR_INT64_C(100000000);
     }
     *lifetime = apr_time_from_sec(life);
-    *tok = strdup(at);
-    if (!*tok) {
-        *err = make_err(tp, GC_ERR_CONNECT, 0, "out of memory");
-        return APR_ENOMEM;
-    }
     gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
            GCMON_LOGNO(106) "obtained an access token from %s (valid %" APR_INT64_T_FMT " s)",
            c.log_path, life);
@@ -1268,18 +1408,109 @@ static gc_error_t *copy_err(apr_pool_t *p, const gc_error_t *s)
     return e;
 }
 
-/* A valid token (copied into tp) and its generation. Errors from p. Only one
- * thread per client fetches; the others wait for it (cancellable) and share
- * its result, so a burst of requests after expiry makes one token request. */
+/* Forget the cached token, wiping it. Under u->mutex (or single-threaded). */
+static void forget_token(gc_upstream_t *u)
+{
+    gc_wipe(u->token, sizeof(u->token));
+    u->token_len = 0;
+}
+
+/* Replace the cached token (n <= GC_UP_TOKEN_MAX bytes): the old one is wiped,
+ * all of it, also where the new one is shorter. Under u->mutex. */
+static void store_token(gc_upstream_t *u, const char *t, apr_size_t n)
+{
+    forget_token(u);
+    memcpy(u->token, t, n);
+    u->token_len = n;
+}
+
+static int token_valid(const gc_upstream_t *u)
+{
+    return u->token_len && client_now(u) < u->token_renew_at;
+}
+
+/* Wait (under u->mutex) until the fetch in flight that had sequence seq ends,
+ * at most until the deadline (0: none). APR_EINTR (cancelled) or APR_TIMEUP
+ * (deadline passed) with *err set. */
+static apr_status_t wait_for_fetch(gc_upstream_t *u, apr_pool_t *p, unsigned long seq,
+                                   apr_time_t deadline, gc_error_t **err)
+{
+    while (u->fetching && u->fetch_seq == seq) {
+        apr_interval_time_t slice = GC_UP_SLICE;
+
+        if (deadline) {
+            apr_interval_time_t left = deadline - apr_time_now();
+
+            if (left <= 0) {
+                *err = make_err(p, GC_ERR_TIMEOUT, 0, "this request's deadline passed while "
+                                "another request was obtaining the access token");
+                return APR_TIMEUP;
+            }
+            slice = left < slice ? left : slice;
+        }
+        apr_thread_cond_timedwait(u->cond, u->mutex, slice);
+        if (is_cancelled(u)) {
+            *err = make_err(p, GC_ERR_CANCELLED, 0, "cancelled while waiting for a token");
+            return APR_EINTR;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* Record (under u->mutex) the result of this thread's fetch, for the waiters
+ * and for the callers that come while a failure is held. */
+static void end_fetch(gc_upstream_t *u, const char *tok, apr_size_t tok_len,
+                      apr_interval_time_t life, apr_time_t started, const gc_error_t *fe,
+                      int cut)
+{
+    if (!fe) {
+        apr_interval_time_t keep = life - GC_UP_TOKEN_SKEW;
+
+        if (keep < life / 2) {
+            keep = life / 2;
+        }
+        store_token(u, tok, tok_len);
+        u->token_renew_at = started + keep;
+        u->token_gen++;
+    }
+    else {
+        u->fetch_kind = fe->kind;
+        u->fetch_status = fe->status;
+        u->fetch_retry_after = fe->retry_after;
+        u->fetch_cut = cut;
+        apr_cpystrn(u->fetch_message, fe->message ? fe->message : "", sizeof(u->fetch_message));
+        if (fe->kind == GC_ERR_THROTTLED && fe->retry_after > 0) {
+            u->hold_until = client_now(u) + fe->retry_after;
+        }
+        if (fe->kind == GC_ERR_AUTH) {
+            u->hold_until = client_now(u) + GC_UP_AUTH_FAIL_HOLD;
+            gc_log(GC_LOG_MARK, GC_LOG_WARNING, APR_SUCCESS,
+                   GCMON_LOGNO(107) "cannot obtain an access token: %s", fe->message);
+        }
+    }
+    u->fetching = 0;
+    u->fetch_seq++;
+    apr_thread_cond_broadcast(u->cond);
+}
+
+/* A valid token (copied into tp, wiped when tp goes) and its generation.
+ * Errors from p. Only one thread per client fetches; the others wait for it
+ * (cancellable, at most until their deadline) and share its result, so a
+ * burst of requests after expiry makes one token request. A fetch is bounded
+ * by the deadline of the call that makes it; when it stops there, waiters
+ * with another deadline (or none) try again instead of sharing that error. */
 static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                              const char **token, unsigned long *gen, gc_error_t **err)
+                              apr_time_t deadline, const char **token, unsigned long *gen,
+                              gc_error_t **err)
 {
     apr_pool_t *fp;
     apr_status_t rv;
-    char *tok = NULL;
+    const char *tok = NULL;
+    apr_size_t tok_len = 0;
     apr_interval_time_t life = 0;
     apr_time_t started;
     gc_error_t *fe = NULL;
+    int cut = 0;
 
     if (!u->conf.client_id || !*u->conf.client_id || !u->conf.client_secret
         || !*u->conf.client_secret) {
@@ -1292,8 +1523,8 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
     for (;;) {
         unsigned long seq;
 
-        if (u->token && client_now(u) < u->token_renew_at) {
-            *token = apr_pstrdup(tp, u->token);
+        if (token_valid(u)) {
+            *token = gc_secret_pmemdup(tp, u->token, u->token_len);
             *gen = u->token_gen;
             apr_thread_mutex_unlock(u->mutex);
             return APR_SUCCESS;
@@ -1314,15 +1545,11 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
             break;
         }
         seq = u->fetch_seq;
-        while (u->fetching && u->fetch_seq == seq) {
-            apr_thread_cond_timedwait(u->cond, u->mutex, GC_UP_SLICE);
-            if (is_cancelled(u)) {
-                apr_thread_mutex_unlock(u->mutex);
-                *err = make_err(p, GC_ERR_CANCELLED, 0, "cancelled while waiting for a token");
-                return APR_EINTR;
-            }
+        if ((rv = wait_for_fetch(u, p, seq, deadline, err)) != APR_SUCCESS) {
+            apr_thread_mutex_unlock(u->mutex);
+            return rv;
         }
-        if (u->fetch_seq != seq && !(u->token && client_now(u) < u->token_renew_at)) {
+        if (u->fetch_seq != seq && !token_valid(u) && !u->fetch_cut) {
             /* the fetch we waited for failed: report its error, don't stampede */
             *err = make_err(p, u->fetch_kind, u->fetch_status,
                             apr_pstrdup(p, u->fetch_message));
@@ -1341,41 +1568,18 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
         fp = NULL;
     }
     else {
-        rv = fetch_token(u, fp, &tok, &life, &fe);
+        rv = fetch_token(u, fp, deadline, &tok, &tok_len, &life, &fe, &cut);
     }
 
     apr_thread_mutex_lock(u->mutex);
+    end_fetch(u, tok, tok_len, life, started, rv == APR_SUCCESS ? NULL : fe, cut);
     if (rv == APR_SUCCESS) {
-        apr_interval_time_t keep = life - GC_UP_TOKEN_SKEW;
-
-        if (keep < life / 2) {
-            keep = life / 2;
-        }
-        free(u->token);
-        u->token = tok;
-        u->token_renew_at = started + keep;
-        u->token_gen++;
-        *token = apr_pstrdup(tp, tok);
+        *token = gc_secret_pmemdup(tp, tok, tok_len);
         *gen = u->token_gen;
     }
     else {
         *err = copy_err(p, fe);
-        u->fetch_kind = fe->kind;
-        u->fetch_status = fe->status;
-        u->fetch_retry_after = fe->retry_after;
-        apr_cpystrn(u->fetch_message, fe->message ? fe->message : "", sizeof(u->fetch_message));
-        if (fe->kind == GC_ERR_THROTTLED && fe->retry_after > 0) {
-            u->hold_until = client_now(u) + fe->retry_after;
-        }
-        if (fe->kind == GC_ERR_AUTH) {
-            u->hold_until = client_now(u) + GC_UP_AUTH_FAIL_HOLD;
-            gc_log(GC_LOG_MARK, GC_LOG_WARNING, APR_SUCCESS,
-                   GCMON_LOGNO(107) "cannot obtain an access token: %s", fe->message);
-        }
     }
-    u->fetching = 0;
-    u->fetch_seq++;
-    apr_thread_cond_broadcast(u->cond);
     apr_thread_mutex_unlock(u->mutex);
     if (fp) {
         apr_pool_destroy(fp);
@@ -1386,9 +1590,8 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
 static void invalidate_if(gc_upstream_t *u, unsigned long gen)
 {
     apr_thread_mutex_lock(u->mutex);
-    if (u->token && u->token_gen == gen) {
-        free(u->token);
-        u->token = NULL;
+    if (u->token_len && u->token_gen == gen) {
+        forget_token(u);
         u->token_gen++;
     }
     apr_thread_mutex_unlock(u->mutex);
@@ -1423,8 +1626,7 @@ static apr_status_t upstream_cleanup(void *data)
         curl_share_cleanup(u->share);
         u->share = NULL;
     }
-    free(u->token);
-    u->token = NULL;
+    forget_token(u);
     return APR_SUCCESS;
 }
 
@@ -1497,7 +1699,7 @@ gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
     u->conf.api_url = trim_slash(pool, conf->api_url);
     u->conf.login_url = trim_slash(pool, conf->login_url);
     u->conf.client_id = apr_pstrdup(pool, conf->client_id);
-    u->conf.client_secret = apr_pstrdup(pool, conf->client_secret);
+    u->conf.client_secret = gc_secret_pstrdup(pool, conf->client_secret);
     u->conf.ca_file = apr_pstrdup(pool, conf->ca_file);
     u->conf.request_timeout = conf->request_timeout > 0 ? conf->request_timeout
                                                         : GC_DEFAULT_REQUEST_TIMEOUT;
@@ -1507,6 +1709,7 @@ gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
     u->backoff_base = GC_UP_BACKOFF_BASE;
     u->backoff_cap = GC_UP_BACKOFF_CAP;
     u->retry_after_default = GC_UP_RETRY_AFTER_DEFAULT;
+    u->jitter = 1;
     u->max_body = GC_UP_MAX_BODY;
     if (apr_thread_mutex_create(&u->mutex, APR_THREAD_MUTEX_DEFAULT, pool) != APR_SUCCESS
         || apr_thread_cond_create(&u->cond, pool) != APR_SUCCESS) {
@@ -1568,14 +1771,19 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
     c.retry_500 = strcmp(c.method, "GET") == 0 || strcmp(c.method, "HEAD") == 0;
     c.budget_wait = req->budget_wait;
     c.max_attempts = req->max_attempts > 0 ? req->max_attempts : GC_UP_DEFAULT_ATTEMPTS;
-    return run_call(u, p, &c, resp, err);
+    c.deadline = req->deadline;
+    return run_call(u, p, &c, resp, err, NULL);
+}
+
+apr_time_t gc_upstream_deadline(apr_interval_time_t budget)
+{
+    return apr_time_now() + (budget > 0 ? budget : GC_DEFAULT_REQUEST_DEADLINE);
 }
 
 void gc_upstream_invalidate_token(gc_upstream_t *u)
 {
     apr_thread_mutex_lock(u->mutex);
-    free(u->token);
-    u->token = NULL;
+    forget_token(u);
     u->token_gen++;
     u->hold_until = 0;
     apr_thread_mutex_unlock(u->mutex);

@@ -3,7 +3,26 @@
  * adds the bearer token (OAuth client credentials, cached per process, renewed
  * at expires_in - 60 s and once on 401), retries 429 (Retry-After, capped at
  * 180 s) and 502/503/504/connection errors (exponential backoff with jitter,
- * bounded attempts), parses error bodies, and counts everything in metrics. */
+ * bounded attempts), parses error bodies, and counts everything in metrics.
+ *
+ * Deadline (SPEC §9.16). Upstream work done for an API request carries an
+ * absolute deadline (gc_request_t.deadline; background work has none, and
+ * behaves as described above). With one, gc_upstream_call never begins a wait
+ * that would end after it (a retry also needs 100 ms left after its wait), and
+ * cuts each attempt's timeout to the time left; when the next wait would pass
+ * it, it returns at once:
+ *   - a 429 whose Retry-After would pass it: GC_ERR_THROTTLED, retry_after =
+ *     the server's Retry-After;
+ *   - no rate-budget slot: GC_ERR_BUDGET, retry_after = when a slot frees. The
+ *     wait for one is min(budget_wait or the request timeout, time left), and
+ *     none at all when the next slot frees only after the deadline;
+ *   - a 5xx/connection-error retry whose backoff would pass it: the last
+ *     error's kind, as without a deadline (SERVER, CONNECT, TIMEOUT);
+ *   - a token renewal runs under the same deadline; waiting for another
+ *     thread's renewal ends at the deadline (GC_ERR_TIMEOUT);
+ *   - the deadline passed before anything was sent (also before the call
+ *     started): GC_ERR_TIMEOUT, no network I/O at all.
+ * The message then says that the request's deadline would pass. */
 #ifndef GC_UPSTREAM_H
 #define GC_UPSTREAM_H
 
@@ -22,7 +41,7 @@ typedef enum {
     GC_ERR_NONE = 0,
     GC_ERR_CONFIG,      /* missing client id/secret, bad URL */
     GC_ERR_CONNECT,     /* connection refused/reset/dropped, DNS, TLS — after retries */
-    GC_ERR_TIMEOUT,     /* request timeout — after retries */
+    GC_ERR_TIMEOUT,     /* request timeout — after retries; or the request's deadline */
     GC_ERR_THROTTLED,   /* 429 beyond the retry budget (retry_after set) */
     GC_ERR_BUDGET,      /* our own rate budget had no slot in time (retry_after set) */
     GC_ERR_AUTH,        /* token request refused, or 401 after one renewal */
@@ -53,6 +72,8 @@ typedef struct gc_request {
     int no_auth;                    /* don't send the bearer token */
     apr_interval_time_t budget_wait;/* max wait for a rate-budget slot; 0 = request timeout */
     int max_attempts;               /* 0 = default (4) */
+    apr_time_t deadline;            /* absolute (apr_time_now clock) end of the upstream
+                                       work of an API request; 0 = none (background work) */
 } gc_request_t;
 
 typedef struct gc_response {
@@ -64,6 +85,13 @@ typedef struct gc_response {
     const char *correlation_id;
     int attempts;
 } gc_response_t;
+
+/* Default deadline of the upstream work of one API request (SPEC §9.16). */
+#define GC_DEFAULT_REQUEST_DEADLINE apr_time_from_sec(25)
+
+/* The deadline of upstream work that may take `budget` from now (<= 0:
+ * GC_DEFAULT_REQUEST_DEADLINE), for gc_request_t.deadline. */
+apr_time_t gc_upstream_deadline(apr_interval_time_t budget);
 
 /* Call once per process before threads start (child_init); idempotent. */
 void gc_upstream_global_init(void);

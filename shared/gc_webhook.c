@@ -3,7 +3,8 @@
  * alert.
  *
  * Webhook URLs are secrets (a Slack URL embeds its token): no error text or
- * log line made here contains the URL or anything curl says about it. */
+ * log line made here contains the URL, nor any part of it a receiver or curl
+ * echoes (each is hidden before the text is cut, see scrub). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,12 +17,14 @@
 
 #include "gc_log.h"
 #include "gc_outbox.h"
+#include "gc_secret.h"
 #include "gc_upstream.h"
 #include "gc_version.h"
 
 #define WEBHOOK_TIMEOUT_DEFAULT apr_time_from_sec(10)
 #define RETRY_AFTER_CAP_SECS 86400
-#define EXCERPT_MAX 120                 /* response body kept for the error text */
+#define EXCERPT_MAX 120                 /* response body shown in the error text */
+#define EXCERPT_CAPTURE 4096            /* response body read for it (redacted, then cut) */
 
 const char *gc_webhook_event(const char *target)
 {
@@ -83,17 +86,21 @@ const char *gc_webhook_signature(apr_pool_t *p, const char *secret, const char *
 typedef struct {
     apr_pool_t *pool;
     const char *retry_after;            /* raw header value, last one wins */
-    char excerpt[EXCERPT_MAX + 1];
+    char excerpt[EXCERPT_CAPTURE + 1];
     apr_size_t excerpt_len;
+    int excerpt_more;                   /* the body went on beyond the capture */
 } exchange_t;
 
 /* Keeps the first bytes of the response body (the error text's excerpt). */
 static size_t on_body(char *data, size_t size, size_t n, void *baton)
 {
     exchange_t *x = baton;
-    size_t len = size * n, room = EXCERPT_MAX - x->excerpt_len;
+    size_t len = size * n, room = EXCERPT_CAPTURE - x->excerpt_len;
 
-    if (room > len) {
+    if (room < len) {
+        x->excerpt_more = 1;
+    }
+    else {
         room = len;
     }
     memcpy(x->excerpt + x->excerpt_len, data, room);
@@ -136,38 +143,124 @@ static apr_interval_time_t retry_after_of(const char *v)
                                                        : apr_time_from_sec(RETRY_AFTER_CAP_SECS);
 }
 
-/* Text that came from the network or curl, made safe for an error message:
- * one printable line, and nothing at all when it mentions the URL or its path
- * (the secret part). NULL when nothing is left. */
-static const char *scrub(apr_pool_t *p, const char *text, const char *url)
+/* s (n bytes) percent-decoded ('+' as a space too when plus), or NULL when
+ * decoding changes nothing. A '%' not followed by two hex digits stays. */
+static const char *percent_decoded(apr_pool_t *p, const char *s, apr_size_t n, int plus)
 {
-    const char *rest, *path, *at;
-    char *out, *c;
-    apr_size_t len;
+    char *out = apr_palloc(p, n + 1), *o = out;
+    apr_size_t i;
+    int changed = 0;
 
-    if (!text || !*text) {
-        return NULL;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && apr_isxdigit(s[i + 1]) && apr_isxdigit(s[i + 2])) {
+            char hex[3] = { s[i + 1], s[i + 2], '\0' };
+
+            *o++ = (char)strtol(hex, NULL, 16);
+            i += 2;
+            changed = 1;
+        }
+        else if (plus && s[i] == '+') {
+            *o++ = ' ';
+            changed = 1;
+        }
+        else {
+            *o++ = s[i];
+        }
     }
+    *o = '\0';
+    return changed ? out : NULL;
+}
+
+/* Add the n bytes at s to the needles, and their decoded form when it differs. */
+static void add_needle(apr_array_header_t *a, const char *s, apr_size_t n, int plus)
+{
+    const char *d;
+
+    if (n < GC_REDACT_MIN) {
+        return;
+    }
+    APR_ARRAY_PUSH(a, const char *) = apr_pstrmemdup(a->pool, s, n);
+    if ((d = percent_decoded(a->pool, s, n, plus)) != NULL) {
+        APR_ARRAY_PUSH(a, const char *) = d;
+    }
+}
+
+/* Add each part of s (n bytes) between separators (and, with pair, the name
+ * and the value of each "name=value" part). */
+static void add_parts(apr_array_header_t *a, const char *s, apr_size_t n, const char *seps,
+                      int pair, int plus)
+{
+    const char *end = s + n;
+
+    while (s < end) {
+        apr_size_t len = strcspn(s, seps);
+        const char *eq;
+
+        if (len > (apr_size_t)(end - s)) {
+            len = (apr_size_t)(end - s);
+        }
+        add_needle(a, s, len, plus);
+        if (pair && (eq = memchr(s, '=', len)) != NULL) {
+            add_needle(a, s, (apr_size_t)(eq - s), plus);
+            add_needle(a, eq + 1, len - (apr_size_t)(eq + 1 - s), plus);
+        }
+        s += len + (s + len < end);
+    }
+}
+
+/* Every part of a webhook URL that may carry its secret and that a receiver
+ * might echo (Slack echoes a segment or two of its path): the URL with and
+ * without its scheme, the user info and its parts, the path with and without
+ * the query and the leading '/', each path segment, the query, each query
+ * pair, name and value. Each also percent-decoded when that differs (a
+ * receiver may echo either form). Parts under GC_REDACT_MIN bytes are left
+ * out: they cannot carry a secret and would mangle the text. */
+static apr_array_header_t *url_needles(apr_pool_t *p, const char *url)
+{
+    apr_array_header_t *a = apr_array_make(p, 16, sizeof(const char *));
+    const char *rest, *path, *at, *query;
+    apr_size_t plen;
+
     rest = strstr(url, "://");
     rest = rest ? rest + 3 : url;
     path = rest + strcspn(rest, "/?#");
-    at = memchr(rest, '@', (apr_size_t)(path - rest));
-    if (strstr(text, rest) || (*path && path[1] && strstr(text, path + 1))
-        || (at && strstr(text, apr_pstrmemdup(p, rest, (apr_size_t)(at - rest))))) {
+    add_needle(a, url, strcspn(url, "#"), 0);
+    add_needle(a, rest, strcspn(rest, "#"), 0);
+    if ((at = memchr(rest, '@', (apr_size_t)(path - rest))) != NULL) {
+        add_needle(a, rest, (apr_size_t)(at - rest), 0);
+        add_parts(a, rest, (apr_size_t)(at - rest), ":", 0, 0);
+    }
+    add_needle(a, path, strcspn(path, "#"), 0);
+    if (*path == '/') {
+        add_needle(a, path + 1, strcspn(path + 1, "#"), 0);
+    }
+    plen = strcspn(path, "?#");
+    add_needle(a, path, plen, 0);
+    add_parts(a, path, plen, "/", 0, 0);
+    if (path[plen] == '?') {
+        query = path + plen + 1;
+        add_needle(a, query, strcspn(query, "#"), 1);
+        add_parts(a, query, strcspn(query, "#"), "&;", 1, 1);
+    }
+    return a;
+}
+
+/* Text that came from the network or curl (len bytes; more: only the start
+ * of a longer text), made safe for an error message: every part of the URL
+ * that may carry its secret hidden first, then one printable line of at most
+ * max bytes (gc_redact_line). NULL when nothing is left. */
+static const char *scrub(apr_pool_t *p, const char *text, apr_size_t len, int more,
+                         const char *url, apr_size_t max)
+{
+    apr_array_header_t *needles;
+    const char *out;
+
+    if (!text || !len) {
         return NULL;
     }
-    out = apr_pstrdup(p, text);
-    for (c = out; *c; c++) {
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-            *c = ' ';
-        }
-        else if ((unsigned char)*c > 0x7f) {
-            *c = '?';                   /* ASCII only: the text goes into JSON */
-        }
-    }
-    for (len = strlen(out); len > 0 && out[len - 1] == ' '; len--) {
-        out[len - 1] = '\0';
-    }
+    needles = url_needles(p, url);
+    out = gc_redact_line(p, text, len, (const char *const *)needles->elts,
+                         needles->nelts, more, max);
     return *out ? out : NULL;
 }
 
@@ -257,7 +350,7 @@ static apr_status_t verdict(apr_pool_t *p, const char *target, const char *url, 
     const char *why;
 
     if (cc != CURLE_OK) {
-        why = scrub(p, errbuf, url);
+        why = scrub(p, errbuf, strlen(errbuf), 0, url, CURL_ERROR_SIZE);
         res->status = 0;
         res->error = apr_psprintf(p, "connection failed: %s",
                                   why ? why : curl_easy_strerror(cc));
@@ -270,7 +363,7 @@ static apr_status_t verdict(apr_pool_t *p, const char *target, const char *url, 
     if (status == 429 || status == 503) {
         res->retry_after = retry_after_of(x->retry_after);
     }
-    why = scrub(p, x->excerpt, url);
+    why = scrub(p, x->excerpt, x->excerpt_len, x->excerpt_more, url, EXCERPT_MAX);
     res->error = apr_psprintf(p, "HTTP %ld from the %s webhook%s%s", status, target,
                               why ? ": " : "", why ? why : "");
     return APR_EGENERAL;

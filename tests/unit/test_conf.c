@@ -152,6 +152,69 @@ START_TEST(secrets)
 }
 END_TEST
 
+/* Records what a secret's memory holds when its pool is destroyed. It is
+ * registered before the secret is parsed, so (cleanups run last-in first-out)
+ * it runs after the secret's own cleanups, before the memory is freed. */
+typedef struct watch {
+    const char *mem;
+    apr_size_t n;
+    int ran, nonzero;
+} watch_t;
+
+static apr_status_t watch_cleanup(void *data)
+{
+    watch_t *w = data;
+    apr_size_t i;
+
+    w->ran = 1;
+    for (i = 0; w->mem && i < w->n; i++) {
+        w->nonzero += w->mem[i] != 0;
+    }
+    return APR_SUCCESS;
+}
+
+/* Parse arg in a pool of its own and report whether the value was wiped
+ * (1), left in memory (0) when that pool went. */
+static int secret_wiped(const char *arg, const char *expect)
+{
+    apr_pool_t *sp;
+    watch_t w;
+    const char *v = NULL;
+    int literal;
+
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(apr_pool_create(&sp, pool), APR_SUCCESS);
+    apr_pool_cleanup_register(sp, &w, watch_cleanup, apr_pool_cleanup_null);
+    ck_assert_ptr_null(gc_parse_secret(sp, arg, &v, &literal));
+    ck_assert_str_eq(v, expect);
+    w.mem = v;
+    w.n = strlen(v);
+    apr_pool_destroy(sp);
+    ck_assert_int_eq(w.ran, 1);
+    return w.nonzero == 0;
+}
+
+START_TEST(secrets_wiped_with_the_pool)
+{
+    char path[] = "/tmp/gcmon-secret-XXXXXX";
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "f1le-s3cret\r\nsecond line\n", 25), 25);
+    close(fd);
+    /* the buffer the file was read into is the value handed to the pool */
+    ck_assert_msg(secret_wiped(apr_pstrcat(pool, "file:", path, NULL), "f1le-s3cret"),
+                  "file: secret left in memory");
+    unlink(path);
+    setenv("GCMON_UNIT_WIPE", "env-s3cret", 1);
+    ck_assert_msg(secret_wiped("env:GCMON_UNIT_WIPE", "env-s3cret"), "env: secret left");
+    /* a copy was wiped, not the environment (httpd reads its config twice) */
+    ck_assert_pstr_eq(getenv("GCMON_UNIT_WIPE"), "env-s3cret");
+    unsetenv("GCMON_UNIT_WIPE");
+    ck_assert_msg(secret_wiped("literal-s3cret", "literal-s3cret"), "literal left");
+}
+END_TEST
+
 START_TEST(conn_defaults)
 {
     gc_conn_conf_t c;
@@ -184,6 +247,7 @@ Suite *conf_suite(void)
     tcase_add_test(tc, urls);
     tcase_add_test(tc, domains);
     tcase_add_test(tc, secrets);
+    tcase_add_test(tc, secrets_wiped_with_the_pool);
     tcase_add_test(tc, conn_defaults);
     suite_add_tcase(s, tc);
     return s;

@@ -361,7 +361,7 @@ START_TEST(errors_never_contain_the_url)
     lb_add_simple(lb, SECRET_PATH, 400, "Content-Type: text/plain\r\n", "invalid_payload\n");
     ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_int_eq(res.status, 404);
-    ck_assert_str_eq(res.error, "HTTP 404 from the slack webhook");
+    ck_assert_str_eq(res.error, "HTTP 404 from the slack webhook: no such hook: [hidden]");
     ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
     ck_assert_str_eq(res.error, "HTTP 400 from the slack webhook: invalid_payload");
 
@@ -392,6 +392,98 @@ START_TEST(errors_never_contain_the_url)
     ck_assert_ptr_null(strstr(res.error, "xoxSeCrEtToKeN42"));
 
     ck_assert_msg(!log_has("xoxSeCrEtToKeN42"), "a log line names the URL:\n%s", log_text);
+}
+END_TEST
+
+/* Script a 400 answer with body (text/plain) on route. */
+static void script_echo(const char *route, const char *body)
+{
+    lb_add_simple(lb, route, 400, "Content-Type: text/plain\r\n", body);
+}
+
+/* The error text of a POST to url (answered 400). */
+static const char *post_error(const char *url)
+{
+    gc_webhook_conf_t c = conf_for("/unused");
+    gc_webhook_result_t res;
+
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_eq(res.status, 400);
+    return res.error;
+}
+
+/* No prefix of secret of 8 bytes or more appears in text. */
+static void assert_no_prefix(const char *text, const char *secret)
+{
+    apr_size_t k;
+
+    for (k = 8; k <= strlen(secret); k++) {
+        ck_assert_msg(!strstr(text, apr_pstrndup(pool, secret, k)),
+                      "%d-byte prefix of a secret in \"%s\"", (int)k, text);
+    }
+}
+
+#define ECHO_PREFIX "HTTP 400 from the slack webhook: "
+
+/* A receiver that echoes part of its URL: each path segment and query
+ * name/value of 4 bytes or more is hidden, raw or percent-decoded. */
+START_TEST(errors_hide_echoed_url_parts)
+{
+    const char *url = apr_pstrcat(pool, lb_url(lb), SECRET_PATH, NULL);
+    const char *q = apr_pstrcat(pool, lb_url(lb), "/q/hook?token=abc123&team=T9", NULL);
+    const char *enc = apr_pstrcat(pool, lb_url(lb), "/enc/sec%2Fret%20x42?key=a+b+c+d", NULL);
+
+    /* one segment; two adjacent ones; a short part and other text stay */
+    script_echo("/services", "invalid token xoxSeCrEtToKeN42!");
+    script_echo("/services", "hook B0BBB/xoxSeCrEtToKeN42 is off");
+    script_echo("/services", "Services T0AA are down");
+    ck_assert_str_eq(post_error(url), ECHO_PREFIX "invalid token [hidden]!");
+    ck_assert_str_eq(post_error(url), ECHO_PREFIX "hook [hidden]/[hidden] is off");
+    ck_assert_str_eq(post_error(url), ECHO_PREFIX "Services T0AA are down");
+
+    /* a query value, a name=value pair, a name and a short value */
+    script_echo("/q/", "bad token abc123");
+    script_echo("/q/", "got token=abc123;");
+    script_echo("/q/", "unknown team T9");     /* "team" is a name */
+    ck_assert_str_eq(post_error(q), ECHO_PREFIX "bad [hidden] [hidden]");
+    ck_assert_str_eq(post_error(q), ECHO_PREFIX "got [hidden];");
+    ck_assert_str_eq(post_error(q), ECHO_PREFIX "unknown [hidden] T9");
+
+    /* percent-encoded parts: hidden as sent and as decoded */
+    script_echo("/enc/", "no hook sec%2Fret%20x42");
+    script_echo("/enc/", "no hook sec/ret x42");
+    script_echo("/enc/", "key a b c d?");
+    ck_assert_str_eq(post_error(enc), ECHO_PREFIX "no hook [hidden]");
+    ck_assert_str_eq(post_error(enc), ECHO_PREFIX "no hook [hidden]");
+    ck_assert_str_eq(post_error(enc), ECHO_PREFIX "key [hidden]?");   /* "key": too short */
+}
+END_TEST
+
+/* Hidden before the cut at 120 bytes, and the 4 KiB read of the body may end
+ * inside a secret: either way no part of it is left. */
+START_TEST(errors_hide_url_parts_at_the_cut)
+{
+    const char *url = apr_pstrcat(pool, lb_url(lb), SECRET_PATH, NULL);
+    char *big = apr_palloc(pool, 5000);
+    const char *e;
+
+    /* 110 bytes, then the segment across the cut at 120 */
+    memset(big, 'x', 104);
+    big[104] = '\0';
+    script_echo("/services", apr_pstrcat(pool, "error ", big, "xoxSeCrEtToKeN42 after", NULL));
+    /* blanks collapse, so what the 4 KiB read ends in would reach the text */
+    memset(big, ' ', 4999);
+    big[4999] = '\0';
+    big[0] = 'a';
+    memcpy(big + 4086, "xoxSeCrEtToKeN42", 16);
+    script_echo("/services", big);
+
+    e = post_error(url);
+    assert_no_prefix(e, "xoxSeCrEtToKeN42");
+    ck_assert_ptr_nonnull(strstr(e, "x[hidden] a..."));
+    e = post_error(url);
+    assert_no_prefix(e, "xoxSeCrEtToKeN42");
+    ck_assert_str_eq(e, ECHO_PREFIX "a...");
 }
 END_TEST
 
@@ -903,6 +995,8 @@ Suite *outbox_suite(void)
     tcase_add_test(tc, post_event_header_per_target);
     tcase_add_test(tc, post_retry_after);
     tcase_add_test(tc, errors_never_contain_the_url);
+    tcase_add_test(tc, errors_hide_echoed_url_parts);
+    tcase_add_test(tc, errors_hide_url_parts_at_the_cut);
     tcase_add_test(tc, slack_body_shape);
     suite_add_tcase(s, tc);
 

@@ -397,6 +397,130 @@ START_TEST(test_token_renewal_clock)
 }
 END_TEST
 
+/* ---- secrets wiped ------------------------------------------------------ */
+
+#define LONG_TOKEN "tok-LLLL-0123456789abcdef0123456789abcdef0123456789abcdef-long"
+
+/* Bytes of the token storage from `from` on that are not zero. */
+static int storage_nonzero_from(gc_upstream_t *u, apr_size_t from)
+{
+    apr_size_t size, i;
+    const char *m = gc_upstream_test_token_storage(u, &size);
+    int n = 0;
+
+    for (i = from; i < size; i++) {
+        n += m[i] != 0;
+    }
+    return n;
+}
+
+static int storage_holds(gc_upstream_t *u, const char *token)
+{
+    apr_size_t size;
+    const char *m = gc_upstream_test_token_storage(u, &size);
+
+    return memcmp(m, token, strlen(token)) == 0 && storage_nonzero_from(u, strlen(token)) == 0;
+}
+
+typedef struct storage_watch {
+    gc_upstream_t *u;
+    int ran, nonzero;
+} storage_watch_t;
+
+/* Registered before the client, so it runs after the client's cleanup,
+ * before the pool's memory is freed. */
+static apr_status_t storage_watch_cleanup(void *data)
+{
+    storage_watch_t *w = data;
+
+    w->ran = 1;
+    w->nonzero = w->u ? storage_nonzero_from(w->u, 0) : -1;
+    return APR_SUCCESS;
+}
+
+/* The cached token is wiped when renewed (a shorter one leaves no tail of
+ * the longer), when forgotten, and when the client's pool goes. */
+START_TEST(test_token_storage_wiped)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    apr_pool_t *sp;
+    storage_watch_t w;
+
+    script_token(LONG_TOKEN, 100);
+    script_token(TOKEN2, 86400);
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    u = client();
+    fake_now = apr_time_from_sec(5000000);
+    gc_upstream_test_set_clock(u, fake_clock, NULL);
+    ck_assert_int_eq(storage_nonzero_from(u, 0), 0);
+    ck_assert_int_eq(call(u, "GET", "/api/v2/a", &r, &e), APR_SUCCESS);
+    ck_assert_msg(storage_holds(u, LONG_TOKEN), "first token not cached as expected");
+
+    fake_now += apr_time_from_sec(51);          /* renewal time of expires_in 100 */
+    ck_assert_int_eq(call(u, "GET", "/api/v2/b", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(gc_upstream_token_requests(u), 2);
+    ck_assert_msg(storage_holds(u, TOKEN2), "renewal left bytes of the old token");
+
+    gc_upstream_invalidate_token(u);
+    ck_assert_int_eq(storage_nonzero_from(u, 0), 0);
+
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(apr_pool_create(&sp, pool), APR_SUCCESS);
+    apr_pool_cleanup_register(sp, &w, storage_watch_cleanup, apr_pool_cleanup_null);
+    w.u = gc_upstream_create(sp, &conf, NULL, NULL);
+    ck_assert_ptr_nonnull(w.u);
+    ck_assert_int_eq(call(w.u, "GET", "/api/v2/c", &r, &e), APR_SUCCESS);
+    ck_assert_msg(storage_holds(w.u, TOKEN2), "token not cached");
+    apr_pool_destroy(sp);
+    ck_assert_int_eq(w.ran, 1);
+    ck_assert_int_eq(w.nonzero, 0);
+}
+END_TEST
+
+/* A 401 forgets (wipes) the rejected token before renewing it. */
+START_TEST(test_token_storage_wiped_on_401)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+
+    script_token(LONG_TOKEN, 86400);
+    lb_add_simple(srv, "/oauth/token", 503, NULL, "busy");
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    lb_add_simple(srv, "/api/", 401, NULL, "{\"message\":\"expired\"}");
+    u = client();
+    ck_assert_int_eq(call(u, "GET", "/api/v2/a", &r, &e), APR_SUCCESS);
+    ck_assert_msg(storage_holds(u, LONG_TOKEN), "token not cached");
+    /* 401, then the renewal fails: nothing of the rejected token stays */
+    ck_assert_int_ne(call(u, "GET", "/api/v2/b", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_SERVER);
+    ck_assert_int_eq(storage_nonzero_from(u, 0), 0);
+}
+END_TEST
+
+/* A login service echoing the Basic credentials: they never reach the error. */
+START_TEST(test_basic_credentials_hidden)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    const char *creds = CLIENT_ID ":" SECRET;
+    char *b64 = apr_palloc(pool, (apr_size_t)apr_base64_encode_len((int)strlen(creds)));
+
+    apr_base64_encode(b64, creds, (int)strlen(creds));
+    lb_add_simple(srv, "/oauth/token", 400, NULL,
+                  apr_pstrcat(pool, "{\"error\":\"invalid_client\",\"description\":"
+                                    "\"bad header: Basic ", b64, "\"}", NULL));
+    u = client();
+    ck_assert_int_ne(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_AUTH);
+    ck_assert_msg(!strstr(e->message, b64), "credentials in \"%s\"", e->message);
+    ck_assert_ptr_nonnull(strstr(e->message, "bad header: Basic [hidden]"));
+}
+END_TEST
+
 START_TEST(test_401_renews_once)
 {
     gc_upstream_t *u;
@@ -1061,6 +1185,54 @@ START_TEST(test_error_bodies)
 }
 END_TEST
 
+/* No prefix of secret of 8 bytes or more appears in text. */
+static void assert_no_prefix(const char *text, const char *secret)
+{
+    apr_size_t k;
+
+    for (k = 8; k <= strlen(secret); k++) {
+        ck_assert_msg(!strstr(text, apr_pstrndup(pool, secret, k)),
+                      "%d-byte prefix of a secret in \"%s\"", (int)k, text);
+    }
+}
+
+/* Error excerpts are redacted before they are cut: a secret straddling the
+ * cut (200 bytes of a plain body, 500 of a JSON message) leaves nothing. */
+START_TEST(test_error_excerpt_secret_at_cut)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    char pad[600];
+
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    script_token(TOKEN1, 86400);
+    lb_add_simple(srv, "/api/v2/plain", 403, "Content-Type: text/plain\r\n",
+                  apr_pstrcat(pool, apr_pstrndup(pool, pad, 190), TOKEN1, " and more", NULL));
+    lb_add_simple(srv, "/api/v2/plain2", 403, "Content-Type: text/plain\r\n",
+                  apr_pstrcat(pool, apr_pstrndup(pool, pad, 195), SECRET, " and more", NULL));
+    lb_add_simple(srv, "/api/v2/json", 400, NULL,
+                  apr_pstrcat(pool, "{\"message\":\"", apr_pstrndup(pool, pad, 494), TOKEN1,
+                              "\"}", NULL));
+    u = client();
+
+    ck_assert_int_ne(call(u, "GET", "/api/v2/plain", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_FORBIDDEN);
+    assert_no_prefix(e->message, TOKEN1);
+    ck_assert_ptr_nonnull(strstr(e->message, "x[hidden]"));
+
+    ck_assert_int_ne(call(u, "GET", "/api/v2/plain2", &r, &e), APR_SUCCESS);
+    assert_no_prefix(e->message, SECRET);
+    ck_assert_ptr_nonnull(strstr(e->message, "xxx..."));
+
+    ck_assert_int_ne(call(u, "GET", "/api/v2/json", &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_CLIENT);
+    assert_no_prefix(e->message, TOKEN1);
+    ck_assert_ptr_nonnull(strstr(e->message, "xxx..."));
+}
+END_TEST
+
 START_TEST(test_bad_success_bodies)
 {
     gc_upstream_t *u;
@@ -1266,6 +1438,311 @@ START_TEST(test_budget_exhausted)
 }
 END_TEST
 
+/* ---- request deadline (SPEC §9.16) --------------------------------------- */
+
+/* A GET of path whose upstream work must end by deadline (0: none). */
+static apr_status_t call_by(gc_upstream_t *u, const char *path, apr_time_t deadline,
+                            gc_response_t **r, gc_error_t **e)
+{
+    gc_request_t req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = "test_op";
+    req.method = "GET";
+    req.path = path;
+    req.deadline = deadline;
+    return gc_upstream_call(u, pool, &req, r, e);
+}
+
+static void assert_mentions_deadline(const gc_error_t *e)
+{
+    ck_assert_msg(strstr(e->message, "deadline") != NULL, "no deadline in \"%s\"", e->message);
+}
+
+/* A 429 asking for 120 s with 2 s left is answered at once, not slept through. */
+START_TEST(test_deadline_429_beyond)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    apr_time_t start;
+
+    script_token(TOKEN1, 86400);
+    lb_add_simple(srv, "/api/v2/long", 429, "Retry-After: 120\r\n", "{\"message\":\"slow down\"}");
+    lb_add_simple(srv, "/api/v2/short", 429, "Retry-After: 1\r\n", "{}");
+    lb_add_simple(srv, "/api/v2/short", 200, NULL, "{}");
+    u = client();
+    start = apr_time_now();
+    ck_assert_int_ne(call_by(u, "/api/v2/long", gc_upstream_deadline(apr_time_from_sec(2)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_lt(ms_since(start), 500);
+    ck_assert_int_eq(e->kind, GC_ERR_THROTTLED);
+    ck_assert_int_eq(e->retry_after, apr_time_from_sec(120));
+    ck_assert_int_eq(e->status, 429);
+    ck_assert_int_eq(e->attempts, 1);
+    ck_assert_ptr_nonnull(strstr(e->message, "asked to retry after 120 s, beyond this "
+                                             "request's deadline"));
+    ck_assert_int_eq(lb_count(srv, "/api/v2/long"), 1);
+
+    /* a Retry-After that fits is still waited for */
+    start = apr_time_now();
+    ck_assert_int_eq(call_by(u, "/api/v2/short", gc_upstream_deadline(apr_time_from_sec(5)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ge(ms_since(start), 1000);
+    ck_assert_int_eq(r->attempts, 2);
+}
+END_TEST
+
+/* 5xx retries stop as soon as the next backoff would pass the deadline; those
+ * that fit are made as before. */
+START_TEST(test_deadline_5xx_backoff)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    apr_time_t start;
+
+    script_token(TOKEN1, 86400);
+    lb_add_simple(srv, "/api/v2/down", 503, NULL, "{\"message\":\"unavailable\"}");
+    lb_add_simple(srv, "/api/v2/later", 503, "Retry-After: 3\r\n", "{}");
+    u = client();
+    gc_upstream_test_set_jitter(u, 0);
+    gc_upstream_test_set_backoff(u, apr_time_from_sec(2), apr_time_from_sec(2));
+    start = apr_time_now();
+    ck_assert_int_ne(call_by(u, "/api/v2/down", gc_upstream_deadline(apr_time_from_sec(1)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_lt(ms_since(start), 500);
+    ck_assert_int_eq(e->kind, GC_ERR_SERVER);
+    ck_assert_int_eq(e->status, 503);
+    ck_assert_int_eq(e->attempts, 1);
+    ck_assert_ptr_nonnull(strstr(e->message, "the next retry, in 2 s, would pass this "
+                                             "request's deadline"));
+    ck_assert_int_eq(lb_count(srv, "/api/v2/down"), 1);
+
+    /* the server's Retry-After is the next wait */
+    start = apr_time_now();
+    ck_assert_int_ne(call_by(u, "/api/v2/later", gc_upstream_deadline(apr_time_from_sec(1)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_lt(ms_since(start), 500);
+    ck_assert_int_eq(e->kind, GC_ERR_SERVER);
+    ck_assert_int_eq(e->retry_after, apr_time_from_sec(3));
+    assert_mentions_deadline(e);
+
+    /* backoffs that fit: all 4 attempts */
+    gc_upstream_test_set_backoff(u, apr_time_from_msec(20), apr_time_from_msec(20));
+    ck_assert_int_ne(call_by(u, "/api/v2/down", gc_upstream_deadline(apr_time_from_sec(5)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->attempts, 4);
+    ck_assert_ptr_nonnull(strstr(e->message, "(gave up after 4 attempts)"));
+    ck_assert_int_eq(lb_count(srv, "/api/v2/down"), 5);
+}
+END_TEST
+
+/* An attempt's timeout is cut to the time left. */
+START_TEST(test_deadline_cuts_attempt_timeout)
+{
+    lb_response_t slow = { LB_RESPOND, 200, NULL, "{}", 3000 };
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    apr_time_t start;
+
+    script_token(TOKEN1, 86400);
+    lb_add(srv, "/api/", &slow);
+    u = client();           /* request timeout 5 s */
+    start = apr_time_now();
+    ck_assert_int_ne(call_by(u, "/api/v2/slow", gc_upstream_deadline(apr_time_from_msec(400)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ge(ms_since(start), 300);
+    ck_assert_int_lt(ms_since(start), 1500);
+    ck_assert_int_eq(e->kind, GC_ERR_TIMEOUT);
+    ck_assert_int_eq(e->attempts, 1);
+    assert_mentions_deadline(e);
+    ck_assert_int_eq(lb_count(srv, "/api/"), 1);
+}
+END_TEST
+
+/* A full rate budget whose next slot frees after the deadline: BUDGET at
+ * once, with when it frees; a slot freeing in time is waited for. */
+START_TEST(test_deadline_budget)
+{
+    void *mem = budget_mem(1), *mem2 = budget_mem(1);
+    gc_budget_t *b = gc_budget_init(mem, 1, apr_time_from_sec(60));
+    gc_budget_t *b2 = gc_budget_init(mem2, 1, apr_time_from_msec(300));
+    gc_upstream_t *u, *u2;
+    gc_response_t *r;
+    gc_error_t *e;
+    apr_time_t start;
+
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_nonnull(b2);
+    script_token(TOKEN1, 86400);
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    u = client_with(b, NULL);
+    ck_assert_int_eq(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
+    start = apr_time_now();
+    ck_assert_int_ne(call_by(u, "/api/v2/y", gc_upstream_deadline(apr_time_from_sec(2)), &r, &e),
+                     APR_SUCCESS);
+    ck_assert_int_lt(ms_since(start), 500);
+    ck_assert_int_eq(e->kind, GC_ERR_BUDGET);
+    ck_assert_int_gt(e->retry_after, apr_time_from_sec(50));
+    ck_assert_int_le(e->retry_after, apr_time_from_sec(60));
+    ck_assert_ptr_null(r);
+    assert_mentions_deadline(e);
+    ck_assert_int_eq(lb_count(srv, "/api/"), 1);
+
+    u2 = client_with(b2, NULL);
+    ck_assert_int_eq(call(u2, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
+    start = apr_time_now();
+    ck_assert_int_eq(call_by(u2, "/api/v2/y", gc_upstream_deadline(apr_time_from_sec(2)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ge(ms_since(start), 200);
+    ck_assert_int_eq(lb_count(srv, "/api/"), 3);
+    free(mem);
+    free(mem2);
+}
+END_TEST
+
+/* A deadline already passed: nothing is sent, not even a token request. */
+START_TEST(test_deadline_passed_sends_nothing)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+
+    script_token(TOKEN1, 86400);
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    u = client();
+    ck_assert_int_ne(call_by(u, "/api/v2/x", apr_time_now() - 1, &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(e->kind, GC_ERR_TIMEOUT);
+    ck_assert_int_eq(e->attempts, 0);
+    ck_assert_ptr_null(r);
+    assert_mentions_deadline(e);
+    ck_assert_int_eq(lb_count(srv, NULL), 0);
+    ck_assert_int_eq(gc_upstream_token_requests(u), 0);
+    /* no deadline: as always */
+    ck_assert_int_eq(call_by(u, "/api/v2/x", 0, &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(lb_count(srv, NULL), 2);
+}
+END_TEST
+
+/* The token request runs under the deadline of the call that needs it. */
+START_TEST(test_deadline_token_request)
+{
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    apr_time_t start;
+
+    lb_add_simple(srv, "/oauth/token", 429, "Retry-After: 120\r\n", "{}");
+    u = client();
+    start = apr_time_now();
+    ck_assert_int_ne(call_by(u, "/api/v2/x", gc_upstream_deadline(apr_time_from_sec(2)), &r, &e),
+                     APR_SUCCESS);
+    ck_assert_int_lt(ms_since(start), 500);
+    ck_assert_int_eq(e->kind, GC_ERR_THROTTLED);
+    ck_assert_int_eq(e->retry_after, apr_time_from_sec(120));
+    assert_mentions_deadline(e);
+    ck_assert_int_eq(gc_upstream_token_requests(u), 1);
+    ck_assert_int_eq(lb_count(srv, "/api/"), 0);
+}
+END_TEST
+
+typedef struct deadline_call {
+    gc_upstream_t *u;
+    apr_time_t deadline;
+    apr_status_t rv;
+    gc_err_kind_e kind;
+    char message[600];
+} deadline_call_t;
+
+static void *thread_deadline_call(void *data)
+{
+    deadline_call_t *d = data;
+    apr_pool_t *tp;
+    gc_request_t req;
+    gc_response_t *r;
+    gc_error_t *e;
+
+    if (apr_pool_create_unmanaged_ex(&tp, NULL, NULL) != APR_SUCCESS) {
+        return NULL;
+    }
+    memset(&req, 0, sizeof(req));
+    req.op = "test_op";
+    req.method = "GET";
+    req.path = "/api/v2/t";
+    req.deadline = d->deadline;
+    d->rv = gc_upstream_call(d->u, tp, &req, &r, &e);
+    d->kind = e ? e->kind : GC_ERR_NONE;
+    apr_cpystrn(d->message, e ? e->message : "", sizeof(d->message));
+    apr_pool_destroy(tp);
+    return NULL;
+}
+
+/* Waiting for another thread's token request ends at the deadline. */
+START_TEST(test_deadline_waiting_for_token)
+{
+    lb_response_t slow_token = { LB_RESPOND, 200, NULL,
+                                 "{\"access_token\":\"" TOKEN1 "\",\"expires_in\":86400}", 1000 };
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    deadline_call_t bg;
+    pthread_t th;
+    apr_time_t start;
+
+    lb_add(srv, "/oauth/token", &slow_token);
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    u = client();
+    memset(&bg, 0, sizeof(bg));
+    bg.u = u;                                   /* background: no deadline */
+    ck_assert_int_eq(pthread_create(&th, NULL, thread_deadline_call, &bg), 0);
+    ck_assert_int_eq(lb_wait_count(srv, "/oauth/token", 1, 5000), 1);
+    start = apr_time_now();
+    ck_assert_int_ne(call_by(u, "/api/v2/x", gc_upstream_deadline(apr_time_from_msec(300)),
+                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ge(ms_since(start), 250);
+    ck_assert_int_lt(ms_since(start), 900);
+    ck_assert_int_eq(e->kind, GC_ERR_TIMEOUT);
+    assert_mentions_deadline(e);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(bg.rv, APR_SUCCESS);
+    ck_assert_int_eq(gc_upstream_token_requests(u), 1);
+}
+END_TEST
+
+/* A token request cut by its caller's deadline is not the answer for a
+ * background caller waiting on it: that one asks again. */
+START_TEST(test_deadline_cut_fetch_not_shared)
+{
+    lb_response_t slow_token = { LB_RESPOND, 200, NULL,
+                                 "{\"access_token\":\"" TOKEN1 "\",\"expires_in\":86400}", 3000 };
+    gc_upstream_t *u;
+    deadline_call_t api, bg;
+    pthread_t th_api, th_bg;
+
+    lb_add(srv, "/oauth/token", &slow_token);
+    script_token(TOKEN2, 86400);
+    lb_add_simple(srv, "/api/", 200, NULL, "{}");
+    u = client();
+    memset(&api, 0, sizeof(api));
+    memset(&bg, 0, sizeof(bg));
+    api.u = bg.u = u;
+    api.deadline = gc_upstream_deadline(apr_time_from_sec(1));
+    ck_assert_int_eq(pthread_create(&th_api, NULL, thread_deadline_call, &api), 0);
+    ck_assert_int_eq(lb_wait_count(srv, "/oauth/token", 1, 5000), 1);
+    ck_assert_int_eq(pthread_create(&th_bg, NULL, thread_deadline_call, &bg), 0);
+    pthread_join(th_api, NULL);
+    pthread_join(th_bg, NULL);
+    ck_assert_int_ne(api.rv, APR_SUCCESS);
+    ck_assert_int_eq(api.kind, GC_ERR_TIMEOUT);
+    ck_assert_msg(bg.rv == APR_SUCCESS, "background call shared the cut fetch: %s (%s)",
+                  gc_err_kind_name(bg.kind), bg.message);
+    ck_assert_int_eq(gc_upstream_token_requests(u), 2);
+    ck_assert_pstr_eq(lb_header(lb_request(srv, "/api/", 0), "Authorization"), "Bearer " TOKEN2);
+}
+END_TEST
+
 /* ---- small helpers ------------------------------------------------------ */
 
 START_TEST(test_helpers)
@@ -1295,6 +1772,9 @@ Suite *upstream_suite(void)
     tcase_add_test(tc, test_token_cached);
     tcase_add_test(tc, test_token_single_flight_threads);
     tcase_add_test(tc, test_token_renewal_clock);
+    tcase_add_test(tc, test_token_storage_wiped);
+    tcase_add_test(tc, test_token_storage_wiped_on_401);
+    tcase_add_test(tc, test_basic_credentials_hidden);
     tcase_add_test(tc, test_401_renews_once);
     tcase_add_test(tc, test_401_stale_token_no_stampede);
     tcase_add_test(tc, test_401_twice_is_auth);
@@ -1319,12 +1799,21 @@ Suite *upstream_suite(void)
     tcase_add_test(tc, test_403_forbidden);
     tcase_add_test(tc, test_404_not_found);
     tcase_add_test(tc, test_error_bodies);
+    tcase_add_test(tc, test_error_excerpt_secret_at_cut);
     tcase_add_test(tc, test_bad_success_bodies);
     tcase_add_test(tc, test_bad_urls_send_nothing);
     tcase_add_test(tc, test_log_never_shows_secrets);
     tcase_add_test(tc, test_budget_third_call_waits);
     tcase_add_test(tc, test_budget_exhausted);
     tcase_add_test(tc, test_helpers);
+    tcase_add_test(tc, test_deadline_429_beyond);
+    tcase_add_test(tc, test_deadline_5xx_backoff);
+    tcase_add_test(tc, test_deadline_cuts_attempt_timeout);
+    tcase_add_test(tc, test_deadline_budget);
+    tcase_add_test(tc, test_deadline_passed_sends_nothing);
+    tcase_add_test(tc, test_deadline_token_request);
+    tcase_add_test(tc, test_deadline_waiting_for_token);
+    tcase_add_test(tc, test_deadline_cut_fetch_not_shared);
     suite_add_tcase(s, tc);
     return s;
 }

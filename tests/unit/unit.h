@@ -16,5 +16,6 @@ Suite *alerts_suite(void);
 Suite *outbox_suite(void);
 Suite *admin_suite(void);
 Suite *status_change_suite(void);
+Suite *secret_suite(void);
 
 #endif
