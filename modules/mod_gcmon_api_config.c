@@ -15,6 +15,7 @@ void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
     gcmon_api_conf_t *c = apr_pcalloc(p, sizeof(*c));
     c->max_body = -1;
     c->actor_mode = -1;
+    c->deadline = -1;
     c->transitions = apr_array_make(p, 4, sizeof(gc_transition_t));
     return c;
 }
@@ -30,6 +31,11 @@ gcmon_api_runtime_t *gcmon_api_runtime(void)
 gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c)
 {
     return c->actor_mode < 0 ? GCMON_ACTOR_USER : (gcmon_actor_mode_e)c->actor_mode;
+}
+
+apr_interval_time_t gcmon_api_request_deadline(const gcmon_api_conf_t *c)
+{
+    return c->deadline < 0 ? GC_DEFAULT_REQUEST_DEADLINE : c->deadline;
 }
 
 gcmon_api_conf_t *gcmon_api_conf(void)
@@ -134,6 +140,24 @@ static const char *set_timeout(cmd_parms *cmd, void *dc, const char *arg)
                                                  &cmd_conf(cmd)->conn.request_timeout));
 }
 
+static const char *set_deadline(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t d;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC, &d))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    if (d > apr_time_from_sec(300)) {
+        return apr_psprintf(cmd->pool, "%s: at most 5m (a request thread waits that long at "
+                            "most)", cmd->cmd->name);
+    }
+    cmd_conf(cmd)->deadline = d;
+    return NULL;
+}
+
 static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -229,6 +253,9 @@ const command_rec gcmon_api_cmds[] = {
                   "Extra CA bundle (PEM) trusted for upstream TLS"),
     AP_INIT_TAKE1("GcmonRequestTimeout", set_timeout, NULL, RSRC_CONF,
                   "Timeout of one upstream HTTP request (default 10s)"),
+    AP_INIT_TAKE1("GcmonRequestDeadline", set_deadline, NULL, RSRC_CONF,
+                  "How long an API request may spend on Genesys Cloud calls, waits "
+                  "included (default 25s)"),
     AP_INIT_TAKE1("GcmonRateLimit", set_rate_limit, NULL, RSRC_CONF,
                   "Upstream requests per minute shared by all children (default 300)"),
     AP_INIT_TAKE1("GcmonMaxBody", set_max_body, NULL, RSRC_CONF,

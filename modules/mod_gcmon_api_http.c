@@ -430,6 +430,11 @@ int gcmon_api_database_error(request_rec *r, const char *what, const char *err)
 
 /* ---------------------------------------------------------------- upstream */
 
+apr_time_t gcmon_api_deadline(request_rec *r)
+{
+    return r->request_time + gcmon_api_request_deadline(gcmon_api_conf());
+}
+
 int gcmon_api_upstream_ready(gc_result_t *res)
 {
     gcmon_api_runtime_t *run = gcmon_api_runtime();

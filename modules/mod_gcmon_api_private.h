@@ -48,6 +48,7 @@ typedef struct {
     apr_array_header_t *transitions;/* GcmonTransition: gc_transition_t */
     int actor_mode;                 /* GcmonAdminActor: gcmon_actor_mode_e, -1 = unset */
     const char *actor_header;       /* its header name (header mode) */
+    apr_interval_time_t deadline;   /* GcmonRequestDeadline, -1 = unset */
 } gcmon_api_conf_t;
 
 /* Per-process runtime, created in child_init. */
@@ -64,6 +65,7 @@ void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s);
 gcmon_api_conf_t *gcmon_api_conf(void);
 long gcmon_api_max_body(const gcmon_api_conf_t *c);
 gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c);
+apr_interval_time_t gcmon_api_request_deadline(const gcmon_api_conf_t *c);
 gcmon_api_runtime_t *gcmon_api_runtime(void);
 
 /* ---------------------------------------------------------------- routes */
@@ -160,6 +162,10 @@ struct gc_store *gcmon_api_store(request_rec *r, int send_problem);
 struct gc_reader *gcmon_api_reader(request_rec *r);
 /* 500 database_error for a failed query, logged with `what`. */
 int gcmon_api_database_error(request_rec *r, const char *what, const char *err);
+
+/* When the upstream work of this request must end (SPEC §9.16): the request's
+ * start + GcmonRequestDeadline; for gc_request_t.deadline. */
+apr_time_t gcmon_api_deadline(request_rec *r);
 
 /* Upstream client and presence cache are configured; else a 503 problem in res. */
 int gcmon_api_upstream_ready(gc_result_t *res);

@@ -35,6 +35,7 @@ static apr_status_t presence_call(request_rec *r, const char *user_id, const cha
     req.method = patch ? "PATCH" : "GET";
     req.path = apr_pstrcat(r->pool, "/api/v2/users/", user_id, "/presences/purecloud", NULL);
     req.body = patch;
+    req.deadline = gcmon_api_deadline(r);
     if ((rv = gc_upstream_call(gcmon_api_runtime()->upstream, r->pool, &req, &resp, err))
         != APR_SUCCESS) {
         return rv;
@@ -114,8 +115,10 @@ static int op_ready(void *baton, gc_result_t *res)
 static apr_status_t op_resolve(void *baton, apr_pool_t *p, const char *name,
                                gc_presence_def_t *out, int *found, gc_error_t **err)
 {
+    put_t *x = baton;
     gcmon_api_runtime_t *run = gcmon_api_runtime();
-    return gc_presence_resolve(run->presences, run->upstream, p, name, out, found, err);
+    return gc_presence_resolve(run->presences, run->upstream, p, name,
+                               gcmon_api_deadline(x->r), out, found, err);
 }
 
 static apr_status_t op_lock(void *baton, apr_pool_t *p, const char *name, const char *holder,
@@ -212,6 +215,7 @@ int gcmon_api_status_put(request_rec *r, const char **params, json_t *body)
     req.webhook = gcmon_api_webhook_configured(GC_TARGET_STATUS);
     req.holder = lock_holder(r);
     req.lock_wait = lock_wait();
+    req.deadline = gcmon_api_deadline(r);
     gc_status_change(r->pool, &ops, &req, res, &out);
     observe(x.started, &out);
     return gcmon_api_send_result(r, res);

@@ -24,6 +24,7 @@ static json_t *check(request_rec *r, json_t *renew, gc_result_t *res)
     req.op = "org_get";
     req.method = "GET";
     req.path = "/api/v2/organizations/me";
+    req.deadline = gcmon_api_deadline(r);
     if (gc_upstream_call(run->upstream, r->pool, &req, &resp, &err) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       GCMON_LOGNO(1101) "upstream check by %s failed: %s (%s)",

@@ -121,7 +121,7 @@ void gc_presence_cache_clear(gc_presence_cache_t *c)
 
 /* Fetch outside the lock (a slow upstream must not hold other threads), swap in. */
 static apr_status_t refresh(gc_presence_cache_t *c, gc_upstream_t *u, apr_pool_t *p,
-                            gc_error_t **err)
+                            apr_time_t deadline, gc_error_t **err)
 {
     gc_request_t req;
     gc_response_t *resp = NULL;
@@ -133,6 +133,7 @@ static apr_status_t refresh(gc_presence_cache_t *c, gc_upstream_t *u, apr_pool_t
     req.op = "presence_definitions";
     req.method = "GET";
     req.path = "/api/v2/presence/definitions?deactivated=false";
+    req.deadline = deadline;
     if ((rv = gc_upstream_call(u, p, &req, &resp, err)) != APR_SUCCESS) {
         return rv;
     }
@@ -181,8 +182,8 @@ static int lookup(gc_presence_cache_t *c, apr_pool_t *p, const char *name, apr_t
 }
 
 apr_status_t gc_presence_resolve(gc_presence_cache_t *c, gc_upstream_t *u, apr_pool_t *p,
-                                 const char *name, gc_presence_def_t *out, int *found,
-                                 gc_error_t **err)
+                                 const char *name, apr_time_t deadline,
+                                 gc_presence_def_t *out, int *found, gc_error_t **err)
 {
     apr_time_t now = apr_time_now();
     apr_status_t rv;
@@ -194,7 +195,7 @@ apr_status_t gc_presence_resolve(gc_presence_cache_t *c, gc_upstream_t *u, apr_p
         rc = lookup(c, p, name, now, UNKNOWN_REFRESH, out);
     }
     if (rc < 0) {
-        if ((rv = refresh(c, u, p, err)) != APR_SUCCESS) {
+        if ((rv = refresh(c, u, p, deadline, err)) != APR_SUCCESS) {
             return rv;
         }
         rc = lookup(c, p, name, apr_time_now(), c->ttl, out);

@@ -38,12 +38,13 @@ gc_presence_cache_t *gc_presence_cache_create(apr_pool_t *p, apr_interval_time_t
 
 /* Resolve `name` (see gc_presence_find) into *out (copied into p). The cache
  * is refreshed when older than its ttl, and once more when `name` is unknown
- * and the cache is older than 30 s (a definition just added in Genesys).
+ * and the cache is older than 30 s (a definition just added in Genesys); a
+ * fetch runs under `deadline` (gc_request_t.deadline; 0: none).
  * APR_SUCCESS with *found 0 or 1; an upstream failure returns its status and
  * *err. */
 apr_status_t gc_presence_resolve(gc_presence_cache_t *c, gc_upstream_t *u, apr_pool_t *p,
-                                 const char *name, gc_presence_def_t *out, int *found,
-                                 gc_error_t **err);
+                                 const char *name, apr_time_t deadline,
+                                 gc_presence_def_t *out, int *found, gc_error_t **err);
 
 /* Forget the cached definitions (tests). */
 void gc_presence_cache_clear(gc_presence_cache_t *c);

@@ -71,6 +71,13 @@ void gc_result_error_type(gc_result_t *res, const char *type)
 
 void gc_result_upstream(gc_result_t *res, const gc_error_t *e)
 {
+    if (e->deadline_cut && e->kind != GC_ERR_THROTTLED && e->kind != GC_ERR_BUDGET) {
+        gc_result_problem(res, 503, "upstream_deadline",
+                          "Genesys Cloud did not answer within this request's deadline",
+                          e->message);
+        res->retry_after = e->retry_after > 0 ? e->retry_after : APR_USEC_PER_SEC;
+        return;
+    }
     switch (e->kind) {
     case GC_ERR_THROTTLED:
     case GC_ERR_BUDGET:

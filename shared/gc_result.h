@@ -51,7 +51,9 @@ void gc_result_error_type(gc_result_t *res, const char *type);
 
 /* The problem an upstream failure maps to (SPEC §5.3): throttling and our own
  * budget → 503 upstream_throttled with Retry-After; misconfiguration → 500;
- * refused credentials, missing permission and the rest → 502. */
+ * refused credentials, missing permission and the rest → 502. A call cut
+ * short by its request's deadline (SPEC §9.16) → 503 upstream_deadline with
+ * Retry-After, whatever the fault was. */
 void gc_result_upstream(gc_result_t *res, const gc_error_t *e);
 
 /* A problem has been set. */

@@ -1073,6 +1073,7 @@ static gc_error_t *take_budget(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
                               "retry after %ld ms",
                               cut ? "before this request's deadline" : "in time", ms_of(ra)));
     e->retry_after = ra > 0 ? ra : GC_UP_SLICE;
+    e->deadline_cut = cut;
     return e;
 }
 
@@ -1098,9 +1099,13 @@ static gc_error_t *auth_line(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *ap, co
 
 static gc_error_t *deadline_passed(apr_pool_t *p, int status, int attempt)
 {
-    return make_err(p, GC_ERR_TIMEOUT, status,
-                    attempt ? "this request's deadline passed before the next attempt"
-                            : "this request's deadline passed before anything was sent");
+    gc_error_t *e = make_err(p, GC_ERR_TIMEOUT, status,
+                             attempt ? "this request's deadline passed before the next attempt"
+                                     : "this request's deadline passed before anything was "
+                                       "sent");
+    e->deadline_cut = 1;
+    e->retry_after = APR_USEC_PER_SEC;
+    return e;
 }
 
 /* Counts and logs a finished attempt. */
@@ -1128,6 +1133,12 @@ static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t 
 
     e->code = v->code ? apr_pstrdup(p, v->code) : NULL;
     e->retry_after = v->retry_after;
+    if (stop >= 0) {
+        e->deadline_cut = 1;
+        if (v->kind != GC_ERR_THROTTLED) {
+            e->retry_after = stop;
+        }
+    }
     if (stop >= 0 && v->kind == GC_ERR_THROTTLED) {
         e->message = apr_psprintf(p, "%s; Genesys Cloud asked to retry after %s, beyond this "
                                   "request's deadline", e->message, wait_text(p, stop));
@@ -1280,6 +1291,7 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
 
 fail:
     e->attempts = attempt;
+    e->deadline_cut |= stopped;
     if (!e->correlation_id) {
         e->correlation_id = last_corr;
     }
@@ -1444,6 +1456,8 @@ static apr_status_t wait_for_fetch(gc_upstream_t *u, apr_pool_t *p, unsigned lon
             if (left <= 0) {
                 *err = make_err(p, GC_ERR_TIMEOUT, 0, "this request's deadline passed while "
                                 "another request was obtaining the access token");
+                (*err)->deadline_cut = 1;
+                (*err)->retry_after = APR_USEC_PER_SEC;
                 return APR_TIMEUP;
             }
             slice = left < slice ? left : slice;

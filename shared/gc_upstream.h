@@ -59,8 +59,10 @@ typedef struct gc_error {
     const char *message;            /* human readable; never contains secrets */
     const char *code;               /* Genesys error "code" when present */
     const char *correlation_id;     /* ININ-Correlation-ID of the last response */
-    apr_interval_time_t retry_after;/* for THROTTLED/BUDGET: how long to wait */
+    apr_interval_time_t retry_after;/* for THROTTLED/BUDGET (and a deadline cut): how
+                                       long to wait */
     int attempts;
+    int deadline_cut;               /* the call stopped at its request's deadline */
 } gc_error_t;
 
 typedef struct gc_request {

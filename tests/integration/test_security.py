@@ -14,6 +14,7 @@ import base64
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -350,4 +351,41 @@ def test_member_name_cut_inside_utf8_is_still_refused(httpd, emulator):
         assert body["errors"][0]["field"].startswith("x" * 63), body
         assert emulator.requests(path=r"presences") == []
     finally:
+        reconfigure(httpd)
+
+
+# ------------------------------------------------------------------ request deadline
+
+def test_request_deadline_vs_holder_retries(httpd, emulator, report):
+    """Genesys throttles with Retry-After beyond GcmonRequestDeadline: an API
+    request answers 503 at once instead of holding its thread; the stream
+    holder (background work) sits its Retry-After out and carries on."""
+    from stream_helpers import FAST_TIMERS, wait_connected
+    emulator.fault(r"^/api/v2/notifications/channels$", status=429, retry_after=4,
+                   method="POST", count=1)
+    reconfigure(httpd, "GcmonAdminActor anonymous\nGcmonRequestDeadline 2s\n"
+                f"GcmonStream On\nGcmonMonitorUser {UID}\n" + FAST_TIMERS, auth=False)
+    try:
+        for retry_after in (120, 4):
+            emulator.fault(rf"^/api/v2/users/{UID}/presences/purecloud$", status=429,
+                           retry_after=retry_after, method="GET", count=1)
+            t0 = time.monotonic()
+            r = httpd.admin("PUT", f"{API}/admin/agents/{UID}/status",
+                            body={"status": "Available"})
+            took = time.monotonic() - t0
+            assert_problem(r, 503, "upstream_throttled")
+            assert r.header("retry-after") == str(retry_after), r.headers
+            assert took < 2.0, f"the request held its thread {took:.2f} s"
+            report(f"deadline: 429 Retry-After {retry_after} s -> 503 in {took * 1000:.0f} ms")
+            # (faults are not cleared here: the holder's own 429 may still be due)
+        # the holder waited out its own 429 and connected
+        wait_connected(httpd, timeout=30)
+        posts = emulator.requests(path=r"^/api/v2/notifications/channels$", method="POST")
+        assert len(posts) >= 2, [(q["method"], q["path"], q.get("status"), q["at"])
+                                 for q in emulator.requests()]
+        gap = posts[1]["at"] - posts[0]["at"]
+        assert gap >= 3.9, f"the holder retried after {gap:.2f} s, not after Retry-After 4 s"
+        report(f"deadline: the holder retried its throttled channel request after {gap:.2f} s")
+    finally:
+        emulator.clear_faults()
         reconfigure(httpd)
