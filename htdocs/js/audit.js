@@ -7,6 +7,7 @@ import { localDateTime } from './fmt.js';
 import { replaceParams } from './nav.js';
 import { Pager, showError, showFieldErrors, fillAgentSelect, agentLabel } from './ui.js';
 
+const SIZES = ['10', '20', '50', '100'];
 const ACTIONS = [['', 'Any action'], ['agent_status_change', 'Agent status change'],
     ['upstream_check', 'Connection check']];
 
@@ -18,14 +19,17 @@ export function mount(section) {
     const actor = h('input', { id: 'u-actor', name: 'actor', autocomplete: 'off', placeholder: 'user name or -' });
     const action = h('select', { id: 'u-action', name: 'action' }, ACTIONS.map(([v, t]) => h('option', { value: v }, t)));
     const target = h('select', { id: 'u-target', name: 'target' });
+    const limit = h('select', { id: 'u-limit', name: 'limit' },
+        SIZES.map((n) => h('option', { value: n }, `${n} per page`)));
     const form = h('form', { class: 'filters', id: 'audit-form', 'aria-label': 'Audit filters',
         onsubmit: (e) => { e.preventDefault(); submit(); } },
     h('div', { class: 'field' }, h('label', { for: 'u-actor' }, 'Actor'), actor),
     h('div', { class: 'field' }, h('label', { for: 'u-action' }, 'Action'), action),
     h('div', { class: 'field' }, h('label', { for: 'u-target' }, 'Agent'), target),
+    h('div', { class: 'field' }, h('label', { for: 'u-limit' }, 'Page size'), limit),
     h('div', { class: 'field actions' }, h('button', { type: 'submit', class: 'primary' }, 'Show')));
     els = {
-        form, actor, action, target,
+        form, actor, action, target, limit,
         error: h('div', { class: 'error', role: 'alert', hidden: true }),
         summary: h('p', { class: 'summary', 'aria-live': 'polite' }),
         table: h('div', { class: 'table-wrap' }),
@@ -38,16 +42,18 @@ export function mount(section) {
 }
 
 export async function show(params) {
-    query = { actor: params.get('actor') || '', action: params.get('action') || '', target: params.get('target') || '', limit: 20 };
+    query = { actor: params.get('actor') || '', action: params.get('action') || '', target: params.get('target') || '',
+        limit: SIZES.includes(params.get('limit')) ? params.get('limit') : '20' };
     els.actor.value = query.actor;
+    els.limit.value = query.limit;
     els.action.value = query.action;
     await fillAgentSelect(els.target, query.target, 'Any agent');
     run();
 }
 
 function submit() {
-    query = { actor: els.actor.value.trim(), action: els.action.value, target: els.target.value, limit: 20 };
-    replaceParams('audit', { actor: query.actor, action: query.action, target: query.target });
+    query = { actor: els.actor.value.trim(), action: els.action.value, target: els.target.value, limit: els.limit.value };
+    replaceParams('audit', query);
     run();
 }
 
@@ -86,7 +92,7 @@ function render(body, first, err) {
     if (err) {
         els.summary.textContent = '';
         fill(els.table);
-        showFieldErrors(els.form, err, { actor: els.actor, action: els.action, target: els.target });
+        showFieldErrors(els.form, err, { actor: els.actor, action: els.action, target: els.target, limit: els.limit });
         showError(els.error, err, 'Could not load the audit trail:');
         return;
     }

@@ -207,6 +207,7 @@ function updateTile(t, a, key) {
     t.li.className = `tile ${info.cls}${a.alert ? ' has-alert' : ''}`;
     t.li.dataset.state = a.state || '';
     t.name.textContent = a.user_name || a.user_id;
+    t.name.title = t.name.textContent;
     t.label.textContent = info.label;
     t.clock.title = a.since ? `In this state since ${localDateTime(a.since)} (${a.since} UTC)` : 'Since unknown';
     if (a.alert) {

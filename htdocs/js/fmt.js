@@ -33,6 +33,7 @@ export function clock(seconds) {
 /** 900 → "15 min", 45 → "45 s", 7200 → "2 h", 5400 → "1 h 30 min". */
 export function duration(seconds) {
     if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '—';
+    if (seconds > 0 && seconds < 0.5) return '< 1 s';
     const s = Math.max(0, Math.round(seconds));
     if (s < 60) return `${s} s`;
     if (s < 3600) {

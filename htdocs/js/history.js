@@ -177,7 +177,12 @@ async function renderTimeline() {
     if (seq !== loadSeq) return;
     const rows = inRange.rows.slice().reverse();          // oldest first
     const endMs = Math.min(toMs, Date.now());
-    const startMs = inRange.truncated && rows.length ? Date.parse(rows[0].event_timestamp) : fromMs;
+    // Start at the range's start; at the first change drawn when the timeline is
+    // truncated, or when no range was chosen and nothing was recorded before it
+    // (a new agent: no hour of "unknown").
+    const nothingBefore = !before.body.data.length;
+    const startMs = rows.length && (inRange.truncated || (nothingBefore && !query.from))
+        ? Date.parse(rows[0].event_timestamp) : fromMs;
     const segs = [];
     let state = before.body.data.length ? before.body.data[0].state : (rows.length ? rows[0].previous_state : null);
     let t = startMs;
@@ -213,7 +218,9 @@ async function renderTimeline() {
         Array.from(totals.entries()).sort((a, b) => b[1].secs - a[1].secs).map(([label, v]) =>
             h('li', {}, h('span', { class: `swatch ${v.cls}`, 'aria-hidden': 'true' }), `${label}: ${duration(v.secs)}`)));
     fill(box, head,
-        h('p', { class: 'hint' }, query.from ? 'Over the selected range.' : 'Over the last hour (choose From and To for another range).',
+        h('p', { class: 'hint' }, query.from ? 'Over the selected range.'
+            : `Over the last hour${startMs > fromMs ? ', from the first change recorded' : ''} ` +
+              '(choose From and To for another range).',
             inRange.truncated ? ` Only the newest ${TIMELINE_PAGES * 100} changes are drawn.` : ''),
         bar, axis, legend);
 }

@@ -172,6 +172,11 @@ const commands = {
         });
         return true;
     },
+    async unfake(a) {
+        await pageOf(a).unrouteAll({ behavior: 'ignoreErrors' });
+        for (const k of fakes.keys()) if (k.startsWith(`${a.page} `)) fakes.delete(k);
+        return true;
+    },
     async fake_seen(a) { return (fakes.get(`${a.page} ${a.pattern}`) || { seen: [] }).seen; },
     async quit() {
         if (browser) await browser.close();
