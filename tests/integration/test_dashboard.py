@@ -63,6 +63,20 @@ IDS = [a[0] for a in AGENTS]
 NAMES = {a[0]: a[1] for a in AGENTS}
 IDLE_ALERT_S = 3
 
+
+def csp_header_line():
+    """The optional `Header set Content-Security-Policy` of conf/gcmon.conf, uncommented:
+    the tests serve the dashboard with it, so the documented line is the tested one."""
+    with open(os.path.join(REPO, "conf", "gcmon.conf")) as f:
+        for line in f:
+            m = re.match(r"\s*#\s*(Header set Content-Security-Policy .*)$", line)
+            if m:
+                return m.group(1)
+    raise AssertionError("conf/gcmon.conf shows no Header set Content-Security-Policy line")
+
+
+CSP_HEADER_LINE = csp_header_line()
+
 GCMON_CONF = stream_conf(queues=[Q1, Q2], extra=(
     f"GcmonIdleAlert Available {IDLE_ALERT_S}s\n"
     "GcmonSlackWebhook env:GCMON_TEST_SLACK\n"
@@ -96,9 +110,11 @@ def httpd(emulator, sink):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
     assert p.returncode == 0, p.stdout
     os.chmod(pwfile, 0o644)
-    h.extra_conf = f"""Alias /gcmon "{HTDOCS}"
+    h.extra_conf = f"""LoadModule headers_module /usr/lib/apache2/modules/mod_headers.so
+Alias /gcmon "{HTDOCS}"
 <Directory "{HTDOCS}">
     Require all granted
+    {CSP_HEADER_LINE}
 </Directory>
 <Location /gcmon/api/v1/admin>
     AuthType Basic
@@ -240,7 +256,12 @@ def label_of(state):
 def test_served_static_with_csp(httpd):
     r = httpd.get("/gcmon/")
     assert r.status == 200, r
+    # The header of conf/gcmon.conf (served here) and the meta element agree.
+    header = r.header("content-security-policy")
+    assert header and "frame-ancestors 'none'" in header, r.headers
     html = r.text
+    meta = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html).group(1)
+    assert header == meta + "; frame-ancestors 'none'", (header, meta)
     assert re.search(r'<meta http-equiv="Content-Security-Policy" content="[^"]*'
                      r"default-src 'self'; script-src 'self'; style-src 'self'", html), html
     # Nothing that a self-only CSP would block: no inline script, no style or
@@ -642,8 +663,8 @@ def test_history_errors_in_words(httpd, br, base):
     go(b, base, "#/history")
     b.wait_for("main", "#history-form")
     b.wait_fn("main", "return document.querySelectorAll('#h-user option').length > 1")
-    b.fill("main", "#h-from", "2026-11-20T12:00:00")
-    b.fill("main", "#h-to", "2026-11-20T11:00:00")
+    b.fill("main", "#h-from", "2026-11-20T12:00")
+    b.fill("main", "#h-to", "2026-11-20T11:00")
     b.press("main", "Enter", selector="#h-to")
     b.wait_for("main", "#view-history .error")
     text = b.text("main", "#view-history .error")
