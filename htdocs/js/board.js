@@ -25,6 +25,7 @@ let filters = { state: '', queue: '', q: '', sort: 'name', alerts: '' };
 let unsubscribe = null;
 let ticker = null;
 let dialogAgent = null;
+let dirty = true;                 // render everything on the next poll, even a 304
 
 export function mount(section) {
     root = section;
@@ -57,7 +58,7 @@ export function mount(section) {
         queues: h('div', { class: 'queue-activity' }),
         shown: h('p', { class: 'shown', id: 'board-shown', 'aria-live': 'polite' }),
         tiles: h('ul', { class: 'tiles', id: 'tiles', 'aria-label': 'Agents', 'aria-busy': 'true' }),
-        empty: h('p', { class: 'empty', hidden: true }),
+        empty: h('p', { class: 'empty', id: 'board-empty', hidden: true }),
         error: h('p', { class: 'error', role: 'alert', hidden: true }),
         kioskBar: h('div', { class: 'kiosk-bar' },
             h('span', { class: 'kiosk-filter' }),
@@ -95,6 +96,7 @@ export function show(params) {
     board.start();
     clearInterval(ticker);
     ticker = setInterval(tick, 1000);
+    dirty = true;
     render(true);
 }
 
@@ -122,7 +124,9 @@ function readFilters() {
         alerts: els.alertsOnly.checked ? '1' : '',
     };
     replaceParams('board', filters);
-    render(false);
+    renderCounts();             // the pressed state button
+    applyFilters();
+    describeKioskFilter();
 }
 
 function clearFilters() {
@@ -150,11 +154,12 @@ function render(changed) {
     if (!board.loaded) return;
     $('#board-loading', root).hidden = true;
     els.tiles.removeAttribute('aria-busy');
-    if (changed !== false) {
-        syncTiles();
-        renderCounts();
-        renderQueues();
-    }
+    // A 304 (changed === false) leaves everything as it is; the clocks tick on their own.
+    if (changed === false && !dirty) return;
+    dirty = false;
+    syncTiles();
+    renderCounts();
+    renderQueues();
     applyFilters();
     describeKioskFilter();
 }

@@ -580,6 +580,33 @@ def test_board_delta_protocol(httpd, br, base):
     b.call("unfake", page="fake")
 
 
+def test_board_error_in_words(httpd, br, base):
+    """An API failure while polling is shown in words (the problem's detail), and
+    the board recovers by itself when the API answers again."""
+    b = br
+    allow_console(r"status of 503")
+    detail = "gcmon could not open a database connection (mod_dbd); see the error log (GCM1201)"
+    pattern = r"/gcmon/api/v1/agents(\?|$)"
+    b.call("fake", page="fake", pattern=pattern, responses=[
+        {"status": 503, "headers": {"Content-Type": "application/problem+json"},
+         "body": {"type": "urn:gcmon:problem:database_unavailable", "title": "Database unavailable",
+                  "status": 503, "detail": detail}},
+        {"status": 503, "headers": {"Content-Type": "application/problem+json"},
+         "body": {"type": "urn:gcmon:problem:database_unavailable", "title": "Database unavailable",
+                  "status": 503, "detail": detail}},
+        {"status": 200, "headers": {"Content-Type": "application/json", "ETag": '"x1"'},
+         "body": {"total": 0, "generated_at": "2026-12-01T10:00:00.000Z", "data": []}}])
+    b.goto("fake", base + "#/board")
+    b.wait_for("fake", "#view-board .error")
+    assert b.text("fake", "#view-board .error") == f"The board is not updating: {detail}"
+    assert b.text("fake", "#conn") == f"Not updating: {detail}"
+    b.wait_for("fake", "#view-board .error", state="hidden", timeout=6000)
+    assert b.text("fake", "#conn").startswith("Live · updated")
+    assert "No agents yet" in b.text("fake", "#board-empty")
+    b.goto("fake", "about:blank")
+    b.call("unfake", page="fake")
+
+
 def test_agent_dialog_keyboard(httpd, br, base):
     b = br
     go(b, base, "#/board")
