@@ -82,6 +82,11 @@ export class BoardModel {
                 if (r.status === 304) return false;
                 return this.apply(r.body, r.etag);
             } catch (e) {
+                if (query && e.status === 400) {
+                    // The server refused our generation: start again from the full board.
+                    this.generation = null;
+                    this.etag = null;
+                }
                 this.error = e;
                 return false;
             } finally {

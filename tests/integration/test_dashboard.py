@@ -576,6 +576,27 @@ def test_board_delta_protocol(httpd, br, base):
     seen = b.call("fake_seen", page="fake", pattern=pattern)
     assert all("since=" not in s["url"] for s in seen), seen
     assert seen[1]["headers"].get("if-none-match") == '"f1"', seen[1]
+    # A server that refuses the generation (400) gets a full poll next.
+    allow_console(r"status of 400")
+    responses = [
+        ok({"total": 1, "generation": "g9", "full": True, "data": [agent("u-f", "Finn F", "Meal")]},
+           '"h1"'),
+        {"status": 400, "headers": {"Content-Type": "application/problem+json"},
+         "body": {"type": "urn:gcmon:problem:validation_failed", "title": "Invalid query parameter",
+                  "status": 400, "detail": "query parameter since is not a generation of this board",
+                  "errors": [{"field": "since", "message": "unknown generation"}]}},
+        ok({"total": 1, "generation": "g10", "full": True, "data": [agent("u-g", "Gus G", "Busy")]},
+           '"h2"'),
+    ]
+    b.goto("fake", "about:blank")
+    b.call("unfake", page="fake")
+    b.call("fake", page="fake", pattern=pattern, responses=responses)
+    b.goto("fake", base + "#/board")
+    b.wait_fn("fake", "return document.querySelector('#tiles .tile[data-id=\"u-g\"]') && "
+                      "document.querySelector('#view-board .error').hidden", timeout=8000)
+    seen = b.call("fake_seen", page="fake", pattern=pattern)
+    assert "since=g9" in seen[1]["url"], seen[1]
+    assert "since=" not in seen[2]["url"] and "if-none-match" not in seen[2]["headers"], seen[2]
     b.goto("fake", "about:blank")
     b.call("unfake", page="fake")
 
