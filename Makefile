@@ -104,12 +104,22 @@ demo: deps
 	$(MAKE) all
 	$(PYTHON) tests/demo.py
 
+# Honours DESTDIR (staging, packaging) and PREFIX (the dashboard's place); the
+# modules go to apxs's LIBEXECDIR, the configuration to the Debian a2enmod
+# layout, with the installed paths written into gcmon.load and gcmon.conf.
+PREFIX     ?= /usr
+LIBEXECDIR := $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)
+HTDOCSDIR   = $(PREFIX)/share/gcmon/htdocs
+MODSAVAIL   = /etc/apache2/mods-available
+
 install: all
-	$(APXS) -i -n gcmon_api $(API_SO)
-	$(APXS) -i -n gcmon_stream $(STREAM_SO)
-	install -d $(DESTDIR)/etc/apache2/mods-available $(DESTDIR)/usr/share/gcmon/htdocs
-	install -m 644 conf/gcmon.load conf/gcmon.conf $(DESTDIR)/etc/apache2/mods-available/
-	cp -r htdocs/. $(DESTDIR)/usr/share/gcmon/htdocs/
+	install -d '$(DESTDIR)$(LIBEXECDIR)' '$(DESTDIR)$(MODSAVAIL)' '$(DESTDIR)$(HTDOCSDIR)'
+	install -m 644 $(API_SO) $(STREAM_SO) '$(DESTDIR)$(LIBEXECDIR)/'
+	sed 's|/usr/lib/apache2/modules|$(LIBEXECDIR)|g' conf/gcmon.load > '$(DESTDIR)$(MODSAVAIL)/gcmon.load'
+	sed 's|/usr/share/gcmon/htdocs|$(HTDOCSDIR)|g' conf/gcmon.conf > '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'
+	chmod 644 '$(DESTDIR)$(MODSAVAIL)/gcmon.load' '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'
+	cd htdocs && find . -type d -exec install -d '$(DESTDIR)$(HTDOCSDIR)/{}' ';' && \
+	    find . -type f -exec install -m 644 '{}' '$(DESTDIR)$(HTDOCSDIR)/{}' ';'
 
 BENCH_BIN := $(BUILD)/bench_ingest
 

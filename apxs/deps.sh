@@ -2,10 +2,27 @@
 # Install every Debian package gcmon needs to build, test and demo.
 # Idempotent and fast when everything is present (one dpkg-query).
 set -eu
-PKGS="apache2 apache2-dev libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
+cd "$(dirname "$0")/.."
+# chromium (Debian's) drives the dashboard tests; apache2-utils brings htpasswd.
+PKGS="apache2 apache2-dev apache2-utils libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
 libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev libssl-dev pkg-config
 check python3 python3-aiohttp python3-pytest sqlite3 curl
-prometheus wrk postgresql-15"
+prometheus wrk postgresql-15 chromium"
+# Node.js and npm only when the machine has none (a newer one from elsewhere is kept).
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+
+# The dashboard tests' one npm package, playwright-core, pinned by
+# tests/browser/package-lock.json; it downloads no browser (it drives
+# /usr/bin/chromium). `npm ci` only when the installed version is not the pinned one.
+browser_deps() {
+    want=$(sed -n 's/.*"playwright-core": *"\([^"]*\)".*/\1/p' tests/browser/package.json)
+    have=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' \
+           tests/browser/node_modules/playwright-core/package.json 2>/dev/null | head -1)
+    [ -n "$want" ] && [ "$want" = "$have" ] && return 0
+    echo "deps: npm ci in tests/browser (playwright-core $want)"
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+}
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -14,7 +31,10 @@ for p in $PKGS; do
         *) missing="$missing $p" ;;
     esac
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+    browser_deps
+    exit 0
+fi
 echo "deps: installing:$missing"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -36,3 +56,4 @@ for svc in prometheus postgresql; do
         *"$svc"*) $SUDO systemctl disable --now "$svc.service" >/dev/null 2>&1 || true ;;
     esac
 done
+browser_deps

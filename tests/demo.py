@@ -2,7 +2,9 @@
 apache2 with both gcmon modules on http://127.0.0.1:8080/gcmon/. Ctrl-C stops all."""
 import json
 import os
+import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -20,6 +22,21 @@ AGENTS = int(os.environ.get("GCMON_DEMO_AGENTS", "50"))
 QUEUES = int(os.environ.get("GCMON_DEMO_QUEUES", "3"))
 IDLE = os.environ.get("GCMON_DEMO_IDLE", "2m")
 CLIENT_ID, CLIENT_SECRET = "gcmon-demo", "demo-secret-not-for-production"
+# The admin API (status changes, audit trail) is behind Basic auth, as it must be
+# on a real site: a user of the demo's own, with a password made for each run
+# (or GCMON_DEMO_PASSWORD).
+ADMIN_USER = "demo-admin"
+
+
+def protect_admin(h, password):
+    """Basic auth on /gcmon/api/v1/admin with an htpasswd file in the server root."""
+    pwfile = os.path.join(h.root, "conf", "htpasswd")
+    subprocess.run(["htpasswd", "-c", "-b", "-B", pwfile, ADMIN_USER, password], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    os.chmod(pwfile, 0o644)
+    return (f'<Location /gcmon/api/v1/admin>\n    AuthType Basic\n'
+            f'    AuthName "gcmon demo admin"\n    AuthBasicProvider file\n'
+            f'    AuthUserFile {pwfile}\n    Require valid-user\n</Location>\n')
 
 
 def show_webhook_posts(sink, stop):
@@ -59,20 +76,25 @@ def main():
                          f"GcmonStream On\n{queues}"
                          f"GcmonIdleAlert Available {IDLE}\nGcmonIdleAlert IDLE {IDLE}\n"
                          f"GcmonSlackWebhook env:GCMON_DEMO_SLACK\n"
-                         f"GcmonStatusWebhook {sink.url('/payroll/status')}\n"
-                         "GcmonAdminActor anonymous\n",
-              extra_conf=f'Alias /gcmon/ "{htdocs}/"\n'
+                         f"GcmonStatusWebhook {sink.url('/payroll/status')}\n",
+              extra_conf=f'Alias /gcmon "{htdocs}"\n'
                          f'<Directory "{htdocs}">\n    Require all granted\n</Directory>\n')
+    password = os.environ.get("GCMON_DEMO_PASSWORD") or secrets.token_urlsafe(12)
+    h.extra_conf += protect_admin(h, password)
+    h.write_config()
     try:
         h.start()
-        print(f"gcmon demo: http://127.0.0.1:{PORT}/gcmon/  (API: /gcmon/api/v1/health, "
-              f"metrics: /gcmon/api/v1/metrics)")
+        print(f"gcmon dashboard: http://127.0.0.1:{PORT}/gcmon/", flush=True)
+        print(f"admin views (Status change, Audit trail) and /gcmon/api/v1/admin: "
+              f"user {ADMIN_USER}, password {password}")
+        print("API: /gcmon/api/v1/health, metrics: /gcmon/api/v1/metrics")
         print(f"emulator: {emu.url} simulating {AGENTS} agents in {QUEUES} queues")
         print(f"idle alerts after {IDLE} in Available or IDLE go to a stand-in Slack "
               f"(printed here) and /gcmon/api/v1/alerts")
         agent = (sim.get("agent_ids") or ["<userId>"])[0]
         print("change an agent's status (the stand-in payroll system prints it):\n"
-              f"  curl -X PUT -H 'Content-Type: application/json' -H 'X-Gcmon-Request: 1' "
+              f"  curl -u {ADMIN_USER}:{password} -X PUT -H 'Content-Type: application/json' "
+              f"-H 'X-Gcmon-Request: 1' "
               f"-d '{{\"status\":\"Break\",\"reason\":\"demo\"}}' "
               f"http://127.0.0.1:{PORT}/gcmon/api/v1/admin/agents/{agent}/status")
         print(f"error log: {h.error_log}   — Ctrl-C stops everything")

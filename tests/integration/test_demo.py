@@ -1,7 +1,9 @@
-"""`make demo` (tests/demo.py): it serves the API with the stream connected, shows
-idle alerts as its stand-in Slack receives them, relays an admin status change to its
-stand-in payroll system, and stops everything it started
-on SIGTERM or Ctrl-C."""
+"""`make demo` (tests/demo.py): it prints the dashboard's URL first and serves it,
+serves the API with the stream connected, keeps the admin API behind Basic auth
+with the credentials it prints, shows idle alerts as its stand-in Slack receives
+them, relays an admin status change to its stand-in payroll system, and stops
+everything it started on SIGTERM or Ctrl-C."""
+import base64
 import os
 import shutil
 import signal
@@ -9,6 +11,8 @@ import subprocess
 import sys
 import time
 import json
+import re
+import urllib.error
 import urllib.request
 
 import pytest
@@ -44,16 +48,39 @@ def test_demo_runs_and_stops(tmp_path, sig):
                      and get_json(port, "/gcmon/api/v1/stream"), timeout=40,
                      what="the demo's stream connected")
         assert s["agents_monitored"] == 12
+        lines = (tmp_path / "demo.log").read_text().splitlines()
+        # The dashboard's address comes first, and it answers.
+        assert lines[0] == f"gcmon dashboard: http://127.0.0.1:{port}/gcmon/", lines[:3]
+        with urllib.request.urlopen(lines[0].split()[-1], timeout=5) as r:
+            assert r.status == 200 and b"<title>gcmon" in r.read()
+        # The admin API wants the printed credentials.
+        user, password = re.search(r"user (\S+), password (\S+)$",
+                                   next(x for x in lines if "password" in x)).groups()
+        audit = f"http://127.0.0.1:{port}/gcmon/api/v1/admin/audit"
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(audit, timeout=5)
+        assert e.value.code == 401
+        auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        with urllib.request.urlopen(urllib.request.Request(
+                audit, headers={"Authorization": auth}), timeout=5) as r:
+            assert r.status == 200 and "data" in json.loads(r.read())
         wait_for(lambda: "slack: Idle alert:" in (tmp_path / "demo.log").read_text(),
                  timeout=40, interval=0.2, what="an idle alert printed")
         # The status change the demo suggests reaches its stand-in payroll system.
         url = next(line.split()[-1] for line in (tmp_path / "demo.log").read_text().splitlines()
-                   if line.strip().startswith("curl -X PUT"))
+                   if line.strip().startswith("curl "))
+        curl = next(line for line in (tmp_path / "demo.log").read_text().splitlines()
+                    if line.strip().startswith("curl "))
+        assert f"-u {user}:{password} " in curl, curl
         req = urllib.request.Request(url, method="PUT", data=b'{"status":"Break"}', headers={
             "Content-Type": "application/json", "X-Gcmon-Request": "1"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert e.value.code == 401
+        req.add_header("Authorization", auth)
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.status == 200
-        wait_for(lambda: "-> Break by -" in (tmp_path / "demo.log").read_text(),
+        wait_for(lambda: f"-> Break by {user}" in (tmp_path / "demo.log").read_text(),
                  timeout=20, interval=0.2, what="the payroll webhook printed")
         root = next(line.split("error log: ")[1].split("/logs/")[0]
                     for line in (tmp_path / "demo.log").read_text().splitlines()
