@@ -407,7 +407,7 @@ static double bench_ingest(apr_pool_t *parent, const char *path, int total, int 
     c.m->msg = NULL;
     apr_pool_create(&c.m->msg, p);
     apr_pool_create(&c.m->iter, p);
-    if (gc_writer_start(&c.m->writer, p, &c.m->env, on_commit, &c) != APR_SUCCESS) {
+    if (gc_writer_start(&c.m->writer, p, &c.m->env, NULL, on_commit, &c) != APR_SUCCESS) {
         die("cannot start the writer", NULL);
     }
     server_start(p, total, rate, &st);

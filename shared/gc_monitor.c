@@ -328,16 +328,38 @@ static void outbox_start(gc_monitor_t *m)
         m->outbox = NULL;
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2113) "cannot start the outbox thread; "
                      "webhook deliveries wait for the next holder");
-        return;
     }
+}
+
+int gc_mon_workers_start(gc_monitor_t *m)
+{
+    outbox_start(m);
+    if (m->background) {
+        return m->outbox != NULL;
+    }
+    /* The writer wakes the outbox: it starts after it and stops before it. */
+    if (gc_writer_start(&m->writer, m->term, &m->env, m->outbox, NULL, NULL) != APR_SUCCESS) {
+        m->writer = NULL;
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2105) "cannot start the writer thread");
+        return 0;
+    }
+    return 1;
+}
+
+void gc_mon_workers_stop(gc_monitor_t *m)
+{
     if (m->writer) {
-        gc_writer_set_outbox(m->writer, m->outbox);
+        gc_writer_stop(m->writer, WRITER_DRAIN);
+        m->writer = NULL;
+    }
+    if (m->outbox) {
+        gc_outbox_stop(m->outbox);
+        m->outbox = NULL;
     }
 }
 
 static int term_start(gc_monitor_t *m, apr_time_t now)
 {
-    gc_monitor_env_t wenv = m->env;
     gc_ws_t *ws;
     int i;
 
@@ -358,17 +380,12 @@ static int term_start(gc_monitor_t *m, apr_time_t now)
     apr_pool_create(&m->term, m->pool);
     apr_pool_create(&m->msg, m->term);
     gc_mon_status_begin(m, now);
-    if (m->background) {
-        /* No writer, no WebSocket context, no channels or members. */
-        outbox_start(m);
-        return m->outbox != NULL;
-    }
-    if (gc_writer_start(&m->writer, m->term, &wenv, NULL, NULL) != APR_SUCCESS) {
-        m->writer = NULL;
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2105) "cannot start the writer thread");
+    if (!gc_mon_workers_start(m)) {
         return 0;
     }
-    outbox_start(m);
+    if (m->background) {
+        return 1;               /* outbox only: no WebSockets, channels or members */
+    }
     ws = gc_ws_create(m->term, m->env.conn->ca_file, MAX_MESSAGE, &gc_mon_ws_callbacks, m);
     if (!ws) {
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2111) "cannot create the WebSocket client "
@@ -391,17 +408,7 @@ static void term_end(gc_monitor_t *m, int release)
     m->closing = 1;
     ws_destroy(m);
     m->closing = 0;
-    if (m->writer) {
-        gc_writer_set_outbox(m->writer, NULL);
-    }
-    if (m->outbox) {
-        gc_outbox_stop(m->outbox);
-        m->outbox = NULL;
-    }
-    if (m->writer) {
-        gc_writer_stop(m->writer, WRITER_DRAIN);
-        m->writer = NULL;
-    }
+    gc_mon_workers_stop(m);
     if (release) {
         lease_release(m);
     }

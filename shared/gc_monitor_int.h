@@ -58,9 +58,13 @@ typedef void gc_writer_commit_fn(void *baton, const gc_evrec_t *list, int n,
 /* Start the writer thread: it opens its own database connection through
  * env->db_open, group-commits what is queued (a transaction as soon as events
  * wait, at most batch_max events each), retries a failed batch with backoff
- * (never dropping it while memory allows), and prunes history past retention. */
+ * (never dropping it while memory allows), and prunes history past retention.
+ * outbox (may be NULL) is the delivery thread it wakes when an idle alert with
+ * a delivery was raised: fixed for the writer's life, so it must outlive the
+ * writer — stop the writer before the outbox (gc_mon_workers_stop). */
 apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_env_t *env,
-                             gc_writer_commit_fn *on_commit, void *commit_baton);
+                             gc_outbox_t *outbox, gc_writer_commit_fn *on_commit,
+                             void *commit_baton);
 /* Queue one event (any thread). */
 void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *source);
 int gc_writer_pending(gc_writer_t *w);
@@ -68,18 +72,15 @@ int gc_writer_pending(gc_writer_t *w);
  * counted as dropped{shutdown} and logged. */
 void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
 
-/* The outbox thread to wake when an alert with a delivery was raised (set
- * after both threads started; NULL: none). */
-void gc_writer_set_outbox(gc_writer_t *w, gc_outbox_t *o);
-
 /* ------------------------------------------------------------ idle alerts */
 
 /* Idle alerts on the writer thread (gc_monitor_alerter.c). NULL (alerts off)
  * when conf has no rules; every function accepts NULL. */
 typedef struct gc_alerter gc_alerter_t;
 gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf,
-                                gc_metrics_t *metrics);
-void gc_alerter_set_outbox(gc_alerter_t *a, gc_outbox_t *o);
+                                gc_metrics_t *metrics, gc_outbox_t *outbox);
+/* Tests only: called on the writer thread right before it wakes the outbox. */
+extern void (*gc_alerter_test_before_wake)(void);
 /* Follow a committed run of events. */
 void gc_alerter_committed(gc_alerter_t *a, const gc_evrec_t *run, int n);
 /* Seed from the database on first use, raise what is due, clear ended alerts.
@@ -206,6 +207,12 @@ struct gc_monitor {
 };
 
 /* gc_monitor.c */
+/* The holder's threads (m->term): the outbox, then — unless background — the
+ * writer that wakes it. 0 when the term cannot run. */
+int gc_mon_workers_start(gc_monitor_t *m);
+/* Stop them in the reverse order: the writer (flushing for up to 3 s) is
+ * joined before the outbox is destroyed, so no wake can reach a freed outbox. */
+void gc_mon_workers_stop(gc_monitor_t *m);
 int gc_mon_running(gc_monitor_t *m);
 double gc_mon_rand(gc_monitor_t *m);
 void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)

@@ -3,6 +3,7 @@
  * JSON and mod_status renderings); the writer; the background holder. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -486,7 +487,7 @@ START_TEST(writer_stores_everything_once)
     long n = 0;
     apr_time_t base = apr_time_now() - apr_time_from_sec(10);
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_events(w, 50, 5, base);
     /* The same events again (an overlapping holder): nothing more is stored. */
     push_events(w, 50, 5, base);
@@ -513,7 +514,7 @@ START_TEST(writer_retries_until_the_database_is_back)
     const char *err = NULL;
     long n = 0;
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_events(w, 10, 3, apr_time_now() - apr_time_from_sec(10));
     gc_writer_stop(w, apr_time_from_sec(10));
     ck_assert_int_ge(f.opens, 4);
@@ -535,7 +536,7 @@ START_TEST(writer_counts_what_it_cannot_flush)
     apr_time_t t0;
 
     env.queue_max = 40;
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_events(w, 10, 1, apr_time_now());              /* the writer holds these */
     t0 = apr_time_now();
     while (f.opens < 1 && apr_time_now() - t0 < apr_time_from_sec(5)) {
@@ -637,7 +638,7 @@ START_TEST(writer_raises_and_clears_idle_alerts)
     gc_writer_t *w;
     long raised_ms, due_ms = apr_time_as_msec(t0) + 1000;
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_state(w, "stays", "Available", t0);
     push_state(w, "leaves", "Available", t0);
     push_state(w, "leaves", "Break", t0 + apr_time_from_msec(500));
@@ -674,7 +675,7 @@ START_TEST(writer_seeds_alerts_without_duplicates)
     apr_time_t t0 = apr_time_now();
     gc_writer_t *w;
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_state(w, "early", "Available", t0 - SEC(5));
     push_state(w, "late", "Available", t0 + SEC(1));
     ck_assert(db_wait(path, ALL_ALERTS("early"), 1));
@@ -682,13 +683,61 @@ START_TEST(writer_seeds_alerts_without_duplicates)
     ck_assert_int_eq(db_long(path, ALL_ALERTS("late")), 0);
 
     env.metrics = met2;
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     ck_assert(db_wait(path, ALL_ALERTS("late"), 1));
     ck_assert_int_eq(db_long(path, ALL_ALERTS("early")), 1);
     ck_assert_int_eq(gc_metrics_get(met2, GC_MET_IDLE_ALERTS, "suppressed", NULL), 1);
     ck_assert_int_eq(gc_metrics_get(met2, GC_MET_IDLE_ALERTS, "raised", NULL), 1);
     gc_writer_stop(w, SEC(2));
     ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_outbox"), 2);
+    drop_db(path);
+}
+END_TEST
+
+/* The writer wakes the outbox after raising an alert with a delivery, while
+ * holder shutdown stops both. Here the wake is held back (test hook) until
+ * shutdown has begun: the outbox must still exist when it lands. With the
+ * outbox stopped first (the old order) the writer woke a freed outbox
+ * (ASan: heap-use-after-free in gc_outbox_wake). */
+static _Atomic int wake_entered;
+
+static void slow_wake(void)
+{
+    atomic_store(&wake_entered, 1);
+    apr_sleep(apr_time_from_msec(300));
+}
+
+START_TEST(shutdown_never_wakes_a_freed_outbox)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = alerts_env(&conf, &f, met);
+    gc_monitor_t *m;
+    apr_time_t until;
+
+    conf.enabled = 1;
+    m = gc_monitor_create(pool, &env);
+    apr_pool_create(&m->term, pool);
+    atomic_store(&wake_entered, 0);
+    gc_alerter_test_before_wake = slow_wake;
+    ck_assert(gc_mon_workers_start(m));
+    ck_assert_ptr_nonnull(m->writer);
+    ck_assert_ptr_nonnull(m->outbox);
+    push_state(m->writer, "idle", "Available", apr_time_now() - SEC(10));
+    until = apr_time_now() + SEC(5);
+    while (!atomic_load(&wake_entered) && apr_time_now() < until) {
+        apr_sleep(1000);
+    }
+    ck_assert(atomic_load(&wake_entered));
+    gc_mon_workers_stop(m);                 /* the wake is still to come */
+    gc_alerter_test_before_wake = NULL;
+    ck_assert_ptr_null(m->writer);
+    ck_assert_ptr_null(m->outbox);
+    ck_assert_int_eq(db_long(path, ALL_ALERTS("idle")), 1);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_IDLE_ALERTS, "raised", NULL), 1);
+    apr_pool_destroy(m->term);
     drop_db(path);
 }
 END_TEST
@@ -883,6 +932,7 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, writer_counts_what_it_cannot_flush);
     tcase_add_test(tc, writer_raises_and_clears_idle_alerts);
     tcase_add_test(tc, writer_seeds_alerts_without_duplicates);
+    tcase_add_test(tc, shutdown_never_wakes_a_freed_outbox);
     suite_add_tcase(s, tc);
     tc = tcase_create("background");
     tcase_add_checked_fixture(tc, setup, teardown);
