@@ -50,7 +50,7 @@ static const char *const v_reconnect_reason[] = {
 };
 static const char *const v_message_kind[] = {
     "event", "heartbeat", "pong", "socket_closing", "no_longer_subscribed", "token_revoked",
-    "malformed", "oversize", "unknown", "other"
+    "malformed", "oversize", "unknown", "unmonitored", "other"
 };
 static const char *const v_stored_source[] = { "stream", "resync", "inbound", "other" };
 static const char *const v_dropped_reason[] = {

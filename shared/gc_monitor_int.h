@@ -252,9 +252,15 @@ void gc_mon_users_add_assigned(gc_monitor_t *m, const char *user_id, int chan);
 void gc_mon_users_assign(gc_monitor_t *m);
 int gc_mon_members_step(gc_monitor_t *m, apr_time_t now);
 void gc_mon_mark_resync(gc_monitor_t *m, int chan);
+/* Is user_id in the monitored set (GcmonMonitorUser, the queues' members and,
+ * until a new holder's first membership pass, the agents of the channels it
+ * reused)? Events of anyone else are ignored. */
+int gc_mon_is_monitored(gc_monitor_t *m, const char *user_id);
 
 /* gc_monitor_resync.c */
 int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now);
+/* Queue the monitored agents of a GET /api/v2/users answer for the writer. */
+void gc_mon_resync_record(gc_monitor_t *m, const json_t *doc);
 
 /* gc_monitor_status.c */
 void gc_mon_status_begin(gc_monitor_t *m, apr_time_t now);

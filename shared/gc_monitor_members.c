@@ -79,6 +79,11 @@ void gc_mon_users_assign(gc_monitor_t *m)
     m->unassigned = unassigned;
 }
 
+int gc_mon_is_monitored(gc_monitor_t *m, const char *user_id)
+{
+    return user_id && m->users && apr_hash_get(m->users, user_id, APR_HASH_KEY_STRING) != NULL;
+}
+
 void gc_mon_mark_resync(gc_monitor_t *m, int chan)
 {
     apr_hash_index_t *hi;

@@ -16,6 +16,7 @@ QUEUE = "stream-q1"
 MEMBERS = [f"stream-agent-{i}" for i in range(1, 5)]
 USERS = ["stream-agent-5", "stream-agent-6"]
 OUTSIDER = "stream-agent-7"
+STRANGER = "stream-stranger"        # never monitored; only ws_push reaches gcmon with it
 MONITORED = MEMBERS + USERS
 GCMON_CONF = stream_conf(queues=[QUEUE], users=USERS, extra="GcmonMembershipRefresh 2s\n")
 
@@ -27,7 +28,7 @@ STATES = [("Available", None), ("OnQueue", None), (None, "INTERACTING"), ("Break
 def httpd(emulator):
     emulator.config(heartbeat=1)
     emulator.add_agents([{"id": a, "name": f"Agent {a[-1]}", "presence": "Available"}
-                         for a in MONITORED + [OUTSIDER]])
+                         for a in MONITORED + [OUTSIDER, STRANGER]])
     emulator.add_queues([{"id": QUEUE, "name": "Stream Q1", "members": MEMBERS}])
     h = Httpd(emulator_url=emulator.url, gcmon_conf=GCMON_CONF,
               env={"GCMON_TEST_SECRET": CLIENT_SECRET})
@@ -129,6 +130,28 @@ def test_missed_transition_recorded_by_resync(httpd, emulator, db):
     rows = [r for r in db.history(uid) if r["state"] == "Busy"]
     assert rows and rows[-1]["source"] == "resync", rows
     assert duplicate_rows(db) == []
+
+
+def test_unmonitored_agent_event_ignored(httpd, emulator, db):
+    """A well-formed event of someone gcmon does not monitor (another subscriber of the
+    channel added the topic) is counted and dropped before the writer."""
+    wait_connected(httpd, topics=len(MONITORED))
+    g = Httpd.metric
+    before = g(httpd.metrics(), "gcmon_stream_messages_total", kind="unmonitored")
+    set_state(emulator, STRANGER, "Break")
+    assert emulator.ws_push(STRANGER) == 1
+    wait_for(lambda: g(httpd.metrics(), "gcmon_stream_messages_total", kind="unmonitored")
+             == before + 1, timeout=5, what="the stranger's event counted")
+    # A monitored change sent after it on the same socket is stored: the writer has
+    # seen everything that came before.
+    uid = USERS[1]
+    set_state(emulator, uid, "Meal" if emulator.agent(uid)["state"] != "Meal" else "Away")
+    want = emulator.agent(uid)["state"]
+    wait_for(lambda: db.current_states().get(uid) == want, timeout=5)
+    assert httpd.get(f"/gcmon/api/v1/agents/{STRANGER}").status == 404
+    assert db.history(STRANGER) == []
+    assert STRANGER not in db.current_states()
+    assert re.search(r"\[gcmon_stream:debug\].*GCM2213: .*" + STRANGER, httpd.log_since_mark())
 
 
 def test_metrics(httpd, emulator):

@@ -601,7 +601,7 @@ static const char *const e_reconnect[] = {
 };
 static const char *const e_kind[] = {
     "event", "heartbeat", "pong", "socket_closing", "no_longer_subscribed", "token_revoked",
-    "malformed", "oversize", "unknown", "other", NULL
+    "malformed", "oversize", "unknown", "unmonitored", "other", NULL
 };
 static const char *const e_source[] = { "stream", "resync", "inbound", "other", NULL };
 static const char *const e_dropped[] = {

@@ -694,6 +694,110 @@ START_TEST(writer_seeds_alerts_without_duplicates)
 }
 END_TEST
 
+/* ------------------------------------------------------------ who is monitored */
+
+/* A holder's term without sockets: users, pools and a writer on the database
+ * at path. */
+static gc_monitor_t *term_monitor(gc_monitor_conf_t *conf, fake_db_t *f, gc_metrics_t *met)
+{
+    gc_monitor_env_t env = writer_env(conf, f, met);
+    gc_monitor_t *m;
+
+    conf->enabled = 1;
+    m = gc_monitor_create(pool, &env);
+    apr_pool_create(&m->term, pool);
+    apr_pool_create(&m->msg, m->term);
+    apr_pool_create(&m->iter, m->term);
+    gc_mon_users_init(m);
+    ck_assert_int_eq(gc_writer_start(&m->writer, m->term, &m->env, NULL, NULL, NULL),
+                     APR_SUCCESS);
+    return m;
+}
+
+static const char *activity(const char *topic_user, const char *body_user, const char *status)
+{
+    const char *at = gc_time_format(pool, apr_time_now() - SEC(5));
+
+    return apr_psprintf(pool, "{\"topicName\":\"v2.users.%s.activity\",\"version\":\"2\","
+                        "\"eventBody\":{\"id\":\"%s\",\"routingStatus\":{\"status\":"
+                        "\"%s\",\"startTime\":\"%s\"},\"presence\":{\"presenceDefinition\":"
+                        "{\"id\":\"p1\",\"systemPresence\":\"ON_QUEUE\"},\"modifiedDate\":"
+                        "\"%s\"}}}", topic_user, body_user, status, at, at);
+}
+
+static json_t *users_answer(const char *const *ids, int n)
+{
+    const char *at = gc_time_format(pool, apr_time_now() - SEC(5));
+    json_t *ents = json_array();
+    int i;
+
+    for (i = 0; i < n; i++) {
+        json_array_append_new(ents, json_pack("{s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s}}",
+                                              "id", ids[i], "routingStatus", "status", "IDLE",
+                                              "startTime", at, "presence",
+                                              "presenceDefinition", "id", "p1",
+                                              "systemPresence", "On Queue",
+                                              "modifiedDate", at));
+    }
+    return json_pack("{s:o}", "entities", ents);
+}
+
+static long history_of(const char *path, const char *user)
+{
+    return db_long(path, apr_psprintf(pool, "SELECT COUNT(*) FROM gcmon_history WHERE "
+                                            "user_id = '%s'", user));
+}
+
+/* An event or a resync entity of someone outside the monitored set (a topic
+ * another subscriber of the channel added, or a stray entity) is counted as
+ * kind="unmonitored" and never reaches the writer: no history, no board. */
+START_TEST(events_of_unmonitored_agents_are_ignored)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_t *m = term_monitor(&conf, &f, met);
+    static const char *const answer[] = { "queue-member", "stranger-2" };
+    mon_sock_t sock;
+    const char *msg;
+    json_t *doc;
+
+    memset(&sock, 0, sizeof(sock));
+    sock.ch = &m->ch[0];
+    gc_mon_users_add_assigned(m, "listed-user", 0);
+    gc_mon_users_add_assigned(m, "queue-member", 0);
+    ck_assert(gc_mon_is_monitored(m, "listed-user"));
+    ck_assert(!gc_mon_is_monitored(m, "stranger"));
+    ck_assert(!gc_mon_is_monitored(m, NULL));
+
+    msg = activity("listed-user", "listed-user", "IDLE");
+    gc_mon_handle_message(m, &sock, msg, strlen(msg));
+    msg = activity("stranger", "stranger", "IDLE");
+    gc_mon_handle_message(m, &sock, msg, strlen(msg));
+    msg = activity("stranger", "stranger", "INTERACTING");
+    gc_mon_handle_message(m, &sock, msg, strlen(msg));
+    doc = users_answer(answer, 2);
+    gc_mon_resync_record(m, doc);
+    json_decref(doc);
+    gc_writer_stop(m->writer, SEC(5));
+
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_STREAM_MESSAGES, "event", NULL), 1);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_STREAM_MESSAGES, "unmonitored", NULL), 2);
+    ck_assert_int_eq(m->snap.events_total, 1);
+    ck_assert_int_eq(history_of(path, "listed-user"), 1);
+    ck_assert_int_eq(history_of(path, "queue-member"), 1);
+    ck_assert_int_eq(history_of(path, "stranger"), 0);
+    ck_assert_int_eq(history_of(path, "stranger-2"), 0);
+    ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_agents WHERE user_id LIKE "
+                                   "'stranger%'"), 0);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_STORED, "stream", NULL), 1);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_STORED, "resync", NULL), 1);
+    apr_pool_destroy(m->term);
+    drop_db(path);
+}
+END_TEST
+
 /* The writer wakes the outbox after raising an alert with a delivery, while
  * holder shutdown stops both. Here the wake is held back (test hook) until
  * shutdown has begun: the outbox must still exist when it lands. With the
@@ -933,6 +1037,7 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, writer_raises_and_clears_idle_alerts);
     tcase_add_test(tc, writer_seeds_alerts_without_duplicates);
     tcase_add_test(tc, shutdown_never_wakes_a_freed_outbox);
+    tcase_add_test(tc, events_of_unmonitored_agents_are_ignored);
     suite_add_tcase(s, tc);
     tc = tcase_create("background");
     tcase_add_checked_fixture(tc, setup, teardown);
