@@ -124,7 +124,7 @@ static void status_html(request_rec *r, const gc_stream_snapshot_t *s, apr_time_
     for (i = 0; i < s->nchannels && i < GC_MAX_CHANNELS; i++) {
         const gc_stream_channel_info_t *c = &s->channels[i];
         ap_rprintf(r, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td></tr>\n",
-                   ap_escape_html(r->pool, c->id), c->topics, html_time(r, c->expires),
+                   ap_escape_html(r->pool, c->label), c->topics, html_time(r, c->expires),
                    c->connected ? "yes" : "no");
     }
     ap_rputs("</table>\n", r);

@@ -53,6 +53,51 @@ double gc_mon_rand(gc_monitor_t *m)
     return (double)((m->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
+void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id,
+                          char out[GC_CHANNEL_LABEL_SIZE])
+{
+    gc_channel_label(out, m->env.conn ? m->env.conn->client_secret : NULL, channel_id);
+}
+
+/* Replace in buf (size n) every occurrence of a channel id by its label
+ * (truncating the end if the text grows past n). */
+static void hide_id(char *buf, apr_size_t n, const mon_ident_t *d)
+{
+    apr_size_t idlen, lablen = strlen(d->label);
+    char *from = buf, *at;
+
+    if (!d->id || !*d->id) {
+        return;
+    }
+    idlen = strlen(d->id);
+    while ((at = strstr(from, d->id)) != NULL) {
+        apr_size_t pos = (apr_size_t)(at - buf), tail = strlen(at + idlen);
+        if (pos + lablen >= n) {
+            *at = '\0';
+            return;
+        }
+        if (pos + lablen + tail >= n) {
+            tail = n - 1 - pos - lablen;
+        }
+        memmove(at + lablen, at + idlen, tail);
+        memcpy(at, d->label, lablen);
+        at[lablen + tail] = '\0';
+        from = at + lablen;
+    }
+}
+
+/* Genesys's messages may quote a channel id: show the labels instead. */
+static void hide_channel_ids(gc_monitor_t *m, char *buf, apr_size_t n)
+{
+    int i;
+
+    for (i = 0; i < GC_MAX_CHANNELS; i++) {
+        hide_id(buf, n, &m->ch[i].cur);
+        hide_id(buf, n, &m->ch[i].next);
+        hide_id(buf, n, &m->ch[i].old);
+    }
+}
+
 void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
 {
     char buf[1024];
@@ -62,6 +107,7 @@ void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    hide_channel_ids(m, buf, sizeof(buf));
     gc_log(GC_LOG_MARK, level, 0, "%s", buf);
     if (m->env.status && level <= GC_LOG_WARNING) {
         /* Keep the tag out of the status text. */
@@ -80,9 +126,10 @@ void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label)
 }
 
 apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
-                         const char *path, const char *body, gc_response_t **resp,
-                         gc_error_t **err)
+                         const char *path, const char *channel_id, const char *body,
+                         gc_response_t **resp, gc_error_t **err)
 {
+    char label[GC_CHANNEL_LABEL_SIZE];
     gc_request_t req;
 
     memset(&req, 0, sizeof(req));
@@ -90,6 +137,11 @@ apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
     req.method = method;
     req.path = path;
     req.body = body;
+    if (channel_id) {
+        gc_mon_channel_label(m, channel_id, label);
+        req.secret = channel_id;
+        req.secret_label = label;
+    }
     *resp = NULL;
     *err = NULL;
     return gc_upstream_call(m->up, m->iter, &req, resp, err);

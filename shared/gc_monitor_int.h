@@ -108,11 +108,14 @@ typedef struct mon_sock {
     int close_error;
 } mon_sock_t;
 
-/* A notification channel's identity. */
+/* A notification channel's identity. The id (and the connect URI holding it)
+ * is a credential: logs above debug, the status block and therefore
+ * /v1/stream and mod_status show only the label. */
 typedef struct mon_ident {
     apr_pool_t *pool;
     const char *id, *uri;
     apr_time_t expires;
+    char label[GC_CHANNEL_LABEL_SIZE];      /* gc_channel_label of id; "" when none */
 } mon_ident_t;
 
 struct mon_channel {
@@ -219,9 +222,14 @@ void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label);
 int gc_mon_cancel(void *baton);
+/* One upstream call. channel_id: the notification channel id inside path (or
+ * NULL), which the client's logs above debug show as its label. */
 apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
-                         const char *path, const char *body, gc_response_t **resp,
-                         gc_error_t **err);
+                         const char *path, const char *channel_id, const char *body,
+                         gc_response_t **resp, gc_error_t **err);
+/* The channel's label (gc_channel_label keyed with the client secret). */
+void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id,
+                          char out[GC_CHANNEL_LABEL_SIZE]);
 /* Delay before retrying after `failures` failed calls, honouring Retry-After. */
 apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_error_t *err);
 int gc_mon_power_of_two(int n);

@@ -104,7 +104,7 @@ int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
     if (n == 0) {
         return 0;
     }
-    if (gc_mon_call(m, "users_get", "GET", path, NULL, &resp, &err) != APR_SUCCESS) {
+    if (gc_mon_call(m, "users_get", "GET", path, NULL, NULL, &resp, &err) != APR_SUCCESS) {
         m->resync_failures++;
         d = gc_mon_retry_delay(m, m->resync_failures, err);
         m->resync_next = now + d;

@@ -12,9 +12,10 @@
 #define HEALTHY apr_time_from_sec(1)        /* open this long: reconnect at once */
 #define MALFORMED_LOG_EVERY apr_time_from_sec(60)
 
+/* Logs above debug name a channel by its label: the id is a credential. */
 static const char *ch_name(const mon_channel_t *ch)
 {
-    return ch && ch->cur.id ? ch->cur.id : "(new)";
+    return ch && ch->cur.id ? ch->cur.label : "(new)";
 }
 
 static void unlink_sock(gc_monitor_t *m, mon_sock_t *s)

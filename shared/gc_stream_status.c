@@ -10,6 +10,8 @@
 
 #include <apr_strings.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "gc_state.h"
 #include "gc_stream_status.h"
@@ -23,6 +25,33 @@ struct gc_stream_status {
     _Atomic unsigned seq;               /* seqlock: odd while a write is in progress */
     gc_stream_snapshot_t data;
 };
+
+void gc_channel_label(char out[GC_CHANNEL_LABEL_SIZE], const char *key, const char *channel_id)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    int i;
+
+    if (!key) {
+        key = "";
+    }
+    if (!channel_id) {
+        channel_id = "";
+    }
+    memcpy(out, "ch-", 3);
+    if (!HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)channel_id,
+              strlen(channel_id), mac, &len) || len < 5) {
+        memcpy(out + 3, "0000000000", 10);       /* never the id, even then */
+        out[13] = '\0';
+        return;
+    }
+    for (i = 0; i < 5; i++) {
+        out[3 + 2 * i] = hex[mac[i] >> 4];
+        out[4 + 2 * i] = hex[mac[i] & 0xf];
+    }
+    out[13] = '\0';
+}
 
 apr_size_t gc_stream_status_size(void)
 {
@@ -127,6 +156,9 @@ int gc_stream_status_read(gc_stream_status_t *st, gc_stream_snapshot_t *out)
     out->lease_holder[sizeof(out->lease_holder) - 1] = '\0';
     if (out->nchannels < 0 || out->nchannels > GC_MAX_CHANNELS) {
         out->nchannels = 0;
+    }
+    for (i = 0; i < GC_MAX_CHANNELS; i++) {
+        out->channels[i].label[GC_CHANNEL_LABEL_SIZE - 1] = '\0';
     }
     return -1;
 }
@@ -315,7 +347,7 @@ char *gc_stream_status_json(apr_pool_t *p, const gc_stream_snapshot_t *s)
 
     for (i = 0; s->has_holder && i < s->nchannels && i < GC_MAX_CHANNELS; i++) {
         const gc_stream_channel_info_t *c = &s->channels[i];
-        json_array_append_new(channels, json_pack("{s:s,s:i,s:o,s:b}", "id", c->id,
+        json_array_append_new(channels, json_pack("{s:s,s:i,s:o,s:b}", "id", c->label,
                                                   "topics", c->topics, "expires",
                                                   time_or_null(p, c->expires),
                                                   "connected", c->connected));

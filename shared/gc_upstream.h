@@ -53,6 +53,10 @@ typedef struct gc_request {
     int no_auth;                    /* don't send the bearer token */
     apr_interval_time_t budget_wait;/* max wait for a rate-budget slot; 0 = request timeout */
     int max_attempts;               /* 0 = default (4) */
+    const char *secret;             /* a credential inside path (a notification channel
+                                       id): log lines above debug show secret_label in
+                                       its place, in the path and in Genesys's message */
+    const char *secret_label;
 } gc_request_t;
 
 typedef struct gc_response {

@@ -163,11 +163,11 @@ static gc_stream_snapshot_t sample(void)
     s.holder_since = apr_time_from_sec(1767225600);             /* 2026-01-01 */
     s.connected = 1;
     s.nchannels = 2;
-    strcpy(s.channels[0].id, "streaming-0-aaa");
+    strcpy(s.channels[0].label, "ch-0123456789");
     s.channels[0].topics = 1000;
     s.channels[0].expires = apr_time_from_sec(1767312000);
     s.channels[0].connected = 1;
-    strcpy(s.channels[1].id, "streaming-0-bbb");
+    strcpy(s.channels[1].label, "ch-abcdefabcd");
     s.channels[1].topics = 500;
     s.channels[1].connected = 1;
     s.topics = 1500;
@@ -206,7 +206,7 @@ START_TEST(status_publish_read_json)
                      "2026-01-01T00:00:00.000Z");
     ck_assert_int_eq(json_array_size(json_object_get(doc, "channels")), 2);
     ch = json_array_get(json_object_get(doc, "channels"), 0);
-    ck_assert_str_eq(json_string_value(json_object_get(ch, "id")), "streaming-0-aaa");
+    ck_assert_str_eq(json_string_value(json_object_get(ch, "id")), "ch-0123456789");
     ck_assert_int_eq(json_integer_value(json_object_get(ch, "topics")), 1000);
     ck_assert_str_eq(json_string_value(json_object_get(ch, "expires")),
                      "2026-01-02T00:00:00.000Z");
@@ -379,6 +379,103 @@ START_TEST(copy_line_sanitises_and_truncates)
     ck_assert_str_eq(buf, "abcdef");
     gc_status_copy_line(buf, sizeof(buf), NULL);
     ck_assert_str_eq(buf, "");
+}
+END_TEST
+
+/* ------------------------------------------------------------ channel labels */
+
+#define CHANNEL_ID "streaming-0-abcdefghijklmnopqrstuvwxyz"
+
+START_TEST(channel_label_is_a_keyed_digest)
+{
+    char a[GC_CHANNEL_LABEL_SIZE], b[GC_CHANNEL_LABEL_SIZE];
+
+    /* HMAC-SHA256 test vectors computed independently (Python hmac). */
+    gc_channel_label(a, "s3cret-value-7f1c", CHANNEL_ID);
+    ck_assert_str_eq(a, "ch-d8390dac93");
+    gc_channel_label(b, NULL, CHANNEL_ID);
+    ck_assert_str_eq(b, "ch-b6467ead90");
+    gc_channel_label(b, "other", CHANNEL_ID);
+    ck_assert_str_eq(b, "ch-3866b3afa2");
+    gc_channel_label(b, "s3cret-value-7f1c", CHANNEL_ID);      /* stable */
+    ck_assert_str_eq(a, b);
+    gc_channel_label(b, "s3cret-value-7f1c", "streaming-0-abcdefghijklmnopqrstuvwxyZ");
+    ck_assert_str_ne(a, b);
+    ck_assert_int_eq(strlen(b), GC_CHANNEL_LABEL_SIZE - 1);
+}
+END_TEST
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *log_text;
+
+static int log_all(void *baton, int level)
+{
+    return 1;
+}
+
+static void log_capture(void *baton, const char *file, int line, int level, apr_status_t rv,
+                        const char *msg)
+{
+    size_t old, add = strlen(msg);
+
+    pthread_mutex_lock(&log_mu);
+    old = log_text ? strlen(log_text) : 0;
+    log_text = realloc(log_text, old + add + 2);
+    memcpy(log_text + old, msg, add);
+    log_text[old + add] = '\n';
+    log_text[old + add + 1] = '\0';
+    pthread_mutex_unlock(&log_mu);
+}
+
+/* Messages of the monitor (logged, and the status block's last error) quote
+ * Genesys, which may name a channel: they show its label instead. An id that
+ * is part of its own label ("c" in "ch-…") must not loop. */
+START_TEST(monitor_messages_hide_channel_ids)
+{
+    gc_monitor_conf_t conf;
+    gc_conn_conf_t conn;
+    gc_monitor_env_t env;
+    gc_stream_status_t *st = new_status();
+    gc_stream_snapshot_t snap;
+    char label[GC_CHANNEL_LABEL_SIZE], tiny[GC_CHANNEL_LABEL_SIZE];
+    gc_monitor_t *m;
+
+    memset(&conf, 0, sizeof(conf));
+    memset(&conn, 0, sizeof(conn));
+    memset(&env, 0, sizeof(env));
+    conf.enabled = 1;
+    conn.client_secret = "s3cret-value-7f1c";
+    env.conf = &conf;
+    env.conn = &conn;
+    env.status = st;
+    m = gc_monitor_create(pool, &env);
+    m->ch[0].cur.id = CHANNEL_ID;
+    gc_mon_channel_label(m, CHANNEL_ID, m->ch[0].cur.label);
+    ck_assert_str_eq(m->ch[0].cur.label, "ch-d8390dac93");
+    m->ch[3].next.id = "c";
+    gc_mon_channel_label(m, "c", m->ch[3].next.label);
+    memcpy(label, m->ch[0].cur.label, sizeof(label));
+    memcpy(tiny, m->ch[3].next.label, sizeof(tiny));
+
+    m->ch[3].next.id = NULL;
+    log_text = NULL;
+    gc_log_set(log_all, log_capture, NULL);
+    gc_mon_error(m, GC_LOG_WARNING, "GCM9999: cannot subscribe: channel %s not found "
+                 "(%s)", CHANNEL_ID, CHANNEL_ID);
+    ck_assert_ptr_nonnull(log_text);
+    ck_assert_ptr_null(strstr(log_text, CHANNEL_ID));
+    ck_assert_ptr_nonnull(strstr(log_text, apr_psprintf(pool, "channel %s not found (%s)",
+                                                        label, label)));
+    ck_assert_int_eq(gc_stream_status_read(st, &snap), 0);
+    ck_assert_ptr_null(strstr(snap.last_error, CHANNEL_ID));
+    ck_assert_ptr_nonnull(strstr(snap.last_error, label));
+    /* Every "c" becomes the label, which contains "c": done once, no loop. */
+    m->ch[3].next.id = "c";
+    gc_mon_error(m, GC_LOG_WARNING, "c-c");
+    gc_log_set(NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(log_text, apr_psprintf(pool, "%s-%s\n", tiny, tiny)));
+    free(log_text);
+    log_text = NULL;
 }
 END_TEST
 
@@ -878,28 +975,6 @@ START_TEST(mode_follows_stream_and_webhooks)
 }
 END_TEST
 
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *log_text;
-
-static int log_all(void *baton, int level)
-{
-    return 1;
-}
-
-static void log_capture(void *baton, const char *file, int line, int level, apr_status_t rv,
-                        const char *msg)
-{
-    size_t old, add = strlen(msg);
-
-    pthread_mutex_lock(&log_mu);
-    old = log_text ? strlen(log_text) : 0;
-    log_text = realloc(log_text, old + add + 2);
-    memcpy(log_text + old, msg, add);
-    log_text[old + add] = '\n';
-    log_text[old + add + 1] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
-
 static int log_count(const char *needle)
 {
     const char *at;
@@ -1027,6 +1102,8 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, status_dead_holder_shown_gone);
     tcase_add_test(tc, status_survives_killed_writer);
     tcase_add_test(tc, copy_line_sanitises_and_truncates);
+    tcase_add_test(tc, channel_label_is_a_keyed_digest);
+    tcase_add_test(tc, monitor_messages_hide_channel_ids);
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
     tcase_add_checked_fixture(tc, setup, teardown);
