@@ -321,6 +321,13 @@ static int metrics(request_rec *r, const route_t *rt, const char **params, json_
         return gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "metrics_unavailable",
                                       "Metrics are not available", NULL, NULL);
     }
+    /* The budget's window slides by itself: read it when asked. */
+    if (run->shared.budget) {
+        gc_metrics_set(run->shared.metrics, GC_MET_BUDGET_USED, NULL, NULL,
+                       gc_budget_used(run->shared.budget));
+        gc_metrics_set(run->shared.metrics, GC_MET_BUDGET_LIMIT, NULL, NULL,
+                       gc_budget_limit(run->shared.budget));
+    }
     text = gc_metrics_render(run->shared.metrics, r->pool);
     return gcmon_api_send_text(r, HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
                                strlen(text));

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,13 +17,16 @@
 #include "gc_state.h"
 #include "gc_stream_status.h"
 
-#define STATUS_MAGIC 0x67637373u        /* "gcss" */
+#define STATUS_MAGIC 0x67635332u        /* "gcS2": blocks with a version and size */
 #define READ_TRIES 20000
 
+/* magic, lock_pid and seq keep their offsets in every version. */
 struct gc_stream_status {
     apr_uint32_t magic;
     _Atomic int lock_pid;               /* writer lock: owner pid, 0 = free */
     _Atomic unsigned seq;               /* seqlock: odd while a write is in progress */
+    apr_uint32_t version;               /* GC_STREAM_STATUS_VERSION */
+    apr_uint64_t size;                  /* sizeof(gc_stream_status_t) */
     gc_stream_snapshot_t data;
 };
 
@@ -63,9 +67,25 @@ gc_stream_status_t *gc_stream_status_init(void *mem)
     gc_stream_status_t *st = mem;
 
     memset(st, 0, sizeof(*st));
+    st->version = GC_STREAM_STATUS_VERSION;
+    st->size = sizeof(*st);
     st->magic = STATUS_MAGIC;
     atomic_init(&st->lock_pid, 0);
     atomic_init(&st->seq, 0);
+    return st;
+}
+
+gc_stream_status_t *gc_stream_status_attach(void *mem, apr_size_t size)
+{
+    gc_stream_status_t *st = mem;
+
+    if (!mem || size < sizeof(*st) || ((uintptr_t)mem % _Alignof(gc_stream_status_t)) != 0) {
+        return NULL;
+    }
+    if (st->magic != STATUS_MAGIC || st->version != GC_STREAM_STATUS_VERSION
+        || st->size != sizeof(*st)) {
+        return NULL;
+    }
     return st;
 }
 

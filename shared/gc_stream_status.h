@@ -63,6 +63,14 @@ apr_size_t gc_stream_status_size(void);
 /* Zero and initialise in `mem` (parent, once per segment). */
 gc_stream_status_t *gc_stream_status_init(void *mem);
 
+/* Bump whenever the block's layout changes (with its size, checked by attach). */
+#define GC_STREAM_STATUS_VERSION 2
+
+/* The block in `mem` (size bytes, e.g. a segment kept across a graceful
+ * restart) if this build's layout (version and size) initialised it, else
+ * NULL: then make a new segment. */
+gc_stream_status_t *gc_stream_status_attach(void *mem, apr_size_t size);
+
 /* The running configuration's GcmonStream (parent, every generation). */
 void gc_stream_status_set_enabled(gc_stream_status_t *st, int enabled);
 

@@ -365,6 +365,36 @@ START_TEST(status_survives_killed_writer)
 }
 END_TEST
 
+/* A block kept across a graceful restart is reused only by a build of its
+ * layout (magic, version at offset 12, size at offset 16). */
+START_TEST(status_attach_checks_version_and_size)
+{
+    apr_size_t size = gc_stream_status_size();
+    unsigned char *mem = apr_pcalloc(pool, size + 64);
+    gc_stream_status_t *st = gc_stream_status_init(mem);
+    gc_stream_snapshot_t in = sample(), out;
+
+    gc_stream_status_publish(st, &in);
+    ck_assert_ptr_eq(gc_stream_status_attach(mem, size), st);
+    ck_assert_ptr_eq(gc_stream_status_attach(mem, size + 64), st);
+    ck_assert_int_eq(gc_stream_status_read(gc_stream_status_attach(mem, size), &out), 0);
+    ck_assert_str_eq(out.holder_id, "web1:4242:abcd");
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size - 1));
+    ck_assert_ptr_null(gc_stream_status_attach(NULL, size));
+    mem[12] ^= 1;
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+    mem[12] ^= 1;
+    mem[16] ^= 8;
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+    mem[16] ^= 8;
+    ck_assert_ptr_eq(gc_stream_status_attach(mem, size), st);
+    memcpy(mem, "sscg", 4);                             /* the earlier format */
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+    memset(mem, 0, size);
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+}
+END_TEST
+
 START_TEST(copy_line_sanitises_and_truncates)
 {
     char buf[8];
@@ -1102,6 +1132,7 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, status_dead_holder_shown_gone);
     tcase_add_test(tc, status_survives_killed_writer);
     tcase_add_test(tc, copy_line_sanitises_and_truncates);
+    tcase_add_test(tc, status_attach_checks_version_and_size);
     tcase_add_test(tc, channel_label_is_a_keyed_digest);
     tcase_add_test(tc, monitor_messages_hide_channel_ids);
     suite_add_tcase(s, tc);
