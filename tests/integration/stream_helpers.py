@@ -45,6 +45,25 @@ def emulator_channels(emulator, status):
             if channel_label(c["id"]) in mine}
 
 
+def issued_channel_ids(emulator):
+    """Every channel id the emulator handed out so far: live channels, and those named in
+    the request log (subscriptions, HEADs, WebSocket upgrades) since the last clear."""
+    ids = {c["id"] for c in emulator.channels()}
+    for r in emulator.requests(path=r"channels/"):
+        m = re.search(r"/channels/([^/?]+)", r["path"])
+        if m:
+            ids.add(m.group(1))
+    return ids
+
+
+def loud_lines_naming(httpd, ids):
+    """error_log lines above debug that contain one of ids (channel ids are credentials:
+    only debug lines may show them)."""
+    return [line for line in httpd.read_log().splitlines()
+            if not re.search(r"\[gcmon_(stream|api):(debug|trace\d)\]", line)
+            and any(i in line for i in ids)]
+
+
 def ms(iso):
     """RFC 3339 (…Z) → epoch milliseconds."""
     return int(round(datetime.fromisoformat(iso.replace("Z", "+00:00"))

@@ -10,8 +10,8 @@ import pytest
 from conftest import CLIENT_SECRET
 from httpd import Httpd, wait_for
 from stream_helpers import (StreamDB, channel_label, duplicate_rows, emulator_channels,
-                            stream_conf, stream_status, truth, wait_connected,
-                            wait_converged)
+                            issued_channel_ids, loud_lines_naming, stream_conf,
+                            stream_status, truth, wait_connected, wait_converged)
 
 QUEUE = "stream-q1"
 MEMBERS = [f"stream-agent-{i}" for i in range(1, 5)]
@@ -254,17 +254,6 @@ def test_graceful_restart_reuses_channel(httpd, emulator, db, report):
     assert duplicate_rows(db) == []
 
 
-def issued_channel_ids(emulator):
-    """Every channel id the emulator handed out so far: live channels, and those named in
-    the request log (subscriptions, HEADs, WebSocket upgrades) since the last clear."""
-    ids = {c["id"] for c in emulator.channels()}
-    for r in emulator.requests(path=r"channels/"):
-        m = re.search(r"/channels/([^/?]+)", r["path"])
-        if m:
-            ids.add(m.group(1))
-    return ids
-
-
 def test_channel_ids_never_published(httpd, emulator):
     """SPEC §9.15: a channel id is a credential. /v1/stream, mod_status, /metrics and the
     error log above debug show only its opaque label (this runs after the module's
@@ -284,9 +273,7 @@ def test_channel_ids_never_published(httpd, emulator):
         assert not leaked, f"{path} shows channel ids {leaked}"
     for label in labels:
         assert f"<td>{label}</td>" in pages["/server-status"]
-    loud = [line for line in httpd.read_log().splitlines()
-            if not re.search(r"\[gcmon_(stream|api):(debug|trace\d)\]", line)]
-    leaked = [line for line in loud if any(i in line for i in ids)]
+    leaked = loud_lines_naming(httpd, ids)
     assert not leaked, "channel ids above debug:\n" + "\n".join(leaked[:5])
     # One debug line maps each label to its channel, for support.
     log = httpd.read_log()
