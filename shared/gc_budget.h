@@ -33,11 +33,12 @@ gc_budget_t *gc_budget_init_capacity(void *mem, int capacity, int limit,
 gc_budget_t *gc_budget_attach(void *mem, apr_size_t size);
 
 /* Change the limit in place, under the lock, for every process using the
- * segment: the ring is re-laid so that the grants of the current window carry
- * over (the most recent `limit` of them), and no window that begins after the
- * change ever holds more than the new limit — whichever generation's children
- * take the grants. APR_EINVAL when limit is not in 1..capacity. *carried (may
- * be NULL): the grants of the current window kept. */
+ * segment: the ring is re-laid so that every grant of the current window
+ * carries over (still counted by gc_budget_used), and a window whose last
+ * grant comes after the change never holds more than the new limit, the
+ * grants from before the change included — whichever generation's children
+ * take them. APR_EINVAL when limit is not in 1..capacity, APR_ENOMEM. *carried
+ * (may be NULL): the grants of the current window kept. */
 apr_status_t gc_budget_set_limit(gc_budget_t *b, int limit, int *carried);
 
 /* Current limit, capacity and window of an initialised budget. */
