@@ -367,6 +367,7 @@ static double bench_ingest(apr_pool_t *parent, const char *path, int total, int 
     const char *err = NULL;
     apr_time_t deadline;
     double rate_out;
+    int i;
 
     apr_pool_create(&p, parent);
     memset(&c, 0, sizeof(c));
@@ -407,7 +408,14 @@ static double bench_ingest(apr_pool_t *parent, const char *path, int total, int 
     c.m->msg = NULL;
     apr_pool_create(&c.m->msg, p);
     apr_pool_create(&c.m->iter, p);
-    if (gc_writer_start(&c.m->writer, p, &c.m->env, on_commit, &c) != APR_SUCCESS) {
+    /* Every replayed agent is monitored (events of others are ignored). */
+    c.m->term = p;
+    gc_mon_users_init(c.m);
+    for (i = 0; i < USERS; i++) {
+        gc_mon_users_add_assigned(c.m, apr_psprintf(p, "00000000-0000-4000-8000-%012d", i),
+                                  -1);
+    }
+    if (gc_writer_start(&c.m->writer, p, &c.m->env, NULL, on_commit, &c) != APR_SUCCESS) {
         die("cannot start the writer", NULL);
     }
     server_start(p, total, rate, &st);

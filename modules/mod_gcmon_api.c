@@ -34,18 +34,15 @@ static int gcmon_api_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_
     return OK;
 }
 
-/* The shared memory outlives configuration generations: it hangs off the
- * process pool, whose userdata survives the DSO being unloaded and reloaded
- * on every restart, so counters and the budget carry over graceful restarts. */
-typedef struct {
-    apr_shm_t *metrics_shm;
-    gc_metrics_t *metrics;
-    apr_shm_t *budget_shm;
-    gc_budget_t *budget;
-    int budget_limit;
-} shm_state_t;
-
-#define SHM_STATE_KEY "gcmon_api_shm_state"
+/* The shared memory outlives configuration generations: the segments hang off
+ * the process pool, whose userdata survives the DSO being unloaded and
+ * reloaded on every restart, so counters and the budget carry over graceful
+ * restarts. Only the apr_shm_t (an APR object) is kept there, never a struct
+ * of this module, and every build checks a segment's header before using it:
+ * after an upgrade, a segment of another layout is replaced. */
+#define SHM_METRICS_KEY "gcmon_api_shm_metrics"
+#define SHM_BUDGET_KEY "gcmon_api_shm_budget"
+#define BUDGET_WINDOW apr_time_from_sec(60)
 
 static apr_shm_t *shm_create(server_rec *s, apr_size_t size, const char *what)
 {
@@ -61,33 +58,82 @@ static apr_shm_t *shm_create(server_rec *s, apr_size_t size, const char *what)
     return shm;
 }
 
-static shm_state_t *shm_state(server_rec *s, int rate_limit)
+static apr_shm_t *shm_kept(server_rec *s, const char *key)
 {
-    apr_pool_t *pp = s->process->pool;
-    shm_state_t *st = NULL;
+    apr_shm_t *shm = NULL;
 
-    apr_pool_userdata_get((void **)&st, SHM_STATE_KEY, pp);
-    if (!st) {
-        st = apr_pcalloc(pp, sizeof(*st));
-        apr_pool_userdata_set(st, SHM_STATE_KEY, NULL, pp);
+    apr_pool_userdata_get((void **)&shm, key, s->process->pool);
+    return shm;
+}
+
+/* Keep `shm` for the next generations. The one it replaces is destroyed,
+ * which unmaps it in this parent only: the children of the old generation
+ * keep their mappings until they exit, and nothing piles up. */
+static void shm_keep(server_rec *s, const char *key, apr_shm_t *shm, apr_shm_t *replaced,
+                     const char *what)
+{
+    apr_pool_userdata_set(shm, key, NULL, s->process->pool);
+    if (replaced) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                     GCMON_LOGNO(1007) "%s: the shared memory segment of the previous "
+                     "generation has another layout (another build of gcmon); using a new "
+                     "segment%s", what, strcmp(what, "metrics") == 0
+                                         ? " (counters restart from zero)" : "");
+        apr_shm_destroy(replaced);
     }
-    if (!st->metrics) {
-        if (!(st->metrics_shm = shm_create(s, gc_metrics_size(), "metrics"))) {
-            return NULL;
-        }
-        st->metrics = gc_metrics_init(apr_shm_baseaddr_get(st->metrics_shm));
+}
+
+static gc_metrics_t *metrics_segment(server_rec *s)
+{
+    apr_shm_t *old = shm_kept(s, SHM_METRICS_KEY), *shm;
+    gc_metrics_t *m = old ? gc_metrics_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old))
+                          : NULL;
+
+    if (m) {
+        return m;
     }
-    /* A new limit gets a new window: the old segment stays mapped (children of
-     * the previous generation may still use it) until the parent exits. */
-    if (!st->budget || st->budget_limit != rate_limit) {
-        if (!(st->budget_shm = shm_create(s, gc_budget_size(rate_limit), "the rate budget"))) {
-            return NULL;
-        }
-        st->budget = gc_budget_init(apr_shm_baseaddr_get(st->budget_shm), rate_limit,
-                                    apr_time_from_sec(60));
-        st->budget_limit = rate_limit;
+    if (!(shm = shm_create(s, gc_metrics_size(), "metrics"))
+        || !(m = gc_metrics_init(apr_shm_baseaddr_get(shm)))) {
+        return NULL;
     }
-    return st;
+    shm_keep(s, SHM_METRICS_KEY, shm, old, "metrics");
+    return m;
+}
+
+/* One budget segment for every generation, sized for the largest
+ * GcmonRateLimit: a changed limit is set in place, so the children of the old
+ * and the new generation share one window under the new limit. */
+static gc_budget_t *budget_segment(server_rec *s, int limit)
+{
+    apr_shm_t *old = shm_kept(s, SHM_BUDGET_KEY), *shm;
+    gc_budget_t *b = old ? gc_budget_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old))
+                         : NULL;
+    int was, carried = 0;
+    apr_status_t rv;
+
+    if (b && (was = gc_budget_limit(b)) == limit) {
+        return b;
+    }
+    if (b && (rv = gc_budget_set_limit(b, limit, &carried)) == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                     GCMON_LOGNO(1008) "rate budget: GcmonRateLimit changed from %d to %d per "
+                     "minute in place; %d request(s) of the current window carried over", was,
+                     limit, carried);
+        return b;
+    }
+    if (b) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
+                     GCMON_LOGNO(1009) "rate budget: cannot change GcmonRateLimit from %d to "
+                     "%d in place", was, limit);
+        return NULL;
+    }
+    if (!(shm = shm_create(s, gc_budget_size(GC_MAX_RATE_LIMIT), "the rate budget"))
+        || !(b = gc_budget_init_capacity(apr_shm_baseaddr_get(shm), GC_MAX_RATE_LIMIT, limit,
+                                         BUDGET_WINDOW))) {
+        return NULL;
+    }
+    shm_keep(s, SHM_BUDGET_KEY, shm, old, "rate budget");
+    return b;
 }
 
 /* An anonymous admin API is a choice worth a warning at every start. */
@@ -115,20 +161,21 @@ static int gcmon_api_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
                                  server_rec *s)
 {
     gcmon_api_conf_t *c = ap_get_module_config(s->module_config, &gcmon_api_module);
-    shm_state_t *st;
+    gc_metrics_t *metrics;
+    gc_budget_t *budget;
 
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }
     gcmon_glue_log_bridge(&gcmon_api_module, s, pconf);
     gc_conn_conf_finish(pconf, &c->conn);
-    if (!(st = shm_state(s, c->conn.rate_limit)) || !st->metrics || !st->budget) {
+    if (!(metrics = metrics_segment(s)) || !(budget = budget_segment(s, c->conn.rate_limit))) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     log_admin_actor(s, c);
     gcmon_api_runtime()->shared.conn = &c->conn;
-    gcmon_api_runtime()->shared.metrics = st->metrics;
-    gcmon_api_runtime()->shared.budget = st->budget;
+    gcmon_api_runtime()->shared.metrics = metrics;
+    gcmon_api_runtime()->shared.budget = budget;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                  GCMON_LOGNO(1003) "gcmon_api: Genesys Cloud API %s, login %s, %s, "
                  "rate limit %d/min", c->conn.api_url, c->conn.login_url,
@@ -142,14 +189,16 @@ static void gcmon_api_child_init(apr_pool_t *pchild, server_rec *s)
 {
     gcmon_api_conf_t *c = ap_get_module_config(s->module_config, &gcmon_api_module);
 
+    gcmon_api_runtime_t *run = gcmon_api_runtime();
+
     gcmon_glue_log_bridge(&gcmon_api_module, s, pchild);
     gc_upstream_global_init();
-    gcmon_api_runtime()->upstream = NULL;
+    run->upstream = NULL;
     if (c->conn.client_id && c->conn.client_secret) {
-        gcmon_api_runtime()->upstream = gc_upstream_create(pchild, &c->conn, gcmon_api_runtime()->shared.budget,
-                                              gcmon_api_runtime()->shared.metrics);
+        run->upstream = gc_upstream_create(pchild, &c->conn, run->shared.budget,
+                                           run->shared.metrics);
     }
-    gcmon_api_runtime()->presences = gc_presence_cache_create(pchild, GCMON_PRESENCE_CACHE_TTL);
+    run->presences = gc_presence_cache_create(pchild, GCMON_PRESENCE_CACHE_TTL);
 }
 
 static void gcmon_api_register_hooks(apr_pool_t *p)

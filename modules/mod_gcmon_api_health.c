@@ -24,6 +24,13 @@ int gcmon_api_metrics_get(request_rec *r, const char **params, json_t *body)
         return gcmon_api_send_problem(r, HTTP_SERVICE_UNAVAILABLE, "metrics_unavailable",
                                       "Metrics are not available", NULL);
     }
+    /* The budget's window slides by itself: read it when asked. */
+    if (run->shared.budget) {
+        gc_metrics_set(run->shared.metrics, GC_MET_BUDGET_USED, NULL, NULL,
+                       gc_budget_used(run->shared.budget));
+        gc_metrics_set(run->shared.metrics, GC_MET_BUDGET_LIMIT, NULL, NULL,
+                       gc_budget_limit(run->shared.budget));
+    }
     text = gc_metrics_render(run->shared.metrics, r->pool);
     return gcmon_api_send_text(r, HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text,
                                strlen(text));

@@ -139,6 +139,15 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
                      "mod_gcmon_api.so before mod_gcmon_stream.so (see conf/gcmon.load)");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* Each DSO indexes the segments with its own copy of the core. */
+    if (!gc_metrics_attach(sh->metrics, gc_metrics_size())
+        || !gc_budget_attach(sh->budget, gc_budget_size(GC_MAX_RATE_LIMIT))) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     GCMON_LOGNO(2014) "mod_gcmon_stream.so and mod_gcmon_api.so are from "
+                     "different builds of gcmon (their shared memory layouts differ): install "
+                     "both from one build");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     gc_monitor_conf_defaults(&c->mon);
     if (c->mon.idle_alerts->nelts == 0) {
         c->mon.idle_alerts = gc_alert_rules_default(pconf);

@@ -31,7 +31,7 @@ int gcmon_stream_status_setup(server_rec *s, int enabled)
 {
     apr_pool_t *pp = s->process->pool;
     apr_size_t size = gc_stream_status_size();
-    apr_shm_t *shm = NULL;
+    apr_shm_t *shm = NULL, *old = NULL;
     char host[APRMAXHOSTLEN + 1];
     apr_status_t rv;
 
@@ -39,11 +39,12 @@ int gcmon_stream_status_setup(server_rec *s, int enabled)
         apr_cpystrn(host, "localhost", sizeof(host));
     }
     gc_status_copy_line(local_host, sizeof(local_host), host);
-    apr_pool_userdata_get((void **)&shm, SHM_STATUS_KEY, pp);
-    if (shm && apr_shm_size_get(shm) >= size) {
-        status_block = apr_shm_baseaddr_get(shm);
-    }
-    else {
+    /* Only the apr_shm_t is kept across generations (the process pool's
+     * userdata): each build checks the block's version and size first. */
+    apr_pool_userdata_get((void **)&old, SHM_STATUS_KEY, pp);
+    status_block = old ? gc_stream_status_attach(apr_shm_baseaddr_get(old),
+                                                 apr_shm_size_get(old)) : NULL;
+    if (!status_block) {
         rv = apr_shm_create(&shm, size, NULL, pp);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
@@ -53,6 +54,14 @@ int gcmon_stream_status_setup(server_rec *s, int enabled)
         }
         apr_pool_userdata_set(shm, SHM_STATUS_KEY, NULL, pp);
         status_block = gc_stream_status_init(apr_shm_baseaddr_get(shm));
+        if (old) {
+            /* Unmaps it here only: the old generation's children keep theirs. */
+            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                         GCMON_LOGNO(2013) "stream status: the shared memory block of the "
+                         "previous generation has another layout (another build of gcmon); "
+                         "using a new segment (counters restart from zero)");
+            apr_shm_destroy(old);
+        }
     }
     gc_stream_status_set_enabled(status_block, enabled);
     return OK;
@@ -124,7 +133,7 @@ static void status_html(request_rec *r, const gc_stream_snapshot_t *s, apr_time_
     for (i = 0; i < s->nchannels && i < GC_MAX_CHANNELS; i++) {
         const gc_stream_channel_info_t *c = &s->channels[i];
         ap_rprintf(r, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td></tr>\n",
-                   ap_escape_html(r->pool, c->id), c->topics, html_time(r, c->expires),
+                   ap_escape_html(r->pool, c->label), c->topics, html_time(r, c->expires),
                    c->connected ? "yes" : "no");
     }
     ap_rputs("</table>\n", r);

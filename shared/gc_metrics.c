@@ -26,7 +26,7 @@
 #include "gc_metrics_test.h"
 #include "gc_state.h"
 
-#define GC_METRICS_MAGIC 0x67634d45u /* "gcME" */
+#define GC_METRICS_MAGIC 0x67634d32u /* "gcM2": segments with a layout hash */
 
 typedef enum { MT_COUNTER, MT_GAUGE, MT_HISTOGRAM } metric_type_e;
 
@@ -52,7 +52,7 @@ static const char *const v_reconnect_reason[] = {
 };
 static const char *const v_message_kind[] = {
     "event", "heartbeat", "pong", "socket_closing", "no_longer_subscribed", "token_revoked",
-    "malformed", "oversize", "unknown", "other"
+    "malformed", "oversize", "unknown", "unmonitored", "other"
 };
 static const char *const v_stored_source[] = { "stream", "resync", "inbound", "other" };
 static const char *const v_dropped_reason[] = {
@@ -166,11 +166,21 @@ static const family_t families[GC_MET__COUNT] = {
     [GC_MET_API_REQUESTS] = COUNTER2("api_requests_total",
         "Requests to the gcmon API by route and HTTP status.", "route", v_api_route,
         "code", v_code),
+    [GC_MET_BUDGET_USED] = GAUGE("upstream_budget_used",
+        "Genesys Cloud API requests counted in the current window of GcmonRateLimit."),
+    [GC_MET_BUDGET_LIMIT] = GAUGE("upstream_budget_limit",
+        "Genesys Cloud API requests allowed per window (GcmonRateLimit)."),
+#ifdef GCMON_TEST_METRICS_LAYOUT
+    [GC_MET_TEST_LAYOUT] = GAUGE("test_layout",
+        "Only in the GCMON_TEST_METRICS_LAYOUT build (tests of the layout check)."),
+#endif
 };
 
+/* The header's first three fields keep their place in every layout. */
 struct gc_metrics {
     uint32_t magic;
     uint32_t ncells;
+    uint64_t layout;                 /* gc_metrics_layout() of the initialising build */
     uint32_t base[GC_MET__COUNT];    /* first cell of every family */
     _Atomic long long cells[];
 };
@@ -205,6 +215,82 @@ apr_size_t gc_metrics_size(void)
     return offsetof(struct gc_metrics, cells) + (apr_size_t)total_cells() * sizeof(long long);
 }
 
+/* FNV-1a, 64 bit. */
+static uint64_t fnv(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= UINT64_C(1099511628211);
+    }
+    return h;
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+    return fnv(h, s ? s : "", (s ? strlen(s) : 0) + 1);
+}
+
+static uint64_t fnv_u64(uint64_t h, uint64_t v)
+{
+    return fnv(h, &v, sizeof(v));
+}
+
+/* Everything that decides where a series' cells are, and what they mean. */
+static uint64_t family_hash(uint64_t h, const family_t *f)
+{
+    int i, j;
+
+    h = fnv_str(h, f->name);
+    h = fnv_u64(h, (uint64_t)f->type);
+    h = fnv_u64(h, (uint64_t)f->nlabels);
+    for (i = 0; i < f->nlabels; i++) {
+        h = fnv_str(h, f->label[i]);
+        h = fnv_u64(h, (uint64_t)f->nvalues[i]);
+        for (j = 0; j < f->nvalues[i]; j++) {
+            h = fnv_str(h, f->values[i][j]);
+        }
+    }
+    h = fnv_u64(h, (uint64_t)f->nbuckets);
+    for (i = 0; i < f->nbuckets; i++) {
+        uint64_t bits;
+        memcpy(&bits, &f->buckets[i], sizeof(bits));
+        h = fnv_u64(h, bits);
+    }
+    return h;
+}
+
+apr_uint64_t gc_metrics_layout(void)
+{
+    uint64_t h = UINT64_C(14695981039346656037);
+    int id;
+
+    h = fnv_u64(h, offsetof(struct gc_metrics, cells));
+    h = fnv_u64(h, sizeof(long long));
+    h = fnv_u64(h, (uint64_t)GC_MET__COUNT);
+    for (id = 0; id < GC_MET__COUNT; id++) {
+        h = family_hash(h, &families[id]);
+    }
+    return h;
+}
+
+gc_metrics_t *gc_metrics_attach(void *mem, apr_size_t size)
+{
+    gc_metrics_t *m = mem;
+
+    if (mem == NULL || size < offsetof(struct gc_metrics, base)
+        || ((uintptr_t)mem % _Alignof(struct gc_metrics)) != 0) {
+        return NULL;
+    }
+    if (m->magic != GC_METRICS_MAGIC || m->layout != gc_metrics_layout()
+        || m->ncells != total_cells() || size < gc_metrics_size()) {
+        return NULL;
+    }
+    return m;
+}
+
 gc_metrics_t *gc_metrics_init(void *mem)
 {
     gc_metrics_t *m = mem;
@@ -226,6 +312,7 @@ gc_metrics_t *gc_metrics_init(void *mem)
         n += (uint32_t)(series_count(&families[id]) * series_width(&families[id]));
     }
     m->ncells = n;
+    m->layout = gc_metrics_layout();
     for (i = 0; i < n; i++) {
         atomic_init(&m->cells[i], 0);
     }

@@ -26,6 +26,11 @@ typedef enum {
     GC_MET_STATE_UPDATE_LATENCY,      /* histogram {status,result} */
     GC_MET_VALIDATION_ERRORS,         /* counter {error_type} */
     GC_MET_API_REQUESTS,              /* counter {route,code} */
+    GC_MET_BUDGET_USED,               /* gauge (set when /metrics is rendered) */
+    GC_MET_BUDGET_LIMIT,              /* gauge (set when /metrics is rendered) */
+#ifdef GCMON_TEST_METRICS_LAYOUT
+    GC_MET_TEST_LAYOUT,               /* gauge: only in the layout-test build */
+#endif
     GC_MET__COUNT
 } gc_metric_id_e;
 
@@ -34,8 +39,18 @@ typedef struct gc_metrics gc_metrics_t;
 /* Bytes of shared memory for the whole registry. */
 apr_size_t gc_metrics_size(void);
 
-/* Zero and initialise in `mem` (parent, once). */
+/* Zero and initialise in `mem` (parent, once per segment). */
 gc_metrics_t *gc_metrics_init(void *mem);
+
+/* This build's layout: a hash over the family table (names, types, label
+ * names and value lists, bucket bounds) and the header and cell sizes. */
+apr_uint64_t gc_metrics_layout(void);
+
+/* The registry in `mem` (size bytes, e.g. a segment kept across a graceful
+ * restart) if a build with this layout initialised it, else NULL: then make
+ * a new segment — indexing another layout with this table would count into
+ * the wrong cells. */
+gc_metrics_t *gc_metrics_attach(void *mem, apr_size_t size);
 
 /* Counters: add `by` to the series named by up to two label values (NULL
  * when the family has fewer labels). Safe from any thread of any child. */

@@ -53,6 +53,51 @@ double gc_mon_rand(gc_monitor_t *m)
     return (double)((m->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
+void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id,
+                          char out[GC_CHANNEL_LABEL_SIZE])
+{
+    gc_channel_label(out, m->env.conn ? m->env.conn->client_secret : NULL, channel_id);
+}
+
+/* Replace in buf (size n) every occurrence of a channel id by its label
+ * (truncating the end if the text grows past n). */
+static void hide_id(char *buf, apr_size_t n, const mon_ident_t *d)
+{
+    apr_size_t idlen, lablen = strlen(d->label);
+    char *from = buf, *at;
+
+    if (!d->id || !*d->id) {
+        return;
+    }
+    idlen = strlen(d->id);
+    while ((at = strstr(from, d->id)) != NULL) {
+        apr_size_t pos = (apr_size_t)(at - buf), tail = strlen(at + idlen);
+        if (pos + lablen >= n) {
+            *at = '\0';
+            return;
+        }
+        if (pos + lablen + tail >= n) {
+            tail = n - 1 - pos - lablen;
+        }
+        memmove(at + lablen, at + idlen, tail);
+        memcpy(at, d->label, lablen);
+        at[lablen + tail] = '\0';
+        from = at + lablen;
+    }
+}
+
+/* Genesys's messages may quote a channel id: show the labels instead. */
+static void hide_channel_ids(gc_monitor_t *m, char *buf, apr_size_t n)
+{
+    int i;
+
+    for (i = 0; i < GC_MAX_CHANNELS; i++) {
+        hide_id(buf, n, &m->ch[i].cur);
+        hide_id(buf, n, &m->ch[i].next);
+        hide_id(buf, n, &m->ch[i].old);
+    }
+}
+
 void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
 {
     char buf[1024];
@@ -62,6 +107,7 @@ void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    hide_channel_ids(m, buf, sizeof(buf));
     gc_log(GC_LOG_MARK, level, 0, "%s", buf);
     if (m->env.status && level <= GC_LOG_WARNING) {
         /* Keep the tag out of the status text. */
@@ -80,9 +126,10 @@ void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label)
 }
 
 apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
-                         const char *path, const char *body, gc_response_t **resp,
-                         gc_error_t **err)
+                         const char *path, const char *channel_id, const char *body,
+                         gc_response_t **resp, gc_error_t **err)
 {
+    char label[GC_CHANNEL_LABEL_SIZE];
     gc_request_t req;
 
     memset(&req, 0, sizeof(req));
@@ -90,6 +137,11 @@ apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
     req.method = method;
     req.path = path;
     req.body = body;
+    if (channel_id) {
+        gc_mon_channel_label(m, channel_id, label);
+        req.secret = channel_id;
+        req.secret_label = label;
+    }
     *resp = NULL;
     *err = NULL;
     return gc_upstream_call(m->up, m->iter, &req, resp, err);
@@ -328,16 +380,38 @@ static void outbox_start(gc_monitor_t *m)
         m->outbox = NULL;
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2113) "cannot start the outbox thread; "
                      "webhook deliveries wait for the next holder");
-        return;
     }
+}
+
+int gc_mon_workers_start(gc_monitor_t *m)
+{
+    outbox_start(m);
+    if (m->background) {
+        return m->outbox != NULL;
+    }
+    /* The writer wakes the outbox: it starts after it and stops before it. */
+    if (gc_writer_start(&m->writer, m->term, &m->env, m->outbox, NULL, NULL) != APR_SUCCESS) {
+        m->writer = NULL;
+        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2105) "cannot start the writer thread");
+        return 0;
+    }
+    return 1;
+}
+
+void gc_mon_workers_stop(gc_monitor_t *m)
+{
     if (m->writer) {
-        gc_writer_set_outbox(m->writer, m->outbox);
+        gc_writer_stop(m->writer, WRITER_DRAIN);
+        m->writer = NULL;
+    }
+    if (m->outbox) {
+        gc_outbox_stop(m->outbox);
+        m->outbox = NULL;
     }
 }
 
 static int term_start(gc_monitor_t *m, apr_time_t now)
 {
-    gc_monitor_env_t wenv = m->env;
     gc_ws_t *ws;
     int i;
 
@@ -358,17 +432,12 @@ static int term_start(gc_monitor_t *m, apr_time_t now)
     apr_pool_create(&m->term, m->pool);
     apr_pool_create(&m->msg, m->term);
     gc_mon_status_begin(m, now);
-    if (m->background) {
-        /* No writer, no WebSocket context, no channels or members. */
-        outbox_start(m);
-        return m->outbox != NULL;
-    }
-    if (gc_writer_start(&m->writer, m->term, &wenv, NULL, NULL) != APR_SUCCESS) {
-        m->writer = NULL;
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2105) "cannot start the writer thread");
+    if (!gc_mon_workers_start(m)) {
         return 0;
     }
-    outbox_start(m);
+    if (m->background) {
+        return 1;               /* outbox only: no WebSockets, channels or members */
+    }
     ws = gc_ws_create(m->term, m->env.conn->ca_file, MAX_MESSAGE, &gc_mon_ws_callbacks, m);
     if (!ws) {
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2111) "cannot create the WebSocket client "
@@ -391,17 +460,7 @@ static void term_end(gc_monitor_t *m, int release)
     m->closing = 1;
     ws_destroy(m);
     m->closing = 0;
-    if (m->writer) {
-        gc_writer_set_outbox(m->writer, NULL);
-    }
-    if (m->outbox) {
-        gc_outbox_stop(m->outbox);
-        m->outbox = NULL;
-    }
-    if (m->writer) {
-        gc_writer_stop(m->writer, WRITER_DRAIN);
-        m->writer = NULL;
-    }
+    gc_mon_workers_stop(m);
     if (release) {
         lease_release(m);
     }

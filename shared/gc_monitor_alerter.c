@@ -37,11 +37,13 @@ struct gc_alerter {
     apr_time_t seed_at;
     int clear_due;
     apr_time_t cleared_at;
-    _Atomic(gc_outbox_t *) outbox;
+    gc_outbox_t *outbox;                    /* outlives the writer thread, or NULL */
 };
 
+void (*gc_alerter_test_before_wake)(void);
+
 gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf,
-                                gc_metrics_t *metrics)
+                                gc_metrics_t *metrics, gc_outbox_t *outbox)
 {
     gc_alerter_t *a;
 
@@ -56,15 +58,8 @@ gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf,
     a->known = apr_hash_make(p);
     apr_pool_create(&a->names, p);
     a->interned = apr_hash_make(a->names);
-    atomic_init(&a->outbox, NULL);
+    a->outbox = outbox;
     return a;
-}
-
-void gc_alerter_set_outbox(gc_alerter_t *a, gc_outbox_t *o)
-{
-    if (a) {
-        atomic_store(&a->outbox, o);
-    }
 }
 
 static const char *intern(gc_alerter_t *a, const char *s)
@@ -167,7 +162,6 @@ static void raise_one(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, const gc_al
     const char *body = NULL, *err = NULL, *name = NULL;
     gc_alert_result_e result = GC_ALERT_MOVED;
     apr_int64_t id = 0;
-    gc_outbox_t *outbox;
 
     if (gc_store_agent_get(s, p, d->user_id, &row) == APR_SUCCESS && row) {
         name = row->user_name;
@@ -195,8 +189,11 @@ static void raise_one(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, const gc_al
             gc_metrics_add(a->metrics, GC_MET_IDLE_ALERTS, d->seq > 0 ? "repeated" : "raised",
                            NULL, 1);
         }
-        if (body && (outbox = atomic_load(&a->outbox))) {
-            gc_outbox_wake(outbox);
+        if (body && a->outbox) {
+            if (gc_alerter_test_before_wake) {
+                gc_alerter_test_before_wake();
+            }
+            gc_outbox_wake(a->outbox);
         }
         break;
     case GC_ALERT_EXISTS:

@@ -11,9 +11,10 @@
 #define RESET_QUIET apr_time_from_sec(10)
 #define REJECTED_LOG_MAX 10
 
+/* Logs above debug name a channel by its label: the id is a credential. */
 static const char *ch_name(const mon_channel_t *ch)
 {
-    return ch->cur.id ? ch->cur.id : "(new)";
+    return ch->cur.id ? ch->cur.label : "(new)";
 }
 
 static void ident_set(gc_monitor_t *m, mon_ident_t *d, const char *id, const char *uri,
@@ -26,6 +27,14 @@ static void ident_set(gc_monitor_t *m, mon_ident_t *d, const char *id, const cha
     d->id = apr_pstrdup(d->pool, id);
     d->uri = apr_pstrdup(d->pool, uri);
     d->expires = expires;
+    gc_mon_channel_label(m, id, d->label);
+}
+
+/* The one place the id appears in the log (debug): to map a label to it. */
+static void log_label(const mon_ident_t *d, const char *how)
+{
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(2234) "channel %s is notification channel %s (%s)", d->label, d->id, how);
 }
 
 static void ident_clear(mon_ident_t *d)
@@ -38,10 +47,13 @@ static void ident_clear(mon_ident_t *d)
 
 static void row_delete(gc_monitor_t *m, const char *id)
 {
+    char label[GC_CHANNEL_LABEL_SIZE];
+
     if (id && m->db.store && gc_store_channel_delete(m->db.store, id) != APR_SUCCESS) {
+        gc_mon_channel_label(m, id, label);
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2220) "could not forget notification channel %s in the database",
-               id);
+               label);
     }
 }
 
@@ -86,7 +98,7 @@ void gc_mon_channel_save(gc_monitor_t *m, mon_channel_t *ch)
     if (!rec.topics || gc_store_channel_save(m->db.store, &rec) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2221) "could not record notification channel %s in the database; "
-               "a new holder will create its own channels", ch->cur.id);
+               "a new holder will create its own channels", ch->cur.label);
     }
 }
 
@@ -169,8 +181,8 @@ void gc_mon_channel_promote(gc_monitor_t *m, mon_channel_t *ch, mon_sock_t *s, a
         ch->op_failures = 0;
         ch->save_pending = 1;
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-               GCMON_LOGNO(2224) "channel %s replaced %s before its expiry", ch->cur.id,
-               ch->old.id ? ch->old.id : "-");
+               GCMON_LOGNO(2224) "channel %s replaced %s before its expiry", ch->cur.label,
+               ch->old.id ? ch->old.label : "-");
     }
     else {
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
@@ -220,7 +232,7 @@ static int create(gc_monitor_t *m, mon_channel_t *ch, mon_ident_t *into)
     const char *id, *uri, *exp;
     apr_time_t expires;
 
-    if (gc_mon_call(m, "channels_create", "POST", CHANNELS_PATH, NULL, &resp, &err)
+    if (gc_mon_call(m, "channels_create", "POST", CHANNELS_PATH, NULL, NULL, &resp, &err)
         != APR_SUCCESS) {
         op_failed(m, ch, "create a notification channel", err);
         return 1;
@@ -247,8 +259,9 @@ static int create(gc_monitor_t *m, mon_channel_t *ch, mon_ident_t *into)
         ch->next_connect = 0;
         gc_mon_channel_save(m, ch);
     }
+    log_label(into, "created");
     gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-           GCMON_LOGNO(2227) "created notification channel %s (expires %s)%s%s", id,
+           GCMON_LOGNO(2227) "created notification channel %s (expires %s)%s%s", into->label,
            gc_time_format(m->iter, expires), into == &ch->next ? " to renew " : "",
            into == &ch->next ? ch_name(ch) : "");
     m->snap_dirty = 1;
@@ -296,7 +309,8 @@ static int subscribe(gc_monitor_t *m, mon_channel_t *ch, mon_ident_t *id)
     gc_error_t *err;
     int permitted;
 
-    if (gc_mon_call(m, "subscriptions_put", "PUT", path, body, &resp, &err) != APR_SUCCESS) {
+    if (gc_mon_call(m, "subscriptions_put", "PUT", path, id->id, body, &resp, &err)
+        != APR_SUCCESS) {
         if (err && err->kind == GC_ERR_NOT_FOUND) {
             if (id == &ch->cur) {
                 ch->reset_why = "channel_expired";
@@ -335,7 +349,8 @@ static int head(gc_monitor_t *m, mon_channel_t *ch)
     gc_error_t *err;
 
     ch->need_head = 0;
-    if (gc_mon_call(m, "channel_head", "HEAD", path, NULL, &resp, &err) == APR_SUCCESS) {
+    if (gc_mon_call(m, "channel_head", "HEAD", path, ch->cur.id, NULL, &resp, &err)
+        == APR_SUCCESS) {
         return 1;
     }
     if (err && err->kind == GC_ERR_NOT_FOUND) {
@@ -372,7 +387,7 @@ void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
 
         if (slot >= GC_MAX_CHANNELS || !gc_id_valid(r->id) || !uri_ok(m, r->connect_uri)
             || r->expires_at - now <= GC_CHANNEL_RENEW_MARGIN
-            || gc_mon_call(m, "channel_head", "HEAD", path, NULL, &resp, &err)
+            || gc_mon_call(m, "channel_head", "HEAD", path, r->id, NULL, &resp, &err)
                != APR_SUCCESS) {
             row_delete(m, r->id);
             continue;
@@ -389,9 +404,10 @@ void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
             }
         }
         json_decref(topics);
+        log_label(&ch->cur, "reused");
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                GCMON_LOGNO(2233) "reusing notification channel %s (%d agent(s), expires %s)",
-               r->id, ch->nusers, gc_time_format(m->iter, r->expires_at));
+               ch->cur.label, ch->nusers, gc_time_format(m->iter, r->expires_at));
     }
 }
 

@@ -58,9 +58,13 @@ typedef void gc_writer_commit_fn(void *baton, const gc_evrec_t *list, int n,
 /* Start the writer thread: it opens its own database connection through
  * env->db_open, group-commits what is queued (a transaction as soon as events
  * wait, at most batch_max events each), retries a failed batch with backoff
- * (never dropping it while memory allows), and prunes history past retention. */
+ * (never dropping it while memory allows), and prunes history past retention.
+ * outbox (may be NULL) is the delivery thread it wakes when an idle alert with
+ * a delivery was raised: fixed for the writer's life, so it must outlive the
+ * writer — stop the writer before the outbox (gc_mon_workers_stop). */
 apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_env_t *env,
-                             gc_writer_commit_fn *on_commit, void *commit_baton);
+                             gc_outbox_t *outbox, gc_writer_commit_fn *on_commit,
+                             void *commit_baton);
 /* Queue one event (any thread). */
 void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *source);
 int gc_writer_pending(gc_writer_t *w);
@@ -68,18 +72,15 @@ int gc_writer_pending(gc_writer_t *w);
  * counted as dropped{shutdown} and logged. */
 void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
 
-/* The outbox thread to wake when an alert with a delivery was raised (set
- * after both threads started; NULL: none). */
-void gc_writer_set_outbox(gc_writer_t *w, gc_outbox_t *o);
-
 /* ------------------------------------------------------------ idle alerts */
 
 /* Idle alerts on the writer thread (gc_monitor_alerter.c). NULL (alerts off)
  * when conf has no rules; every function accepts NULL. */
 typedef struct gc_alerter gc_alerter_t;
 gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf,
-                                gc_metrics_t *metrics);
-void gc_alerter_set_outbox(gc_alerter_t *a, gc_outbox_t *o);
+                                gc_metrics_t *metrics, gc_outbox_t *outbox);
+/* Tests only: called on the writer thread right before it wakes the outbox. */
+extern void (*gc_alerter_test_before_wake)(void);
 /* Follow a committed run of events. */
 void gc_alerter_committed(gc_alerter_t *a, const gc_evrec_t *run, int n);
 /* Seed from the database on first use, raise what is due, clear ended alerts.
@@ -107,11 +108,14 @@ typedef struct mon_sock {
     int close_error;
 } mon_sock_t;
 
-/* A notification channel's identity. */
+/* A notification channel's identity. The id (and the connect URI holding it)
+ * is a credential: logs above debug, the status block and therefore
+ * /v1/stream and mod_status show only the label. */
 typedef struct mon_ident {
     apr_pool_t *pool;
     const char *id, *uri;
     apr_time_t expires;
+    char label[GC_CHANNEL_LABEL_SIZE];      /* gc_channel_label of id; "" when none */
 } mon_ident_t;
 
 struct mon_channel {
@@ -206,15 +210,26 @@ struct gc_monitor {
 };
 
 /* gc_monitor.c */
+/* The holder's threads (m->term): the outbox, then — unless background — the
+ * writer that wakes it. 0 when the term cannot run. */
+int gc_mon_workers_start(gc_monitor_t *m);
+/* Stop them in the reverse order: the writer (flushing for up to 3 s) is
+ * joined before the outbox is destroyed, so no wake can reach a freed outbox. */
+void gc_mon_workers_stop(gc_monitor_t *m);
 int gc_mon_running(gc_monitor_t *m);
 double gc_mon_rand(gc_monitor_t *m);
 void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label);
 int gc_mon_cancel(void *baton);
+/* One upstream call. channel_id: the notification channel id inside path (or
+ * NULL), which the client's logs above debug show as its label. */
 apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
-                         const char *path, const char *body, gc_response_t **resp,
-                         gc_error_t **err);
+                         const char *path, const char *channel_id, const char *body,
+                         gc_response_t **resp, gc_error_t **err);
+/* The channel's label (gc_channel_label keyed with the client secret). */
+void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id,
+                          char out[GC_CHANNEL_LABEL_SIZE]);
 /* Delay before retrying after `failures` failed calls, honouring Retry-After. */
 apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_error_t *err);
 int gc_mon_power_of_two(int n);
@@ -245,9 +260,15 @@ void gc_mon_users_add_assigned(gc_monitor_t *m, const char *user_id, int chan);
 void gc_mon_users_assign(gc_monitor_t *m);
 int gc_mon_members_step(gc_monitor_t *m, apr_time_t now);
 void gc_mon_mark_resync(gc_monitor_t *m, int chan);
+/* Is user_id in the monitored set (GcmonMonitorUser, the queues' members and,
+ * until a new holder's first membership pass, the agents of the channels it
+ * reused)? Events of anyone else are ignored. */
+int gc_mon_is_monitored(gc_monitor_t *m, const char *user_id);
 
 /* gc_monitor_resync.c */
 int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now);
+/* Queue the monitored agents of a GET /api/v2/users answer for the writer. */
+void gc_mon_resync_record(gc_monitor_t *m, const json_t *doc);
 
 /* gc_monitor_status.c */
 void gc_mon_status_begin(gc_monitor_t *m, apr_time_t now);

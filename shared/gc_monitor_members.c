@@ -79,6 +79,11 @@ void gc_mon_users_assign(gc_monitor_t *m)
     m->unassigned = unassigned;
 }
 
+int gc_mon_is_monitored(gc_monitor_t *m, const char *user_id)
+{
+    return user_id && m->users && apr_hash_get(m->users, user_id, APR_HASH_KEY_STRING) != NULL;
+}
+
 void gc_mon_mark_resync(gc_monitor_t *m, int chan)
 {
     apr_hash_index_t *hi;
@@ -227,7 +232,7 @@ static void read_page(gc_monitor_t *m)
     const char *nxt;
     size_t i;
 
-    if (gc_mon_call(m, "queue_members", "GET", path, NULL, &resp, &err) != APR_SUCCESS) {
+    if (gc_mon_call(m, "queue_members", "GET", path, NULL, NULL, &resp, &err) != APR_SUCCESS) {
         if (err && err->kind == GC_ERR_NOT_FOUND) {
             gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2242) "queue %s (GcmonMonitorQueue) "
                          "does not exist; none of its members are monitored", qid);

@@ -64,7 +64,8 @@ static int pick(gc_monitor_t *m, mon_user_t **chosen, const char **path)
     return n;
 }
 
-static void record(gc_monitor_t *m, const json_t *doc)
+/* Only agents we monitor: the answer is Genesys's, not our request. */
+void gc_mon_resync_record(gc_monitor_t *m, const json_t *doc)
 {
     const json_t *ents = doc ? json_object_get(doc, "entities") : NULL;
     size_t i;
@@ -72,8 +73,16 @@ static void record(gc_monitor_t *m, const json_t *doc)
     for (i = 0; ents && i < json_array_size(ents); i++) {
         gc_agent_event_t ev;
         memset(&ev, 0, sizeof(ev));
-        if (gc_agent_event_from_json(m->iter, json_array_get(ents, i), &ev) == 0 && ev.state
-            && m->writer) {
+        if (gc_agent_event_from_json(m->iter, json_array_get(ents, i), &ev) != 0 || !ev.state) {
+            continue;
+        }
+        if (!gc_mon_is_monitored(m, ev.user_id)) {
+            gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+                   GCMON_LOGNO(2252) "resync: ignored agent %s, who is not monitored",
+                   ev.user_id);
+            continue;
+        }
+        if (m->writer) {
             gc_writer_push(m->writer, &ev, "resync");
         }
     }
@@ -95,7 +104,7 @@ int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
     if (n == 0) {
         return 0;
     }
-    if (gc_mon_call(m, "users_get", "GET", path, NULL, &resp, &err) != APR_SUCCESS) {
+    if (gc_mon_call(m, "users_get", "GET", path, NULL, NULL, &resp, &err) != APR_SUCCESS) {
         m->resync_failures++;
         d = gc_mon_retry_delay(m, m->resync_failures, err);
         m->resync_next = now + d;
@@ -108,7 +117,7 @@ int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
         }
         return 1;
     }
-    record(m, resp->json);
+    gc_mon_resync_record(m, resp->json);
     for (i = 0; i < n; i++) {
         chosen[i]->resync = 0;
         m->ch[chosen[i]->chan].resync_pending--;

@@ -50,7 +50,7 @@ void gc_mon_status_tick(gc_monitor_t *m, apr_time_t now, int force)
             continue;
         }
         info = &s->channels[n++];
-        gc_status_copy_line(info->id, sizeof(info->id), ch->cur.id);
+        memcpy(info->label, ch->cur.label, sizeof(info->label));
         info->topics = ch->topics;
         info->expires = ch->cur.expires;
         info->connected = ch->sock && ch->sock->open;

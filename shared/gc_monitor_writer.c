@@ -284,7 +284,8 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
 }
 
 apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_env_t *env,
-                             gc_writer_commit_fn *on_commit, void *commit_baton)
+                             gc_outbox_t *outbox, gc_writer_commit_fn *on_commit,
+                             void *commit_baton)
 {
     apr_allocator_t *alloc;
     apr_pool_t *wp;
@@ -308,7 +309,7 @@ apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_
     }
     w->on_commit = on_commit;
     w->commit_baton = commit_baton;
-    w->alerter = gc_alerter_create(wp, env->conf, env->metrics);
+    w->alerter = gc_alerter_create(wp, env->conf, env->metrics, outbox);
     atomic_init(&w->stop, 0);
     atomic_init(&w->drain_until, 0);
     /* The queue and the drop mutex belong to p (the caller's side), so pushes
@@ -350,11 +351,6 @@ void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *sour
         w->drop_logged_at = now;
     }
     apr_thread_mutex_unlock(w->drop_mutex);
-}
-
-void gc_writer_set_outbox(gc_writer_t *w, gc_outbox_t *o)
-{
-    gc_alerter_set_outbox(w->alerter, o);
 }
 
 int gc_writer_pending(gc_writer_t *w)

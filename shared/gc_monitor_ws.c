@@ -12,9 +12,10 @@
 #define HEALTHY apr_time_from_sec(1)        /* open this long: reconnect at once */
 #define MALFORMED_LOG_EVERY apr_time_from_sec(60)
 
+/* Logs above debug name a channel by its label: the id is a credential. */
 static const char *ch_name(const mon_channel_t *ch)
 {
-    return ch && ch->cur.id ? ch->cur.id : "(new)";
+    return ch && ch->cur.id ? ch->cur.label : "(new)";
 }
 
 static void unlink_sock(gc_monitor_t *m, mon_sock_t *s)
@@ -326,18 +327,28 @@ void gc_mon_handle_message(gc_monitor_t *m, mon_sock_t *s, const char *text, apr
     gc_agent_event_t ev;
     const char *why = NULL;
     gc_msg_kind_e kind;
+    int mine;
 
     apr_pool_clear(m->msg);
     memset(&ev, 0, sizeof(ev));
     kind = gc_notify_parse(m->msg, text, len, &ev, &why);
-    gc_mon_metric_inc(m, GC_MET_STREAM_MESSAGES, gc_msg_kind_name(kind));
+    mine = kind != GC_MSG_EVENT || gc_mon_is_monitored(m, ev.user_id);
+    gc_mon_metric_inc(m, GC_MET_STREAM_MESSAGES, mine ? gc_msg_kind_name(kind) : "unmonitored");
     if (ch && s == ch->sock) {
         ch->last_rx = now;
         ch->ping_at = 0;
     }
     switch (kind) {
     case GC_MSG_EVENT:
-        on_event(m, &ev, now);
+        if (mine) {
+            on_event(m, &ev, now);
+        }
+        else {
+            /* Someone else subscribed the channel to this agent: not ours to record. */
+            gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+                   GCMON_LOGNO(2213) "channel %s: ignored an event for agent %s, who is not "
+                   "monitored", ch_name(ch), ev.user_id);
+        }
         break;
     case GC_MSG_HEARTBEAT:
     case GC_MSG_PONG:

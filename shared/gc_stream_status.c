@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,19 +11,51 @@
 
 #include <apr_strings.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "gc_state.h"
 #include "gc_stream_status.h"
 
-#define STATUS_MAGIC 0x67637373u        /* "gcss" */
+#define STATUS_MAGIC 0x67635332u        /* "gcS2": blocks with a version and size */
 #define READ_TRIES 20000
 
+/* magic, lock_pid and seq keep their offsets in every version. */
 struct gc_stream_status {
     apr_uint32_t magic;
     _Atomic int lock_pid;               /* writer lock: owner pid, 0 = free */
     _Atomic unsigned seq;               /* seqlock: odd while a write is in progress */
+    apr_uint32_t version;               /* GC_STREAM_STATUS_VERSION */
+    apr_uint64_t size;                  /* sizeof(gc_stream_status_t) */
     gc_stream_snapshot_t data;
 };
+
+void gc_channel_label(char out[GC_CHANNEL_LABEL_SIZE], const char *key, const char *channel_id)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    int i;
+
+    if (!key) {
+        key = "";
+    }
+    if (!channel_id) {
+        channel_id = "";
+    }
+    memcpy(out, "ch-", 3);
+    if (!HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)channel_id,
+              strlen(channel_id), mac, &len) || len < 5) {
+        memcpy(out + 3, "0000000000", 10);       /* never the id, even then */
+        out[13] = '\0';
+        return;
+    }
+    for (i = 0; i < 5; i++) {
+        out[3 + 2 * i] = hex[mac[i] >> 4];
+        out[4 + 2 * i] = hex[mac[i] & 0xf];
+    }
+    out[13] = '\0';
+}
 
 apr_size_t gc_stream_status_size(void)
 {
@@ -34,9 +67,25 @@ gc_stream_status_t *gc_stream_status_init(void *mem)
     gc_stream_status_t *st = mem;
 
     memset(st, 0, sizeof(*st));
+    st->version = GC_STREAM_STATUS_VERSION;
+    st->size = sizeof(*st);
     st->magic = STATUS_MAGIC;
     atomic_init(&st->lock_pid, 0);
     atomic_init(&st->seq, 0);
+    return st;
+}
+
+gc_stream_status_t *gc_stream_status_attach(void *mem, apr_size_t size)
+{
+    gc_stream_status_t *st = mem;
+
+    if (!mem || size < sizeof(*st) || ((uintptr_t)mem % _Alignof(gc_stream_status_t)) != 0) {
+        return NULL;
+    }
+    if (st->magic != STATUS_MAGIC || st->version != GC_STREAM_STATUS_VERSION
+        || st->size != sizeof(*st)) {
+        return NULL;
+    }
     return st;
 }
 
@@ -127,6 +176,9 @@ int gc_stream_status_read(gc_stream_status_t *st, gc_stream_snapshot_t *out)
     out->lease_holder[sizeof(out->lease_holder) - 1] = '\0';
     if (out->nchannels < 0 || out->nchannels > GC_MAX_CHANNELS) {
         out->nchannels = 0;
+    }
+    for (i = 0; i < GC_MAX_CHANNELS; i++) {
+        out->channels[i].label[GC_CHANNEL_LABEL_SIZE - 1] = '\0';
     }
     return -1;
 }
@@ -315,7 +367,7 @@ char *gc_stream_status_json(apr_pool_t *p, const gc_stream_snapshot_t *s)
 
     for (i = 0; s->has_holder && i < s->nchannels && i < GC_MAX_CHANNELS; i++) {
         const gc_stream_channel_info_t *c = &s->channels[i];
-        json_array_append_new(channels, json_pack("{s:s,s:i,s:o,s:b}", "id", c->id,
+        json_array_append_new(channels, json_pack("{s:s,s:i,s:o,s:b}", "id", c->label,
                                                   "topics", c->topics, "expires",
                                                   time_or_null(p, c->expires),
                                                   "connected", c->connected));

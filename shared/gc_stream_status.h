@@ -17,10 +17,20 @@
 #define GC_STATUS_ID_MAX 96
 #define GC_STATUS_ERR_MAX 256
 
+/* "ch-" + 10 hex digits + NUL. */
+#define GC_CHANNEL_LABEL_SIZE 14
+
+/* The opaque label shown for a notification channel instead of its id, which
+ * is a credential (SPEC §9.15: whoever knows it can read the channel's events
+ * and displace gcmon's socket): "ch-" and the first 10 hex digits of
+ * HMAC-SHA256 keyed with `key` (the OAuth client secret; NULL = "") over the
+ * id. Stable across restarts and hosts, not reversible. */
+void gc_channel_label(char out[GC_CHANNEL_LABEL_SIZE], const char *key, const char *channel_id);
+
 typedef struct gc_stream_status gc_stream_status_t;
 
 typedef struct gc_stream_channel_info {
-    char id[GC_STATUS_ID_MAX];
+    char label[GC_CHANNEL_LABEL_SIZE];      /* gc_channel_label; never the id */
     int topics;
     apr_time_t expires;
     int connected;
@@ -52,6 +62,14 @@ apr_size_t gc_stream_status_size(void);
 
 /* Zero and initialise in `mem` (parent, once per segment). */
 gc_stream_status_t *gc_stream_status_init(void *mem);
+
+/* Bump whenever the block's layout changes (with its size, checked by attach). */
+#define GC_STREAM_STATUS_VERSION 2
+
+/* The block in `mem` (size bytes, e.g. a segment kept across a graceful
+ * restart) if this build's layout (version and size) initialised it, else
+ * NULL: then make a new segment. */
+gc_stream_status_t *gc_stream_status_attach(void *mem, apr_size_t size);
 
 /* The running configuration's GcmonStream (parent, every generation). */
 void gc_stream_status_set_enabled(gc_stream_status_t *st, int enabled);

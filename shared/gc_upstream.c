@@ -425,6 +425,8 @@ typedef struct call {
     const char *method;
     const char *url;
     const char *log_path;           /* no query string */
+    const char *show_path;          /* log_path for lines above debug (secret hidden) */
+    const char *secret, *secret_label;
     const char *body;               /* NULL: none */
     const char *content_type;       /* for the body */
     const char *basic_auth;         /* token request: "Authorization: Basic …" */
@@ -994,8 +996,32 @@ static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t
     }
 }
 
-static void log_give_up(const call_t *c, const gc_error_t *e)
+/* text with every occurrence of secret replaced by label, in p. */
+static const char *hide_secret(apr_pool_t *p, const char *text, const char *secret,
+                               const char *label)
 {
+    const char *at;
+    char *out = "";
+
+    if (!text || !secret || !*secret || !strstr(text, secret)) {
+        return text;
+    }
+    while ((at = strstr(text, secret)) != NULL) {
+        out = apr_pstrcat(p, out, apr_pstrndup(p, text, (apr_size_t)(at - text)), label, NULL);
+        text = at + strlen(secret);
+    }
+    return apr_pstrcat(p, out, text, NULL);
+}
+
+static void set_log_path(apr_pool_t *p, call_t *c, const char *path)
+{
+    c->log_path = path;
+    c->show_path = hide_secret(p, path, c->secret, c->secret_label);
+}
+
+static void log_give_up(apr_pool_t *p, const call_t *c, const gc_error_t *e)
+{
+    const char *path = c->log_path, *msg = e->message;
     int level;
 
     switch (e->kind) {
@@ -1010,11 +1036,15 @@ static void log_give_up(const call_t *c, const gc_error_t *e)
         level = GC_LOG_WARNING;
         break;
     }
+    if (level != GC_LOG_DEBUG) {
+        path = c->show_path ? c->show_path : c->log_path;
+        msg = hide_secret(p, msg, c->secret, c->secret_label);
+    }
     gc_log(GC_LOG_MARK, level, APR_SUCCESS,
            GCMON_LOGNO(103) "upstream %s %s failed (%s, %d attempt%s, status %d, "
-           "ININ-Correlation-ID %s): %s", c->method, c->log_path, gc_err_kind_name(e->kind),
+           "ININ-Correlation-ID %s): %s", c->method, path, gc_err_kind_name(e->kind),
            e->attempts, e->attempts == 1 ? "" : "s", e->status,
-           e->correlation_id ? e->correlation_id : "-", e->message);
+           e->correlation_id ? e->correlation_id : "-", msg);
 }
 
 /* The limit of the next attempt: the request timeout, cut to the time left
@@ -1245,7 +1275,7 @@ static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
         if (v.outcome == V_AUTH_RETRY) {
             gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
                    GCMON_LOGNO(104) "upstream %s %s: access token rejected (401), renewing it "
-                   "once", c->method, c->log_path);
+                   "once", c->method, c->show_path ? c->show_path : c->log_path);
             invalidate_if(u, gen);
             renewed = 1;
             limit++;        /* the renewal retry does not use up the retry budget */
@@ -1300,7 +1330,7 @@ fail:
         *cut = stopped;
     }
     if (!c->token_request || e->kind != GC_ERR_AUTH) {
-        log_give_up(c, e);
+        log_give_up(p, c, e);
     }
     return APR_EGENERAL;
 }
@@ -1755,12 +1785,14 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
     memset(&c, 0, sizeof(c));
     c.op = req->op ? req->op : "other";
     c.method = req->method ? req->method : "GET";
-    c.log_path = req->path ? strip_query(p, req->path) : "(none)";
+    c.secret = req->secret;
+    c.secret_label = req->secret_label ? req->secret_label : "(hidden)";
+    set_log_path(p, &c, req->path ? strip_query(p, req->path) : "(none)");
     if (!is_method(c.method)) {
         *err = make_err(p, GC_ERR_CONFIG, 0,
                         apr_psprintf(p, "unsupported HTTP method '%s'",
                                      sanitize(p, u, NULL, c.method, strlen(c.method), 20)));
-        log_give_up(&c, *err);
+        log_give_up(p, &c, *err);
         return APR_EINVAL;
     }
     c.url = build_url(p, u, req->path, &absolute, &why);
@@ -1772,10 +1804,11 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
               "sent to the API URL)";
     }
     if (!c.url) {
-        c.log_path = req->path ? sanitize(p, u, NULL, c.log_path, strlen(c.log_path), 100)
-                               : "(none)";
+        set_log_path(p, &c, req->path ? sanitize(p, u, NULL, c.log_path, strlen(c.log_path),
+                                                 100)
+                                      : "(none)");
         *err = make_err(p, GC_ERR_CONFIG, 0, apr_pstrcat(p, "bad request URL: ", why, NULL));
-        log_give_up(&c, *err);
+        log_give_up(p, &c, *err);
         return APR_EINVAL;
     }
     c.body = req->body;

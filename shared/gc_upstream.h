@@ -76,6 +76,10 @@ typedef struct gc_request {
     int max_attempts;               /* 0 = default (4) */
     apr_time_t deadline;            /* absolute (apr_time_now clock) end of the upstream
                                        work of an API request; 0 = none (background work) */
+    const char *secret;             /* a credential inside path (a notification channel
+                                       id): log lines above debug show secret_label in
+                                       its place, in the path and in Genesys's message */
+    const char *secret_label;
 } gc_request_t;
 
 typedef struct gc_response {

@@ -61,6 +61,8 @@
 #define WS_CLOSE_GRACE_S  10          /* our close must finish within this */
 
 /* "host[:port]/path" of a connection for log lines, without the query. */
+/* host and path: debug lines only (a path may hold a credential, e.g. a
+ * notification channel id); lines above debug name the host alone. */
 #define WS_LOGNAME(c)     (c)->host, (int)strcspn((c)->path, "?"), (c)->path
 
 typedef struct ws_txmsg {
@@ -411,8 +413,8 @@ static int on_receive(gc_ws_t *ws, gc_ws_conn_t *c, struct lws *wsi, void *in, s
     }
     else if (rx_append(c, in, len) != 0) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(504)
-               "ws %s%.*s: message above %" APR_SIZE_T_FMT " bytes, closing (1009)",
-               WS_LOGNAME(c), ws->max_message);
+               "ws %s: message above %" APR_SIZE_T_FMT " bytes, closing (1009)",
+               c->host, ws->max_message);
         conn_fail(c, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
         return 0;
     }
@@ -760,7 +762,7 @@ int gc_ws_send(gc_ws_conn_t *c, const char *text)
     m = malloc(sizeof(*m) + LWS_PRE + len);
     if (!m) {
         gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_ENOMEM, GCMON_LOGNO(506)
-               "ws %s%.*s: out of memory queueing %" APR_SIZE_T_FMT " bytes", WS_LOGNAME(c),
+               "ws %s: out of memory queueing %" APR_SIZE_T_FMT " bytes", c->host,
                (apr_size_t)len);
         return -1;
     }

@@ -205,6 +205,13 @@ class Emulator:
             body["grace"] = grace
         return self._control("POST", "/ws/faults", body)["sockets"]
 
+    def ws_push(self, user_id, channel=None) -> int:
+        """Send the agent's activity event to connected sockets, subscribed or not."""
+        body = {"user": user_id}
+        if channel:
+            body["channel"] = channel
+        return self._control("POST", "/ws/push", body)["sockets"]
+
     def requests(self, path=None, method=None, since=None) -> list:
         return self._control("GET", "/requests", query={"path": path, "method": method, "since": since})
 

@@ -1236,19 +1236,33 @@ class Notifier:
         return [c.socket for c in self.live() if c.socket and channel_id in (None, c.id)]
 
     # ---- events
+    def activity_body(self, agent: Agent) -> dict:
+        routing = {"status": agent.routing_status, "startTime": iso(agent.routing_start)}
+        definition = {"id": agent.presence.id, "systemPresence": agent.presence.event_system}
+        return {"id": agent.id, "routingStatus": routing,
+                "presence": {"presenceDefinition": definition,
+                             "presenceMessage": agent.presence_message,
+                             "modifiedDate": iso(agent.presence_modified)},
+                "outOfOffice": {"active": False, "modifiedDate": iso(agent.created)},
+                "activeQueueIds": self.emu.queues_of(agent),
+                "dateActiveQueuesChanged": iso(agent.created)}
+
+    def push_activity(self, agent: Agent, channel_id=None) -> int:
+        """The agent's activity event on connected sockets, subscribed or not (what a
+        stranger who subscribed the channel to that agent would cause)."""
+        sockets = self.sockets(channel_id)
+        for sock in sockets:
+            sock.send({"topicName": f"v2.users.{agent.id}.activity", "version": "2",
+                       "eventBody": self.activity_body(agent),
+                       "metadata": {"CorrelationId": new_id()}})
+            self.emu.stats["notifications_sent"] += 1
+        return len(sockets)
+
     def publish_user(self, agent: Agent, presence_changed: bool, routing_changed: bool):
         correlation = new_id()
         routing = {"status": agent.routing_status, "startTime": iso(agent.routing_start)}
         definition = {"id": agent.presence.id, "systemPresence": agent.presence.event_system}
-        bodies = {
-            "activity": {"id": agent.id, "routingStatus": routing,
-                         "presence": {"presenceDefinition": definition,
-                                      "presenceMessage": agent.presence_message,
-                                      "modifiedDate": iso(agent.presence_modified)},
-                         "outOfOffice": {"active": False, "modifiedDate": iso(agent.created)},
-                         "activeQueueIds": self.emu.queues_of(agent),
-                         "dateActiveQueuesChanged": iso(agent.created)},
-        }
+        bodies = {"activity": self.activity_body(agent)}
         if presence_changed:
             bodies["presence"] = {"source": "PURECLOUD", "presenceDefinition": definition,
                                   "primary": True, "message": agent.presence_message,
@@ -1532,6 +1546,17 @@ async def ctl_ws_fault(request):
     return json_response({"sockets": count})
 
 
+async def ctl_ws_push(request):
+    emu = emu_of(request)
+    body = await control_body(request, dict)
+    agent = emu.agents.get(body.get("user"))
+    if agent is None:
+        raise ControlError(404, f"unknown agent {body.get('user')}")
+    if body.get("channel") and emu.notifier.get(body["channel"]) is None:
+        raise ControlError(404, f"unknown channel {body['channel']}")
+    return json_response({"sockets": emu.notifier.push_activity(agent, body.get("channel"))})
+
+
 async def ctl_requests(request):
     emu = emu_of(request)
     q = request.query
@@ -1809,6 +1834,7 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_get(f"{c}/faults", ctl_list_faults)
     r.add_delete(f"{c}/faults", ctl_clear_faults)
     r.add_post(f"{c}/ws/faults", ctl_ws_fault)
+    r.add_post(f"{c}/ws/push", ctl_ws_push)
     r.add_get(f"{c}/requests", ctl_requests)
     r.add_delete(f"{c}/requests", ctl_clear_requests)
     r.add_get(f"{c}/stats", ctl_stats)

@@ -511,6 +511,24 @@ def test_websocket_activity_event(emu, token):
     assert emu.stats()["notifications_sent"] == 3
 
 
+def test_ws_push_sends_unsubscribed_activity(emu, token):
+    a, stranger = add_agents(emu, 2)
+    ch = subscribed_channel(emu, token, [a["id"]])
+
+    async def scenario():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ch["connectUri"]) as ws:
+            wait_connected(emu, ch["id"])
+            assert emu.ws_push(stranger["id"], channel=ch["id"]) == 1
+            event = await receive(ws)
+            assert event["topicName"] == f"v2.users.{stranger['id']}.activity"
+            assert event["eventBody"]["id"] == stranger["id"]
+            assert event["eventBody"]["routingStatus"]["status"]
+    run(scenario())
+    assert emu.ws_push(stranger["id"]) == 0             # nobody connected any more
+    with pytest.raises(EmulatorError):
+        emu.ws_push("no-such-agent")
+
+
 def test_websocket_presence_and_routing_topics(emu, token):
     (a,) = add_agents(emu, 1)
     ch = create_channel(emu, token)

@@ -76,7 +76,8 @@ class Response:
 class Httpd:
     def __init__(self, emulator_url=None, gcmon_conf="", extra_conf="", env=None,
                  modules=("gcmon_api", "gcmon_stream"), start_servers=2,
-                 threads_per_child=16, port=None, keep_root=False):
+                 threads_per_child=16, port=None, keep_root=False, build=None):
+        self.build = build or BUILD     # where LoadModule finds gcmon's DSOs
         self.root = tempfile.mkdtemp(prefix="gcmon-httpd-")
         os.chmod(self.root, 0o755)
         for d in ("conf", "logs", "run", "data", "htdocs"):
@@ -113,7 +114,7 @@ class Httpd:
         modules = self.modules if modules is None else modules
         loads = "\n".join(f"LoadModule {m}_module {MODDIR}/mod_{m}.so"
                           for m in SYSTEM_MODULES)
-        ours = "\n".join(f"LoadModule {m}_module {BUILD}/.libs/mod_{m}.so" for m in modules)
+        ours = "\n".join(f"LoadModule {m}_module {self.build}/.libs/mod_{m}.so" for m in modules)
         user = f"User {self._user}\nGroup {self._user}\n" if self._user else ""
         upstream = ""
         if self.emulator_url:

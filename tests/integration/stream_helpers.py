@@ -1,12 +1,14 @@
 """Helpers of the stream suites (test_stream*.py): configuration, reading gcmon's
 SQLite database, the emulator's ground truth, and bounded polling."""
+import hashlib
+import hmac
 import os
 import re
 import sqlite3
 import time
 from datetime import datetime, timezone
 
-from conftest import CLIENT_ID
+from conftest import CLIENT_ID, CLIENT_SECRET
 from httpd import wait_for
 
 # The emulator's simulation queues (stable ids, see tests/emulator/README.md).
@@ -28,6 +30,38 @@ def stream_conf(queues=(), users=(), extra="", rate_limit=6000):
     lines += [f"GcmonMonitorQueue {q}" for q in queues]
     lines += [f"GcmonMonitorUser {u}" for u in users]
     return "\n".join(lines) + "\n" + FAST_TIMERS + extra
+
+
+def channel_label(channel_id, secret=CLIENT_SECRET):
+    """The opaque label gcmon shows for a notification channel (its id is a credential):
+    "ch-" + 10 hex digits of HMAC-SHA256 keyed with the client secret."""
+    return "ch-" + hmac.new(secret.encode(), channel_id.encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def emulator_channels(emulator, status):
+    """The emulator's view of the channels /v1/stream lists, by label."""
+    mine = {c["id"] for c in status["channels"]}
+    return {channel_label(c["id"]): c for c in emulator.channels()
+            if channel_label(c["id"]) in mine}
+
+
+def issued_channel_ids(emulator):
+    """Every channel id the emulator handed out so far: live channels, and those named in
+    the request log (subscriptions, HEADs, WebSocket upgrades) since the last clear."""
+    ids = {c["id"] for c in emulator.channels()}
+    for r in emulator.requests(path=r"channels/"):
+        m = re.search(r"/channels/([^/?]+)", r["path"])
+        if m:
+            ids.add(m.group(1))
+    return ids
+
+
+def loud_lines_naming(httpd, ids):
+    """error_log lines above debug that contain one of ids (channel ids are credentials:
+    only debug lines may show them)."""
+    return [line for line in httpd.read_log().splitlines()
+            if not re.search(r"\[gcmon_(stream|api):(debug|trace\d)\]", line)
+            and any(i in line for i in ids)]
 
 
 def ms(iso):

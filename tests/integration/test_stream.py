@@ -9,13 +9,15 @@ import pytest
 
 from conftest import CLIENT_SECRET
 from httpd import Httpd, wait_for
-from stream_helpers import (StreamDB, duplicate_rows, stream_conf, stream_status,
-                            truth, wait_connected, wait_converged)
+from stream_helpers import (StreamDB, channel_label, duplicate_rows, emulator_channels,
+                            issued_channel_ids, loud_lines_naming, stream_conf,
+                            stream_status, truth, wait_connected, wait_converged)
 
 QUEUE = "stream-q1"
 MEMBERS = [f"stream-agent-{i}" for i in range(1, 5)]
 USERS = ["stream-agent-5", "stream-agent-6"]
 OUTSIDER = "stream-agent-7"
+STRANGER = "stream-stranger"        # never monitored; only ws_push reaches gcmon with it
 MONITORED = MEMBERS + USERS
 GCMON_CONF = stream_conf(queues=[QUEUE], users=USERS, extra="GcmonMembershipRefresh 2s\n")
 
@@ -27,7 +29,7 @@ STATES = [("Available", None), ("OnQueue", None), (None, "INTERACTING"), ("Break
 def httpd(emulator):
     emulator.config(heartbeat=1)
     emulator.add_agents([{"id": a, "name": f"Agent {a[-1]}", "presence": "Available"}
-                         for a in MONITORED + [OUTSIDER]])
+                         for a in MONITORED + [OUTSIDER, STRANGER]])
     emulator.add_queues([{"id": QUEUE, "name": "Stream Q1", "members": MEMBERS}])
     h = Httpd(emulator_url=emulator.url, gcmon_conf=GCMON_CONF,
               env={"GCMON_TEST_SECRET": CLIENT_SECRET})
@@ -64,9 +66,10 @@ def test_connects_and_reports(httpd, emulator, db):
     assert ch["topics"] == len(MONITORED) and ch["connected"] is True
     assert ch["expires"].endswith("Z")
     assert s["last_error"] is None, s
-    chans = [c for c in emulator.channels() if c["id"] == ch["id"]]
-    assert chans, emulator.channels()
-    topics = set(chans[0]["topics"])
+    assert re.fullmatch(r"ch-[0-9a-f]{10}", ch["id"]), ch
+    chans = emulator_channels(emulator, s)
+    assert list(chans) == [ch["id"]], emulator.channels()
+    topics = set(chans[ch["id"]]["topics"])
     assert topics == {f"v2.users.{u}.activity" for u in MONITORED}
 
 
@@ -131,6 +134,28 @@ def test_missed_transition_recorded_by_resync(httpd, emulator, db):
     assert duplicate_rows(db) == []
 
 
+def test_unmonitored_agent_event_ignored(httpd, emulator, db):
+    """A well-formed event of someone gcmon does not monitor (another subscriber of the
+    channel added the topic) is counted and dropped before the writer."""
+    wait_connected(httpd, topics=len(MONITORED))
+    g = Httpd.metric
+    before = g(httpd.metrics(), "gcmon_stream_messages_total", kind="unmonitored")
+    set_state(emulator, STRANGER, "Break")
+    assert emulator.ws_push(STRANGER) == 1
+    wait_for(lambda: g(httpd.metrics(), "gcmon_stream_messages_total", kind="unmonitored")
+             == before + 1, timeout=5, what="the stranger's event counted")
+    # A monitored change sent after it on the same socket is stored: the writer has
+    # seen everything that came before.
+    uid = USERS[1]
+    set_state(emulator, uid, "Meal" if emulator.agent(uid)["state"] != "Meal" else "Away")
+    want = emulator.agent(uid)["state"]
+    wait_for(lambda: db.current_states().get(uid) == want, timeout=5)
+    assert httpd.get(f"/gcmon/api/v1/agents/{STRANGER}").status == 404
+    assert db.history(STRANGER) == []
+    assert STRANGER not in db.current_states()
+    assert re.search(r"\[gcmon_stream:debug\].*GCM2213: .*" + STRANGER, httpd.log_since_mark())
+
+
 def test_metrics(httpd, emulator):
     wait_connected(httpd, topics=len(MONITORED))
     g = Httpd.metric
@@ -161,7 +186,9 @@ def test_mod_status(httpd):
     assert re.search(r"^GcmonStreamEventsTotal: [1-9]\d*$", auto, re.M), auto
     assert re.search(r"^GcmonStreamLastEventAge: \d+$", auto, re.M), auto
     html = httpd.get("/server-status").text
-    assert "gcmon stream" in html and "streaming-0-" in html
+    label = stream_status(httpd)["channels"][0]["id"]
+    assert "gcmon stream" in html and f"<td>{label}</td>" in html
+    assert "streaming-0-" not in html
 
 
 def test_membership_refresh(httpd, emulator, db):
@@ -172,7 +199,7 @@ def test_membership_refresh(httpd, emulator, db):
 
     def topics():
         s = stream_status(httpd)
-        ch = [c for c in emulator.channels() if c["id"] == s["channels"][0]["id"]]
+        ch = list(emulator_channels(emulator, s).values())
         return set(ch[0]["topics"]) if ch and s["connected"] else set()
     want = {f"v2.users.{u}.activity" for u in now}
     wait_for(lambda: topics() == want, timeout=15, what="subscriptions follow membership")
@@ -225,6 +252,34 @@ def test_graceful_restart_reuses_channel(httpd, emulator, db, report):
     set_state(emulator, uid, "Meeting")
     wait_for(lambda: db.current_states().get(uid) == "Meeting", timeout=5)
     assert duplicate_rows(db) == []
+
+
+def test_channel_ids_never_published(httpd, emulator):
+    """SPEC §9.15: a channel id is a credential. /v1/stream, mod_status, /metrics and the
+    error log above debug show only its opaque label (this runs after the module's
+    reconnects, channel replacements and graceful restart, so their lines are covered)."""
+    s = wait_connected(httpd, topics=len(MONITORED))
+    ids = issued_channel_ids(emulator)
+    assert ids and all(i.startswith("streaming-") for i in ids), ids
+    labels = [c["id"] for c in s["channels"]]
+    assert labels and all(re.fullmatch(r"ch-[0-9a-f]{10}", x) for x in labels), s
+    live = {channel_label(c["id"]) for c in emulator.channels() if c["connected"]}
+    assert set(labels) <= live, (labels, live)
+    pages = {path: httpd.get(path).text
+             for path in ("/gcmon/api/v1/stream", "/server-status", "/server-status?auto",
+                          "/gcmon/api/v1/metrics")}
+    for path, text in pages.items():
+        leaked = [i for i in ids if i in text]
+        assert not leaked, f"{path} shows channel ids {leaked}"
+    for label in labels:
+        assert f"<td>{label}</td>" in pages["/server-status"]
+    leaked = loud_lines_naming(httpd, ids)
+    assert not leaked, "channel ids above debug:\n" + "\n".join(leaked[:5])
+    # One debug line maps each label to its channel, for support.
+    log = httpd.read_log()
+    for label in labels:
+        assert re.search(r"\[gcmon_stream:debug\].*GCM2234: channel " + label
+                         + r" is notification channel streaming-", log), label
 
 
 def test_configtest_contacts_no_upstream(httpd, emulator):

@@ -12,7 +12,7 @@ import pytest
 from conftest import CLIENT_SECRET
 from httpd import Httpd, wait_for
 from stream_helpers import (SIM_QUEUES, StreamDB, duplicate_rows, explain_missing,
-                            missing_transitions,
+                            issued_channel_ids, loud_lines_naming, missing_transitions,
                             stream_conf, stream_status, wait_connected, wait_converged)
 
 AGENTS = 40
@@ -199,3 +199,12 @@ def test_ground_truth_after_all(httpd, emulator, db):
     wait_connected(httpd, topics=AGENTS)
     wait_converged(db, emulator)
     assert duplicate_rows(db) == []
+
+
+def test_no_channel_id_above_debug(httpd, emulator):
+    """After every fault above (429/5xx on channel calls, lost and replaced channels,
+    failover): no log line above debug names a channel by its id (a credential)."""
+    ids = issued_channel_ids(emulator)
+    assert len(ids) >= 2, ids
+    leaked = loud_lines_naming(httpd, ids)
+    assert not leaked, "channel ids above debug:\n" + "\n".join(leaked[:5])

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import CLIENT_SECRET
 from httpd import Httpd, wait_for
-from stream_helpers import StreamDB, stream_conf, stream_status, wait_connected, wait_converged
+from stream_helpers import (StreamDB, emulator_channels, stream_conf, stream_status,
+                            wait_connected, wait_converged)
 
 QUEUE = "scale-q1"
 N = 2500
@@ -35,8 +36,7 @@ def db(httpd):
 
 
 def channel_topics(emulator, status):
-    mine = {c["id"] for c in status["channels"]}
-    return {c["id"]: set(c["topics"]) for c in emulator.channels() if c["id"] in mine}
+    return {label: set(c["topics"]) for label, c in emulator_channels(emulator, status).items()}
 
 
 def topic(u):

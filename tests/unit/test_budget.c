@@ -448,6 +448,187 @@ START_TEST(threads_never_exceed_limit)
 }
 END_TEST
 
+/* --- the segment header and in-place limit changes ----------------------- */
+
+START_TEST(attach_checks_the_header)
+{
+    size_t size = gc_budget_size(20);
+    unsigned char *mem = shared_alloc(size);
+    gc_budget_t *b = gc_budget_init_capacity(mem, 20, 5, APR_USEC_PER_SEC);
+
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(gc_budget_capacity(b), 20);
+    ck_assert_int_eq(gc_budget_limit(b), 5);
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_SUCCESS);
+    ck_assert_ptr_eq(gc_budget_attach(mem, size), b);
+    ck_assert_int_eq(gc_budget_used(gc_budget_attach(mem, size)), 1);   /* carries over */
+    ck_assert_ptr_null(gc_budget_attach(mem, size - 1));               /* too small */
+    ck_assert_ptr_null(gc_budget_attach(NULL, size));
+    ck_assert_ptr_null(gc_budget_attach(mem + 8, size - 8));          /* not a header */
+    /* Another version (offset 12) or header size (offset 16): another layout. */
+    mem[12] ^= 1;
+    ck_assert_ptr_null(gc_budget_attach(mem, size));
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_EINVAL);
+    mem[12] ^= 1;
+    mem[16] ^= 8;
+    ck_assert_ptr_null(gc_budget_attach(mem, size));
+    mem[16] ^= 8;
+    ck_assert_ptr_eq(gc_budget_attach(mem, size), b);
+    /* The earlier format ("gcBU" at offset 8, no version) and zeros are refused. */
+    memcpy(mem + 8, "UBcg", 4);
+    ck_assert_ptr_null(gc_budget_attach(mem, size));
+    memset(mem, 0, size);
+    ck_assert_ptr_null(gc_budget_attach(mem, size));
+    munmap(mem, size);
+}
+END_TEST
+
+/* A smaller limit keeps every grant of the window (used stays), so nothing
+ * more is granted until enough of them leave it; a larger one takes the
+ * older ones back and grants only up to the new limit. */
+START_TEST(set_limit_carries_the_window)
+{
+    size_t size = gc_budget_size(20);
+    gc_budget_t *b = gc_budget_init_capacity(shared_alloc(size), 20, 10, MS(400));
+    int i, carried = -1;
+
+    for (i = 0; i < 6; i++) {
+        ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_SUCCESS);
+    }
+    ck_assert_int_eq(gc_budget_set_limit(b, 4, &carried), APR_SUCCESS);
+    ck_assert_int_eq(carried, 6);
+    ck_assert_int_eq(gc_budget_limit(b), 4);
+    ck_assert_int_eq(gc_budget_used(b), 6);
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_TIMEUP);
+
+    ck_assert_int_eq(gc_budget_set_limit(b, 8, &carried), APR_SUCCESS);
+    ck_assert_int_eq(carried, 6);
+    ck_assert_int_eq(gc_budget_used(b), 6);
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_TIMEUP);
+    ck_assert_int_eq(gc_budget_used(b), 8);
+
+    ck_assert_int_eq(gc_budget_set_limit(b, 21, NULL), APR_EINVAL);
+    ck_assert_int_eq(gc_budget_set_limit(b, 0, NULL), APR_EINVAL);
+    ck_assert_int_eq(gc_budget_limit(b), 8);
+    ck_assert_int_eq(gc_budget_set_limit(b, 8, &carried), APR_SUCCESS);    /* same: no-op */
+    ck_assert_int_eq(carried, 8);
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_TIMEUP);
+
+    /* Once the window has passed, everything is free under the last limit. */
+    apr_sleep(MS(450));
+    ck_assert_int_eq(gc_budget_used(b), 0);
+    ck_assert_int_eq(gc_budget_set_limit(b, 3, &carried), APR_SUCCESS);
+    ck_assert_int_eq(carried, 0);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_SUCCESS);
+    }
+    ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_TIMEUP);
+    munmap(b, size);
+}
+END_TEST
+
+#define LC_PROCS 3
+#define LC_WINDOW_MS 200
+#define LC_PERIOD_MS 300
+#define LC_MAX 8192
+
+static const int lc_limits[] = { 8, 3, 6, 2, 7, 4 };
+#define LC_N ((int)(sizeof(lc_limits) / sizeof(lc_limits[0])))
+
+typedef struct {
+    _Atomic int n;
+    _Atomic int stop;
+    apr_int64_t at[LC_MAX];
+} lc_log_t;
+
+/* Grants in (at[g] - window, at[g]] of the sorted log. */
+static int grants_in_window(const lc_log_t *log, int g)
+{
+    int i, n = 0;
+
+    for (i = g; i >= 0 && log->at[i] > log->at[g] - LC_WINDOW_MS * NS_PER_MS; i--) {
+        n++;
+    }
+    return n;
+}
+
+/* Processes take grants as fast as they can while the parent changes the
+ * limit every 1.5 windows (as graceful restarts with another GcmonRateLimit
+ * would, with the old generation's children still running): every window
+ * whose last grant came after a change holds at most that change's limit,
+ * counting the grants from before it. */
+START_TEST(limit_changes_never_exceed_the_new_limit)
+{
+    size_t size = gc_budget_size(16);
+    gc_budget_t *b = gc_budget_init_capacity(shared_alloc(size), 16, lc_limits[0],
+                                             MS(LC_WINDOW_MS));
+    lc_log_t *log = shared_alloc(sizeof(*log));
+    apr_int64_t from[LC_N], until[LC_N];
+    int per[LC_N];
+    pid_t pids[LC_PROCS];
+    int i, j, n;
+
+    atomic_init(&log->n, 0);
+    atomic_init(&log->stop, 0);
+    for (i = 0; i < LC_PROCS; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            while (!atomic_load(&log->stop)) {
+                apr_int64_t g = 0;
+                if (gc_budget_acquire_ns(b, MS(20), NULL, NULL, NULL, &g) == APR_SUCCESS) {
+                    int k = atomic_fetch_add(&log->n, 1);
+                    if (k >= LC_MAX) {
+                        _exit(3);
+                    }
+                    log->at[k] = g;
+                }
+            }
+            _exit(0);
+        }
+    }
+    from[0] = 0;
+    for (j = 1; j <= LC_N; j++) {
+        apr_sleep(MS(LC_PERIOD_MS));
+        until[j - 1] = gc_budget_now_ns();
+        if (j < LC_N) {
+            ck_assert_int_eq(gc_budget_set_limit(b, lc_limits[j], NULL), APR_SUCCESS);
+            from[j] = gc_budget_now_ns();
+        }
+    }
+    atomic_store(&log->stop, 1);
+    for (i = 0; i < LC_PROCS; i++) {
+        int st = 0;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    n = atomic_load(&log->n);
+    qsort(log->at, (size_t)n, sizeof(log->at[0]), cmp_i64);
+    memset(per, 0, sizeof(per));
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < LC_N; j++) {
+            if (log->at[i] >= from[j] && log->at[i] < until[j]) {
+                break;          /* else: taken during a change, under either limit */
+            }
+        }
+        if (j == LC_N) {
+            continue;
+        }
+        per[j]++;
+        ck_assert_msg(grants_in_window(log, i) <= lc_limits[j],
+                      "period %d (limit %d): %d grants in the window ending at grant %d", j,
+                      lc_limits[j], grants_in_window(log, i), i);
+    }
+    for (j = 0; j < LC_N; j++) {
+        ck_assert_msg(per[j] >= 2, "period %d had %d grants", j, per[j]);
+    }
+    munmap(log, sizeof(*log));
+    munmap(b, size);
+}
+END_TEST
+
 Suite *budget_suite(void)
 {
     Suite *s = suite_create("budget");
@@ -465,6 +646,9 @@ Suite *budget_suite(void)
     tcase_add_test(tc, zombie_owner_lock_is_stolen);
     tcase_add_test(tc, live_owner_kept_until_killed);
     tcase_add_test(tc, threads_never_exceed_limit);
+    tcase_add_test(tc, attach_checks_the_header);
+    tcase_add_test(tc, set_limit_carries_the_window);
+    tcase_add_test(tc, limit_changes_never_exceed_the_new_limit);
     suite_add_tcase(s, tc);
     return s;
 }

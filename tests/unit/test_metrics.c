@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <apr_pools.h>
+#include <apr_shm.h>
 #include <apr_strings.h>
 
 #include "gc_api_routes.h"
@@ -602,7 +603,7 @@ static const char *const e_reconnect[] = {
 };
 static const char *const e_kind[] = {
     "event", "heartbeat", "pong", "socket_closing", "no_longer_subscribed", "token_revoked",
-    "malformed", "oversize", "unknown", "other", NULL
+    "malformed", "oversize", "unknown", "unmonitored", "other", NULL
 };
 static const char *const e_source[] = { "stream", "resync", "inbound", "other", NULL };
 static const char *const e_dropped[] = {
@@ -678,6 +679,8 @@ static const expect_t expected[GC_MET__COUNT] = {
       { e_validation }, NULL },
     { GC_MET_API_REQUESTS, "gcmon_api_requests_total", "counter", { "route", "code" },
       { e_route, e_code }, NULL },
+    { GC_MET_BUDGET_USED, "gcmon_upstream_budget_used", "gauge", { 0 }, { 0 }, NULL },
+    { GC_MET_BUDGET_LIMIT, "gcmon_upstream_budget_limit", "gauge", { 0 }, { 0 }, NULL },
 };
 
 START_TEST(registry_matches_spec)
@@ -760,6 +763,8 @@ START_TEST(empty_registry_renders)
     ck_assert_line(text, "gcmon_agents_monitored 0");
     ck_assert_line(text, "gcmon_outbox_pending 0");
     ck_assert_line(text, "gcmon_upstream_throttled_total 0");
+    ck_assert_line(text, "gcmon_upstream_budget_used 0");
+    ck_assert_line(text, "gcmon_upstream_budget_limit 0");
     ck_assert_line(text, "gcmon_event_lag_seconds_bucket{le=\"0.005\"} 0");
     ck_assert_line(text, "gcmon_event_lag_seconds_bucket{le=\"60\"} 0");
     ck_assert_line(text, "gcmon_event_lag_seconds_bucket{le=\"+Inf\"} 0");
@@ -1090,6 +1095,92 @@ START_TEST(concurrent_processes_and_threads)
 }
 END_TEST
 
+/* ======================================================================== */
+/* The segment header: a registry is reused only by a build of its layout.  */
+
+START_TEST(attach_checks_the_layout)
+{
+    size_t size = gc_metrics_size();
+    unsigned char *raw = mem;
+    apr_uint64_t layout = gc_metrics_layout();
+
+    ck_assert(layout != 0);
+    ck_assert(layout == gc_metrics_layout());
+    gc_metrics_inc(m, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
+    ck_assert_ptr_eq(gc_metrics_attach(mem, size), m);
+    ck_assert_ptr_eq(gc_metrics_attach(mem, size + 4096), m);
+    ck_assert_int_eq(gc_metrics_get(gc_metrics_attach(mem, size), GC_MET_UPSTREAM_THROTTLED,
+                                    NULL, NULL), 1);             /* counts carry over */
+    ck_assert_ptr_null(gc_metrics_attach(mem, size - 8));      /* a smaller segment */
+    ck_assert_ptr_null(gc_metrics_attach(NULL, size));
+    ck_assert_ptr_null(gc_metrics_attach(raw + 1, size - 1));  /* misaligned */
+
+    /* Another build's table (layout word at offset 8), or another count of cells. */
+    raw[8] ^= 0x01;
+    ck_assert_ptr_null(gc_metrics_attach(mem, size));
+    raw[8] ^= 0x01;
+    raw[4] ^= 0x01;
+    ck_assert_ptr_null(gc_metrics_attach(mem, size));
+    raw[4] ^= 0x01;
+    ck_assert_ptr_eq(gc_metrics_attach(mem, size), m);
+    /* A segment of the earlier format (magic "gcME", no layout word), or zeros. */
+    memcpy(raw, "EMcg", 4);
+    ck_assert_ptr_null(gc_metrics_attach(mem, size));
+    memset(mem, 0, size);
+    ck_assert_ptr_null(gc_metrics_attach(mem, size));
+}
+END_TEST
+
+/* mod_gcmon_api replaces a segment of another layout and destroys the parent's
+ * mapping of the old one (apr_shm_destroy of an anonymous segment): that only
+ * unmaps it in the calling process. A child forked before — a child of the
+ * previous generation — keeps its mapping and keeps counting in it. */
+START_TEST(destroying_anonymous_shm_keeps_child_mappings)
+{
+    apr_shm_t *shm = NULL;
+    gc_metrics_t *old;
+    char *base, line[256];
+    int go[2], st = 0, mapped = 0;
+    pid_t pid;
+    FILE *maps;
+
+    ck_assert_int_eq(apr_shm_create(&shm, gc_metrics_size(), NULL, pool), APR_SUCCESS);
+    base = apr_shm_baseaddr_get(shm);
+    old = gc_metrics_init(base);
+    gc_metrics_inc(old, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char c;
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1) {
+            _exit(2);
+        }
+        /* The parent has destroyed the segment by now. */
+        gc_metrics_inc(old, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
+        _exit(gc_metrics_get(old, GC_MET_UPSTREAM_THROTTLED, NULL, NULL) == 2 ? 0 : 3);
+    }
+    close(go[0]);
+    ck_assert_int_eq(apr_shm_destroy(shm), APR_SUCCESS);
+    maps = fopen("/proc/self/maps", "r");
+    ck_assert_ptr_nonnull(maps);
+    while (fgets(line, sizeof(line), maps)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (unsigned long)base >= lo
+            && (unsigned long)base < hi) {
+            mapped = 1;
+        }
+    }
+    fclose(maps);
+    ck_assert_msg(!mapped, "the parent still maps the destroyed segment");
+    ck_assert_int_eq(write(go[1], "x", 1), 1);
+    close(go[1]);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+}
+END_TEST
+
 Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -1109,6 +1200,8 @@ Suite *metrics_suite(void)
     tcase_add_test(tc, gauges_set_and_overwrite);
     tcase_add_test(tc, histograms_observe);
     tcase_add_test(tc, fully_exercised_registry_is_valid);
+    tcase_add_test(tc, attach_checks_the_layout);
+    tcase_add_test(tc, destroying_anonymous_shm_keeps_child_mappings);
     suite_add_tcase(s, tc);
 
     tcase_set_timeout(tp, 60);

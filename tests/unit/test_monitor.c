@@ -3,6 +3,7 @@
  * JSON and mod_status renderings); the writer; the background holder. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -162,11 +163,11 @@ static gc_stream_snapshot_t sample(void)
     s.holder_since = apr_time_from_sec(1767225600);             /* 2026-01-01 */
     s.connected = 1;
     s.nchannels = 2;
-    strcpy(s.channels[0].id, "streaming-0-aaa");
+    strcpy(s.channels[0].label, "ch-0123456789");
     s.channels[0].topics = 1000;
     s.channels[0].expires = apr_time_from_sec(1767312000);
     s.channels[0].connected = 1;
-    strcpy(s.channels[1].id, "streaming-0-bbb");
+    strcpy(s.channels[1].label, "ch-abcdefabcd");
     s.channels[1].topics = 500;
     s.channels[1].connected = 1;
     s.topics = 1500;
@@ -205,7 +206,7 @@ START_TEST(status_publish_read_json)
                      "2026-01-01T00:00:00.000Z");
     ck_assert_int_eq(json_array_size(json_object_get(doc, "channels")), 2);
     ch = json_array_get(json_object_get(doc, "channels"), 0);
-    ck_assert_str_eq(json_string_value(json_object_get(ch, "id")), "streaming-0-aaa");
+    ck_assert_str_eq(json_string_value(json_object_get(ch, "id")), "ch-0123456789");
     ck_assert_int_eq(json_integer_value(json_object_get(ch, "topics")), 1000);
     ck_assert_str_eq(json_string_value(json_object_get(ch, "expires")),
                      "2026-01-02T00:00:00.000Z");
@@ -364,6 +365,36 @@ START_TEST(status_survives_killed_writer)
 }
 END_TEST
 
+/* A block kept across a graceful restart is reused only by a build of its
+ * layout (magic, version at offset 12, size at offset 16). */
+START_TEST(status_attach_checks_version_and_size)
+{
+    apr_size_t size = gc_stream_status_size();
+    unsigned char *mem = apr_pcalloc(pool, size + 64);
+    gc_stream_status_t *st = gc_stream_status_init(mem);
+    gc_stream_snapshot_t in = sample(), out;
+
+    gc_stream_status_publish(st, &in);
+    ck_assert_ptr_eq(gc_stream_status_attach(mem, size), st);
+    ck_assert_ptr_eq(gc_stream_status_attach(mem, size + 64), st);
+    ck_assert_int_eq(gc_stream_status_read(gc_stream_status_attach(mem, size), &out), 0);
+    ck_assert_str_eq(out.holder_id, "web1:4242:abcd");
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size - 1));
+    ck_assert_ptr_null(gc_stream_status_attach(NULL, size));
+    mem[12] ^= 1;
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+    mem[12] ^= 1;
+    mem[16] ^= 8;
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+    mem[16] ^= 8;
+    ck_assert_ptr_eq(gc_stream_status_attach(mem, size), st);
+    memcpy(mem, "sscg", 4);                             /* the earlier format */
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+    memset(mem, 0, size);
+    ck_assert_ptr_null(gc_stream_status_attach(mem, size));
+}
+END_TEST
+
 START_TEST(copy_line_sanitises_and_truncates)
 {
     char buf[8];
@@ -378,6 +409,103 @@ START_TEST(copy_line_sanitises_and_truncates)
     ck_assert_str_eq(buf, "abcdef");
     gc_status_copy_line(buf, sizeof(buf), NULL);
     ck_assert_str_eq(buf, "");
+}
+END_TEST
+
+/* ------------------------------------------------------------ channel labels */
+
+#define CHANNEL_ID "streaming-0-abcdefghijklmnopqrstuvwxyz"
+
+START_TEST(channel_label_is_a_keyed_digest)
+{
+    char a[GC_CHANNEL_LABEL_SIZE], b[GC_CHANNEL_LABEL_SIZE];
+
+    /* HMAC-SHA256 test vectors computed independently (Python hmac). */
+    gc_channel_label(a, "s3cret-value-7f1c", CHANNEL_ID);
+    ck_assert_str_eq(a, "ch-d8390dac93");
+    gc_channel_label(b, NULL, CHANNEL_ID);
+    ck_assert_str_eq(b, "ch-b6467ead90");
+    gc_channel_label(b, "other", CHANNEL_ID);
+    ck_assert_str_eq(b, "ch-3866b3afa2");
+    gc_channel_label(b, "s3cret-value-7f1c", CHANNEL_ID);      /* stable */
+    ck_assert_str_eq(a, b);
+    gc_channel_label(b, "s3cret-value-7f1c", "streaming-0-abcdefghijklmnopqrstuvwxyZ");
+    ck_assert_str_ne(a, b);
+    ck_assert_int_eq(strlen(b), GC_CHANNEL_LABEL_SIZE - 1);
+}
+END_TEST
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *log_text;
+
+static int log_all(void *baton, int level)
+{
+    return 1;
+}
+
+static void log_capture(void *baton, const char *file, int line, int level, apr_status_t rv,
+                        const char *msg)
+{
+    size_t old, add = strlen(msg);
+
+    pthread_mutex_lock(&log_mu);
+    old = log_text ? strlen(log_text) : 0;
+    log_text = realloc(log_text, old + add + 2);
+    memcpy(log_text + old, msg, add);
+    log_text[old + add] = '\n';
+    log_text[old + add + 1] = '\0';
+    pthread_mutex_unlock(&log_mu);
+}
+
+/* Messages of the monitor (logged, and the status block's last error) quote
+ * Genesys, which may name a channel: they show its label instead. An id that
+ * is part of its own label ("c" in "ch-…") must not loop. */
+START_TEST(monitor_messages_hide_channel_ids)
+{
+    gc_monitor_conf_t conf;
+    gc_conn_conf_t conn;
+    gc_monitor_env_t env;
+    gc_stream_status_t *st = new_status();
+    gc_stream_snapshot_t snap;
+    char label[GC_CHANNEL_LABEL_SIZE], tiny[GC_CHANNEL_LABEL_SIZE];
+    gc_monitor_t *m;
+
+    memset(&conf, 0, sizeof(conf));
+    memset(&conn, 0, sizeof(conn));
+    memset(&env, 0, sizeof(env));
+    conf.enabled = 1;
+    conn.client_secret = "s3cret-value-7f1c";
+    env.conf = &conf;
+    env.conn = &conn;
+    env.status = st;
+    m = gc_monitor_create(pool, &env);
+    m->ch[0].cur.id = CHANNEL_ID;
+    gc_mon_channel_label(m, CHANNEL_ID, m->ch[0].cur.label);
+    ck_assert_str_eq(m->ch[0].cur.label, "ch-d8390dac93");
+    m->ch[3].next.id = "c";
+    gc_mon_channel_label(m, "c", m->ch[3].next.label);
+    memcpy(label, m->ch[0].cur.label, sizeof(label));
+    memcpy(tiny, m->ch[3].next.label, sizeof(tiny));
+
+    m->ch[3].next.id = NULL;
+    log_text = NULL;
+    gc_log_set(log_all, log_capture, NULL);
+    gc_mon_error(m, GC_LOG_WARNING, "GCM9999: cannot subscribe: channel %s not found "
+                 "(%s)", CHANNEL_ID, CHANNEL_ID);
+    ck_assert_ptr_nonnull(log_text);
+    ck_assert_ptr_null(strstr(log_text, CHANNEL_ID));
+    ck_assert_ptr_nonnull(strstr(log_text, apr_psprintf(pool, "channel %s not found (%s)",
+                                                        label, label)));
+    ck_assert_int_eq(gc_stream_status_read(st, &snap), 0);
+    ck_assert_ptr_null(strstr(snap.last_error, CHANNEL_ID));
+    ck_assert_ptr_nonnull(strstr(snap.last_error, label));
+    /* Every "c" becomes the label, which contains "c": done once, no loop. */
+    m->ch[3].next.id = "c";
+    gc_mon_error(m, GC_LOG_WARNING, "c-c");
+    gc_log_set(NULL, NULL, NULL);
+    ck_assert_ptr_nonnull(strstr(log_text, apr_psprintf(pool, "%s-%s\n", tiny, tiny)));
+    free(log_text);
+    log_text = NULL;
 }
 END_TEST
 
@@ -486,7 +614,7 @@ START_TEST(writer_stores_everything_once)
     long n = 0;
     apr_time_t base = apr_time_now() - apr_time_from_sec(10);
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_events(w, 50, 5, base);
     /* The same events again (an overlapping holder): nothing more is stored. */
     push_events(w, 50, 5, base);
@@ -513,7 +641,7 @@ START_TEST(writer_retries_until_the_database_is_back)
     const char *err = NULL;
     long n = 0;
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_events(w, 10, 3, apr_time_now() - apr_time_from_sec(10));
     gc_writer_stop(w, apr_time_from_sec(10));
     ck_assert_int_ge(f.opens, 4);
@@ -535,7 +663,7 @@ START_TEST(writer_counts_what_it_cannot_flush)
     apr_time_t t0;
 
     env.queue_max = 40;
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_events(w, 10, 1, apr_time_now());              /* the writer holds these */
     t0 = apr_time_now();
     while (f.opens < 1 && apr_time_now() - t0 < apr_time_from_sec(5)) {
@@ -637,7 +765,7 @@ START_TEST(writer_raises_and_clears_idle_alerts)
     gc_writer_t *w;
     long raised_ms, due_ms = apr_time_as_msec(t0) + 1000;
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_state(w, "stays", "Available", t0);
     push_state(w, "leaves", "Available", t0);
     push_state(w, "leaves", "Break", t0 + apr_time_from_msec(500));
@@ -674,7 +802,7 @@ START_TEST(writer_seeds_alerts_without_duplicates)
     apr_time_t t0 = apr_time_now();
     gc_writer_t *w;
 
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     push_state(w, "early", "Available", t0 - SEC(5));
     push_state(w, "late", "Available", t0 + SEC(1));
     ck_assert(db_wait(path, ALL_ALERTS("early"), 1));
@@ -682,13 +810,165 @@ START_TEST(writer_seeds_alerts_without_duplicates)
     ck_assert_int_eq(db_long(path, ALL_ALERTS("late")), 0);
 
     env.metrics = met2;
-    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
     ck_assert(db_wait(path, ALL_ALERTS("late"), 1));
     ck_assert_int_eq(db_long(path, ALL_ALERTS("early")), 1);
     ck_assert_int_eq(gc_metrics_get(met2, GC_MET_IDLE_ALERTS, "suppressed", NULL), 1);
     ck_assert_int_eq(gc_metrics_get(met2, GC_MET_IDLE_ALERTS, "raised", NULL), 1);
     gc_writer_stop(w, SEC(2));
     ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_outbox"), 2);
+    drop_db(path);
+}
+END_TEST
+
+/* ------------------------------------------------------------ who is monitored */
+
+/* A holder's term without sockets: users, pools and a writer on the database
+ * at path. */
+static gc_monitor_t *term_monitor(gc_monitor_conf_t *conf, fake_db_t *f, gc_metrics_t *met)
+{
+    gc_monitor_env_t env = writer_env(conf, f, met);
+    gc_monitor_t *m;
+
+    conf->enabled = 1;
+    m = gc_monitor_create(pool, &env);
+    apr_pool_create(&m->term, pool);
+    apr_pool_create(&m->msg, m->term);
+    apr_pool_create(&m->iter, m->term);
+    gc_mon_users_init(m);
+    ck_assert_int_eq(gc_writer_start(&m->writer, m->term, &m->env, NULL, NULL, NULL),
+                     APR_SUCCESS);
+    return m;
+}
+
+static const char *activity(const char *topic_user, const char *body_user, const char *status)
+{
+    const char *at = gc_time_format(pool, apr_time_now() - SEC(5));
+
+    return apr_psprintf(pool, "{\"topicName\":\"v2.users.%s.activity\",\"version\":\"2\","
+                        "\"eventBody\":{\"id\":\"%s\",\"routingStatus\":{\"status\":"
+                        "\"%s\",\"startTime\":\"%s\"},\"presence\":{\"presenceDefinition\":"
+                        "{\"id\":\"p1\",\"systemPresence\":\"ON_QUEUE\"},\"modifiedDate\":"
+                        "\"%s\"}}}", topic_user, body_user, status, at, at);
+}
+
+static json_t *users_answer(const char *const *ids, int n)
+{
+    const char *at = gc_time_format(pool, apr_time_now() - SEC(5));
+    json_t *ents = json_array();
+    int i;
+
+    for (i = 0; i < n; i++) {
+        json_array_append_new(ents, json_pack("{s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s}}",
+                                              "id", ids[i], "routingStatus", "status", "IDLE",
+                                              "startTime", at, "presence",
+                                              "presenceDefinition", "id", "p1",
+                                              "systemPresence", "On Queue",
+                                              "modifiedDate", at));
+    }
+    return json_pack("{s:o}", "entities", ents);
+}
+
+static long history_of(const char *path, const char *user)
+{
+    return db_long(path, apr_psprintf(pool, "SELECT COUNT(*) FROM gcmon_history WHERE "
+                                            "user_id = '%s'", user));
+}
+
+/* An event or a resync entity of someone outside the monitored set (a topic
+ * another subscriber of the channel added, or a stray entity) is counted as
+ * kind="unmonitored" and never reaches the writer: no history, no board. */
+START_TEST(events_of_unmonitored_agents_are_ignored)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_t *m = term_monitor(&conf, &f, met);
+    static const char *const answer[] = { "queue-member", "stranger-2" };
+    mon_sock_t sock;
+    const char *msg;
+    json_t *doc;
+
+    memset(&sock, 0, sizeof(sock));
+    sock.ch = &m->ch[0];
+    gc_mon_users_add_assigned(m, "listed-user", 0);
+    gc_mon_users_add_assigned(m, "queue-member", 0);
+    ck_assert(gc_mon_is_monitored(m, "listed-user"));
+    ck_assert(!gc_mon_is_monitored(m, "stranger"));
+    ck_assert(!gc_mon_is_monitored(m, NULL));
+
+    msg = activity("listed-user", "listed-user", "IDLE");
+    gc_mon_handle_message(m, &sock, msg, strlen(msg));
+    msg = activity("stranger", "stranger", "IDLE");
+    gc_mon_handle_message(m, &sock, msg, strlen(msg));
+    msg = activity("stranger", "stranger", "INTERACTING");
+    gc_mon_handle_message(m, &sock, msg, strlen(msg));
+    doc = users_answer(answer, 2);
+    gc_mon_resync_record(m, doc);
+    json_decref(doc);
+    gc_writer_stop(m->writer, SEC(5));
+
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_STREAM_MESSAGES, "event", NULL), 1);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_STREAM_MESSAGES, "unmonitored", NULL), 2);
+    ck_assert_int_eq(m->snap.events_total, 1);
+    ck_assert_int_eq(history_of(path, "listed-user"), 1);
+    ck_assert_int_eq(history_of(path, "queue-member"), 1);
+    ck_assert_int_eq(history_of(path, "stranger"), 0);
+    ck_assert_int_eq(history_of(path, "stranger-2"), 0);
+    ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_agents WHERE user_id LIKE "
+                                   "'stranger%'"), 0);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_STORED, "stream", NULL), 1);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_STORED, "resync", NULL), 1);
+    apr_pool_destroy(m->term);
+    drop_db(path);
+}
+END_TEST
+
+/* The writer wakes the outbox after raising an alert with a delivery, while
+ * holder shutdown stops both. Here the wake is held back (test hook) until
+ * shutdown has begun: the outbox must still exist when it lands. With the
+ * outbox stopped first (the old order) the writer woke a freed outbox
+ * (ASan: heap-use-after-free in gc_outbox_wake). */
+static _Atomic int wake_entered;
+
+static void slow_wake(void)
+{
+    atomic_store(&wake_entered, 1);
+    apr_sleep(apr_time_from_msec(300));
+}
+
+START_TEST(shutdown_never_wakes_a_freed_outbox)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 0, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = alerts_env(&conf, &f, met);
+    gc_monitor_t *m;
+    apr_time_t until;
+
+    conf.enabled = 1;
+    m = gc_monitor_create(pool, &env);
+    apr_pool_create(&m->term, pool);
+    atomic_store(&wake_entered, 0);
+    gc_alerter_test_before_wake = slow_wake;
+    ck_assert(gc_mon_workers_start(m));
+    ck_assert_ptr_nonnull(m->writer);
+    ck_assert_ptr_nonnull(m->outbox);
+    push_state(m->writer, "idle", "Available", apr_time_now() - SEC(10));
+    until = apr_time_now() + SEC(5);
+    while (!atomic_load(&wake_entered) && apr_time_now() < until) {
+        apr_sleep(1000);
+    }
+    ck_assert(atomic_load(&wake_entered));
+    gc_mon_workers_stop(m);                 /* the wake is still to come */
+    gc_alerter_test_before_wake = NULL;
+    ck_assert_ptr_null(m->writer);
+    ck_assert_ptr_null(m->outbox);
+    ck_assert_int_eq(db_long(path, ALL_ALERTS("idle")), 1);
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_IDLE_ALERTS, "raised", NULL), 1);
+    apr_pool_destroy(m->term);
     drop_db(path);
 }
 END_TEST
@@ -724,28 +1004,6 @@ START_TEST(mode_follows_stream_and_webhooks)
     ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_STREAM);  /* On without webhooks */
 }
 END_TEST
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char *log_text;
-
-static int log_all(void *baton, int level)
-{
-    return 1;
-}
-
-static void log_capture(void *baton, const char *file, int line, int level, apr_status_t rv,
-                        const char *msg)
-{
-    size_t old, add = strlen(msg);
-
-    pthread_mutex_lock(&log_mu);
-    old = log_text ? strlen(log_text) : 0;
-    log_text = realloc(log_text, old + add + 2);
-    memcpy(log_text + old, msg, add);
-    log_text[old + add] = '\n';
-    log_text[old + add + 1] = '\0';
-    pthread_mutex_unlock(&log_mu);
-}
 
 static int log_count(const char *needle)
 {
@@ -874,6 +1132,9 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, status_dead_holder_shown_gone);
     tcase_add_test(tc, status_survives_killed_writer);
     tcase_add_test(tc, copy_line_sanitises_and_truncates);
+    tcase_add_test(tc, status_attach_checks_version_and_size);
+    tcase_add_test(tc, channel_label_is_a_keyed_digest);
+    tcase_add_test(tc, monitor_messages_hide_channel_ids);
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -883,6 +1144,8 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, writer_counts_what_it_cannot_flush);
     tcase_add_test(tc, writer_raises_and_clears_idle_alerts);
     tcase_add_test(tc, writer_seeds_alerts_without_duplicates);
+    tcase_add_test(tc, shutdown_never_wakes_a_freed_outbox);
+    tcase_add_test(tc, events_of_unmonitored_agents_are_ignored);
     suite_add_tcase(s, tc);
     tc = tcase_create("background");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -1358,6 +1358,62 @@ START_TEST(test_log_never_shows_secrets)
 }
 END_TEST
 
+/* Lines above debug only. */
+static char *loud_text;
+
+static void log_capture_loud(void *baton, const char *file, int line, int level,
+                             apr_status_t rv, const char *msg)
+{
+    log_capture(baton, file, line, level, rv, msg);
+    if (level < GC_LOG_DEBUG) {
+        char *keep = log_text;
+        log_text = loud_text;
+        log_capture(baton, file, line, level, rv, msg);
+        loud_text = log_text;
+        log_text = keep;
+    }
+}
+
+/* A notification channel id in the path is a credential: log lines above debug
+ * show its label instead, in the path and in Genesys's message; the per-attempt
+ * debug lines keep the path (to map a label back to its channel). */
+START_TEST(test_log_hides_a_path_secret_above_debug)
+{
+    static const char id[] = "streaming-0-k2l9x0d7s1secret";
+    gc_upstream_t *u;
+    gc_response_t *r;
+    gc_error_t *e;
+    gc_request_t req;
+
+    log_text = loud_text = NULL;
+    gc_log_set(log_all, log_capture_loud, NULL);
+    script_token(TOKEN1, 86400);
+    lb_add_simple(srv, "/api/", 500, NULL,
+                  apr_psprintf(pool, "{\"message\":\"channel %s is broken\"}", id));
+    u = client();
+    memset(&req, 0, sizeof(req));
+    req.op = "subscriptions_put";
+    req.method = "PUT";
+    req.path = apr_psprintf(pool, "/api/v2/notifications/channels/%s/subscriptions", id);
+    req.body = "[]";
+    req.secret = id;
+    req.secret_label = "ch-0a1b2c3d4e";
+    ck_assert_int_ne(gc_upstream_call(u, pool, &req, &r, &e), APR_SUCCESS);
+    gc_log_set(NULL, NULL, NULL);
+
+    ck_assert_ptr_nonnull(loud_text);
+    ck_assert_msg(strstr(loud_text, "GCM103") && strstr(loud_text, "channels/ch-0a1b2c3d4e/sub")
+                  && strstr(loud_text, "channel ch-0a1b2c3d4e is broken"),
+                  "no labelled give-up line in:\n%s", loud_text);
+    ck_assert_msg(!strstr(loud_text, id), "channel id logged above debug:\n%s", loud_text);
+    ck_assert_msg(strstr(log_text, "GCM101") && strstr(log_text, id),
+                  "the debug line lacks the path:\n%s", log_text);
+    free(log_text);
+    free(loud_text);
+    log_text = loud_text = NULL;
+}
+END_TEST
+
 /* ---- rate budget -------------------------------------------------------- */
 
 static void *budget_mem(int limit)
@@ -1803,6 +1859,7 @@ Suite *upstream_suite(void)
     tcase_add_test(tc, test_bad_success_bodies);
     tcase_add_test(tc, test_bad_urls_send_nothing);
     tcase_add_test(tc, test_log_never_shows_secrets);
+    tcase_add_test(tc, test_log_hides_a_path_secret_above_debug);
     tcase_add_test(tc, test_budget_third_call_waits);
     tcase_add_test(tc, test_budget_exhausted);
     tcase_add_test(tc, test_helpers);
