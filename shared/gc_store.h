@@ -18,8 +18,11 @@
 typedef struct gc_store gc_store_t;
 
 /* Wrap a connection opened elsewhere (mod_dbd's ap_dbd_open in the module).
- * On sqlite3 this sets WAL, busy_timeout=5000, synchronous=NORMAL and
- * foreign_keys=ON. Pass the pool that lives as long as the connection
+ * On sqlite3 this sets WAL, synchronous=NORMAL and foreign_keys=ON, and
+ * busy_timeout=0: no SQLite busy handler at all (it would sleep under
+ * apr_dbd_sqlite3's process-wide mutex and stall the lock holder); the
+ * driver retries SQLITE_BUSY itself and transactions retry BEGIN outside the
+ * mutex. Pass the pool that lives as long as the connection
  * (ap_dbd_t.pool): the store keeps its prepared statements there, and wrapping
  * the same handle again with the same pool returns the same store (apr_dbd
  * sqlite3 keeps every statement ever prepared until the connection closes, so
