@@ -5,6 +5,29 @@
 #include "gc_outbox.h"
 #include "store_private.h"
 
+static const gc_stmt_t audit_insert = {
+    "audit.insert",
+    "INSERT INTO gcmon_audit (at, actor, action, target, request, result, status, "
+    "latency_ms, actor_source) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld, %s) "
+    "RETURNING id", NULL, 0 };
+
+/* A NULL filter matches every row; the CASTs type the parameters for
+ * PostgreSQL. Keyset below id, newest first. */
+static const gc_stmt_t audit_list = {
+    "audit.list",
+    "SELECT id, at, actor, action, target, request, result, status, latency_ms, "
+    "actor_source "
+    "FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
+    "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
+    "AND (CAST(%s AS TEXT) IS NULL OR target = %s) AND id < %lld "
+    "ORDER BY id DESC LIMIT %d OFFSET %lld", NULL, 0 };
+
+static const gc_stmt_t audit_count = {
+    "audit.count",
+    "SELECT COUNT(*) FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
+    "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
+    "AND (CAST(%s AS TEXT) IS NULL OR target = %s) LIMIT 1", NULL, 0 };
+
 typedef struct {
     gc_audit_rec_t *a;
     const char *target, *body;
@@ -15,8 +38,6 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     add_ctx_t *c = baton;
     gc_audit_rec_t *a = c->a;
     apr_int64_t at = GC_MS(a->at);
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
     const void *args[9];
     apr_status_t rv;
 
@@ -29,11 +50,9 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     args[6] = &a->status;
     args[7] = &a->latency_ms;
     args[8] = a->actor_source;
-    if ((rv = gc_store__select(s, p, ST_AUDIT_INSERT, args, &res, err)) != APR_SUCCESS) {
+    rv = gc_store__select_int(s, p, &audit_insert, args, &a->id, NULL, err);
+    if (rv != APR_SUCCESS) {
         return rv;
-    }
-    while (gc_store__row(s, p, res, &row)) {
-        a->id = gc_store__int(s, row, 0);
     }
     if (c->target) {
         return gc_store__outbox_add(s, p, c->target, NULL, c->body, a->at, err);
@@ -65,46 +84,43 @@ apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_audit_fi
     apr_int64_t offset = f->offset;
     int limit = f->limit + 1;
     const void *args[10];
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
+    apr_int64_t n = 0;
+    gc_rows_t r;
     apr_status_t rv;
 
     args[0] = args[1] = f->actor;
     args[2] = args[3] = f->action;
     args[4] = args[5] = f->target;
-    if ((rv = gc_store__select(s, p, ST_AUDIT_COUNT, args, &res, err)) != APR_SUCCESS) {
+    *total = 0;
+    if ((rv = gc_store__select_int(s, p, &audit_count, args, &n, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
-    *total = 0;
-    while (gc_store__row(s, p, res, &row)) {
-        *total = (long)gc_store__int(s, row, 0);
-    }
+    *total = (long)n;
     args[6] = &before;
     args[7] = &limit;
     args[8] = &offset;
-    if ((rv = gc_store__select(s, p, ST_AUDIT_LIST, args, &res, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__select(s, p, &audit_list, args, &r, err)) != APR_SUCCESS) {
         return rv;
     }
     *out = apr_array_make(p, f->limit, sizeof(gc_audit_rec_t));
     *has_more = 0;
-    row = NULL;
-    while (gc_store__row(s, p, res, &row)) {
+    while (gc_store__next(&r)) {
         gc_audit_rec_t *a;
         if ((*out)->nelts == f->limit) {
             *has_more = 1;
             continue;
         }
         a = apr_array_push(*out);
-        a->id = gc_store__int(s, row, 0);
-        a->at = GC_FROM_MS(gc_store__int(s, row, 1));
-        a->actor = gc_store__text(s, p, row, 2);
-        a->action = gc_store__text(s, p, row, 3);
-        a->target = gc_store__text(s, p, row, 4);
-        a->request = gc_store__text(s, p, row, 5);
-        a->result = gc_store__text(s, p, row, 6);
-        a->status = (int)gc_store__int(s, row, 7);
-        a->latency_ms = gc_store__int(s, row, 8);
-        a->actor_source = gc_store__text(s, p, row, 9);
+        a->id = gc_store__int(&r, 0);
+        a->at = GC_FROM_MS(gc_store__int(&r, 1));
+        a->actor = gc_store__text(&r, p, 2);
+        a->action = gc_store__text(&r, p, 3);
+        a->target = gc_store__text(&r, p, 4);
+        a->request = gc_store__text(&r, p, 5);
+        a->result = gc_store__text(&r, p, 6);
+        a->status = (int)gc_store__int(&r, 7);
+        a->latency_ms = gc_store__int(&r, 8);
+        a->actor_source = gc_store__text(&r, p, 9);
     }
     return APR_SUCCESS;
 }
