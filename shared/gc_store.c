@@ -656,3 +656,8 @@ const char *gc_store_dialect(const gc_store_t *s)
 {
     return s->dialect_name;
 }
+
+void gc_store_set_scope(gc_store_t *s, const void *scope)
+{
+    s->scope = scope;
+}

@@ -11,23 +11,6 @@ static const gc_stmt_t audit_insert = {
     "latency_ms, actor_source) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld, %s) "
     "RETURNING id", NULL, 0 };
 
-/* A NULL filter matches every row; the CASTs type the parameters for
- * PostgreSQL. Keyset below id, newest first. */
-static const gc_stmt_t audit_list = {
-    "audit.list",
-    "SELECT id, at, actor, action, target, request, result, status, latency_ms, "
-    "actor_source "
-    "FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
-    "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
-    "AND (CAST(%s AS TEXT) IS NULL OR target = %s) AND id < %lld "
-    "ORDER BY id DESC LIMIT %d OFFSET %lld", NULL, 0 };
-
-static const gc_stmt_t audit_count = {
-    "audit.count",
-    "SELECT COUNT(*) FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
-    "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
-    "AND (CAST(%s AS TEXT) IS NULL OR target = %s) LIMIT 1", NULL, 0 };
-
 typedef struct {
     gc_audit_rec_t *a;
     const char *target, *body;
@@ -76,51 +59,44 @@ apr_status_t gc_store_audit_add(gc_store_t *s, apr_pool_t *p, gc_audit_rec_t *a,
     return gc_store__tx(s, p, add_tx, &c, err);
 }
 
-apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_audit_filter_t *f,
-                                 apr_array_header_t **out, long *total, int *has_more,
-                                 const char **err)
+static void audit_row(gc_rows_t *r, apr_pool_t *p, void *out)
 {
-    apr_int64_t before = f->before_id > 0 ? f->before_id : APR_INT64_MAX;
-    apr_int64_t offset = f->offset;
-    int limit = f->limit + 1;
-    const void *args[10];
-    apr_int64_t n = 0;
-    gc_rows_t r;
-    apr_status_t rv;
+    gc_audit_rec_t *a = out;
 
-    args[0] = args[1] = f->actor;
-    args[2] = args[3] = f->action;
-    args[4] = args[5] = f->target;
-    *total = 0;
-    if ((rv = gc_store__select_int(s, p, &audit_count, args, &n, NULL, err)) != APR_SUCCESS) {
-        return rv;
-    }
-    *total = (long)n;
-    args[6] = &before;
-    args[7] = &limit;
-    args[8] = &offset;
-    if ((rv = gc_store__select(s, p, &audit_list, args, &r, err)) != APR_SUCCESS) {
-        return rv;
-    }
-    *out = apr_array_make(p, f->limit, sizeof(gc_audit_rec_t));
-    *has_more = 0;
-    while (gc_store__next(&r)) {
-        gc_audit_rec_t *a;
-        if ((*out)->nelts == f->limit) {
-            *has_more = 1;
-            continue;
-        }
-        a = apr_array_push(*out);
-        a->id = gc_store__int(&r, 0);
-        a->at = GC_FROM_MS(gc_store__int(&r, 1));
-        a->actor = gc_store__text(&r, p, 2);
-        a->action = gc_store__text(&r, p, 3);
-        a->target = gc_store__text(&r, p, 4);
-        a->request = gc_store__text(&r, p, 5);
-        a->result = gc_store__text(&r, p, 6);
-        a->status = (int)gc_store__int(&r, 7);
-        a->latency_ms = gc_store__int(&r, 8);
-        a->actor_source = gc_store__text(&r, p, 9);
-    }
-    return APR_SUCCESS;
+    a->id = gc_store__int(r, 0);
+    a->at = GC_FROM_MS(gc_store__int(r, 1));
+    a->actor = gc_store__text(r, p, 2);
+    a->action = gc_store__text(r, p, 3);
+    a->target = gc_store__text(r, p, 4);
+    a->request = gc_store__text(r, p, 5);
+    a->result = gc_store__text(r, p, 6);
+    a->status = (int)gc_store__int(r, 7);
+    a->latency_ms = gc_store__int(r, 8);
+    a->actor_source = gc_store__text(r, p, 9);
+}
+
+static void audit_position(const void *row, gc_cursor_t *at)
+{
+    const gc_audit_rec_t *a = row;
+
+    at->at = a->at;
+    at->id = a->id;
+}
+
+/* Newest first by id; the filtered listings walk the (actor|action|target,
+ * id DESC) indexes (store_schema.c v4). Admin actions are few: counted every
+ * time. */
+static const gc_listing_t audit_listing = {
+    "audit", "gcmon_audit",
+    "id, at, actor, action, target, request, result, status, latency_ms, actor_source",
+    NULL, 0,
+    { { GC_Q_ACTOR, "actor = %s" }, { GC_Q_ACTION, "action = %s" },
+      { GC_Q_TARGET, "target = %s" } },
+    sizeof(gc_audit_rec_t), audit_row, audit_position
+};
+
+apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
+                                 gc_page_t *out, const char **err)
+{
+    return gc_store__list(s, p, &audit_listing, q, out, err);
 }

@@ -7,7 +7,10 @@
  * - the executor (gc_store.c) prepares it on first use per connection, caches
  *   it in the store under its name, and runs it with bound arguments; one
  *   retry policy (a statement SQLite expired is prepared again), one error
- *   text, one set of column readers (gc_rows_t), transactions (gc_store__tx). */
+ *   text, one set of column readers (gc_rows_t), transactions (gc_store__tx);
+ * - paged listings (store_list.c): a store file declares a gc_listing_t
+ *   (table, columns, order, filters, row reader) and gc_store__list runs it
+ *   into a gc_page_t (gc_store.h). */
 #ifndef GC_STORE_PRIVATE_H
 #define GC_STORE_PRIVATE_H
 
@@ -15,6 +18,7 @@
 #include <apr_hash.h>
 #include <apr_pools.h>
 
+#include "gc_query.h"
 #include "gc_store.h"
 
 typedef enum {
@@ -90,6 +94,44 @@ typedef apr_status_t gc_store_tx_fn(gc_store_t *s, apr_pool_t *p, void *baton,
 apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void *baton,
                           const char **err);
 
+/* ---- paged listings (store_list.c) ---- */
+
+/* A filter of a listing: a condition with one placeholder, applied when the
+ * gc_query_t field it names is set. String fields (GC_Q_USER_ID, GC_Q_STATE,
+ * GC_Q_ACTOR, GC_Q_ACTION, GC_Q_TARGET) bind %s; times (GC_Q_FROM, GC_Q_TO)
+ * bind %lld epoch milliseconds, rounded up (so "at least t" and "before t"
+ * hold for millisecond rows and microsecond bounds). */
+typedef struct {
+    unsigned field;                 /* one GC_Q_* bit; 0 ends the list */
+    const char *cond;               /* e.g. "user_id = %s", "event_at >= %lld" */
+} gc_list_filter_t;
+
+#define GC_LIST_MAX_FILTERS 8
+
+typedef void gc_list_read_fn(gc_rows_t *r, apr_pool_t *p, void *row);
+typedef void gc_list_position_fn(const void *row, gc_cursor_t *at);
+
+/* What a listing is: newest first by (tcol, id), or by id alone when tcol is
+ * NULL, which the table's indexes must serve without sorting. */
+typedef struct {
+    const char *name;               /* statement names, totals-cache keys */
+    const char *table;
+    const char *cols;               /* selected columns, in the order `read` takes */
+    const char *tcol;               /* time column of the order and keyset, or NULL */
+    int cached_total;               /* total through the process-wide cache */
+    gc_list_filter_t filters[GC_LIST_MAX_FILTERS];
+    size_t row_size;
+    gc_list_read_fn *read;          /* one row into a row_size struct */
+    gc_list_position_fn *position;  /* a row's keyset position (the next cursor) */
+} gc_listing_t;
+
+/* One page of listing l for q: filters, then q->limit rows after q->offset
+ * rows or below q->cursor ((at, id) or id alone), plus the total of rows
+ * matching the filters: counted every time, or (cached_total) through the
+ * totals cache of gc_store_read.h. */
+apr_status_t gc_store__list(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
+                            const gc_query_t *q, gc_page_t *out, const char **err);
+
 /* ---- the store ---- */
 
 /* What write_batch remembers of an agent: the judged-against state. */
@@ -108,6 +150,7 @@ struct gc_store {
     const char *dialect_name;
     int owns_handle;                /* opened by gc_store_open: closed with the pool */
     int closed;
+    const void *scope;              /* the database, for the totals cache (NULL: none) */
 
     apr_hash_t *stmts;              /* statement name → prepared statement */
     int stmt_stale;                 /* sqlite3: a schema change expired the cache */

@@ -163,6 +163,10 @@ static const gc_stmt_t schema_pg_lock = {
 static const gc_stmt_t schema_version = {
     "schema.version", "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL, 0 };
 
+/* The same read before any migration: the table may not exist yet. */
+static const gc_stmt_t schema_probe = {
+    "schema.probe", "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL, GC_STMT_QUIET };
+
 static const gc_stmt_t schema_mark = {
     "schema.mark",
     "INSERT INTO gcmon_schema (version, applied_at) VALUES (%d, %lld) "
@@ -256,4 +260,14 @@ apr_status_t gc_store_migrate(gc_store_t *s, const char **err)
     }
     apr_pool_destroy(p);
     return rv;
+}
+
+apr_status_t gc_store_schema_version(gc_store_t *s, apr_pool_t *p, int *version)
+{
+    apr_int64_t v = 0;
+    const char *err = NULL;
+    apr_status_t rv = gc_store__select_int(s, p, &schema_probe, NULL, &v, NULL, &err);
+
+    *version = rv == APR_SUCCESS ? (int)v : 0;
+    return rv == APR_SUCCESS ? APR_SUCCESS : APR_EGENERAL;
 }
