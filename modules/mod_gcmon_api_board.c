@@ -92,7 +92,7 @@ static void board_item(gc_jw_t *w, const gc_board_row_t *a, apr_time_t now)
 int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
 {
     gc_query_t q;
-    gc_reader_t *rd;
+    gc_store_t *st;
     apr_array_header_t *rows;
     const char *err = NULL, *etag;
     gc_etag_hash_t h;
@@ -101,10 +101,10 @@ int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
     int i;
 
     if (gcmon_api_parse_query(r, GC_Q_BOARD, GC_CURSOR_HISTORY, &q) != OK
-        || !(rd = gcmon_api_reader(r))) {
+        || !(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_board(rd, r->pool, NULL, q.state, q.queue_id, &rows, &err) != APR_SUCCESS) {
+    if (gc_read_board(st, r->pool, NULL, q.state, q.queue_id, &rows, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "board", err);
     }
     gc_etag_hash_init(&h);
@@ -136,7 +136,7 @@ int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
 
 int gcmon_api_agent_get(request_rec *r, const char **params, json_t *body)
 {
-    gc_reader_t *rd;
+    gc_store_t *st;
     apr_array_header_t *rows;
     const char *err = NULL, *etag;
     gc_etag_hash_t h;
@@ -147,10 +147,10 @@ int gcmon_api_agent_get(request_rec *r, const char **params, json_t *body)
         return gcmon_api_send_problem(r, HTTP_NOT_FOUND, "agent_not_found", "Agent not found",
                                       "no agent has this id");
     }
-    if (!(rd = gcmon_api_reader(r))) {
+    if (!(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_board(rd, r->pool, id, NULL, NULL, &rows, &err) != APR_SUCCESS) {
+    if (gc_read_board(st, r->pool, id, NULL, NULL, &rows, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "agent", err);
     }
     if (rows->nelts == 0) {

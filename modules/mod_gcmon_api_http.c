@@ -16,7 +16,6 @@
 #include "gc_audit.h"
 #include "gc_metrics.h"
 #include "gc_store.h"
-#include "gc_store_read.h"
 #include "mod_gcmon_api_private.h"
 
 #define DB_KEY "gcmon_api_db"
@@ -347,12 +346,6 @@ void gcmon_api_page_head(request_rec *r, gc_jw_t *w, const gc_query_t *q, const 
 
 /* ---------------------------------------------------------------- database */
 
-/* What a database connection carries for us (in its pool's userdata). */
-typedef struct {
-    gc_store_t *store;
-    gc_reader_t *reader;
-} conn_db_t;
-
 static void db_unavailable(request_rec *r, int send, const char *detail)
 {
     if (send) {
@@ -361,18 +354,16 @@ static void db_unavailable(request_rec *r, int send, const char *detail)
     }
 }
 
-/* This request's database connection, wrapped: a store and a reader that
- * live in the connection's pool, so statements are prepared once per
- * connection, and the schema is migrated (gc_store_migrate) before the first
- * of them — checked with a read first, as migrating takes the write lock.
- * NULL after a response was sent (when send). */
-static conn_db_t *request_db(request_rec *r, int send)
+/* This request's database connection, wrapped: a store that lives in the
+ * connection's pool, so statements are prepared once per connection, and the
+ * schema is migrated (gc_store_migrate) before the first of them — checked
+ * with a read first, as migrating takes the write lock. NULL after a response
+ * was sent (when send). */
+gc_store_t *gcmon_api_store(request_rec *r, int send)
 {
     APR_OPTIONAL_FN_TYPE(ap_dbd_acquire) *acquire = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
     ap_dbd_t *dbd = acquire ? acquire(r) : NULL;
-    conn_db_t *db = NULL;
-    gc_store_t *st;
-    gc_reader_t *rd;
+    gc_store_t *st = NULL;
     const char *err = NULL;
     int version = 0;
 
@@ -385,13 +376,12 @@ static conn_db_t *request_db(request_rec *r, int send)
                                         : "mod_dbd is not configured");
         return NULL;
     }
-    apr_pool_userdata_get((void **)&db, DB_KEY, dbd->pool);
-    if (db) {
-        return db;
+    apr_pool_userdata_get((void **)&st, DB_KEY, dbd->pool);
+    if (st) {
+        return st;
     }
     st = gc_store_wrap(dbd->pool, dbd->driver, dbd->handle);
-    rd = st ? gc_reader_create(dbd->pool, dbd->driver, dbd->handle, r->server) : NULL;
-    if (!rd || ((gc_read_schema_version(rd, r->pool, &version) != APR_SUCCESS
+    if (!st || ((gc_store_schema_version(st, r->pool, &version) != APR_SUCCESS
                  || version != GC_SCHEMA_VERSION)
                 && gc_store_migrate(st, &err) != APR_SUCCESS)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
@@ -400,23 +390,10 @@ static conn_db_t *request_db(request_rec *r, int send)
         db_unavailable(r, send, "the database schema could not be checked");
         return NULL;
     }
-    db = apr_palloc(dbd->pool, sizeof(*db));
-    db->store = st;
-    db->reader = rd;
-    apr_pool_userdata_setn(db, DB_KEY, NULL, dbd->pool);
-    return db;
-}
-
-gc_store_t *gcmon_api_store(request_rec *r, int send_problem)
-{
-    conn_db_t *db = request_db(r, send_problem);
-    return db ? db->store : NULL;
-}
-
-gc_reader_t *gcmon_api_reader(request_rec *r)
-{
-    conn_db_t *db = request_db(r, 1);
-    return db ? db->reader : NULL;
+    /* The totals cache is shared by the connections of this server's database. */
+    gc_store_set_scope(st, r->server);
+    apr_pool_userdata_setn(st, DB_KEY, NULL, dbd->pool);
+    return st;
 }
 
 int gcmon_api_database_error(request_rec *r, const char *what, const char *err)

@@ -19,7 +19,7 @@
 #include "gc_presence.h"
 #include "gc_query.h"
 #include "gc_result.h"
-#include "gc_store_read.h"
+#include "gc_store.h"
 #include "gc_upstream.h"
 #include "gcmon_glue.h"
 
@@ -156,10 +156,9 @@ void gcmon_api_page_head(request_rec *r, gc_jw_t *w, const gc_query_t *q, const 
                          char kind);
 
 /* This request's database connection (mod_dbd) with the schema checked: a
- * store and a reader that live as long as the connection. NULL after a 503
- * was sent (when send_problem). */
+ * store (writes and reads) that lives as long as the connection. NULL after a
+ * 503 was sent (when send_problem). */
 struct gc_store *gcmon_api_store(request_rec *r, int send_problem);
-struct gc_reader *gcmon_api_reader(request_rec *r);
 /* 500 database_error for a failed query, logged with `what`. */
 int gcmon_api_database_error(request_rec *r, const char *what, const char *err);
 

@@ -12,16 +12,16 @@ int gcmon_api_history_get(request_rec *r, const char **params, json_t *body)
 {
     gc_query_t q;
     gc_page_t pg;
-    gc_reader_t *rd;
+    gc_store_t *st;
     const char *err = NULL;
     gc_jw_t w;
     int i;
 
     if (gcmon_api_parse_query(r, GC_Q_HISTORY, GC_CURSOR_HISTORY, &q) != OK
-        || !(rd = gcmon_api_reader(r))) {
+        || !(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_history(rd, r->pool, &q, &pg, &err) != APR_SUCCESS) {
+    if (gc_read_history(st, r->pool, &q, &pg, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "history", err);
     }
     gc_jw_init(&w, 512 + (apr_size_t)pg.rows->nelts * 320);
@@ -63,16 +63,16 @@ int gcmon_api_alerts_get(request_rec *r, const char **params, json_t *body)
 {
     gc_query_t q;
     gc_page_t pg;
-    gc_reader_t *rd;
+    gc_store_t *st;
     const char *err = NULL;
     gc_jw_t w;
     int i;
 
     if (gcmon_api_parse_query(r, GC_Q_ALERTS, GC_CURSOR_ALERTS, &q) != OK
-        || !(rd = gcmon_api_reader(r))) {
+        || !(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_alerts(rd, r->pool, &q, &pg, &err) != APR_SUCCESS) {
+    if (gc_read_alerts(st, r->pool, &q, &pg, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "alerts", err);
     }
     gc_jw_init(&w, 512 + (apr_size_t)pg.rows->nelts * 320);

@@ -10,7 +10,8 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
-struct gc_store;
+#include "gc_query.h"
+#include "gc_store.h"
 
 /* Actions (also the `action` filter values). */
 #define GC_AUDIT_STATUS_CHANGE "agent_status_change"
@@ -36,18 +37,11 @@ apr_status_t gc_store_audit_add(struct gc_store *s, apr_pool_t *p, gc_audit_rec_
                                 const char *outbox_target, const char *outbox_body,
                                 const char **err);
 
-/* A listing: filters (NULL = any), then offset or keyset (before_id > 0:
- * only ids below it), newest first. out: gc_audit_rec_t; *total counts every
- * row matching the filters; *has_more tells whether another page follows. */
-typedef struct {
-    const char *actor, *action, *target;
-    int limit;
-    long offset;
-    apr_int64_t before_id;
-} gc_audit_filter_t;
-
-apr_status_t gc_store_audit_list(struct gc_store *s, apr_pool_t *p, const gc_audit_filter_t *f,
-                                 apr_array_header_t **out, long *total, int *has_more,
-                                 const char **err);
+/* The listing (rows: gc_audit_rec_t), newest first by id, paged like the
+ * history (gc_store_read.h): filters actor, action, target of q (NULL = any),
+ * then q->limit rows after q->offset rows or below q->cursor (its id; its
+ * `at` is the row's time, in µs). The total is counted on every call. */
+apr_status_t gc_store_audit_list(struct gc_store *s, apr_pool_t *p, const gc_query_t *q,
+                                 gc_page_t *out, const char **err);
 
 #endif

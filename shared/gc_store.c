@@ -1,5 +1,6 @@
-/* gcmon store: connections, the prepared-statement cache, statement and
- * transaction helpers shared by store_*.c. See gc_store.h and store_private.h.
+/* gcmon store: connections, and the one executor every store file runs its
+ * statements through (store_private.h): the prepared-statement cache, the
+ * retry policy, the column readers, the error text, transactions.
  *
  * apr_dbd facts this file is built around (apr-util 1.6.3):
  * - sqlite3 prepares with legacy sqlite3_prepare: once another connection
@@ -19,198 +20,6 @@
 
 #include "gc_log.h"
 #include "store_private.h"
-
-/* Portable SQL (sqlite3 ≥ 3.24 and PostgreSQL ≥ 9.5): upserts, ON CONFLICT
- * DO NOTHING, BIGINT epoch milliseconds. Every SELECT is bounded. */
-static const char *const stmt_sql[ST__COUNT] = {
-    [ST_PING] = "SELECT 1 LIMIT 1",
-    [ST_SCHEMA_CREATE] =
-        "CREATE TABLE IF NOT EXISTS gcmon_schema (version INTEGER PRIMARY KEY, "
-        "applied_at BIGINT NOT NULL)",
-    /* Serialises concurrent migrations (CREATE … IF NOT EXISTS alone is not
-     * race-safe on PostgreSQL); sqlite3's BEGIN IMMEDIATE already does. */
-    [ST_PG_LOCK] = "SELECT pg_advisory_xact_lock(471100001) LIMIT 1",
-    [ST_SCHEMA_VERSION] = "SELECT MAX(version) FROM gcmon_schema LIMIT 1",
-    [ST_SCHEMA_MARK] =
-        "INSERT INTO gcmon_schema (version, applied_at) VALUES (%d, %lld) "
-        "ON CONFLICT DO NOTHING",
-    [ST_LEASE_INSERT] =
-        "INSERT INTO gcmon_lease (name, holder, expires_at, acquired_at) "
-        "VALUES (%s, %s, %lld, %lld) ON CONFLICT DO NOTHING",
-    [ST_LEASE_TAKE] =
-        "UPDATE gcmon_lease SET acquired_at = CASE WHEN holder = %s AND expires_at >= %lld "
-        "THEN acquired_at ELSE %lld END, holder = %s, expires_at = %lld "
-        "WHERE name = %s AND (holder = %s OR expires_at < %lld)",
-    [ST_LEASE_READ] =
-        "SELECT holder, expires_at, acquired_at FROM gcmon_lease WHERE name = %s LIMIT 1",
-    [ST_LEASE_RELEASE] =
-        "UPDATE gcmon_lease SET expires_at = 0 WHERE name = %s AND holder = %s",
-    [ST_AGENT_GET] =
-        "SELECT user_id, user_name, state, presence, presence_id, routing_status, "
-        "queue_ids, since, event_at, updated_at FROM gcmon_agents WHERE user_id = %s LIMIT 1",
-    /* First statement of every batch: takes the row lock that serialises
-     * writers (PostgreSQL; sqlite3's BEGIN IMMEDIATE already does). */
-    [ST_EPOCH_BUMP] = "UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch'",
-    [ST_EPOCH_READ] = "SELECT value FROM gcmon_meta WHERE name = 'write_epoch' LIMIT 1",
-    [ST_HISTORY_INSERT_RAW] =
-        "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
-        "presence_id, routing_status, event_at, ingested_at, source) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %s)",
-    [ST_HISTORY_COUNT_ALL] = "SELECT COUNT(*) FROM gcmon_history LIMIT 1",
-    [ST_HISTORY_COUNT_USER] = "SELECT COUNT(*) FROM gcmon_history WHERE user_id = %s LIMIT 1",
-    [ST_HISTORY_PRUNE] =
-        "DELETE FROM gcmon_history WHERE id IN (SELECT id FROM gcmon_history "
-        "WHERE event_at < %lld ORDER BY event_at LIMIT %d)",
-    [ST_CHANNEL_SAVE] =
-        "INSERT INTO gcmon_channels (id, connect_uri, expires_at, topics, updated_at) "
-        "VALUES (%s, %s, %lld, %s, %lld) ON CONFLICT (id) DO UPDATE SET "
-        "connect_uri = excluded.connect_uri, expires_at = excluded.expires_at, "
-        "topics = excluded.topics, updated_at = excluded.updated_at",
-    [ST_CHANNEL_LOAD] =
-        "SELECT id, connect_uri, expires_at, topics FROM gcmon_channels ORDER BY id LIMIT 256",
-    [ST_CHANNEL_DELETE] = "DELETE FROM gcmon_channels WHERE id = %s",
-    /* The outbox (store_outbox.c). */
-    [ST_OUTBOX_INSERT] =
-        "INSERT INTO gcmon_outbox (target, alert_id, body, created_at, next_at) "
-        "VALUES (%s, %lld, %s, %lld, %lld)",
-    [ST_OUTBOX_DUE] =
-        "SELECT id, target, alert_id, body, created_at, next_at, attempts FROM gcmon_outbox "
-        "WHERE status = 'pending' AND next_at <= %lld ORDER BY id LIMIT %d",
-    [ST_OUTBOX_PENDING] =
-        "SELECT MIN(next_at), COUNT(*) FROM gcmon_outbox WHERE status = 'pending' LIMIT 1",
-    [ST_OUTBOX_RESULT] =
-        "UPDATE gcmon_outbox SET status = %s, attempts = attempts + 1, "
-        "next_at = COALESCE(%lld, next_at), last_error = COALESCE(%s, last_error), "
-        "done_at = %lld WHERE id = %lld AND status = 'pending'",
-    [ST_OUTBOX_ALERT_MIRROR] =
-        "UPDATE gcmon_alerts SET delivery_status = %s, "
-        "delivery_attempts = (SELECT o.attempts FROM gcmon_outbox o WHERE o.id = %lld), "
-        "delivery_last_error = (SELECT o.last_error FROM gcmon_outbox o WHERE o.id = %lld) "
-        "WHERE id = (SELECT o.alert_id FROM gcmon_outbox o WHERE o.id = %lld)",
-    [ST_OUTBOX_PRUNE] =
-        "DELETE FROM gcmon_outbox WHERE id IN (SELECT id FROM gcmon_outbox "
-        "WHERE status <> 'pending' AND done_at < %lld ORDER BY id LIMIT %d)",
-    /* Idle alerts (store_alerts.c). The insert re-checks the agent's episode
-     * in the same statement; the SELECT's own WHERE keeps sqlite3 from parsing
-     * ON CONFLICT as a join constraint. CASTs type the parameters of the
-     * select list for PostgreSQL. */
-    [ST_ALERT_AGENTS] = "SELECT user_id, state, since FROM gcmon_agents LIMIT 1000000",
-    [ST_ALERT_INSERT] =
-        "INSERT INTO gcmon_alerts (user_id, user_name, state, threshold_seconds, episode_at, "
-        "seq, raised_at, delivery_status) SELECT a.user_id, COALESCE(CAST(%s AS TEXT), "
-        "a.user_name), a.state, CAST(%lld AS BIGINT), a.since, CAST(%d AS INTEGER), "
-        "CAST(%lld AS BIGINT), CAST(%s AS TEXT) FROM gcmon_agents a "
-        "WHERE a.user_id = %s AND a.state = %s AND a.since = %lld "
-        "ON CONFLICT DO NOTHING RETURNING id",
-    [ST_ALERT_FIND] =
-        "SELECT id FROM gcmon_alerts WHERE user_id = %s AND state = %s AND episode_at = %lld "
-        "AND seq = %d LIMIT 1",
-    [ST_ALERT_CLEAR] =
-        "UPDATE gcmon_alerts SET cleared_at = %lld WHERE cleared_at IS NULL AND NOT EXISTS "
-        "(SELECT 1 FROM gcmon_agents a WHERE a.user_id = gcmon_alerts.user_id "
-        "AND a.state = gcmon_alerts.state AND a.since = gcmon_alerts.episode_at)",
-    /* The audit trail (store_audit.c). A NULL filter matches every row; the
-     * CASTs type the parameters for PostgreSQL. Keyset below id, newest first. */
-    [ST_AUDIT_INSERT] =
-        "INSERT INTO gcmon_audit (at, actor, action, target, request, result, status, "
-        "latency_ms, actor_source) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld, %s) "
-        "RETURNING id",
-    [ST_AUDIT_LIST] =
-        "SELECT id, at, actor, action, target, request, result, status, latency_ms, "
-        "actor_source "
-        "FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
-        "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
-        "AND (CAST(%s AS TEXT) IS NULL OR target = %s) AND id < %lld "
-        "ORDER BY id DESC LIMIT %d OFFSET %lld",
-    [ST_AUDIT_COUNT] =
-        "SELECT COUNT(*) FROM gcmon_audit WHERE (CAST(%s AS TEXT) IS NULL OR actor = %s) "
-        "AND (CAST(%s AS TEXT) IS NULL OR action = %s) "
-        "AND (CAST(%s AS TEXT) IS NULL OR target = %s) LIMIT 1",
-    /* Short-lived leases (per-agent status-change locks) are deleted, not kept. */
-    [ST_LEASE_DELETE] = "DELETE FROM gcmon_lease WHERE name = %s AND holder = %s",
-};
-
-/* write_batch's statements: head, one row repeated n times (", "), tail.
- * Current rows are upserted; the WHERE keeps a writer whose view is stale (an
- * overlapping holder) from moving a row backwards — it then affects fewer
- * rows than it sent, which write_batch notices. */
-const int gc_store__bulk_rows[GC_BULK_SIZES] = { 64, 16, 4, 1 };
-
-#define AGENT_COLS "INSERT INTO gcmon_agents (user_id, user_name, state, presence, " \
-    "presence_id, routing_status, queue_ids, since, event_at, updated_at) VALUES "
-#define AGENT_ROW "(%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld)"
-
-static const struct {
-    const char *head, *row, *tail;
-} bulk_sql[BK__COUNT] = {
-    [BK_READ] = {
-        "SELECT user_id, state, event_at FROM gcmon_agents WHERE user_id IN (", "%s",
-        ") LIMIT " },
-    [BK_HISTORY] = {
-        "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
-        "presence_id, routing_status, event_at, ingested_at, source) VALUES ",
-        /* A stream event has no name: take the current row's. */
-        "(%s, COALESCE(%s, (SELECT a.user_name FROM gcmon_agents a WHERE a.user_id = %s)), "
-        "%s, %s, %s, %s, %s, %lld, %lld, %s)",
-        " ON CONFLICT DO NOTHING" },
-    [BK_TRANSITION] = {
-        AGENT_COLS, AGENT_ROW,
-        " ON CONFLICT (user_id) DO UPDATE SET "
-        "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
-        "state = excluded.state, presence = excluded.presence, "
-        "presence_id = excluded.presence_id, "
-        "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
-        "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
-        "since = excluded.since, event_at = excluded.event_at, "
-        "updated_at = excluded.updated_at "
-        "WHERE gcmon_agents.event_at <= excluded.event_at" },
-    [BK_REFRESH] = {
-        AGENT_COLS, AGENT_ROW,
-        " ON CONFLICT (user_id) DO UPDATE SET "
-        "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
-        "presence = COALESCE(excluded.presence, gcmon_agents.presence), "
-        "presence_id = COALESCE(excluded.presence_id, gcmon_agents.presence_id), "
-        "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
-        "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
-        "event_at = excluded.event_at, updated_at = excluded.updated_at "
-        "WHERE gcmon_agents.state = excluded.state "
-        "AND gcmon_agents.event_at <= excluded.event_at" },
-};
-
-static const char *stmt_text(gc_store_t *s, int id)
-{
-    int kind, rows, i;
-    char *sql;
-    apr_size_t hl, rl, tl, len, off = 0;
-
-    if (id < ST__COUNT) {
-        return stmt_sql[id];
-    }
-    kind = (id - ST__COUNT) / GC_BULK_SIZES;
-    rows = gc_store__bulk_rows[(id - ST__COUNT) % GC_BULK_SIZES];
-    hl = strlen(bulk_sql[kind].head);
-    rl = strlen(bulk_sql[kind].row);
-    tl = strlen(bulk_sql[kind].tail);
-    len = hl + (apr_size_t)rows * (rl + 2) + tl + 16;
-    sql = apr_palloc(s->pool, len);
-    memcpy(sql, bulk_sql[kind].head, hl);
-    off = hl;
-    for (i = 0; i < rows; i++) {
-        if (i) {
-            memcpy(sql + off, ", ", 2);
-            off += 2;
-        }
-        memcpy(sql + off, bulk_sql[kind].row, rl);
-        off += rl;
-    }
-    memcpy(sql + off, bulk_sql[kind].tail, tl);
-    off += tl;
-    if (kind == BK_READ) {
-        off += (apr_size_t)apr_snprintf(sql + off, len - off, "%d", rows);
-    }
-    sql[off] = '\0';
-    return sql;
-}
 
 /* Per-connection sqlite3 settings (apr_dbd_query reports PRAGMAs that return
  * a row as failures, so they run through apr_dbd_select). No busy_timeout:
@@ -264,104 +73,194 @@ static int is_schema_changed(gc_store_t *s, int rv)
     return msg && strstr(msg, "schema has changed") != NULL;
 }
 
+/* ---- the statement cache ---- */
+
+/* A prepared statement of the cache, under its gc_stmt_t's name. */
+typedef struct {
+    const char *src;                /* the text it was prepared from (compared only) */
+    const char *sql;                /* a copy of that text */
+    apr_dbd_prepared_t *prep;
+} prep_ent_t;
+
 void gc_store__stmt_reset(gc_store_t *s)
 {
-    memset(s->stmt, 0, sizeof(s->stmt));
+    apr_hash_clear(s->stmts);
 }
 
-apr_dbd_prepared_t *gc_store__stmt(gc_store_t *s, int id, const char **err, apr_pool_t *p)
+static const char *stmt_text(const gc_store_t *s, const gc_stmt_t *st)
 {
+    return (s->dialect == GC_DB_PGSQL && st->pgsql) ? st->pgsql : st->sql;
+}
+
+static apr_dbd_prepared_t *prepare(gc_store_t *s, const gc_stmt_t *st, const char *sql,
+                                   apr_pool_t *p, const char **err)
+{
+    prep_ent_t *e;
     int rv;
+
+    e = apr_pcalloc(s->pool, sizeof(*e));
+    /* Label NULL: pgsql runs it with PQexecParams (no server-side name that
+     * could clash on a shared connection or vanish when it is re-opened);
+     * sqlite3 compiles it now. */
+    rv = apr_dbd_prepare(s->driver, s->pool, s->handle, sql, NULL, &e->prep);
+    if (rv != 0 || !e->prep) {
+        *err = gc_store__err(s, p, apr_pstrcat(p, "prepare ", st->name, NULL), rv);
+        gc_log(GC_LOG_MARK, (st->flags & GC_STMT_QUIET) ? GC_LOG_DEBUG : GC_LOG_ERR,
+               APR_EGENERAL, GCMON_LOGNO(407) "store: %s", *err);
+        return NULL;
+    }
+    e->src = sql;
+    e->sql = apr_pstrdup(s->pool, sql);
+    apr_hash_set(s->stmts, apr_pstrdup(s->pool, st->name), APR_HASH_KEY_STRING, e);
+    return e->prep;
+}
+
+/* The statement, prepared on its first use on this connection. */
+static apr_dbd_prepared_t *stmt_get(gc_store_t *s, const gc_stmt_t *st, apr_pool_t *p,
+                                    const char **err)
+{
+    const char *sql = stmt_text(s, st);
+    prep_ent_t *e;
 
     if (s->closed) {
         *err = "gcmon store: the connection is closed";
         return NULL;
     }
-    if (s->stmt[id]) {
-        return s->stmt[id];
+    e = apr_hash_get(s->stmts, st->name, APR_HASH_KEY_STRING);
+    if (!e) {
+        return prepare(s, st, sql, p, err);
     }
-    /* Label NULL: pgsql runs it with PQexecParams (no server-side name that
-     * could clash on a shared connection); sqlite3 compiles it now. */
-    rv = apr_dbd_prepare(s->driver, s->pool, s->handle, stmt_text(s, id), NULL, &s->stmt[id]);
-    if (rv != 0) {
-        *err = gc_store__err(s, p, "prepare", rv);
-        s->stmt[id] = NULL;
-        gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_EGENERAL,
-               GCMON_LOGNO(407) "store: preparing statement %d failed: %s", id, *err);
-        return NULL;
+    /* The same static text (pointer), or a statement built again per call. */
+    if (e->src == sql || strcmp(e->sql, sql) == 0) {
+        return e->prep;
     }
-    return s->stmt[id];
+    *err = apr_psprintf(p, "statement %s: another SQL text under the same name", st->name);
+    gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_EGENERAL, GCMON_LOGNO(419) "store: %s", *err);
+    return NULL;
 }
 
 /* A statement failed: was it because a schema change (another process
- * migrating) expired the sqlite3 statement cache? Then forget the cache. */
-static int note_failure(gc_store_t *s, int rv)
+ * migrating, ANALYZE) expired the sqlite3 statements (legacy sqlite3_prepare:
+ * "database schema has changed", for good)? Then forget the cache, and tell
+ * whether the statement may run again now: not inside a transaction, which
+ * the driver has doomed (gc_store__tx retries the whole of it). */
+static int retry_after(gc_store_t *s, int rv)
 {
-    if (is_schema_changed(s, rv)) {
-        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-               GCMON_LOGNO(408) "store: the database schema changed under this "
-               "connection; preparing statements again");
-        gc_store__stmt_reset(s);
-        s->stmt_stale = 1;
-        return 1;
+    if (!is_schema_changed(s, rv)) {
+        return 0;
     }
-    return 0;
+    gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
+           GCMON_LOGNO(408) "store: the database schema changed under this "
+           "connection; preparing statements again");
+    gc_store__stmt_reset(s);
+    s->stmt_stale = 1;
+    return !s->in_tx;
 }
 
-apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, int id, const void **args,
-                            int *nrows, const char **err)
+/* ---- the executor ---- */
+
+apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
+                            const void **args, int *nrows, const char **err)
 {
-    apr_dbd_prepared_t *st;
+    apr_dbd_prepared_t *prep;
     int rv, n = 0, attempt;
 
     for (attempt = 0; attempt < 2; attempt++) {
-        if (!(st = gc_store__stmt(s, id, err, p))) {
+        if (!(prep = stmt_get(s, st, p, err))) {
             return APR_EGENERAL;
         }
-        rv = apr_dbd_pbquery(s->driver, p, s->handle, &n, st, args);
+        rv = apr_dbd_pbquery(s->driver, p, s->handle, &n, prep, args);
         if (rv == 0) {
             if (nrows) {
                 *nrows = n;
             }
             return APR_SUCCESS;
         }
-        *err = gc_store__err(s, p, "query", rv);
-        /* Inside a transaction the driver has doomed it: gc_store__tx retries. */
-        if (!note_failure(s, rv) || s->in_tx) {
+        *err = gc_store__err(s, p, st->name, rv);
+        if (!retry_after(s, rv)) {
             break;
         }
     }
     return APR_EGENERAL;
 }
 
-apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, int id, const void **args,
-                              apr_dbd_results_t **res, const char **err)
+apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
+                              const void **args, gc_rows_t *rows, const char **err)
 {
-    apr_dbd_prepared_t *st;
+    apr_dbd_prepared_t *prep;
     int rv, attempt;
 
+    rows->s = s;
+    rows->pool = p;
+    rows->res = NULL;
+    rows->row = NULL;
     for (attempt = 0; attempt < 2; attempt++) {
-        if (!(st = gc_store__stmt(s, id, err, p))) {
+        if (!(prep = stmt_get(s, st, p, err))) {
             return APR_EGENERAL;
         }
-        *res = NULL;
-        /* random=1: pgsql fetches synchronously, so a partly read result can
-         * never hold the connection busy (the async PQsendQuery trap). */
-        rv = apr_dbd_pbselect(s->driver, p, s->handle, res, st, 1, args);
+        rows->res = NULL;
+        /* random=1: pgsql fetches synchronously (see gc_rows_t). */
+        rv = apr_dbd_pbselect(s->driver, p, s->handle, &rows->res, prep, 1, args);
         if (rv == 0) {
             return APR_SUCCESS;
         }
-        *err = gc_store__err(s, p, "select", rv);
-        if (!note_failure(s, rv) || s->in_tx) {
+        *err = gc_store__err(s, p, st->name, rv);
+        if (!retry_after(s, rv)) {
             break;
         }
     }
     return APR_EGENERAL;
 }
 
-int gc_store__row(gc_store_t *s, apr_pool_t *p, apr_dbd_results_t *res, apr_dbd_row_t **row)
+int gc_store__next(gc_rows_t *r)
 {
-    return apr_dbd_get_row(s->driver, p, res, row, -1) == 0;
+    return apr_dbd_get_row(r->s->driver, r->pool, r->res, &r->row, -1) == 0;
+}
+
+const char *gc_store__text(gc_rows_t *r, apr_pool_t *p, int col)
+{
+    char *v = NULL;
+
+    if (apr_dbd_datum_get(r->s->driver, r->row, col, APR_DBD_TYPE_STRING, &v) != APR_SUCCESS
+        || !v) {
+        return NULL;
+    }
+    /* sqlite3 values are copies in the select's pool already; pgsql values
+     * point into the PGresult, freed when the rows run out. */
+    return (r->s->dialect == GC_DB_SQLITE3 && p == r->pool) ? v : apr_pstrdup(p, v);
+}
+
+apr_int64_t gc_store__int(gc_rows_t *r, int col)
+{
+    apr_int64_t v = 0;
+
+    if (apr_dbd_datum_get(r->s->driver, r->row, col, APR_DBD_TYPE_LONGLONG, &v)
+        != APR_SUCCESS) {
+        return 0;
+    }
+    return v;
+}
+
+apr_status_t gc_store__select_int(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
+                                  const void **args, apr_int64_t *v, int *found,
+                                  const char **err)
+{
+    gc_rows_t r;
+    apr_status_t rv = gc_store__select(s, p, st, args, &r, err);
+    int n = 0;
+
+    *v = 0;
+    if (rv == APR_SUCCESS) {
+        while (gc_store__next(&r)) {
+            if (n++ == 0) {
+                *v = gc_store__int(&r, 0);
+            }
+        }
+    }
+    if (found) {
+        *found = n > 0;
+    }
+    return rv;
 }
 
 apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql,
@@ -376,31 +275,10 @@ apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql,
     }
     if (rv != 0) {
         *err = gc_store__err(s, p, "schema", rv);
-        note_failure(s, rv);
+        retry_after(s, rv);
         return APR_EGENERAL;
     }
     return APR_SUCCESS;
-}
-
-const char *gc_store__text(gc_store_t *s, apr_pool_t *p, apr_dbd_row_t *row, int col)
-{
-    char *v = NULL;
-
-    if (apr_dbd_datum_get(s->driver, row, col, APR_DBD_TYPE_STRING, &v) != APR_SUCCESS || !v) {
-        return NULL;
-    }
-    /* pgsql values point into the PGresult, freed when the rows run out. */
-    return apr_pstrdup(p, v);
-}
-
-apr_int64_t gc_store__int(gc_store_t *s, apr_dbd_row_t *row, int col)
-{
-    apr_int64_t v = 0;
-
-    if (apr_dbd_datum_get(s->driver, row, col, APR_DBD_TYPE_LONGLONG, &v) != APR_SUCCESS) {
-        return 0;
-    }
-    return v;
 }
 
 /* ---- transactions ---- */
@@ -440,6 +318,8 @@ static int sqlite_begin_retry(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_
     return rv;
 }
 
+static const gc_stmt_t ping = { "ping", "SELECT 1 LIMIT 1", NULL, 0 };
+
 static apr_status_t tx_begin(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_t **t,
                              const char **err)
 {
@@ -450,13 +330,9 @@ static apr_status_t tx_begin(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_t
         if (!s->pg_trans) {
             /* First BEGIN on this connection: make sure it is alive (a dead
              * one is noticed by the ping and re-opened by check_conn). */
-            apr_dbd_results_t *res = NULL;
-            apr_dbd_row_t *row = NULL;
-            if (gc_store__select(s, p, ST_PING, NULL, &res, err) == APR_SUCCESS) {
-                while (gc_store__row(s, p, res, &row)) {
-                }
-            }
-            else if (apr_dbd_check_conn(s->driver, p, s->handle) != APR_SUCCESS) {
+            apr_int64_t one;
+            if (gc_store__select_int(s, p, &ping, NULL, &one, NULL, err) != APR_SUCCESS
+                && apr_dbd_check_conn(s->driver, p, s->handle) != APR_SUCCESS) {
                 return APR_EGENERAL;
             }
         }
@@ -475,7 +351,7 @@ static apr_status_t tx_begin(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_t
             apr_dbd_transaction_mode_set(s->driver, *t, APR_DBD_TRANSACTION_ROLLBACK);
             apr_dbd_transaction_end(s->driver, tx_pool(s, p), *t);
         }
-        note_failure(s, rv);
+        retry_after(s, rv);
         return APR_EGENERAL;
     }
     apr_dbd_transaction_mode_set(s->driver, *t, APR_DBD_TRANSACTION_COMMIT);
@@ -681,6 +557,7 @@ static gc_store_t *store_new(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_
     s->handle = handle;
     s->dialect = strcmp(name, "pgsql") == 0 ? GC_DB_PGSQL : GC_DB_SQLITE3;
     s->dialect_name = s->dialect == GC_DB_PGSQL ? "pgsql" : "sqlite3";
+    s->stmts = apr_hash_make(p);
     if (apr_pool_create(&s->cache_pool, p) != APR_SUCCESS) {
         return NULL;
     }
@@ -778,4 +655,9 @@ apr_status_t gc_store_open(apr_pool_t *p, const char *driver_name, const char *p
 const char *gc_store_dialect(const gc_store_t *s)
 {
     return s->dialect_name;
+}
+
+void gc_store_set_scope(gc_store_t *s, const void *scope)
+{
+    s->scope = scope;
 }

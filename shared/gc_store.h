@@ -1,8 +1,10 @@
 /* gcmon's database, through apr_dbd (SQLite by default, PostgreSQL to scale
  * out): schema creation/versioning, the stream-holder lease, the agent
- * history and current state, persisted notification channels, retention.
- * SQL only through prepared statements (prepared lazily per connection and
- * cached in the gc_store_t), portable between the sqlite3 and pgsql drivers. */
+ * history and current state, persisted notification channels, retention, and
+ * the read queries of the API (gc_store_read.h, gc_audit.h). SQL only through
+ * prepared statements (prepared lazily per connection and cached in the
+ * gc_store_t), portable between the sqlite3 and pgsql drivers. One gc_store_t
+ * wraps one connection and serves writes and reads alike. */
 #ifndef GC_STORE_H
 #define GC_STORE_H
 
@@ -11,6 +13,7 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
+#include "gc_query.h"
 #include "gc_state.h"
 
 #define GC_SCHEMA_VERSION 5
@@ -18,8 +21,11 @@
 typedef struct gc_store gc_store_t;
 
 /* Wrap a connection opened elsewhere (mod_dbd's ap_dbd_open in the module).
- * On sqlite3 this sets WAL, busy_timeout=5000, synchronous=NORMAL and
- * foreign_keys=ON. Pass the pool that lives as long as the connection
+ * On sqlite3 this sets WAL, synchronous=NORMAL and foreign_keys=ON, and
+ * busy_timeout=0: no SQLite busy handler at all (it would sleep under
+ * apr_dbd_sqlite3's process-wide mutex and stall the lock holder); the
+ * driver retries SQLITE_BUSY itself and transactions retry BEGIN outside the
+ * mutex. Pass the pool that lives as long as the connection
  * (ap_dbd_t.pool): the store keeps its prepared statements there, and wrapping
  * the same handle again with the same pool returns the same store (apr_dbd
  * sqlite3 keeps every statement ever prepared until the connection closes, so
@@ -37,6 +43,26 @@ apr_status_t gc_store_open(apr_pool_t *p, const char *driver_name, const char *p
 void gc_store_close(gc_store_t *s);
 
 const char *gc_store_dialect(const gc_store_t *s);     /* "sqlite3" or "pgsql" */
+
+/* Name the database for the process-wide totals cache of the listings
+ * (gc_store_read.h): stores of the same database may share a scope (the glue
+ * passes its server_rec); stores of different databases must not. Without a
+ * scope (the default) totals are counted on every request. */
+void gc_store_set_scope(gc_store_t *s, const void *scope);
+
+/* A page of a listing (history, alerts, the audit trail), newest first. */
+typedef struct {
+    long total;                     /* rows matching the filter, all pages */
+    apr_array_header_t *rows;       /* the listing's row type */
+    int has_more;                   /* another page follows */
+    gc_cursor_t next;               /* keyset position of the last row (when has_more) */
+} gc_page_t;
+
+/* The schema version recorded in the database (0 when there is none yet), read
+ * without taking the write lock that gc_store_migrate takes: a connection whose
+ * schema is current skips the migration. APR_EGENERAL when gcmon_schema does
+ * not exist (a fresh database). */
+apr_status_t gc_store_schema_version(gc_store_t *s, apr_pool_t *p, int *version);
 
 /* Create or upgrade the schema to GC_SCHEMA_VERSION (idempotent, safe when
  * several processes race: one wins, the others see the version). */

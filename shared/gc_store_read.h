@@ -1,38 +1,22 @@
 /* Read queries of the API (SPEC §5.1, §5.2) over the gcmon schema: the
- * history listing, the live board and the alerts listing.
- *
- * A gc_reader_t wraps one database connection (the same one a gc_store_t
- * wraps; the schema must have been migrated by gc_store_migrate). Every query is
- * a prepared statement, prepared lazily on that connection (one per filter
- * shape) and served by an index in newest-first order, bounded by LIMIT:
- * keyset ("cursor") pages cost the same at any depth. Totals come from a
- * process-wide cache that is revalidated against the table on every request
- * (see gc_read_history). Implemented in store_read.c. */
+ * history listing, the live board and the alerts listing, run by the store
+ * (gc_store.h) on its connection like its writes (the schema must have been
+ * migrated by gc_store_migrate). Every query is a prepared statement,
+ * prepared lazily on that connection (one per filter shape) and served by an
+ * index in newest-first order, bounded by LIMIT: keyset ("cursor") pages cost
+ * the same at any depth. Totals come from a process-wide cache that is
+ * revalidated against the table on every request (see gc_read_history), for
+ * stores given a scope (gc_store_set_scope). Implemented in store_read.c and
+ * store_list.c. */
 #ifndef GC_STORE_READ_H
 #define GC_STORE_READ_H
 
-#include <apr_dbd.h>
 #include <apr_pools.h>
 #include <apr_tables.h>
 #include <apr_time.h>
 
 #include "gc_query.h"
-
-typedef struct gc_reader gc_reader_t;
-
-/* Wrap a connection. Statements are prepared from, and live in, pool p: give
- * the connection's own pool so they are prepared once per connection. `scope`
- * names the database for the process-wide totals cache: readers of the same
- * database may share a scope (the glue passes its server_rec); readers of
- * different databases must not. */
-gc_reader_t *gc_reader_create(apr_pool_t *p, const apr_dbd_driver_t *driver,
-                              apr_dbd_t *handle, const void *scope);
-
-/* The schema version recorded in the database (0 when there is none yet), read
- * without taking the write lock that gc_store_migrate takes: a connection whose
- * schema is current skips the migration. APR_EGENERAL when gcmon_schema does
- * not exist (a fresh database). */
-apr_status_t gc_read_schema_version(gc_reader_t *rd, apr_pool_t *p, int *version);
+#include "gc_store.h"
 
 /* One history row (SPEC §5.1). Times are 0 when unknown; strings NULL. */
 typedef struct {
@@ -53,24 +37,18 @@ typedef struct {
     const char *delivery_last_error;
 } gc_alert_row_t;
 
-/* A page of a listing, newest first. */
-typedef struct {
-    long total;                     /* rows matching the filter, all pages */
-    apr_array_header_t *rows;       /* gc_history_row_t or gc_alert_row_t */
-    int has_more;                   /* another page follows */
-    gc_cursor_t next;               /* keyset position of the last row (when has_more) */
-} gc_page_t;
-
-/* History: filters user_id, state, from/to of q; q->limit rows after q->offset
- * rows or after q->cursor. `total` is exact for the table as of this request:
- * the cache is keyed by the filter and revalidated by the table's max(id),
- * min(id) and min(event_at); new rows are counted incrementally; entries older
- * than 60 s are recounted (a safety net for deletions the key cannot see). */
-apr_status_t gc_read_history(gc_reader_t *rd, apr_pool_t *p, const gc_query_t *q,
+/* History (rows: gc_history_row_t): filters user_id, state, from/to of q;
+ * q->limit rows after q->offset rows or after q->cursor. `total` is exact for
+ * the table as of this request: the cache is keyed by the filter and
+ * revalidated by the table's max(id), min(id) and min(event_at); new rows are
+ * counted incrementally; entries older than 60 s are recounted (a safety net
+ * for deletions the key cannot see). Without a scope, counted every time. */
+apr_status_t gc_read_history(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
                              gc_page_t *out, const char **err);
 
-/* Alerts: the same paging; filters user_id, state, from/to on raised_at. */
-apr_status_t gc_read_alerts(gc_reader_t *rd, apr_pool_t *p, const gc_query_t *q,
+/* Alerts (rows: gc_alert_row_t): the same paging and totals; filters user_id,
+ * state, from/to on raised_at. */
+apr_status_t gc_read_alerts(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
                             gc_page_t *out, const char **err);
 
 /* One agent of the board, with its newest open alert (alert_id 0 when none). */
@@ -86,7 +64,7 @@ typedef struct {
 /* The board ordered by user_id: every agent (user_id NULL) or one agent,
  * filtered by state and by membership of queue_id (NULL: no filter).
  * *rows is an array of gc_board_row_t. */
-apr_status_t gc_read_board(gc_reader_t *rd, apr_pool_t *p, const char *user_id,
+apr_status_t gc_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
                            const char *state, const char *queue_id,
                            apr_array_header_t **rows, const char **err);
 

@@ -48,6 +48,7 @@
 #include <apr_file_io.h>
 #include <apr_strings.h>
 #include <apr_thread_mutex.h>
+#include <apr_uri.h>
 #include <apr_time.h>
 
 #include <libwebsockets.h>
@@ -203,118 +204,96 @@ static void conn_finish(gc_ws_conn_t *c, int error, const char *reason)
 /* ------------------------------------------------------------------------ */
 /* URL parsing */
 
-/* Parse ws:// or wss:// into c (allocating c->strings). 0 on success. */
+/* A port given in the URL: digits only, 1..65535 (apr_uri_parse takes an
+ * empty port as the scheme's default and truncates one beyond 65535). */
+static int url_port(const char *s, int *port)
+{
+    long v = 0;
+
+    if (!*s || strlen(s) > 5) {
+        return 0;
+    }
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s)) {
+            return 0;
+        }
+        v = v * 10 + (*s - '0');
+    }
+    *port = (int)v;
+    return v >= 1 && v <= 65535;
+}
+
+/* A host lws can use: a name or IPv4 address, or an IPv6 literal (given in
+ * brackets, which apr_uri_parse strips: only hex digits, ':' and '.' remain
+ * unless something followed the ']'). */
+static int url_host(const char *h)
+{
+    size_t n = strlen(h);
+
+    if (n == 0 || n > 253) {
+        return 0;
+    }
+    return strchr(h, ':') ? strspn(h, "0123456789abcdefABCDEF:.") == n
+                          : strcspn(h, "[]") == n;
+}
+
+/* address\0 host\0 origin\0 path\0 into c->strings (malloc'd: a conn
+ * outlives pools). Host carries the port when it is not the default. */
+static int conn_set_strings(gc_ws_conn_t *c, const char *host, int default_port,
+                            const char *path, const char *query)
+{
+    size_t hlen = strlen(host), plen = strlen(path) + (query ? strlen(query) + 1 : 0);
+    char *s = c->strings = malloc((hlen + 1) + (hlen + 9) + (hlen + 17) + (plen + 2));
+
+    if (!s) {
+        return -1;
+    }
+    c->address = s;
+    s += sprintf(s, "%s", host) + 1;
+    c->host = s;
+    s += sprintf(s, strchr(host, ':') ? "[%s]" : "%s", host);
+    if (c->port != default_port) {
+        s += sprintf(s, ":%d", c->port);
+    }
+    s++;
+    c->origin = s;
+    s += sprintf(s, "%s://%s", c->tls ? "https" : "http", c->host) + 1;
+    c->path = s;
+    sprintf(s, "%s%s%s", path, query ? "?" : "", query ? query : "");
+    return 0;
+}
+
+/* Parse ws:// or wss://host[:port][/path][?query] into c (allocating
+ * c->strings; a #fragment is dropped). 0 on success. */
 static int conn_parse_url(gc_ws_conn_t *c, const char *url)
 {
-    const char *p, *auth, *auth_end, *h, *h_end, *port_s = NULL, *port_end = NULL;
-    const char *path, *path_end;
-    size_t hlen, plen, need;
-    int default_port, ipv6 = 0;
-    char *s;
+    apr_pool_t *tp;
+    apr_uri_t u;
+    const char *p;
+    int default_port, rv = -1;
 
     for (p = url; *p; p++) {
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
             return -1;
         }
     }
-    if (strncasecmp(url, "wss://", 6) == 0) {
-        c->tls = 1;
-        auth = url + 6;
-        default_port = 443;
-    }
-    else if (strncasecmp(url, "ws://", 5) == 0) {
-        c->tls = 0;
-        auth = url + 5;
-        default_port = 80;
-    }
-    else {
+    /* Its own pool: this may run on any thread's service loop. */
+    if (apr_pool_create(&tp, NULL) != APR_SUCCESS) {
         return -1;
     }
-    auth_end = auth + strcspn(auth, "/?#");
-    if (memchr(auth, '@', (size_t)(auth_end - auth))) {
-        return -1;                    /* no userinfo */
-    }
-    if (*auth == '[') {
-        ipv6 = 1;
-        h = auth + 1;
-        h_end = memchr(h, ']', (size_t)(auth_end - h));
-        if (!h_end) {
-            return -1;
-        }
-        p = h_end + 1;
-        if (p < auth_end) {
-            if (*p != ':') {
-                return -1;
-            }
-            port_s = p + 1;
-            port_end = auth_end;
+    if (apr_uri_parse(tp, url, &u) == APR_SUCCESS && u.scheme && u.hostname
+        && !u.user && !u.password && url_host(u.hostname)
+        && (!strcasecmp(u.scheme, "ws") || !strcasecmp(u.scheme, "wss"))) {
+        c->tls = !strcasecmp(u.scheme, "wss");
+        default_port = c->tls ? 443 : 80;
+        c->port = default_port;
+        if (!u.port_str || url_port(u.port_str, &c->port)) {
+            rv = conn_set_strings(c, u.hostname, default_port,
+                                  u.path && *u.path ? u.path : "/", u.query);
         }
     }
-    else {
-        h = auth;
-        h_end = memchr(auth, ':', (size_t)(auth_end - auth));
-        if (h_end) {
-            port_s = h_end + 1;
-            port_end = auth_end;
-        }
-        else {
-            h_end = auth_end;
-        }
-    }
-    hlen = (size_t)(h_end - h);
-    if (hlen == 0 || hlen > 253) {
-        return -1;
-    }
-    c->port = default_port;
-    if (port_s) {
-        long v = 0;
-
-        if (port_s == port_end || port_end - port_s > 5) {
-            return -1;
-        }
-        for (p = port_s; p < port_end; p++) {
-            if (!isdigit((unsigned char)*p)) {
-                return -1;
-            }
-            v = v * 10 + (*p - '0');
-        }
-        if (v < 1 || v > 65535) {
-            return -1;
-        }
-        c->port = (int)v;
-    }
-    path = auth_end;
-    path_end = path + strcspn(path, "#");
-    plen = (size_t)(path_end - path);
-
-    /* address\0 host\0 origin\0 path\0 : bounded by the sizes below */
-    need = (hlen + 1) + (hlen + 9) + (hlen + 17) + (plen + 2);
-    s = c->strings = malloc(need);
-    if (!s) {
-        return -1;
-    }
-    c->address = s;
-    memcpy(s, h, hlen);
-    s[hlen] = '\0';
-    s += hlen + 1;
-
-    c->host = s;
-    if (c->port == default_port) {
-        s += sprintf(s, ipv6 ? "[%s]" : "%s", c->address) + 1;
-    }
-    else {
-        s += sprintf(s, ipv6 ? "[%s]:%d" : "%s:%d", c->address, c->port) + 1;
-    }
-    c->origin = s;
-    s += sprintf(s, "%s://%s", c->tls ? "https" : "http", c->host) + 1;
-
-    c->path = s;
-    if (plen == 0 || *path != '/') {
-        *s++ = '/';
-    }
-    memcpy(s, path, plen);
-    s[plen] = '\0';
-    return 0;
+    apr_pool_destroy(tp);
+    return rv;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -8,23 +8,49 @@
 #include "gc_outbox.h"
 #include "store_private.h"
 
+static const gc_stmt_t alert_agents = {
+    "alert.agents", "SELECT user_id, state, since FROM gcmon_agents LIMIT 1000000", NULL, 0 };
+
+/* The insert re-checks the agent's episode in the same statement; the
+ * SELECT's own WHERE keeps sqlite3 from parsing ON CONFLICT as a join
+ * constraint. CASTs type the parameters of the select list for PostgreSQL. */
+static const gc_stmt_t alert_insert = {
+    "alert.insert",
+    "INSERT INTO gcmon_alerts (user_id, user_name, state, threshold_seconds, episode_at, "
+    "seq, raised_at, delivery_status) SELECT a.user_id, COALESCE(CAST(%s AS TEXT), "
+    "a.user_name), a.state, CAST(%lld AS BIGINT), a.since, CAST(%d AS INTEGER), "
+    "CAST(%lld AS BIGINT), CAST(%s AS TEXT) FROM gcmon_agents a "
+    "WHERE a.user_id = %s AND a.state = %s AND a.since = %lld "
+    "ON CONFLICT DO NOTHING RETURNING id", NULL, 0 };
+
+static const gc_stmt_t alert_find = {
+    "alert.find",
+    "SELECT id FROM gcmon_alerts WHERE user_id = %s AND state = %s AND episode_at = %lld "
+    "AND seq = %d LIMIT 1", NULL, 0 };
+
+/* Alerts whose episode is over (the agent's current row moved on). */
+static const gc_stmt_t alert_clear = {
+    "alert.clear",
+    "UPDATE gcmon_alerts SET cleared_at = %lld WHERE cleared_at IS NULL AND NOT EXISTS "
+    "(SELECT 1 FROM gcmon_agents a WHERE a.user_id = gcmon_alerts.user_id "
+    "AND a.state = gcmon_alerts.state AND a.since = gcmon_alerts.episode_at)", NULL, 0 };
+
 apr_status_t gc_store_alert_agents(gc_store_t *s, apr_pool_t *p, apr_array_header_t **out,
                                    const char **err)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
+    gc_rows_t r;
     apr_status_t rv;
 
     *out = apr_array_make(p, 256, sizeof(gc_alert_agent_t));
-    rv = gc_store__select(s, p, ST_ALERT_AGENTS, NULL, &res, err);
+    rv = gc_store__select(s, p, &alert_agents, NULL, &r, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    while (gc_store__row(s, p, res, &row)) {
+    while (gc_store__next(&r)) {
         gc_alert_agent_t *g = apr_array_push(*out);
-        g->user_id = gc_store__text(s, p, row, 0);
-        g->state = gc_store__text(s, p, row, 1);
-        g->since = GC_FROM_MS(gc_store__int(s, row, 2));
+        g->user_id = gc_store__text(&r, p, 0);
+        g->state = gc_store__text(&r, p, 1);
+        g->since = GC_FROM_MS(gc_store__int(&r, 2));
         if (!g->user_id || !g->state) {
             (*out)->nelts--;
         }
@@ -42,26 +68,6 @@ typedef struct {
     gc_alert_result_e result;
     apr_int64_t id;
 } raise_ctx_t;
-
-/* The id of the first row of a RETURNING / SELECT id, or 0 when none. */
-static apr_status_t first_id(gc_store_t *s, apr_pool_t *p, int stmt, const void **args,
-                             apr_int64_t *id, const char **err)
-{
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
-    apr_status_t rv = gc_store__select(s, p, stmt, args, &res, err);
-
-    *id = 0;
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    while (gc_store__row(s, p, res, &row)) {
-        if (*id == 0) {
-            *id = gc_store__int(s, row, 0);
-        }
-    }
-    return APR_SUCCESS;
-}
 
 static apr_status_t raise_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
 {
@@ -81,7 +87,7 @@ static apr_status_t raise_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     ins[5] = d->user_id;
     ins[6] = d->state;
     ins[7] = &episode;
-    if ((rv = first_id(s, p, ST_ALERT_INSERT, ins, &c->id, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__select_int(s, p, &alert_insert, ins, &c->id, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
     if (c->id > 0) {
@@ -95,7 +101,7 @@ static apr_status_t raise_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     find[1] = d->state;
     find[2] = &episode;
     find[3] = &seq;
-    if ((rv = first_id(s, p, ST_ALERT_FIND, find, &c->id, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__select_int(s, p, &alert_find, find, &c->id, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
     c->result = c->id > 0 ? GC_ALERT_EXISTS : GC_ALERT_MOVED;
@@ -138,5 +144,5 @@ apr_status_t gc_store_alerts_clear(gc_store_t *s, apr_pool_t *p, apr_time_t now,
 
     *cleared = 0;
     args[0] = &at;
-    return gc_store__exec(s, p, ST_ALERT_CLEAR, args, cleared, err);
+    return gc_store__exec(s, p, &alert_clear, args, cleared, err);
 }

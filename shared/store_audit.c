@@ -5,6 +5,12 @@
 #include "gc_outbox.h"
 #include "store_private.h"
 
+static const gc_stmt_t audit_insert = {
+    "audit.insert",
+    "INSERT INTO gcmon_audit (at, actor, action, target, request, result, status, "
+    "latency_ms, actor_source) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld, %s) "
+    "RETURNING id", NULL, 0 };
+
 typedef struct {
     gc_audit_rec_t *a;
     const char *target, *body;
@@ -15,8 +21,6 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     add_ctx_t *c = baton;
     gc_audit_rec_t *a = c->a;
     apr_int64_t at = GC_MS(a->at);
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
     const void *args[9];
     apr_status_t rv;
 
@@ -29,11 +33,9 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     args[6] = &a->status;
     args[7] = &a->latency_ms;
     args[8] = a->actor_source;
-    if ((rv = gc_store__select(s, p, ST_AUDIT_INSERT, args, &res, err)) != APR_SUCCESS) {
+    rv = gc_store__select_int(s, p, &audit_insert, args, &a->id, NULL, err);
+    if (rv != APR_SUCCESS) {
         return rv;
-    }
-    while (gc_store__row(s, p, res, &row)) {
-        a->id = gc_store__int(s, row, 0);
     }
     if (c->target) {
         return gc_store__outbox_add(s, p, c->target, NULL, c->body, a->at, err);
@@ -57,54 +59,44 @@ apr_status_t gc_store_audit_add(gc_store_t *s, apr_pool_t *p, gc_audit_rec_t *a,
     return gc_store__tx(s, p, add_tx, &c, err);
 }
 
-apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_audit_filter_t *f,
-                                 apr_array_header_t **out, long *total, int *has_more,
-                                 const char **err)
+static void audit_row(gc_rows_t *r, apr_pool_t *p, void *out)
 {
-    apr_int64_t before = f->before_id > 0 ? f->before_id : APR_INT64_MAX;
-    apr_int64_t offset = f->offset;
-    int limit = f->limit + 1;
-    const void *args[10];
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
-    apr_status_t rv;
+    gc_audit_rec_t *a = out;
 
-    args[0] = args[1] = f->actor;
-    args[2] = args[3] = f->action;
-    args[4] = args[5] = f->target;
-    if ((rv = gc_store__select(s, p, ST_AUDIT_COUNT, args, &res, err)) != APR_SUCCESS) {
-        return rv;
-    }
-    *total = 0;
-    while (gc_store__row(s, p, res, &row)) {
-        *total = (long)gc_store__int(s, row, 0);
-    }
-    args[6] = &before;
-    args[7] = &limit;
-    args[8] = &offset;
-    if ((rv = gc_store__select(s, p, ST_AUDIT_LIST, args, &res, err)) != APR_SUCCESS) {
-        return rv;
-    }
-    *out = apr_array_make(p, f->limit, sizeof(gc_audit_rec_t));
-    *has_more = 0;
-    row = NULL;
-    while (gc_store__row(s, p, res, &row)) {
-        gc_audit_rec_t *a;
-        if ((*out)->nelts == f->limit) {
-            *has_more = 1;
-            continue;
-        }
-        a = apr_array_push(*out);
-        a->id = gc_store__int(s, row, 0);
-        a->at = GC_FROM_MS(gc_store__int(s, row, 1));
-        a->actor = gc_store__text(s, p, row, 2);
-        a->action = gc_store__text(s, p, row, 3);
-        a->target = gc_store__text(s, p, row, 4);
-        a->request = gc_store__text(s, p, row, 5);
-        a->result = gc_store__text(s, p, row, 6);
-        a->status = (int)gc_store__int(s, row, 7);
-        a->latency_ms = gc_store__int(s, row, 8);
-        a->actor_source = gc_store__text(s, p, row, 9);
-    }
-    return APR_SUCCESS;
+    a->id = gc_store__int(r, 0);
+    a->at = GC_FROM_MS(gc_store__int(r, 1));
+    a->actor = gc_store__text(r, p, 2);
+    a->action = gc_store__text(r, p, 3);
+    a->target = gc_store__text(r, p, 4);
+    a->request = gc_store__text(r, p, 5);
+    a->result = gc_store__text(r, p, 6);
+    a->status = (int)gc_store__int(r, 7);
+    a->latency_ms = gc_store__int(r, 8);
+    a->actor_source = gc_store__text(r, p, 9);
+}
+
+static void audit_position(const void *row, gc_cursor_t *at)
+{
+    const gc_audit_rec_t *a = row;
+
+    at->at = a->at;
+    at->id = a->id;
+}
+
+/* Newest first by id; the filtered listings walk the (actor|action|target,
+ * id DESC) indexes (store_schema.c v4). Admin actions are few: counted every
+ * time. */
+static const gc_listing_t audit_listing = {
+    "audit", "gcmon_audit",
+    "id, at, actor, action, target, request, result, status, latency_ms, actor_source",
+    NULL, 0,
+    { { GC_Q_ACTOR, "actor = %s" }, { GC_Q_ACTION, "action = %s" },
+      { GC_Q_TARGET, "target = %s" } },
+    sizeof(gc_audit_rec_t), audit_row, audit_position
+};
+
+apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
+                                 gc_page_t *out, const char **err)
+{
+    return gc_store__list(s, p, &audit_listing, q, out, err);
 }

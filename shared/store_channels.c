@@ -5,11 +5,25 @@
 #include "gc_log.h"
 #include "store_private.h"
 
+static const gc_stmt_t channel_save = {
+    "channel.save",
+    "INSERT INTO gcmon_channels (id, connect_uri, expires_at, topics, updated_at) "
+    "VALUES (%s, %s, %lld, %s, %lld) ON CONFLICT (id) DO UPDATE SET "
+    "connect_uri = excluded.connect_uri, expires_at = excluded.expires_at, "
+    "topics = excluded.topics, updated_at = excluded.updated_at", NULL, 0 };
+
+static const gc_stmt_t channel_load = {
+    "channel.load",
+    "SELECT id, connect_uri, expires_at, topics FROM gcmon_channels ORDER BY id LIMIT 256",
+    NULL, 0 };
+
+static const gc_stmt_t channel_delete = {
+    "channel.delete", "DELETE FROM gcmon_channels WHERE id = %s", NULL, 0 };
+
 apr_status_t gc_store_channels_load(gc_store_t *s, apr_pool_t *p, apr_array_header_t **out)
 {
     apr_pool_t *tp;
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
+    gc_rows_t r;
     apr_status_t rv;
     const char *err = NULL;
 
@@ -17,14 +31,14 @@ apr_status_t gc_store_channels_load(gc_store_t *s, apr_pool_t *p, apr_array_head
     if (apr_pool_create(&tp, p) != APR_SUCCESS) {
         return APR_ENOMEM;
     }
-    rv = gc_store__select(s, tp, ST_CHANNEL_LOAD, NULL, &res, &err);
+    rv = gc_store__select(s, tp, &channel_load, NULL, &r, &err);
     if (rv == APR_SUCCESS) {
-        while (gc_store__row(s, tp, res, &row)) {
+        while (gc_store__next(&r)) {
             gc_channel_rec_t *c = apr_array_push(*out);
-            c->id = gc_store__text(s, p, row, 0);
-            c->connect_uri = gc_store__text(s, p, row, 1);
-            c->expires_at = GC_FROM_MS(gc_store__int(s, row, 2));
-            c->topics = gc_store__text(s, p, row, 3);
+            c->id = gc_store__text(&r, p, 0);
+            c->connect_uri = gc_store__text(&r, p, 1);
+            c->expires_at = GC_FROM_MS(gc_store__int(&r, 2));
+            c->topics = gc_store__text(&r, p, 3);
         }
     }
     else {
@@ -55,7 +69,7 @@ apr_status_t gc_store_channel_save(gc_store_t *s, const gc_channel_rec_t *c)
     args[2] = &expires;
     args[3] = c->topics ? c->topics : "[]";
     args[4] = &now;
-    rv = gc_store__exec(s, tp, ST_CHANNEL_SAVE, args, NULL, &err);
+    rv = gc_store__exec(s, tp, &channel_save, args, NULL, &err);
     if (rv != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, rv, GCMON_LOGNO(412) "store: saving channel %s: %s",
                c->id, err);
@@ -78,7 +92,7 @@ apr_status_t gc_store_channel_delete(gc_store_t *s, const char *id)
         return APR_ENOMEM;
     }
     args[0] = id;
-    rv = gc_store__exec(s, tp, ST_CHANNEL_DELETE, args, NULL, &err);
+    rv = gc_store__exec(s, tp, &channel_delete, args, NULL, &err);
     if (rv != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, rv, GCMON_LOGNO(413) "store: deleting channel %s: %s",
                id, err);

@@ -7,6 +7,106 @@
 #include "gc_log.h"
 #include "store_private.h"
 
+/* First statement of every batch: takes the row lock that serialises
+ * writers (PostgreSQL; sqlite3's BEGIN IMMEDIATE already does). */
+static const gc_stmt_t epoch_bump_st = {
+    "history.epoch_bump", "UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch'",
+    NULL, 0 };
+
+static const gc_stmt_t epoch_read_st = {
+    "history.epoch_read", "SELECT value FROM gcmon_meta WHERE name = 'write_epoch' LIMIT 1",
+    NULL, 0 };
+
+/* write_batch's multi-row statements: a head, one row template repeated 64,
+ * 16, 4 or 1 times (", "), a tail — a batch is written in the largest that
+ * fit. Current rows are upserted; the WHERE keeps a writer whose view is
+ * stale (an overlapping holder) from moving a row backwards — it then
+ * affects fewer rows than it sent, which write_batch notices. */
+#define BULK_SIZES 4
+static const int bulk_rows[BULK_SIZES] = { 64, 16, 4, 1 };
+
+#define REP2(x) x ", " x
+#define REP4(x) REP2(REP2(x))
+#define REP16(x) REP4(REP4(x))
+#define REP64(x) REP4(REP16(x))
+#define BULK(name, head, row, tail) { \
+    { name "*64", head REP64(row) tail, NULL, 0 }, \
+    { name "*16", head REP16(row) tail, NULL, 0 }, \
+    { name "*4", head REP4(row) tail, NULL, 0 }, \
+    { name "*1", head row tail, NULL, 0 } }
+
+/* The current state of up to n agents (the LIMIT is the row count). */
+#define READ_HEAD "SELECT user_id, state, event_at FROM gcmon_agents WHERE user_id IN ("
+static const gc_stmt_t bulk_read[BULK_SIZES] = {
+    { "history.read_current*64", READ_HEAD REP64("%s") ") LIMIT 64", NULL, 0 },
+    { "history.read_current*16", READ_HEAD REP16("%s") ") LIMIT 16", NULL, 0 },
+    { "history.read_current*4", READ_HEAD REP4("%s") ") LIMIT 4", NULL, 0 },
+    { "history.read_current*1", READ_HEAD "%s) LIMIT 1", NULL, 0 },
+};
+
+/* History rows; a stream event has no name: take the current row's. */
+static const gc_stmt_t bulk_history[BULK_SIZES] = BULK("history.insert",
+    "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
+    "presence_id, routing_status, event_at, ingested_at, source) VALUES ",
+    "(%s, COALESCE(%s, (SELECT a.user_name FROM gcmon_agents a WHERE a.user_id = %s)), "
+    "%s, %s, %s, %s, %s, %lld, %lld, %s)",
+    " ON CONFLICT DO NOTHING");
+
+#define AGENT_HEAD "INSERT INTO gcmon_agents (user_id, user_name, state, presence, " \
+    "presence_id, routing_status, queue_ids, since, event_at, updated_at) VALUES "
+#define AGENT_ROW "(%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld)"
+
+/* Current rows after a transition (since = the event). */
+static const gc_stmt_t bulk_transition[BULK_SIZES] = BULK("history.current_transition",
+    AGENT_HEAD, AGENT_ROW,
+    " ON CONFLICT (user_id) DO UPDATE SET "
+    "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
+    "state = excluded.state, presence = excluded.presence, "
+    "presence_id = excluded.presence_id, "
+    "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
+    "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
+    "since = excluded.since, event_at = excluded.event_at, "
+    "updated_at = excluded.updated_at "
+    "WHERE gcmon_agents.event_at <= excluded.event_at");
+
+/* Current rows in the same state (since kept). */
+static const gc_stmt_t bulk_refresh[BULK_SIZES] = BULK("history.current_refresh",
+    AGENT_HEAD, AGENT_ROW,
+    " ON CONFLICT (user_id) DO UPDATE SET "
+    "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
+    "presence = COALESCE(excluded.presence, gcmon_agents.presence), "
+    "presence_id = COALESCE(excluded.presence_id, gcmon_agents.presence_id), "
+    "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
+    "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
+    "event_at = excluded.event_at, updated_at = excluded.updated_at "
+    "WHERE gcmon_agents.state = excluded.state "
+    "AND gcmon_agents.event_at <= excluded.event_at");
+
+/* The baseline of SPEC §8 (gc_store_test_raw_insert). */
+static const gc_stmt_t history_insert_raw = {
+    "history.insert_raw",
+    "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
+    "presence_id, routing_status, event_at, ingested_at, source) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %s)", NULL, 0 };
+
+static const gc_stmt_t agent_get = {
+    "history.agent_get",
+    "SELECT user_id, user_name, state, presence, presence_id, routing_status, "
+    "queue_ids, since, event_at, updated_at FROM gcmon_agents WHERE user_id = %s LIMIT 1",
+    NULL, 0 };
+
+static const gc_stmt_t history_count_all = {
+    "history.count_all", "SELECT COUNT(*) FROM gcmon_history LIMIT 1", NULL, 0 };
+
+static const gc_stmt_t history_count_user = {
+    "history.count_user", "SELECT COUNT(*) FROM gcmon_history WHERE user_id = %s LIMIT 1",
+    NULL, 0 };
+
+static const gc_stmt_t history_prune = {
+    "history.prune",
+    "DELETE FROM gcmon_history WHERE id IN (SELECT id FROM gcmon_history "
+    "WHERE event_at < %lld ORDER BY event_at LIMIT %d)", NULL, 0 };
+
 /* ---- write_batch ----
  *
  * Every batch bumps the write epoch first (epoch_bump). Fast path: read the
@@ -90,20 +190,15 @@ static int recordable(const gc_agent_event_t *ev)
  * after COMMIT. */
 static apr_status_t epoch_bump(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip, const char **err)
 {
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
     apr_status_t rv;
     int nrows = 0, found = 0;
 
-    if ((rv = gc_store__exec(s, ip, ST_EPOCH_BUMP, NULL, &nrows, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__exec(s, ip, &epoch_bump_st, NULL, &nrows, err)) != APR_SUCCESS) {
         return rv;
     }
-    if ((rv = gc_store__select(s, ip, ST_EPOCH_READ, NULL, &res, err)) != APR_SUCCESS) {
+    rv = gc_store__select_int(s, ip, &epoch_read_st, NULL, &b->epoch, &found, err);
+    if (rv != APR_SUCCESS) {
         return rv;
-    }
-    while (gc_store__row(s, ip, res, &row)) {
-        b->epoch = gc_store__int(s, row, 0);
-        found = 1;
     }
     if (!found || nrows != 1) {
         *err = "the write_epoch row of gcmon_meta is missing (was gc_store_migrate run?)";
@@ -136,9 +231,8 @@ static apr_status_t read_current(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
     int done = 0, k = 0, i;
 
     while (done < n) {
-        int rows = gc_store__bulk_rows[k];
-        apr_dbd_results_t *res;
-        apr_dbd_row_t *row = NULL;
+        int rows = bulk_rows[k];
+        gc_rows_t r;
         const void **args;
         apr_status_t rv;
 
@@ -151,17 +245,17 @@ static apr_status_t read_current(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
         for (i = 0; i < rows; i++) {
             args[i] = users[done + i]->user_id;
         }
-        rv = gc_store__select(s, ip, GC_STMT_BULK(BK_READ, k), args, &res, err);
+        rv = gc_store__select(s, ip, &bulk_read[k], args, &r, err);
         if (rv != APR_SUCCESS) {
             return rv;
         }
-        while (gc_store__row(s, ip, res, &row)) {
-            const char *uid = gc_store__text(s, ip, row, 0);
+        while (gc_store__next(&r)) {
+            const char *uid = gc_store__text(&r, ip, 0);
             ov_ent_t *o = uid ? apr_hash_get(b->overlay, uid, APR_HASH_KEY_STRING) : NULL;
-            const char *state = gc_store__text(s, b->bp, row, 1);
+            const char *state = gc_store__text(&r, b->bp, 1);
             if (o && state) {
                 o->state = state;
-                o->event_at = GC_FROM_MS(gc_store__int(s, row, 2));
+                o->event_at = GC_FROM_MS(gc_store__int(&r, 2));
                 o->st = OV_VALID;
             }
         }
@@ -230,16 +324,18 @@ static void bind_agent(batch_ctx_t *b, const ov_ent_t *o, const void **a)
     a[9] = &b->ingested_ms;
 }
 
-/* Write rows[0..n) (hist_row_t or ov_ent_t *) with multi-row statements.
- * APR_EAGAIN when a statement affected fewer rows than it sent. */
-static apr_status_t write_rows(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip, gc_bulk_e kind,
-                               const apr_array_header_t *rows_arr, const char **err)
+/* Write rows[0..n) (hist_row_t for bulk_history, else ov_ent_t *) with the
+ * multi-row statements of `set`. APR_EAGAIN when a statement affected fewer
+ * rows than it sent. */
+static apr_status_t write_rows(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
+                               const gc_stmt_t *set, const apr_array_header_t *rows_arr,
+                               const char **err)
 {
     int n = rows_arr->nelts, done = 0, k = 0, i;
-    int cols = kind == BK_HISTORY ? HIST_COLS : AGENT_COLS;
+    int hist = set == bulk_history, cols = hist ? HIST_COLS : AGENT_COLS;
 
     while (done < n) {
-        int rows = gc_store__bulk_rows[k], nrows = 0;
+        int rows = bulk_rows[k], nrows = 0;
         const void **args;
         apr_status_t rv;
 
@@ -250,14 +346,14 @@ static apr_status_t write_rows(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip, gc
         apr_pool_clear(ip);
         args = apr_palloc(ip, (apr_size_t)rows * cols * sizeof(*args));
         for (i = 0; i < rows; i++) {
-            if (kind == BK_HISTORY) {
+            if (hist) {
                 bind_hist(b, &APR_ARRAY_IDX(rows_arr, done + i, hist_row_t), args + i * cols);
             }
             else {
                 bind_agent(b, APR_ARRAY_IDX(rows_arr, done + i, ov_ent_t *), args + i * cols);
             }
         }
-        rv = gc_store__exec(s, ip, GC_STMT_BULK(kind, k), args, &nrows, err);
+        rv = gc_store__exec(s, ip, &set[k], args, &nrows, err);
         if (rv != APR_SUCCESS) {
             return rv;
         }
@@ -392,7 +488,7 @@ static apr_status_t batch_fast_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
     /* 3. History in event order, then current rows in user_id order (the
      * same lock order for every writer). */
     if (rv == APR_SUCCESS) {
-        rv = write_rows(s, b, ip, BK_HISTORY, b->hist, err);
+        rv = write_rows(s, b, ip, bulk_history, b->hist, err);
     }
     if (rv == APR_SUCCESS) {
         qsort(b->cur->elts, b->cur->nelts, sizeof(ov_ent_t *), cmp_user);
@@ -402,9 +498,9 @@ static apr_status_t batch_fast_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             ov_ent_t *o = APR_ARRAY_IDX(b->cur, i, ov_ent_t *);
             APR_ARRAY_PUSH(o->touched == 2 ? trans : refr, ov_ent_t *) = o;
         }
-        rv = write_rows(s, b, ip, BK_TRANSITION, trans, err);
+        rv = write_rows(s, b, ip, bulk_transition, trans, err);
         if (rv == APR_SUCCESS) {
-            rv = write_rows(s, b, ip, BK_REFRESH, refr, err);
+            rv = write_rows(s, b, ip, bulk_refresh, refr, err);
         }
     }
     apr_pool_destroy(ip);
@@ -453,7 +549,7 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             h.event_ms = ev_ms;
             one_h->nelts = 0;
             *(hist_row_t *)apr_array_push(one_h) = h;
-            rv = write_rows(s, b, ip, BK_HISTORY, one_h, err);
+            rv = write_rows(s, b, ip, bulk_history, one_h, err);
             if (rv == APR_EAGAIN) {
                 /* UNIQUE(user_id, event_at) holds a row for this instant: an
                  * overlapping holder stored it, or another state was observed
@@ -474,7 +570,7 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             apply_transition(&row, &ev, ev_ms);
             one_o->nelts = 0;
             APR_ARRAY_PUSH(one_o, ov_ent_t *) = &row;
-            rv = write_rows(s, b, ip, BK_TRANSITION, one_o, err);
+            rv = write_rows(s, b, ip, bulk_transition, one_o, err);
             if (rv == APR_EAGAIN) {
                 rv = APR_SUCCESS;
                 o->st = OV_REREAD;      /* the stored current row is newer */
@@ -492,7 +588,7 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             apply_refresh(&row, &ev, ev_ms);
             one_o->nelts = 0;
             APR_ARRAY_PUSH(one_o, ov_ent_t *) = &row;
-            rv = write_rows(s, b, ip, BK_REFRESH, one_o, err);
+            rv = write_rows(s, b, ip, bulk_refresh, one_o, err);
             if (rv == APR_EAGAIN) {
                 rv = APR_SUCCESS;
                 b->res.stale++;         /* the stored row moved on meanwhile */
@@ -646,7 +742,7 @@ static apr_status_t raw_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
         h[7] = &ev_ms;
         h[8] = &r->ingested_ms;
         h[9] = r->source;
-        rv = gc_store__exec(s, ip, ST_HISTORY_INSERT_RAW, h, NULL, err);
+        rv = gc_store__exec(s, ip, &history_insert_raw, h, NULL, err);
     }
     apr_pool_destroy(ip);
     return rv;
@@ -684,8 +780,7 @@ apr_status_t gc_store_agent_get(gc_store_t *s, apr_pool_t *p, const char *user_i
                                 gc_agent_row_t **out)
 {
     apr_pool_t *tp;
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
+    gc_rows_t r;
     apr_status_t rv;
     const char *err = NULL;
     const void *args[1];
@@ -698,20 +793,20 @@ apr_status_t gc_store_agent_get(gc_store_t *s, apr_pool_t *p, const char *user_i
         return APR_ENOMEM;
     }
     args[0] = user_id;
-    rv = gc_store__select(s, tp, ST_AGENT_GET, args, &res, &err);
+    rv = gc_store__select(s, tp, &agent_get, args, &r, &err);
     if (rv == APR_SUCCESS) {
-        while (gc_store__row(s, tp, res, &row)) {
+        while (gc_store__next(&r)) {
             gc_agent_row_t *a = apr_pcalloc(p, sizeof(*a));
-            a->user_id = gc_store__text(s, p, row, 0);
-            a->user_name = gc_store__text(s, p, row, 1);
-            a->state = gc_store__text(s, p, row, 2);
-            a->presence = gc_store__text(s, p, row, 3);
-            a->presence_id = gc_store__text(s, p, row, 4);
-            a->routing_status = gc_store__text(s, p, row, 5);
-            a->queue_ids = gc_store__text(s, p, row, 6);
-            a->since = GC_FROM_MS(gc_store__int(s, row, 7));
-            a->event_at = GC_FROM_MS(gc_store__int(s, row, 8));
-            a->updated_at = GC_FROM_MS(gc_store__int(s, row, 9));
+            a->user_id = gc_store__text(&r, p, 0);
+            a->user_name = gc_store__text(&r, p, 1);
+            a->state = gc_store__text(&r, p, 2);
+            a->presence = gc_store__text(&r, p, 3);
+            a->presence_id = gc_store__text(&r, p, 4);
+            a->routing_status = gc_store__text(&r, p, 5);
+            a->queue_ids = gc_store__text(&r, p, 6);
+            a->since = GC_FROM_MS(gc_store__int(&r, 7));
+            a->event_at = GC_FROM_MS(gc_store__int(&r, 8));
+            a->updated_at = GC_FROM_MS(gc_store__int(&r, 9));
             *out = a;
         }
         if (!*out) {
@@ -725,9 +820,8 @@ apr_status_t gc_store_agent_get(gc_store_t *s, apr_pool_t *p, const char *user_i
 apr_status_t gc_store_history_count(gc_store_t *s, const char *user_id, long *out)
 {
     apr_pool_t *tp;
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
     apr_status_t rv;
+    apr_int64_t n = 0;
     const char *err = NULL;
     const void *args[1];
 
@@ -736,13 +830,9 @@ apr_status_t gc_store_history_count(gc_store_t *s, const char *user_id, long *ou
         return APR_ENOMEM;
     }
     args[0] = user_id;
-    rv = gc_store__select(s, tp, user_id ? ST_HISTORY_COUNT_USER : ST_HISTORY_COUNT_ALL,
-                          user_id ? args : NULL, &res, &err);
-    if (rv == APR_SUCCESS) {
-        while (gc_store__row(s, tp, res, &row)) {
-            *out = (long)gc_store__int(s, row, 0);
-        }
-    }
+    rv = gc_store__select_int(s, tp, user_id ? &history_count_user : &history_count_all,
+                              user_id ? args : NULL, &n, NULL, &err);
+    *out = (long)n;
     apr_pool_destroy(tp);
     return rv;
 }
@@ -777,7 +867,7 @@ apr_status_t gc_store_prune(gc_store_t *s, apr_time_t before, int max_rows, int 
         args[0] = &before_ms;
         args[1] = &chunk;
         /* Autocommit per chunk: a writer waits for one chunk at most. */
-        rv = gc_store__exec(s, tp, ST_HISTORY_PRUNE, args, &nrows, &err);
+        rv = gc_store__exec(s, tp, &history_prune, args, &nrows, &err);
         if (rv != APR_SUCCESS) {
             gc_log(GC_LOG_MARK, GC_LOG_WARNING, rv,
                    GCMON_LOGNO(415) "store: pruning history failed after %d rows: %s", total,

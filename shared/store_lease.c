@@ -7,6 +7,31 @@
 #include "gc_log.h"
 #include "store_private.h"
 
+static const gc_stmt_t lease_insert = {
+    "lease.insert",
+    "INSERT INTO gcmon_lease (name, holder, expires_at, acquired_at) "
+    "VALUES (%s, %s, %lld, %lld) ON CONFLICT DO NOTHING", NULL, 0 };
+
+/* Taken when it is ours or has expired; a renewal keeps acquired_at. */
+static const gc_stmt_t lease_take = {
+    "lease.take",
+    "UPDATE gcmon_lease SET acquired_at = CASE WHEN holder = %s AND expires_at >= %lld "
+    "THEN acquired_at ELSE %lld END, holder = %s, expires_at = %lld "
+    "WHERE name = %s AND (holder = %s OR expires_at < %lld)", NULL, 0 };
+
+static const gc_stmt_t lease_read = {
+    "lease.read",
+    "SELECT holder, expires_at, acquired_at FROM gcmon_lease WHERE name = %s LIMIT 1",
+    NULL, 0 };
+
+static const gc_stmt_t lease_release = {
+    "lease.release",
+    "UPDATE gcmon_lease SET expires_at = 0 WHERE name = %s AND holder = %s", NULL, 0 };
+
+/* Short-lived leases (per-agent status-change locks) are deleted, not kept. */
+static const gc_stmt_t lease_delete = {
+    "lease.delete", "DELETE FROM gcmon_lease WHERE name = %s AND holder = %s", NULL, 0 };
+
 typedef struct {
     const char *name, *holder;
     apr_int64_t now_ms, expires_ms;
@@ -23,8 +48,7 @@ typedef struct {
 static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
 {
     lease_ctx_t *l = baton;
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
+    gc_rows_t r;
     apr_status_t rv;
     const void *ins[4], *take[8], *rd[1];
 
@@ -32,7 +56,7 @@ static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     ins[1] = l->holder;
     ins[2] = &l->expires_ms;
     ins[3] = &l->now_ms;
-    if ((rv = gc_store__exec(s, p, ST_LEASE_INSERT, ins, NULL, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__exec(s, p, &lease_insert, ins, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
     take[0] = l->holder;            /* CASE WHEN holder = ? AND expires_at >= now */
@@ -43,17 +67,17 @@ static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     take[5] = l->name;
     take[6] = l->holder;
     take[7] = &l->now_ms;
-    if ((rv = gc_store__exec(s, p, ST_LEASE_TAKE, take, NULL, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__exec(s, p, &lease_take, take, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
     rd[0] = l->name;
-    if ((rv = gc_store__select(s, p, ST_LEASE_READ, rd, &res, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__select(s, p, &lease_read, rd, &r, err)) != APR_SUCCESS) {
         return rv;
     }
     l->current = NULL;
-    while (gc_store__row(s, p, res, &row)) {
-        l->current = gc_store__text(s, l->out_pool, row, 0);
-        l->current_expires = gc_store__int(s, row, 1);
+    while (gc_store__next(&r)) {
+        l->current = gc_store__text(&r, l->out_pool, 0);
+        l->current_expires = gc_store__int(&r, 1);
     }
     if (!l->current) {
         *err = "lease row vanished";
@@ -117,7 +141,7 @@ apr_status_t gc_store_lease_release(gc_store_t *s, const char *name, const char 
     }
     args[0] = name;
     args[1] = holder;
-    rv = gc_store__exec(s, tp, ST_LEASE_RELEASE, args, NULL, &err);
+    rv = gc_store__exec(s, tp, &lease_release, args, NULL, &err);
     if (rv != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, rv, GCMON_LOGNO(410) "store: releasing lease '%s': %s",
                name, err);
@@ -135,7 +159,7 @@ apr_status_t gc_store_lease_delete(gc_store_t *s, apr_pool_t *p, const char *nam
 
     args[0] = name;
     args[1] = holder;
-    rv = gc_store__exec(s, p, ST_LEASE_DELETE, args, NULL, &err);
+    rv = gc_store__exec(s, p, &lease_delete, args, NULL, &err);
     if (rv != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, rv, GCMON_LOGNO(418) "store: deleting lease "
                "'%s': %s (it expires by itself)", name, err);
@@ -148,8 +172,7 @@ apr_status_t gc_store_lease_get(gc_store_t *s, apr_pool_t *p, const char *name,
                                 apr_time_t *acquired_at)
 {
     apr_pool_t *tp;
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
+    gc_rows_t r;
     apr_status_t rv;
     const char *err = NULL;
     const void *args[1];
@@ -159,18 +182,18 @@ apr_status_t gc_store_lease_get(gc_store_t *s, apr_pool_t *p, const char *name,
         return APR_ENOMEM;
     }
     args[0] = name;
-    rv = gc_store__select(s, tp, ST_LEASE_READ, args, &res, &err);
+    rv = gc_store__select(s, tp, &lease_read, args, &r, &err);
     if (rv == APR_SUCCESS) {
-        while (gc_store__row(s, tp, res, &row)) {
+        while (gc_store__next(&r)) {
             found = 1;
             if (holder) {
-                *holder = gc_store__text(s, p, row, 0);
+                *holder = gc_store__text(&r, p, 0);
             }
             if (expires_at) {
-                *expires_at = GC_FROM_MS(gc_store__int(s, row, 1));
+                *expires_at = GC_FROM_MS(gc_store__int(&r, 1));
             }
             if (acquired_at) {
-                *acquired_at = GC_FROM_MS(gc_store__int(s, row, 2));
+                *acquired_at = GC_FROM_MS(gc_store__int(&r, 2));
             }
         }
         if (!found) {

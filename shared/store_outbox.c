@@ -7,6 +7,40 @@
 #include "gc_outbox.h"
 #include "store_private.h"
 
+static const gc_stmt_t outbox_insert = {
+    "outbox.insert",
+    "INSERT INTO gcmon_outbox (target, alert_id, body, created_at, next_at) "
+    "VALUES (%s, %lld, %s, %lld, %lld)", NULL, 0 };
+
+static const gc_stmt_t outbox_due = {
+    "outbox.due",
+    "SELECT id, target, alert_id, body, created_at, next_at, attempts FROM gcmon_outbox "
+    "WHERE status = 'pending' AND next_at <= %lld ORDER BY id LIMIT %d", NULL, 0 };
+
+static const gc_stmt_t outbox_pending = {
+    "outbox.pending",
+    "SELECT MIN(next_at), COUNT(*) FROM gcmon_outbox WHERE status = 'pending' LIMIT 1",
+    NULL, 0 };
+
+static const gc_stmt_t outbox_result = {
+    "outbox.result",
+    "UPDATE gcmon_outbox SET status = %s, attempts = attempts + 1, "
+    "next_at = COALESCE(%lld, next_at), last_error = COALESCE(%s, last_error), "
+    "done_at = %lld WHERE id = %lld AND status = 'pending'", NULL, 0 };
+
+/* An alert's delivery columns follow its outbox row. */
+static const gc_stmt_t outbox_alert_mirror = {
+    "outbox.alert_mirror",
+    "UPDATE gcmon_alerts SET delivery_status = %s, "
+    "delivery_attempts = (SELECT o.attempts FROM gcmon_outbox o WHERE o.id = %lld), "
+    "delivery_last_error = (SELECT o.last_error FROM gcmon_outbox o WHERE o.id = %lld) "
+    "WHERE id = (SELECT o.alert_id FROM gcmon_outbox o WHERE o.id = %lld)", NULL, 0 };
+
+static const gc_stmt_t outbox_prune = {
+    "outbox.prune",
+    "DELETE FROM gcmon_outbox WHERE id IN (SELECT id FROM gcmon_outbox "
+    "WHERE status <> 'pending' AND done_at < %lld ORDER BY id LIMIT %d)", NULL, 0 };
+
 apr_status_t gc_store__outbox_add(gc_store_t *s, apr_pool_t *p, const char *target,
                                   const apr_int64_t *alert_id, const char *body,
                                   apr_time_t now, const char **err)
@@ -23,7 +57,7 @@ apr_status_t gc_store__outbox_add(gc_store_t *s, apr_pool_t *p, const char *targ
     args[2] = body;
     args[3] = &at;
     args[4] = &at;
-    return gc_store__exec(s, p, ST_OUTBOX_INSERT, args, NULL, err);
+    return gc_store__exec(s, p, &outbox_insert, args, NULL, err);
 }
 
 typedef struct {
@@ -56,8 +90,7 @@ apr_status_t gc_store_outbox_add(gc_store_t *s, apr_pool_t *p, const char *targe
 apr_status_t gc_store_outbox_due(gc_store_t *s, apr_pool_t *p, apr_time_t now, int max,
                                  apr_array_header_t **out, const char **err)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
+    gc_rows_t r;
     apr_int64_t at = GC_MS(now);
     const void *args[2];
     apr_status_t rv;
@@ -68,24 +101,24 @@ apr_status_t gc_store_outbox_due(gc_store_t *s, apr_pool_t *p, apr_time_t now, i
     *out = apr_array_make(p, max < 64 ? max : 64, sizeof(gc_outbox_row_t));
     args[0] = &at;
     args[1] = &max;
-    rv = gc_store__select(s, p, ST_OUTBOX_DUE, args, &res, err);
+    rv = gc_store__select(s, p, &outbox_due, args, &r, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    while (gc_store__row(s, p, res, &row)) {
-        gc_outbox_row_t *r = apr_array_push(*out);
-        r->id = gc_store__int(s, row, 0);
-        r->target = gc_store__text(s, p, row, 1);
-        r->alert_id = gc_store__int(s, row, 2);
-        r->body = gc_store__text(s, p, row, 3);
-        r->created_at = GC_FROM_MS(gc_store__int(s, row, 4));
-        r->next_at = GC_FROM_MS(gc_store__int(s, row, 5));
-        r->attempts = (int)gc_store__int(s, row, 6);
-        if (!r->target) {
-            r->target = "";
+    while (gc_store__next(&r)) {
+        gc_outbox_row_t *o = apr_array_push(*out);
+        o->id = gc_store__int(&r, 0);
+        o->target = gc_store__text(&r, p, 1);
+        o->alert_id = gc_store__int(&r, 2);
+        o->body = gc_store__text(&r, p, 3);
+        o->created_at = GC_FROM_MS(gc_store__int(&r, 4));
+        o->next_at = GC_FROM_MS(gc_store__int(&r, 5));
+        o->attempts = (int)gc_store__int(&r, 6);
+        if (!o->target) {
+            o->target = "";
         }
-        if (!r->body) {
-            r->body = "";
+        if (!o->body) {
+            o->body = "";
         }
     }
     return APR_SUCCESS;
@@ -94,20 +127,19 @@ apr_status_t gc_store_outbox_due(gc_store_t *s, apr_pool_t *p, apr_time_t now, i
 apr_status_t gc_store_outbox_pending(gc_store_t *s, apr_pool_t *p, apr_time_t *next_at,
                                      long *count, const char **err)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
+    gc_rows_t r;
     apr_status_t rv;
 
     *next_at = 0;
     *count = 0;
-    rv = gc_store__select(s, p, ST_OUTBOX_PENDING, NULL, &res, err);
+    rv = gc_store__select(s, p, &outbox_pending, NULL, &r, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    while (gc_store__row(s, p, res, &row)) {
+    while (gc_store__next(&r)) {
         /* MIN() of no rows is NULL: read as 0. */
-        *next_at = GC_FROM_MS(gc_store__int(s, row, 0));
-        *count = (long)gc_store__int(s, row, 1);
+        *next_at = GC_FROM_MS(gc_store__int(&r, 0));
+        *count = (long)gc_store__int(&r, 1);
     }
     return APR_SUCCESS;
 }
@@ -147,7 +179,7 @@ static apr_status_t result_tx(gc_store_t *s, apr_pool_t *p, void *baton, const c
     args[2] = c->last_error;
     args[3] = c->outcome == GC_OUTBOX_RETRY ? NULL : &done;
     args[4] = &c->id;
-    rv = gc_store__exec(s, p, ST_OUTBOX_RESULT, args, &n, err);
+    rv = gc_store__exec(s, p, &outbox_result, args, &n, err);
     if (rv != APR_SUCCESS || n == 0) {
         return rv;
     }
@@ -155,7 +187,7 @@ static apr_status_t result_tx(gc_store_t *s, apr_pool_t *p, void *baton, const c
     args[1] = &c->id;
     args[2] = &c->id;
     args[3] = &c->id;
-    return gc_store__exec(s, p, ST_OUTBOX_ALERT_MIRROR, args, NULL, err);
+    return gc_store__exec(s, p, &outbox_alert_mirror, args, NULL, err);
 }
 
 apr_status_t gc_store_outbox_result(gc_store_t *s, apr_pool_t *p, apr_int64_t id,
@@ -182,5 +214,5 @@ apr_status_t gc_store_outbox_prune(gc_store_t *s, apr_pool_t *p, apr_time_t befo
     *deleted = 0;
     args[0] = &at;
     args[1] = &max;
-    return gc_store__exec(s, p, ST_OUTBOX_PRUNE, args, deleted, err);
+    return gc_store__exec(s, p, &outbox_prune, args, deleted, err);
 }

@@ -1,5 +1,16 @@
 /* Internals of the gcmon store (gc_store*.c / store_*.c), shared by its
- * files only. Nothing outside the store includes this header. */
+ * files only. Nothing outside the store includes this header.
+ *
+ * One database layer for writes and reads:
+ * - a statement is a gc_stmt_t (name, SQL), a static const in the store file
+ *   that runs it (or built there per filter shape), passed by address;
+ * - the executor (gc_store.c) prepares it on first use per connection, caches
+ *   it in the store under its name, and runs it with bound arguments; one
+ *   retry policy (a statement SQLite expired is prepared again), one error
+ *   text, one set of column readers (gc_rows_t), transactions (gc_store__tx);
+ * - paged listings (store_list.c): a store file declares a gc_listing_t
+ *   (table, columns, order, filters, row reader) and gc_store__list runs it
+ *   into a gc_page_t (gc_store.h). */
 #ifndef GC_STORE_PRIVATE_H
 #define GC_STORE_PRIVATE_H
 
@@ -7,6 +18,7 @@
 #include <apr_hash.h>
 #include <apr_pools.h>
 
+#include "gc_query.h"
 #include "gc_store.h"
 
 typedef enum {
@@ -14,59 +26,113 @@ typedef enum {
     GC_DB_PGSQL
 } gc_db_dialect_e;
 
-/* Every statement the store runs, prepared lazily (label NULL) once per
- * connection and cached in the gc_store_t. The SQL is in gc_store.c. */
-typedef enum {
-    ST_PING,
-    ST_SCHEMA_CREATE,
-    ST_PG_LOCK,
-    ST_SCHEMA_VERSION,
-    ST_SCHEMA_MARK,
-    ST_LEASE_INSERT,
-    ST_LEASE_TAKE,
-    ST_LEASE_READ,
-    ST_LEASE_RELEASE,
-    ST_AGENT_GET,
-    ST_EPOCH_BUMP,
-    ST_EPOCH_READ,
-    ST_HISTORY_INSERT_RAW,
-    ST_HISTORY_COUNT_ALL,
-    ST_HISTORY_COUNT_USER,
-    ST_HISTORY_PRUNE,
-    ST_CHANNEL_SAVE,
-    ST_CHANNEL_LOAD,
-    ST_CHANNEL_DELETE,
-    ST_OUTBOX_INSERT,
-    ST_OUTBOX_DUE,
-    ST_OUTBOX_PENDING,
-    ST_OUTBOX_RESULT,
-    ST_OUTBOX_ALERT_MIRROR,
-    ST_OUTBOX_PRUNE,
-    ST_ALERT_AGENTS,
-    ST_ALERT_INSERT,
-    ST_ALERT_FIND,
-    ST_ALERT_CLEAR,
-    ST_AUDIT_INSERT,
-    ST_AUDIT_LIST,
-    ST_AUDIT_COUNT,
-    ST_LEASE_DELETE,
-    ST__COUNT
-} gc_stmt_e;
+/* ---- statements ---- */
 
-/* write_batch's multi-row statements: one row template repeated
- * gc_store__bulk_rows[i] times (64, 16, 4, 1), cached like the others. */
-typedef enum {
-    BK_READ,                        /* current state of up to n agents */
-    BK_HISTORY,                     /* history rows, ON CONFLICT DO NOTHING */
-    BK_TRANSITION,                  /* current rows after a transition (since = event) */
-    BK_REFRESH,                     /* current rows, same state (since kept) */
-    BK__COUNT
-} gc_bulk_e;
+/* One statement. `name` identifies it in the connection's cache and in error
+ * texts: one name, one SQL text (a second text under a name is refused).
+ * Placeholders are apr_dbd's (%s, %d, %lld; a literal % is %%). Portable SQL
+ * (sqlite3 >= 3.24, PostgreSQL >= 9.5); `pgsql` only where the dialects
+ * differ. Every SELECT is bounded. */
+typedef struct {
+    const char *name;
+    const char *sql;                /* sqlite3, and pgsql unless `pgsql` is set */
+    const char *pgsql;              /* NULL: `sql` */
+    unsigned flags;                 /* GC_STMT_* */
+} gc_stmt_t;
 
-#define GC_BULK_SIZES 4
-extern const int gc_store__bulk_rows[GC_BULK_SIZES];
-#define GC_STMT_BULK(kind, i) ((int)ST__COUNT + (int)(kind) * GC_BULK_SIZES + (i))
-#define GC_STMT_SLOTS ((int)ST__COUNT + (int)BK__COUNT * GC_BULK_SIZES)
+/* Failing is expected (e.g. probing a table that may not exist yet): a
+ * failed prepare is logged at debug, not error. */
+#define GC_STMT_QUIET 1u
+
+/* Run a statement (prepared on first use on this connection) with binary
+ * arguments, as for apr_dbd_pbquery: const char * for %s, apr_int64_t * for
+ * %lld, int * for %d, NULL for SQL NULL. *nrows (may be NULL): rows affected. */
+apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
+                            const void **args, int *nrows, const char **err);
+
+/* A SELECT's rows, read with gc_store__next until it returns 0 (always to the
+ * end: pgsql frees its result when the rows run out). pgsql is fetched
+ * synchronously (random access), so even a result read only in part could
+ * never hold the connection busy (apr_dbd_pgsql's async-select trap). */
+typedef struct {
+    gc_store_t *s;
+    apr_pool_t *pool;               /* the select's pool */
+    apr_dbd_results_t *res;
+    apr_dbd_row_t *row;
+} gc_rows_t;
+
+apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
+                              const void **args, gc_rows_t *rows, const char **err);
+int gc_store__next(gc_rows_t *r);
+
+/* Column readers of the current row: text in pool p (NULL for SQL NULL; not
+ * copied when it already lives there), integers 0 for NULL. */
+const char *gc_store__text(gc_rows_t *r, apr_pool_t *p, int col);
+apr_int64_t gc_store__int(gc_rows_t *r, int col);
+
+/* The first column of the first row as an integer (0 when there is no row;
+ * *found, which may be NULL, tells). */
+apr_status_t gc_store__select_int(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
+                                  const void **args, apr_int64_t *v, int *found,
+                                  const char **err);
+
+/* Run one-off SQL (migration DDL) as an uncached prepared statement. */
+apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql,
+                                const char **err);
+
+/* Forget every prepared statement (after DDL on sqlite3). */
+void gc_store__stmt_reset(gc_store_t *s);
+
+/* Error text "what: database message" in p, on one line. */
+const char *gc_store__err(gc_store_t *s, apr_pool_t *p, const char *what, int rv);
+
+/* Transactions: run fn inside one, commit when it returns APR_SUCCESS, else
+ * roll back. When the statement cache was found expired by a concurrent
+ * schema change (sqlite3), the whole transaction is retried once. */
+typedef apr_status_t gc_store_tx_fn(gc_store_t *s, apr_pool_t *p, void *baton,
+                                    const char **err);
+apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void *baton,
+                          const char **err);
+
+/* ---- paged listings (store_list.c) ---- */
+
+/* A filter of a listing: a condition with one placeholder, applied when the
+ * gc_query_t field it names is set. String fields (GC_Q_USER_ID, GC_Q_STATE,
+ * GC_Q_ACTOR, GC_Q_ACTION, GC_Q_TARGET) bind %s; times (GC_Q_FROM, GC_Q_TO)
+ * bind %lld epoch milliseconds, rounded up (so "at least t" and "before t"
+ * hold for millisecond rows and microsecond bounds). */
+typedef struct {
+    unsigned field;                 /* one GC_Q_* bit; 0 ends the list */
+    const char *cond;               /* e.g. "user_id = %s", "event_at >= %lld" */
+} gc_list_filter_t;
+
+#define GC_LIST_MAX_FILTERS 8
+
+typedef void gc_list_read_fn(gc_rows_t *r, apr_pool_t *p, void *row);
+typedef void gc_list_position_fn(const void *row, gc_cursor_t *at);
+
+/* What a listing is: newest first by (tcol, id), or by id alone when tcol is
+ * NULL, which the table's indexes must serve without sorting. */
+typedef struct {
+    const char *name;               /* statement names, totals-cache keys */
+    const char *table;
+    const char *cols;               /* selected columns, in the order `read` takes */
+    const char *tcol;               /* time column of the order and keyset, or NULL */
+    int cached_total;               /* total through the process-wide cache */
+    gc_list_filter_t filters[GC_LIST_MAX_FILTERS];
+    size_t row_size;
+    gc_list_read_fn *read;          /* one row into a row_size struct */
+    gc_list_position_fn *position;  /* a row's keyset position (the next cursor) */
+} gc_listing_t;
+
+/* One page of listing l for q: filters, then q->limit rows after q->offset
+ * rows or below q->cursor ((at, id) or id alone), plus the total of rows
+ * matching the filters: counted every time, or (cached_total) through the
+ * totals cache of gc_store_read.h. */
+apr_status_t gc_store__list(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
+                            const gc_query_t *q, gc_page_t *out, const char **err);
+
+/* ---- the store ---- */
 
 /* What write_batch remembers of an agent: the judged-against state. */
 typedef struct {
@@ -84,8 +150,9 @@ struct gc_store {
     const char *dialect_name;
     int owns_handle;                /* opened by gc_store_open: closed with the pool */
     int closed;
+    const void *scope;              /* the database, for the totals cache (NULL: none) */
 
-    apr_dbd_prepared_t *stmt[GC_STMT_SLOTS];
+    apr_hash_t *stmts;              /* statement name → prepared statement */
     int stmt_stale;                 /* sqlite3: a schema change expired the cache */
     int in_tx;                      /* inside gc_store__tx */
     /* pgsql: one transaction object reused for the connection's lifetime,
@@ -114,43 +181,6 @@ struct gc_store {
 /* Milliseconds stored in the database ↔ apr_time_t. */
 #define GC_MS(t) ((apr_int64_t)apr_time_as_msec(t))
 #define GC_FROM_MS(ms) ((apr_time_t)(ms) * 1000)
-
-/* A statement of the cache, prepared on first use; NULL and *err set on failure. */
-apr_dbd_prepared_t *gc_store__stmt(gc_store_t *s, int id, const char **err, apr_pool_t *p);
-
-/* Run a cached statement with binary arguments (pointers as for
- * apr_dbd_pbquery: const char * for %s, apr_int64_t * for %lld, int * for %d,
- * NULL for SQL NULL). */
-apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, int id, const void **args,
-                            int *nrows, const char **err);
-
-/* Run a cached SELECT (synchronous, random access) with binary arguments. The
- * caller iterates with gc_store__row until it returns 0. */
-apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, int id, const void **args,
-                              apr_dbd_results_t **res, const char **err);
-int gc_store__row(gc_store_t *s, apr_pool_t *p, apr_dbd_results_t *res, apr_dbd_row_t **row);
-
-/* Run one-off SQL (migration DDL) as an uncached prepared statement. */
-apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql,
-                                const char **err);
-
-/* Column accessors, copying into p; NULL / 0 for SQL NULL. */
-const char *gc_store__text(gc_store_t *s, apr_pool_t *p, apr_dbd_row_t *row, int col);
-apr_int64_t gc_store__int(gc_store_t *s, apr_dbd_row_t *row, int col);
-
-/* Transactions: run fn inside one, commit when it returns APR_SUCCESS, else
- * roll back. When the statement cache was found expired by a concurrent
- * schema change (sqlite3), the whole transaction is retried once. */
-typedef apr_status_t gc_store_tx_fn(gc_store_t *s, apr_pool_t *p, void *baton,
-                                    const char **err);
-apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void *baton,
-                          const char **err);
-
-/* Forget every prepared statement (after DDL on sqlite3). */
-void gc_store__stmt_reset(gc_store_t *s);
-
-/* Error text "what: database message" in p. */
-const char *gc_store__err(gc_store_t *s, apr_pool_t *p, const char *what, int rv);
 
 /* Interned copy of a state name in the cache pool. */
 const char *gc_store__intern(gc_store_t *s, const char *state);

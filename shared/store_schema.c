@@ -150,6 +150,28 @@ static const struct {
     { 5, v5, sizeof(v5) / sizeof(v5[0]) },
 };
 
+static const gc_stmt_t schema_create = {
+    "schema.create",
+    "CREATE TABLE IF NOT EXISTS gcmon_schema (version INTEGER PRIMARY KEY, "
+    "applied_at BIGINT NOT NULL)", NULL, 0 };
+
+/* Serialises concurrent migrations (CREATE … IF NOT EXISTS alone is not
+ * race-safe on PostgreSQL); sqlite3's BEGIN IMMEDIATE already does. */
+static const gc_stmt_t schema_pg_lock = {
+    "schema.pg_lock", "SELECT pg_advisory_xact_lock(471100001) LIMIT 1", NULL, 0 };
+
+static const gc_stmt_t schema_version = {
+    "schema.version", "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL, 0 };
+
+/* The same read before any migration: the table may not exist yet. */
+static const gc_stmt_t schema_probe = {
+    "schema.probe", "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL, GC_STMT_QUIET };
+
+static const gc_stmt_t schema_mark = {
+    "schema.mark",
+    "INSERT INTO gcmon_schema (version, applied_at) VALUES (%d, %lld) "
+    "ON CONFLICT DO NOTHING", NULL, 0 };
+
 typedef struct {
     int from, to;
     apr_time_t now;
@@ -158,31 +180,24 @@ typedef struct {
 static apr_status_t migrate_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
 {
     migrate_ctx_t *m = baton;
-    apr_dbd_results_t *res;
-    apr_dbd_row_t *row = NULL;
-    apr_int64_t applied_at = GC_MS(m->now);
+    apr_int64_t applied_at = GC_MS(m->now), v = 0;
     apr_status_t rv;
     size_t i, j;
 
     m->from = m->to = 0;
-    if (s->dialect == GC_DB_PGSQL) {
-        if ((rv = gc_store__select(s, p, ST_PG_LOCK, NULL, &res, err)) != APR_SUCCESS) {
-            return rv;
-        }
-        while (gc_store__row(s, p, res, &row)) {
-        }
-    }
-    if ((rv = gc_store__exec(s, p, ST_SCHEMA_CREATE, NULL, NULL, err)) != APR_SUCCESS) {
+    if (s->dialect == GC_DB_PGSQL
+        && (rv = gc_store__select_int(s, p, &schema_pg_lock, NULL, &v, NULL, err))
+           != APR_SUCCESS) {
         return rv;
     }
-    if ((rv = gc_store__select(s, p, ST_SCHEMA_VERSION, NULL, &res, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__exec(s, p, &schema_create, NULL, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
-    row = NULL;
-    while (gc_store__row(s, p, res, &row)) {
-        m->from = (int)gc_store__int(s, row, 0);
+    if ((rv = gc_store__select_int(s, p, &schema_version, NULL, &v, NULL, err))
+        != APR_SUCCESS) {
+        return rv;
     }
-    m->to = m->from;
+    m->from = m->to = (int)v;
     if (m->from > GC_SCHEMA_VERSION) {
         *err = apr_psprintf(p, "the database schema is version %d, newer than this "
                             "gcmon's %d: upgrade gcmon", m->from, GC_SCHEMA_VERSION);
@@ -208,7 +223,7 @@ static apr_status_t migrate_tx(gc_store_t *s, apr_pool_t *p, void *baton, const 
         gc_store__stmt_reset(s);
         args[0] = &version;
         args[1] = &applied_at;
-        if ((rv = gc_store__exec(s, p, ST_SCHEMA_MARK, args, NULL, err)) != APR_SUCCESS) {
+        if ((rv = gc_store__exec(s, p, &schema_mark, args, NULL, err)) != APR_SUCCESS) {
             return rv;
         }
         m->to = version;
@@ -245,4 +260,14 @@ apr_status_t gc_store_migrate(gc_store_t *s, const char **err)
     }
     apr_pool_destroy(p);
     return rv;
+}
+
+apr_status_t gc_store_schema_version(gc_store_t *s, apr_pool_t *p, int *version)
+{
+    apr_int64_t v = 0;
+    const char *err = NULL;
+    apr_status_t rv = gc_store__select_int(s, p, &schema_probe, NULL, &v, NULL, &err);
+
+    *version = rv == APR_SUCCESS ? (int)v : 0;
+    return rv == APR_SUCCESS ? APR_SUCCESS : APR_EGENERAL;
 }

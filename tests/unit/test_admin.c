@@ -248,10 +248,23 @@ static apr_int64_t add(gc_store_t *s, const char *actor, const char *action, con
     return a.id;
 }
 
+/* One page of the audit listing, as its rows, total and has_more. */
+static apr_status_t audit_list(gc_store_t *s, const gc_query_t *f, apr_array_header_t **rows,
+                               long *total, int *more, const char **err)
+{
+    gc_page_t pg;
+    apr_status_t rv = gc_store_audit_list(s, pool, f, &pg, err);
+
+    *rows = pg.rows;
+    *total = pg.total;
+    *more = pg.has_more;
+    return rv;
+}
+
 START_TEST(audit_add_list_page)
 {
     gc_store_t *s = open_store();
-    gc_audit_filter_t f;
+    gc_query_t f;
     apr_array_header_t *rows, *due;
     const gc_audit_rec_t *r;
     const char *err = NULL;
@@ -266,7 +279,7 @@ START_TEST(audit_add_list_page)
 
     memset(&f, 0, sizeof(f));
     f.limit = 2;
-    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert(audit_list(s, &f, &rows, &total, &more, &err) == APR_SUCCESS);
     ck_assert_int_eq(total, 6);
     ck_assert_int_eq(rows->nelts, 2);
     ck_assert_int_eq(more, 1);
@@ -277,9 +290,10 @@ START_TEST(audit_add_list_page)
     ck_assert_int_eq(r->latency_ms, 12);
 
     /* keyset below the last row of the page */
-    f.before_id = APR_ARRAY_IDX(rows, 1, gc_audit_rec_t).id;
+    f.has_cursor = 1;
+    f.cursor.id = APR_ARRAY_IDX(rows, 1, gc_audit_rec_t).id;
     f.limit = 10;
-    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert(audit_list(s, &f, &rows, &total, &more, &err) == APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 4);
     ck_assert_int_eq(more, 0);
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 3, gc_audit_rec_t).id, first);
@@ -288,15 +302,15 @@ START_TEST(audit_add_list_page)
     f.limit = 10;
     f.actor = "alice";
     f.action = GC_AUDIT_STATUS_CHANGE;
-    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert(audit_list(s, &f, &rows, &total, &more, &err) == APR_SUCCESS);
     ck_assert_int_eq(total, 3);
     f.target = "u1";
-    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert(audit_list(s, &f, &rows, &total, &more, &err) == APR_SUCCESS);
     ck_assert_int_eq(total, 1);
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).status, 200);
     f.target = NULL;
     f.offset = 2;
-    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert(audit_list(s, &f, &rows, &total, &more, &err) == APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 1);
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id, first);
 
@@ -374,7 +388,7 @@ START_TEST(audit_concurrent_threads)
 {
     gc_store_t *s = open_store();
     pthread_t th[WRITERS];
-    gc_audit_filter_t f;
+    gc_query_t f;
     apr_array_header_t *rows;
     const char *err = NULL;
     long total = 0, failures = 0;
@@ -392,7 +406,7 @@ START_TEST(audit_concurrent_threads)
     ck_assert_int_eq(failures, 0);
     memset(&f, 0, sizeof(f));
     f.limit = 1;
-    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
+    ck_assert(audit_list(s, &f, &rows, &total, &more, &err) == APR_SUCCESS);
     ck_assert_int_eq(total, WRITERS * WRITES);
 }
 END_TEST

@@ -1225,11 +1225,10 @@ END_TEST
 START_TEST(audit_round_trip)
 {
     gc_store_t *s = open_migrated();
-    gc_audit_filter_t f;
-    apr_array_header_t *rows;
+    gc_query_t f;
+    gc_page_t pg;
     const char *err = NULL;
-    long total = 0;
-    int more = 0, held = 0, i;
+    int held = 0, i;
     apr_int64_t ids[3];
 
     for (i = 0; i < 3; i++) {
@@ -1250,21 +1249,22 @@ START_TEST(audit_round_trip)
     memset(&f, 0, sizeof(f));
     f.limit = 1;
     f.actor = "alice";
-    ck_assert_msg(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS,
+    ck_assert_msg(gc_store_audit_list(s, pool, &f, &pg, &err) == APR_SUCCESS,
                   "list: %s", err);
-    ck_assert_int_eq(total, 2);
-    ck_assert_int_eq(more, 1);
-    ck_assert_int_eq(rows->nelts, 1);
-    ck_assert(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id == ids[2]);
-    ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).target);
-    ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).result);
-    ck_assert_ptr_null(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).actor_source);
-    f.before_id = ids[2];
-    ck_assert(gc_store_audit_list(s, pool, &f, &rows, &total, &more, &err) == APR_SUCCESS);
-    ck_assert_int_eq(more, 0);
-    ck_assert(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id == ids[0]);
-    ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).request, "{\"status\":\"Break\"}");
-    ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).actor_source, "user");
+    ck_assert_int_eq(pg.total, 2);
+    ck_assert_int_eq(pg.has_more, 1);
+    ck_assert_int_eq(pg.rows->nelts, 1);
+    ck_assert(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).id == ids[2]);
+    ck_assert_ptr_null(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).target);
+    ck_assert_ptr_null(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).result);
+    ck_assert_ptr_null(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).actor_source);
+    f.has_cursor = 1;                       /* keyset below ids[2] */
+    f.cursor.id = ids[2];
+    ck_assert(gc_store_audit_list(s, pool, &f, &pg, &err) == APR_SUCCESS);
+    ck_assert_int_eq(pg.has_more, 0);
+    ck_assert(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).id == ids[0]);
+    ck_assert_str_eq(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).request, "{\"status\":\"Break\"}");
+    ck_assert_str_eq(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).actor_source, "user");
     ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_outbox WHERE target = 'status'"), "1");
 
     ck_assert(gc_store_lease(s, "agent-status:u1", "h1", apr_time_now(),

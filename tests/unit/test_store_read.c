@@ -1,4 +1,4 @@
-/* Read queries (shared/store_read.c) against real databases: SQLite in a
+/* Read queries (shared/store_read.c, store_list.c) against real databases: SQLite in a
  * temporary directory and, when PostgreSQL 15 is installed, a throwaway
  * cluster (unix socket only) started once for these cases. The schema is
  * gc_store_migrate's; rows are written with plain SQL. */
@@ -34,9 +34,9 @@ static char pg_dir[256], pg_as[64];
 static int pg_port, pg_up;
 
 static const apr_dbd_driver_t *drv;
-static apr_dbd_t *conn;                  /* the reader's connection */
+static apr_dbd_t *conn;                  /* the reading store's connection */
 static apr_dbd_t *other;                 /* a writer's connection */
-static gc_reader_t *rd;
+static gc_store_t *rd;                   /* the store on conn, reading */
 static char scopes[256];
 static unsigned nscope;
 
@@ -66,7 +66,8 @@ static void open_all(void)
     ck_assert_ptr_nonnull(s);
     ck_assert_msg(gc_store_migrate(s, &err) == APR_SUCCESS, "migrate: %s", err);
     /* A scope of its own per test: the totals cache is process-wide. */
-    rd = gc_reader_create(pool, drv, conn, &scopes[nscope++ % sizeof(scopes)]);
+    rd = s;
+    gc_store_set_scope(rd, &scopes[nscope++ % sizeof(scopes)]);
 }
 
 static void close_all(void)
@@ -384,7 +385,7 @@ START_TEST(statements_survive_schema_changes)
     ck_assert_int_eq(page(&q).rows->nelts, 3);
     ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
     /* Another connection changes the schema: sqlite3's legacy prepared statements
-     * expire; the reader prepares them again. */
+     * expire; the store prepares them again. */
     exec_sql(other, "CREATE TABLE gcmon_unrelated (x INTEGER)");
     exec_sql(other, "CREATE INDEX gcmon_history_extra ON gcmon_history (ingested_at)");
     put_history("c", 2, 2, BASE_MS + 100000);
