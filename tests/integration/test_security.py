@@ -323,6 +323,10 @@ def test_body_buffer_grows_with_data(httpd):
     try:
         pids = wait_for(lambda: len(httpd.child_pids()) == 2 and httpd.child_pids(),
                         timeout=10, what="both children of the new generation")
+        # every worker thread started (their stacks count in VmData)
+        wait_for(lambda: sum(c not in ".G" for c in scoreboard(httpd)[11:]) >=
+                 httpd.start_servers * httpd.threads_per_child, timeout=10,
+                 what="all worker threads of the new generation")
         base = vm_data_kb(pids)
         for _ in range(12):
             s = socket.create_connection(("127.0.0.1", httpd.port), timeout=10)
