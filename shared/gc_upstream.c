@@ -581,23 +581,14 @@ static long ms_of(apr_interval_time_t t)
     return ms > 0 ? ms : 1;
 }
 
-/* Run one HTTP exchange; fills *at. auth is a complete header line or NULL. */
-static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, const char *auth)
+/* The request's header lines (with auth, a complete Authorization line, when
+ * not NULL), or NULL when out of memory. */
+static struct curl_slist *request_headers(const call_t *c, const attempt_t *at,
+                                          const char *auth)
 {
-    CURL *h;
     struct curl_slist *hl = NULL;
-    apr_time_t start = apr_time_now();
-    apr_interval_time_t connect_timeout = at->timeout;
-    long status = 0, req_size = 0;
     int oom = 0;
-    CURLcode sc = CURLE_OK;
 
-    at->errbuf[0] = '\0';
-    h = curl_easy_init();
-    if (!h) {
-        at->cc = CURLE_OUT_OF_MEMORY;
-        return;
-    }
     hl = slist_add(hl, "Accept: application/json", &oom);
     if (auth) {
         hl = slist_add(hl, auth, &oom);
@@ -611,16 +602,23 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
     hl = slist_add(hl, "Expect:", &oom);
     if (oom) {
         slist_free_wiped(hl);
-        curl_easy_cleanup(h);
-        at->cc = CURLE_OUT_OF_MEMORY;
-        return;
+        return NULL;
     }
+    return hl;
+}
+
+/* The security-relevant options (protocols, no redirects, TLS verification,
+ * timeouts, CA file) are checked: a libcurl that refuses one must not be
+ * used. CURLE_OK, or the error of the option refused. */
+static CURLcode set_checked_options(const gc_upstream_t *u, const call_t *c, const attempt_t *at,
+                                    CURL *h)
+{
+    apr_interval_time_t connect_timeout = at->timeout;
+    CURLcode sc = CURLE_OK;
+
     if (connect_timeout > GC_UP_CONNECT_TIMEOUT_MAX) {
         connect_timeout = GC_UP_CONNECT_TIMEOUT_MAX;
     }
-
-    /* Security-relevant options are checked; a libcurl that refuses them must
-     * not be used. */
     if ((sc = curl_easy_setopt(h, CURLOPT_URL, c->url)) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https")) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")) != CURLE_OK
@@ -634,12 +632,16 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
         || (u->conf.ca_file
             && ((sc = curl_easy_setopt(h, CURLOPT_CAINFO, u->conf.ca_file)) != CURLE_OK
                 || (sc = curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs")) != CURLE_OK))) {
-        at->cc = sc;
-        apr_cpystrn(at->errbuf, curl_easy_strerror(sc), sizeof(at->errbuf));
-        slist_free_wiped(hl);
-        curl_easy_cleanup(h);
-        return;
+        return sc;
     }
+    return CURLE_OK;
+}
+
+/* Where the response goes (body, headers, error text), cancellation, the
+ * header lines, and the DNS/TLS cache shared by the client's handles. */
+static void set_io_options(const gc_upstream_t *u, attempt_t *at, CURL *h,
+                           struct curl_slist *hl)
+{
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, at->errbuf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
     curl_easy_setopt(h, CURLOPT_USERAGENT, GCMON_USER_AGENT);
@@ -656,6 +658,11 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
     if (u->share) {
         curl_easy_setopt(h, CURLOPT_SHARE, u->share);
     }
+}
+
+/* The method, and the request body. */
+static void set_method(CURL *h, const call_t *c)
+{
     if (strcmp(c->method, "GET") == 0) {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
@@ -673,8 +680,14 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
                              (curl_off_t)(c->body ? strlen(c->body) : 0));
         }
     }
+}
 
-    at->cc = curl_easy_perform(h);
+/* After curl_easy_perform: the status, and whether the request may have
+ * reached the server (it never left when the connection was not made). */
+static void record_exchange(CURL *h, attempt_t *at)
+{
+    long status = 0, req_size = 0;
+
     if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) {
         at->status = status;
     }
@@ -692,7 +705,35 @@ static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, cons
         at->sent = at->status > 0 || req_size > 0;
         break;
     }
-    at->elapsed = apr_time_now() - start;
+}
+
+/* Run one HTTP exchange; fills *at. auth is a complete header line or NULL. */
+static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, const char *auth)
+{
+    CURL *h;
+    struct curl_slist *hl;
+    apr_time_t start = apr_time_now();
+
+    at->errbuf[0] = '\0';
+    h = curl_easy_init();
+    if (!h) {
+        at->cc = CURLE_OUT_OF_MEMORY;
+        return;
+    }
+    hl = request_headers(c, at, auth);
+    if (!hl) {
+        at->cc = CURLE_OUT_OF_MEMORY;
+    }
+    else if ((at->cc = set_checked_options(u, c, at, h)) != CURLE_OK) {
+        apr_cpystrn(at->errbuf, curl_easy_strerror(at->cc), sizeof(at->errbuf));
+    }
+    else {
+        set_io_options(u, at, h, hl);
+        set_method(h, c);
+        at->cc = curl_easy_perform(h);
+        record_exchange(h, at);
+        at->elapsed = apr_time_now() - start;
+    }
     slist_free_wiped(hl);
     curl_easy_cleanup(h);
 }
