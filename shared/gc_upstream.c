@@ -802,98 +802,228 @@ static const char *curl_text(apr_pool_t *p, const gc_upstream_t *u, const attemp
     return sanitize(p, u, NULL, t, strlen(t), 300);
 }
 
-static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c,
-                          const attempt_t *at, const char *token, int renewed)
+/* A final verdict, to be filled in (retries, if any, back off exponentially). */
+static verdict_t new_verdict(void)
 {
     verdict_t v;
-    const char *gm, *gcode;
-    long s = at->status;
 
     memset(&v, 0, sizeof(v));
     v.outcome = V_FINAL;
     v.delay = -1;
+    return v;
+}
 
-    if (at->cc != CURLE_OK) {
-        int may_resend = !at->sent || c->idempotent;
+/* Transfers that stopped on our side: cancelled, a body too large, no memory
+ * for it. 1 with *v set (final), else 0. */
+static int local_stop(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at,
+                      verdict_t *v)
+{
+    if (at->cc == CURLE_ABORTED_BY_CALLBACK && at->cancelled) {
+        v->kind = GC_ERR_CANCELLED;
+        v->message = "cancelled during the request";
+        return 1;
+    }
+    if (at->cc == CURLE_WRITE_ERROR && at->buf->too_big) {
+        v->kind = GC_ERR_PROTOCOL;
+        v->message = apr_psprintf(p, "response body larger than %" APR_SIZE_T_FMT " bytes",
+                                  u->max_body);
+        return 1;
+    }
+    if (at->cc == CURLE_WRITE_ERROR && at->buf->no_mem) {
+        v->kind = GC_ERR_CONNECT;
+        v->message = "out of memory reading the response";
+        return 1;
+    }
+    return 0;
+}
 
-        if (at->cc == CURLE_ABORTED_BY_CALLBACK && at->cancelled) {
-            v.kind = GC_ERR_CANCELLED;
-            v.message = "cancelled during the request";
-            return v;
-        }
-        if (at->cc == CURLE_WRITE_ERROR && at->buf->too_big) {
-            v.kind = GC_ERR_PROTOCOL;
-            v.message = apr_psprintf(p, "response body larger than %" APR_SIZE_T_FMT " bytes",
-                                     u->max_body);
-            return v;
-        }
-        if (at->cc == CURLE_WRITE_ERROR && at->buf->no_mem) {
-            v.kind = GC_ERR_CONNECT;
-            v.message = "out of memory reading the response";
-            return v;
-        }
-        switch (at->cc) {
-        case CURLE_UNSUPPORTED_PROTOCOL:
-        case CURLE_URL_MALFORMAT:
-            v.kind = GC_ERR_CONFIG;
-            v.message = apr_pstrcat(p, "bad URL: ", curl_text(p, u, at), NULL);
-            return v;
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_SSL_CIPHER:
-        case CURLE_SSL_ISSUER_ERROR:
-        case CURLE_SSL_CRL_BADFILE:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_SSL_INVALIDCERTSTATUS:
-            /* Trust problems do not go away by retrying. */
-            v.kind = GC_ERR_CONNECT;
-            v.message = apr_pstrcat(p, "TLS verification failed: ", curl_text(p, u, at), NULL);
-            return v;
-        case CURLE_OUT_OF_MEMORY:
-        case CURLE_FAILED_INIT:
-        case CURLE_BAD_FUNCTION_ARGUMENT:
-        case CURLE_UNKNOWN_OPTION:
-        case CURLE_NOT_BUILT_IN:
-            v.kind = GC_ERR_CONNECT;
-            v.message = apr_pstrcat(p, "HTTP client failure: ", curl_text(p, u, at), NULL);
-            return v;
-        case CURLE_OPERATION_TIMEDOUT:
-            v.kind = GC_ERR_TIMEOUT;
-            v.message = apr_psprintf(p, "no complete response within %ld ms%s (%s)",
-                                     ms_of(at->timeout),
-                                     at->timeout < u->conf.request_timeout
-                                         ? ", the time left before this request's deadline" : "",
-                                     curl_text(p, u, at));
-            break;
-        default:
-            v.kind = GC_ERR_CONNECT;
-            v.message = apr_pstrcat(p, "connection failed: ", curl_text(p, u, at), NULL);
-            break;
-        }
-        /* Connection errors and timeouts: a request that never left (connect
-         * failure) is always safe to send again; one that may have reached
-         * the server only when the method is idempotent. */
-        v.outcome = may_resend ? V_RETRY : V_FINAL;
-        if (!may_resend) {
-            v.message = apr_pstrcat(p, v.message, "; not retried: ", c->method,
-                                    " is not idempotent and may have been received", NULL);
-        }
+/* curl errors that no retry mends: 1 with the kind and the start of the
+ * message (curl's text follows), else 0. */
+static int permanent_curl_error(CURLcode cc, gc_err_kind_e *kind, const char **what)
+{
+    switch (cc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        *kind = GC_ERR_CONFIG;
+        *what = "bad URL: ";
+        return 1;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+        /* Trust problems do not go away by retrying. */
+        *kind = GC_ERR_CONNECT;
+        *what = "TLS verification failed: ";
+        return 1;
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_FAILED_INIT:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNKNOWN_OPTION:
+    case CURLE_NOT_BUILT_IN:
+        *kind = GC_ERR_CONNECT;
+        *what = "HTTP client failure: ";
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Transport: what curl reported when the exchange failed. */
+static verdict_t classify_transport(apr_pool_t *p, const gc_upstream_t *u, const call_t *c,
+                                    const attempt_t *at)
+{
+    verdict_t v = new_verdict();
+    const char *what;
+    int may_resend = !at->sent || c->idempotent;
+
+    if (local_stop(p, u, at, &v)) {
         return v;
     }
+    if (permanent_curl_error(at->cc, &v.kind, &what)) {
+        v.message = apr_pstrcat(p, what, curl_text(p, u, at), NULL);
+        return v;
+    }
+    if (at->cc == CURLE_OPERATION_TIMEDOUT) {
+        v.kind = GC_ERR_TIMEOUT;
+        v.message = apr_psprintf(p, "no complete response within %ld ms%s (%s)",
+                                 ms_of(at->timeout),
+                                 at->timeout < u->conf.request_timeout
+                                     ? ", the time left before this request's deadline" : "",
+                                 curl_text(p, u, at));
+    }
+    else {
+        v.kind = GC_ERR_CONNECT;
+        v.message = apr_pstrcat(p, "connection failed: ", curl_text(p, u, at), NULL);
+    }
+    /* Connection errors and timeouts: a request that never left (connect
+     * failure) is always safe to send again; one that may have reached
+     * the server only when the method is idempotent. */
+    v.outcome = may_resend ? V_RETRY : V_FINAL;
+    if (!may_resend) {
+        v.message = apr_pstrcat(p, v.message, "; not retried: ", c->method,
+                                " is not idempotent and may have been received", NULL);
+    }
+    return v;
+}
+
+/* " CODE" after the status in messages ("403 CODE"), "" without a code. */
+static const char *code_part(apr_pool_t *p, const char *code)
+{
+    return code ? apr_pstrcat(p, " ", code, NULL) : "";
+}
+
+/* 401: renew the token once (a call that sends none gives up at once). */
+static void verdict_401(apr_pool_t *p, const call_t *c, int renewed, const char *gm,
+                        verdict_t *v)
+{
+    v->kind = GC_ERR_AUTH;
+    if (!c->no_auth && !renewed) {
+        v->outcome = V_AUTH_RETRY;
+        return;
+    }
+    v->message = apr_psprintf(p, "Genesys Cloud rejected the access token%s (401%s): %s",
+                              renewed ? " even after renewing it" : "", code_part(p, v->code),
+                              gm);
+}
+
+/* 429: retry after Retry-After (the default without one), unless that is
+ * longer than GC_UP_RETRY_AFTER_MAX. */
+static void verdict_429(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at,
+                        const char *gm, verdict_t *v)
+{
+    apr_interval_time_t ra;
+
+    if (!gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
+        ra = u->retry_after_default;
+    }
+    v->kind = GC_ERR_THROTTLED;
+    v->retry_after = ra;
+    if (ra > GC_UP_RETRY_AFTER_MAX) {
+        v->message = apr_psprintf(p, "Genesys Cloud is rate limiting (429) and asked to "
+                                  "retry after %" APR_TIME_T_FMT " s (more than %d s: "
+                                  "not waited for): %s",
+                                  apr_time_sec(ra), (int)apr_time_sec(GC_UP_RETRY_AFTER_MAX),
+                                  gm);
+        return;
+    }
+    v->outcome = V_RETRY;
+    v->delay = ra;
+    v->message = apr_psprintf(p, "Genesys Cloud is rate limiting (429): %s", gm);
+}
+
+/* Any other 4xx: final. */
+static void verdict_4xx(apr_pool_t *p, long s, const char *gm, verdict_t *v)
+{
+    const char *code = code_part(p, v->code);
+
+    if (s == 403) {
+        v->kind = GC_ERR_FORBIDDEN;
+        v->message = apr_psprintf(p, "Genesys Cloud refused the request (403%s): %s", code, gm);
+    }
+    else if (s == 404) {
+        v->kind = GC_ERR_NOT_FOUND;
+        v->message = apr_psprintf(p, "not found (404%s): %s", code, gm);
+    }
+    else {
+        v->kind = GC_ERR_CLIENT;
+        v->message = apr_psprintf(p, "Genesys Cloud rejected the request (%ld%s): %s", s, code,
+                                  gm);
+    }
+}
+
+/* 5xx: retried when the request can be sent again (see below), after
+ * Retry-After when the server sends one (final when that is too long). */
+static void verdict_5xx(apr_pool_t *p, const call_t *c, const attempt_t *at, const char *gm,
+                        verdict_t *v)
+{
+    long s = at->status;
+    apr_interval_time_t ra;
+
+    v->kind = GC_ERR_SERVER;
+    v->message = apr_psprintf(p, "Genesys Cloud server error (%ld%s): %s", s,
+                              code_part(p, v->code), gm);
+    /* 502/503/504 come from the gateway layer: the service did not (fully)
+     * get the request or is unavailable, so any method is retried (as the
+     * Genesys SDKs do). 500 means the service itself failed while handling
+     * the request and may already have applied part of a PUT/PATCH/POST:
+     * only safe methods (GET/HEAD) are retried. 501/505/… are permanent. */
+    if (!(s == 502 || s == 503 || s == 504 || (s == 500 && c->retry_500))) {
+        return;
+    }
+    v->outcome = V_RETRY;
+    if (gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
+        if (ra > GC_UP_RETRY_AFTER_MAX) {
+            v->outcome = V_FINAL;
+            v->retry_after = ra;
+            return;
+        }
+        v->delay = ra;
+        v->retry_after = ra;
+    }
+}
+
+/* Status: what the HTTP status and body of a response mean. token: the
+ * credential sent (hidden in messages). */
+static verdict_t classify_status(apr_pool_t *p, const gc_upstream_t *u, const call_t *c,
+                                 const attempt_t *at, const char *token, int renewed)
+{
+    verdict_t v = new_verdict();
+    const char *gm;
+    long s = at->status;
 
     if (s >= 200 && s <= 299) {
         v.outcome = V_SUCCESS;
         return v;
     }
-
-    parse_error_body(p, u, token, at, &gm, &gcode);
-    v.code = gcode;
-
+    parse_error_body(p, u, token, at, &gm, &v.code);
     if (c->token_request && s >= 400 && s <= 499 && s != 429) {
         v.kind = GC_ERR_AUTH;
         v.message = apr_psprintf(p, "login service refused the client credentials (%s: %s)",
-                                 gcode ? gcode : apr_psprintf(p, "HTTP %ld", s),
+                                 v.code ? v.code : apr_psprintf(p, "HTTP %ld", s),
                                  gm ? gm : "no description");
         return v;
     }
@@ -901,86 +1031,35 @@ static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c
         gm = "no details";
     }
     if (s == 401) {
-        if (!c->no_auth && !renewed) {
-            v.outcome = V_AUTH_RETRY;
-            v.kind = GC_ERR_AUTH;
-            return v;
-        }
-        v.kind = GC_ERR_AUTH;
-        v.message = apr_psprintf(p, "Genesys Cloud rejected the access token%s (401%s%s): %s",
-                                 renewed ? " even after renewing it" : "",
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        return v;
+        verdict_401(p, c, renewed, gm, &v);
     }
-    if (s == 429) {
-        apr_interval_time_t ra;
-
-        if (!gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
-            ra = u->retry_after_default;
-        }
-        v.kind = GC_ERR_THROTTLED;
-        v.retry_after = ra;
-        if (ra > GC_UP_RETRY_AFTER_MAX) {
-            v.message = apr_psprintf(p, "Genesys Cloud is rate limiting (429) and asked to "
-                                     "retry after %" APR_TIME_T_FMT " s (more than %d s: "
-                                     "not waited for): %s",
-                                     apr_time_sec(ra), (int)apr_time_sec(GC_UP_RETRY_AFTER_MAX),
-                                     gm);
-            return v;
-        }
-        v.outcome = V_RETRY;
-        v.delay = ra;
-        v.message = apr_psprintf(p, "Genesys Cloud is rate limiting (429): %s", gm);
-        return v;
+    else if (s == 429) {
+        verdict_429(p, u, at, gm, &v);
     }
-    if (s == 403) {
-        v.kind = GC_ERR_FORBIDDEN;
-        v.message = apr_psprintf(p, "Genesys Cloud refused the request (403%s%s): %s",
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        return v;
+    else if (s >= 400 && s <= 499) {
+        verdict_4xx(p, s, gm, &v);
     }
-    if (s == 404) {
-        v.kind = GC_ERR_NOT_FOUND;
-        v.message = apr_psprintf(p, "not found (404%s%s): %s", gcode ? " " : "",
-                                 gcode ? gcode : "", gm);
-        return v;
+    else if (s >= 500 && s <= 599) {
+        verdict_5xx(p, c, at, gm, &v);
     }
-    if (s >= 400 && s <= 499) {
-        v.kind = GC_ERR_CLIENT;
-        v.message = apr_psprintf(p, "Genesys Cloud rejected the request (%ld%s%s): %s", s,
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        return v;
+    else {
+        v.kind = GC_ERR_PROTOCOL;
+        v.message = s >= 300 && s <= 399
+                        ? apr_psprintf(p, "unexpected redirect (%ld), not followed", s)
+                        : apr_psprintf(p, "unexpected HTTP status %ld", s);
     }
-    if (s >= 500 && s <= 599) {
-        apr_interval_time_t ra;
-
-        v.kind = GC_ERR_SERVER;
-        v.message = apr_psprintf(p, "Genesys Cloud server error (%ld%s%s): %s", s,
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        /* 502/503/504 come from the gateway layer: the service did not (fully)
-         * get the request or is unavailable, so any method is retried (as the
-         * Genesys SDKs do). 500 means the service itself failed while handling
-         * the request and may already have applied part of a PUT/PATCH/POST:
-         * only safe methods (GET/HEAD) are retried. 501/505/… are permanent. */
-        if (s == 502 || s == 503 || s == 504 || (s == 500 && c->retry_500)) {
-            v.outcome = V_RETRY;
-            if (gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
-                if (ra > GC_UP_RETRY_AFTER_MAX) {
-                    v.outcome = V_FINAL;
-                    v.retry_after = ra;
-                    return v;
-                }
-                v.delay = ra;
-                v.retry_after = ra;
-            }
-        }
-        return v;
-    }
-    v.kind = GC_ERR_PROTOCOL;
-    v.message = s >= 300 && s <= 399
-                    ? apr_psprintf(p, "unexpected redirect (%ld), not followed", s)
-                    : apr_psprintf(p, "unexpected HTTP status %ld", s);
     return v;
+}
+
+/* The verdict on an attempt: transport first (curl reported an error), else
+ * what the status and body mean. renewed: the token was renewed after a 401. */
+static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c,
+                          const attempt_t *at, const char *token, int renewed)
+{
+    if (at->cc != CURLE_OK) {
+        return classify_transport(p, u, c, at);
+    }
+    return classify_status(p, u, c, at, token, renewed);
 }
 
 static gc_response_t *make_response(apr_pool_t *p, attempt_t *at, int attempts, int *bad_json)
