@@ -1227,34 +1227,70 @@ static gc_error_t *take_budget(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
     return e;
 }
 
-/* The Authorization line of an attempt (NULL: none) in ap, wiped when ap
- * goes; the token and its generation for a 401. NULL, or the error. */
+/* The state of one call's retry loop. */
+typedef struct run {
+    int attempt;                    /* attempts sent so far */
+    int limit;                      /* attempts allowed (one more after a 401 renewal) */
+    int renewed;                    /* the token was renewed after a 401 */
+    int backoffs;                   /* exponential backoffs so far */
+    int last_status;                /* of the last response, 0 if none */
+    const char *last_corr;          /* its ININ-Correlation-ID (from the call's pool) */
+    int stopped;                    /* stopped because of the call's deadline */
+    apr_uint64_t rng;               /* backoff jitter */
+} run_t;
+
+static void run_init(run_t *r, const call_t *c)
+{
+    memset(r, 0, sizeof(*r));
+    r->limit = c->max_attempts;
+    r->rng = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)(uintptr_t)&r->rng << 16)
+             ^ (apr_uint64_t)apr_os_thread_current();
+    if (!r->rng) {
+        r->rng = 0x9e3779b97f4a7c15ULL;
+    }
+}
+
+/* The credentials of one attempt. */
+typedef struct auth {
+    const char *line;               /* the Authorization header line, NULL: none */
+    const char *secret;             /* what it carries (the token, or the Basic
+                                       credentials of a token request): hidden in texts */
+    unsigned long gen;              /* the token's generation, to forget it after a 401 */
+} auth_t;
+
+/* The Authorization line of an attempt, in ap (wiped when ap goes), what it
+ * carries and the token's generation. NULL, or the error. */
 static gc_error_t *auth_line(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *ap, const call_t *c,
-                             const char **auth, const char **token, unsigned long *gen)
+                             auth_t *a)
 {
     gc_error_t *e = NULL;
 
-    *auth = NULL;
+    memset(a, 0, sizeof(*a));
     if (c->token_request) {
-        *auth = c->basic_auth;
+        a->line = c->basic_auth;
+        a->secret = c->basic_b64;
     }
     else if (!c->no_auth) {
-        if (get_token(u, p, ap, c->deadline, token, gen, &e) != APR_SUCCESS) {
+        if (get_token(u, p, ap, c->deadline, &a->secret, &a->gen, &e) != APR_SUCCESS) {
             return e;
         }
-        *auth = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", *token, NULL));
+        a->line = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", a->secret,
+                                                  NULL));
     }
     return NULL;
 }
 
-static gc_error_t *deadline_passed(apr_pool_t *p, int status, int attempt)
+/* The call stops at its deadline before its next attempt (or its first). */
+static gc_error_t *deadline_passed(apr_pool_t *p, run_t *r)
 {
-    gc_error_t *e = make_err(p, GC_ERR_TIMEOUT, status,
-                             attempt ? "this request's deadline passed before the next attempt"
-                                     : "this request's deadline passed before anything was "
-                                       "sent");
+    gc_error_t *e = make_err(p, GC_ERR_TIMEOUT, r->last_status,
+                             r->attempt ? "this request's deadline passed before the next "
+                                          "attempt"
+                                        : "this request's deadline passed before anything was "
+                                          "sent");
     e->deadline_cut = 1;
     e->retry_after = APR_USEC_PER_SEC;
+    r->stopped = 1;
     return e;
 }
 
@@ -1309,150 +1345,201 @@ static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t 
     return e;
 }
 
-/* The retry loop shared by API calls and token requests. *cut (if not NULL)
- * tells whether it stopped because of the call's deadline. */
-static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
-                             gc_response_t **resp_out, gc_error_t **err_out, int *cut)
+/* Everything before an attempt is sent: not cancelled, time left before the
+ * deadline, the Authorization line, a slot of the rate budget, the attempt's
+ * own pool and timeout. NULL with *at and *a ready, or the error. */
+static gc_error_t *prepare_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t *c, run_t *r,
+                                   attempt_t *at, auth_t *a)
 {
-    int attempt = 0, limit = c->max_attempts, renewed = 0, backoffs = 0;
-    int last_status = 0, stopped = 0;
-    const char *last_corr = NULL;
-    apr_uint64_t rng = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)(uintptr_t)&rng << 16)
-                       ^ (apr_uint64_t)apr_os_thread_current();
+    apr_pool_t *ap;
     gc_error_t *e;
 
-    if (!rng) {
-        rng = 0x9e3779b97f4a7c15ULL;
+    if (is_cancelled(u)) {
+        return make_err(p, GC_ERR_CANCELLED, r->last_status, "cancelled");
     }
-    for (;;) {
-        apr_pool_t *ap;
-        attempt_t at;
-        verdict_t v;
-        const char *token = NULL, *auth = NULL;
-        unsigned long gen = 0;
-
-        if (is_cancelled(u)) {
-            e = make_err(p, GC_ERR_CANCELLED, last_status, "cancelled");
-            goto fail;
-        }
-        if (!attempt_timeout(u, c)) {
-            e = deadline_passed(p, last_status, attempt);
-            stopped = 1;
-            goto fail;
-        }
-        if (apr_pool_create(&ap, p) != APR_SUCCESS) {
-            e = make_err(p, GC_ERR_CONNECT, last_status, "out of memory");
-            goto fail;
-        }
-        if ((e = auth_line(u, p, ap, c, &auth, &token, &gen)) != NULL
-            || (u->budget && !c->token_request && (e = take_budget(u, p, c, last_status)))) {
-            apr_pool_destroy(ap);
-            goto fail;
-        }
-
-        memset(&at, 0, sizeof(at));
-        /* the token and the budget may have taken time */
-        if ((at.timeout = attempt_timeout(u, c)) == 0) {
-            apr_pool_destroy(ap);
-            e = deadline_passed(p, last_status, attempt);
-            stopped = 1;
-            goto fail;
-        }
-        at.u = u;
-        at.pool = ap;
-        at.headers = apr_table_make(ap, 16);
-        at.buf = apr_pcalloc(ap, sizeof(*at.buf));
-        at.buf->max = u->max_body;
-        apr_pool_cleanup_register(ap, at.buf, body_buf_cleanup, apr_pool_cleanup_null);
-        attempt++;
-        if (c->token_request) {
-            apr_thread_mutex_lock(u->mutex);
-            u->token_requests++;
-            apr_thread_mutex_unlock(u->mutex);
-        }
-        perform(u, c, &at, auth);
-        account_attempt(u, c, &at, attempt, limit);
-        if (at.cc == CURLE_OK) {
-            last_status = (int)at.status;
-            last_corr = apr_table_get(at.headers, "inin-correlation-id");
-            last_corr = last_corr ? apr_pstrdup(p, last_corr) : NULL;
-        }
-
-        v = classify(ap, u, c, &at, c->token_request ? c->basic_b64 : token, renewed);
-        if (v.outcome == V_SUCCESS) {
-            int bad_json;
-            gc_response_t *r = make_response(p, &at, attempt, &bad_json);
-
-            /* at.buf is owned by the attempt pool, which lives on in p */
-            *resp_out = r;
-            if (!bad_json) {
-                return APR_SUCCESS;
-            }
-            e = make_err(p, GC_ERR_PROTOCOL, r->status, "response is not valid JSON");
-            e->correlation_id = last_corr;
-            goto fail;
-        }
-        if (v.outcome == V_AUTH_RETRY) {
-            gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
-                   GCMON_LOGNO(104) "upstream %s %s: access token rejected (401), renewing it "
-                   "once", c->method, c->show_path ? c->show_path : c->log_path);
-            invalidate_if(u, gen);
-            renewed = 1;
-            limit++;        /* the renewal retry does not use up the retry budget */
-            apr_pool_destroy(ap);
-            continue;
-        }
-        if (v.outcome == V_RETRY && attempt < limit) {
-            apr_interval_time_t d = v.delay >= 0 ? v.delay : backoff_delay(u, backoffs++, &rng);
-
-            if (c->deadline && apr_time_now() + d + GC_UP_MIN_ATTEMPT > c->deadline) {
-                /* never begin a wait that ends after the deadline (or leaves the
-                 * retry next to no time): give up now */
-                e = final_err(p, &v, &at, attempt, d);
-                stopped = 1;
-            }
-            else {
-                gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
-                       GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
-                       c->log_path, v.message, (long)apr_time_as_msec(d));
-                apr_pool_destroy(ap);
-                if (wait_for(u, d)) {
-                    e = make_err(p, GC_ERR_CANCELLED, last_status,
-                                 "cancelled while waiting to retry");
-                    e->correlation_id = last_corr;
-                    goto fail;
-                }
-                continue;
-            }
-        }
-        else {
-            e = final_err(p, &v, &at, attempt, -1);
-        }
-
-        /* Final: keep the attempt pool (child of p) for the response. */
-        e->correlation_id = last_corr;
-        if (at.cc == CURLE_OK) {
-            int bad_json;
-
-            *resp_out = make_response(p, &at, attempt, &bad_json);
-        }
-        goto fail;
+    if (!attempt_timeout(u, c)) {
+        return deadline_passed(p, r);
     }
+    if (apr_pool_create(&ap, p) != APR_SUCCESS) {
+        return make_err(p, GC_ERR_CONNECT, r->last_status, "out of memory");
+    }
+    if ((e = auth_line(u, p, ap, c, a)) != NULL
+        || (u->budget && !c->token_request && (e = take_budget(u, p, c, r->last_status)))) {
+        apr_pool_destroy(ap);
+        return e;
+    }
+    memset(at, 0, sizeof(*at));
+    /* the token and the budget may have taken time */
+    if ((at->timeout = attempt_timeout(u, c)) == 0) {
+        apr_pool_destroy(ap);
+        return deadline_passed(p, r);
+    }
+    at->u = u;
+    at->pool = ap;
+    at->headers = apr_table_make(ap, 16);
+    at->buf = apr_pcalloc(ap, sizeof(*at->buf));
+    at->buf->max = u->max_body;
+    apr_pool_cleanup_register(ap, at->buf, body_buf_cleanup, apr_pool_cleanup_null);
+    return NULL;
+}
 
-fail:
-    e->attempts = attempt;
-    e->deadline_cut |= stopped;
+/* Send one attempt and account for it: metrics and the debug line, the
+ * client's count of token requests, the last status and correlation id. */
+static void run_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t *c, run_t *r,
+                        attempt_t *at, const char *auth)
+{
+    r->attempt++;
+    if (c->token_request) {
+        apr_thread_mutex_lock(u->mutex);
+        u->token_requests++;
+        apr_thread_mutex_unlock(u->mutex);
+    }
+    perform(u, c, at, auth);
+    account_attempt(u, c, at, r->attempt, r->limit);
+    if (at->cc == CURLE_OK) {
+        r->last_status = (int)at->status;
+        r->last_corr = apr_table_get(at->headers, "inin-correlation-id");
+        r->last_corr = r->last_corr ? apr_pstrdup(p, r->last_corr) : NULL;
+    }
+}
+
+/* A 2xx: *resp_out, and NULL or (a JSON body that does not parse) the error. */
+static gc_error_t *take_response(apr_pool_t *p, const run_t *r, attempt_t *at,
+                                 gc_response_t **resp_out)
+{
+    int bad_json;
+    gc_response_t *resp = make_response(p, at, r->attempt, &bad_json);
+    gc_error_t *e;
+
+    /* at->buf is owned by the attempt pool, which lives on in p */
+    *resp_out = resp;
+    if (!bad_json) {
+        return NULL;
+    }
+    e = make_err(p, GC_ERR_PROTOCOL, resp->status, "response is not valid JSON");
+    e->correlation_id = r->last_corr;
+    return e;
+}
+
+/* A 401 with a token: forget it (unless already replaced) and try once more
+ * with a new one; that attempt does not use up the retry budget. */
+static void renew_after_401(gc_upstream_t *u, const call_t *c, run_t *r, const auth_t *a,
+                            attempt_t *at)
+{
+    gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
+           GCMON_LOGNO(104) "upstream %s %s: access token rejected (401), renewing it "
+           "once", c->method, c->show_path ? c->show_path : c->log_path);
+    invalidate_if(u, a->gen);
+    r->renewed = 1;
+    r->limit++;
+    apr_pool_destroy(at->pool);
+}
+
+/* Wait d before the next attempt: NULL, or the error when cancelled. */
+static gc_error_t *wait_to_retry(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
+                                 const run_t *r, const verdict_t *v, attempt_t *at,
+                                 apr_interval_time_t d)
+{
+    gc_error_t *e;
+
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
+           GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
+           c->log_path, v->message, (long)apr_time_as_msec(d));
+    apr_pool_destroy(at->pool);
+    if (!wait_for(u, d)) {
+        return NULL;
+    }
+    e = make_err(p, GC_ERR_CANCELLED, r->last_status, "cancelled while waiting to retry");
+    e->correlation_id = r->last_corr;
+    return e;
+}
+
+/* After a failed attempt: retry (NULL, once waited), or give up and return
+ * the final error, with *resp_out set when there was a response. A retry
+ * whose wait would end after the deadline (or leave it next to no time) is
+ * not waited for: the call gives up at once. */
+static gc_error_t *retry_or_give_up(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
+                                    run_t *r, const verdict_t *v, attempt_t *at,
+                                    gc_response_t **resp_out)
+{
+    apr_interval_time_t stop = -1;
+    gc_error_t *e;
+
+    if (v->outcome == V_RETRY && r->attempt < r->limit) {
+        apr_interval_time_t d = v->delay >= 0 ? v->delay
+                                              : backoff_delay(u, r->backoffs++, &r->rng);
+
+        if (!c->deadline || apr_time_now() + d + GC_UP_MIN_ATTEMPT <= c->deadline) {
+            return wait_to_retry(u, p, c, r, v, at, d);
+        }
+        stop = d;
+        r->stopped = 1;
+    }
+    /* Final: keep the attempt pool (child of p) for the response. */
+    e = final_err(p, v, at, r->attempt, stop);
+    e->correlation_id = r->last_corr;
+    if (at->cc == CURLE_OK) {
+        int bad_json;
+
+        *resp_out = make_response(p, at, r->attempt, &bad_json);
+    }
+    return e;
+}
+
+/* The end of a failed call: the error completed, logged (a refused token
+ * request is logged by the token cache) and handed out. */
+static apr_status_t give_up(apr_pool_t *p, const call_t *c, const run_t *r, gc_error_t *e,
+                            gc_error_t **err_out, int *cut)
+{
+    e->attempts = r->attempt;
+    e->deadline_cut |= r->stopped;
     if (!e->correlation_id) {
-        e->correlation_id = last_corr;
+        e->correlation_id = r->last_corr;
     }
     *err_out = e;
     if (cut) {
-        *cut = stopped;
+        *cut = r->stopped;
     }
     if (!c->token_request || e->kind != GC_ERR_AUTH) {
         log_give_up(p, c, e);
     }
     return APR_EGENERAL;
+}
+
+/* The retry loop shared by API calls and token requests. *cut (if not NULL)
+ * tells whether it stopped because of the call's deadline. */
+static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
+                             gc_response_t **resp_out, gc_error_t **err_out, int *cut)
+{
+    run_t r;
+    gc_error_t *e;
+
+    run_init(&r, c);
+    for (;;) {
+        attempt_t at;
+        auth_t a;
+        verdict_t v;
+
+        if ((e = prepare_attempt(u, p, c, &r, &at, &a)) != NULL) {
+            break;
+        }
+        run_attempt(u, p, c, &r, &at, a.line);
+        v = classify(at.pool, u, c, &at, a.secret, r.renewed);
+        if (v.outcome == V_SUCCESS) {
+            if ((e = take_response(p, &r, &at, resp_out)) == NULL) {
+                return APR_SUCCESS;
+            }
+            break;
+        }
+        if (v.outcome == V_AUTH_RETRY) {
+            renew_after_401(u, c, &r, &a, &at);
+            continue;
+        }
+        if ((e = retry_or_give_up(u, p, c, &r, &v, &at, resp_out)) != NULL) {
+            break;
+        }
+    }
+    return give_up(p, c, &r, e, err_out, cut);
 }
 
 /* ---------------------------------------------------------------------------
