@@ -1571,6 +1571,65 @@ static void basic_auth(gc_upstream_t *u, apr_pool_t *tp, call_t *c)
     c->basic_auth = gc_secret_track(tp, apr_pstrcat(tp, "Authorization: Basic ", enc, NULL));
 }
 
+/* The call of a token request, from tp: POST grant_type=client_credentials to
+ * the login service with the Basic credentials, within deadline (0: none). */
+static void token_call(gc_upstream_t *u, apr_pool_t *tp, apr_time_t deadline, call_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->op = GC_UP_TOKEN_OP;
+    c->method = "POST";
+    c->url = apr_pstrcat(tp, u->conf.login_url, "/oauth/token", NULL);
+    c->log_path = apr_pstrcat(tp, strip_query(tp, u->conf.login_url), "/oauth/token", NULL);
+    c->body = "grant_type=client_credentials";
+    c->content_type = "application/x-www-form-urlencoded";
+    c->token_request = 1;
+    /* Asking for another token is harmless (the old one stays valid), so the
+     * token POST is retried like an idempotent request. */
+    c->idempotent = 1;
+    c->retry_500 = 1;
+    c->max_attempts = GC_UP_DEFAULT_ATTEMPTS;
+    c->deadline = deadline;
+    basic_auth(u, tp, c);
+}
+
+/* The access_token of a token response, copied into tp (*tok, *tok_len):
+ * 1, or 0 when it is missing or unusable. */
+static int take_access_token(apr_pool_t *tp, const gc_response_t *resp, const char **tok,
+                             apr_size_t *tok_len)
+{
+    const char *at = json_string_value(json_object_get(resp->json, "access_token"));
+    apr_size_t n = at ? strlen(at) : 0;
+    int usable = n > 0 && n <= GC_UP_TOKEN_MAX && token_chars_ok(at);
+
+    if (usable) {
+        *tok = gc_secret_pmemdup(tp, at, n);
+        *tok_len = n;
+    }
+    /* jansson frees its copy without wiping it: wipe it in place (its tree is
+     * only released after this) */
+    gc_wipe((char *)at, n);
+    return usable;
+}
+
+/* The token's lifetime in seconds: expires_in, a day without one, at most
+ * 10^8 s. */
+static apr_int64_t token_life(const json_t *json)
+{
+    const json_t *ex = json_object_get(json, "expires_in");
+    apr_int64_t life = GC_UP_TOKEN_DEFAULT_LIFE;
+
+    if (json_is_integer(ex) && json_integer_value(ex) > 0) {
+        life = (apr_int64_t)json_integer_value(ex);
+    }
+    else if (json_is_real(ex) && json_real_value(ex) >= 1.0 && json_real_value(ex) < 1e9) {
+        life = (apr_int64_t)json_real_value(ex);
+    }
+    if (life > APR_INT64_C(100000000)) {
+        life = APR_INT64_C(100000000);
+    }
+    return life;
+}
+
 /* One token request (with retries, within the deadline of the call that
  * needs it; 0: none). On success *tok (*tok_len bytes) is from tp and wiped
  * when tp goes; every other copy made here (the credentials, the response
@@ -1581,48 +1640,19 @@ static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, apr_time_t dea
 {
     call_t c;
     gc_response_t *resp = NULL;
-    const char *at;
-    json_t *ex;
-    apr_int64_t life = GC_UP_TOKEN_DEFAULT_LIFE;
+    apr_int64_t life;
     apr_status_t rv;
-    apr_size_t n;
-    int usable;
 
     if (!u->conf.login_url || !*u->conf.login_url) {
         *err = make_err(tp, GC_ERR_CONFIG, 0, "no login URL configured");
         return APR_EINVAL;
     }
-    memset(&c, 0, sizeof(c));
-    c.op = GC_UP_TOKEN_OP;
-    c.method = "POST";
-    c.url = apr_pstrcat(tp, u->conf.login_url, "/oauth/token", NULL);
-    c.log_path = apr_pstrcat(tp, strip_query(tp, u->conf.login_url), "/oauth/token", NULL);
-    c.body = "grant_type=client_credentials";
-    c.content_type = "application/x-www-form-urlencoded";
-    c.token_request = 1;
-    /* Asking for another token is harmless (the old one stays valid), so the
-     * token POST is retried like an idempotent request. */
-    c.idempotent = 1;
-    c.retry_500 = 1;
-    c.max_attempts = GC_UP_DEFAULT_ATTEMPTS;
-    c.deadline = deadline;
-    basic_auth(u, tp, &c);
-
+    token_call(u, tp, deadline, &c);
     rv = run_call(u, tp, &c, &resp, err, cut);
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    at = json_string_value(json_object_get(resp->json, "access_token"));
-    n = at ? strlen(at) : 0;
-    usable = n > 0 && n <= GC_UP_TOKEN_MAX && token_chars_ok(at);
-    if (usable) {
-        *tok = gc_secret_pmemdup(tp, at, n);
-        *tok_len = n;
-    }
-    /* jansson frees its copy without wiping it: wipe it in place (its tree is
-     * only released after this) */
-    gc_wipe((char *)at, n);
-    if (!usable) {
+    if (!take_access_token(tp, resp, tok, tok_len)) {
         *err = make_err(tp, GC_ERR_PROTOCOL, resp->status,
                         "login service answered without a usable access_token (printable "
                         "ASCII, at most " APR_STRINGIFY(GC_UP_TOKEN_MAX) " bytes)");
@@ -1630,16 +1660,7 @@ static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, apr_time_t dea
         (*err)->correlation_id = resp->correlation_id;
         return APR_EGENERAL;
     }
-    ex = json_object_get(resp->json, "expires_in");
-    if (json_is_integer(ex) && json_integer_value(ex) > 0) {
-        life = (apr_int64_t)json_integer_value(ex);
-    }
-    else if (json_is_real(ex) && json_real_value(ex) >= 1.0 && json_real_value(ex) < 1e9) {
-        life = (apr_int64_t)json_real_value(ex);
-    }
-    if (life > APR_INT64_C(100000000)) {
-        life = APR_INT64_C(100000000);
-    }
+    life = token_life(resp->json);
     *lifetime = apr_time_from_sec(life);
     gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
            GCMON_LOGNO(106) "obtained an access token from %s (valid %" APR_INT64_T_FMT " s)",
@@ -1744,40 +1765,38 @@ static void end_fetch(gc_upstream_t *u, const char *tok, apr_size_t tok_len,
     apr_thread_cond_broadcast(u->cond);
 }
 
-/* A valid token (copied into tp, wiped when tp goes) and its generation.
- * Errors from p. Only one thread per client fetches; the others wait for it
- * (cancellable, at most until their deadline) and share its result, so a
- * burst of requests after expiry makes one token request. A fetch is bounded
- * by the deadline of the call that makes it; when it stops there, waiters
- * with another deadline (or none) try again instead of sharing that error. */
-static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                              apr_time_t deadline, const char **token, unsigned long *gen,
-                              gc_error_t **err)
+/* The cached token, copied into tp (wiped when tp goes), and its generation.
+ * Under u->mutex. */
+static void hand_out_token(const gc_upstream_t *u, apr_pool_t *tp, const char **token,
+                           unsigned long *gen)
 {
-    apr_pool_t *fp;
-    apr_status_t rv;
-    const char *tok = NULL;
-    apr_size_t tok_len = 0;
-    apr_interval_time_t life = 0;
-    apr_time_t started;
-    gc_error_t *fe = NULL;
-    int cut = 0;
+    *token = gc_secret_pmemdup(tp, u->token, u->token_len);
+    *gen = u->token_gen;
+}
 
-    if (!u->conf.client_id || !*u->conf.client_id || !u->conf.client_secret
-        || !*u->conf.client_secret) {
-        *err = make_err(p, GC_ERR_CONFIG, 0,
-                        "no OAuth client credentials configured (GcmonClientID, "
-                        "GcmonClientSecret)");
-        return APR_EINVAL;
-    }
-    apr_thread_mutex_lock(u->mutex);
+/* The error of the last failed fetch, from p, for the callers that share it.
+ * Under u->mutex. */
+static gc_error_t *fetch_failure(const gc_upstream_t *u, apr_pool_t *p)
+{
+    return make_err(p, u->fetch_kind, u->fetch_status, apr_pstrdup(p, u->fetch_message));
+}
+
+/* Under u->mutex: what the cache answers. A valid token: APR_SUCCESS with
+ * *token and *gen. A held failure, or the failure of the fetch this thread
+ * waited for: APR_EGENERAL with *err. While another thread fetches, this one
+ * waits for it (APR_EINTR when cancelled, APR_TIMEUP at the deadline, *err
+ * set). APR_INCOMPLETE: nobody fetches, and this thread now does
+ * (u->fetching set). */
+static apr_status_t token_from_cache(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
+                                     apr_time_t deadline, const char **token,
+                                     unsigned long *gen, gc_error_t **err)
+{
     for (;;) {
         unsigned long seq;
+        apr_status_t rv;
 
         if (token_valid(u)) {
-            *token = gc_secret_pmemdup(tp, u->token, u->token_len);
-            *gen = u->token_gen;
-            apr_thread_mutex_unlock(u->mutex);
+            hand_out_token(u, tp, token, gen);
             return APR_SUCCESS;
         }
         if (!u->fetching && client_now(u) < u->hold_until) {
@@ -1785,34 +1804,44 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
              * cannot have changed: config), or asked us to come back later:
              * answer every caller from that result meanwhile instead of
              * asking again for each incoming request. */
-            *err = make_err(p, u->fetch_kind, u->fetch_status, apr_pstrdup(p, u->fetch_message));
+            *err = fetch_failure(u, p);
             if (u->fetch_kind == GC_ERR_THROTTLED) {
                 (*err)->retry_after = u->hold_until - client_now(u);
             }
-            apr_thread_mutex_unlock(u->mutex);
             return APR_EGENERAL;
         }
         if (!u->fetching) {
-            break;
+            u->fetching = 1;
+            return APR_INCOMPLETE;
         }
         seq = u->fetch_seq;
         if ((rv = wait_for_fetch(u, p, seq, deadline, err)) != APR_SUCCESS) {
-            apr_thread_mutex_unlock(u->mutex);
             return rv;
         }
         if (u->fetch_seq != seq && !token_valid(u) && !u->fetch_cut) {
             /* the fetch we waited for failed: report its error, don't stampede */
-            *err = make_err(p, u->fetch_kind, u->fetch_status,
-                            apr_pstrdup(p, u->fetch_message));
+            *err = fetch_failure(u, p);
             (*err)->retry_after = u->fetch_retry_after;
-            apr_thread_mutex_unlock(u->mutex);
             return APR_EGENERAL;
         }
     }
-    u->fetching = 1;
-    apr_thread_mutex_unlock(u->mutex);
+}
 
-    started = client_now(u);
+/* This thread's fetch (u->fetching set): its result is recorded for the
+ * waiters, and the token handed out as from the cache, or its error (from p). */
+static apr_status_t fetch_and_share(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
+                                    apr_time_t deadline, const char **token,
+                                    unsigned long *gen, gc_error_t **err)
+{
+    apr_pool_t *fp;
+    apr_status_t rv;
+    const char *tok = NULL;
+    apr_size_t tok_len = 0;
+    apr_interval_time_t life = 0;
+    apr_time_t started = client_now(u);
+    gc_error_t *fe = NULL;
+    int cut = 0;
+
     if (apr_pool_create(&fp, p) != APR_SUCCESS) {
         rv = APR_ENOMEM;
         fe = make_err(p, GC_ERR_CONNECT, 0, "out of memory");
@@ -1825,8 +1854,7 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
     apr_thread_mutex_lock(u->mutex);
     end_fetch(u, tok, tok_len, life, started, rv == APR_SUCCESS ? NULL : fe, cut);
     if (rv == APR_SUCCESS) {
-        *token = gc_secret_pmemdup(tp, tok, tok_len);
-        *gen = u->token_gen;
+        hand_out_token(u, tp, token, gen);
     }
     else {
         *err = copy_err(p, fe);
@@ -1836,6 +1864,34 @@ static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
         apr_pool_destroy(fp);
     }
     return rv;
+}
+
+/* A valid token (copied into tp, wiped when tp goes) and its generation.
+ * Errors from p. Only one thread per client fetches; the others wait for it
+ * (cancellable, at most until their deadline) and share its result, so a
+ * burst of requests after expiry makes one token request. A fetch is bounded
+ * by the deadline of the call that makes it; when it stops there, waiters
+ * with another deadline (or none) try again instead of sharing that error. */
+static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
+                              apr_time_t deadline, const char **token, unsigned long *gen,
+                              gc_error_t **err)
+{
+    apr_status_t rv;
+
+    if (!u->conf.client_id || !*u->conf.client_id || !u->conf.client_secret
+        || !*u->conf.client_secret) {
+        *err = make_err(p, GC_ERR_CONFIG, 0,
+                        "no OAuth client credentials configured (GcmonClientID, "
+                        "GcmonClientSecret)");
+        return APR_EINVAL;
+    }
+    apr_thread_mutex_lock(u->mutex);
+    rv = token_from_cache(u, p, tp, deadline, token, gen, err);
+    apr_thread_mutex_unlock(u->mutex);
+    if (rv != APR_INCOMPLETE) {
+        return rv;
+    }
+    return fetch_and_share(u, p, tp, deadline, token, gen, err);
 }
 
 static void invalidate_if(gc_upstream_t *u, unsigned long gen)
