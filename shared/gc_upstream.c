@@ -1,107 +1,40 @@
 /* The one upstream HTTP client of gcmon (libcurl). See gc_upstream.h for the
  * contract and SPEC §4.1/§4.6 for the policy. Layout of this file:
- *   1. client object, tuning, test hooks
+ *   1. client object, test hooks
  *   2. small helpers (URLs, sanitising, Retry-After, backoff, waits)
- *   3. one HTTP attempt (perform)
- *   4. classification of an attempt and the retry loop (run_call)
- *   5. OAuth client-credentials token cache (single flight per client)
- *   6. public API
- * Nothing here ever logs or returns the Authorization header, the token, the
- * client secret or a request body, and every copy of a secret made here (the
- * cached token, the Basic credentials, header lines, response bodies) is
- * wiped before its memory is released (gc_secret.h). */
+ *   3. the retry loop (run_call): per attempt the Authorization line, a
+ *      budget slot, the attempt and its record, then retry or give up
+ *   4. public API
+ * One attempt and its classification are in gc_upstream_attempt.c, the token
+ * cache in gc_upstream_token.c, the seams in gc_upstream_int.h.
+ * Nothing in these files ever logs or returns the Authorization header, the
+ * token, the client secret or a request body, and every copy of a secret made
+ * there (the cached token, the Basic credentials, header lines, response
+ * bodies) is wiped before its memory is released (gc_secret.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <apr_base64.h>
 #include <apr_date.h>
 #include <apr_lib.h>
 #include <apr_portable.h>
 #include <apr_strings.h>
-#include <apr_thread_cond.h>
-#include <apr_thread_mutex.h>
-#include <curl/curl.h>
 
 #include "gc_log.h"
 #include "gc_secret.h"
-#include "gc_upstream.h"
-#include "gc_upstream_test.h"
-#include "gc_version.h"
+#include "gc_upstream_int.h"
 
 /* ---------------------------------------------------------------------------
- * 1. Client object
+ * 1. Client object and test hooks
  * ------------------------------------------------------------------------- */
 
-#define GC_UP_DEFAULT_ATTEMPTS     4
-#define GC_UP_MAX_BODY             ((apr_size_t)32 * 1024 * 1024)
-#define GC_UP_RETRY_AFTER_DEFAULT  apr_time_from_sec(3)
-#define GC_UP_RETRY_AFTER_MAX      apr_time_from_sec(180)
-#define GC_UP_BACKOFF_BASE         apr_time_from_msec(250)
-#define GC_UP_BACKOFF_CAP          apr_time_from_sec(8)
-#define GC_UP_SLICE                apr_time_from_msec(100)
-#define GC_UP_CONNECT_TIMEOUT_MAX  apr_time_from_sec(5)
-#define GC_UP_TOKEN_SKEW           apr_time_from_sec(60)
-#define GC_UP_TOKEN_DEFAULT_LIFE   86400
-#define GC_UP_AUTH_FAIL_HOLD       apr_time_from_sec(10)
-#define GC_UP_EXCERPT              200
-#define GC_UP_MESSAGE_MAX          600
-#define GC_UP_TOKEN_OP             "oauth_token"
-#define GC_UP_TOKEN_MAX            8192    /* longest access token accepted */
-#define GC_UP_MIN_ATTEMPT          apr_time_from_msec(100) /* least time worth a retry */
-
-struct gc_upstream {
-    apr_pool_t *pool;
-    gc_conn_conf_t conf;            /* deep copy */
-    gc_budget_t *budget;
-    gc_metrics_t *metrics;
-    gc_cancel_fn *cancel;
-    void *cancel_baton;
-
-    /* DNS cache and TLS sessions shared by every easy handle of this client.
-     * Connections are deliberately NOT shared: curl silently re-sends a
-     * request on a reused connection that turns out dead, which would defeat
-     * the "never re-send a non-idempotent request" rule below. */
-    CURLSH *share;
-    apr_thread_mutex_t *share_locks[CURL_LOCK_DATA_LAST];
-
-    /* Token cache, guarded by mutex. */
-    apr_thread_mutex_t *mutex;
-    apr_thread_cond_t *cond;
-    apr_size_t token_len;           /* 0: no token */
-    char token[GC_UP_TOKEN_MAX + 1];/* the cached token, zero-padded; wiped whenever it
-                                       is replaced or forgotten, and with the pool */
-    apr_time_t token_renew_at;      /* client clock */
-    unsigned long token_gen;        /* bumped whenever the token changes */
-    int fetching;                   /* a thread is fetching a token */
-    unsigned long fetch_seq;        /* bumped when a fetch ends */
-    gc_err_kind_e fetch_kind;       /* result of the last failed fetch, for waiters */
-    int fetch_status;
-    apr_interval_time_t fetch_retry_after;
-    char fetch_message[GC_UP_MESSAGE_MAX];
-    int fetch_cut;                  /* it stopped at its caller's deadline: waiters
-                                       with another deadline (or none) try again */
-    apr_time_t hold_until;          /* client clock: answer token requests from the last
-                                       failure until then (refused / throttled) */
-    int token_requests;
-
-    /* Tuning (test hooks). */
-    apr_interval_time_t backoff_base;
-    apr_interval_time_t backoff_cap;
-    apr_interval_time_t retry_after_default;
-    int jitter;                     /* 0: each backoff is its ceiling (tests) */
-    apr_size_t max_body;
-    gc_upstream_clock_fn *clock;
-    void *clock_baton;
-};
-
-static apr_time_t client_now(const gc_upstream_t *u)
+apr_time_t gc_up_client_now(const gc_upstream_t *u)
 {
     return u->clock ? u->clock(u->clock_baton) : apr_time_now();
 }
 
-static int is_cancelled(const gc_upstream_t *u)
+int gc_up_is_cancelled(const gc_upstream_t *u)
 {
     return u->cancel && u->cancel(u->cancel_baton);
 }
@@ -132,12 +65,6 @@ void gc_upstream_test_set_retry_after_default(gc_upstream_t *u, apr_interval_tim
 void gc_upstream_test_set_max_body(gc_upstream_t *u, apr_size_t max)
 {
     u->max_body = max;
-}
-
-const char *gc_upstream_test_token_storage(gc_upstream_t *u, apr_size_t *size)
-{
-    *size = sizeof(u->token);
-    return u->token;
 }
 
 /* ---------------------------------------------------------------------------
@@ -181,27 +108,12 @@ const char *gc_json_text(apr_pool_t *p, const json_t *j)
     return out;
 }
 
-static apr_status_t json_cleanup(void *data)
-{
-    json_decref((json_t *)data);
-    return APR_SUCCESS;
-}
-
-/* Tie a json_t to a pool (takes over the caller's reference). */
-static json_t *json_pool_owned(apr_pool_t *p, json_t *j)
-{
-    if (j) {
-        apr_pool_cleanup_register(p, j, json_cleanup, apr_pool_cleanup_null);
-    }
-    return j;
-}
-
 /* Printable single-line text of at most max bytes (plus "..."): the client
  * secret and the given secret (the bearer token, or the Basic credentials of
  * a token request) are hidden first, then the text is cut (gc_redact_line),
  * so a secret straddling the cut never survives in part. */
-static const char *sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token,
-                            const char *s, apr_size_t len, apr_size_t max)
+const char *gc_up_sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token,
+                           const char *s, apr_size_t len, apr_size_t max)
 {
     const char *needles[2];
 
@@ -212,7 +124,7 @@ static const char *sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *t
 
 /* "/api/v2/x?y" → "/api/v2/x"; absolute URLs lose their query too (pre-signed
  * URLs carry credentials there). */
-static const char *strip_query(apr_pool_t *p, const char *path)
+const char *gc_up_strip_query(apr_pool_t *p, const char *path)
 {
     size_t n = strcspn(path, "?#");
 
@@ -383,7 +295,7 @@ static int wait_for(const gc_upstream_t *u, apr_interval_time_t d)
     for (;;) {
         apr_time_t now;
 
-        if (is_cancelled(u)) {
+        if (gc_up_is_cancelled(u)) {
             return 1;
         }
         now = apr_time_now();
@@ -394,7 +306,7 @@ static int wait_for(const gc_upstream_t *u, apr_interval_time_t d)
     }
 }
 
-static gc_error_t *make_err(apr_pool_t *p, gc_err_kind_e kind, int status, const char *msg)
+gc_error_t *gc_up_make_err(apr_pool_t *p, gc_err_kind_e kind, int status, const char *msg)
 {
     gc_error_t *e = apr_pcalloc(p, sizeof(*e));
 
@@ -404,574 +316,16 @@ static gc_error_t *make_err(apr_pool_t *p, gc_err_kind_e kind, int status, const
     return e;
 }
 
-static int is_json_type(const char *ct)
-{
-    return ct && (strstr(ct, "/json") || strstr(ct, "+json"));
-}
-
-/* ---------------------------------------------------------------------------
- * 3. One HTTP attempt
- * ------------------------------------------------------------------------- */
-
-typedef struct body_buf {
-    char *data;                     /* malloc'd, wiped and freed by the attempt pool
-                                       (a token response holds the token) */
-    apr_size_t len, cap, max;
-    int too_big, no_mem;
-} body_buf_t;
-
-typedef struct call {
-    const char *op;
-    const char *method;
-    const char *url;
-    const char *log_path;           /* no query string */
-    const char *show_path;          /* log_path for lines above debug (secret hidden) */
-    const char *secret, *secret_label;
-    const char *body;               /* NULL: none */
-    const char *content_type;       /* for the body */
-    const char *basic_auth;         /* token request: "Authorization: Basic …" */
-    const char *basic_b64;          /* token request: its credentials, hidden in texts */
-    int token_request;
-    int no_auth;
-    int idempotent;                 /* may be re-sent after it may have arrived */
-    int retry_500;
-    apr_interval_time_t budget_wait;
-    int max_attempts;
-    apr_time_t deadline;            /* 0: none (see gc_upstream.h) */
-} call_t;
-
-typedef struct attempt {
-    const gc_upstream_t *u;
-    apr_pool_t *pool;
-    body_buf_t *buf;                /* from pool (outlives this struct on success) */
-    apr_table_t *headers;
-    long status;                    /* 0: no response */
-    CURLcode cc;
-    int sent;                       /* some request bytes may have reached the server */
-    int cancelled;
-    apr_interval_time_t timeout;    /* the request timeout, cut to the time left before
-                                       the call's deadline */
-    apr_interval_time_t elapsed;
-    char errbuf[CURL_ERROR_SIZE];
-} attempt_t;
-
-static apr_status_t body_buf_cleanup(void *data)
-{
-    body_buf_t *b = data;
-
-    gc_wipe(b->data, b->cap);
-    free(b->data);
-    b->data = NULL;
-    return APR_SUCCESS;
-}
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    body_buf_t *b = ud;
-    size_t n = size * nmemb;
-
-    if (n > b->max - b->len) {
-        b->too_big = 1;
-        return 0;
-    }
-    if (b->len + n + 1 > b->cap) {
-        apr_size_t cap = b->cap ? b->cap : 4096;
-        char *d;
-
-        while (cap < b->len + n + 1) {
-            cap *= 2;
-        }
-        if (cap > b->max + 1) {
-            cap = b->max + 1;
-        }
-        /* not realloc: the old block is wiped before it is freed */
-        d = malloc(cap);
-        if (!d) {
-            b->no_mem = 1;
-            return 0;
-        }
-        if (b->data) {
-            memcpy(d, b->data, b->len + 1);
-            gc_wipe(b->data, b->cap);
-            free(b->data);
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, ptr, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
-static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
-{
-    attempt_t *at = ud;
-    size_t n = size * nitems, i;
-    const char *colon, *v, *end = buf + n;
-    char *name;
-
-    if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        apr_table_clear(at->headers);   /* a new response (after 1xx) */
-        return n;
-    }
-    colon = memchr(buf, ':', n);
-    if (!colon || colon == buf) {
-        return n;
-    }
-    name = apr_pstrmemdup(at->pool, buf, (apr_size_t)(colon - buf));
-    for (i = 0; name[i]; i++) {
-        name[i] = (char)apr_tolower(name[i]);
-    }
-    v = colon + 1;
-    while (v < end && (*v == ' ' || *v == '\t')) {
-        v++;
-    }
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '
-                       || end[-1] == '\t')) {
-        end--;
-    }
-    apr_table_addn(at->headers, name, apr_pstrmemdup(at->pool, v, (apr_size_t)(end - v)));
-    return n;
-}
-
-static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
-{
-    attempt_t *at = ud;
-
-    (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
-    if (is_cancelled(at->u)) {
-        at->cancelled = 1;
-        return 1;
-    }
-    return 0;
-}
-
-static struct curl_slist *slist_add(struct curl_slist *l, const char *h, int *oom)
-{
-    struct curl_slist *n;
-
-    if (*oom) {
-        return l;
-    }
-    n = curl_slist_append(l, h);
-    if (!n) {
-        *oom = 1;
-        return l;
-    }
-    return n;
-}
-
-/* Free a header list, wiping every line first (one holds the credentials). */
-static void slist_free_wiped(struct curl_slist *l)
-{
-    struct curl_slist *n;
-
-    for (n = l; n; n = n->next) {
-        gc_wipe(n->data, strlen(n->data));
-    }
-    curl_slist_free_all(l);
-}
-
-static long ms_of(apr_interval_time_t t)
+long gc_up_ms_of(apr_interval_time_t t)
 {
     long ms = (long)apr_time_as_msec(t);
 
     return ms > 0 ? ms : 1;
 }
 
-/* Run one HTTP exchange; fills *at. auth is a complete header line or NULL. */
-static void perform(const gc_upstream_t *u, const call_t *c, attempt_t *at, const char *auth)
-{
-    CURL *h;
-    struct curl_slist *hl = NULL;
-    apr_time_t start = apr_time_now();
-    apr_interval_time_t connect_timeout = at->timeout;
-    long status = 0, req_size = 0;
-    int oom = 0;
-    CURLcode sc = CURLE_OK;
-
-    at->errbuf[0] = '\0';
-    h = curl_easy_init();
-    if (!h) {
-        at->cc = CURLE_OUT_OF_MEMORY;
-        return;
-    }
-    hl = slist_add(hl, "Accept: application/json", &oom);
-    if (auth) {
-        hl = slist_add(hl, auth, &oom);
-    }
-    if (c->body) {
-        hl = slist_add(hl, apr_pstrcat(at->pool, "Content-Type: ", c->content_type, NULL), &oom);
-    }
-    else {
-        hl = slist_add(hl, "Content-Type:", &oom);  /* no curl default form type */
-    }
-    hl = slist_add(hl, "Expect:", &oom);
-    if (oom) {
-        slist_free_wiped(hl);
-        curl_easy_cleanup(h);
-        at->cc = CURLE_OUT_OF_MEMORY;
-        return;
-    }
-    if (connect_timeout > GC_UP_CONNECT_TIMEOUT_MAX) {
-        connect_timeout = GC_UP_CONNECT_TIMEOUT_MAX;
-    }
-
-    /* Security-relevant options are checked; a libcurl that refuses them must
-     * not be used. */
-    if ((sc = curl_easy_setopt(h, CURLOPT_URL, c->url)) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https")) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L)) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(at->timeout))) != CURLE_OK
-        || (sc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ms_of(connect_timeout)))
-               != CURLE_OK
-        || (u->conf.ca_file
-            && ((sc = curl_easy_setopt(h, CURLOPT_CAINFO, u->conf.ca_file)) != CURLE_OK
-                || (sc = curl_easy_setopt(h, CURLOPT_CAPATH, "/etc/ssl/certs")) != CURLE_OK))) {
-        at->cc = sc;
-        apr_cpystrn(at->errbuf, curl_easy_strerror(sc), sizeof(at->errbuf));
-        slist_free_wiped(hl);
-        curl_easy_cleanup(h);
-        return;
-    }
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, at->errbuf);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, GCMON_USER_AGENT);
-    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, at->buf);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, at);
-    if (u->cancel) {
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, at);
-    }
-    if (u->share) {
-        curl_easy_setopt(h, CURLOPT_SHARE, u->share);
-    }
-    if (strcmp(c->method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    }
-    else if (strcmp(c->method, "HEAD") == 0) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    }
-    else {
-        if (strcmp(c->method, "POST") != 0) {
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-        }
-        if (c->body || strcmp(c->method, "DELETE") != 0) {
-            /* POST/PUT/PATCH always carry a body (possibly empty: Content-Length: 0) */
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? c->body : "");
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-                             (curl_off_t)(c->body ? strlen(c->body) : 0));
-        }
-    }
-
-    at->cc = curl_easy_perform(h);
-    if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK) {
-        at->status = status;
-    }
-    if (curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &req_size) != CURLE_OK) {
-        req_size = 1;   /* unknown: assume something was sent */
-    }
-    switch (at->cc) {
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-        at->sent = 0;
-        break;
-    default:
-        at->sent = at->status > 0 || req_size > 0;
-        break;
-    }
-    at->elapsed = apr_time_now() - start;
-    slist_free_wiped(hl);
-    curl_easy_cleanup(h);
-}
-
 /* ---------------------------------------------------------------------------
- * 4. Classification and the retry loop
+ * 3. The retry loop: auth, budget, the attempt and its record, retry or give up
  * ------------------------------------------------------------------------- */
-
-typedef enum { V_SUCCESS, V_FINAL, V_RETRY, V_AUTH_RETRY } outcome_e;
-
-typedef struct verdict {
-    outcome_e outcome;
-    gc_err_kind_e kind;             /* for V_FINAL, and for V_RETRY when attempts run out */
-    const char *message;
-    const char *code;
-    apr_interval_time_t delay;      /* V_RETRY: -1 = exponential backoff */
-    apr_interval_time_t retry_after;
-} verdict_t;
-
-/* message/code of a Genesys error body {"message","code",…} or an OAuth error
- * {"error","description","error_description"}; a short excerpt otherwise. */
-static void parse_error_body(apr_pool_t *p, const gc_upstream_t *u, const char *token,
-                             const attempt_t *at, const char **message, const char **code)
-{
-    json_t *j = NULL, *v;
-    const char *m = NULL, *cd = NULL;
-
-    *message = NULL;
-    *code = NULL;
-    if (at->buf->len == 0) {
-        return;
-    }
-    j = json_loadb(at->buf->data, at->buf->len, 0, NULL);
-    if (json_is_object(j)) {
-        m = json_string_value(json_object_get(j, "message"));
-        if (!m) {
-            m = json_string_value(json_object_get(j, "error_description"));
-        }
-        if (!m) {
-            m = json_string_value(json_object_get(j, "description"));
-        }
-        if (!m && json_is_array(v = json_object_get(j, "errors")) && json_array_size(v) > 0) {
-            m = json_string_value(json_object_get(json_array_get(v, 0), "message"));
-        }
-        cd = json_string_value(json_object_get(j, "code"));
-        if (!cd) {
-            cd = json_string_value(json_object_get(j, "error"));
-        }
-        if (m) {
-            *message = sanitize(p, u, token, m, strlen(m), GC_UP_MESSAGE_MAX - 100);
-        }
-        if (cd) {
-            *code = sanitize(p, u, token, cd, strlen(cd), 100);
-        }
-    }
-    else {
-        *message = sanitize(p, u, token, at->buf->data, at->buf->len, GC_UP_EXCERPT);
-    }
-    json_decref(j);
-}
-
-static const char *curl_text(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at)
-{
-    const char *t = at->errbuf[0] ? at->errbuf : curl_easy_strerror(at->cc);
-
-    return sanitize(p, u, NULL, t, strlen(t), 300);
-}
-
-static verdict_t classify(apr_pool_t *p, const gc_upstream_t *u, const call_t *c,
-                          const attempt_t *at, const char *token, int renewed)
-{
-    verdict_t v;
-    const char *gm, *gcode;
-    long s = at->status;
-
-    memset(&v, 0, sizeof(v));
-    v.outcome = V_FINAL;
-    v.delay = -1;
-
-    if (at->cc != CURLE_OK) {
-        int may_resend = !at->sent || c->idempotent;
-
-        if (at->cc == CURLE_ABORTED_BY_CALLBACK && at->cancelled) {
-            v.kind = GC_ERR_CANCELLED;
-            v.message = "cancelled during the request";
-            return v;
-        }
-        if (at->cc == CURLE_WRITE_ERROR && at->buf->too_big) {
-            v.kind = GC_ERR_PROTOCOL;
-            v.message = apr_psprintf(p, "response body larger than %" APR_SIZE_T_FMT " bytes",
-                                     u->max_body);
-            return v;
-        }
-        if (at->cc == CURLE_WRITE_ERROR && at->buf->no_mem) {
-            v.kind = GC_ERR_CONNECT;
-            v.message = "out of memory reading the response";
-            return v;
-        }
-        switch (at->cc) {
-        case CURLE_UNSUPPORTED_PROTOCOL:
-        case CURLE_URL_MALFORMAT:
-            v.kind = GC_ERR_CONFIG;
-            v.message = apr_pstrcat(p, "bad URL: ", curl_text(p, u, at), NULL);
-            return v;
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_SSL_CIPHER:
-        case CURLE_SSL_ISSUER_ERROR:
-        case CURLE_SSL_CRL_BADFILE:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_SSL_INVALIDCERTSTATUS:
-            /* Trust problems do not go away by retrying. */
-            v.kind = GC_ERR_CONNECT;
-            v.message = apr_pstrcat(p, "TLS verification failed: ", curl_text(p, u, at), NULL);
-            return v;
-        case CURLE_OUT_OF_MEMORY:
-        case CURLE_FAILED_INIT:
-        case CURLE_BAD_FUNCTION_ARGUMENT:
-        case CURLE_UNKNOWN_OPTION:
-        case CURLE_NOT_BUILT_IN:
-            v.kind = GC_ERR_CONNECT;
-            v.message = apr_pstrcat(p, "HTTP client failure: ", curl_text(p, u, at), NULL);
-            return v;
-        case CURLE_OPERATION_TIMEDOUT:
-            v.kind = GC_ERR_TIMEOUT;
-            v.message = apr_psprintf(p, "no complete response within %ld ms%s (%s)",
-                                     ms_of(at->timeout),
-                                     at->timeout < u->conf.request_timeout
-                                         ? ", the time left before this request's deadline" : "",
-                                     curl_text(p, u, at));
-            break;
-        default:
-            v.kind = GC_ERR_CONNECT;
-            v.message = apr_pstrcat(p, "connection failed: ", curl_text(p, u, at), NULL);
-            break;
-        }
-        /* Connection errors and timeouts: a request that never left (connect
-         * failure) is always safe to send again; one that may have reached
-         * the server only when the method is idempotent. */
-        v.outcome = may_resend ? V_RETRY : V_FINAL;
-        if (!may_resend) {
-            v.message = apr_pstrcat(p, v.message, "; not retried: ", c->method,
-                                    " is not idempotent and may have been received", NULL);
-        }
-        return v;
-    }
-
-    if (s >= 200 && s <= 299) {
-        v.outcome = V_SUCCESS;
-        return v;
-    }
-
-    parse_error_body(p, u, token, at, &gm, &gcode);
-    v.code = gcode;
-
-    if (c->token_request && s >= 400 && s <= 499 && s != 429) {
-        v.kind = GC_ERR_AUTH;
-        v.message = apr_psprintf(p, "login service refused the client credentials (%s: %s)",
-                                 gcode ? gcode : apr_psprintf(p, "HTTP %ld", s),
-                                 gm ? gm : "no description");
-        return v;
-    }
-    if (!gm) {
-        gm = "no details";
-    }
-    if (s == 401) {
-        if (!c->no_auth && !renewed) {
-            v.outcome = V_AUTH_RETRY;
-            v.kind = GC_ERR_AUTH;
-            return v;
-        }
-        v.kind = GC_ERR_AUTH;
-        v.message = apr_psprintf(p, "Genesys Cloud rejected the access token%s (401%s%s): %s",
-                                 renewed ? " even after renewing it" : "",
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        return v;
-    }
-    if (s == 429) {
-        apr_interval_time_t ra;
-
-        if (!gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
-            ra = u->retry_after_default;
-        }
-        v.kind = GC_ERR_THROTTLED;
-        v.retry_after = ra;
-        if (ra > GC_UP_RETRY_AFTER_MAX) {
-            v.message = apr_psprintf(p, "Genesys Cloud is rate limiting (429) and asked to "
-                                     "retry after %" APR_TIME_T_FMT " s (more than %d s: "
-                                     "not waited for): %s",
-                                     apr_time_sec(ra), (int)apr_time_sec(GC_UP_RETRY_AFTER_MAX),
-                                     gm);
-            return v;
-        }
-        v.outcome = V_RETRY;
-        v.delay = ra;
-        v.message = apr_psprintf(p, "Genesys Cloud is rate limiting (429): %s", gm);
-        return v;
-    }
-    if (s == 403) {
-        v.kind = GC_ERR_FORBIDDEN;
-        v.message = apr_psprintf(p, "Genesys Cloud refused the request (403%s%s): %s",
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        return v;
-    }
-    if (s == 404) {
-        v.kind = GC_ERR_NOT_FOUND;
-        v.message = apr_psprintf(p, "not found (404%s%s): %s", gcode ? " " : "",
-                                 gcode ? gcode : "", gm);
-        return v;
-    }
-    if (s >= 400 && s <= 499) {
-        v.kind = GC_ERR_CLIENT;
-        v.message = apr_psprintf(p, "Genesys Cloud rejected the request (%ld%s%s): %s", s,
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        return v;
-    }
-    if (s >= 500 && s <= 599) {
-        apr_interval_time_t ra;
-
-        v.kind = GC_ERR_SERVER;
-        v.message = apr_psprintf(p, "Genesys Cloud server error (%ld%s%s): %s", s,
-                                 gcode ? " " : "", gcode ? gcode : "", gm);
-        /* 502/503/504 come from the gateway layer: the service did not (fully)
-         * get the request or is unavailable, so any method is retried (as the
-         * Genesys SDKs do). 500 means the service itself failed while handling
-         * the request and may already have applied part of a PUT/PATCH/POST:
-         * only safe methods (GET/HEAD) are retried. 501/505/… are permanent. */
-        if (s == 502 || s == 503 || s == 504 || (s == 500 && c->retry_500)) {
-            v.outcome = V_RETRY;
-            if (gc_retry_after_parse(apr_table_get(at->headers, "retry-after"), &ra)) {
-                if (ra > GC_UP_RETRY_AFTER_MAX) {
-                    v.outcome = V_FINAL;
-                    v.retry_after = ra;
-                    return v;
-                }
-                v.delay = ra;
-                v.retry_after = ra;
-            }
-        }
-        return v;
-    }
-    v.kind = GC_ERR_PROTOCOL;
-    v.message = s >= 300 && s <= 399
-                    ? apr_psprintf(p, "unexpected redirect (%ld), not followed", s)
-                    : apr_psprintf(p, "unexpected HTTP status %ld", s);
-    return v;
-}
-
-static gc_response_t *make_response(apr_pool_t *p, attempt_t *at, int attempts, int *bad_json)
-{
-    gc_response_t *r = apr_pcalloc(p, sizeof(*r));
-    const char *ct = apr_table_get(at->headers, "content-type");
-
-    *bad_json = 0;
-    r->status = (int)at->status;
-    r->body = at->buf->data ? at->buf->data : "";
-    r->body_len = at->buf->len;
-    r->headers = at->headers;
-    r->correlation_id = apr_table_get(at->headers, "inin-correlation-id");
-    r->attempts = attempts;
-    if (at->buf->len > 0) {
-        const char *b = at->buf->data;
-
-        while (*b == ' ' || *b == '\t' || *b == '\r' || *b == '\n') {
-            b++;
-        }
-        if (is_json_type(ct) || *b == '{' || *b == '[') {
-            r->json = json_pool_owned(at->pool, json_loadb(at->buf->data, at->buf->len, 0, NULL));
-            *bad_json = !r->json && is_json_type(ct);
-        }
-    }
-    return r;
-}
-
-static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                              apr_time_t deadline, const char **token, unsigned long *gen,
-                              gc_error_t **err);
-static void invalidate_if(gc_upstream_t *u, unsigned long gen);
 
 static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t *at,
                         int attempt, int limit)
@@ -1096,45 +450,82 @@ static gc_error_t *take_budget(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
         return NULL;
     }
     if (rv == APR_EINTR) {
-        return make_err(p, GC_ERR_CANCELLED, status, "cancelled while waiting for the rate budget");
+        return gc_up_make_err(p, GC_ERR_CANCELLED, status,
+                              "cancelled while waiting for the rate budget");
     }
-    e = make_err(p, GC_ERR_BUDGET, status,
-                 apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had no free slot %s; "
-                              "retry after %ld ms",
-                              cut ? "before this request's deadline" : "in time", ms_of(ra)));
+    e = gc_up_make_err(p, GC_ERR_BUDGET, status,
+                       apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had no free "
+                                    "slot %s; retry after %ld ms",
+                                    cut ? "before this request's deadline" : "in time",
+                                    gc_up_ms_of(ra)));
     e->retry_after = ra > 0 ? ra : GC_UP_SLICE;
     e->deadline_cut = cut;
     return e;
 }
 
-/* The Authorization line of an attempt (NULL: none) in ap, wiped when ap
- * goes; the token and its generation for a 401. NULL, or the error. */
+/* The state of one call's retry loop. */
+typedef struct run {
+    int attempt;                    /* attempts sent so far */
+    int limit;                      /* attempts allowed (one more after a 401 renewal) */
+    int renewed;                    /* the token was renewed after a 401 */
+    int backoffs;                   /* exponential backoffs so far */
+    int last_status;                /* of the last response, 0 if none */
+    const char *last_corr;          /* its ININ-Correlation-ID (from the call's pool) */
+    int stopped;                    /* stopped because of the call's deadline */
+    apr_uint64_t rng;               /* backoff jitter */
+} run_t;
+
+static void run_init(run_t *r, const call_t *c)
+{
+    memset(r, 0, sizeof(*r));
+    r->limit = c->max_attempts;
+    r->rng = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)(uintptr_t)&r->rng << 16)
+             ^ (apr_uint64_t)apr_os_thread_current();
+    if (!r->rng) {
+        r->rng = 0x9e3779b97f4a7c15ULL;
+    }
+}
+
+/* The credentials of one attempt. */
+typedef struct auth {
+    const char *line;               /* the Authorization header line, NULL: none */
+    const char *secret;             /* what it carries (the token, or the Basic
+                                       credentials of a token request): hidden in texts */
+    unsigned long gen;              /* the token's generation, to forget it after a 401 */
+} auth_t;
+
+/* The Authorization line of an attempt, in ap (wiped when ap goes), what it
+ * carries and the token's generation. NULL, or the error. */
 static gc_error_t *auth_line(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *ap, const call_t *c,
-                             const char **auth, const char **token, unsigned long *gen)
+                             auth_t *a)
 {
     gc_error_t *e = NULL;
 
-    *auth = NULL;
+    memset(a, 0, sizeof(*a));
     if (c->token_request) {
-        *auth = c->basic_auth;
+        a->line = c->basic_auth;
+        a->secret = c->basic_b64;
     }
     else if (!c->no_auth) {
-        if (get_token(u, p, ap, c->deadline, token, gen, &e) != APR_SUCCESS) {
+        if (gc_up_get_token(u, p, ap, c->deadline, &a->secret, &a->gen, &e) != APR_SUCCESS) {
             return e;
         }
-        *auth = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", *token, NULL));
+        a->line = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", a->secret,
+                                                  NULL));
     }
     return NULL;
 }
 
-static gc_error_t *deadline_passed(apr_pool_t *p, int status, int attempt)
+/* The call stops at its deadline before its next attempt (or its first). */
+static gc_error_t *deadline_passed(apr_pool_t *p, run_t *r)
 {
-    gc_error_t *e = make_err(p, GC_ERR_TIMEOUT, status,
-                             attempt ? "this request's deadline passed before the next attempt"
-                                     : "this request's deadline passed before anything was "
-                                       "sent");
+    gc_error_t *e = gc_up_make_err(p, GC_ERR_TIMEOUT, r->last_status,
+                                   r->attempt
+                                       ? "this request's deadline passed before the next attempt"
+                                       : "this request's deadline passed before anything was sent");
     e->deadline_cut = 1;
     e->retry_after = APR_USEC_PER_SEC;
+    r->stopped = 1;
     return e;
 }
 
@@ -1159,7 +550,7 @@ static void account_attempt(gc_upstream_t *u, const call_t *c, const attempt_t *
 static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t *at,
                              int attempt, apr_interval_time_t stop)
 {
-    gc_error_t *e = make_err(p, v->kind, (int)at->status, apr_pstrdup(p, v->message));
+    gc_error_t *e = gc_up_make_err(p, v->kind, (int)at->status, apr_pstrdup(p, v->message));
 
     e->code = v->code ? apr_pstrdup(p, v->code) : NULL;
     e->retry_after = v->retry_after;
@@ -1189,145 +580,155 @@ static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t 
     return e;
 }
 
-/* The retry loop shared by API calls and token requests. *cut (if not NULL)
- * tells whether it stopped because of the call's deadline. */
-static apr_status_t run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
-                             gc_response_t **resp_out, gc_error_t **err_out, int *cut)
+/* Everything before an attempt is sent: not cancelled, time left before the
+ * deadline, the Authorization line, a slot of the rate budget, the attempt's
+ * own pool and timeout. NULL with *at and *a ready, or the error. */
+static gc_error_t *prepare_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t *c, run_t *r,
+                                   attempt_t *at, auth_t *a)
 {
-    int attempt = 0, limit = c->max_attempts, renewed = 0, backoffs = 0;
-    int last_status = 0, stopped = 0;
-    const char *last_corr = NULL;
-    apr_uint64_t rng = (apr_uint64_t)apr_time_now() ^ ((apr_uint64_t)(uintptr_t)&rng << 16)
-                       ^ (apr_uint64_t)apr_os_thread_current();
+    apr_pool_t *ap;
+    apr_interval_time_t timeout;
     gc_error_t *e;
 
-    if (!rng) {
-        rng = 0x9e3779b97f4a7c15ULL;
+    if (gc_up_is_cancelled(u)) {
+        return gc_up_make_err(p, GC_ERR_CANCELLED, r->last_status, "cancelled");
     }
-    for (;;) {
-        apr_pool_t *ap;
-        attempt_t at;
-        verdict_t v;
-        const char *token = NULL, *auth = NULL;
-        unsigned long gen = 0;
-
-        if (is_cancelled(u)) {
-            e = make_err(p, GC_ERR_CANCELLED, last_status, "cancelled");
-            goto fail;
-        }
-        if (!attempt_timeout(u, c)) {
-            e = deadline_passed(p, last_status, attempt);
-            stopped = 1;
-            goto fail;
-        }
-        if (apr_pool_create(&ap, p) != APR_SUCCESS) {
-            e = make_err(p, GC_ERR_CONNECT, last_status, "out of memory");
-            goto fail;
-        }
-        if ((e = auth_line(u, p, ap, c, &auth, &token, &gen)) != NULL
-            || (u->budget && !c->token_request && (e = take_budget(u, p, c, last_status)))) {
-            apr_pool_destroy(ap);
-            goto fail;
-        }
-
-        memset(&at, 0, sizeof(at));
-        /* the token and the budget may have taken time */
-        if ((at.timeout = attempt_timeout(u, c)) == 0) {
-            apr_pool_destroy(ap);
-            e = deadline_passed(p, last_status, attempt);
-            stopped = 1;
-            goto fail;
-        }
-        at.u = u;
-        at.pool = ap;
-        at.headers = apr_table_make(ap, 16);
-        at.buf = apr_pcalloc(ap, sizeof(*at.buf));
-        at.buf->max = u->max_body;
-        apr_pool_cleanup_register(ap, at.buf, body_buf_cleanup, apr_pool_cleanup_null);
-        attempt++;
-        if (c->token_request) {
-            apr_thread_mutex_lock(u->mutex);
-            u->token_requests++;
-            apr_thread_mutex_unlock(u->mutex);
-        }
-        perform(u, c, &at, auth);
-        account_attempt(u, c, &at, attempt, limit);
-        if (at.cc == CURLE_OK) {
-            last_status = (int)at.status;
-            last_corr = apr_table_get(at.headers, "inin-correlation-id");
-            last_corr = last_corr ? apr_pstrdup(p, last_corr) : NULL;
-        }
-
-        v = classify(ap, u, c, &at, c->token_request ? c->basic_b64 : token, renewed);
-        if (v.outcome == V_SUCCESS) {
-            int bad_json;
-            gc_response_t *r = make_response(p, &at, attempt, &bad_json);
-
-            /* at.buf is owned by the attempt pool, which lives on in p */
-            *resp_out = r;
-            if (!bad_json) {
-                return APR_SUCCESS;
-            }
-            e = make_err(p, GC_ERR_PROTOCOL, r->status, "response is not valid JSON");
-            e->correlation_id = last_corr;
-            goto fail;
-        }
-        if (v.outcome == V_AUTH_RETRY) {
-            gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
-                   GCMON_LOGNO(104) "upstream %s %s: access token rejected (401), renewing it "
-                   "once", c->method, c->show_path ? c->show_path : c->log_path);
-            invalidate_if(u, gen);
-            renewed = 1;
-            limit++;        /* the renewal retry does not use up the retry budget */
-            apr_pool_destroy(ap);
-            continue;
-        }
-        if (v.outcome == V_RETRY && attempt < limit) {
-            apr_interval_time_t d = v.delay >= 0 ? v.delay : backoff_delay(u, backoffs++, &rng);
-
-            if (c->deadline && apr_time_now() + d + GC_UP_MIN_ATTEMPT > c->deadline) {
-                /* never begin a wait that ends after the deadline (or leaves the
-                 * retry next to no time): give up now */
-                e = final_err(p, &v, &at, attempt, d);
-                stopped = 1;
-            }
-            else {
-                gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
-                       GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
-                       c->log_path, v.message, (long)apr_time_as_msec(d));
-                apr_pool_destroy(ap);
-                if (wait_for(u, d)) {
-                    e = make_err(p, GC_ERR_CANCELLED, last_status,
-                                 "cancelled while waiting to retry");
-                    e->correlation_id = last_corr;
-                    goto fail;
-                }
-                continue;
-            }
-        }
-        else {
-            e = final_err(p, &v, &at, attempt, -1);
-        }
-
-        /* Final: keep the attempt pool (child of p) for the response. */
-        e->correlation_id = last_corr;
-        if (at.cc == CURLE_OK) {
-            int bad_json;
-
-            *resp_out = make_response(p, &at, attempt, &bad_json);
-        }
-        goto fail;
+    if (!attempt_timeout(u, c)) {
+        return deadline_passed(p, r);
     }
+    if (apr_pool_create(&ap, p) != APR_SUCCESS) {
+        return gc_up_make_err(p, GC_ERR_CONNECT, r->last_status, "out of memory");
+    }
+    if ((e = auth_line(u, p, ap, c, a)) != NULL
+        || (u->budget && !c->token_request && (e = take_budget(u, p, c, r->last_status)))) {
+        apr_pool_destroy(ap);
+        return e;
+    }
+    /* the token and the budget may have taken time */
+    if ((timeout = attempt_timeout(u, c)) == 0) {
+        apr_pool_destroy(ap);
+        return deadline_passed(p, r);
+    }
+    gc_up_attempt_init(at, u, ap, timeout);
+    return NULL;
+}
 
-fail:
-    e->attempts = attempt;
-    e->deadline_cut |= stopped;
+/* Send one attempt and account for it: metrics and the debug line, the
+ * client's count of token requests, the last status and correlation id. */
+static void run_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t *c, run_t *r,
+                        attempt_t *at, const char *auth)
+{
+    r->attempt++;
+    if (c->token_request) {
+        apr_thread_mutex_lock(u->mutex);
+        u->token_requests++;
+        apr_thread_mutex_unlock(u->mutex);
+    }
+    gc_up_perform(u, c, at, auth);
+    account_attempt(u, c, at, r->attempt, r->limit);
+    if (at->cc == CURLE_OK) {
+        r->last_status = (int)at->status;
+        r->last_corr = apr_table_get(at->headers, "inin-correlation-id");
+        r->last_corr = r->last_corr ? apr_pstrdup(p, r->last_corr) : NULL;
+    }
+}
+
+/* A 2xx: *resp_out set; NULL, or GC_ERR_PROTOCOL when its JSON body does not parse. */
+static gc_error_t *take_response(apr_pool_t *p, const run_t *r, attempt_t *at,
+                                 gc_response_t **resp_out)
+{
+    int bad_json;
+    gc_response_t *resp = gc_up_make_response(p, at, r->attempt, &bad_json);
+    gc_error_t *e;
+
+    /* at->buf is owned by the attempt pool, which lives on in p */
+    *resp_out = resp;
+    if (!bad_json) {
+        return NULL;
+    }
+    e = gc_up_make_err(p, GC_ERR_PROTOCOL, resp->status, "response is not valid JSON");
+    e->correlation_id = r->last_corr;
+    return e;
+}
+
+/* A 401 with a token: forget it (unless already replaced) and try once more
+ * with a new one; that attempt does not use up the retry budget. */
+static void renew_after_401(gc_upstream_t *u, const call_t *c, run_t *r, const auth_t *a,
+                            attempt_t *at)
+{
+    gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
+           GCMON_LOGNO(104) "upstream %s %s: access token rejected (401), renewing it "
+           "once", c->method, c->show_path ? c->show_path : c->log_path);
+    gc_up_invalidate_if(u, a->gen);
+    r->renewed = 1;
+    r->limit++;
+    apr_pool_destroy(at->pool);
+}
+
+/* Wait d before the next attempt: NULL, or the error when cancelled. */
+static gc_error_t *wait_to_retry(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
+                                 const run_t *r, const verdict_t *v, attempt_t *at,
+                                 apr_interval_time_t d)
+{
+    gc_error_t *e;
+
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
+           GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
+           c->log_path, v->message, (long)apr_time_as_msec(d));
+    apr_pool_destroy(at->pool);
+    if (!wait_for(u, d)) {
+        return NULL;
+    }
+    e = gc_up_make_err(p, GC_ERR_CANCELLED, r->last_status, "cancelled while waiting to retry");
+    e->correlation_id = r->last_corr;
+    return e;
+}
+
+/* After a failed attempt: retry (NULL, once waited), or give up and return
+ * the final error, with *resp_out set when there was a response. A retry
+ * whose wait would end after the deadline (or leave it next to no time) is
+ * not waited for: the call gives up at once. */
+static gc_error_t *retry_or_give_up(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
+                                    run_t *r, const verdict_t *v, attempt_t *at,
+                                    gc_response_t **resp_out)
+{
+    apr_interval_time_t stop = -1;
+    gc_error_t *e;
+
+    if (v->outcome == V_RETRY && r->attempt < r->limit) {
+        apr_interval_time_t d = v->delay >= 0 ? v->delay
+                                              : backoff_delay(u, r->backoffs++, &r->rng);
+
+        if (!c->deadline || apr_time_now() + d + GC_UP_MIN_ATTEMPT <= c->deadline) {
+            return wait_to_retry(u, p, c, r, v, at, d);
+        }
+        stop = d;
+        r->stopped = 1;
+    }
+    /* Final: keep the attempt pool (child of p) for the response. */
+    e = final_err(p, v, at, r->attempt, stop);
+    e->correlation_id = r->last_corr;
+    if (at->cc == CURLE_OK) {
+        int bad_json;
+
+        *resp_out = gc_up_make_response(p, at, r->attempt, &bad_json);
+    }
+    return e;
+}
+
+/* The end of a failed call: the error completed, logged (a refused token
+ * request is logged by the token cache) and handed out. */
+static apr_status_t give_up(apr_pool_t *p, const call_t *c, const run_t *r, gc_error_t *e,
+                            gc_error_t **err_out, int *cut)
+{
+    e->attempts = r->attempt;
+    e->deadline_cut |= r->stopped;
     if (!e->correlation_id) {
-        e->correlation_id = last_corr;
+        e->correlation_id = r->last_corr;
     }
     *err_out = e;
     if (cut) {
-        *cut = stopped;
+        *cut = r->stopped;
     }
     if (!c->token_request || e->kind != GC_ERR_AUTH) {
         log_give_up(p, c, e);
@@ -1335,314 +736,44 @@ fail:
     return APR_EGENERAL;
 }
 
-/* ---------------------------------------------------------------------------
- * 5. Token cache
- * ------------------------------------------------------------------------- */
-
-static int token_chars_ok(const char *t)
+/* The retry loop shared by API calls and token requests. *cut (if not NULL)
+ * tells whether it stopped because of the call's deadline. */
+apr_status_t gc_up_run_call(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
+                            gc_response_t **resp_out, gc_error_t **err_out, int *cut)
 {
-    for (; *t; t++) {
-        if ((unsigned char)*t <= 0x20 || (unsigned char)*t >= 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
+    run_t r;
+    gc_error_t *e;
 
-/* The Basic credentials of a token request, in tp (wiped when tp goes). */
-static void basic_auth(gc_upstream_t *u, apr_pool_t *tp, call_t *c)
-{
-    char *creds = gc_secret_track(tp, apr_pstrcat(tp, u->conf.client_id, ":",
-                                                  u->conf.client_secret, NULL));
-    int len = (int)strlen(creds);
-    apr_size_t elen = (apr_size_t)apr_base64_encode_len(len);
-    char *enc = apr_palloc(tp, elen);
-
-    gc_wipe_on_cleanup(tp, enc, elen);
-    apr_base64_encode(enc, creds, len);
-    c->basic_b64 = enc;
-    c->basic_auth = gc_secret_track(tp, apr_pstrcat(tp, "Authorization: Basic ", enc, NULL));
-}
-
-/* One token request (with retries, within the deadline of the call that
- * needs it; 0: none). On success *tok (*tok_len bytes) is from tp and wiped
- * when tp goes; every other copy made here (the credentials, the response
- * body, jansson's string) is wiped too. *cut: it stopped at the deadline. */
-static apr_status_t fetch_token(gc_upstream_t *u, apr_pool_t *tp, apr_time_t deadline,
-                                const char **tok, apr_size_t *tok_len,
-                                apr_interval_time_t *lifetime, gc_error_t **err, int *cut)
-{
-    call_t c;
-    gc_response_t *resp = NULL;
-    const char *at;
-    json_t *ex;
-    apr_int64_t life = GC_UP_TOKEN_DEFAULT_LIFE;
-    apr_status_t rv;
-    apr_size_t n;
-    int usable;
-
-    if (!u->conf.login_url || !*u->conf.login_url) {
-        *err = make_err(tp, GC_ERR_CONFIG, 0, "no login URL configured");
-        return APR_EINVAL;
-    }
-    memset(&c, 0, sizeof(c));
-    c.op = GC_UP_TOKEN_OP;
-    c.method = "POST";
-    c.url = apr_pstrcat(tp, u->conf.login_url, "/oauth/token", NULL);
-    c.log_path = apr_pstrcat(tp, strip_query(tp, u->conf.login_url), "/oauth/token", NULL);
-    c.body = "grant_type=client_credentials";
-    c.content_type = "application/x-www-form-urlencoded";
-    c.token_request = 1;
-    /* Asking for another token is harmless (the old one stays valid), so the
-     * token POST is retried like an idempotent request. */
-    c.idempotent = 1;
-    c.retry_500 = 1;
-    c.max_attempts = GC_UP_DEFAULT_ATTEMPTS;
-    c.deadline = deadline;
-    basic_auth(u, tp, &c);
-
-    rv = run_call(u, tp, &c, &resp, err, cut);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    at = json_string_value(json_object_get(resp->json, "access_token"));
-    n = at ? strlen(at) : 0;
-    usable = n > 0 && n <= GC_UP_TOKEN_MAX && token_chars_ok(at);
-    if (usable) {
-        *tok = gc_secret_pmemdup(tp, at, n);
-        *tok_len = n;
-    }
-    /* jansson frees its copy without wiping it: wipe it in place (its tree is
-     * only released after this) */
-    gc_wipe((char *)at, n);
-    if (!usable) {
-        *err = make_err(tp, GC_ERR_PROTOCOL, resp->status,
-                        "login service answered without a usable access_token (printable "
-                        "ASCII, at most " APR_STRINGIFY(GC_UP_TOKEN_MAX) " bytes)");
-        (*err)->attempts = resp->attempts;
-        (*err)->correlation_id = resp->correlation_id;
-        return APR_EGENERAL;
-    }
-    ex = json_object_get(resp->json, "expires_in");
-    if (json_is_integer(ex) && json_integer_value(ex) > 0) {
-        life = (apr_int64_t)json_integer_value(ex);
-    }
-    else if (json_is_real(ex) && json_real_value(ex) >= 1.0 && json_real_value(ex) < 1e9) {
-        life = (apr_int64_t)json_real_value(ex);
-    }
-    if (life > APR_INT64_C(100000000)) {
-        life = APR_INT64_C(100000000);
-    }
-    *lifetime = apr_time_from_sec(life);
-    gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
-           GCMON_LOGNO(106) "obtained an access token from %s (valid %" APR_INT64_T_FMT " s)",
-           c.log_path, life);
-    return APR_SUCCESS;
-}
-
-static gc_error_t *copy_err(apr_pool_t *p, const gc_error_t *s)
-{
-    gc_error_t *e = apr_pmemdup(p, s, sizeof(*s));
-
-    e->message = apr_pstrdup(p, s->message);
-    e->code = apr_pstrdup(p, s->code);
-    e->correlation_id = apr_pstrdup(p, s->correlation_id);
-    return e;
-}
-
-/* Forget the cached token, wiping it. Under u->mutex (or single-threaded). */
-static void forget_token(gc_upstream_t *u)
-{
-    gc_wipe(u->token, sizeof(u->token));
-    u->token_len = 0;
-}
-
-/* Replace the cached token (n <= GC_UP_TOKEN_MAX bytes): the old one is wiped,
- * all of it, also where the new one is shorter. Under u->mutex. */
-static void store_token(gc_upstream_t *u, const char *t, apr_size_t n)
-{
-    forget_token(u);
-    memcpy(u->token, t, n);
-    u->token_len = n;
-}
-
-static int token_valid(const gc_upstream_t *u)
-{
-    return u->token_len && client_now(u) < u->token_renew_at;
-}
-
-/* Wait (under u->mutex) until the fetch in flight that had sequence seq ends,
- * at most until the deadline (0: none). APR_EINTR (cancelled) or APR_TIMEUP
- * (deadline passed) with *err set. */
-static apr_status_t wait_for_fetch(gc_upstream_t *u, apr_pool_t *p, unsigned long seq,
-                                   apr_time_t deadline, gc_error_t **err)
-{
-    while (u->fetching && u->fetch_seq == seq) {
-        apr_interval_time_t slice = GC_UP_SLICE;
-
-        if (deadline) {
-            apr_interval_time_t left = deadline - apr_time_now();
-
-            if (left <= 0) {
-                *err = make_err(p, GC_ERR_TIMEOUT, 0, "this request's deadline passed while "
-                                "another request was obtaining the access token");
-                (*err)->deadline_cut = 1;
-                (*err)->retry_after = APR_USEC_PER_SEC;
-                return APR_TIMEUP;
-            }
-            slice = left < slice ? left : slice;
-        }
-        apr_thread_cond_timedwait(u->cond, u->mutex, slice);
-        if (is_cancelled(u)) {
-            *err = make_err(p, GC_ERR_CANCELLED, 0, "cancelled while waiting for a token");
-            return APR_EINTR;
-        }
-    }
-    return APR_SUCCESS;
-}
-
-/* Record (under u->mutex) the result of this thread's fetch, for the waiters
- * and for the callers that come while a failure is held. */
-static void end_fetch(gc_upstream_t *u, const char *tok, apr_size_t tok_len,
-                      apr_interval_time_t life, apr_time_t started, const gc_error_t *fe,
-                      int cut)
-{
-    if (!fe) {
-        apr_interval_time_t keep = life - GC_UP_TOKEN_SKEW;
-
-        if (keep < life / 2) {
-            keep = life / 2;
-        }
-        store_token(u, tok, tok_len);
-        u->token_renew_at = started + keep;
-        u->token_gen++;
-    }
-    else {
-        u->fetch_kind = fe->kind;
-        u->fetch_status = fe->status;
-        u->fetch_retry_after = fe->retry_after;
-        u->fetch_cut = cut;
-        apr_cpystrn(u->fetch_message, fe->message ? fe->message : "", sizeof(u->fetch_message));
-        if (fe->kind == GC_ERR_THROTTLED && fe->retry_after > 0) {
-            u->hold_until = client_now(u) + fe->retry_after;
-        }
-        if (fe->kind == GC_ERR_AUTH) {
-            u->hold_until = client_now(u) + GC_UP_AUTH_FAIL_HOLD;
-            gc_log(GC_LOG_MARK, GC_LOG_WARNING, APR_SUCCESS,
-                   GCMON_LOGNO(107) "cannot obtain an access token: %s", fe->message);
-        }
-    }
-    u->fetching = 0;
-    u->fetch_seq++;
-    apr_thread_cond_broadcast(u->cond);
-}
-
-/* A valid token (copied into tp, wiped when tp goes) and its generation.
- * Errors from p. Only one thread per client fetches; the others wait for it
- * (cancellable, at most until their deadline) and share its result, so a
- * burst of requests after expiry makes one token request. A fetch is bounded
- * by the deadline of the call that makes it; when it stops there, waiters
- * with another deadline (or none) try again instead of sharing that error. */
-static apr_status_t get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                              apr_time_t deadline, const char **token, unsigned long *gen,
-                              gc_error_t **err)
-{
-    apr_pool_t *fp;
-    apr_status_t rv;
-    const char *tok = NULL;
-    apr_size_t tok_len = 0;
-    apr_interval_time_t life = 0;
-    apr_time_t started;
-    gc_error_t *fe = NULL;
-    int cut = 0;
-
-    if (!u->conf.client_id || !*u->conf.client_id || !u->conf.client_secret
-        || !*u->conf.client_secret) {
-        *err = make_err(p, GC_ERR_CONFIG, 0,
-                        "no OAuth client credentials configured (GcmonClientID, "
-                        "GcmonClientSecret)");
-        return APR_EINVAL;
-    }
-    apr_thread_mutex_lock(u->mutex);
+    run_init(&r, c);
     for (;;) {
-        unsigned long seq;
+        attempt_t at;
+        auth_t a;
+        verdict_t v;
 
-        if (token_valid(u)) {
-            *token = gc_secret_pmemdup(tp, u->token, u->token_len);
-            *gen = u->token_gen;
-            apr_thread_mutex_unlock(u->mutex);
-            return APR_SUCCESS;
-        }
-        if (!u->fetching && client_now(u) < u->hold_until) {
-            /* The login service refused these credentials moments ago (they
-             * cannot have changed: config), or asked us to come back later:
-             * answer every caller from that result meanwhile instead of
-             * asking again for each incoming request. */
-            *err = make_err(p, u->fetch_kind, u->fetch_status, apr_pstrdup(p, u->fetch_message));
-            if (u->fetch_kind == GC_ERR_THROTTLED) {
-                (*err)->retry_after = u->hold_until - client_now(u);
-            }
-            apr_thread_mutex_unlock(u->mutex);
-            return APR_EGENERAL;
-        }
-        if (!u->fetching) {
+        if ((e = prepare_attempt(u, p, c, &r, &at, &a)) != NULL) {
             break;
         }
-        seq = u->fetch_seq;
-        if ((rv = wait_for_fetch(u, p, seq, deadline, err)) != APR_SUCCESS) {
-            apr_thread_mutex_unlock(u->mutex);
-            return rv;
+        run_attempt(u, p, c, &r, &at, a.line);
+        v = gc_up_classify(at.pool, u, c, &at, a.secret, r.renewed);
+        if (v.outcome == V_SUCCESS) {
+            if ((e = take_response(p, &r, &at, resp_out)) == NULL) {
+                return APR_SUCCESS;
+            }
+            break;
         }
-        if (u->fetch_seq != seq && !token_valid(u) && !u->fetch_cut) {
-            /* the fetch we waited for failed: report its error, don't stampede */
-            *err = make_err(p, u->fetch_kind, u->fetch_status,
-                            apr_pstrdup(p, u->fetch_message));
-            (*err)->retry_after = u->fetch_retry_after;
-            apr_thread_mutex_unlock(u->mutex);
-            return APR_EGENERAL;
+        if (v.outcome == V_AUTH_RETRY) {
+            renew_after_401(u, c, &r, &a, &at);
+            continue;
+        }
+        if ((e = retry_or_give_up(u, p, c, &r, &v, &at, resp_out)) != NULL) {
+            break;
         }
     }
-    u->fetching = 1;
-    apr_thread_mutex_unlock(u->mutex);
-
-    started = client_now(u);
-    if (apr_pool_create(&fp, p) != APR_SUCCESS) {
-        rv = APR_ENOMEM;
-        fe = make_err(p, GC_ERR_CONNECT, 0, "out of memory");
-        fp = NULL;
-    }
-    else {
-        rv = fetch_token(u, fp, deadline, &tok, &tok_len, &life, &fe, &cut);
-    }
-
-    apr_thread_mutex_lock(u->mutex);
-    end_fetch(u, tok, tok_len, life, started, rv == APR_SUCCESS ? NULL : fe, cut);
-    if (rv == APR_SUCCESS) {
-        *token = gc_secret_pmemdup(tp, tok, tok_len);
-        *gen = u->token_gen;
-    }
-    else {
-        *err = copy_err(p, fe);
-    }
-    apr_thread_mutex_unlock(u->mutex);
-    if (fp) {
-        apr_pool_destroy(fp);
-    }
-    return rv;
-}
-
-static void invalidate_if(gc_upstream_t *u, unsigned long gen)
-{
-    apr_thread_mutex_lock(u->mutex);
-    if (u->token_len && u->token_gen == gen) {
-        forget_token(u);
-        u->token_gen++;
-    }
-    apr_thread_mutex_unlock(u->mutex);
+    return give_up(p, c, &r, e, err_out, cut);
 }
 
 /* ---------------------------------------------------------------------------
- * 6. Public API
+ * 4. Public API
  * ------------------------------------------------------------------------- */
 
 void gc_upstream_global_init(void)
@@ -1670,7 +801,7 @@ static apr_status_t upstream_cleanup(void *data)
         curl_share_cleanup(u->share);
         u->share = NULL;
     }
-    forget_token(u);
+    gc_up_forget_token(u);
     return APR_SUCCESS;
 }
 
@@ -1787,11 +918,12 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
     c.method = req->method ? req->method : "GET";
     c.secret = req->secret;
     c.secret_label = req->secret_label ? req->secret_label : "(hidden)";
-    set_log_path(p, &c, req->path ? strip_query(p, req->path) : "(none)");
+    set_log_path(p, &c, req->path ? gc_up_strip_query(p, req->path) : "(none)");
     if (!is_method(c.method)) {
-        *err = make_err(p, GC_ERR_CONFIG, 0,
-                        apr_psprintf(p, "unsupported HTTP method '%s'",
-                                     sanitize(p, u, NULL, c.method, strlen(c.method), 20)));
+        *err = gc_up_make_err(p, GC_ERR_CONFIG, 0,
+                              apr_psprintf(p, "unsupported HTTP method '%s'",
+                                           gc_up_sanitize(p, u, NULL, c.method,
+                                                          strlen(c.method), 20)));
         log_give_up(p, &c, *err);
         return APR_EINVAL;
     }
@@ -1804,10 +936,11 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
               "sent to the API URL)";
     }
     if (!c.url) {
-        set_log_path(p, &c, req->path ? sanitize(p, u, NULL, c.log_path, strlen(c.log_path),
-                                                 100)
+        set_log_path(p, &c, req->path ? gc_up_sanitize(p, u, NULL, c.log_path,
+                                                       strlen(c.log_path), 100)
                                       : "(none)");
-        *err = make_err(p, GC_ERR_CONFIG, 0, apr_pstrcat(p, "bad request URL: ", why, NULL));
+        *err = gc_up_make_err(p, GC_ERR_CONFIG, 0,
+                              apr_pstrcat(p, "bad request URL: ", why, NULL));
         log_give_up(p, &c, *err);
         return APR_EINVAL;
     }
@@ -1819,29 +952,10 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
     c.budget_wait = req->budget_wait;
     c.max_attempts = req->max_attempts > 0 ? req->max_attempts : GC_UP_DEFAULT_ATTEMPTS;
     c.deadline = req->deadline;
-    return run_call(u, p, &c, resp, err, NULL);
+    return gc_up_run_call(u, p, &c, resp, err, NULL);
 }
 
 apr_time_t gc_upstream_deadline(apr_interval_time_t budget)
 {
     return apr_time_now() + (budget > 0 ? budget : GC_DEFAULT_REQUEST_DEADLINE);
-}
-
-void gc_upstream_invalidate_token(gc_upstream_t *u)
-{
-    apr_thread_mutex_lock(u->mutex);
-    forget_token(u);
-    u->token_gen++;
-    u->hold_until = 0;
-    apr_thread_mutex_unlock(u->mutex);
-}
-
-int gc_upstream_token_requests(gc_upstream_t *u)
-{
-    int n;
-
-    apr_thread_mutex_lock(u->mutex);
-    n = u->token_requests;
-    apr_thread_mutex_unlock(u->mutex);
-    return n;
 }
