@@ -48,4 +48,10 @@ APR_DECLARE_OPTIONAL_FN(char *, gcmon_stream_status_json, (apr_pool_t *p));
  * not loaded. */
 APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_webhook_configured, (const char *target));
 
+/* What mod_gcmon_stream offers mod_gcmon_api: the board generation (SPEC
+ * §9.17) the stream holder of this server published after its last commit —
+ * 1 with *board_id and *gen when a live holder runs on this server, else 0
+ * (the API then reads the generation from the database). */
+APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_board_gen, (apr_int64_t *board_id, apr_int64_t *gen));
+
 #endif

@@ -1,11 +1,19 @@
-/* mod_gcmon_api live board (SPEC §5.2): every agent's current state, or one
- * agent, with a strong ETag and If-None-Match. The ETag names the rows'
- * content: every field of every agent except the two the clock derives at
- * request time (generated_at, seconds_in_state — a client computes them from
- * `since`), hashed by gc_etag. */
+/* mod_gcmon_api live board (SPEC §5.2, §9.17): every agent's current state,
+ * the agents changed since a generation (a delta), or one agent.
+ *
+ * The board's ETag is its generation ("<board id>-<gen>"): the database's
+ * write epoch, bumped by every transaction that changes what the board shows,
+ * and published in shared memory by a stream holder of this server after each
+ * commit. A matching If-None-Match is answered from there without touching
+ * the database; without a local holder the generation is one row read. The
+ * two fields the clock derives at request time (generated_at,
+ * seconds_in_state — a client computes them from `since`) are not covered by
+ * the validator. One agent's ETag hashes its row's content (gc_etag). */
 #include <stdlib.h>
 #include <string.h>
 
+#include <apr_optional.h>
+#include <apr_strings.h>
 #include <http_protocol.h>
 
 #include "gc_etag.h"
@@ -13,23 +21,65 @@
 #include "gc_store_read.h"
 #include "mod_gcmon_api_private.h"
 
-static void hash_row(gc_etag_hash_t *h, const gc_board_row_t *a)
-{
-    gc_etag_hash_str(h, a->user_id);
-    gc_etag_hash_str(h, a->user_name);
-    gc_etag_hash_str(h, a->state);
-    gc_etag_hash_str(h, a->presence);
-    gc_etag_hash_str(h, a->routing_status);
-    gc_etag_hash_str(h, a->queue_ids);
-    gc_etag_hash_int(h, a->since);
-    gc_etag_hash_int(h, a->alert_id);
-    gc_etag_hash_int(h, a->alert_raised_at);
-    gc_etag_hash_int(h, a->alert_threshold_seconds);
-}
-
 static int if_none_match(request_rec *r, const char *etag)
 {
     return gc_etag_match(apr_table_get(r->headers_in, "If-None-Match"), etag, GC_ETAG_WEAK);
+}
+
+/* ---------------------------------------------------------------- generation */
+
+/* The generation a stream holder of this server published (1), if any. */
+static int published_gen(gc_board_gen_t *g)
+{
+    APR_OPTIONAL_FN_TYPE(gcmon_stream_board_gen) *fn =
+        APR_RETRIEVE_OPTIONAL_FN(gcmon_stream_board_gen);
+
+    return fn && fn(&g->id, &g->gen);
+}
+
+/* The board's validator: its generation, and for a filtered board a hash of
+ * the filters (another filter is another representation). */
+static const char *gen_etag(request_rec *r, const gc_board_gen_t *g, const gc_query_t *q)
+{
+    const char *tag = gc_board_gen_format(r->pool, g->id, g->gen);
+
+    if (q->state || q->queue_id) {
+        gc_etag_hash_t h;
+        gc_etag_hash_init(&h);
+        gc_etag_hash_str(&h, q->state);
+        gc_etag_hash_str(&h, q->queue_id);
+        tag = apr_psprintf(r->pool, "%s.%08x", tag, (unsigned)(h.a & 0xffffffffu));
+    }
+    return apr_pstrcat(r->pool, "\"", tag, "\"", NULL);
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+/* A JSON array of queue ids as stored ([] for NULL); never invalid JSON. */
+static void id_array(gc_jw_t *w, const char *ids)
+{
+    json_t *arr;
+    char *text;
+
+    if (!ids) {
+        gc_jw_lit(w, "[]");
+        return;
+    }
+    if (gc_jw_simple_id_array(ids)) {
+        gc_jw_raw(w, ids, strlen(ids));
+        return;
+    }
+    /* Not the store's compact form: re-encode. */
+    arr = json_loads(ids, JSON_DECODE_ANY, NULL);
+    text = json_is_array(arr) ? json_dumps(arr, JSON_COMPACT) : NULL;
+    if (text) {
+        gc_jw_raw(w, text, strlen(text));
+    }
+    else {
+        gc_jw_lit(w, "[]");
+    }
+    free(text);
+    json_decref(arr);
 }
 
 /* One board item (SPEC §5.2). */
@@ -55,25 +105,9 @@ static void board_item(gc_jw_t *w, const gc_board_row_t *a, apr_time_t now)
         gc_jw_lit(w, "null");
     }
     gc_jw_lit(w, ",\"queue_ids\":");
-    if (!a->queue_ids) {
-        gc_jw_lit(w, "[]");
-    }
-    else if (gc_jw_simple_id_array(a->queue_ids)) {
-        gc_jw_raw(w, a->queue_ids, strlen(a->queue_ids));
-    }
-    else {
-        /* Not the store's compact form: re-encode (and never emit invalid JSON). */
-        json_t *arr = json_loads(a->queue_ids, JSON_DECODE_ANY, NULL);
-        char *text = json_is_array(arr) ? json_dumps(arr, JSON_COMPACT) : NULL;
-        if (text) {
-            gc_jw_raw(w, text, strlen(text));
-        }
-        else {
-            gc_jw_lit(w, "[]");
-        }
-        free(text);
-        json_decref(arr);
-    }
+    id_array(w, a->queue_ids);
+    gc_jw_lit(w, ",\"active_queue_ids\":");
+    id_array(w, a->active_queue_ids);
     gc_jw_lit(w, ",\"alert\":");
     if (a->alert_id) {
         gc_jw_lit(w, "{\"id\":");
@@ -89,54 +123,139 @@ static void board_item(gc_jw_t *w, const gc_board_row_t *a, apr_time_t now)
     }
 }
 
-int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
+/* {"total","generated_at","generation","full","removed","data"} */
+static int send_board(request_rec *r, const gc_board_gen_t *g, const gc_query_t *q,
+                      long total, int full, const apr_array_header_t *rows,
+                      const apr_array_header_t *removed)
 {
-    gc_query_t q;
-    gc_store_t *st;
-    apr_array_header_t *rows;
-    const char *err = NULL, *etag;
-    gc_etag_hash_t h;
-    apr_time_t now;
+    apr_time_t now = apr_time_now();
     gc_jw_t w;
-    int i;
+    int i, first = 1;
 
-    if (gcmon_api_parse_query(r, GC_Q_BOARD, GC_CURSOR_HISTORY, &q) != OK
-        || !(st = gcmon_api_store(r, 1))) {
-        return OK;
-    }
-    if (gc_read_board(st, r->pool, NULL, q.state, q.queue_id, &rows, &err) != APR_SUCCESS) {
-        return gcmon_api_database_error(r, "board", err);
-    }
-    gc_etag_hash_init(&h);
-    for (i = 0; i < rows->nelts; i++) {
-        hash_row(&h, &APR_ARRAY_IDX(rows, i, gc_board_row_t));
-    }
-    gc_etag_hash_int(&h, rows->nelts);
-    etag = gc_etag_hash_text(r->pool, &h);
-    if (if_none_match(r, etag)) {
-        return gcmon_api_not_modified(r, etag);
-    }
-    now = apr_time_now();
-    gc_jw_init(&w, 256 + (apr_size_t)rows->nelts * 300);
+    gc_jw_init(&w, 256 + (apr_size_t)rows->nelts * 320);
     gc_jw_lit(&w, "{\"total\":");
-    gc_jw_int(&w, rows->nelts);
+    gc_jw_int(&w, total);
     gc_jw_lit(&w, ",\"generated_at\":");
     gc_jw_time(&w, now);
-    gc_jw_lit(&w, ",\"data\":[");
-    for (i = 0; i < rows->nelts; i++) {
+    gc_jw_lit(&w, ",\"generation\":");
+    gc_jw_str(&w, gc_board_gen_format(r->pool, g->id, g->gen));
+    if (full) {
+        gc_jw_lit(&w, ",\"full\":true,\"removed\":[");
+    }
+    else {
+        gc_jw_lit(&w, ",\"full\":false,\"removed\":[");
+    }
+    for (i = 0; removed && i < removed->nelts; i++) {
         if (i) {
             gc_jw_lit(&w, ",");
         }
-        board_item(&w, &APR_ARRAY_IDX(rows, i, gc_board_row_t), now);
+        gc_jw_str(&w, APR_ARRAY_IDX(removed, i, const char *));
+    }
+    gc_jw_lit(&w, "],\"data\":[");
+    for (i = 0; i < rows->nelts; i++) {
+        const gc_board_row_t *a = &APR_ARRAY_IDX(rows, i, gc_board_row_t);
+        if (!a->user_id) {
+            continue;               /* a delta's row that no longer matches */
+        }
+        if (!first) {
+            gc_jw_lit(&w, ",");
+        }
+        first = 0;
+        board_item(&w, a, now);
     }
     gc_jw_lit(&w, "]}");
-    apr_table_setn(r->headers_out, "ETag", etag);
+    apr_table_setn(r->headers_out, "ETag", gen_etag(r, g, q));
     return gcmon_api_send_jw(r, &w);
+}
+
+/* ---------------------------------------------------------------- GET /v1/agents */
+
+/* The agents changed since q->since_gen: those matching the filters go into
+ * the data, the others are named as removed (the client drops them). */
+static apr_status_t read_delta(struct gc_store *st, request_rec *r, const gc_query_t *q,
+                               apr_array_header_t **rows, apr_array_header_t **removed,
+                               const char **err)
+{
+    int i;
+
+    if (gc_read_board_since(st, r->pool, q->since_gen, rows, err) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
+    *removed = apr_array_make(r->pool, 4, sizeof(const char *));
+    for (i = 0; i < (*rows)->nelts; i++) {
+        gc_board_row_t *a = &APR_ARRAY_IDX(*rows, i, gc_board_row_t);
+        if (a->user_id && !gc_board_row_matches(a, q->state, q->queue_id)) {
+            APR_ARRAY_PUSH(*removed, const char *) = a->user_id;
+            a->user_id = NULL;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
+{
+    apr_array_header_t *rows, *removed = NULL;
+    struct gc_store *st;
+    const char *err = NULL;
+    gc_board_gen_t g;
+    gc_query_t q;
+    long total = 0;
+    int delta;
+
+    if (gcmon_api_parse_query(r, GC_Q_BOARD, GC_CURSOR_HISTORY, &q) != OK) {
+        return OK;
+    }
+    /* Nothing changed since the client's copy: answered from shared memory. */
+    if (published_gen(&g) && if_none_match(r, gen_etag(r, &g, &q))) {
+        return gcmon_api_not_modified(r, gen_etag(r, &g, &q));
+    }
+    if (!(st = gcmon_api_store(r, 1))) {
+        return OK;
+    }
+    /* The generation before the rows: a row changed meanwhile is sent again
+     * next time, never missed. */
+    if (gc_read_board_gen(st, r->pool, &g, &err) != APR_SUCCESS) {
+        return gcmon_api_database_error(r, "board", err);
+    }
+    if (if_none_match(r, gen_etag(r, &g, &q))) {
+        return gcmon_api_not_modified(r, gen_etag(r, &g, &q));
+    }
+    delta = q.has_since && q.since_id == g.id && q.since_gen <= g.gen;
+    if (delta ? read_delta(st, r, &q, &rows, &removed, &err) != APR_SUCCESS
+              : gc_read_board(st, r->pool, NULL, q.state, q.queue_id, &rows, &err)
+                    != APR_SUCCESS) {
+        return gcmon_api_database_error(r, "board", err);
+    }
+    if (!delta) {
+        total = rows->nelts;
+    }
+    else if (gc_read_board_count(st, r->pool, q.state, q.queue_id, &total, &err)
+             != APR_SUCCESS) {
+        return gcmon_api_database_error(r, "board", err);
+    }
+    return send_board(r, &g, &q, total, !delta, rows, removed);
+}
+
+/* ---------------------------------------------------------------- GET /v1/agents/{id} */
+
+static void hash_row(gc_etag_hash_t *h, const gc_board_row_t *a)
+{
+    gc_etag_hash_str(h, a->user_id);
+    gc_etag_hash_str(h, a->user_name);
+    gc_etag_hash_str(h, a->state);
+    gc_etag_hash_str(h, a->presence);
+    gc_etag_hash_str(h, a->routing_status);
+    gc_etag_hash_str(h, a->queue_ids);
+    gc_etag_hash_str(h, a->active_queue_ids);
+    gc_etag_hash_int(h, a->since);
+    gc_etag_hash_int(h, a->alert_id);
+    gc_etag_hash_int(h, a->alert_raised_at);
+    gc_etag_hash_int(h, a->alert_threshold_seconds);
 }
 
 int gcmon_api_agent_get(request_rec *r, const char **params, json_t *body)
 {
-    gc_store_t *st;
+    struct gc_store *st;
     apr_array_header_t *rows;
     const char *err = NULL, *etag;
     gc_etag_hash_t h;

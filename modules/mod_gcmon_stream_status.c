@@ -85,9 +85,22 @@ static char *gcmon_stream_status_json(apr_pool_t *p)
     return snapshot(&snap) ? gc_stream_status_json(p, &snap) : NULL;
 }
 
+/* The optional function's name is its registration key. The generation counts
+ * only while the process that published it is this server's live holder. */
+static int gcmon_stream_board_gen(apr_int64_t *board_id, apr_int64_t *gen)
+{
+    gc_stream_snapshot_t snap;
+    int pid = 0;
+
+    return status_block && snapshot(&snap) && snap.has_holder
+           && gc_stream_status_board_read(status_block, board_id, gen, &pid)
+           && pid == snap.holder_pid;
+}
+
 void gcmon_stream_status_register(void)
 {
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_status_json);
+    APR_REGISTER_OPTIONAL_FN(gcmon_stream_board_gen);
 }
 
 static const char *html_time(request_rec *r, apr_time_t t)

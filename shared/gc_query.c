@@ -1,4 +1,5 @@
 /* Strict query-string parsing for the read API (see gc_query.h). */
+#include <limits.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -156,7 +157,7 @@ static const field_t known[] = {
     { "user_id", GC_Q_USER_ID }, { "state", GC_Q_STATE }, { "queue_id", GC_Q_QUEUE_ID },
     { "from", GC_Q_FROM }, { "to", GC_Q_TO }, { "limit", GC_Q_LIMIT },
     { "offset", GC_Q_OFFSET }, { "cursor", GC_Q_CURSOR }, { "actor", GC_Q_ACTOR },
-    { "action", GC_Q_ACTION }, { "target", GC_Q_TARGET },
+    { "action", GC_Q_ACTION }, { "target", GC_Q_TARGET }, { "since", GC_Q_SINCE },
 };
 #define N_KNOWN ((int)(sizeof(known) / sizeof(known[0])))
 
@@ -268,9 +269,48 @@ static const char *set_field(apr_pool_t *p, int k, const char *v, gc_query_t *q)
         q->offset = n;
         q->has_offset = 1;
         return NULL;
+    case GC_Q_SINCE:
+        if (gc_board_gen_parse(v, &q->since_id, &q->since_gen) != 0) {
+            return "is not a board generation (pass `generation` from a previous board "
+                   "answer unchanged)";
+        }
+        q->has_since = 1;
+        return NULL;
     default: /* GC_Q_CURSOR */
         return NULL;
     }
+}
+
+const char *gc_board_gen_format(apr_pool_t *p, apr_int64_t id, apr_int64_t gen)
+{
+    return apr_psprintf(p, "%" APR_UINT64_T_HEX_FMT "-%" APR_INT64_T_FMT, (apr_uint64_t)id,
+                        gen);
+}
+
+int gc_board_gen_parse(const char *text, apr_int64_t *id, apr_int64_t *gen)
+{
+    const char *dash = text ? strchr(text, '-') : NULL;
+    apr_uint64_t x = 0;
+    long g = 0;
+    const char *c;
+
+    if (!dash || dash == text || dash - text > 16 || (*text == '0' && dash - text > 1)) {
+        return -1;
+    }
+    for (c = text; c < dash; c++) {
+        int d = (*c >= '0' && *c <= '9') ? *c - '0' : (*c >= 'a' && *c <= 'f') ? *c - 'a' + 10
+                                                                                : -1;
+        if (d < 0) {
+            return -1;
+        }
+        x = x * 16 + (apr_uint64_t)d;
+    }
+    if ((dash[1] == '0' && dash[2]) || parse_bounded(dash + 1, 0, LONG_MAX, &g) != 0) {
+        return -1;
+    }
+    *id = (apr_int64_t)x;
+    *gen = g;
+    return 0;
 }
 
 int gc_query_parse(apr_pool_t *p, const char *args, unsigned fields, char cursor_kind,

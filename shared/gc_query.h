@@ -21,12 +21,13 @@ enum {
     GC_Q_CURSOR   = 1u << 7,
     GC_Q_ACTOR    = 1u << 8,
     GC_Q_ACTION   = 1u << 9,
-    GC_Q_TARGET   = 1u << 10
+    GC_Q_TARGET   = 1u << 10,
+    GC_Q_SINCE    = 1u << 11
 };
 #define GC_Q_PAGED (GC_Q_LIMIT | GC_Q_OFFSET | GC_Q_CURSOR)
 #define GC_Q_HISTORY (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
 #define GC_Q_ALERTS (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
-#define GC_Q_BOARD (GC_Q_STATE | GC_Q_QUEUE_ID)
+#define GC_Q_BOARD (GC_Q_STATE | GC_Q_QUEUE_ID | GC_Q_SINCE)
 #define GC_Q_AUDIT (GC_Q_ACTOR | GC_Q_ACTION | GC_Q_TARGET | GC_Q_PAGED)
 #define GC_QUERY_MAX_ACTOR 256
 
@@ -59,6 +60,8 @@ typedef struct {
     int has_offset;                 /* offset was given */
     int has_cursor;
     gc_cursor_t cursor;
+    int has_since;                  /* since: a board generation (gc_board_gen_parse) */
+    apr_int64_t since_id, since_gen;
 } gc_query_t;
 
 /* One validation failure: the query field and a message that never quotes
@@ -82,6 +85,11 @@ int gc_query_parse(apr_pool_t *p, const char *args, unsigned fields, char cursor
  * anything but the exact canonical encoding of a cursor of `kind` → -1. */
 const char *gc_cursor_encode(apr_pool_t *p, char kind, apr_int64_t at, apr_int64_t id);
 int gc_cursor_decode(const char *text, char kind, gc_cursor_t *out);
+
+/* A board generation token, "<board id, lowercase hex>-<generation>", as the
+ * board answers it, and back (strict: the exact canonical form, else -1). */
+const char *gc_board_gen_format(apr_pool_t *p, apr_int64_t id, apr_int64_t gen);
+int gc_board_gen_parse(const char *text, apr_int64_t *id, apr_int64_t *gen);
 
 /* Decode one application/x-www-form-urlencoded component of `len` bytes
  * ('+' is a space, %XX strict hex, %00 refused) into a NUL-terminated copy.

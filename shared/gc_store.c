@@ -399,6 +399,7 @@ apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void
     }
     for (attempt = 0; attempt < 2; attempt++) {
         s->stmt_stale = 0;
+        s->tx_gen = 0;
         rv = tx_begin(s, p, &t, err);
         if (rv == APR_SUCCESS) {
             rv = fn(s, p, baton, err);
@@ -413,6 +414,10 @@ apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void
             break;
         }
     }
+    if (rv == APR_SUCCESS) {
+        gc_store__board_committed(s, p);
+    }
+    s->tx_gen = 0;
     if (rv != APR_SUCCESS && rv != APR_EAGAIN && s->dialect == GC_DB_PGSQL) {
         /* Re-open a connection the server dropped, so the caller's retry can work. */
         apr_dbd_check_conn(s->driver, p, s->handle);

@@ -16,7 +16,7 @@
 #include "gc_query.h"
 #include "gc_state.h"
 
-#define GC_SCHEMA_VERSION 5
+#define GC_SCHEMA_VERSION 6
 
 typedef struct gc_store gc_store_t;
 
@@ -167,5 +167,24 @@ apr_status_t gc_store_test_raw_insert(gc_store_t *s, apr_pool_t *p,
                                       const gc_agent_event_t *evs, int n,
                                       const char *source, apr_time_t ingested_at,
                                       const char **err);
+
+/* ---- the live board (SPEC §9.17) ---- */
+
+/* Heard after every committed transaction of this store that changed what the
+ * board shows (agent rows, alerts, membership): the database's board_id and
+ * the new generation. The stream holder publishes it to shared memory. */
+typedef void gc_store_board_fn(void *baton, apr_int64_t board_id, apr_int64_t gen);
+void gc_store_on_board_change(gc_store_t *s, gc_store_board_fn *fn, void *baton);
+
+/* The monitored queues an agent is a member of (JSON array text of ids). */
+typedef struct {
+    const char *user_id;
+    const char *queue_ids;
+} gc_membership_t;
+
+/* Record memberships (one transaction, one generation; unchanged ones are
+ * not stamped). */
+apr_status_t gc_store_membership_set(gc_store_t *s, apr_pool_t *p, const gc_membership_t *m,
+                                     int n, const char **err);
 
 #endif

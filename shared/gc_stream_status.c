@@ -28,6 +28,9 @@ struct gc_stream_status {
     apr_uint32_t version;               /* GC_STREAM_STATUS_VERSION */
     apr_uint64_t size;                  /* sizeof(gc_stream_status_t) */
     gc_stream_snapshot_t data;
+    /* the board generation, published after every commit (under the seqlock) */
+    apr_int64_t board_id, board_gen;
+    int board_pid;
 };
 
 void gc_channel_label(char out[GC_CHANNEL_LABEL_SIZE], const char *key, const char *channel_id)
@@ -140,6 +143,39 @@ static void write_end(gc_stream_status_t *st)
     unsigned s = atomic_load_explicit(&st->seq, memory_order_relaxed);
     atomic_store_explicit(&st->seq, s + 1, memory_order_release);
     unlock(st);
+}
+
+void gc_stream_status_board(gc_stream_status_t *st, apr_int64_t board_id, apr_int64_t gen)
+{
+    write_begin(st);
+    if (st->board_id != board_id || gen > st->board_gen) {
+        st->board_id = board_id;
+        st->board_gen = gen;
+    }
+    st->board_pid = (int)getpid();
+    write_end(st);
+}
+
+int gc_stream_status_board_read(gc_stream_status_t *st, apr_int64_t *board_id,
+                                apr_int64_t *gen, int *pid)
+{
+    int i;
+
+    for (i = 0; i < READ_TRIES; i++) {
+        unsigned s1 = atomic_load_explicit(&st->seq, memory_order_acquire), s2;
+        if (s1 & 1u) {
+            continue;
+        }
+        *board_id = st->board_id;
+        *gen = st->board_gen;
+        *pid = st->board_pid;
+        atomic_thread_fence(memory_order_acquire);
+        s2 = atomic_load_explicit(&st->seq, memory_order_relaxed);
+        if (s1 == s2) {
+            return *board_id != 0 && *pid != 0;
+        }
+    }
+    return 0;
 }
 
 void gc_stream_status_set_enabled(gc_stream_status_t *st, int enabled)

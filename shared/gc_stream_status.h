@@ -64,7 +64,7 @@ apr_size_t gc_stream_status_size(void);
 gc_stream_status_t *gc_stream_status_init(void *mem);
 
 /* Bump whenever the block's layout changes (with its size, checked by attach). */
-#define GC_STREAM_STATUS_VERSION 2
+#define GC_STREAM_STATUS_VERSION 3
 
 /* The block in `mem` (size bytes, e.g. a segment kept across a graceful
  * restart) if this build's layout (version and size) initialised it, else
@@ -87,6 +87,16 @@ void gc_stream_status_publish(gc_stream_status_t *st, const gc_stream_snapshot_t
  * and the last error are kept. Nothing happens when another holder has
  * published since (holder_id NULL: clear regardless). */
 void gc_stream_status_clear_holder(gc_stream_status_t *st, const char *holder_id);
+
+/* The holder, after a commit that changed the board: the database's board_id
+ * and the new generation (SPEC §9.17), with this process's pid. A generation
+ * never goes backwards for one board_id. */
+void gc_stream_status_board(gc_stream_status_t *st, apr_int64_t board_id, apr_int64_t gen);
+
+/* The last board generation published and the pid that published it: 1, or
+ * 0 when none was. */
+int gc_stream_status_board_read(gc_stream_status_t *st, apr_int64_t *board_id,
+                                apr_int64_t *gen, int *pid);
 
 /* Any child: who holds the lease (when it changed). */
 void gc_stream_status_note_lease(gc_stream_status_t *st, const char *holder_id);

@@ -28,6 +28,18 @@ static const gc_stmt_t alert_find = {
     "SELECT id FROM gcmon_alerts WHERE user_id = %s AND state = %s AND episode_at = %lld "
     "AND seq = %d LIMIT 1", NULL, 0 };
 
+/* The board shows an agent's open alert: stamp the agent's row with the
+ * generation of the transaction that raised or clears it. */
+static const gc_stmt_t alert_stamp = {
+    "alert.stamp", "UPDATE gcmon_agents SET gen = %lld WHERE user_id = %s", NULL, 0 };
+
+static const gc_stmt_t alert_stamp_ending = {
+    "alert.stamp_ending",
+    "UPDATE gcmon_agents SET gen = %lld WHERE user_id IN (SELECT user_id FROM gcmon_alerts "
+    "WHERE cleared_at IS NULL AND NOT EXISTS (SELECT 1 FROM gcmon_agents a "
+    "WHERE a.user_id = gcmon_alerts.user_id AND a.state = gcmon_alerts.state "
+    "AND a.since = gcmon_alerts.episode_at))", NULL, 0 };
+
 /* Alerts whose episode is over (the agent's current row moved on). */
 static const gc_stmt_t alert_clear = {
     "alert.clear",
@@ -91,7 +103,17 @@ static apr_status_t raise_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
         return rv;
     }
     if (c->id > 0) {
+        apr_int64_t gen = 0;
+        const void *stamp[2];
         c->result = GC_ALERT_RAISED;
+        if ((rv = gc_store__gen_bump(s, p, &gen, err)) != APR_SUCCESS) {
+            return rv;
+        }
+        stamp[0] = &gen;
+        stamp[1] = d->user_id;
+        if ((rv = gc_store__exec(s, p, &alert_stamp, stamp, NULL, err)) != APR_SUCCESS) {
+            return rv;
+        }
         return c->body ? gc_store__outbox_add(s, p, GC_TARGET_SLACK, &c->id, c->body, c->now,
                                               err)
                        : APR_SUCCESS;
@@ -136,13 +158,47 @@ apr_status_t gc_store_alert_raise(gc_store_t *s, apr_pool_t *p, const gc_alert_d
     return rv;
 }
 
+typedef struct {
+    apr_int64_t at;
+    int cleared;
+} clear_ctx_t;
+
+static apr_status_t clear_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
+{
+    clear_ctx_t *c = baton;
+    apr_int64_t gen = 0;
+    const void *args[1];
+    apr_status_t rv;
+    int ending = 0;
+
+    if ((rv = gc_store__gen_bump(s, p, &gen, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    args[0] = &gen;
+    if ((rv = gc_store__exec(s, p, &alert_stamp_ending, args, &ending, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    args[0] = &c->at;
+    if ((rv = gc_store__exec(s, p, &alert_clear, args, &c->cleared, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    /* Nothing ended: leave the generation alone (no board change to announce). */
+    return ending || c->cleared ? APR_SUCCESS : APR_EAGAIN;
+}
+
 apr_status_t gc_store_alerts_clear(gc_store_t *s, apr_pool_t *p, apr_time_t now, int *cleared,
                                    const char **err)
 {
-    apr_int64_t at = GC_MS(now);
-    const void *args[1];
+    clear_ctx_t c;
+    apr_status_t rv;
 
     *cleared = 0;
-    args[0] = &at;
-    return gc_store__exec(s, p, &alert_clear, args, cleared, err);
+    c.at = GC_MS(now);
+    c.cleared = 0;
+    rv = gc_store__tx(s, p, clear_tx, &c, err);
+    if (rv == APR_EAGAIN) {
+        return APR_SUCCESS;         /* rolled back on purpose: nothing to clear */
+    }
+    *cleared = c.cleared;
+    return rv;
 }

@@ -7,16 +7,6 @@
 #include "gc_log.h"
 #include "store_private.h"
 
-/* First statement of every batch: takes the row lock that serialises
- * writers (PostgreSQL; sqlite3's BEGIN IMMEDIATE already does). */
-static const gc_stmt_t epoch_bump_st = {
-    "history.epoch_bump", "UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch'",
-    NULL, 0 };
-
-static const gc_stmt_t epoch_read_st = {
-    "history.epoch_read", "SELECT value FROM gcmon_meta WHERE name = 'write_epoch' LIMIT 1",
-    NULL, 0 };
-
 /* write_batch's multi-row statements: a head, one row template repeated 64,
  * 16, 4 or 1 times (", "), a tail — a batch is written in the largest that
  * fit. Current rows are upserted; the WHERE keeps a writer whose view is
@@ -53,8 +43,8 @@ static const gc_stmt_t bulk_history[BULK_SIZES] = BULK("history.insert",
     " ON CONFLICT DO NOTHING");
 
 #define AGENT_HEAD "INSERT INTO gcmon_agents (user_id, user_name, state, presence, " \
-    "presence_id, routing_status, queue_ids, since, event_at, updated_at) VALUES "
-#define AGENT_ROW "(%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld)"
+    "presence_id, routing_status, queue_ids, since, event_at, updated_at, gen) VALUES "
+#define AGENT_ROW "(%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld)"
 
 /* Current rows after a transition (since = the event). */
 static const gc_stmt_t bulk_transition[BULK_SIZES] = BULK("history.current_transition",
@@ -66,7 +56,7 @@ static const gc_stmt_t bulk_transition[BULK_SIZES] = BULK("history.current_trans
     "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
     "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
     "since = excluded.since, event_at = excluded.event_at, "
-    "updated_at = excluded.updated_at "
+    "updated_at = excluded.updated_at, gen = excluded.gen "
     "WHERE gcmon_agents.event_at <= excluded.event_at");
 
 /* Current rows in the same state (since kept). */
@@ -78,7 +68,7 @@ static const gc_stmt_t bulk_refresh[BULK_SIZES] = BULK("history.current_refresh"
     "presence_id = COALESCE(excluded.presence_id, gcmon_agents.presence_id), "
     "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
     "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
-    "event_at = excluded.event_at, updated_at = excluded.updated_at "
+    "event_at = excluded.event_at, updated_at = excluded.updated_at, gen = excluded.gen "
     "WHERE gcmon_agents.state = excluded.state "
     "AND gcmon_agents.event_at <= excluded.event_at");
 
@@ -163,7 +153,7 @@ typedef struct {
 } batch_ctx_t;
 
 #define HIST_COLS 11
-#define AGENT_COLS 10
+#define AGENT_COLS 11
 
 static void batch_reset(batch_ctx_t *b)
 {
@@ -191,18 +181,9 @@ static int recordable(const gc_agent_event_t *ev)
 static apr_status_t epoch_bump(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip, const char **err)
 {
     apr_status_t rv;
-    int nrows = 0, found = 0;
 
-    if ((rv = gc_store__exec(s, ip, &epoch_bump_st, NULL, &nrows, err)) != APR_SUCCESS) {
+    if ((rv = gc_store__gen_bump(s, ip, &b->epoch, err)) != APR_SUCCESS) {
         return rv;
-    }
-    rv = gc_store__select_int(s, ip, &epoch_read_st, NULL, &b->epoch, &found, err);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    if (!found || nrows != 1) {
-        *err = "the write_epoch row of gcmon_meta is missing (was gc_store_migrate run?)";
-        return APR_EGENERAL;
     }
     b->cache_ok = s->epoch_known && b->epoch == s->epoch + 1;
     return APR_SUCCESS;
@@ -322,6 +303,7 @@ static void bind_agent(batch_ctx_t *b, const ov_ent_t *o, const void **a)
     a[7] = &o->since_ms;
     a[8] = &o->event_ms;
     a[9] = &b->ingested_ms;
+    a[10] = &b->epoch;
 }
 
 /* Write rows[0..n) (hist_row_t for bulk_history, else ov_ent_t *) with the

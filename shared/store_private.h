@@ -165,6 +165,13 @@ struct gc_store {
     apr_int64_t epoch;
     int epoch_known;
 
+    /* The board generation (= write epoch) the running transaction bumped to,
+     * 0: none; after COMMIT board_hook hears of it. */
+    apr_int64_t tx_gen;
+    apr_int64_t board_id;           /* gcmon_meta.board_id, 0 until read */
+    gc_store_board_fn *board_hook;
+    void *board_baton;
+
     apr_pool_t *cache_pool;         /* per-agent judge cache, bounded by agent count */
     apr_hash_t *cache;              /* user_id → gc_cache_ent_t */
     apr_hash_t *interned;           /* state names */
@@ -181,6 +188,17 @@ struct gc_store {
 /* Milliseconds stored in the database ↔ apr_time_t. */
 #define GC_MS(t) ((apr_int64_t)apr_time_as_msec(t))
 #define GC_FROM_MS(ms) ((apr_time_t)(ms) * 1000)
+
+/* Inside a transaction: bump the write epoch — the board generation — and
+ * give its new value. Every transaction that changes what the board shows
+ * (an agent row, an alert, a membership) calls it once and stamps the rows
+ * it changes with the value. */
+apr_status_t gc_store__gen_bump(gc_store_t *s, apr_pool_t *p, apr_int64_t *gen,
+                                const char **err);
+
+/* After COMMIT of a transaction that bumped the generation: tell the board
+ * hook (store_board.c). */
+void gc_store__board_committed(gc_store_t *s, apr_pool_t *p);
 
 /* Interned copy of a state name in the cache pool. */
 const char *gc_store__intern(gc_store_t *s, const char *state);

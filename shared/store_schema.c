@@ -138,6 +138,26 @@ static const ddl_t v5[] = {
       "ALTER TABLE gcmon_audit ADD COLUMN IF NOT EXISTS actor_source TEXT" },
 };
 
+/* Version 6: the board's change generation (SPEC §9.17). Every agent row
+ * carries the write epoch (gcmon_meta.write_epoch) of its last change —
+ * state, alert, membership — so a delta poll reads the rows changed since a
+ * generation through an index; board_id tells generations of another
+ * database apart. gcmon_membership holds the GcmonMonitorQueue queues each
+ * monitored agent is a member of, as the holder last read them. */
+static const ddl_t v6[] = {
+    { "ALTER TABLE gcmon_agents ADD COLUMN gen BIGINT NOT NULL DEFAULT 0",
+      "ALTER TABLE gcmon_agents ADD COLUMN IF NOT EXISTS gen BIGINT NOT NULL DEFAULT 0" },
+    { "CREATE INDEX IF NOT EXISTS gcmon_agents_gen ON gcmon_agents (gen)", NULL },
+    { "CREATE TABLE IF NOT EXISTS gcmon_membership ("
+      "user_id TEXT NOT NULL PRIMARY KEY, queue_ids TEXT NOT NULL, gen BIGINT NOT NULL)",
+      NULL },
+    { "CREATE INDEX IF NOT EXISTS gcmon_membership_gen ON gcmon_membership (gen)", NULL },
+    { "INSERT INTO gcmon_meta (name, value) VALUES ('board_id', "
+      "(random() & 4503599627370495) + 1) ON CONFLICT DO NOTHING",
+      "INSERT INTO gcmon_meta (name, value) VALUES ('board_id', "
+      "CAST(floor(random() * 4503599627370495) AS BIGINT) + 1) ON CONFLICT DO NOTHING" },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -148,6 +168,7 @@ static const struct {
     { 3, v3, sizeof(v3) / sizeof(v3[0]) },
     { 4, v4, sizeof(v4) / sizeof(v4[0]) },
     { 5, v5, sizeof(v5) / sizeof(v5[0]) },
+    { 6, v6, sizeof(v6) / sizeof(v6[0]) },
 };
 
 static const gc_stmt_t schema_create = {

@@ -383,13 +383,22 @@ def test_head_has_headers_and_no_body(httpd, db):
 # ------------------------------------------------------------------ board
 
 AGENT_COLS = ("user_id", "user_name", "state", "presence", "presence_id", "routing_status",
-              "queue_ids", "since", "event_at", "updated_at")
+              "queue_ids", "since", "event_at", "updated_at", "gen")
 
 
-def put_agents(db, agents):
+def put_agents(db, agents, members=True):
+    """As the holder writes them: one generation for the change, the agent rows
+    (queue_ids: the event's active queues) and their queue membership."""
+    db.execute("UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch';")
+    gen = db.query("SELECT value FROM gcmon_meta WHERE name = 'write_epoch'")[0][0]
+    rows = [dict(a, gen=gen) for a in agents]
     db.execute(f"INSERT OR REPLACE INTO gcmon_agents ({', '.join(AGENT_COLS)}) "
                f"VALUES ({', '.join('?' * len(AGENT_COLS))})",
-               [[a.get(c) for c in AGENT_COLS] for a in agents])
+               [[a.get(c) for c in AGENT_COLS] for a in rows])
+    if members:
+        db.execute("INSERT OR REPLACE INTO gcmon_membership (user_id, queue_ids, gen) "
+                   "VALUES (?, ?, ?)", [[a["user_id"], a["queue_ids"], gen] for a in rows])
+    return gen
 
 
 def agent(uid, state, since, queues=("q1",), name="auto"):
@@ -414,23 +423,25 @@ def board(db):
 def test_board_shape(httpd, db, board):
     r = httpd.get(AGENTS)
     body = assert_json(r)
-    assert list(body) == ["total", "generated_at", "data"]
+    assert list(body) == ["total", "generated_at", "generation", "full", "removed", "data"]
+    assert body["full"] is True and body["removed"] == []
+    assert GEN.match(body["generation"])
     assert TS.match(body["generated_at"])
     mine = [d for d in body["data"] if d["user_id"].startswith("b-")]
     assert [d["user_id"] for d in mine] == sorted(a["user_id"] for a in board)
     assert body["total"] == len(body["data"])
     d = next(x for x in mine if x["user_id"] == "b-003")
     assert list(d) == ["user_id", "user_name", "state", "presence", "routing_status", "since",
-                       "seconds_in_state", "queue_ids", "alert"]
+                       "seconds_in_state", "queue_ids", "active_queue_ids", "alert"]
     assert d["state"] == "IDLE" and d["presence"] == "OnQueue" and d["routing_status"] == "IDLE"
-    assert d["queue_ids"] == ["qa"] and d["alert"] is None
+    assert d["queue_ids"] == ["qa"] and d["active_queue_ids"] == ["qa"] and d["alert"] is None
     assert 180 - 5 <= d["seconds_in_state"] <= 180 + 120
     assert TS.match(d["since"])
     d6 = next(x for x in mine if x["user_id"] == "b-006")
     assert d6["user_name"] is None and d6["routing_status"] is None and d6["state"] == "Break"
     assert next(x for x in mine if x["user_id"] == "b-002")["queue_ids"] == []
     etag = r.header("etag")
-    assert re.match(r'^"[0-9a-f]{32}"$', etag)
+    assert etag == '"' + body["generation"] + '"'      # the generation is the validator
 
 
 def test_board_filters(httpd, db, board):
@@ -470,7 +481,7 @@ def test_board_etag_round_trip(httpd, db, board):
         assert httpd.get(AGENTS, headers={"If-None-Match": inm}).status == 200
     # Another filter is another representation.
     fe = httpd.get(q(AGENTS, state="Busy")).header("etag")
-    assert fe != etag
+    assert fe != etag and fe.startswith(etag[:-1] + ".")
     assert httpd.get(q(AGENTS, state="Busy"), headers={"If-None-Match": fe}).status == 304
     # A change → a new ETag, and the old one no longer matches.
     put_agents(db, [agent("b-000", "Meal", int(time.time() * 1000))])
@@ -478,6 +489,41 @@ def test_board_etag_round_trip(httpd, db, board):
     assert r2.status == 200 and r2.header("etag") != etag
     assert next(d for d in r2.json["data"] if d["user_id"] == "b-000")["state"] == "Meal"
     assert httpd.get(AGENTS, headers={"If-None-Match": r2.header("etag")}).status == 304
+
+
+GEN = re.compile(r"^[0-9a-f]{1,16}-\d+$")
+
+
+def test_board_delta(httpd, db, board):
+    """?since=<generation>: only what changed, with the new generation; the
+    changes that leave a filter come as `removed`."""
+    full = assert_json(httpd.get(AGENTS))
+    g0 = full["generation"]
+    r = httpd.get(q(AGENTS, since=g0))
+    d = assert_json(r)
+    assert d["full"] is False and d["data"] == [] and d["removed"] == []
+    assert d["generation"] == g0 and d["total"] == full["total"]
+    assert httpd.get(q(AGENTS, since=g0), headers={"If-None-Match": r.header("etag")}) \
+        .status == 304
+    now = int(time.time() * 1000)
+    put_agents(db, [agent("b-001", "Meal", now, queues=("qa", "qb")),
+                    agent("b-041", "Available", now, queues=("qb",))])
+    d = assert_json(httpd.get(q(AGENTS, since=g0)))
+    assert d["full"] is False and d["generation"] != g0
+    assert [x["user_id"] for x in d["data"]] == ["b-001", "b-041"]
+    assert d["data"][0]["state"] == "Meal"
+    assert d["total"] == full["total"] + 1
+    # the same delta through a filter: b-001 (Meal) left Busy-only views
+    d = assert_json(httpd.get(q(AGENTS, since=g0, state="Available")))
+    assert [x["user_id"] for x in d["data"]] == ["b-041"] and d["removed"] == ["b-001"]
+    assert d["total"] == len(assert_json(httpd.get(q(AGENTS, state="Available")))["data"])
+    # an unknown generation (another database, or from the future) → the full board
+    board_id, gen = g0.split("-")
+    for other in (f"{int(board_id, 16) ^ 1:x}-{gen}", f"{board_id}-{int(gen) + 10 ** 6}"):
+        d = assert_json(httpd.get(q(AGENTS, since=other)))
+        assert d["full"] is True and d["total"] == len(d["data"]) == full["total"] + 1
+    for bad in ("x", "1", "-1", "12-", "0x1-2", "AB-1", "1-01", "1--2", "1-99999999999999999999"):
+        assert_problem(httpd.get(q(AGENTS, since=bad)), 400, "validation_failed", "since")
 
 
 def test_one_agent(httpd, db, board):

@@ -21,7 +21,9 @@
 #include <apr_time.h>
 
 #include "gc_audit.h"
+#include "gc_alerts.h"
 #include "gc_store.h"
+#include "gc_store_read.h"
 #include "unit.h"
 
 #ifndef PG_BIN
@@ -522,6 +524,101 @@ START_TEST(batch_verdicts_in_order)
     ck_assert_str_eq(a->queue_ids, "[\"q1\",\"q2\"]");
     ck_assert_int_eq(gc_store_agent_get(s, pool, "u3", &a), APR_NOTFOUND);
     ck_assert_ptr_null(a);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- board generation */
+
+typedef struct {
+    int calls;
+    apr_int64_t id, gen;
+} board_heard_t;
+
+static void heard(void *baton, apr_int64_t id, apr_int64_t gen)
+{
+    board_heard_t *h = baton;
+    h->calls++;
+    h->id = id;
+    h->gen = gen;
+}
+
+/* The user ids of the agents changed after `since`, "a,b". */
+static const char *changed_since(gc_store_t *s, apr_int64_t since)
+{
+    apr_array_header_t *rows;
+    const char *err = NULL, *out = "";
+    int i;
+
+    ck_assert_msg(gc_read_board_since(s, pool, since, &rows, &err) == APR_SUCCESS, "%s", err);
+    for (i = 0; i < rows->nelts; i++) {
+        out = apr_pstrcat(pool, out, i ? "," : "", APR_ARRAY_IDX(rows, i, gc_board_row_t).user_id,
+                          NULL);
+    }
+    return out;
+}
+
+/* Every transaction that changes what the board shows moves the generation
+ * once, stamps what it changed, and is heard after COMMIT. */
+START_TEST(board_generation)
+{
+    gc_store_t *s = open_migrated();
+    gc_store_batch_result_t r;
+    gc_agent_event_t evs[2];
+    gc_board_gen_t g0, g1;
+    board_heard_t h = { 0, 0, 0 };
+    gc_membership_t m[2] = { { "u1", "[\"q1\"]" }, { "u2", "[\"q1\",\"q2\"]" } };
+    gc_alert_due_t due;
+    gc_alert_result_e res;
+    apr_int64_t alert_id = 0;
+    const char *err = NULL;
+    int cleared = 0;
+
+    gc_store_on_board_change(s, heard, &h);
+    ck_assert_int_eq(gc_read_board_gen(s, pool, &g0, &err), APR_SUCCESS);
+    ck_assert(g0.id > 0);
+
+    evs[0] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(1000));
+    evs[1] = ev_make("u2", "Away", "OFF_QUEUE", T0 + MS(1000));
+    write_ok(s, evs, 2, "stream", &r);
+    ck_assert_int_eq(h.calls, 1);
+    ck_assert(h.id == g0.id && h.gen == g0.gen + 1);
+    ck_assert_str_eq(changed_since(s, g0.gen), "u1,u2");
+    ck_assert_str_eq(changed_since(s, h.gen), "");
+
+    /* membership: a change is stamped, the same lists again are not */
+    ck_assert_int_eq(gc_store_membership_set(s, pool, m, 2, &err), APR_SUCCESS);
+    ck_assert_int_eq(h.calls, 2);
+    g1.gen = h.gen;
+    ck_assert_str_eq(changed_since(s, g1.gen - 1), "u1,u2");
+    ck_assert_int_eq(gc_store_membership_set(s, pool, m, 1, &err), APR_SUCCESS);
+    ck_assert_str_eq(changed_since(s, g1.gen), "");
+
+    /* an alert raised shows on the board: its agent is stamped */
+    memset(&due, 0, sizeof(due));
+    due.user_id = "u2";
+    due.state = "Away";
+    due.episode_at = T0 + MS(1000);
+    due.threshold = apr_time_from_sec(60);
+    ck_assert_int_eq(gc_store_alert_raise(s, pool, &due, NULL, NULL, T0 + MS(70000), &res,
+                                          &alert_id, &err), APR_SUCCESS);
+    ck_assert_int_eq(res, GC_ALERT_RAISED);
+    ck_assert_str_eq(changed_since(s, h.gen - 1), "u2");
+    g1.gen = h.gen;
+
+    /* clearing nothing moves nothing; u2 leaving Away clears and stamps it */
+    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + MS(80000), &cleared, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(cleared, 0);
+    ck_assert_int_eq(h.gen, g1.gen);
+    evs[0] = ev_make("u2", "Available", "OFF_QUEUE", T0 + MS(90000));
+    write_ok(s, evs, 1, "stream", &r);
+    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + MS(90001), &cleared, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(cleared, 1);
+    ck_assert_int_eq(h.gen, g1.gen + 2);
+    ck_assert_str_eq(changed_since(s, g1.gen + 1), "u2");
+    ck_assert_int_eq(gc_read_board_gen(s, pool, &g1, &err), APR_SUCCESS);
+    ck_assert(g1.id == g0.id && g1.gen == h.gen);
 }
 END_TEST
 
@@ -1301,6 +1398,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, prune_in_chunks);
     tcase_add_test(tc, ingest_100k);
     tcase_add_test(tc, audit_round_trip);
+    tcase_add_test(tc, board_generation);
 }
 
 Suite *store_suite(void)

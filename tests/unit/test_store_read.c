@@ -405,6 +405,14 @@ static void put_agent(const char *id, const char *state, const char *queues, lon
         (apr_int64_t)since, (apr_int64_t)since));
 }
 
+/* The queues an agent is a member of (the holder's membership pass). */
+static void put_member(const char *id, const char *queues, long long gen)
+{
+    exec_sql(other, apr_psprintf(pool,
+        "INSERT INTO gcmon_membership (user_id, queue_ids, gen) VALUES ('%s', %s, %"
+        APR_INT64_T_FMT ")", id, queues, (apr_int64_t)gen));
+}
+
 static void put_alert(const char *user, const char *state, int seq, long long raised,
                       const char *cleared)
 {
@@ -422,10 +430,14 @@ START_TEST(board_filters_and_alerts)
     const char *err = NULL;
     const gc_board_row_t *b;
 
-    put_agent("a3", "IDLE", "'[\"qa\",\"qb\"]'", BASE_MS);
+    /* queue_ids: membership; active_queue_ids: the event's activeQueueIds */
+    put_agent("a3", "IDLE", "'[\"qa\"]'", BASE_MS);
     put_agent("a1", "IDLE", "'[\"qa\"]'", BASE_MS + 1000);
     put_agent("a2", "Away", "'[]'", BASE_MS + 2000);
     put_agent("a4", "Busy", "NULL", BASE_MS + 3000);
+    put_member("a3", "'[\"qa\",\"qb\"]'", 1);
+    put_member("a1", "'[\"qa\"]'", 1);
+    put_member("a2", "'[\"qb\"]'", 1);
     put_alert("a1", "IDLE", 0, BASE_MS + 900000, "NULL");
     put_alert("a1", "IDLE", 1, BASE_MS + 1800000, "NULL");           /* newest open wins */
     put_alert("a2", "Away", 0, BASE_MS + 900000, "1767230000000");   /* cleared: not shown */
@@ -436,6 +448,7 @@ START_TEST(board_filters_and_alerts)
     ck_assert_str_eq(b->user_id, "a1");
     ck_assert_str_eq(b->user_name, "Name a1");
     ck_assert_str_eq(b->queue_ids, "[\"qa\"]");
+    ck_assert_str_eq(b->active_queue_ids, "[\"qa\"]");
     ck_assert_int_eq(b->since, (apr_time_t)(BASE_MS + 1000) * 1000);
     ck_assert_int_eq(b->alert_raised_at, (apr_time_t)(BASE_MS + 1800000) * 1000);
     ck_assert_int_eq(b->alert_threshold_seconds, 900);
@@ -449,6 +462,11 @@ START_TEST(board_filters_and_alerts)
     ck_assert_int_eq(rows->nelts, 0);                                   /* no partial match */
     ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, "qa", &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 2);
+    /* an Away member stays in its queue: membership, not the active queues */
+    ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, "qb", &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(rows->nelts, 2);
+    ck_assert_str_eq(APR_ARRAY_IDX(rows, 1, gc_board_row_t).user_id, "a3");
+    ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_board_row_t).active_queue_ids, "[]");
     ck_assert_int_eq(gc_read_board(rd, pool, "a2", NULL, NULL, &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 1);
     ck_assert_int_eq(gc_read_board(rd, pool, "zz", NULL, NULL, &rows, &err), APR_SUCCESS);
