@@ -9,8 +9,8 @@
 #include <apr_time.h>
 
 #include "gc_dbconn.h"
-
 #include "gc_outbox.h"
+#include "gc_worker.h"
 
 /* Stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound sync webhooks"). */
 typedef struct gc_monitor_conf {
@@ -121,12 +121,5 @@ int gc_monitor_is_holder(gc_monitor_t *m);
 
 /* The holder id ("host:pid:random"). */
 const char *gc_monitor_holder_id(gc_monitor_t *m);
-
-/* Reconnect delay after `failures` consecutive failed attempts: 0 for the
- * first attempt after a healthy connection, then min * 2^(failures-1) capped
- * at max, with up to 25% jitter (and at the cap, 20% below it). u01 is a
- * uniform random number in [0, 1). */
-apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max,
-                                     int failures, double u01);
 
 #endif
