@@ -15,7 +15,6 @@
 #include "gc_metrics.h"
 #include "gc_monitor.h"
 #include "gc_state.h"
-#include "gc_dbconn.h"
 #include "gc_store.h"
 #include "gc_stream_status.h"
 #include "gc_upstream.h"
@@ -174,18 +173,14 @@ struct gc_monitor {
     int background;                     /* outbox only (GcmonStream Off): no sockets,
                                            no upstream client, no writer */
 
-    _Atomic int stop;
+    /* The monitor thread: its stop, waits, own database connection (from
+     * gc_worker_store; opened by db_ready), backoff and random numbers. */
+    gc_worker_t *worker;
     _Atomic int holder;
     _Atomic(gc_ws_t *) ws;
 
     gc_upstream_t *up;
-    apr_uint64_t rng;
-
-    /* the monitor thread's database connection */
-    gc_dbconn_t db;                     /* the monitor thread's own connection */
-    int migrated;
-    apr_time_t db_retry_at;
-    int db_failures;
+    int migrated;                       /* the schema is current (once per thread) */
 
     /* holder term */
     apr_pool_t *term;                   /* life of a term */
@@ -221,7 +216,6 @@ int gc_mon_workers_start(gc_monitor_t *m);
  * joined before the outbox is destroyed, so no wake can reach a freed outbox. */
 void gc_mon_workers_stop(gc_monitor_t *m);
 int gc_mon_running(gc_monitor_t *m);
-double gc_mon_rand(gc_monitor_t *m);
 void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label);
