@@ -152,19 +152,13 @@ int gc_mon_power_of_two(int n)
 
 gc_monitor_mode_e gc_monitor_mode(const gc_monitor_conf_t *c)
 {
-    const gc_webhook_conf_t *w;
-
     if (!c) {
         return GC_MONITOR_OFF;
     }
     if (c->enabled > 0) {
         return GC_MONITOR_STREAM;
     }
-    w = &c->webhooks;
-    if (w->slack_url || w->status_url || w->trace_url || w->wfm_url) {
-        return GC_MONITOR_BACKGROUND;
-    }
-    return GC_MONITOR_OFF;
+    return gc_webhook_any(&c->webhooks) ? GC_MONITOR_BACKGROUND : GC_MONITOR_OFF;
 }
 
 /* Wait up to d; a stop ends it at once. */

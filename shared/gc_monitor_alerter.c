@@ -166,7 +166,7 @@ static void raise_one(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, const gc_al
     if (gc_store_agent_get(s, p, d->user_id, &row) == APR_SUCCESS && row) {
         name = row->user_name;
     }
-    if (a->conf->webhooks.slack_url) {
+    if (gc_webhook_url(&a->conf->webhooks, GC_TARGET_SLACK)) {
         body = gc_slack_alert_body(p, d->user_id, name, d->state, now - d->episode_at,
                                    d->threshold);
     }

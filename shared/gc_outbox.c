@@ -96,20 +96,10 @@ static const char *age_text(apr_pool_t *p, apr_interval_time_t d)
 
 static const char *not_configured(apr_pool_t *p, const char *target)
 {
-    static const struct {
-        const char *target, *directive;
-    } names[] = {
-        { GC_TARGET_SLACK, "GcmonSlackWebhook" },
-        { GC_TARGET_STATUS, "GcmonStatusWebhook" },
-        { GC_TARGET_TRACE, "GcmonTraceWebhook" },
-        { GC_TARGET_WFM, "GcmonWfmWebhook" },
-    };
-    size_t i;
+    const gc_webhook_target_t *t = gc_webhook_target(target);
 
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(target, names[i].target) == 0) {
-            return apr_pstrcat(p, names[i].directive, " is not configured", NULL);
-        }
+    if (t) {
+        return apr_pstrcat(p, t->directive, " is not configured", NULL);
     }
     return apr_psprintf(p, "no webhook for target '%s'", target);
 }
