@@ -1,17 +1,17 @@
 /* The background thread skeleton (gc_worker.h).
  *
- * Waits are poll(2) on a pipe, not a condition variable: a stop must be
+ * Waits are poll(2) on an eventfd, not a condition variable: a stop must be
  * possible from a signal handler (prefork runs child_stopping and destroys
  * pchild from one), and write(2) is async-signal-safe where signalling a
  * condition variable — which takes a mutex the interrupted thread may hold —
- * is not. The flags say why a wait ended; the pipe only rings. */
+ * is not. The flags say why a wait ended; the eventfd only rings. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <apr_general.h>
@@ -21,9 +21,9 @@
 
 #define POOL_MAX_FREE (256 * 1024)
 
-/* A doorbell: a non-blocking pipe. */
+/* A doorbell: a non-blocking eventfd (one descriptor). */
 typedef struct {
-    int fd[2];
+    int fd;
 } bell_t;
 
 struct gc_worker {
@@ -54,46 +54,42 @@ static apr_status_t bell_close(void *data)
 {
     bell_t *b = data;
 
-    if (b->fd[0] >= 0) {
-        close(b->fd[0]);
+    if (b->fd >= 0) {
+        close(b->fd);
     }
-    if (b->fd[1] >= 0) {
-        close(b->fd[1]);
-    }
-    b->fd[0] = b->fd[1] = -1;
+    b->fd = -1;
     return APR_SUCCESS;
 }
 
 /* Closed with p, and in a child forked from this process before it execs. */
 static apr_status_t bell_init(bell_t *b, apr_pool_t *p)
 {
-    if (pipe2(b->fd, O_NONBLOCK | O_CLOEXEC) != 0) {
-        b->fd[0] = b->fd[1] = -1;
+    if ((b->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         return APR_FROM_OS_ERROR(errno);
     }
     apr_pool_cleanup_register(p, b, bell_close, bell_close);
     return APR_SUCCESS;
 }
 
-/* Async-signal-safe: one write(2), errno kept. A full pipe rings already. */
+/* Async-signal-safe: one write(2), errno kept. */
 static void bell_ring(bell_t *b)
 {
     int saved = errno;
-    char c = 1;
+    uint64_t one = 1;
 
-    if (write(b->fd[1], &c, 1) < 0) {
-        /* EAGAIN: it rings already */
+    if (write(b->fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN (the counter is full): it rings already */
     }
     errno = saved;
 }
 
 /* Wait until the bell rings or `until` (at the millisecond, rounded up so a
- * wait never spins); empties the pipe. */
+ * wait never spins); silences it. */
 static void bell_wait(bell_t *b, apr_time_t until)
 {
     struct pollfd pfd;
     apr_time_t left = until - apr_time_now();
-    char buf[64];
+    uint64_t count;
     int ms;
 
     if (left <= 0) {
@@ -106,11 +102,10 @@ static void bell_wait(bell_t *b, apr_time_t until)
         ms = (int)((left + 999) / 1000);
     }
     memset(&pfd, 0, sizeof(pfd));
-    pfd.fd = b->fd[0];
+    pfd.fd = b->fd;
     pfd.events = POLLIN;
-    if (poll(&pfd, 1, ms) > 0) {
-        while (read(b->fd[0], buf, sizeof(buf)) > 0) {
-        }
+    if (poll(&pfd, 1, ms) > 0 && read(b->fd, &count, sizeof(count)) < 0) {
+        /* EAGAIN: another read took it */
     }
 }
 
@@ -175,7 +170,7 @@ apr_status_t gc_worker_create(gc_worker_t **out, apr_pool_t *parent, const char 
     w->pool = p;
     w->name = apr_pstrdup(p, name ? name : "worker");
     apr_pool_tag(p, apr_pstrcat(p, "gcmon_", w->name, NULL));
-    w->bell.fd[0] = w->bell.fd[1] = w->done_bell.fd[0] = w->done_bell.fd[1] = -1;
+    w->bell.fd = w->done_bell.fd = -1;
     if ((rv = bell_init(&w->bell, p)) != APR_SUCCESS
         || (rv = bell_init(&w->done_bell, p)) != APR_SUCCESS) {
         apr_pool_destroy(p);

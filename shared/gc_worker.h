@@ -6,7 +6,7 @@
  * own (gc_worker_start) or on the caller's (gc_worker_run). It brings:
  * - a stop request and a wake that end its waits at once: no thread polls a
  *   flag in short sleeps. Both are async-signal-safe (an atomic store and a
- *   write(2) to the worker's pipe), so httpd's child_stopping may stop a
+ *   write(2) to the worker's eventfd), so httpd's child_stopping may stop a
  *   worker from a signal handler;
  * - a join with a bounded wait;
  * - its own database connection (gc_dbconn) with reconnect backoff and
