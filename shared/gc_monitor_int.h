@@ -7,7 +7,6 @@
 #include <stdatomic.h>
 
 #include <apr_hash.h>
-#include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 

@@ -9,7 +9,6 @@
  * cannot exhaust memory. History older than GcmonRetention is pruned in small
  * chunks while the queue is idle. The thread is a gc_worker: a push onto the
  * empty queue wakes it; otherwise it waits for the next idle alert or prune. */
-#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
