@@ -43,7 +43,7 @@ APR_DECLARE_OPTIONAL_FN(const gcmon_shared_t *, gcmon_api_shared, (void));
 APR_DECLARE_OPTIONAL_FN(char *, gcmon_stream_status_json, (apr_pool_t *p));
 
 /* What mod_gcmon_stream offers mod_gcmon_api: whether the outbound webhook
- * `target` (GC_TARGET_SLACK, _STATUS, _TRACE, _WFM) is configured, so the API
+ * `target` (a name of gc_webhook_targets.h's list) is configured, so the API
  * queues deliveries only for webhooks that exist. 0 when mod_gcmon_stream is
  * not loaded. */
 APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_webhook_configured, (const char *target));

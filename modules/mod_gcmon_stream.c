@@ -36,21 +36,16 @@ static int warn_background_without_dbd(server_rec *s, apr_pool_t *p)
 {
     const gc_webhook_conf_t *w = &stream_conf(s)->mon.webhooks;
     const char *names = "";
+    int i;
 
     if (gc_monitor_mode(&stream_conf(s)->mon) != GC_MONITOR_BACKGROUND || dbd_loaded()) {
         return 0;
     }
-    if (w->slack_url) {
-        names = "GcmonSlackWebhook";
-    }
-    if (w->status_url) {
-        names = apr_pstrcat(p, names, *names ? ", " : "", "GcmonStatusWebhook", NULL);
-    }
-    if (w->trace_url) {
-        names = apr_pstrcat(p, names, *names ? ", " : "", "GcmonTraceWebhook", NULL);
-    }
-    if (w->wfm_url) {
-        names = apr_pstrcat(p, names, *names ? ", " : "", "GcmonWfmWebhook", NULL);
+    for (i = 0; i < GC_WEBHOOK__COUNT; i++) {
+        if (gc_webhook_target_url(w, &gc_webhook_targets[i])) {
+            names = apr_pstrcat(p, names, *names ? ", " : "", gc_webhook_targets[i].directive,
+                                NULL);
+        }
     }
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
                  GCMON_LOGNO(2009) "%s set, but mod_dbd is not loaded: with GcmonStream Off "
@@ -99,6 +94,27 @@ static int gcmon_stream_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_po
     return OK;
 }
 
+/* Whether each webhook is set, never its URL: "Slack webhook set, status/
+ * trace/WFM webhooks not set/set/not set" (Slack ones alone, the rest grouped). */
+static const char *webhooks_set(apr_pool_t *p, const gc_webhook_conf_t *w)
+{
+    const char *alone = "", *names = "", *states = "";
+    int i;
+
+    for (i = 0; i < GC_WEBHOOK__COUNT; i++) {
+        const gc_webhook_target_t *t = &gc_webhook_targets[i];
+        const char *state = gc_webhook_target_url(w, t) ? "set" : "not set";
+        if (t->slack) {
+            alone = apr_psprintf(p, "%s%s webhook %s, ", alone, t->label, state);
+        }
+        else {
+            names = apr_pstrcat(p, names, *names ? "/" : "", t->label, NULL);
+            states = apr_pstrcat(p, states, *states ? "/" : "", state, NULL);
+        }
+    }
+    return apr_psprintf(p, "%s%s webhooks %s", alone, names, states);
+}
+
 /* The idle alert rules and whether each webhook is set (never its URL). */
 static void log_alert_rules(server_rec *s, apr_pool_t *p, const gc_monitor_conf_t *mon)
 {
@@ -112,12 +128,8 @@ static void log_alert_rules(server_rec *s, apr_pool_t *p, const gc_monitor_conf_
                              r->repeat ? gc_format_duration(p, r->repeat) : "");
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                 GCMON_LOGNO(2008) "gcmon_stream: idle alerts: %s; Slack webhook %s, "
-                 "status/trace/WFM webhooks %s/%s/%s, signing %s, webhook max age %s",
-                 rules, mon->webhooks.slack_url ? "set" : "not set",
-                 mon->webhooks.status_url ? "set" : "not set",
-                 mon->webhooks.trace_url ? "set" : "not set",
-                 mon->webhooks.wfm_url ? "set" : "not set",
+                 GCMON_LOGNO(2008) "gcmon_stream: idle alerts: %s; %s, signing %s, "
+                 "webhook max age %s", rules, webhooks_set(p, &mon->webhooks),
                  mon->webhooks.secret ? "on" : "off",
                  gc_format_duration(p, mon->webhooks.max_age));
 }

@@ -130,30 +130,30 @@ static const char *add_idle_alert(cmd_parms *cmd, void *dc, const char *state,
     return NULL;
 }
 
-/* Webhook URL directives store into the gc_webhook_conf_t field at offset
- * cmd->info. Every webhook URL is treated as a secret (a token often rides in
- * its path or query): the secret syntax, hidden from mod_info, never echoed
- * in an error; only GcmonSlackWebhook, a credential by design, warns about a
- * literal value. */
+/* A webhook URL directive: cmd->info is its target (gc_webhook_targets.h),
+ * which says where the URL goes. Every webhook URL is treated as a secret (a
+ * token often rides in its path or query): the secret syntax, hidden from
+ * mod_info, never echoed in an error; only a Slack webhook, a credential by
+ * design, warns about a literal value. */
 static const char *set_webhook_url(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    int slack = !strcmp(cmd->cmd->name, "GcmonSlackWebhook");
+    const gc_webhook_target_t *t = cmd->info;
     char *base = (char *)&cmd_conf(cmd)->mon.webhooks;
     const char *url = arg;
 
     if (err) {
         return err;
     }
-    err = slack ? gcmon_glue_secret(cmd, &gcmon_stream_module, arg, &url)
-                : gcmon_glue_hidden(cmd, arg, &url);
+    err = t->slack ? gcmon_glue_secret(cmd, &gcmon_stream_module, arg, &url)
+                   : gcmon_glue_hidden(cmd, arg, &url);
     if (err) {
         return err;
     }
     if ((err = gc_parse_webhook_url(cmd->pool, url, 1))) {
         return gcmon_glue_err(cmd, err);
     }
-    *(const char **)(base + (apr_size_t)cmd->info) = url;
+    *(const char **)(base + t->url_offset) = url;
     return NULL;
 }
 
@@ -177,8 +177,11 @@ static const char *set_webhook_max_age(cmd_parms *cmd, void *dc, const char *arg
                                                  &cmd_conf(cmd)->mon.webhooks.max_age));
 }
 
-#define HOOK_OFFSET(field) (void *)APR_OFFSETOF(gc_webhook_conf_t, field)
 #define MON_OFFSET(field) (void *)APR_OFFSETOF(gc_monitor_conf_t, field)
+/* One URL directive per webhook target. */
+#define WEBHOOK_DIRECTIVE(name, directive, member, slack, event, label, help) \
+    AP_INIT_TAKE1(directive, set_webhook_url, (void *)&gc_webhook_targets[GC_WEBHOOK_##name], \
+                  RSRC_CONF, help),
 
 const command_rec gcmon_stream_cmds[] = {
     AP_INIT_FLAG("GcmonStream", set_stream, NULL, RSRC_CONF,
@@ -202,15 +205,7 @@ const command_rec gcmon_stream_cmds[] = {
     AP_INIT_TAKE23("GcmonIdleAlert", add_idle_alert, NULL, RSRC_CONF,
                    "Alert when an agent stays in <state> for <threshold>; re-alert every "
                    "<repeat> (default: Available 15m and IDLE 15m)"),
-    AP_INIT_TAKE1("GcmonSlackWebhook", set_webhook_url, HOOK_OFFSET(slack_url), RSRC_CONF,
-                  "Slack incoming-webhook URL for idle alerts: file:/path, env:NAME or a "
-                  "literal"),
-    AP_INIT_TAKE1("GcmonStatusWebhook", set_webhook_url, HOOK_OFFSET(status_url), RSRC_CONF,
-                  "Receives every status change made through the admin API"),
-    AP_INIT_TAKE1("GcmonTraceWebhook", set_webhook_url, HOOK_OFFSET(trace_url), RSRC_CONF,
-                  "Receives a summary of every completed trace"),
-    AP_INIT_TAKE1("GcmonWfmWebhook", set_webhook_url, HOOK_OFFSET(wfm_url), RSRC_CONF,
-                  "Receives weight distributions and strategy changes"),
+    GC_WEBHOOK_TARGET_LIST(WEBHOOK_DIRECTIVE)
     AP_INIT_TAKE1("GcmonWebhookSecret", set_webhook_secret, NULL, RSRC_CONF,
                   "HMAC-SHA256 key signing every outbound webhook: file:/path, env:NAME or "
                   "a literal"),

@@ -1,13 +1,12 @@
 /* mod_gcmon_stream: the monitor thread of each child (apache-patterns §2.2):
- * started in child_init with its own pool and allocator, told to stop from
- * child_stopping (async-signal-safe: prefork calls it from a signal handler),
- * stopped and joined from a pre-cleanup of pchild (before sub-pools such as
- * mod_dbd's connection pool die), with a bounded wait. The glue gives the core
- * mod_dbd connections and tells it whether this child's generation may lead.
+ * started in child_init with its own pool and allocator (a gc_worker, on a
+ * thread made by ap_thread_create), told to stop from child_stopping
+ * (async-signal-safe: prefork calls it from a signal handler), stopped and
+ * joined from a pre-cleanup of pchild (before sub-pools such as mod_dbd's
+ * connection pool die), with a bounded wait. The glue gives the core mod_dbd
+ * connections and tells it whether this child's generation may lead.
  * With GcmonStream On the holder runs the stream; with it Off but an outbound
  * webhook configured, a background holder runs only the outbox (gc_monitor_mode). */
-#include <stdatomic.h>
-
 #include <apr_dbd.h>
 #include <apr_thread_proc.h>
 #include <ap_mpm.h>
@@ -25,9 +24,7 @@
 typedef struct {
     server_rec *s;
     gc_monitor_t *m;
-    apr_thread_t *thread;
     ap_generation_t generation;
-    _Atomic int done;
     APR_OPTIONAL_FN_TYPE(ap_dbd_open) *dbd_open;
     APR_OPTIONAL_FN_TYPE(ap_dbd_close) *dbd_close;
 } stream_child_t;
@@ -84,31 +81,17 @@ static int may_lead(void *baton)
            || ap_scoreboard_image->global->running_generation == c->generation;
 }
 
-static void *APR_THREAD_FUNC stream_thread(apr_thread_t *t, void *data)
-{
-    stream_child_t *c = data;
-
-    gc_monitor_run(c->m);
-    atomic_store(&c->done, 1);
-    return NULL;
-}
-
 static apr_status_t stop_and_join(void *data)
 {
     stream_child_t *c = data;
-    apr_time_t deadline = apr_time_now() + JOIN_PATIENCE;
-    apr_status_t rv;
 
     gc_monitor_stop(c->m);
-    while (!atomic_load(&c->done) && apr_time_now() < deadline) {
-        apr_sleep(10 * 1000);
-    }
-    if (!atomic_load(&c->done)) {
+    if (gc_monitor_join(c->m, JOIN_PATIENCE) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, c->s,
                      GCMON_LOGNO(2010) "the stream monitor thread did not stop within %d s; "
                      "waiting for it", (int)apr_time_sec(JOIN_PATIENCE));
+        gc_monitor_join(c->m, -1);
     }
-    apr_thread_join(&rv, c->thread);
     child = NULL;
     return APR_SUCCESS;
 }
@@ -169,7 +152,6 @@ void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_sh
         return;
     }
     ap_mpm_query(AP_MPMQ_GENERATION, &c->generation);
-    atomic_init(&c->done, 0);
     gc_upstream_global_init();          /* libcurl: the outbox posts with it too */
     if (mode == GC_MONITOR_STREAM) {
         gc_ws_log_init(APLOG_MODULE_IS_LEVEL(s, gcmon_stream_module.module_index,
@@ -187,12 +169,16 @@ void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_sh
     env.db_close = db_close;
     env.may_lead = may_lead;
     env.cancelled = cancelled;
-    c->m = gc_monitor_create(p, &env);
+    if (!(c->m = gc_monitor_create(p, &env))) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     GCMON_LOGNO(2011) "cannot start the stream monitor in this child");
+        return;
+    }
 
     /* Registered before the thread exists: pchild's pre-cleanups run before
      * any of its sub-pools (ours, mod_dbd's) are destroyed. */
     apr_pool_pre_cleanup_register(pchild, c, stop_and_join);
-    rv = ap_thread_create(&c->thread, NULL, stream_thread, c, p);
+    rv = gc_monitor_start(c->m, ap_thread_create);
     if (rv != APR_SUCCESS) {
         apr_pool_cleanup_kill(pchild, c, stop_and_join);
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,

@@ -1,7 +1,8 @@
-/* A background thread's own database connection (the stream monitor, its
- * writer, the outbox): opened through the glue's db_open/db_close callbacks
- * (gc_monitor_env_t, gc_outbox_env_t) into a pool of its own, so a failed or
- * dropped connection goes away whole and the next open starts clean. */
+/* A background thread's own database connection (every gc_worker: the
+ * stream monitor, its writer, the outbox): opened through the glue's
+ * db_open/db_close callbacks (gc_monitor_env_t, gc_outbox_env_t) into a pool
+ * of its own, so a failed or dropped connection goes away whole and the next
+ * open starts clean. */
 #ifndef GC_DBCONN_H
 #define GC_DBCONN_H
 

@@ -25,6 +25,7 @@
 #include "gc_metrics.h"
 #include "gc_metrics_test.h"
 #include "gc_state.h"
+#include "gc_webhook_targets.h"
 
 #define GC_METRICS_MAGIC 0x67634d32u /* "gcM2": segments with a layout hash */
 
@@ -61,7 +62,12 @@ static const char *const v_dropped_reason[] = {
 static const char *const v_alert_result[] = {
     "raised", "cleared", "repeated", "suppressed", "other"
 };
-static const char *const v_webhook_target[] = { "slack", "status", "trace", "wfm", "other" };
+/* The target names of gc_webhook_targets.h, "other" last. */
+#define WEBHOOK_TARGET_VALUE(name, directive, member, slack, event, label, help) #name,
+static const char *const v_webhook_target[] = {
+    GC_WEBHOOK_TARGET_LIST(WEBHOOK_TARGET_VALUE) "other"
+};
+#undef WEBHOOK_TARGET_VALUE
 static const char *const v_webhook_result[] = { "delivered", "retry", "failed", "other" };
 static const char *const v_upstream_op[] = {
     "oauth_token", "org_get", "users_get", "user_get", "presence_get", "presence_patch",

@@ -4,7 +4,8 @@
  * REST calls, one per loop turn), with the writer thread behind a queue.
  * With GcmonStream Off but an outbound webhook configured the holder is a
  * background holder: same lease and lifecycle, only the outbox thread runs.
- * See docs/stream.md for the behaviour an operator sees. */
+ * The thread is a gc_worker (its stop, waits, database connection, backoff
+ * and random numbers). See docs/stream.md for the behaviour an operator sees. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,7 +29,7 @@
 
 int gc_mon_running(gc_monitor_t *m)
 {
-    if (atomic_load(&m->stop)) {
+    if (gc_worker_stopping(m->worker)) {
         return 0;
     }
     return !(m->env.cancelled && m->env.cancelled(m->env.baton));
@@ -42,15 +43,6 @@ int gc_mon_cancel(void *baton)
 static int may_lead(gc_monitor_t *m)
 {
     return gc_mon_running(m) && (!m->env.may_lead || m->env.may_lead(m->env.baton));
-}
-
-double gc_mon_rand(gc_monitor_t *m)
-{
-    /* xorshift64*: good enough for jitter. */
-    m->rng ^= m->rng >> 12;
-    m->rng ^= m->rng << 25;
-    m->rng ^= m->rng >> 27;
-    return (double)((m->rng * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
 void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id,
@@ -149,12 +141,8 @@ apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
 
 apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_error_t *err)
 {
-    apr_interval_time_t d = gc_backoff_delay(m->conf->backoff_min, m->conf->backoff_max,
-                                             failures, gc_mon_rand(m));
-    if (err && err->retry_after > d) {
-        d = err->retry_after;
-    }
-    return d;
+    return gc_worker_backoff(m->worker, m->conf->backoff_min, m->conf->backoff_max, failures,
+                             err ? err->retry_after : 0);
 }
 
 int gc_mon_power_of_two(int n)
@@ -164,84 +152,62 @@ int gc_mon_power_of_two(int n)
 
 gc_monitor_mode_e gc_monitor_mode(const gc_monitor_conf_t *c)
 {
-    const gc_webhook_conf_t *w;
-
     if (!c) {
         return GC_MONITOR_OFF;
     }
     if (c->enabled > 0) {
         return GC_MONITOR_STREAM;
     }
-    w = &c->webhooks;
-    if (w->slack_url || w->status_url || w->trace_url || w->wfm_url) {
-        return GC_MONITOR_BACKGROUND;
-    }
-    return GC_MONITOR_OFF;
+    return gc_webhook_any(&c->webhooks) ? GC_MONITOR_BACKGROUND : GC_MONITOR_OFF;
 }
 
-/* Sleep up to d in short slices, returning early when stopping. */
+/* Wait up to d; a stop ends it at once. */
 static void nap(gc_monitor_t *m, apr_interval_time_t d)
 {
-    apr_time_t until = apr_time_now() + d;
-
-    while (gc_mon_running(m)) {
-        apr_time_t now = apr_time_now();
-        if (now >= until) {
-            return;
-        }
-        apr_sleep(until - now > 50000 ? 50000 : until - now);
-    }
+    gc_worker_wait(m->worker, apr_time_now() + d);
 }
 
 /* ------------------------------------------------------------------ database */
 
-static void db_drop(gc_monitor_t *m)
+/* The worker drops the connection and backs off; logged at the first
+ * failure, then at most once a minute. */
+static void db_failed(gc_monitor_t *m, const char *what, const char *err)
 {
-    gc_dbconn_close(&m->db, m->env.db_close, m->env.baton);
-}
-
-static void db_failed(gc_monitor_t *m, apr_time_t now, const char *what, const char *err)
-{
-    m->db_failures++;
-    m->db_retry_at = now + gc_backoff_delay(DB_RETRY_MIN, DB_RETRY_MAX, m->db_failures,
-                                            gc_mon_rand(m));
-    if ((m->db_failures & (m->db_failures - 1)) == 0) {
+    if (gc_worker_db_failed(m->worker)) {
         gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2100) "stream monitor: cannot %s the "
                      "database: %s (attempt %d; check DBDriver/DBDParams and that the "
                      "database directory is writable by the httpd user)", what,
-                     err ? err : "unknown error", m->db_failures);
+                     err ? err : "unknown error", gc_worker_db_failures(m->worker));
     }
 }
 
 /* The monitor thread's own connection, kept for the life of the thread (so
- * statements are prepared once per connection). 1 when usable. */
-static int db_ready(gc_monitor_t *m, apr_time_t now)
+ * statements are prepared once per connection), the schema made current
+ * first. 0 while the database is unavailable (backing off after a failure). */
+static int db_ready(gc_monitor_t *m)
 {
     const char *err = NULL;
+    gc_store_t *s = NULL;
+    apr_status_t rv = gc_worker_db(m->worker, &s, &err);
 
-    if (m->db.store) {
-        return 1;
-    }
-    if (now < m->db_retry_at) {
+    if (rv == APR_EAGAIN) {
         return 0;
     }
-    if (gc_dbconn_open(&m->db, m->pool, m->env.db_open, m->env.baton, &err) != APR_SUCCESS) {
-        db_failed(m, now, "open", err);
+    if (rv != APR_SUCCESS) {
+        db_failed(m, "open", err);
         return 0;
     }
     if (!m->migrated) {
-        if (gc_store_migrate(m->db.store, &err) != APR_SUCCESS) {
-            db_drop(m);
-            db_failed(m, now, "create or upgrade the schema of", err);
+        if (gc_store_migrate(s, &err) != APR_SUCCESS) {
+            db_failed(m, "create or upgrade the schema of", err);
             return 0;
         }
         m->migrated = 1;
     }
-    if (m->db_failures) {
+    if (gc_worker_db_ok(m->worker)) {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
                GCMON_LOGNO(2101) "stream monitor: database available again");
     }
-    m->db_failures = 0;
     return 1;
 }
 
@@ -253,13 +219,12 @@ static int lease_take(gc_monitor_t *m, apr_time_t now)
     const char *current = NULL;
     int held = 0;
 
-    if (!db_ready(m, now)) {
+    if (!db_ready(m)) {
         return -1;
     }
-    if (gc_store_lease(m->db.store, GC_LEASE_NAME, m->holder_id, now, m->env.lease_ttl, &held,
-                       &current, m->iter) != APR_SUCCESS) {
-        db_drop(m);
-        db_failed(m, now, "take or renew the stream lease in", "the lease query failed");
+    if (gc_store_lease(gc_worker_store(m->worker), GC_LEASE_NAME, m->holder_id, now,
+                       m->env.lease_ttl, &held, &current, m->iter) != APR_SUCCESS) {
+        db_failed(m, "take or renew the stream lease in", "the lease query failed");
         return -1;
     }
     if (m->env.status && current) {
@@ -303,12 +268,12 @@ static int lease_keep(gc_monitor_t *m, apr_time_t now)
 
 static void lease_release(gc_monitor_t *m)
 {
-    if (db_ready(m, apr_time_now())
-        && gc_store_lease_release(m->db.store, GC_LEASE_NAME, m->holder_id) != APR_SUCCESS) {
+    if (db_ready(m) && gc_store_lease_release(gc_worker_store(m->worker), GC_LEASE_NAME,
+                                              m->holder_id) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2104) "could not release the stream lease; another process "
                "takes over when it expires");
-        db_drop(m);
+        gc_worker_db_close(m->worker);
     }
 }
 
@@ -513,12 +478,29 @@ static void holder_term(gc_monitor_t *m, apr_time_t now)
 
 /* ------------------------------------------------------------------ API */
 
+/* The monitor thread's own database connection. */
+static void use_db(gc_monitor_t *m)
+{
+    gc_worker_db_conf_t db;
+
+    memset(&db, 0, sizeof(db));
+    db.open = m->env.db_open;
+    db.close = m->env.db_close;
+    db.baton = m->env.baton;
+    db.retry_min = DB_RETRY_MIN;
+    db.retry_max = DB_RETRY_MAX;
+    gc_worker_use_db(m->worker, &db);
+}
+
 gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
 {
     gc_monitor_t *m = apr_pcalloc(pool, sizeof(*m));
-    unsigned char rnd[8];
+    unsigned char rnd[4];
     char host[GC_STATUS_HOST_MAX];
 
+    if (gc_worker_create(&m->worker, pool, "monitor") != APR_SUCCESS) {
+        return NULL;
+    }
     m->pool = pool;
     m->env = *env;
     m->conf = env->conf;
@@ -538,12 +520,11 @@ gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
     if (m->env.batch_max <= 0) {
         m->env.batch_max = GC_WRITER_BATCH_MAX;
     }
+    use_db(m);
     if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
-        apr_time_t t = apr_time_now();
-        memcpy(rnd, &t, sizeof(rnd));
+        apr_uint64_t r = (apr_uint64_t)(gc_worker_rand(m->worker) * 4294967296.0);
+        memcpy(rnd, &r, sizeof(rnd));
     }
-    memcpy(&m->rng, rnd, sizeof(m->rng));
-    m->rng |= 1;
     m->pid = (int)getpid();
     gc_status_copy_line(host, sizeof(host), env->host && *env->host ? env->host : "localhost");
     for (char *c = host; *c; c++) {
@@ -553,7 +534,6 @@ gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
     }
     apr_snprintf(m->holder_id, sizeof(m->holder_id), "%s:%d:%02x%02x%02x%02x", host, m->pid,
                  rnd[0], rnd[1], rnd[2], rnd[3]);
-    atomic_init(&m->stop, 0);
     atomic_init(&m->holder, 0);
     atomic_init(&m->ws, NULL);
     return m;
@@ -561,11 +541,12 @@ gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
 
 void gc_monitor_stop(gc_monitor_t *m)
 {
-    /* Only an atomic store: prefork calls child_stopping from a signal
-     * handler. The holder loop looks at the flag at least every 100 ms, every
-     * wait is sliced, and upstream calls check it through their cancel hook. */
-    atomic_store(&m->stop, 1);
+    /* Async-signal-safe (prefork calls child_stopping from a signal handler):
+     * it ends the thread's waits at once; the holder's WebSocket loop turns
+     * every 100 ms, and upstream calls check it through their cancel hook. */
+    gc_worker_stop(m->worker);
 }
+
 
 int gc_monitor_is_holder(gc_monitor_t *m)
 {
@@ -591,8 +572,9 @@ static int standby_due(gc_monitor_t *m, apr_time_t now, apr_time_t next_poll, ch
     return now >= next_poll;
 }
 
-void gc_monitor_run(gc_monitor_t *m)
+static void monitor_main(gc_worker_t *w, void *baton)
 {
+    gc_monitor_t *m = baton;
     apr_time_t next_poll = 0;
     char dead[GC_STATUS_ID_MAX];
 
@@ -613,10 +595,10 @@ void gc_monitor_run(gc_monitor_t *m)
         apr_time_t now = apr_time_now();
         apr_pool_clear(m->iter);
         if (may_lead(m) && standby_due(m, now, next_poll, dead, sizeof(dead))) {
-            if (dead[0] && db_ready(m, now)) {
+            if (dead[0] && db_ready(m)) {
                 gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                        GCMON_LOGNO(2112) "the stream holder %s is gone; taking over", dead);
-                gc_store_lease_release(m->db.store, GC_LEASE_NAME, dead);
+                gc_store_lease_release(gc_worker_store(w), GC_LEASE_NAME, dead);
                 gc_stream_status_clear_holder(m->env.status, dead);
             }
             next_poll = now + m->env.lease_poll;
@@ -628,7 +610,21 @@ void gc_monitor_run(gc_monitor_t *m)
         }
         nap(m, FAST_POLL);
     }
-    db_drop(m);
     gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
            GCMON_LOGNO(2110) "stream monitor %s stopped", m->holder_id);
+}
+
+void gc_monitor_run(gc_monitor_t *m)
+{
+    gc_worker_run(m->worker, monitor_main, m);
+}
+
+apr_status_t gc_monitor_start(gc_monitor_t *m, gc_thread_create_fn *create)
+{
+    return gc_worker_start(m->worker, monitor_main, m, create);
+}
+
+apr_status_t gc_monitor_join(gc_monitor_t *m, apr_interval_time_t patience)
+{
+    return gc_worker_join(m->worker, patience);
 }

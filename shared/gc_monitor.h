@@ -9,8 +9,8 @@
 #include <apr_time.h>
 
 #include "gc_dbconn.h"
-
 #include "gc_outbox.h"
+#include "gc_worker.h"
 
 /* Stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound sync webhooks"). */
 typedef struct gc_monitor_conf {
@@ -99,8 +99,9 @@ typedef struct gc_monitor_env {
 
 typedef struct gc_monitor gc_monitor_t;
 
-/* Create in the pool the thread will use (the thread's own allocator). The env
- * is copied; the strings and objects it points to must outlive the monitor.
+/* Create in the pool the thread will use (the thread's own allocator); NULL
+ * when out of resources. The env is copied; the strings and objects it points
+ * to must outlive the monitor.
  * Unless gc_monitor_mode(env->conf) is GC_MONITOR_STREAM the monitor is a
  * background holder: the same lease and lifecycle, but while holder it runs
  * only the outbox delivery thread (no upstream client, WebSockets, channels,
@@ -109,24 +110,26 @@ gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env);
 
 /* The thread body: wait for the lease, hold the stream while holder, return
  * once stopped (after closing sockets, flushing the writer and releasing the
- * lease). */
+ * lease). gc_monitor_run runs it on the calling thread; gc_monitor_start on a
+ * thread of its own made by create (the glue passes httpd's ap_thread_create;
+ * NULL: apr_thread_create). */
 void gc_monitor_run(gc_monitor_t *m);
+apr_status_t gc_monitor_start(gc_monitor_t *m, gc_thread_create_fn *create);
 
-/* Ask the thread to stop. Async-signal-safe (one atomic store), callable from
- * any thread and from child_stopping; the thread notices within 100 ms. */
+/* Ask the thread to stop. Async-signal-safe (an atomic store and a write(2)),
+ * callable from any thread and from child_stopping: its waits end at once,
+ * the holder's WebSocket loop notices within 100 ms. */
 void gc_monitor_stop(gc_monitor_t *m);
+
+/* Wait up to patience (< 0: as long as it takes) for the thread of
+ * gc_monitor_start to end, and join it: APR_SUCCESS, or APR_TIMEUP while it
+ * still runs (call again). */
+apr_status_t gc_monitor_join(gc_monitor_t *m, apr_interval_time_t patience);
 
 /* Is this monitor the stream holder right now (tests, status)? */
 int gc_monitor_is_holder(gc_monitor_t *m);
 
 /* The holder id ("host:pid:random"). */
 const char *gc_monitor_holder_id(gc_monitor_t *m);
-
-/* Reconnect delay after `failures` consecutive failed attempts: 0 for the
- * first attempt after a healthy connection, then min * 2^(failures-1) capped
- * at max, with up to 25% jitter (and at the cap, 20% below it). u01 is a
- * uniform random number in [0, 1). */
-apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max,
-                                     int failures, double u01);
 
 #endif

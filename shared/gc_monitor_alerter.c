@@ -36,7 +36,7 @@ struct gc_alerter {
     int seeded;
     apr_time_t seed_at;
     int clear_due;
-    apr_time_t cleared_at;
+    apr_time_t cleared_at;                  /* the last clearing (or failed attempt) */
     gc_outbox_t *outbox;                    /* outlives the writer thread, or NULL */
 };
 
@@ -166,7 +166,7 @@ static void raise_one(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, const gc_al
     if (gc_store_agent_get(s, p, d->user_id, &row) == APR_SUCCESS && row) {
         name = row->user_name;
     }
-    if (a->conf->webhooks.slack_url) {
+    if (gc_webhook_url(&a->conf->webhooks, GC_TARGET_SLACK)) {
         body = gc_slack_alert_body(p, d->user_id, name, d->state, now - d->episode_at,
                                    d->threshold);
     }
@@ -212,13 +212,13 @@ static void clear(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now)
     const char *err = NULL;
     int cleared = 0;
 
+    a->cleared_at = now;                    /* a failure is tried again CLEAR_EVERY later */
     if (gc_store_alerts_clear(s, p, now, &cleared, &err) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(2324) "idle alerts: cannot clear "
                "ended alerts: %s", err ? err : "?");
         return;
     }
     a->clear_due = 0;
-    a->cleared_at = now;
     if (cleared > 0) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2325) "idle alerts: %d alert(s) "
                "cleared", cleared);
@@ -231,6 +231,7 @@ static void clear(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now)
 apr_time_t gc_alerter_tick(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now)
 {
     gc_alert_due_t due[TAKE_MAX];
+    apr_time_t next;
     int n, i;
 
     if (!a || !s) {
@@ -256,5 +257,9 @@ apr_time_t gc_alerter_tick(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_ti
     if (a->clear_due && now - a->cleared_at >= CLEAR_EVERY) {
         clear(a, s, p, now);
     }
-    return gc_alerts_next_due(a->engine);
+    next = gc_alerts_next_due(a->engine);
+    if (a->clear_due && (next <= 0 || a->cleared_at + CLEAR_EVERY < next)) {
+        next = a->cleared_at + CLEAR_EVERY;
+    }
+    return next;
 }

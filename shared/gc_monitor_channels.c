@@ -48,8 +48,9 @@ static void ident_clear(mon_ident_t *d)
 static void row_delete(gc_monitor_t *m, const char *id)
 {
     char label[GC_CHANNEL_LABEL_SIZE];
+    gc_store_t *s = gc_worker_store(m->worker);
 
-    if (id && m->db.store && gc_store_channel_delete(m->db.store, id) != APR_SUCCESS) {
+    if (id && s && gc_store_channel_delete(s, id) != APR_SUCCESS) {
         gc_mon_channel_label(m, id, label);
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2220) "could not forget notification channel %s in the database",
@@ -88,14 +89,14 @@ void gc_mon_channel_save(gc_monitor_t *m, mon_channel_t *ch)
     gc_channel_rec_t rec;
 
     ch->save_pending = 0;
-    if (!ch->cur.id || !m->db.store) {
+    if (!ch->cur.id || !gc_worker_store(m->worker)) {
         return;
     }
     rec.id = ch->cur.id;
     rec.connect_uri = ch->cur.uri;
     rec.expires_at = ch->cur.expires;
     rec.topics = json_text_owned(m->iter, topics_of(m, ch->idx, 1));
-    if (!rec.topics || gc_store_channel_save(m->db.store, &rec) != APR_SUCCESS) {
+    if (!rec.topics || gc_store_channel_save(gc_worker_store(m->worker), &rec) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2221) "could not record notification channel %s in the database; "
                "a new holder will create its own channels", ch->cur.label);
@@ -368,9 +369,10 @@ static int head(gc_monitor_t *m, mon_channel_t *ch)
 void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
 {
     apr_array_header_t *rows = NULL;
+    gc_store_t *s = gc_worker_store(m->worker);
     int i, slot = 0;
 
-    if (!m->db.store || gc_store_channels_load(m->db.store, m->iter, &rows) != APR_SUCCESS) {
+    if (!s || gc_store_channels_load(s, m->iter, &rows) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2232) "could not read the persisted notification channels; "
                "creating new ones");

@@ -7,7 +7,6 @@
 #include <stdatomic.h>
 
 #include <apr_hash.h>
-#include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
 #include <apr_thread_proc.h>
 
@@ -15,7 +14,6 @@
 #include "gc_metrics.h"
 #include "gc_monitor.h"
 #include "gc_state.h"
-#include "gc_dbconn.h"
 #include "gc_store.h"
 #include "gc_stream_status.h"
 #include "gc_upstream.h"
@@ -40,11 +38,13 @@ gc_evq_t *gc_evq_create(apr_pool_t *p, int max);
  * or -1 when out of memory (the new event is dropped). */
 int gc_evq_push(gc_evq_t *q, const gc_agent_event_t *ev, const char *source,
                 apr_time_t received_at);
-/* Detach up to max events (oldest first), waiting up to `wait` for the first
- * one. Returns the count; *list is a chain to free with gc_evq_free. */
-int gc_evq_take(gc_evq_t *q, gc_evrec_t **list, int max, apr_interval_time_t wait);
+/* Detach up to max events (oldest first), without waiting. Returns the
+ * count; *list is a chain to free with gc_evq_free. */
+int gc_evq_take(gc_evq_t *q, gc_evrec_t **list, int max);
 int gc_evq_count(gc_evq_t *q);
-void gc_evq_wake(gc_evq_t *q);
+/* Wake w (gc_worker_wake) whenever a push finds the queue empty (NULL: none):
+ * its consumer waits only on an empty queue. Set before pushes begin. */
+void gc_evq_notify(gc_evq_t *q, gc_worker_t *w);
 void gc_evq_free(gc_evrec_t *list);
 
 /* ------------------------------------------------------------ writer */
@@ -55,10 +55,11 @@ typedef struct gc_writer gc_writer_t;
 typedef void gc_writer_commit_fn(void *baton, const gc_evrec_t *list, int n,
                                  apr_time_t committed_at);
 
-/* Start the writer thread: it opens its own database connection through
- * env->db_open, group-commits what is queued (a transaction as soon as events
- * wait, at most batch_max events each), retries a failed batch with backoff
- * (never dropping it while memory allows), and prunes history past retention.
+/* Start the writer thread (a gc_worker): it opens its own database connection
+ * through env->db_open, group-commits what is queued (a transaction as soon as
+ * events wait — a push wakes it — at most batch_max events each), retries a
+ * failed batch with backoff (never dropping it while memory allows), and
+ * prunes history past retention.
  * outbox (may be NULL) is the delivery thread it wakes when an idle alert with
  * a delivery was raised: fixed for the writer's life, so it must outlive the
  * writer — stop the writer before the outbox (gc_mon_workers_stop). */
@@ -84,7 +85,8 @@ extern void (*gc_alerter_test_before_wake)(void);
 /* Follow a committed run of events. */
 void gc_alerter_committed(gc_alerter_t *a, const gc_evrec_t *run, int n);
 /* Seed from the database on first use, raise what is due, clear ended alerts.
- * Returns when the next alert is due (0: none), scratch from p. */
+ * Returns when it wants the next tick — the next alert due, a pending clear
+ * or a retry of the seed — or 0 for none; scratch from p. */
 apr_time_t gc_alerter_tick(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now);
 
 /* ------------------------------------------------------------ holder state */
@@ -170,18 +172,14 @@ struct gc_monitor {
     int background;                     /* outbox only (GcmonStream Off): no sockets,
                                            no upstream client, no writer */
 
-    _Atomic int stop;
+    /* The monitor thread: its stop, waits, own database connection (from
+     * gc_worker_store; opened by db_ready), backoff and random numbers. */
+    gc_worker_t *worker;
     _Atomic int holder;
     _Atomic(gc_ws_t *) ws;
 
     gc_upstream_t *up;
-    apr_uint64_t rng;
-
-    /* the monitor thread's database connection */
-    gc_dbconn_t db;                     /* the monitor thread's own connection */
-    int migrated;
-    apr_time_t db_retry_at;
-    int db_failures;
+    int migrated;                       /* the schema is current (once per thread) */
 
     /* holder term */
     apr_pool_t *term;                   /* life of a term */
@@ -217,7 +215,6 @@ int gc_mon_workers_start(gc_monitor_t *m);
  * joined before the outbox is destroyed, so no wake can reach a freed outbox. */
 void gc_mon_workers_stop(gc_monitor_t *m);
 int gc_mon_running(gc_monitor_t *m);
-double gc_mon_rand(gc_monitor_t *m);
 void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label);

@@ -1,4 +1,5 @@
-/* The bounded event queue between the monitor thread and the writer. */
+/* The bounded event queue between the monitor thread and the writer. The
+ * writer waits as a gc_worker: a push that finds the queue empty wakes it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,9 +7,9 @@
 
 struct gc_evq {
     apr_thread_mutex_t *mutex;
-    apr_thread_cond_t *cond;
     gc_evrec_t *head, *tail;
     int count, max;
+    gc_worker_t *notify;                /* woken by a push onto an empty queue */
 };
 
 void gc_evq_free(gc_evrec_t *list)
@@ -34,13 +35,17 @@ gc_evq_t *gc_evq_create(apr_pool_t *p, int max)
     gc_evq_t *q = apr_pcalloc(p, sizeof(*q));
 
     q->max = max > 0 ? max : GC_WRITER_QUEUE_MAX;
-    if (apr_thread_mutex_create(&q->mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS
-        || apr_thread_cond_create(&q->cond, p) != APR_SUCCESS) {
+    if (apr_thread_mutex_create(&q->mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
         return NULL;
     }
-    /* Registered after the mutex/cond, so it runs before they are destroyed. */
+    /* Registered after the mutex, so it runs before it is destroyed. */
     apr_pool_cleanup_register(p, q, evq_cleanup, apr_pool_cleanup_null);
     return q;
+}
+
+void gc_evq_notify(gc_evq_t *q, gc_worker_t *w)
+{
+    q->notify = w;
 }
 
 static apr_size_t slen(const char *s)
@@ -93,7 +98,7 @@ int gc_evq_push(gc_evq_t *q, const gc_agent_event_t *ev, const char *source,
                 apr_time_t received_at)
 {
     gc_evrec_t *r = record_new(ev, source, received_at), *old = NULL;
-    int dropped = 0;
+    int dropped = 0, first;
 
     if (!r) {
         return -1;
@@ -115,25 +120,23 @@ int gc_evq_push(gc_evq_t *q, const gc_agent_event_t *ev, const char *source,
         q->head = r;
     }
     q->tail = r;
-    /* The writer only ever waits on an empty queue: wake it on the first event. */
-    if (q->count++ == 0) {
-        apr_thread_cond_signal(q->cond);
-    }
+    first = q->count++ == 0;
     apr_thread_mutex_unlock(q->mutex);
+    /* The writer only ever waits on an empty queue: wake it on the first event. */
+    if (first && q->notify) {
+        gc_worker_wake(q->notify);
+    }
     free(old);
     return dropped;
 }
 
-int gc_evq_take(gc_evq_t *q, gc_evrec_t **list, int max, apr_interval_time_t wait)
+int gc_evq_take(gc_evq_t *q, gc_evrec_t **list, int max)
 {
     gc_evrec_t *first, *last;
     int n = 0;
 
     *list = NULL;
     apr_thread_mutex_lock(q->mutex);
-    if (q->count == 0 && wait > 0) {
-        apr_thread_cond_timedwait(q->cond, q->mutex, wait);
-    }
     first = last = q->head;
     while (last && n < max) {
         n++;
@@ -162,11 +165,4 @@ int gc_evq_count(gc_evq_t *q)
     n = q->count;
     apr_thread_mutex_unlock(q->mutex);
     return n;
-}
-
-void gc_evq_wake(gc_evq_t *q)
-{
-    apr_thread_mutex_lock(q->mutex);
-    apr_thread_cond_broadcast(q->cond);
-    apr_thread_mutex_unlock(q->mutex);
 }

@@ -7,39 +7,33 @@
  * A failed batch is kept and retried with backoff on a fresh connection; the
  * queue is bounded (drop-oldest, counted and logged) so a long database outage
  * cannot exhaust memory. History older than GcmonRetention is pruned in small
- * chunks while the queue is idle. */
-#include <stdlib.h>
+ * chunks while the queue is idle. The thread is a gc_worker: a push onto the
+ * empty queue wakes it; otherwise it waits for the next idle alert or prune. */
 #include <string.h>
 
 #include <apr_strings.h>
 
 #include "gc_monitor_int.h"
 
-#define TAKE_WAIT (100 * 1000)                      /* 100 ms */
+#define IDLE_WAIT apr_time_from_sec(1)     /* longest wait with nothing due */
 #define RETRY_MIN (100 * 1000)
 #define RETRY_MAX apr_time_from_sec(5)
 #define PRUNE_FIRST apr_time_from_sec(5)     /* after taking the lead, clear of the connect burst */
 #define PRUNE_EVERY apr_time_from_sec(3600)
 #define PRUNE_CHUNK 5000
 #define DROP_LOG_EVERY apr_time_from_sec(10)
-#define ERR_LOG_EVERY apr_time_from_sec(30)
 
 struct gc_writer {
-    apr_pool_t *pool;                   /* own allocator; used by the writer thread */
+    gc_worker_t *worker;                /* the writer thread; its pool holds this */
     gc_monitor_env_t env;
     gc_evq_t *q;
-    apr_thread_t *thread;
-    _Atomic int stop;
     _Atomic apr_time_t drain_until;
     gc_writer_commit_fn *on_commit;
     void *commit_baton;
     gc_alerter_t *alerter;              /* idle alerts, or NULL */
 
     /* writer thread only */
-    gc_dbconn_t db;                     /* the writer's own connection */
     apr_time_t next_prune;
-    int failures;
-    apr_time_t err_logged_at;
 
     /* any thread (push) */
     apr_thread_mutex_t *drop_mutex;
@@ -47,19 +41,9 @@ struct gc_writer {
     apr_time_t drop_logged_at;
 };
 
-static void db_close(gc_writer_t *w)
-{
-    gc_dbconn_close(&w->db, w->env.db_close, w->env.baton);
-}
-
-static apr_status_t db_open(gc_writer_t *w, const char **err)
-{
-    return gc_dbconn_open(&w->db, w->pool, w->env.db_open, w->env.baton, err);
-}
-
 static int stopping(gc_writer_t *w)
 {
-    return atomic_load(&w->stop) != 0;
+    return gc_worker_stopping(w->worker);
 }
 
 static int past_drain(gc_writer_t *w)
@@ -67,30 +51,39 @@ static int past_drain(gc_writer_t *w)
     return stopping(w) && apr_time_now() >= atomic_load(&w->drain_until);
 }
 
-/* Sleep up to d, waking early once the drain deadline has passed. */
-static void nap(gc_writer_t *w, apr_interval_time_t d)
+/* Wait for the next attempt after a failure: the backoff, which a stop cuts
+ * to the drain deadline (the writer keeps retrying while it drains). 0 once
+ * past that deadline. */
+static int retry_wait(gc_writer_t *w)
 {
-    apr_time_t until = apr_time_now() + d;
+    apr_time_t at = gc_worker_db_retry_at(w->worker), end, now;
 
-    while (!past_drain(w) && apr_time_now() < until) {
-        apr_sleep(20 * 1000);
+    if (gc_worker_pause(w->worker, at) == GC_WORKER_STOPPED) {
+        end = atomic_load(&w->drain_until);
+        end = at < end ? at : end;
+        now = apr_time_now();
+        if (end > now) {
+            apr_sleep(end - now);
+        }
     }
+    return !past_drain(w);
 }
 
+/* A failed attempt: the worker drops the connection and backs off; the status
+ * block shows every failure, the log the first, then one a minute. */
 static void note_error(gc_writer_t *w, const char *what, const char *err, int n)
 {
-    apr_time_t now = apr_time_now();
     char msg[GC_STATUS_ERR_MAX];
+    int log = gc_worker_db_failed(w->worker);
 
     apr_snprintf(msg, sizeof(msg), "database: %s: %s", what, err ? err : "unknown error");
     if (w->env.status) {
-        gc_stream_status_error(w->env.status, now, msg);
+        gc_stream_status_error(w->env.status, apr_time_now(), msg);
     }
-    if (w->failures == 1 || now - w->err_logged_at >= ERR_LOG_EVERY) {
-        w->err_logged_at = now;
+    if (log) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2300) "cannot store %d agent event(s) (attempt %d), keeping "
-               "them and retrying: %s", n, w->failures, msg);
+               "them and retrying: %s", n, gc_worker_db_failures(w->worker), msg);
     }
 }
 
@@ -117,49 +110,56 @@ static void account(gc_writer_t *w, const gc_evrec_t *run, int n, const char *so
     }
 }
 
-/* Write one run of events of the same source; retry until stored or the
- * drain deadline passes. 1 when stored. */
+/* A run was committed: metrics, idle alerts, the commit hook, and the line
+ * saying the database works again after failures. */
+static void committed(gc_writer_t *w, const gc_evrec_t *run, int n,
+                      const gc_store_batch_result_t *res)
+{
+    apr_time_t now = apr_time_now();
+    int failures = gc_worker_db_ok(w->worker);
+
+    account(w, run, n, run->source, res, now);
+    gc_alerter_committed(w->alerter, run, n);
+    if (w->on_commit) {
+        w->on_commit(w->commit_baton, run, n, now);
+    }
+    if (failures) {
+        gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2301) "database writes work again after %d failed attempt(s)",
+               failures);
+    }
+}
+
+/* Write one run of events of the same source; retry (each time on a fresh
+ * connection) until stored or the drain deadline passes. 1 when stored. */
 static int write_run(gc_writer_t *w, apr_pool_t *p, gc_evrec_t *run, int n)
 {
     gc_agent_event_t *evs = apr_palloc(p, sizeof(*evs) * (apr_size_t)n);
     gc_store_batch_result_t res;
     const gc_evrec_t *r;
-    const char *err = NULL;
     int i;
 
     for (r = run, i = 0; i < n; r = r->next, i++) {
         evs[i] = r->ev;
     }
     for (;;) {
-        apr_time_t now = apr_time_now();
-        apr_status_t rv = db_open(w, &err);
+        const char *err = NULL, *what = "connect";
+        gc_store_t *s = NULL;
+        apr_status_t rv = gc_worker_db(w->worker, &s, &err);
+
         if (rv == APR_SUCCESS) {
             memset(&res, 0, sizeof(res));
-            rv = gc_store_write_batch(w->db.store, p, evs, n, run->source, now, &res, &err);
+            what = "write";
+            rv = gc_store_write_batch(s, p, evs, n, run->source, apr_time_now(), &res, &err);
             if (rv == APR_SUCCESS) {
-                now = apr_time_now();
-                account(w, run, n, run->source, &res, now);
-                gc_alerter_committed(w->alerter, run, n);
-                if (w->on_commit) {
-                    w->on_commit(w->commit_baton, run, n, now);
-                }
-                if (w->failures) {
-                    gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
-                           GCMON_LOGNO(2301) "database writes work again after %d failed "
-                           "attempt(s)", w->failures);
-                }
-                w->failures = 0;
+                committed(w, run, n, &res);
                 return 1;
             }
-            db_close(w);            /* a fresh connection for the retry */
         }
-        w->failures++;
-        note_error(w, rv == APR_SUCCESS ? "write" : "connect", err, n);
-        if (past_drain(w)) {
-            return 0;
+        if (rv != APR_EAGAIN) {
+            note_error(w, what, err, n);
         }
-        nap(w, gc_backoff_delay(RETRY_MIN, RETRY_MAX, w->failures, 0.5));
-        if (past_drain(w)) {
+        if (!retry_wait(w)) {
             return 0;
         }
     }
@@ -200,18 +200,19 @@ static void maybe_prune(gc_writer_t *w)
 {
     apr_time_t now = apr_time_now();
     const char *err = NULL;
+    gc_store_t *s = NULL;
     int deleted = 0;
 
     if (now < w->next_prune || stopping(w) || w->env.conf->retention <= 0) {
         return;
     }
-    if (db_open(w, &err) != APR_SUCCESS
-        || gc_store_prune(w->db.store, now - w->env.conf->retention, PRUNE_CHUNK, &deleted)
+    if (gc_worker_db(w->worker, &s, &err) != APR_SUCCESS
+        || gc_store_prune(s, now - w->env.conf->retention, PRUNE_CHUNK, &deleted)
            != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2302) "pruning history older than the retention failed; "
                "trying again in an hour%s%s", err ? ": " : "", err ? err : "");
-        db_close(w);
+        gc_worker_db_close(w->worker);
         w->next_prune = now + PRUNE_EVERY;
         return;
     }
@@ -222,52 +223,39 @@ static void maybe_prune(gc_writer_t *w)
     w->next_prune = deleted >= PRUNE_CHUNK ? now : now + PRUNE_EVERY;
 }
 
-/* Idle alerts between batches; returns how long the queue may be waited on. */
-static apr_interval_time_t alert_tick(gc_writer_t *w, apr_pool_t *p)
+/* Idle alerts between batches; returns when the writer should look again
+ * (the next alert due or clear, at most IDLE_WAIT away). */
+static apr_time_t alert_tick(gc_writer_t *w, apr_pool_t *p)
 {
-    apr_time_t now = apr_time_now(), next;
+    apr_time_t now = apr_time_now(), idle = now + IDLE_WAIT, next;
     const char *err = NULL;
+    gc_store_t *s = NULL;
 
-    if (!w->alerter || stopping(w) || db_open(w, &err) != APR_SUCCESS) {
-        return TAKE_WAIT;
+    if (!w->alerter || stopping(w) || gc_worker_db(w->worker, &s, &err) != APR_SUCCESS) {
+        return idle;
     }
-    next = gc_alerter_tick(w->alerter, w->db.store, p, now);
-    now = apr_time_now();
-    if (next <= 0 || next - now >= TAKE_WAIT) {
-        return TAKE_WAIT;
-    }
-    return next > now ? next - now : 0;
+    next = gc_alerter_tick(w->alerter, s, p, now);
+    return next > 0 && next < idle ? next : idle;
 }
 
-static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
+/* With nothing queued: wait for a push (its wake), the next alert tick or the
+ * next prune. */
+static void idle_wait(gc_writer_t *w, apr_time_t until)
 {
-    gc_writer_t *w = data;
-    apr_pool_t *iter;
-    int lost = 0, left;
-    apr_interval_time_t wait = TAKE_WAIT;
-
-    apr_pool_create(&iter, w->pool);
-    w->next_prune = apr_time_now() + PRUNE_FIRST;
-    for (;;) {
-        gc_evrec_t *list = NULL;
-        int n;
-        if (past_drain(w) || (stopping(w) && gc_evq_count(w->q) == 0)) {
-            break;
-        }
-        n = gc_evq_take(w->q, &list, w->env.batch_max, stopping(w) ? 0 : wait);
-        if (n == 0) {
-            maybe_prune(w);
-        }
-        else {
-            lost += write_list(w, iter, list);
-        }
-        wait = alert_tick(w, iter);
-        apr_pool_clear(iter);
+    if (w->env.conf->retention > 0 && w->next_prune < until) {
+        until = w->next_prune;
     }
-    left = gc_evq_count(w->q);
+    gc_worker_wait(w->worker, until);
+}
+
+/* Once stopped: what is still queued is dropped, counted and logged. */
+static void count_lost(gc_writer_t *w, int lost)
+{
+    int left = gc_evq_count(w->q);
+
     if (left > 0) {
         gc_evrec_t *list = NULL;
-        while (gc_evq_take(w->q, &list, 100000, 0) > 0) {
+        while (gc_evq_take(w->q, &list, 100000) > 0) {
             gc_evq_free(list);
         }
     }
@@ -278,51 +266,81 @@ static void *APR_THREAD_FUNC writer_main(apr_thread_t *t, void *data)
                "unavailable); the next holder's resync restores the current state",
                lost + left);
     }
-    db_close(w);
+}
+
+static void writer_main(gc_worker_t *wk, void *data)
+{
+    gc_writer_t *w = data;
+    apr_pool_t *iter;
+    int lost = 0;
+
+    apr_pool_create(&iter, gc_worker_pool(wk));
+    w->next_prune = apr_time_now() + PRUNE_FIRST;
+    for (;;) {
+        gc_evrec_t *list = NULL;
+        apr_time_t next;
+        int n;
+        if (past_drain(w) || (stopping(w) && gc_evq_count(w->q) == 0)) {
+            break;
+        }
+        n = gc_evq_take(w->q, &list, w->env.batch_max);
+        if (n == 0) {
+            maybe_prune(w);
+        }
+        else {
+            lost += write_list(w, iter, list);
+        }
+        next = alert_tick(w, iter);
+        apr_pool_clear(iter);
+        if (n == 0) {
+            idle_wait(w, next);
+        }
+    }
+    count_lost(w, lost);
     apr_pool_destroy(iter);
-    return NULL;
 }
 
 apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_env_t *env,
                              gc_outbox_t *outbox, gc_writer_commit_fn *on_commit,
                              void *commit_baton)
 {
-    apr_allocator_t *alloc;
-    apr_pool_t *wp;
+    gc_worker_db_conf_t db;
+    gc_worker_t *wk;
     gc_writer_t *w;
     apr_status_t rv;
 
-    if ((rv = apr_allocator_create(&alloc)) != APR_SUCCESS) {
+    if ((rv = gc_worker_create(&wk, p, "writer")) != APR_SUCCESS) {
         return rv;
     }
-    apr_allocator_max_free_set(alloc, 256 * 1024);
-    if ((rv = apr_pool_create_ex(&wp, p, NULL, alloc)) != APR_SUCCESS) {
-        apr_allocator_destroy(alloc);
-        return rv;
-    }
-    apr_allocator_owner_set(alloc, wp);
-    w = apr_pcalloc(wp, sizeof(*w));
-    w->pool = wp;
+    w = apr_pcalloc(gc_worker_pool(wk), sizeof(*w));
+    w->worker = wk;
     w->env = *env;
     if (w->env.batch_max <= 0) {
         w->env.batch_max = GC_WRITER_BATCH_MAX;
     }
     w->on_commit = on_commit;
     w->commit_baton = commit_baton;
-    w->alerter = gc_alerter_create(wp, env->conf, env->metrics, outbox);
-    atomic_init(&w->stop, 0);
+    w->alerter = gc_alerter_create(gc_worker_pool(wk), env->conf, env->metrics, outbox);
     atomic_init(&w->drain_until, 0);
+    memset(&db, 0, sizeof(db));
+    db.open = env->db_open;
+    db.close = env->db_close;
+    db.baton = env->baton;
+    db.retry_min = RETRY_MIN;
+    db.retry_max = RETRY_MAX;
+    gc_worker_use_db(wk, &db);
     /* The queue and the drop mutex belong to p (the caller's side), so pushes
      * stay valid until the caller's pool goes, after the join. */
     w->q = gc_evq_create(p, env->queue_max);
     if (!w->q || apr_thread_mutex_create(&w->drop_mutex, APR_THREAD_MUTEX_DEFAULT, p)
                  != APR_SUCCESS) {
-        apr_pool_destroy(wp);
+        gc_worker_destroy(wk);
         return APR_ENOMEM;
     }
-    rv = apr_thread_create(&w->thread, NULL, writer_main, w, wp);
-    if (rv != APR_SUCCESS) {
-        apr_pool_destroy(wp);
+    gc_evq_notify(w->q, wk);
+    if ((rv = gc_worker_start(wk, writer_main, w, NULL)) != APR_SUCCESS) {
+        gc_evq_notify(w->q, NULL);
+        gc_worker_destroy(wk);
         return rv;
     }
     *out = w;
@@ -360,17 +378,15 @@ int gc_writer_pending(gc_writer_t *w)
 
 void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain)
 {
-    apr_status_t rv;
-
     atomic_store(&w->drain_until, apr_time_now() + drain);
-    atomic_store(&w->stop, 1);
-    gc_evq_wake(w->q);
-    apr_thread_join(&rv, w->thread);
+    gc_worker_stop(w->worker);
+    gc_worker_join(w->worker, -1);
+    gc_evq_notify(w->q, NULL);
     if (w->dropped_unlogged > 0) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2305) "the database is not keeping up: dropped %ld agent "
                "event(s) (queue full, oldest first) since the last report",
                w->dropped_unlogged);
     }
-    apr_pool_destroy(w->pool);
+    gc_worker_destroy(w->worker);
 }

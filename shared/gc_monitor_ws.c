@@ -52,8 +52,8 @@ static void main_dropped(gc_monitor_t *m, mon_channel_t *ch, const mon_sock_t *s
     m->snap.reconnects_total++;
     gc_mon_metric_inc(m, GC_MET_STREAM_RECONNECTS, s->open ? "closed" : "connect_error");
     ch->failures = healthy ? 0 : ch->failures + 1;
-    delay = gc_backoff_delay(m->conf->backoff_min, m->conf->backoff_max, ch->failures,
-                             gc_mon_rand(m));
+    delay = gc_worker_backoff(m->worker, m->conf->backoff_min, m->conf->backoff_max,
+                              ch->failures, 0);
     ch->next_connect = now + delay;
     if (!s->open) {
         ch->need_head = 1;          /* does the channel still exist? */
@@ -94,8 +94,8 @@ static void sock_closed(gc_monitor_t *m, mon_sock_t *s, const char *reason)
         if (s->renewal) {
             ch->op_failures++;
             ch->spare_next = apr_time_now()
-                             + gc_backoff_delay(m->conf->backoff_min, m->conf->backoff_max,
-                                                ch->op_failures, gc_mon_rand(m));
+                             + gc_worker_backoff(m->worker, m->conf->backoff_min,
+                                                 m->conf->backoff_max, ch->op_failures, 0);
         }
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                GCMON_LOGNO(2203) "channel %s: the replacement socket closed before taking "

@@ -4,27 +4,22 @@
  * each one: a 2xx marks it delivered; anything else schedules the next
  * attempt with exponential backoff (a longer Retry-After wins, capped at an
  * hour), or gives up once that would pass GcmonWebhookMaxAge. Between passes
- * the thread sleeps until the earliest pending row is due, at most POLL, and
- * gc_outbox_wake cuts the sleep short. A database error closes the
- * connection and retries with backoff; rows stay pending meanwhile.
+ * the thread waits until the earliest pending row is due, at most POLL, and
+ * gc_outbox_wake cuts the wait short. A database error closes the
+ * connection and retries with backoff; rows stay pending meanwhile. The
+ * thread is a gc_worker (its stop, waits, connection, backoff and RNG).
  *
  * Webhook URLs are secrets: nothing here logs them, and bodies are logged
  * only at debug level. */
-#include <stdatomic.h>
-#include <stdint.h>
 #include <string.h>
 
 #include <apr_strings.h>
-#include <apr_thread_cond.h>
-#include <apr_thread_mutex.h>
-#include <apr_thread_proc.h>
 
 #include "gc_log.h"
 #include "gc_metrics.h"
-#include "gc_monitor.h"
 #include "gc_outbox.h"
-#include "gc_dbconn.h"
 #include "gc_store.h"
+#include "gc_worker.h"
 
 #define FINAL_SLACK apr_time_from_sec(5)
 #define BATCH 32
@@ -38,99 +33,43 @@
 #define BACKOFF_MAX_DEFAULT apr_time_from_sec(300)
 #define DB_RETRY_MIN apr_time_from_msec(500)
 #define DB_RETRY_MAX apr_time_from_sec(30)
-#define DB_LOG_EVERY apr_time_from_sec(60)
 
 struct gc_outbox {
-    apr_pool_t *pool;                   /* own allocator; used by the outbox thread */
+    gc_worker_t *worker;                /* the delivery thread; its pool holds this */
     gc_outbox_env_t env;
-    apr_thread_t *thread;
-    apr_thread_mutex_t *mutex;          /* guards woken (and orders stop with it) */
-    apr_thread_cond_t *cond;
-    int woken;
-    _Atomic int stop;
-
-    /* outbox thread only */
-    gc_dbconn_t db;
-    int db_failures;
-    apr_time_t db_logged_at;
-    apr_time_t next_prune;
-    apr_uint64_t rng;
+    apr_time_t next_prune;              /* outbox thread only */
 };
 
 static int stopping(gc_outbox_t *o)
 {
-    return atomic_load(&o->stop) != 0;
-}
-
-/* Uniform in [0, 1) (xorshift64: jitter only). */
-static double rand01(gc_outbox_t *o)
-{
-    apr_uint64_t x = o->rng;
-
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    o->rng = x;
-    return (double)(x >> 11) / 9007199254740992.0;
-}
-
-/* Sleep until `until`, or until stopped; a wake ends it early when wakeable. */
-static void wait_until(gc_outbox_t *o, apr_time_t until, int wakeable)
-{
-    apr_thread_mutex_lock(o->mutex);
-    while (!stopping(o) && !(wakeable && o->woken)) {
-        apr_time_t now = apr_time_now();
-        if (now >= until) {
-            break;
-        }
-        apr_thread_cond_timedwait(o->cond, o->mutex, until - now);
-    }
-    if (wakeable) {
-        o->woken = 0;
-    }
-    apr_thread_mutex_unlock(o->mutex);
+    return gc_worker_stopping(o->worker);
 }
 
 /* ---------------------------------------------------------------- database */
 
-static void db_close(gc_outbox_t *o)
+/* A database error: the worker drops the connection and backs off; logged
+ * at the first failure, then at most once a minute. */
+static void db_failed(gc_outbox_t *o, const char *what, const char *err)
 {
-    gc_dbconn_close(&o->db, o->env.db_close, o->env.baton);
-}
-
-static apr_status_t db_open(gc_outbox_t *o, const char **err)
-{
-    return gc_dbconn_open(&o->db, o->pool, o->env.db_open, o->env.baton, err);
-}
-
-/* A database error: drop the connection, log (first time, then once a
- * minute), and the delay before the next try. */
-static apr_interval_time_t db_failed(gc_outbox_t *o, const char *what, const char *err)
-{
-    apr_time_t now = apr_time_now();
-    apr_interval_time_t delay;
-
-    db_close(o);
-    o->db_failures++;
-    delay = gc_backoff_delay(DB_RETRY_MIN, DB_RETRY_MAX, o->db_failures, rand01(o));
-    if (o->db_failures == 1 || now - o->db_logged_at >= DB_LOG_EVERY) {
-        o->db_logged_at = now;
+    if (gc_worker_db_failed(o->worker)) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(703) "outbox: database %s failed (attempt %d), webhook deliveries "
-               "wait and retry in %" APR_TIME_T_FMT " ms: %s", what, o->db_failures,
-               apr_time_as_msec(delay), err ? err : "unknown error");
+               "wait and retry in %" APR_TIME_T_FMT " ms: %s", what,
+               gc_worker_db_failures(o->worker),
+               apr_time_as_msec(gc_worker_db_retry_at(o->worker) - apr_time_now()),
+               err ? err : "unknown error");
     }
-    return delay;
 }
 
 static void db_ok(gc_outbox_t *o)
 {
-    if (o->db_failures) {
+    int failures = gc_worker_db_ok(o->worker);
+
+    if (failures) {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
                GCMON_LOGNO(704) "outbox: the database works again after %d failed "
-               "attempt(s)", o->db_failures);
+               "attempt(s)", failures);
     }
-    o->db_failures = 0;
 }
 
 /* ---------------------------------------------------------------- one row */
@@ -157,20 +96,10 @@ static const char *age_text(apr_pool_t *p, apr_interval_time_t d)
 
 static const char *not_configured(apr_pool_t *p, const char *target)
 {
-    static const struct {
-        const char *target, *directive;
-    } names[] = {
-        { GC_TARGET_SLACK, "GcmonSlackWebhook" },
-        { GC_TARGET_STATUS, "GcmonStatusWebhook" },
-        { GC_TARGET_TRACE, "GcmonTraceWebhook" },
-        { GC_TARGET_WFM, "GcmonWfmWebhook" },
-    };
-    size_t i;
+    const gc_webhook_target_t *t = gc_webhook_target(target);
 
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(target, names[i].target) == 0) {
-            return apr_pstrcat(p, names[i].directive, " is not configured", NULL);
-        }
+    if (t) {
+        return apr_pstrcat(p, t->directive, " is not configured", NULL);
     }
     return apr_psprintf(p, "no webhook for target '%s'", target);
 }
@@ -189,7 +118,8 @@ static apr_status_t finish(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t 
     apr_status_t rv;
     int attempts = r->attempts + 1;
 
-    rv = gc_store_outbox_result(o->db.store, p, r->id, oc, now, next_at, why, err);
+    rv = gc_store_outbox_result(gc_worker_store(o->worker), p, r->id, oc, now, next_at, why,
+                                err);
     if (o->env.metrics) {
         gc_metrics_add(o->env.metrics, GC_MET_WEBHOOK_DELIVERIES, r->target, outcome_name(oc), 1);
     }
@@ -225,11 +155,10 @@ static apr_interval_time_t retry_delay(gc_outbox_t *o, const gc_outbox_row_t *r,
 {
     apr_interval_time_t lo = o->env.backoff_min > 0 ? o->env.backoff_min : BACKOFF_MIN_DEFAULT;
     apr_interval_time_t hi = o->env.backoff_max > 0 ? o->env.backoff_max : BACKOFF_MAX_DEFAULT;
-    apr_interval_time_t d = gc_backoff_delay(lo, hi, r->attempts + 1, rand01(o));
     apr_interval_time_t ra = res->retry_after < RETRY_AFTER_CAP ? res->retry_after
                                                                 : RETRY_AFTER_CAP;
 
-    return ra > d ? ra : d;
+    return gc_worker_backoff(o->worker, lo, hi, r->attempts + 1, ra);
 }
 
 static apr_status_t deliver(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t *r,
@@ -274,8 +203,8 @@ static apr_status_t deliver(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t
 /* ---------------------------------------------------------------- the thread */
 
 /* Deliver what is due; *wake_at: when to look again. */
-static apr_status_t pass(gc_outbox_t *o, apr_pool_t *p, apr_time_t *wake_at, const char **what,
-                         const char **err)
+static apr_status_t pass(gc_outbox_t *o, gc_store_t *s, apr_pool_t *p, apr_time_t *wake_at,
+                         const char **what, const char **err)
 {
     apr_array_header_t *rows;
     apr_pool_t *rp;
@@ -285,7 +214,7 @@ static apr_status_t pass(gc_outbox_t *o, apr_pool_t *p, apr_time_t *wake_at, con
     int i;
 
     *what = "read";
-    rv = gc_store_outbox_due(o->db.store, p, apr_time_now(), BATCH, &rows, err);
+    rv = gc_store_outbox_due(s, p, apr_time_now(), BATCH, &rows, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -302,7 +231,7 @@ static apr_status_t pass(gc_outbox_t *o, apr_pool_t *p, apr_time_t *wake_at, con
         apr_pool_clear(rp);
     }
     *what = "read";
-    rv = gc_store_outbox_pending(o->db.store, p, &next_at, &count, err);
+    rv = gc_store_outbox_pending(s, p, &next_at, &count, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -323,7 +252,7 @@ static apr_status_t pass(gc_outbox_t *o, apr_pool_t *p, apr_time_t *wake_at, con
 /* Hourly: delete finished rows older than the retention, a chunk per
  * statement so a delivery never waits long behind it. A failure only logs:
  * the rows stay for the next round. */
-static void prune(gc_outbox_t *o, apr_pool_t *p)
+static void prune(gc_outbox_t *o, gc_store_t *s, apr_pool_t *p)
 {
     apr_time_t now = apr_time_now();
     const char *err = NULL;
@@ -334,8 +263,8 @@ static void prune(gc_outbox_t *o, apr_pool_t *p)
     }
     o->next_prune = now + PRUNE_EVERY;
     for (round = 0; round < PRUNE_ROUNDS && !stopping(o); round++) {
-        if (gc_store_outbox_prune(o->db.store, p, now - o->env.retention, PRUNE_CHUNK, &deleted,
-                                  &err) != APR_SUCCESS) {
+        if (gc_store_outbox_prune(s, p, now - o->env.retention, PRUNE_CHUNK, &deleted, &err)
+            != APR_SUCCESS) {
             gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(707) "outbox: pruning "
                    "finished deliveries failed (tried again in an hour): %s", err);
             break;
@@ -351,42 +280,45 @@ static void prune(gc_outbox_t *o, apr_pool_t *p)
     }
 }
 
-static void *APR_THREAD_FUNC outbox_main(apr_thread_t *t, void *data)
+/* One pass, then a wait until the next row is due (a wake cuts it short);
+ * after a database error, the backoff (a wake does not cut it short). */
+static void outbox_main(gc_worker_t *w, void *data)
 {
     gc_outbox_t *o = data;
     apr_pool_t *iter;
 
-    if (apr_pool_create(&iter, o->pool) != APR_SUCCESS) {
-        return NULL;
+    if (apr_pool_create(&iter, gc_worker_pool(w)) != APR_SUCCESS) {
+        return;
     }
     while (!stopping(o)) {
         apr_time_t wake_at = 0;
         const char *err = NULL, *what = "connect";
-        apr_status_t rv = db_open(o, &err);
+        gc_store_t *s = NULL;
+        apr_status_t rv = gc_worker_db(w, &s, &err);
 
         if (rv == APR_SUCCESS) {
-            rv = pass(o, iter, &wake_at, &what, &err);
+            rv = pass(o, s, iter, &wake_at, &what, &err);
         }
         if (rv == APR_SUCCESS) {
             db_ok(o);
-            prune(o, iter);
+            prune(o, s, iter);
             apr_pool_clear(iter);
-            wait_until(o, wake_at, 1);
+            gc_worker_wait(w, wake_at);
             continue;
         }
-        wake_at = apr_time_now() + db_failed(o, what, err);
+        if (rv != APR_EAGAIN) {
+            db_failed(o, what, err);
+        }
         apr_pool_clear(iter);
-        wait_until(o, wake_at, 0);
+        gc_worker_pause(w, gc_worker_db_retry_at(w));
     }
-    db_close(o);
     apr_pool_destroy(iter);
-    return NULL;
 }
 
 apr_status_t gc_outbox_start(gc_outbox_t **out, apr_pool_t *p, const gc_outbox_env_t *env)
 {
-    apr_allocator_t *alloc;
-    apr_pool_t *op;
+    gc_worker_db_conf_t db;
+    gc_worker_t *w;
     gc_outbox_t *o;
     apr_status_t rv;
 
@@ -394,29 +326,22 @@ apr_status_t gc_outbox_start(gc_outbox_t **out, apr_pool_t *p, const gc_outbox_e
     if (!env || !env->conf || !env->db_open) {
         return APR_EINVAL;
     }
-    if ((rv = apr_allocator_create(&alloc)) != APR_SUCCESS) {
+    if ((rv = gc_worker_create(&w, p, "outbox")) != APR_SUCCESS) {
         return rv;
     }
-    apr_allocator_max_free_set(alloc, 256 * 1024);
-    if ((rv = apr_pool_create_ex(&op, p, NULL, alloc)) != APR_SUCCESS) {
-        apr_allocator_destroy(alloc);
-        return rv;
-    }
-    apr_allocator_owner_set(alloc, op);
-    apr_pool_tag(op, "gcmon_outbox");
-    o = apr_pcalloc(op, sizeof(*o));
-    o->pool = op;
+    o = apr_pcalloc(gc_worker_pool(w), sizeof(*o));
+    o->worker = w;
     o->env = *env;
-    o->rng = (apr_uint64_t)apr_time_now() ^ (apr_uint64_t)(uintptr_t)o;
-    if (!o->rng) {
-        o->rng = 0x9e3779b97f4a7c15ULL;
-    }
     o->next_prune = apr_time_now() + (env->prune_first > 0 ? env->prune_first : PRUNE_FIRST);
-    atomic_init(&o->stop, 0);
-    if ((rv = apr_thread_mutex_create(&o->mutex, APR_THREAD_MUTEX_DEFAULT, op)) != APR_SUCCESS
-        || (rv = apr_thread_cond_create(&o->cond, op)) != APR_SUCCESS
-        || (rv = apr_thread_create(&o->thread, NULL, outbox_main, o, op)) != APR_SUCCESS) {
-        apr_pool_destroy(op);
+    memset(&db, 0, sizeof(db));
+    db.open = env->db_open;
+    db.close = env->db_close;
+    db.baton = env->baton;
+    db.retry_min = DB_RETRY_MIN;
+    db.retry_max = DB_RETRY_MAX;
+    gc_worker_use_db(w, &db);
+    if ((rv = gc_worker_start(w, outbox_main, o, NULL)) != APR_SUCCESS) {
+        gc_worker_destroy(w);
         return rv;
     }
     *out = o;
@@ -425,26 +350,15 @@ apr_status_t gc_outbox_start(gc_outbox_t **out, apr_pool_t *p, const gc_outbox_e
 
 void gc_outbox_wake(gc_outbox_t *o)
 {
-    if (!o) {
-        return;
+    if (o) {
+        gc_worker_wake(o->worker);
     }
-    apr_thread_mutex_lock(o->mutex);
-    o->woken = 1;
-    apr_thread_cond_signal(o->cond);
-    apr_thread_mutex_unlock(o->mutex);
 }
 
 void gc_outbox_stop(gc_outbox_t *o)
 {
-    apr_status_t rv;
-
-    if (!o) {
-        return;
+    if (o) {
+        gc_worker_stop(o->worker);
+        gc_worker_destroy(o->worker);
     }
-    apr_thread_mutex_lock(o->mutex);
-    atomic_store(&o->stop, 1);
-    apr_thread_cond_signal(o->cond);
-    apr_thread_mutex_unlock(o->mutex);
-    apr_thread_join(&rv, o->thread);
-    apr_pool_destroy(o->pool);
 }

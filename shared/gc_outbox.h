@@ -17,23 +17,20 @@
 #include <apr_time.h>
 
 #include "gc_dbconn.h"
+#include "gc_webhook_targets.h"
 
 struct gc_store;
 struct gc_metrics;
 
-/* Targets (also the `target` label of gcmon_webhook_deliveries_total). */
-#define GC_TARGET_SLACK  "slack"
-#define GC_TARGET_STATUS "status"
-#define GC_TARGET_TRACE  "trace"
-#define GC_TARGET_WFM    "wfm"
-
 /* Outbound webhook directives. URLs and the secret are resolved values (the
- * secret syntax is handled by the directive parser). NULL: not configured. */
+ * secret syntax is handled by the directive parser). NULL: not configured.
+ * Every webhook URL is a secret. */
 typedef struct gc_webhook_conf {
-    const char *slack_url;              /* GcmonSlackWebhook (a secret) */
-    const char *status_url;             /* GcmonStatusWebhook */
-    const char *trace_url;              /* GcmonTraceWebhook */
-    const char *wfm_url;                /* GcmonWfmWebhook */
+    /* One URL per target of gc_webhook_targets.h (slack_url, status_url, …). */
+#define GC_WEBHOOK_CONF_URL(name, directive, member, slack, event, label, help) \
+    const char *member;
+    GC_WEBHOOK_TARGET_LIST(GC_WEBHOOK_CONF_URL)
+#undef GC_WEBHOOK_CONF_URL
     const char *secret;                 /* GcmonWebhookSecret: HMAC-SHA256 key */
     apr_interval_time_t max_age;        /* GcmonWebhookMaxAge, default 24h */
     apr_interval_time_t timeout;        /* per delivery attempt: GcmonRequestTimeout */
@@ -41,6 +38,36 @@ typedef struct gc_webhook_conf {
 } gc_webhook_conf_t;
 
 #define GC_WEBHOOK_MAX_AGE_DEFAULT apr_time_from_sec(86400)
+
+/* A target of gc_webhook_targets.h's list (see the meaning of each column
+ * there). */
+typedef struct gc_webhook_target {
+    const char *name;
+    const char *directive;
+    apr_size_t url_offset;              /* of its URL in gc_webhook_conf_t */
+    int slack;
+    const char *event;
+    const char *label;
+    const char *help;
+} gc_webhook_target_t;
+
+/* Every target, in the list's order (index: gc_webhook_target_e). */
+extern const gc_webhook_target_t gc_webhook_targets[GC_WEBHOOK__COUNT];
+
+/* A target's name, for code that queues deliveries to it (outbox rows). */
+#define GC_TARGET_SLACK  (gc_webhook_targets[GC_WEBHOOK_slack].name)
+#define GC_TARGET_STATUS (gc_webhook_targets[GC_WEBHOOK_status].name)
+#define GC_TARGET_TRACE  (gc_webhook_targets[GC_WEBHOOK_trace].name)
+#define GC_TARGET_WFM    (gc_webhook_targets[GC_WEBHOOK_wfm].name)
+
+/* The target called name, or NULL. */
+const gc_webhook_target_t *gc_webhook_target(const char *name);
+
+/* The URL configured for t, or NULL. */
+const char *gc_webhook_target_url(const gc_webhook_conf_t *c, const gc_webhook_target_t *t);
+
+/* Is any outbound webhook configured? */
+int gc_webhook_any(const gc_webhook_conf_t *c);
 
 /* The URL configured for a target, or NULL. */
 const char *gc_webhook_url(const gc_webhook_conf_t *c, const char *target);

@@ -26,34 +26,58 @@
 #define EXCERPT_MAX 120                 /* response body shown in the error text */
 #define EXCERPT_CAPTURE 4096            /* response body read for it (redacted, then cut) */
 
-const char *gc_webhook_event(const char *target)
+#define TARGET_ROW(name, directive, member, slack, event, label, help) \
+    { #name, directive, APR_OFFSETOF(gc_webhook_conf_t, member), slack, event, label, help },
+const gc_webhook_target_t gc_webhook_targets[GC_WEBHOOK__COUNT] = {
+    GC_WEBHOOK_TARGET_LIST(TARGET_ROW)
+};
+#undef TARGET_ROW
+
+const gc_webhook_target_t *gc_webhook_target(const char *name)
 {
-    if (target && strcmp(target, GC_TARGET_STATUS) == 0) {
-        return "state_change";
+    int i;
+
+    for (i = 0; name && i < GC_WEBHOOK__COUNT; i++) {
+        if (strcmp(name, gc_webhook_targets[i].name) == 0) {
+            return &gc_webhook_targets[i];
+        }
     }
     return NULL;
 }
 
-const char *gc_webhook_url(const gc_webhook_conf_t *c, const char *target)
+const char *gc_webhook_target_url(const gc_webhook_conf_t *c, const gc_webhook_target_t *t)
 {
-    const char *url = NULL;
+    const char *url;
 
-    if (!c || !target) {
+    if (!c || !t) {
         return NULL;
     }
-    if (strcmp(target, GC_TARGET_SLACK) == 0) {
-        url = c->slack_url;
-    }
-    else if (strcmp(target, GC_TARGET_STATUS) == 0) {
-        url = c->status_url;
-    }
-    else if (strcmp(target, GC_TARGET_TRACE) == 0) {
-        url = c->trace_url;
-    }
-    else if (strcmp(target, GC_TARGET_WFM) == 0) {
-        url = c->wfm_url;
-    }
+    url = *(const char *const *)((const char *)c + t->url_offset);
     return url && *url ? url : NULL;
+}
+
+int gc_webhook_any(const gc_webhook_conf_t *c)
+{
+    int i;
+
+    for (i = 0; i < GC_WEBHOOK__COUNT; i++) {
+        if (gc_webhook_target_url(c, &gc_webhook_targets[i])) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *gc_webhook_event(const char *target)
+{
+    const gc_webhook_target_t *t = gc_webhook_target(target);
+
+    return t ? t->event : NULL;
+}
+
+const char *gc_webhook_url(const gc_webhook_conf_t *c, const char *target)
+{
+    return gc_webhook_target_url(c, gc_webhook_target(target));
 }
 
 const char *gc_webhook_signature(apr_pool_t *p, const char *secret, const char *body,

@@ -12,6 +12,10 @@ def directives():
     for path in glob.glob(os.path.join(REPO, "modules", "*.c")):
         with open(path) as f:
             names.update(re.findall(r'AP_INIT_[A-Z0-9_]+\(\s*"(Gcmon\w+)"', f.read()))
+    # The webhook URL directives come from one list (mod_gcmon_stream_config.c
+    # expands it into its command table).
+    with open(os.path.join(REPO, "shared", "gc_webhook_targets.h")) as f:
+        names.update(re.findall(r'^\s*X\(\s*\w+,\s*"(Gcmon\w+)"', f.read(), re.M))
     return names
 
 

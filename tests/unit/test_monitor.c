@@ -88,7 +88,7 @@ START_TEST(queue_copies_and_keeps_order)
     }
     memset(uid, 'x', sizeof(uid) - 1);      /* the queue has its own copies */
     ck_assert_int_eq(gc_evq_count(q), 5);
-    n = gc_evq_take(q, &list, 3, 0);
+    n = gc_evq_take(q, &list, 3);
     ck_assert_int_eq(n, 3);
     for (r = list, i = 0; r; r = r->next, i++) {
         char want[8];
@@ -103,10 +103,10 @@ START_TEST(queue_copies_and_keeps_order)
     }
     ck_assert_int_eq(i, 3);
     gc_evq_free(list);
-    ck_assert_int_eq(gc_evq_take(q, &list, 100, 0), 2);
+    ck_assert_int_eq(gc_evq_take(q, &list, 100), 2);
     ck_assert_str_eq(list->ev.user_id, "u3");
     gc_evq_free(list);
-    ck_assert_int_eq(gc_evq_take(q, &list, 100, 1000), 0);
+    ck_assert_int_eq(gc_evq_take(q, &list, 100), 0);
     ck_assert_ptr_null(list);
 }
 END_TEST
@@ -123,7 +123,7 @@ START_TEST(queue_drops_oldest_when_full)
     }
     ck_assert_int_eq(dropped, 2);
     ck_assert_int_eq(gc_evq_count(q), 3);
-    ck_assert_int_eq(gc_evq_take(q, &list, 10, 0), 3);
+    ck_assert_int_eq(gc_evq_take(q, &list, 10), 3);
     ck_assert_str_eq(list->ev.user_id, "u2");
     ck_assert_str_eq(list->next->next->ev.user_id, "u4");
     gc_evq_free(list);

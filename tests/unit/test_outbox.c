@@ -282,6 +282,55 @@ START_TEST(url_per_target)
 }
 END_TEST
 
+/* Every target comes from gc_webhook_targets.h's one list: its URL field, its
+ * name (the outbox row's target, a metrics label value of its own), its
+ * directive, its event header; and the named constants point into it. */
+START_TEST(every_target_from_the_table)
+{
+    const char *const named[] = { GC_TARGET_SLACK, GC_TARGET_STATUS, GC_TARGET_TRACE,
+                                  GC_TARGET_WFM };
+    int i, j, slack = 0;
+
+    ck_assert_int_eq(GC_WEBHOOK__COUNT, 4);
+    for (i = 0; i < GC_WEBHOOK__COUNT; i++) {
+        const gc_webhook_target_t *t = &gc_webhook_targets[i];
+        gc_webhook_conf_t c;
+
+        memset(&c, 0, sizeof(c));
+        ck_assert_ptr_eq(gc_webhook_target(t->name), t);
+        ck_assert_int_eq(strncmp(t->directive, "Gcmon", 5), 0);
+        ck_assert_ptr_nonnull(strstr(t->directive, "Webhook"));
+        ck_assert(t->label && *t->label && t->help && *t->help);
+        ck_assert(!gc_webhook_any(&c));
+        *(const char **)((char *)&c + t->url_offset) = "https://hooks.example/x";
+        ck_assert(gc_webhook_any(&c));
+        for (j = 0; j < GC_WEBHOOK__COUNT; j++) {
+            const char *url = gc_webhook_url(&c, gc_webhook_targets[j].name);
+            if (j == i) {
+                ck_assert_str_eq(url, "https://hooks.example/x");
+            }
+            else {
+                ck_assert_ptr_null(url);
+            }
+        }
+        gc_metrics_add(metrics, GC_MET_WEBHOOK_DELIVERIES, t->name, "delivered", 1);
+        ck_assert_int_eq(deliveries(t->name, "delivered"), 1);
+        ck_assert_int_eq(deliveries("other", "delivered"), 0);
+        ck_assert_ptr_eq(named[i], t->name);
+        slack += t->slack;
+    }
+    ck_assert_str_eq(GC_TARGET_SLACK, "slack");
+    ck_assert_str_eq(GC_TARGET_STATUS, "status");
+    ck_assert_str_eq(GC_TARGET_TRACE, "trace");
+    ck_assert_str_eq(GC_TARGET_WFM, "wfm");
+    ck_assert_int_eq(gc_webhook_targets[GC_WEBHOOK_slack].slack, 1);
+    ck_assert_int_eq(slack, 1);
+    ck_assert_str_eq(gc_webhook_event(GC_TARGET_STATUS), "state_change");
+    ck_assert_ptr_null(gc_webhook_target("other"));
+    ck_assert_ptr_null(gc_webhook_target(NULL));
+}
+END_TEST
+
 START_TEST(post_signed_headers_and_body)
 {
     gc_webhook_conf_t c = conf_for("/hook");
@@ -991,6 +1040,7 @@ Suite *outbox_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, signature_rfc4231);
     tcase_add_test(tc, url_per_target);
+    tcase_add_test(tc, every_target_from_the_table);
     tcase_add_test(tc, post_signed_headers_and_body);
     tcase_add_test(tc, post_event_header_per_target);
     tcase_add_test(tc, post_retry_after);

@@ -17,5 +17,6 @@ Suite *outbox_suite(void);
 Suite *admin_suite(void);
 Suite *status_change_suite(void);
 Suite *secret_suite(void);
+Suite *worker_suite(void);
 
 #endif
