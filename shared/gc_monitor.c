@@ -489,6 +489,8 @@ static void use_db(gc_monitor_t *m)
     db.baton = m->env.baton;
     db.retry_min = DB_RETRY_MIN;
     db.retry_max = DB_RETRY_MAX;
+    db.opened = gc_mon_board_publisher;
+    db.opened_baton = m->env.status;
     gc_worker_use_db(m->worker, &db);
 }
 

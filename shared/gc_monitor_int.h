@@ -154,7 +154,9 @@ typedef struct mon_user {
 
 typedef struct mon_members {
     apr_pool_t *pool;                   /* this pass: the ids collected */
-    apr_hash_t *ids;
+    apr_hash_t *ids;                    /* user id → the JSON array of its queues so far */
+    apr_pool_t *recorded_pool;          /* what the last pass recorded in the database */
+    apr_hash_t *recorded;               /* user id → JSON array of queue ids */
     int active;
     int queue;                          /* conf->queues index being read */
     const char *next;                   /* next page (path), or NULL for the first */
@@ -206,6 +208,11 @@ struct gc_monitor {
     int malformed_logged;
     apr_time_t malformed_window;
 };
+
+/* gc_monitor_status.c: after every commit of a holder's connection that
+ * changed the board, its generation goes to the status block (SPEC §9.17).
+ * For gc_worker_db_conf_t.opened (baton: the status block, may be NULL). */
+void gc_mon_board_publisher(struct gc_store *s, void *status);
 
 /* gc_monitor.c */
 /* The holder's threads (m->term): the outbox, then — unless background — the

@@ -157,12 +157,83 @@ static void apply(gc_monitor_t *m, apr_hash_t *want, int keep_all)
     m->snap_dirty = 1;
 }
 
-static void want_id(mon_members_t *mb, const char *id)
+/* Monitor `id`; a member of queue `qid` (NULL: GcmonMonitorUser). Its value in
+ * mb->ids is the JSON array of its monitored queues, in GcmonMonitorQueue
+ * order (ids are [A-Za-z0-9-_]: no escaping needed). */
+static void want_id(mon_members_t *mb, const char *id, const char *qid)
 {
-    if (gc_id_valid(id) && !apr_hash_get(mb->ids, id, APR_HASH_KEY_STRING)) {
-        const char *d = apr_pstrdup(mb->pool, id);
-        apr_hash_set(mb->ids, d, APR_HASH_KEY_STRING, d);
+    const char *queues;
+
+    if (!gc_id_valid(id)) {
+        return;
     }
+    queues = apr_hash_get(mb->ids, id, APR_HASH_KEY_STRING);
+    if (!queues) {
+        id = apr_pstrdup(mb->pool, id);
+        queues = "[]";
+    }
+    if (qid && !strstr(queues, apr_pstrcat(mb->pool, "\"", qid, "\"", NULL))) {
+        queues = apr_pstrcat(mb->pool, apr_pstrmemdup(mb->pool, queues, strlen(queues) - 1),
+                             queues[1] == ']' ? "" : ",", "\"", qid, "\"]", NULL);
+    }
+    apr_hash_set(mb->ids, id, APR_HASH_KEY_STRING, queues);
+}
+
+/* Record the memberships that changed since the last pass (all of them after
+ * taking the lead): the board's queue filter and queue_ids (SPEC §9.17). A
+ * failed write is tried again after the next pass. */
+static void record_membership(gc_monitor_t *m)
+{
+    mon_members_t *mb = &m->members;
+    apr_array_header_t *changed = apr_array_make(mb->pool, 64, sizeof(gc_membership_t));
+    apr_hash_index_t *hi;
+    gc_store_t *s = gc_worker_store(m->worker);
+    const char *err = NULL;
+    apr_pool_t *np;
+
+    for (hi = apr_hash_first(mb->pool, mb->ids); hi; hi = apr_hash_next(hi)) {
+        const char *id = apr_hash_this_key(hi), *queues = apr_hash_this_val(hi);
+        const char *was = mb->recorded ? apr_hash_get(mb->recorded, id, APR_HASH_KEY_STRING)
+                                       : NULL;
+        if (!was || strcmp(was, queues)) {
+            gc_membership_t *e = apr_array_push(changed);
+            e->user_id = id;
+            e->queue_ids = queues;
+        }
+    }
+    for (hi = mb->recorded ? apr_hash_first(mb->pool, mb->recorded) : NULL; hi;
+         hi = apr_hash_next(hi)) {
+        const char *id = apr_hash_this_key(hi);
+        if (!apr_hash_get(mb->ids, id, APR_HASH_KEY_STRING)
+            && strcmp(apr_hash_this_val(hi), "[]")) {
+            gc_membership_t *e = apr_array_push(changed);
+            e->user_id = id;
+            e->queue_ids = "[]";        /* no longer monitored: in no monitored queue */
+        }
+    }
+    if (changed->nelts == 0) {
+        return;
+    }
+    if (!s || gc_store_membership_set(s, mb->pool, (const gc_membership_t *)changed->elts,
+                                      changed->nelts, &err) != APR_SUCCESS) {
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+               GCMON_LOGNO(2244) "could not record the queue membership of %d agent(s): %s; "
+               "the board's queue filter shows the previous memberships until the next "
+               "pass", changed->nelts, err ? err : "no database connection");
+        return;
+    }
+    apr_pool_create(&np, m->term);
+    mb->recorded = apr_hash_make(np);
+    for (hi = apr_hash_first(mb->pool, mb->ids); hi; hi = apr_hash_next(hi)) {
+        apr_hash_set(mb->recorded, apr_pstrdup(np, apr_hash_this_key(hi)), APR_HASH_KEY_STRING,
+                     apr_pstrdup(np, apr_hash_this_val(hi)));
+    }
+    if (mb->recorded_pool) {
+        apr_pool_destroy(mb->recorded_pool);
+    }
+    mb->recorded_pool = np;
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(2245) "recorded the queue membership of %d agent(s)", changed->nelts);
 }
 
 static void pass_start(gc_monitor_t *m)
@@ -178,7 +249,7 @@ static void pass_start(gc_monitor_t *m)
     mb->pages = 0;
     mb->failed = 0;
     for (i = 0; i < m->conf->users->nelts; i++) {
-        want_id(mb, APR_ARRAY_IDX(m->conf->users, i, const char *));
+        want_id(mb, APR_ARRAY_IDX(m->conf->users, i, const char *), NULL);
     }
 }
 
@@ -188,6 +259,9 @@ static void pass_end(gc_monitor_t *m, apr_time_t now)
     apr_interval_time_t again = m->conf->membership_refresh;
 
     apply(m, mb->ids, mb->failed);
+    if (!mb->failed) {
+        record_membership(m);
+    }
     apr_pool_destroy(mb->pool);
     mb->pool = NULL;
     mb->ids = NULL;
@@ -252,7 +326,7 @@ static void read_page(gc_monitor_t *m)
     }
     ents = resp->json ? json_object_get(resp->json, "entities") : NULL;
     for (i = 0; ents && i < json_array_size(ents); i++) {
-        want_id(mb, json_string_value(json_object_get(json_array_get(ents, i), "id")));
+        want_id(mb, json_string_value(json_object_get(json_array_get(ents, i), "id")), qid);
     }
     nxt = resp->json ? json_string_value(json_object_get(resp->json, "nextUri")) : NULL;
     nxt = next_path(m, nxt);

@@ -82,3 +82,15 @@ void gc_mon_status_end(gc_monitor_t *m)
     set_gauge(m, GC_MET_STREAM_TOPICS, 0);
     set_gauge(m, GC_MET_AGENTS_MONITORED, 0);
 }
+
+static void board_changed(void *baton, apr_int64_t board_id, apr_int64_t gen)
+{
+    gc_stream_status_board(baton, board_id, gen);
+}
+
+void gc_mon_board_publisher(struct gc_store *s, void *status)
+{
+    if (status) {
+        gc_store_on_board_change(s, board_changed, status);
+    }
+}

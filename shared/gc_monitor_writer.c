@@ -328,6 +328,8 @@ apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_
     db.baton = env->baton;
     db.retry_min = RETRY_MIN;
     db.retry_max = RETRY_MAX;
+    db.opened = gc_mon_board_publisher;
+    db.opened_baton = env->status;
     gc_worker_use_db(wk, &db);
     /* The queue and the drop mutex belong to p (the caller's side), so pushes
      * stay valid until the caller's pool goes, after the join. */

@@ -343,6 +343,9 @@ apr_status_t gc_worker_db(gc_worker_t *w, struct gc_store **store, const char **
     rv = gc_dbconn_open(&w->db, w->pool, w->dbconf.open, w->dbconf.baton, err);
     if (rv == APR_SUCCESS) {
         *store = w->db.store;
+        if (w->dbconf.opened) {
+            w->dbconf.opened(*store, w->dbconf.opened_baton);
+        }
     }
     return rv == APR_EAGAIN ? APR_EGENERAL : rv;
 }

@@ -112,6 +112,10 @@ typedef struct gc_worker_db_conf {
     /* Reconnect backoff after a failure: min doubling to max, with jitter;
      * 0 = GC_WORKER_DB_RETRY_MIN / _MAX. */
     apr_interval_time_t retry_min, retry_max;
+    /* Called with every connection just opened (may be NULL): e.g. to install
+     * the store's board-change hook. */
+    void (*opened)(struct gc_store *s, void *opened_baton);
+    void *opened_baton;
 } gc_worker_db_conf_t;
 
 #define GC_WORKER_DB_RETRY_MIN apr_time_from_sec(1)
