@@ -31,6 +31,8 @@ WINDOW = int(os.environ.get("GCMON_BENCH_HOLDER_WINDOW", "20"))
 IDLE = int(os.environ.get("GCMON_BENCH_HOLDER_IDLE", "10"))
 THRESHOLD = 120                 # seconds; crossings begin LEAD s after the holder connects
 LEAD = 15
+BOARD_REQUESTS = int(os.environ.get("GCMON_BENCH_BOARD_REQUESTS", "40"))
+CHANGED = 100                   # agents changed before the delta poll
 CLIENT_ID, CLIENT_SECRET = "gcmon-bench", "bench-secret-0c1d"
 QUEUE = "bench-holder-q"
 
@@ -51,6 +53,70 @@ def proc_rss_mb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def access_times(h, mark, path):
+    """Server time (%D, µs) of the requests for path logged after byte `mark`."""
+    with open(os.path.join(h.root, "logs", "access_log")) as f:
+        f.seek(mark)
+        return [int(line.rsplit(" ", 1)[1]) for line in f
+                if f' "GET {path} HTTP' in line]
+
+
+def log_mark(h):
+    return os.path.getsize(os.path.join(h.root, "logs", "access_log"))
+
+
+def timed_gets(h, path, n, headers=None):
+    """n sequential GETs: (client ms sorted, server µs sorted, last response)."""
+    mark = log_mark(h)
+    client = []
+    r = None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = h.get(path, headers=headers or {})
+        client.append((time.perf_counter() - t0) * 1000)
+        assert r.status in (200, 304), r
+    server = wait_for(lambda: (lambda t: t if len(t) >= n else None)(access_times(h, mark, path)),
+                      timeout=10, what="the access log")
+    return sorted(client), sorted(server), r
+
+
+def pct(xs, q):
+    return xs[min(len(xs) - 1, int(len(xs) * q))]
+
+
+def board(h, emu, ids):
+    """SPEC §8 "Board" with the real holder publishing the generation: the full
+    board, a matching If-None-Match (answered from shared memory), and delta polls."""
+    n = BOARD_REQUESTS
+    client, server, r = timed_gets(h, "/gcmon/api/v1/agents", n)
+    size = len(r.body)
+    print(f"board: full GET /v1/agents, {AGENTS:,} agents ({size / 1e6:.1f} MB): client p50 "
+          f"{statistics.median(client):.1f} ms, p95 {pct(client, 0.95):.1f} ms; server p50 "
+          f"{statistics.median(server) / 1000:.1f} ms (target <= 50 ms) "
+          f"{'OK' if statistics.median(server) <= 50000 else 'ABOVE TARGET'}")
+    etag, gen = r.header("etag"), r.json["generation"]
+    client, server, r = timed_gets(h, "/gcmon/api/v1/agents", n, {"If-None-Match": etag})
+    assert r.status == 304, r
+    print(f"board: 304 (If-None-Match = the generation, from shared memory): server p50 "
+          f"{statistics.median(server):.0f} us, p95 {pct(server, 0.95):.0f} us (target <= 1 ms) "
+          f"{'OK' if pct(server, 0.95) <= 1000 else 'ABOVE TARGET'}; client p50 "
+          f"{statistics.median(client):.2f} ms")
+    path = f"/gcmon/api/v1/agents?since={gen}"
+    client, server, r = timed_gets(h, path, n)
+    assert r.json["data"] == [], r.json["data"][:3]
+    print(f"board: delta poll, nothing changed ({len(r.body)} bytes): server p50 "
+          f"{statistics.median(server) / 1000:.2f} ms")
+    changed = ids[:CHANGED]
+    for a in changed:
+        emu.set_state(a, presence="Busy")
+    wait_for(lambda: len(h.get(path).json["data"]) >= CHANGED, timeout=30, interval=0.2,
+             what="the changes on the board")
+    client, server, r = timed_gets(h, path, n)
+    print(f"board: delta poll, {len(r.json['data'])} of {AGENTS:,} agents changed "
+          f"({len(r.body) / 1e3:.1f} kB): server p50 {statistics.median(server) / 1000:.2f} ms "
+          f"vs full {size / 1e6:.1f} MB")
 
 
 def run():
@@ -109,6 +175,7 @@ def run():
         cpu = (proc_cpu_seconds(pid) - c0) / (time.monotonic() - w0) * 100
         print(f"holder: CPU while idle ({IDLE} s, 20 sockets with heartbeats, lease renewal, "
               f"outbox polling): {cpu:.2f}% of one CPU")
+        board(h, emu, ids)
     finally:
         if h:
             h.cleanup()

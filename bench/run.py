@@ -93,6 +93,12 @@ def main():
         import status  # noqa: E402
         status.run()
         return 0
+    if sys.argv[1:] == ["read"]:
+        os.environ.setdefault("GCMON_BUILD", BUILD)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import read  # noqa: E402
+        read.run()
+        return 0
     if sys.argv[1:] == ["holder"]:
         os.environ.setdefault("GCMON_BUILD", BUILD)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

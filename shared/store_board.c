@@ -36,6 +36,16 @@ static const gc_stmt_t alerts_all = {
     "SELECT user_id, id, raised_at, threshold_seconds FROM gcmon_alerts "
     "WHERE cleared_at IS NULL ORDER BY id", NULL, 0 };
 
+#define CHANGED_SINCE "SELECT user_id FROM gcmon_agents WHERE gen > %lld " \
+    "UNION SELECT user_id FROM gcmon_membership WHERE gen > %lld"
+
+/* The open alerts of the agents changed since a generation (a delta costs what
+ * changed, not every open alert). */
+static const gc_stmt_t alerts_since = {
+    "board.alerts_since",
+    "SELECT user_id, id, raised_at, threshold_seconds FROM gcmon_alerts "
+    "WHERE cleared_at IS NULL AND user_id IN (" CHANGED_SINCE ") ORDER BY id", NULL, 0 };
+
 static const gc_stmt_t alerts_user = {
     "board.alerts_user",
     "SELECT user_id, id, raised_at, threshold_seconds FROM gcmon_alerts "
@@ -46,9 +56,7 @@ static const gc_stmt_t alerts_user = {
     "LEFT JOIN gcmon_membership m ON m.user_id = a.user_id"
 
 static const gc_stmt_t board_since = {
-    "board.since",
-    BOARD_COLS " WHERE a.user_id IN (SELECT user_id FROM gcmon_agents WHERE gen > %lld "
-    "UNION SELECT user_id FROM gcmon_membership WHERE gen > %lld) ORDER BY a.user_id",
+    "board.since", BOARD_COLS " WHERE a.user_id IN (" CHANGED_SINCE ") ORDER BY a.user_id",
     NULL, 0 };
 
 /* ---------------------------------------------------------------- generation */
@@ -175,16 +183,15 @@ apr_status_t gc_store_membership_set(gc_store_t *s, apr_pool_t *p, const gc_memb
 
 /* ---------------------------------------------------------------- reads */
 
-/* User id → its newest open alert (a gc_board_row_t with the alert fields). */
-static apr_status_t open_alerts(gc_store_t *s, apr_pool_t *p, const char *user_id,
-                                apr_hash_t **alerts, const char **err)
+/* User id → its newest open alert (a gc_board_row_t with the alert fields),
+ * from one of the alert statements above. */
+static apr_status_t open_alerts(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
+                                const void **args, apr_hash_t **alerts, const char **err)
 {
-    const void *args[1] = { user_id };
     gc_rows_t r;
 
     *alerts = NULL;
-    if (gc_store__select(s, p, user_id ? &alerts_user : &alerts_all, user_id ? args : NULL,
-                         &r, err) != APR_SUCCESS) {
+    if (gc_store__select(s, p, st, args, &r, err) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     while (gc_store__next(&r)) {
@@ -287,10 +294,11 @@ apr_status_t gc_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
                            apr_array_header_t **rows, const char **err)
 {
     apr_hash_t *alerts;
-    const void *args[SQLITE_ARGS_MAX];
+    const void *args[SQLITE_ARGS_MAX], *uargs[1] = { user_id };
     gc_stmt_t st;
 
-    if (open_alerts(s, p, user_id, &alerts, err) != APR_SUCCESS) {
+    if (open_alerts(s, p, user_id ? &alerts_user : &alerts_all, user_id ? uargs : NULL,
+                    &alerts, err) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     board_stmt(p, user_id, state, queue_id, 0, &st, args);
@@ -318,11 +326,11 @@ apr_status_t gc_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since
     apr_hash_t *alerts;
     const void *args[2];
 
-    if (open_alerts(s, p, NULL, &alerts, err) != APR_SUCCESS) {
-        return APR_EGENERAL;
-    }
     args[0] = &since;
     args[1] = &since;
+    if (open_alerts(s, p, &alerts_since, args, &alerts, err) != APR_SUCCESS) {
+        return APR_EGENERAL;
+    }
     return read_rows(s, p, &board_since, args, alerts, rows, err);
 }
 
