@@ -387,8 +387,10 @@ AGENT_COLS = ("user_id", "user_name", "state", "presence", "presence_id", "routi
 
 
 def put_agents(db, agents):
-    db.execute(f"INSERT OR REPLACE INTO gcmon_agents ({', '.join(AGENT_COLS)}) "
-               f"VALUES ({', '.join('?' * len(AGENT_COLS))})",
+    # An upsert both SQLite and PostgreSQL speak (no INSERT OR REPLACE).
+    db.execute(f"INSERT INTO gcmon_agents ({', '.join(AGENT_COLS)}) "
+               f"VALUES ({', '.join('?' * len(AGENT_COLS))}) ON CONFLICT (user_id) DO UPDATE "
+               "SET " + ", ".join(f"{c} = excluded.{c}" for c in AGENT_COLS[1:]),
                [[a.get(c) for c in AGENT_COLS] for a in agents])
 
 
