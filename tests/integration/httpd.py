@@ -5,8 +5,9 @@ listens on a free 127.0.0.1 port, and only ever signals processes it started.
 
 Its database is `httpd.db` (gcdb.py): SQLite in the ServerRoot by default; with
 DB=pgsql a fresh PostgreSQL database of its own on the session's server
-(pgserver.py), dropped by cleanup(). Pass `database=` (a gcdb.PgDb) to make
-several servers share one database (tests/integration/test_scale_out.py).
+(pgserver.py), dropped by cleanup(). `database="sqlite3"` or `"pgsql"` forces
+one; a gcdb.PgDb makes several servers share one database
+(tests/integration/test_scale_out.py).
 """
 import http.client
 import json
@@ -151,13 +152,18 @@ class Httpd:
         # A command apache2 runs under (e.g. unshare for a host of its own); the
         # harness then signals the apache2 parent by its pid, not with -k.
         self.wrapper = list(wrapper)
-        self._own_db = database is None
-        if database is not None:
+        # database: None (DB= decides), "sqlite3" or "pgsql" (a database of its
+        # own either way), or a gcdb database to share (not dropped by cleanup).
+        self._own_db = database is None or isinstance(database, str)
+        kind = gcdb.driver() if database is None else database
+        if not isinstance(kind, str):
             self.db = database
-        elif gcdb.is_pgsql():
+        elif kind == "pgsql":
             self.db = gcdb.new_pg(_test_module())
-        else:
+        elif kind == "sqlite3":
             self.db = gcdb.SqliteDb(os.path.join(self.data_dir, "gcmon.db"), self._user)
+        else:
+            raise ValueError(f"database={database!r}")
         self.write_config()
 
     # ------------------------------------------------------------ configuration
