@@ -80,7 +80,7 @@ def error_log_clean(request):
 
 
 # Measurements a test reports (recovery times, latencies): printed in the pytest
-# summary and kept in build/test-measurements.txt.
+# summary and kept in build/test-measurements.txt (-pgsql.txt for DB=pgsql runs).
 MEASUREMENTS = []
 
 
@@ -100,7 +100,8 @@ def pytest_terminal_summary(terminalreporter):
     build = os.environ.get("GCMON_BUILD", os.path.join(os.path.dirname(__file__), "..", "..",
                                                         "build"))
     try:
-        with open(os.path.join(build, "test-measurements.txt"), "w") as f:
+        name = "test-measurements-pgsql.txt" if gcdb.is_pgsql() else "test-measurements.txt"
+        with open(os.path.join(build, name), "w") as f:
             f.write("\n".join(MEASUREMENTS) + "\n")
     except OSError:
         pass

@@ -368,7 +368,8 @@ class PgServer:
             os.chown(self.root, demote["user"], demote["group"])
         data = os.path.join(self.root, "data")
         p = subprocess.run([os.path.join(PG_BIN, "initdb"), "-D", data, "-A", "trust",
-                            "-U", ADMIN, "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+                            "-U", ADMIN, "-E", "UTF8", "--locale=C", "--no-sync",
+                            "--no-instructions"],
                            cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            timeout=timeout, **demote)
         if p.returncode != 0:

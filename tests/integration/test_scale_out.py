@@ -17,7 +17,7 @@ instance's read API answers the same; SIGKILL of the holder's whole instance
 instances), with every transition of the churn recorded (stream or resync)
 against the emulator's ground truth, none twice, and nothing queued meanwhile
 lost or sent twice. Failover times and exactly-once counts go to the pytest
-summary (build/test-measurements.txt).
+summary (build/test-measurements-pgsql.txt).
 
 Expected to need C work (xfail strict, naming the gap): /v1/stream and mod_status
 on an instance that does not hold the stream show the holder's real state; two
