@@ -471,6 +471,36 @@ def test_non_holder_shows_holders_state(cluster, db, emulator):
         assert re.search(r"^GcmonStreamLastEventAge: \d+$", auto, re.M), auto
 
 
+# ------------------------------------------------------------------ removing and adding a host
+
+def test_remove_the_holders_host_then_add_it_back(cluster, db, emulator, report):
+    """An orderly stop of the holder's host (apache2 -k stop) releases the lease:
+    another host takes over at its next look (every 2 s), not after the 15 s
+    expiry. Started again, the host joins as a standby; the holder stays."""
+    old = wait_holder(cluster, db)
+    h = cluster.servers[old]
+    holder_id = lease(db)["holder"]
+    t0 = time.monotonic()
+    h.stop()
+    cluster.killed.add(old)
+    assert re.search(r"GCM2107: this process \(" + re.escape(holder_id)
+                     + r"\) stopped holding the stream: stopping", h.read_log()), \
+        h.read_log()[-2000:]
+    new = wait_holder(cluster, db, timeout=FAILOVER_MAX_S, not_host=old)
+    took = time.monotonic() - t0
+    h.mark_log()
+    h.start()
+    cluster.killed.discard(old)
+    time.sleep(4.0)                     # two of its standby looks (every 2 s)
+    assert holder_host(cluster, db) == new
+    assert "GCM2106" not in h.log_since_mark(), "the host added back took the stream"
+    assert stream_status(h)["holder"]["id"] == lease(db)["holder"]
+    wait_converged(db, emulator, ids=monitored(emulator), timeout=30)
+    report(f"scale-out: orderly stop of the holder's host {old}: {new} connected as holder "
+           f"after {took:.2f} s (including the stop); {old} started again as a standby")
+    assert took < 10, took
+
+
 # ------------------------------------------------------------------ failover
 
 def failover_round(cluster, db, sink, emulator, report, n):
