@@ -13,6 +13,10 @@ exactly once and nothing delivered before, reuses the migrated notification
 channel, and new rows get ids past every old one. The tool refuses a target
 that already holds gcmon data, and --dry-run writes nothing.
 
+And the backups docs/scale-out.md describes: pg_dump/pg_restore of the
+PostgreSQL database and sqlite3's online .backup give databases httpd answers
+the same from.
+
 PostgreSQL only: it runs whatever DB= says (make integration-pgsql runs it)."""
 import collections
 import os
@@ -349,3 +353,61 @@ def test_refuses_what_is_not_a_gcmon_database(tmp_path):
         assert db.tables() == set()
     finally:
         db.drop()
+
+
+# ------------------------------------------------------------------ backup and restore
+
+def test_pg_dump_and_restore(emulator, sink, sqlite_deployment, migrated):
+    """docs/scale-out.md's backup: pg_dump -Fc of the live database, pg_restore into
+    an empty one owned by gcmon's role; httpd on it answers as on the original."""
+    src, _ = migrated
+    dump = os.path.join(sqlite_deployment.h.root, "gcmon.dump")
+    p = subprocess.run([os.path.join(pgserver.PG_BIN, "pg_dump"), "--format=custom",
+                        f"--file={dump}", src.server.dbd_params(src.name)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout
+    dst = gcdb.new_pg("migrate_restored")
+    try:
+        p = subprocess.run([os.path.join(pgserver.PG_BIN, "pg_restore"), "--no-owner",
+                            "--single-transaction", "--exit-on-error",
+                            f"--dbname={dst.server.dbd_params(dst.name)}", dump],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stdout
+        assert counts(dst.query) == counts(src.query)
+        assert schema_of(dst) == schema_of(src)
+        h = server(emulator, sink, dst, READ_ONLY)
+        try:
+            h.start()
+            a = views(h)
+        finally:
+            h.cleanup()
+        h = server(emulator, sink, src, READ_ONLY)
+        try:
+            h.start()
+            b = views(h)
+        finally:
+            h.cleanup()
+        assert a == b
+    finally:
+        dst.drop()
+
+
+def test_sqlite_online_backup(emulator, sink, sqlite_deployment):
+    """docs/scale-out.md's SQLite backup: sqlite3's .backup (the online backup
+    API); httpd on the copy answers as on the original."""
+    d = sqlite_deployment
+    h = server(emulator, sink, "sqlite3", READ_ONLY)
+    try:
+        p = subprocess.run(["sqlite3", d.path, f".backup '{h.db.path}'"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stdout
+        if h._user:
+            import pwd
+            pw = pwd.getpwnam(h._user)
+            os.chown(h.db.path, pw.pw_uid, pw.pw_gid)
+        h.start()
+        assert views(h) == d.views
+    finally:
+        h.cleanup()
