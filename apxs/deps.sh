@@ -4,10 +4,14 @@
 set -eu
 cd "$(dirname "$0")/.."
 # chromium (Debian's) drives the dashboard tests; apache2-utils brings htpasswd.
+# postgresql-15: the unit suites' and make integration-pgsql's throwaway clusters
+# (the tests run initdb and postgres themselves); postgresql-client-15: psql, for
+# tools/gcmon-migrate-db (postgresql-15 depends on it already). unshare, which
+# test_scale_out.py runs each "host" under, is util-linux (always installed).
 PKGS="apache2 apache2-dev apache2-utils libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
 libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev libssl-dev pkg-config
 check python3 python3-aiohttp python3-pytest sqlite3 curl
-prometheus wrk postgresql-15 chromium"
+prometheus wrk postgresql-15 postgresql-client-15 chromium"
 # Node.js and npm only when the machine has none (a newer one from elsewhere is kept).
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
@@ -49,8 +53,8 @@ $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
 # prometheus (for `promtool check metrics`) and postgresql-15 (the unit suites
-# start throwaway clusters of their own) are only here for the tests: keep
-# their servers from running on a developer's machine.
+# and make integration-pgsql start throwaway clusters of their own) are only
+# here for the tests: keep their servers from running on a developer's machine.
 for svc in prometheus postgresql; do
     case "$missing" in
         *"$svc"*) $SUDO systemctl disable --now "$svc.service" >/dev/null 2>&1 || true ;;

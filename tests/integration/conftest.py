@@ -4,6 +4,9 @@ A test module sets GCMON_CONF (extra gcmon directives) and optionally
 HTTPD_ENV / START_SERVERS; the `httpd` fixture starts one server per module.
 Every test fails when error_log gains unexpected [error]/[crit] or crash
 lines; a test lists lines it expects with @pytest.mark.allow_log(regex, ...).
+
+DB=pgsql runs every server on PostgreSQL instead of SQLite (gcdb.py, pgserver.py):
+one throwaway PostgreSQL 15 per session, a fresh database per server.
 """
 import os
 import sys
@@ -16,6 +19,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from emulator.client import Emulator  # noqa: E402
 from httpd import Httpd  # noqa: E402
+import gcdb  # noqa: E402
+import pgserver  # noqa: E402
 
 CLIENT_ID = "gcmon-test"
 CLIENT_SECRET = "s3cret-value-7f1c"
@@ -23,6 +28,15 @@ CLIENT_SECRET = "s3cret-value-7f1c"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_log(*regex): error_log lines a test expects")
+    gcdb.driver()       # refuse an unknown DB= value before anything starts
+
+
+def pytest_report_header(config):
+    return f"gcmon database: {gcdb.driver()} (DB={os.environ.get('DB', '')!r})"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    pgserver.stop_shared()
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +80,7 @@ def error_log_clean(request):
 
 
 # Measurements a test reports (recovery times, latencies): printed in the pytest
-# summary and kept in build/test-measurements.txt.
+# summary and kept in build/test-measurements.txt (-pgsql.txt for DB=pgsql runs).
 MEASUREMENTS = []
 
 
@@ -86,7 +100,8 @@ def pytest_terminal_summary(terminalreporter):
     build = os.environ.get("GCMON_BUILD", os.path.join(os.path.dirname(__file__), "..", "..",
                                                         "build"))
     try:
-        with open(os.path.join(build, "test-measurements.txt"), "w") as f:
+        name = "test-measurements-pgsql.txt" if gcdb.is_pgsql() else "test-measurements.txt"
+        with open(os.path.join(build, name), "w") as f:
             f.write("\n".join(MEASUREMENTS) + "\n")
     except OSError:
         pass

@@ -2,6 +2,12 @@
 
 Each Httpd owns a private ServerRoot (config, logs, data) in a temp directory,
 listens on a free 127.0.0.1 port, and only ever signals processes it started.
+
+Its database is `httpd.db` (gcdb.py): SQLite in the ServerRoot by default; with
+DB=pgsql a fresh PostgreSQL database of its own on the session's server
+(pgserver.py), dropped by cleanup(). `database="sqlite3"` or `"pgsql"` forces
+one; a gcdb.PgDb makes several servers share one database
+(tests/integration/test_scale_out.py).
 """
 import http.client
 import json
@@ -14,6 +20,8 @@ import socket
 import subprocess
 import tempfile
 import time
+
+import gcdb
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("GCMON_BUILD", os.path.join(REPO, "build"))
@@ -36,6 +44,23 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _test_module():
+    """The running test's module name (labels its PostgreSQL database)."""
+    cur = os.environ.get("PYTEST_CURRENT_TEST", "")
+    base = os.path.basename(cur.split("::", 1)[0]) if cur else "gcmon"
+    return base[:-3] if base.endswith(".py") else base
+
+
+def host_wrapper(hostname, pid_namespace=False):
+    """A command prefix that runs apache2 as if on a host of its own: its own
+    UTS namespace (host name), optionally its own PID namespace (a container:
+    its pids mean nothing to the other instances). Needs root."""
+    cmd = ["unshare", "--uts"]
+    if pid_namespace:
+        cmd += ["--pid", "--fork"]
+    return cmd + ["sh", "-c", 'hostname "$0" && exec "$@"', hostname]
+
+
 def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
     """Poll predicate() until it returns a truthy value; bounded."""
     deadline = time.monotonic() + timeout
@@ -50,6 +75,23 @@ def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
                        + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _alive(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Response:
@@ -76,7 +118,8 @@ class Response:
 class Httpd:
     def __init__(self, emulator_url=None, gcmon_conf="", extra_conf="", env=None,
                  modules=("gcmon_api", "gcmon_stream"), start_servers=2,
-                 threads_per_child=16, port=None, keep_root=False, build=None):
+                 threads_per_child=16, port=None, keep_root=False, build=None, database=None,
+                 wrapper=()):
         self.build = build or BUILD     # where LoadModule finds gcmon's DSOs
         self.root = tempfile.mkdtemp(prefix="gcmon-httpd-")
         os.chmod(self.root, 0o755)
@@ -106,6 +149,21 @@ class Httpd:
         if self._user:
             pw = pwd.getpwnam(self._user)
             os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
+        # A command apache2 runs under (e.g. unshare for a host of its own); the
+        # harness then signals the apache2 parent by its pid, not with -k.
+        self.wrapper = list(wrapper)
+        # database: None (DB= decides), "sqlite3" or "pgsql" (a database of its
+        # own either way), or a gcdb database to share (not dropped by cleanup).
+        self._own_db = database is None or isinstance(database, str)
+        kind = gcdb.driver() if database is None else database
+        if not isinstance(kind, str):
+            self.db = database
+        elif kind == "pgsql":
+            self.db = gcdb.new_pg(_test_module())
+        elif kind == "sqlite3":
+            self.db = gcdb.SqliteDb(os.path.join(self.data_dir, "gcmon.db"), self._user)
+        else:
+            raise ValueError(f"database={database!r}")
         self.write_config()
 
     # ------------------------------------------------------------ configuration
@@ -145,9 +203,7 @@ DocumentRoot "{self.root}/htdocs"
 <Directory "{self.root}/htdocs">
     Require all granted
 </Directory>
-DBDriver sqlite3
-DBDParams {self.data_dir}/gcmon.db
-<Location /gcmon/api>
+{self.db.dbd_conf()}<Location /gcmon/api>
     SetHandler gcmon-api
 </Location>
 <Location /server-status>
@@ -180,7 +236,7 @@ ExtendedStatus On
 
     def start(self, timeout=20):
         self._stdout = open(os.path.join(self.root, "logs", "stdout"), "ab")
-        self.proc = subprocess.Popen(self._cmd("-D", "FOREGROUND"), env=self.env,
+        self.proc = subprocess.Popen(self.wrapper + self._cmd("-D", "FOREGROUND"), env=self.env,
                                      stdout=self._stdout, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:
@@ -207,6 +263,10 @@ ExtendedStatus On
 
     def signal_k(self, what):
         before = self._resumes()
+        if self.wrapper:        # the pid file may hold a pid of another namespace
+            os.kill(self.apache_pid(), {"graceful": signal.SIGUSR1, "restart": signal.SIGHUP,
+                                        "stop": signal.SIGTERM}[what])
+            return before
         p = subprocess.run(self._cmd("-k", what), env=self.env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=30)
         assert p.returncode == 0, p.stdout
@@ -225,8 +285,14 @@ ExtendedStatus On
     def stop(self, timeout=20):
         if not self.proc or self.proc.poll() is not None:
             return
-        subprocess.run(self._cmd("-k", "stop"), env=self.env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=30)
+        if self.wrapper:
+            try:
+                os.kill(self.apache_pid(), signal.SIGTERM)
+            except (ProcessLookupError, RuntimeError):
+                pass
+        else:
+            subprocess.run(self._cmd("-k", "stop"), env=self.env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -239,12 +305,48 @@ ExtendedStatus On
                  what="children to exit")
 
     def _kill_all(self):
-        for pid in self._descendants(self.proc.pid) + [self.proc.pid]:
+        for pid in [self.proc.pid] + self._tree(self.proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self.proc.wait(timeout=10)
+
+    def kill_instance(self):
+        """SIGKILL of the whole server at once (a host that dies): the apache2
+        parent first (it would start new children), then every process below
+        it; waits until all are gone. Returns the pids killed."""
+        top = self.apache_pid()
+        pids = [top] + self._tree(top)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=10)
+        wait_for(lambda: not any(os.path.exists(f"/proc/{p}") and _alive(p) for p in pids),
+                 timeout=10, what="killed processes gone")
+        self._stdout.close()
+        return pids
+
+    def apache_pid(self):
+        """The apache2 parent's pid (below the wrapper, if any)."""
+        pid = self.proc.pid
+        for _ in range(4):
+            if _comm(pid) == "apache2":
+                return pid
+            kids = self._descendants(pid)
+            if not kids:
+                break
+            pid = kids[0]
+        raise RuntimeError("no apache2 parent process")
+
+    @classmethod
+    def _tree(cls, pid):
+        out = []
+        for kid in cls._descendants(pid):
+            out += [kid] + cls._tree(kid)
+        return out
 
     @staticmethod
     def _descendants(ppid):
@@ -262,7 +364,7 @@ ExtendedStatus On
         return out
 
     def child_pids(self):
-        return sorted(self._descendants(self.proc.pid))
+        return sorted(self._descendants(self.apache_pid() if self.wrapper else self.proc.pid))
 
     def kill_child(self, pid=None, sig=signal.SIGKILL):
         pid = pid or self.child_pids()[0]
@@ -273,6 +375,8 @@ ExtendedStatus On
         try:
             self.stop()
         finally:
+            if self._own_db:
+                self.db.drop()
             if not self.keep_root:
                 shutil.rmtree(self.root, ignore_errors=True)
 

@@ -4,11 +4,11 @@ import hashlib
 import hmac
 import os
 import re
-import sqlite3
 import time
 from datetime import datetime, timezone
 
 from conftest import CLIENT_ID, CLIENT_SECRET
+from gcdb import SqliteDb
 from httpd import wait_for
 
 # The emulator's simulation queues (stable ids, see tests/emulator/README.md).
@@ -75,30 +75,27 @@ def now_ms():
 
 
 class StreamDB:
-    """Read-only view of gcmon's SQLite database (WAL: readers never block it)."""
+    """Read-only view of gcmon's tables (gcdb.py: SQLite or PostgreSQL). Takes
+    httpd.db, an Httpd, or the path of a SQLite file."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, db):
+        if isinstance(db, str):
+            db = SqliteDb(db)
+        self.db = getattr(db, "db", db)
         self._schema = None
 
-    def _conn(self):
-        c = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
-        c.row_factory = sqlite3.Row
-        return c
+    @property
+    def path(self):
+        return getattr(self.db, "path", None)
 
     def exists(self):
-        return os.path.exists(self.path)
+        return self.db.exists()
 
     def query(self, sql, args=()):
-        c = self._conn()
-        try:
-            return [dict(r) for r in c.execute(sql, args).fetchall()]
-        finally:
-            c.close()
+        return self.db.query(sql, args)
 
     def tables(self):
-        return {r["name"]: r["sql"] for r in
-                self.query("SELECT name, sql FROM sqlite_master WHERE type='table'")}
+        return self.db.tables()
 
     def schema(self):
         """Find the history / current / lease / channel tables and their time columns."""
@@ -111,9 +108,7 @@ class StreamDB:
             assert names, f"no table like {pattern!r} in {sorted(tables)}"
             return min(names, key=len)
 
-        def cols(t):
-            return [r["name"] for r in self.query(f"PRAGMA table_info({t})")]
-
+        cols = self.db.columns
         history = pick(r"histor")
         current = pick(r"current|agents?$|agent_state")
         lease = pick(r"lease")

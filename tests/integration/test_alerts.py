@@ -128,7 +128,7 @@ def httpd(emulator, sink):
 
 @pytest.fixture(scope="module")
 def db(httpd):
-    d = StreamDB(httpd.data_dir + "/gcmon.db")
+    d = StreamDB(httpd.db)
     wait_for(d.exists, timeout=20, what="database file")
     return d
 
@@ -445,7 +445,7 @@ def test_without_slack_webhook_delivery_is_disabled(emulator, sink):
     try:
         wait_connected(h, topics=2)
         wait_for(lambda: alerts(h, LONGBREAK), timeout=5, what="the overdue repeat")
-        rows = StreamDB(h.data_dir + "/gcmon.db").query(
+        rows = StreamDB(h.db).query(
             "SELECT seq FROM gcmon_alerts WHERE user_id = ? ORDER BY seq", (LONGBREAK,))
         # 61 s in Break with 2s + every 2s: seq 29 was due last; one more may
         # have come due while we looked.
@@ -453,7 +453,7 @@ def test_without_slack_webhook_delivery_is_disabled(emulator, sink):
         (a,) = wait_for(lambda: alerts(h, NOSLACK), timeout=5, what="the overdue alert")
         assert a["delivery"] == {"status": "disabled", "attempts": 0, "last_error": None}, a
         assert board(h)[NOSLACK]["alert"]["id"] == a["id"]
-        db = StreamDB(h.data_dir + "/gcmon.db")
+        db = StreamDB(h.db)
         assert db.query("SELECT count(*) AS n FROM gcmon_outbox")[0]["n"] == 0
         assert Httpd.metric(h.metrics(), "gcmon_outbox_pending") == 0
         assert posts(sink, NOSLACK, "/") == []
@@ -526,7 +526,7 @@ def test_gives_up_after_max_age(emulator, sink, report):
     add_agents(emulator, [AGE])
     with second_server(emulator, sink, [AGE], AGE_PATH, "3s") as h:
         wait_connected(h, topics=1)
-        db = StreamDB(h.data_dir + "/gcmon.db")
+        db = StreamDB(h.db)
         wait_converged(db, emulator, ids={AGE})
         h.mark_log()
         sink.set_down(True)
@@ -662,14 +662,7 @@ def test_signed_and_url_never_shown(httpd, emulator, db, sink):
         cursor, page = r.json["next_cursor"], page + 1
         if not cursor:
             break
-    blob = b""
-    for suffix in ("", "-wal"):
-        try:
-            with open(f"{httpd.data_dir}/gcmon.db{suffix}", "rb") as f:
-                blob += f.read()
-        except FileNotFoundError:
-            pass
-    sources["database"] = blob.decode("latin-1")
+    sources["database"] = httpd.db.raw_text()
     leaks = [(what, where) for what, s in secrets.items() for where, text in sources.items()
              if s in text]
     assert not leaks, leaks

@@ -61,7 +61,7 @@ def seeder(httpd):
 
 @pytest.fixture(scope="module")
 def db(httpd):
-    return StreamDB(os.path.join(httpd.data_dir, "gcmon.db"))
+    return StreamDB(httpd.db)
 
 
 def queue_row(seeder, marker, target="status"):
@@ -191,7 +191,7 @@ def test_no_webhook_no_monitor_thread(emulator):
         h.start()
         # The read API creates the schema; then a pending row nobody may touch.
         assert h.get("/gcmon/api/v1/alerts").status == 200
-        db = StreamDB(os.path.join(h.data_dir, "gcmon.db"))
+        db = StreamDB(h.db)
         marker = uuid.uuid4().hex
         queue_row(Seeder(h), marker)
         # A holder would take it within about a second (and fail it: no URL).

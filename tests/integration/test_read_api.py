@@ -388,16 +388,20 @@ AGENT_COLS = ("user_id", "user_name", "state", "presence", "presence_id", "routi
 
 def put_agents(db, agents, members=True):
     """As the holder writes them: one generation for the change, the agent rows
-    (queue_ids: the event's active queues) and their queue membership."""
+    (queue_ids: the event's active queues) and their queue membership. Upserts
+    both SQLite and PostgreSQL speak (no INSERT OR REPLACE)."""
     db.execute("UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch';")
     gen = db.query("SELECT value FROM gcmon_meta WHERE name = 'write_epoch'")[0][0]
     rows = [dict(a, gen=gen) for a in agents]
-    db.execute(f"INSERT OR REPLACE INTO gcmon_agents ({', '.join(AGENT_COLS)}) "
-               f"VALUES ({', '.join('?' * len(AGENT_COLS))})",
+    db.execute(f"INSERT INTO gcmon_agents ({', '.join(AGENT_COLS)}) "
+               f"VALUES ({', '.join('?' * len(AGENT_COLS))}) ON CONFLICT (user_id) DO UPDATE "
+               "SET " + ", ".join(f"{c} = excluded.{c}" for c in AGENT_COLS[1:]),
                [[a.get(c) for c in AGENT_COLS] for a in rows])
     if members:
-        db.execute("INSERT OR REPLACE INTO gcmon_membership (user_id, queue_ids, gen) "
-                   "VALUES (?, ?, ?)", [[a["user_id"], a["queue_ids"], gen] for a in rows])
+        db.execute("INSERT INTO gcmon_membership (user_id, queue_ids, gen) VALUES (?, ?, ?) "
+                   "ON CONFLICT (user_id) DO UPDATE SET queue_ids = excluded.queue_ids, "
+                   "gen = excluded.gen",
+                   [[a["user_id"], a["queue_ids"], gen] for a in rows])
     return gen
 
 

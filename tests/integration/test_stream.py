@@ -40,7 +40,7 @@ def httpd(emulator):
 
 @pytest.fixture(scope="module")
 def db(httpd):
-    d = StreamDB(httpd.data_dir + "/gcmon.db")
+    d = StreamDB(httpd.db)
     wait_for(d.exists, timeout=20, what="database file")
     return d
 

@@ -33,7 +33,7 @@ def httpd(emulator):
 
 @pytest.fixture(scope="module")
 def db(httpd, emulator):
-    d = StreamDB(httpd.data_dir + "/gcmon.db")
+    d = StreamDB(httpd.db)
     wait_connected(httpd, topics=AGENTS)
     wait_converged(d, emulator)
     return d

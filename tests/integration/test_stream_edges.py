@@ -46,7 +46,7 @@ def test_rejected_topic_is_logged_with_its_reason(emulator):
         assert "rejected" in (s["last_error"] or ""), s
         # The known agent is monitored all the same.
         emulator.set_state("edge-known", presence="Meal")
-        db = StreamDB(h.data_dir + "/gcmon.db")
+        db = StreamDB(h.db)
         wait_for(lambda: db.current_states().get("edge-known") == "Meal", timeout=5)
 
 

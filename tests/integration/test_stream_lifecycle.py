@@ -1,7 +1,6 @@
 """The holder's thread across the server's life: 20 graceful restarts leak neither
 threads nor file descriptors (every new holder looks like the first, the parent's
 descriptors stay put, old children all exit), and stop is prompt."""
-import sqlite3
 import time
 
 import pytest
@@ -82,20 +81,14 @@ def test_reelections_in_one_process_leak_nothing(httpd, emulator, report):
     than the renewal interval, so the holder cannot simply re-take it), again
     and again: with two children, each process becomes holder several times; each
     time it must look exactly as the first time (threads, descriptors)."""
-    db = httpd.data_dir + "/gcmon.db"
     per_pid = {}
     rounds = 5
     for i in range(rounds):
         s = wait_for(holder_connected(httpd), timeout=30, what=f"holder, round {i + 1}")
         pid, hid = s["holder"]["pid"], s["holder"]["id"]
         per_pid.setdefault(pid, []).append(settled(pid))
-        conn = sqlite3.connect(db, timeout=10)
-        try:
-            conn.execute("UPDATE gcmon_lease SET holder = ?, expires_at = ? WHERE name = ?",
-                         (f"elsewhere:1:{i:04x}", int(time.time() * 1000) + 3500, "stream"))
-            conn.commit()
-        finally:
-            conn.close()
+        httpd.db.execute("UPDATE gcmon_lease SET holder = ?, expires_at = ? WHERE name = ?",
+                         [(f"elsewhere:1:{i:04x}", int(time.time() * 1000) + 3500, "stream")])
         wait_for(lambda: (stream_status(httpd)["holder"] or {}).get("id") != hid, timeout=10,
                  what="the holder steps down")
     wait_for(holder_connected(httpd), timeout=30, what="final holder")
@@ -110,7 +103,7 @@ def test_reelections_in_one_process_leak_nothing(httpd, emulator, report):
 
 
 def test_state_still_correct(httpd, emulator):
-    db = StreamDB(httpd.data_dir + "/gcmon.db")
+    db = StreamDB(httpd.db)
     wait_connected(httpd, topics=len(USERS))
     wait_converged(db, emulator, ids=set(USERS))
 

@@ -32,7 +32,7 @@ def httpd(emulator):
 
 @pytest.fixture(scope="module")
 def db(httpd):
-    return StreamDB(httpd.data_dir + "/gcmon.db")
+    return StreamDB(httpd.db)
 
 
 def channel_topics(emulator, status):
