@@ -9,6 +9,7 @@
 #include <http_core.h>
 #include <http_request.h>
 
+#include "gc_board_cache.h"
 #include "mod_gcmon_api_private.h"
 
 /* The optional function's name is its registration key. */
@@ -199,6 +200,7 @@ static void gcmon_api_child_init(apr_pool_t *pchild, server_rec *s)
                                            run->shared.metrics);
     }
     run->presences = gc_presence_cache_create(pchild, GCMON_PRESENCE_CACHE_TTL);
+    run->board = gc_board_cache_create(pchild);
 }
 
 static void gcmon_api_register_hooks(apr_pool_t *p)

@@ -16,6 +16,7 @@
 #include <apr_strings.h>
 #include <http_protocol.h>
 
+#include "gc_board_cache.h"
 #include "gc_etag.h"
 #include "gc_monitor.h"
 #include "gc_store_read.h"
@@ -123,49 +124,90 @@ static void board_item(gc_jw_t *w, const gc_board_row_t *a, apr_time_t now)
     }
 }
 
-/* {"total","generated_at","generation","full","removed","data"} */
-static int send_board(request_rec *r, const gc_board_gen_t *g, const gc_query_t *q,
-                      long total, int full, const apr_array_header_t *rows,
-                      const apr_array_header_t *removed)
+/* {"total","generated_at","generation","full","removed","data"} into w; rows
+ * without a user id, and those that fail the filters when `filter`, are
+ * skipped. */
+static void render_board(request_rec *r, gc_jw_t *w, const gc_board_gen_t *g,
+                         const gc_query_t *q, int filter, long total, int full,
+                         const apr_array_header_t *rows, const apr_array_header_t *removed)
 {
     apr_time_t now = apr_time_now();
-    gc_jw_t w;
     int i, first = 1;
 
-    gc_jw_init(&w, 256 + (apr_size_t)rows->nelts * 320);
-    gc_jw_lit(&w, "{\"total\":");
-    gc_jw_int(&w, total);
-    gc_jw_lit(&w, ",\"generated_at\":");
-    gc_jw_time(&w, now);
-    gc_jw_lit(&w, ",\"generation\":");
-    gc_jw_str(&w, gc_board_gen_format(r->pool, g->id, g->gen));
+    gc_jw_init(w, 256 + (apr_size_t)rows->nelts * 320);
+    gc_jw_lit(w, "{\"total\":");
+    gc_jw_int(w, total);
+    gc_jw_lit(w, ",\"generated_at\":");
+    gc_jw_time(w, now);
+    gc_jw_lit(w, ",\"generation\":");
+    gc_jw_str(w, gc_board_gen_format(r->pool, g->id, g->gen));
     if (full) {
-        gc_jw_lit(&w, ",\"full\":true,\"removed\":[");
+        gc_jw_lit(w, ",\"full\":true,\"removed\":[");
     }
     else {
-        gc_jw_lit(&w, ",\"full\":false,\"removed\":[");
+        gc_jw_lit(w, ",\"full\":false,\"removed\":[");
     }
     for (i = 0; removed && i < removed->nelts; i++) {
         if (i) {
-            gc_jw_lit(&w, ",");
+            gc_jw_lit(w, ",");
         }
-        gc_jw_str(&w, APR_ARRAY_IDX(removed, i, const char *));
+        gc_jw_str(w, APR_ARRAY_IDX(removed, i, const char *));
     }
-    gc_jw_lit(&w, "],\"data\":[");
+    gc_jw_lit(w, "],\"data\":[");
     for (i = 0; i < rows->nelts; i++) {
         const gc_board_row_t *a = &APR_ARRAY_IDX(rows, i, gc_board_row_t);
-        if (!a->user_id) {
-            continue;               /* a delta's row that no longer matches */
+        if (!a->user_id || (filter && !gc_board_row_matches(a, q->state, q->queue_id))) {
+            continue;
         }
         if (!first) {
-            gc_jw_lit(&w, ",");
+            gc_jw_lit(w, ",");
         }
         first = 0;
-        board_item(&w, a, now);
+        board_item(w, a, now);
     }
-    gc_jw_lit(&w, "]}");
+    gc_jw_lit(w, "]}");
     apr_table_setn(r->headers_out, "ETag", gen_etag(r, g, q));
-    return gcmon_api_send_jw(r, &w);
+}
+
+/* ---------------------------------------------------------------- the full board */
+
+typedef struct {
+    request_rec *r;
+    const gc_query_t *q;
+    gc_jw_t w;
+} full_t;
+
+static void render_full(void *baton, const apr_array_header_t *rows, const gc_board_gen_t *g)
+{
+    full_t *f = baton;
+    long total = 0;
+    int i;
+
+    if (f->q->state || f->q->queue_id) {
+        for (i = 0; i < rows->nelts; i++) {
+            total += gc_board_row_matches(&APR_ARRAY_IDX(rows, i, gc_board_row_t),
+                                          f->q->state, f->q->queue_id);
+        }
+    }
+    else {
+        total = rows->nelts;
+    }
+    render_board(f->r, &f->w, g, f->q, 1, total, 1, rows, NULL);
+}
+
+/* The whole board from this process's copy, brought up to date by generation. */
+static int send_full(request_rec *r, struct gc_store *st, const gc_query_t *q)
+{
+    full_t f;
+    const char *err = NULL;
+
+    f.r = r;
+    f.q = q;
+    if (gc_board_cache_visit(gcmon_api_runtime()->board, st, r->pool, render_full, &f, &err)
+        != APR_SUCCESS) {
+        return gcmon_api_database_error(r, "board", err);
+    }
+    return gcmon_api_send_jw(r, &f.w);
 }
 
 /* ---------------------------------------------------------------- GET /v1/agents */
@@ -199,6 +241,7 @@ int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
     const char *err = NULL;
     gc_board_gen_t g;
     gc_query_t q;
+    gc_jw_t w;
     long total = 0;
     int delta;
 
@@ -221,19 +264,16 @@ int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
         return gcmon_api_not_modified(r, gen_etag(r, &g, &q));
     }
     delta = q.has_since && q.since_id == g.id && q.since_gen <= g.gen;
-    if (delta ? read_delta(st, r, &q, &rows, &removed, &err) != APR_SUCCESS
-              : gc_read_board(st, r->pool, NULL, q.state, q.queue_id, &rows, &err)
-                    != APR_SUCCESS) {
-        return gcmon_api_database_error(r, "board", err);
-    }
     if (!delta) {
-        total = rows->nelts;
+        return send_full(r, st, &q);
     }
-    else if (gc_read_board_count(st, r->pool, q.state, q.queue_id, &total, &err)
-             != APR_SUCCESS) {
+    if (read_delta(st, r, &q, &rows, &removed, &err) != APR_SUCCESS
+        || gc_read_board_count(st, r->pool, q.state, q.queue_id, &total, &err)
+           != APR_SUCCESS) {
         return gcmon_api_database_error(r, "board", err);
     }
-    return send_board(r, &g, &q, total, !delta, rows, removed);
+    render_board(r, &w, &g, &q, 0, total, 0, rows, removed);
+    return gcmon_api_send_jw(r, &w);
 }
 
 /* ---------------------------------------------------------------- GET /v1/agents/{id} */

@@ -56,6 +56,7 @@ typedef struct {
     gcmon_shared_t shared;
     gc_upstream_t *upstream;        /* NULL when no client credentials are configured */
     gc_presence_cache_t *presences; /* the org's presence definitions */
+    struct gc_board_cache *board;   /* this process's copy of the board */
 } gcmon_api_runtime_t;
 
 /* ---------------------------------------------------------------- module, config */

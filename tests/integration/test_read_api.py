@@ -405,6 +405,14 @@ def put_agents(db, agents, members=True):
     return gen
 
 
+def stamp(db, user_ids):
+    """A board change made behind the store's back, announced as the store does:
+    a new generation stamped on the agents it touched."""
+    db.execute("UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch';")
+    gen = db.query("SELECT value FROM gcmon_meta WHERE name = 'write_epoch'")[0][0]
+    db.execute("UPDATE gcmon_agents SET gen = ? WHERE user_id = ?", [[gen, u] for u in user_ids])
+
+
 def agent(uid, state, since, queues=("q1",), name="auto"):
     return {"user_id": uid, "user_name": f"Agent {uid}" if name == "auto" else name,
             "state": state, "presence": "OnQueue" if state.isupper() else state,
@@ -553,6 +561,7 @@ def test_board_alert_field(httpd, db, board):
                  None, "pending", 0],
                 ["b-011", "Agent b-011", "Available", 900, now - 1000000, 0, now - 5000,
                  now - 1000, "delivered", 1]])
+    stamp(db, ["b-010", "b-011"])               # as the store does with every alert change
     body = assert_json(httpd.get(AGENTS))
     by = {d["user_id"]: d for d in body["data"]}
     a = by["b-010"]["alert"]

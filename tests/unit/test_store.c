@@ -22,6 +22,7 @@
 
 #include "gc_audit.h"
 #include "gc_alerts.h"
+#include "gc_board_cache.h"
 #include "gc_store.h"
 #include "gc_store_read.h"
 #include "unit.h"
@@ -619,6 +620,52 @@ START_TEST(board_generation)
     ck_assert_str_eq(changed_since(s, g1.gen + 1), "u2");
     ck_assert_int_eq(gc_read_board_gen(s, pool, &g1, &err), APR_SUCCESS);
     ck_assert(g1.id == g0.id && g1.gen == h.gen);
+}
+END_TEST
+
+/* The process's copy of the board: built once, then kept by merging the rows
+ * changed since its generation. */
+static void seen_rows(void *baton, const apr_array_header_t *rows, const gc_board_gen_t *g)
+{
+    const char **out = baton;
+    int i;
+
+    *out = apr_psprintf(pool, "%" APR_INT64_T_FMT ":", g->gen);
+    for (i = 0; i < rows->nelts; i++) {
+        const gc_board_row_t *b = &APR_ARRAY_IDX(rows, i, gc_board_row_t);
+        *out = apr_pstrcat(pool, *out, i ? "," : "", b->user_id, "=", b->state, NULL);
+    }
+}
+
+START_TEST(board_cache_merges)
+{
+    gc_store_t *s = open_migrated();
+    gc_board_cache_t *c = gc_board_cache_create(pool);
+    gc_store_batch_result_t r;
+    gc_agent_event_t evs[2];
+    gc_board_gen_t g;
+    const char *seen = NULL, *err = NULL;
+
+    evs[0] = ev_make("u2", "Available", "OFF_QUEUE", T0 + MS(1000));
+    evs[1] = ev_make("u4", "Away", "OFF_QUEUE", T0 + MS(1000));
+    write_ok(s, evs, 2, "stream", &r);
+    ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_board_cache_last(c), 2);
+    ck_assert_int_eq(gc_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
+    ck_assert_str_eq(seen, apr_psprintf(pool, "%" APR_INT64_T_FMT ":u2=Available,u4=Away",
+                                        g.gen));
+    ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_board_cache_last(c), 0);
+
+    /* a change and a new agent (sorted in) are merged, nothing else is read */
+    evs[0] = ev_make("u4", "Break", "OFF_QUEUE", T0 + MS(2000));
+    evs[1] = ev_make("u3", "Meal", "OFF_QUEUE", T0 + MS(2000));
+    write_ok(s, evs, 2, "stream", &r);
+    ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_board_cache_last(c), 1);
+    ck_assert_int_eq(gc_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
+    ck_assert_str_eq(seen, apr_psprintf(pool, "%" APR_INT64_T_FMT
+                                        ":u2=Available,u3=Meal,u4=Break", g.gen));
 }
 END_TEST
 
@@ -1399,6 +1446,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, ingest_100k);
     tcase_add_test(tc, audit_round_trip);
     tcase_add_test(tc, board_generation);
+    tcase_add_test(tc, board_cache_merges);
 }
 
 Suite *store_suite(void)
