@@ -169,81 +169,63 @@ static void render_board(request_rec *r, gc_jw_t *w, const gc_board_gen_t *g,
     apr_table_setn(r->headers_out, "ETag", gen_etag(r, g, q));
 }
 
-/* ---------------------------------------------------------------- the full board */
+/* ---------------------------------------------------------------- GET /v1/agents */
 
 typedef struct {
     request_rec *r;
     const gc_query_t *q;
     gc_jw_t w;
-} full_t;
+} board_req_t;
 
+/* The whole board, filtered. */
 static void render_full(void *baton, const apr_array_header_t *rows, const gc_board_gen_t *g)
 {
-    full_t *f = baton;
+    board_req_t *b = baton;
     long total = 0;
     int i;
 
-    if (f->q->state || f->q->queue_id) {
-        for (i = 0; i < rows->nelts; i++) {
-            total += gc_board_row_matches(&APR_ARRAY_IDX(rows, i, gc_board_row_t),
-                                          f->q->state, f->q->queue_id);
-        }
+    for (i = 0; i < rows->nelts; i++) {
+        total += gc_board_row_matches(&APR_ARRAY_IDX(rows, i, gc_board_row_t), b->q->state,
+                                      b->q->queue_id);
     }
-    else {
-        total = rows->nelts;
-    }
-    render_board(f->r, &f->w, g, f->q, 1, total, 1, rows, NULL);
+    render_board(b->r, &b->w, g, b->q, 1, total, 1, rows, NULL);
 }
 
-/* The whole board from this process's copy, brought up to date by generation. */
-static int send_full(request_rec *r, struct gc_store *st, const gc_query_t *q)
+/* The agents changed after the client's generation: those matching the
+ * filters are the data, the others are named as removed (the client drops
+ * them). */
+static void render_delta(void *baton, const apr_array_header_t *rows, const gc_board_gen_t *g)
 {
-    full_t f;
-    const char *err = NULL;
-
-    f.r = r;
-    f.q = q;
-    if (gc_board_cache_visit(gcmon_api_runtime()->board, st, r->pool, render_full, &f, &err)
-        != APR_SUCCESS) {
-        return gcmon_api_database_error(r, "board", err);
-    }
-    return gcmon_api_send_jw(r, &f.w);
-}
-
-/* ---------------------------------------------------------------- GET /v1/agents */
-
-/* The agents changed since q->since_gen: those matching the filters go into
- * the data, the others are named as removed (the client drops them). */
-static apr_status_t read_delta(struct gc_store *st, request_rec *r, const gc_query_t *q,
-                               apr_array_header_t **rows, apr_array_header_t **removed,
-                               const char **err)
-{
+    board_req_t *b = baton;
+    apr_array_header_t *changed = apr_array_make(b->r->pool, 16, sizeof(gc_board_row_t));
+    apr_array_header_t *removed = apr_array_make(b->r->pool, 4, sizeof(const char *));
+    long total = 0;
     int i;
 
-    if (gc_read_board_since(st, r->pool, q->since_gen, rows, err) != APR_SUCCESS) {
-        return APR_EGENERAL;
-    }
-    *removed = apr_array_make(r->pool, 4, sizeof(const char *));
-    for (i = 0; i < (*rows)->nelts; i++) {
-        gc_board_row_t *a = &APR_ARRAY_IDX(*rows, i, gc_board_row_t);
-        if (a->user_id && !gc_board_row_matches(a, q->state, q->queue_id)) {
-            APR_ARRAY_PUSH(*removed, const char *) = a->user_id;
-            a->user_id = NULL;
+    for (i = 0; i < rows->nelts; i++) {
+        const gc_board_row_t *a = &APR_ARRAY_IDX(rows, i, gc_board_row_t);
+        int match = gc_board_row_matches(a, b->q->state, b->q->queue_id);
+        total += match;
+        if (a->gen <= b->q->since_gen) {
+            continue;
+        }
+        if (match) {
+            *(gc_board_row_t *)apr_array_push(changed) = *a;
+        }
+        else {
+            APR_ARRAY_PUSH(removed, const char *) = a->user_id;
         }
     }
-    return APR_SUCCESS;
+    render_board(b->r, &b->w, g, b->q, 0, total, 0, changed, removed);
 }
 
 int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
 {
-    apr_array_header_t *rows, *removed = NULL;
     struct gc_store *st;
     const char *err = NULL;
+    board_req_t b;
     gc_board_gen_t g;
     gc_query_t q;
-    gc_jw_t w;
-    long total = 0;
-    int delta;
 
     if (gcmon_api_parse_query(r, GC_Q_BOARD, GC_CURSOR_HISTORY, &q) != OK) {
         return OK;
@@ -255,25 +237,23 @@ int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
     if (!(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    /* The generation before the rows: a row changed meanwhile is sent again
-     * next time, never missed. */
     if (gc_read_board_gen(st, r->pool, &g, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "board", err);
     }
     if (if_none_match(r, gen_etag(r, &g, &q))) {
         return gcmon_api_not_modified(r, gen_etag(r, &g, &q));
     }
-    delta = q.has_since && q.since_id == g.id && q.since_gen <= g.gen;
-    if (!delta) {
-        return send_full(r, st, &q);
-    }
-    if (read_delta(st, r, &q, &rows, &removed, &err) != APR_SUCCESS
-        || gc_read_board_count(st, r->pool, q.state, q.queue_id, &total, &err)
-           != APR_SUCCESS) {
+    /* This process's copy, brought up to the database's generation: a full
+     * board or a delta then costs what changed since the copy's last visit. */
+    b.r = r;
+    b.q = &q;
+    if (gc_board_cache_visit(gcmon_api_runtime()->board, st, r->pool,
+                             q.has_since && q.since_id == g.id && q.since_gen <= g.gen
+                                 ? render_delta : render_full,
+                             &b, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "board", err);
     }
-    render_board(r, &w, &g, &q, 0, total, 0, rows, removed);
-    return gcmon_api_send_jw(r, &w);
+    return gcmon_api_send_jw(r, &b.w);
 }
 
 /* ---------------------------------------------------------------- GET /v1/agents/{id} */

@@ -82,10 +82,6 @@ apr_status_t gc_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
                            const char *state, const char *queue_id,
                            apr_array_header_t **rows, const char **err);
 
-/* How many agents the board shows with these filters (NULL: none). */
-apr_status_t gc_read_board_count(gc_store_t *s, apr_pool_t *p, const char *state,
-                                 const char *queue_id, long *n, const char **err);
-
 /* The agents changed after generation `since` (unfiltered: the caller tells
  * which still match its filter), ordered by user_id. */
 apr_status_t gc_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since,

@@ -213,14 +213,11 @@ static apr_status_t open_alerts(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *s
     return APR_SUCCESS;
 }
 
-/* The agents of the board (or their number), one statement per filter shape. */
+/* The agents of the board, one statement per filter shape. */
 static void board_stmt(apr_pool_t *p, const char *user_id, const char *state,
-                       const char *queue_id, int count, gc_stmt_t *st, const void **args)
+                       const char *queue_id, gc_stmt_t *st, const void **args)
 {
-    const char *head = count ? "SELECT COUNT(*) FROM gcmon_agents a LEFT JOIN "
-                               "gcmon_membership m ON m.user_id = a.user_id"
-                             : BOARD_COLS;
-    const char *tail = count ? " LIMIT 1" : " ORDER BY a.user_id";
+    const char *head = BOARD_COLS, *tail = " ORDER BY a.user_id";
     const char *conds = "", *pg_conds;
     int n = 0;
 
@@ -239,7 +236,7 @@ static void board_stmt(apr_pool_t *p, const char *user_id, const char *state,
         pg_conds = apr_pstrcat(p, pg_conds, " AND strpos(m.queue_ids, %s) > 0", NULL);
         args[n++] = apr_pstrcat(p, "\"", queue_id, "\"", NULL);
     }
-    st->name = apr_psprintf(p, "board.%s.%x", count ? "count" : "agents",
+    st->name = apr_psprintf(p, "board.agents.%x",
                             (user_id ? 1u : 0u) | (state ? 2u : 0u) | (queue_id ? 4u : 0u));
     st->sql = apr_pstrcat(p, head, *conds ? " WHERE" : "", *conds ? conds + 4 : "", tail,
                           NULL);
@@ -301,23 +298,8 @@ apr_status_t gc_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
                     &alerts, err) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
-    board_stmt(p, user_id, state, queue_id, 0, &st, args);
+    board_stmt(p, user_id, state, queue_id, &st, args);
     return read_rows(s, p, &st, args, alerts, rows, err);
-}
-
-apr_status_t gc_read_board_count(gc_store_t *s, apr_pool_t *p, const char *state,
-                                 const char *queue_id, long *n, const char **err)
-{
-    const void *args[SQLITE_ARGS_MAX];
-    apr_int64_t v = 0;
-    gc_stmt_t st;
-
-    board_stmt(p, NULL, state, queue_id, 1, &st, args);
-    if (gc_store__select_int(s, p, &st, args, &v, NULL, err) != APR_SUCCESS) {
-        return APR_EGENERAL;
-    }
-    *n = (long)v;
-    return APR_SUCCESS;
 }
 
 apr_status_t gc_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since,
