@@ -157,6 +157,21 @@ static int retry_after(gc_store_t *s, int rv)
     return !s->in_tx;
 }
 
+/* A pgsql select failed outside a transaction: the server may have dropped
+ * the connection (a restart, pg_terminate_backend, an idle timeout), which
+ * libpq notices only on use — mod_dbd's check before handing the connection
+ * out cannot. Re-open it (PQreset) and tell whether a read may run again;
+ * an SQL error runs again once and fails the same way. Writes are not run
+ * again: whether a dropped one took effect is unknown (their callers retry
+ * through gc_store__tx, whose transaction makes that safe). */
+static int pg_reconnected(gc_store_t *s, apr_pool_t *p)
+{
+    if (s->dialect != GC_DB_PGSQL || s->in_tx) {
+        return 0;
+    }
+    return apr_dbd_check_conn(s->driver, p, s->handle) == APR_SUCCESS;
+}
+
 /* ---- the executor ---- */
 
 apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
@@ -205,7 +220,7 @@ apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
             return APR_SUCCESS;
         }
         *err = gc_store__err(s, p, st->name, rv);
-        if (!retry_after(s, rv)) {
+        if (!retry_after(s, rv) && !pg_reconnected(s, p)) {
             break;
         }
     }

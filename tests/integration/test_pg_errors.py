@@ -245,10 +245,6 @@ def test_no_request_hangs(storm):
     assert not hung, f"requests without an answer within {REQUEST_TIMEOUT_S} s: {hung[:10]}"
 
 
-@pytest.mark.xfail(strict=True, reason="C: store_read.c runs selects asynchronously "
-                   "(apr_dbd_pbselect random=0); a server error surfaces only while fetching "
-                   "rows and apr_dbd_pgsql's get_row returns -1 for it, taken for end-of-rows: "
-                   "a 200 page with no rows (total 0) instead of a 500/503 problem+json")
 def test_every_answer_is_a_page_or_a_problem(storm):
     wrong = [(round(t, 2), n, v, s, body) for t, n, v, s, _, body in storm.answers
              if v not in ("ok", "problem", "hang")]
@@ -260,14 +256,6 @@ def test_no_crash_lines(storm):
     assert not storm.bad_log, "unexpected error_log lines:\n" + "\n".join(storm.bad_log[:20])
 
 
-@pytest.mark.xfail(strict=True, reason="C: mod_dbd re-opens a terminated connection in place "
-                   "(apr_dbd_check_conn → PQreset: same handle, new session) and store_read.c "
-                   "keeps its per-connection statement cache, naming statements the new session "
-                   "never prepared: each select fails ('prepared statement … does not exist'), "
-                   "read asynchronously as no rows — empty 200 pages on that connection for "
-                   "good, with no log line; counts read that way are cached as 0 (the totals "
-                   "cache, 60 s); a failed pbselect PREPAREs the same name again on the same "
-                   "connection (\"already exists\")")
 def test_api_recovers_on_every_connection(server, storm):
     """Within 10 s of the storm, and then for 40 requests per endpoint in a row
     (over every pooled connection of both children), correct answers only."""
