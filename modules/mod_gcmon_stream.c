@@ -173,6 +173,7 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
                      "credentials: set GcmonClientID and GcmonClientSecret");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    gcmon_stream_node_setup(s, c->node_name);
     if (gcmon_stream_status_setup(s, c->mon.enabled) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -157,6 +157,20 @@ static const char *set_webhook_url(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_node_name(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    if (!gcmon_stream_node_name_valid(arg)) {
+        return apr_psprintf(cmd->pool, "GcmonNodeName: '%s' is not a node name (1 to %d of "
+                            "A-Z a-z 0-9 . _ -)", arg, GC_STATUS_HOST_MAX - 1);
+    }
+    cmd_conf(cmd)->node_name = arg;
+    return NULL;
+}
+
 static const char *set_webhook_secret(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -186,6 +200,9 @@ static const char *set_webhook_max_age(cmd_parms *cmd, void *dc, const char *arg
 const command_rec gcmon_stream_cmds[] = {
     AP_INIT_FLAG("GcmonStream", set_stream, NULL, RSRC_CONF,
                  "On to run the Genesys Cloud agent state monitor (default Off)"),
+    AP_INIT_TAKE1("GcmonNodeName", set_node_name, NULL, RSRC_CONF,
+                  "This instance's name in holder ids; unique per instance sharing a "
+                  "database (default: host name + random suffix kept in the runtime dir)"),
     AP_INIT_ITERATE("GcmonMonitorQueue", add_id, NULL, RSRC_CONF,
                     "Monitor every member of these queues (ids)"),
     AP_INIT_ITERATE("GcmonMonitorUser", add_id, (void *)1, RSRC_CONF,

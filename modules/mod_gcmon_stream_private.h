@@ -18,6 +18,7 @@ extern module AP_MODULE_DECLARE_DATA gcmon_stream_module;
 
 typedef struct {
     gc_monitor_conf_t mon;
+    const char *node_name;              /* GcmonNodeName, or NULL */
 } gcmon_stream_conf_t;
 
 extern const command_rec gcmon_stream_cmds[];
@@ -27,9 +28,13 @@ void *gcmon_stream_create_server_conf(apr_pool_t *p, server_rec *s);
  * the parent, inherited by children), mod_status and /v1/stream. */
 int gcmon_stream_status_setup(server_rec *s, int enabled);
 gc_stream_status_t *gcmon_stream_status_block(void);
-const char *gcmon_stream_host(void);
 void gcmon_stream_status_register(void);
 int gcmon_stream_status_hook(request_rec *r, int flags);
+
+/* mod_gcmon_stream_node.c: this instance's node name (holder ids). */
+void gcmon_stream_node_setup(server_rec *s, const char *configured);
+const char *gcmon_stream_node(void);
+int gcmon_stream_node_name_valid(const char *name);
 
 /* mod_gcmon_stream_thread.c: the monitor thread of each child. */
 void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_shared_t *sh,

@@ -2,7 +2,6 @@
  * httpd parent, so it survives graceful restarts and every child reads the
  * holder's view), its mod_status section and the `gcmon_stream_status_json`
  * optional function behind GET /gcmon/api/v1/stream (SPEC §5.2). */
-#include <apr_network_io.h>
 #include <apr_optional.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
@@ -15,16 +14,10 @@
 #define SHM_STATUS_KEY "gcmon_stream_shm_status"
 
 static gc_stream_status_t *status_block;
-static char local_host[GC_STATUS_HOST_MAX];
 
 gc_stream_status_t *gcmon_stream_status_block(void)
 {
     return status_block;
-}
-
-const char *gcmon_stream_host(void)
-{
-    return local_host[0] ? local_host : "localhost";
 }
 
 int gcmon_stream_status_setup(server_rec *s, int enabled)
@@ -32,13 +25,8 @@ int gcmon_stream_status_setup(server_rec *s, int enabled)
     apr_pool_t *pp = s->process->pool;
     apr_size_t size = gc_stream_status_size();
     apr_shm_t *shm = NULL, *old = NULL;
-    char host[APRMAXHOSTLEN + 1];
     apr_status_t rv;
 
-    if (apr_gethostname(host, sizeof(host), pp) != APR_SUCCESS) {
-        apr_cpystrn(host, "localhost", sizeof(host));
-    }
-    gc_status_copy_line(local_host, sizeof(local_host), host);
     /* Only the apr_shm_t is kept across generations (the process pool's
      * userdata): each build checks the block's version and size first. */
     apr_pool_userdata_get((void **)&old, SHM_STATUS_KEY, pp);
@@ -73,7 +61,7 @@ static int snapshot(gc_stream_snapshot_t *snap)
         return 0;
     }
     gc_stream_status_read(status_block, snap);
-    gc_stream_snapshot_check_alive(snap, gcmon_stream_host());
+    gc_stream_snapshot_check_alive(snap, gcmon_stream_node());
     return 1;
 }
 

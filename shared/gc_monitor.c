@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "gc_monitor_int.h"
+#include "gc_stream_share.h"
 
 #define MAX_MESSAGE (256 * 1024)            /* one notification; real ones are ~1 KB */
 #define FAST_POLL (250 * 1000)             /* standby: look at the status block */
@@ -213,17 +214,55 @@ static int db_ready(gc_monitor_t *m)
 
 /* ------------------------------------------------------------------ lease */
 
+/* Holding, on PostgreSQL: the status document to share with the standbys of
+ * other hosts through the lease row (gc_stream_share.h). SQLite has one host,
+ * whose children share the status block already. */
+static const char *share_doc(gc_monitor_t *m)
+{
+    if (!atomic_load(&m->holder)) {
+        return NULL;
+    }
+    m->shared_connected = m->snap.connected;
+    if (strcmp(gc_store_dialect(gc_worker_store(m->worker)), "pgsql") != 0) {
+        return NULL;
+    }
+    return gc_stream_share_json(m->iter, &m->snap);
+}
+
+/* A standby: when another node holds the stream, show its shared status here. */
+static void mirror(gc_monitor_t *m, const char *current, const char *doc)
+{
+    gc_stream_snapshot_t snap;
+
+    if (!m->env.status || !current || gc_stream_share_same_node(current, m->env.host)) {
+        return;
+    }
+    if (gc_stream_share_parse(doc, current, &snap)) {
+        gc_stream_status_mirror(m->env.status, &snap);
+        return;
+    }
+    /* Not shared yet (a new holder renews within GC_LEASE_RENEW): stop
+     * showing the one mirrored before, which is no longer the holder. */
+    gc_stream_status_read(m->env.status, &snap);
+    if (snap.has_holder && strcmp(snap.holder_id, current) != 0
+        && !gc_stream_share_same_node(snap.holder_id, m->env.host)) {
+        gc_stream_status_clear_holder(m->env.status, snap.holder_id);
+        gc_stream_status_note_lease(m->env.status, current);
+    }
+}
+
 /* Take or renew. 1 held, 0 not held, -1 error (connection dropped). */
 static int lease_take(gc_monitor_t *m, apr_time_t now)
 {
-    const char *current = NULL;
+    const char *current = NULL, *doc = NULL;
     int held = 0;
 
     if (!db_ready(m)) {
         return -1;
     }
-    if (gc_store_lease(gc_worker_store(m->worker), GC_LEASE_NAME, m->holder_id, now,
-                       m->env.lease_ttl, &held, &current, m->iter) != APR_SUCCESS) {
+    if (gc_store_lease_state(gc_worker_store(m->worker), GC_LEASE_NAME, m->holder_id, now,
+                             m->env.lease_ttl, share_doc(m), &held, &current, &doc,
+                             m->iter) != APR_SUCCESS) {
         db_failed(m, "take or renew the stream lease in", "the lease query failed");
         return -1;
     }
@@ -232,6 +271,7 @@ static int lease_take(gc_monitor_t *m, apr_time_t now)
     }
     if (!held && current) {
         gc_log(GC_LOG_MARK, GC_LOG_TRACE1, 0, "stream lease held by %s", current);
+        mirror(m, current, doc);
     }
     return held;
 }

@@ -204,6 +204,7 @@ struct gc_monitor {
     apr_time_t resumed_at;              /* end of the last long blocking call */
     gc_stream_snapshot_t snap;
     int snap_dirty;
+    int shared_connected;               /* `connected` as last shared (share_doc) */
     apr_time_t snap_at;
     int malformed_logged;
     apr_time_t malformed_window;

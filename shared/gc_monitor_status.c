@@ -64,6 +64,9 @@ void gc_mon_status_tick(gc_monitor_t *m, apr_time_t now, int force)
     if (m->env.status) {
         gc_stream_status_publish(m->env.status, s);
     }
+    if (s->connected != m->shared_connected) {
+        m->lease_check = 1;             /* share it with the other hosts now */
+    }
     set_gauge(m, GC_MET_STREAM_CONNECTED, s->connected);
     set_gauge(m, GC_MET_STREAM_CHANNELS, open);
     set_gauge(m, GC_MET_STREAM_TOPICS, topics);

@@ -16,7 +16,7 @@
 #include "gc_query.h"
 #include "gc_state.h"
 
-#define GC_SCHEMA_VERSION 6
+#define GC_SCHEMA_VERSION 7
 
 typedef struct gc_store gc_store_t;
 
@@ -74,6 +74,14 @@ apr_status_t gc_store_migrate(gc_store_t *s, const char **err);
 apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder,
                             apr_time_t now, apr_interval_time_t ttl, int *held,
                             const char **current, apr_pool_t *p);
+
+/* gc_store_lease, and the holder's state document: when we hold the lease
+ * afterwards and state_in is not NULL, it is stored in the row; *state_out
+ * (may be NULL) is the row's document then ("" when none), whoever wrote it. */
+apr_status_t gc_store_lease_state(gc_store_t *s, const char *name, const char *holder,
+                                  apr_time_t now, apr_interval_time_t ttl,
+                                  const char *state_in, int *held, const char **current,
+                                  const char **state_out, apr_pool_t *p);
 apr_status_t gc_store_lease_release(gc_store_t *s, const char *name, const char *holder);
 /* Remove lease `name` if `holder` has it (short-lived locks leave no row). */
 apr_status_t gc_store_lease_delete(gc_store_t *s, apr_pool_t *p, const char *name,

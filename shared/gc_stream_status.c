@@ -236,6 +236,25 @@ void gc_stream_status_publish(gc_stream_status_t *st, const gc_stream_snapshot_t
     write_end(st);
 }
 
+void gc_stream_status_mirror(gc_stream_status_t *st, const gc_stream_snapshot_t *s)
+{
+    char err[GC_STATUS_ERR_MAX];
+    apr_time_t err_at;
+    int enabled;
+
+    write_begin(st);
+    enabled = st->data.enabled;
+    err_at = st->data.last_error_at;
+    memcpy(err, st->data.last_error, sizeof(err));
+    memcpy(&st->data, s, sizeof(*s));
+    st->data.enabled = enabled;
+    if (err_at > s->last_error_at) {
+        st->data.last_error_at = err_at;
+        memcpy(st->data.last_error, err, sizeof(err));
+    }
+    write_end(st);
+}
+
 void gc_stream_status_clear_holder(gc_stream_status_t *st, const char *holder_id)
 {
     int i;

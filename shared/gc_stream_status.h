@@ -83,6 +83,11 @@ int gc_stream_status_read(gc_stream_status_t *st, gc_stream_snapshot_t *out);
  * holders). Errors go through gc_stream_status_error. */
 void gc_stream_status_publish(gc_stream_status_t *st, const gc_stream_snapshot_t *s);
 
+/* A standby on another node: show the holder's snapshot `s` (read from the
+ * database, gc_stream_share.h) as this block's holder. Like publish, but the
+ * last error is whichever of the two is newer. */
+void gc_stream_status_mirror(gc_stream_status_t *st, const gc_stream_snapshot_t *s);
+
 /* Holder `holder_id` stepping down: no holder, nothing connected; counters
  * and the last error are kept. Nothing happens when another holder has
  * published since (holder_id NULL: clear regardless). */

@@ -21,7 +21,12 @@ static const gc_stmt_t lease_take = {
 
 static const gc_stmt_t lease_read = {
     "lease.read",
-    "SELECT holder, expires_at, acquired_at FROM gcmon_lease WHERE name = %s LIMIT 1",
+    "SELECT holder, expires_at, acquired_at, state FROM gcmon_lease WHERE name = %s LIMIT 1",
+    NULL, 0 };
+
+static const gc_stmt_t lease_state = {
+    "lease.state",
+    "UPDATE gcmon_lease SET state = %s WHERE name = %s AND holder = %s AND expires_at >= %lld",
     NULL, 0 };
 
 static const gc_stmt_t lease_release = {
@@ -35,7 +40,8 @@ static const gc_stmt_t lease_delete = {
 typedef struct {
     const char *name, *holder;
     apr_int64_t now_ms, expires_ms;
-    const char *current;
+    const char *state_in;
+    const char *current, *state;
     apr_int64_t current_expires;
     apr_pool_t *out_pool;
 } lease_ctx_t;
@@ -50,7 +56,7 @@ static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     lease_ctx_t *l = baton;
     gc_rows_t r;
     apr_status_t rv;
-    const void *ins[4], *take[8], *rd[1];
+    const void *ins[4], *take[8], *rd[1], *st[4];
 
     ins[0] = l->name;
     ins[1] = l->holder;
@@ -70,6 +76,15 @@ static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     if ((rv = gc_store__exec(s, p, &lease_take, take, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
+    if (l->state_in) {
+        st[0] = l->state_in;
+        st[1] = l->name;
+        st[2] = l->holder;
+        st[3] = &l->now_ms;
+        if ((rv = gc_store__exec(s, p, &lease_state, st, NULL, err)) != APR_SUCCESS) {
+            return rv;
+        }
+    }
     rd[0] = l->name;
     if ((rv = gc_store__select(s, p, &lease_read, rd, &r, err)) != APR_SUCCESS) {
         return rv;
@@ -78,6 +93,7 @@ static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     while (gc_store__next(&r)) {
         l->current = gc_store__text(&r, l->out_pool, 0);
         l->current_expires = gc_store__int(&r, 1);
+        l->state = gc_store__text(&r, l->out_pool, 3);
     }
     if (!l->current) {
         *err = "lease row vanished";
@@ -90,6 +106,14 @@ apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder,
                             apr_time_t now, apr_interval_time_t ttl, int *held,
                             const char **current, apr_pool_t *p)
 {
+    return gc_store_lease_state(s, name, holder, now, ttl, NULL, held, current, NULL, p);
+}
+
+apr_status_t gc_store_lease_state(gc_store_t *s, const char *name, const char *holder,
+                                  apr_time_t now, apr_interval_time_t ttl,
+                                  const char *state_in, int *held, const char **current,
+                                  const char **state_out, apr_pool_t *p)
+{
     lease_ctx_t l;
     apr_pool_t *tp;
     apr_status_t rv;
@@ -98,6 +122,9 @@ apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder,
     *held = 0;
     if (current) {
         *current = NULL;
+    }
+    if (state_out) {
+        *state_out = "";
     }
     if (!name || !holder || !*holder || ttl <= 0) {
         return APR_EINVAL;
@@ -111,11 +138,15 @@ apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder,
     l.now_ms = GC_MS(now);
     l.expires_ms = GC_MS(now + ttl);
     l.out_pool = p;
+    l.state_in = state_in;
     rv = gc_store__tx(s, tp, lease_tx, &l, &err);
     if (rv == APR_SUCCESS) {
         *held = strcmp(l.current, holder) == 0 && l.current_expires >= l.now_ms;
         if (current) {
             *current = l.current;
+        }
+        if (state_out && l.state) {
+            *state_out = l.state;
         }
     }
     else {

@@ -158,6 +158,13 @@ static const ddl_t v6[] = {
       "CAST(floor(random() * 4503599627370495) AS BIGINT) + 1) ON CONFLICT DO NOTHING" },
 };
 
+/* Version 7: the stream holder's status, shared through its lease row with
+ * the standbys of other hosts (gc_stream_share.h); NULL for other leases. */
+static const ddl_t v7[] = {
+    { "ALTER TABLE gcmon_lease ADD COLUMN state TEXT",
+      "ALTER TABLE gcmon_lease ADD COLUMN IF NOT EXISTS state TEXT" },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -169,6 +176,7 @@ static const struct {
     { 4, v4, sizeof(v4) / sizeof(v4[0]) },
     { 5, v5, sizeof(v5) / sizeof(v5[0]) },
     { 6, v6, sizeof(v6) / sizeof(v6[0]) },
+    { 7, v7, sizeof(v7) / sizeof(v7[0]) },
 };
 
 static const gc_stmt_t schema_create = {

@@ -47,6 +47,8 @@ def bare(emulator):
     ("GcmonMembershipRefresh 5y", "GcmonMembershipRefresh", "unknown unit"),
     ("GcmonRetention soon", "GcmonRetention", "not a duration"),
     ("GcmonStream maybe", "GcmonStream", "must be On or Off"),
+    ("GcmonNodeName web1:80", "GcmonNodeName", "is not a node name"),
+    ("GcmonNodeName " + "n" * 64, "GcmonNodeName", "is not a node name"),
     ("<VirtualHost 127.0.0.1:1>\nGcmonStream On\n</VirtualHost>", "GcmonStream",
      "cannot occur within"),
     ("GcmonIdleAlert Lunch 15m", "GcmonIdleAlert", "'Lunch' is not a state"),

@@ -1,6 +1,9 @@
 """The holder's thread across the server's life: 20 graceful restarts leak neither
 threads nor file descriptors (every new holder looks like the first, the parent's
 descriptors stay put, old children all exit), and stop is prompt."""
+import os
+import re
+import socket
 import time
 
 import pytest
@@ -116,3 +119,27 @@ def test_stop_is_prompt(httpd, report):
     report(f"stream: apache2 -k stop with a connected holder: {elapsed:.2f} s")
     assert elapsed < 10
     assert "GCM2010" not in httpd.read_log()
+
+
+def test_node_name_kept_across_restarts(httpd):
+    """The holder id's node part is this instance's node name: the host name and
+    a random suffix, kept in the runtime directory, so the same after a full
+    stop and start; GcmonNodeName replaces it."""
+    path = os.path.join(httpd.root, "run", "gcmon-node")
+    with open(path) as f:
+        node = f.read().strip()
+    assert re.fullmatch(re.escape(socket.gethostname()[:54].replace(":", "_"))
+                        + r"-[0-9a-f]{8}", node), node
+    httpd.start()
+    try:
+        s = wait_for(holder_connected(httpd), timeout=20, what="a holder after the start")
+        assert s["holder"]["id"].startswith(node + ":"), (node, s["holder"])
+        assert s["holder"]["host"] == node, s["holder"]
+    finally:
+        httpd.stop(timeout=15)
+    httpd.write_config(gcmon_conf=GCMON_CONF + "GcmonNodeName web1.cc.example\n")
+    httpd.start()
+    s = wait_for(holder_connected(httpd), timeout=20, what="a holder with GcmonNodeName")
+    assert s["holder"]["id"].startswith("web1.cc.example:"), s["holder"]
+    with open(path) as f:
+        assert f.read().strip() == node             # the kept name is left alone

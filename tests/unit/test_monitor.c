@@ -16,6 +16,7 @@
 
 #include "gc_alerts.h"
 #include "gc_monitor_int.h"
+#include "gc_stream_share.h"
 #include "gc_stream_status.h"
 #include "loopback_http.h"
 #include "unit.h"
@@ -1113,6 +1114,58 @@ START_TEST(background_holder_runs_only_the_outbox)
 }
 END_TEST
 
+/* A standby on another node shows the holder's snapshot as shared through the
+ * lease row: everything but enabled, and the newer of the two last errors. */
+START_TEST(status_shared_and_mirrored)
+{
+    gc_stream_status_t *st = new_status();
+    gc_stream_snapshot_t in = sample(), got, out;
+    char *doc;
+
+    strcpy(in.last_error, "old remote error");
+    in.last_error_at = 10;
+    doc = gc_stream_share_json(pool, &in);
+    ck_assert_ptr_nonnull(doc);
+    ck_assert_ptr_null(strstr(doc, "enabled"));
+    ck_assert_int_eq(gc_stream_share_parse(doc, "web1:4242:abcd", &got), 1);
+    ck_assert_int_eq(gc_stream_share_parse(doc, "web2:1:abcd", &got), 0);
+    ck_assert_int_eq(got.has_holder, 0);
+    ck_assert_int_eq(gc_stream_share_parse("{\"v\":1}", "web1:4242:abcd", &got), 0);
+    ck_assert_int_eq(gc_stream_share_parse("not json", "web1:4242:abcd", &got), 0);
+    ck_assert_int_eq(gc_stream_share_parse("", "web1:4242:abcd", &got), 0);
+    ck_assert_int_eq(gc_stream_share_parse(doc, "web1:4242:abcd", &got), 1);
+    ck_assert_int_eq(got.has_holder, 1);
+    ck_assert_str_eq(got.holder_id, in.holder_id);
+    ck_assert_str_eq(got.holder_host, "web1");
+    ck_assert_int_eq(got.holder_pid, 4242);
+    ck_assert(got.holder_since == in.holder_since);
+    ck_assert_int_eq(got.nchannels, 2);
+    ck_assert_str_eq(got.channels[1].label, "ch-abcdefabcd");
+    ck_assert_int_eq(got.channels[0].topics, 1000);
+    ck_assert(got.channels[0].expires == in.channels[0].expires);
+    ck_assert(got.last_event_at == in.last_event_at);
+    ck_assert(got.events_total == 12345678901ULL);
+    ck_assert_str_eq(got.lease_holder, "web1:4242:abcd");
+
+    gc_stream_status_set_enabled(st, 0);
+    gc_stream_status_error(st, 20, "local error, newer");
+    gc_stream_status_mirror(st, &got);
+    gc_stream_status_read(st, &out);
+    ck_assert_int_eq(out.enabled, 0);
+    ck_assert_int_eq(out.connected, 1);
+    ck_assert_str_eq(out.last_error, "local error, newer");
+    got.last_error_at = 30;
+    gc_stream_status_mirror(st, &got);
+    gc_stream_status_read(st, &out);
+    ck_assert_str_eq(out.last_error, "old remote error");
+
+    ck_assert_int_eq(gc_stream_share_same_node("web1:4242:abcd", "web1"), 1);
+    ck_assert_int_eq(gc_stream_share_same_node("web1:4242:abcd", "web"), 0);
+    ck_assert_int_eq(gc_stream_share_same_node("web1-x:4242:abcd", "web1"), 0);
+    ck_assert_int_eq(gc_stream_share_same_node("garbage", "web1"), 0);
+}
+END_TEST
+
 Suite *monitor_suite(void)
 {
     Suite *s = suite_create("monitor");
@@ -1131,6 +1184,7 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, status_auto_lines);
     tcase_add_test(tc, status_dead_holder_shown_gone);
     tcase_add_test(tc, status_survives_killed_writer);
+    tcase_add_test(tc, status_shared_and_mirrored);
     tcase_add_test(tc, copy_line_sanitises_and_truncates);
     tcase_add_test(tc, status_attach_checks_version_and_size);
     tcase_add_test(tc, channel_label_is_a_keyed_digest);

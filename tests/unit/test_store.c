@@ -1081,6 +1081,39 @@ START_TEST(lease_lifecycle)
 }
 END_TEST
 
+/* The holder's state document rides on its lease row: stored only by the
+ * holder, read back by everyone. */
+START_TEST(lease_carries_holder_state)
+{
+    gc_store_t *s = open_migrated(), *o = open_migrated();
+    apr_interval_time_t ttl = apr_time_from_sec(10);
+    const char *cur = NULL, *doc = NULL;
+    int held = -1;
+
+    ck_assert_int_eq(gc_store_lease_state(s, "stream", "A", T0, ttl, "{\"a\":1}", &held, &cur,
+                                          &doc, pool), APR_SUCCESS);
+    ck_assert(held);
+    ck_assert_str_eq(doc, "{\"a\":1}");
+    /* A standby's document is never stored; it reads the holder's. */
+    ck_assert_int_eq(gc_store_lease_state(o, "stream", "B", T0 + MS(1000), ttl, "{\"b\":1}",
+                                          &held, &cur, &doc, pool), APR_SUCCESS);
+    ck_assert(!held);
+    ck_assert_str_eq(cur, "A");
+    ck_assert_str_eq(doc, "{\"a\":1}");
+    /* A renewal without a document keeps the stored one. */
+    ck_assert_int_eq(gc_store_lease(s, "stream", "A", T0 + MS(2000), ttl, &held, &cur, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(gc_store_lease_state(o, "stream", "B", T0 + MS(3000), ttl, NULL, &held,
+                                          &cur, &doc, pool), APR_SUCCESS);
+    ck_assert_str_eq(doc, "{\"a\":1}");
+    /* A lease row with no document reads as "". */
+    ck_assert_int_eq(gc_store_lease_state(s, "other", "A", T0, ttl, NULL, &held, &cur, &doc,
+                                          pool), APR_SUCCESS);
+    ck_assert(held);
+    ck_assert_str_eq(doc, "");
+}
+END_TEST
+
 typedef struct {
     int holder;
     apr_int64_t from_ms, to_ms;
@@ -1440,6 +1473,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, paths_agree);
     tcase_add_test(tc, schema_change_under_cached_statements);
     tcase_add_test(tc, lease_lifecycle);
+    tcase_add_test(tc, lease_carries_holder_state);
     tcase_add_test(tc, lease_contention_processes);
     tcase_add_test(tc, channels_round_trip);
     tcase_add_test(tc, prune_in_chunks);
