@@ -88,10 +88,13 @@ def seed_history(db, prefix, n, day, users=10, null_names=True):
     return [tuple(r) for r in got]
 
 
-def walk(httpd, params, limit):
-    """Follow next_cursor to the end; returns (ids, pages)."""
+def walk(httpd, params, limit, between=None):
+    """Follow next_cursor to the end; returns (ids, pages). between(pages), if
+    given, runs after each page but the last."""
     ids, pages, cursor = [], 0, None
     while True:
+        if between and pages:
+            between(pages)
         p = dict(params, limit=limit)
         if cursor:
             p["cursor"] = cursor
