@@ -28,6 +28,7 @@
 #include "gc_alerts.h"
 #include "gc_outbox.h"
 #include "gc_store.h"
+#include "gc_webhook.h"
 
 #define TAKE_MAX 64
 #define TICK_MAX apr_time_from_msec(100)

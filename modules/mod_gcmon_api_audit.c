@@ -9,6 +9,7 @@
 #include "gc_audit.h"
 #include "gc_state.h"
 #include "gc_store.h"
+#include "gc_time.h"
 #include "mod_gcmon_api_private.h"
 
 static json_t *json_or_null(const char *text)

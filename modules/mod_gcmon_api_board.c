@@ -18,6 +18,7 @@
 
 #include "gc_board_cache.h"
 #include "gc_etag.h"
+#include "gc_id.h"
 #include "gc_monitor.h"
 #include "gc_store_read.h"
 #include "mod_gcmon_api_private.h"
@@ -237,7 +238,7 @@ int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
     if (!(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_board_gen(st, r->pool, &g, &err) != APR_SUCCESS) {
+    if (gc_store_read_board_gen(st, r->pool, &g, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "board", err);
     }
     if (if_none_match(r, gen_etag(r, &g, &q))) {
@@ -289,7 +290,7 @@ int gcmon_api_agent_get(request_rec *r, const char **params, json_t *body)
     if (!(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_board(st, r->pool, id, NULL, NULL, &rows, &err) != APR_SUCCESS) {
+    if (gc_store_read_board(st, r->pool, id, NULL, NULL, &rows, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "agent", err);
     }
     if (rows->nelts == 0) {

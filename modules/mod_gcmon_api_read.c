@@ -1,5 +1,5 @@
 /* mod_gcmon_api read API (SPEC §5.1, §5.2): the state history and the
- * alerts listing. Query parsing is gc_query.c, the SQL store_read.c; here are
+ * alerts listing. Query parsing is gc_query.c, the SQL gc_store_read.c; here are
  * the JSON shapes. */
 #include <http_protocol.h>
 
@@ -21,7 +21,7 @@ int gcmon_api_history_get(request_rec *r, const char **params, json_t *body)
         || !(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_history(st, r->pool, &q, &pg, &err) != APR_SUCCESS) {
+    if (gc_store_read_history(st, r->pool, &q, &pg, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "history", err);
     }
     gc_jw_init(&w, 512 + (apr_size_t)pg.rows->nelts * 320);
@@ -72,7 +72,7 @@ int gcmon_api_alerts_get(request_rec *r, const char **params, json_t *body)
         || !(st = gcmon_api_store(r, 1))) {
         return OK;
     }
-    if (gc_read_alerts(st, r->pool, &q, &pg, &err) != APR_SUCCESS) {
+    if (gc_store_read_alerts(st, r->pool, &q, &pg, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "alerts", err);
     }
     gc_jw_init(&w, 512 + (apr_size_t)pg.rows->nelts * 320);

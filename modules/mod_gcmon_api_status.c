@@ -10,12 +10,15 @@
 #include <http_protocol.h>
 
 #include "gc_audit.h"
+#include "gc_id.h"
 #include "gc_metrics.h"
 #include "gc_monitor.h"
 #include "gc_outbox.h"
 #include "gc_state.h"
 #include "gc_status_change.h"
 #include "gc_store.h"
+#include "gc_time.h"
+#include "gc_webhook.h"
 #include "mod_gcmon_api_private.h"
 
 static apr_uint32_t lock_seq;

@@ -12,6 +12,7 @@
 #include <mpm_common.h>
 
 #include "gc_alerts.h"
+#include "gc_webhook.h"
 #include "mod_gcmon_stream_private.h"
 
 static APR_OPTIONAL_FN_TYPE(gcmon_api_shared) *api_shared;

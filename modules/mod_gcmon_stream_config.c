@@ -6,7 +6,9 @@
 #include <http_core.h>
 
 #include "gc_alerts.h"
+#include "gc_id.h"
 #include "gc_state.h"
+#include "gc_webhook.h"
 #include "mod_gcmon_stream_private.h"
 
 void *gcmon_stream_create_server_conf(apr_pool_t *p, server_rec *s)

@@ -9,6 +9,7 @@
 #include <mod_status.h>
 
 #include "gc_state.h"
+#include "gc_time.h"
 #include "mod_gcmon_stream_private.h"
 
 #define SHM_STATUS_KEY "gcmon_stream_shm_status"

@@ -1,5 +1,5 @@
-/* Reconnect/retry delays: exponential with jitter (see gc_worker.h). */
-#include "gc_worker.h"
+/* Reconnect/retry delays: exponential with jitter (see the header). */
+#include "gc_backoff.h"
 
 apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max,
                                      int failures, double u01)

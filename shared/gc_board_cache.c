@@ -75,7 +75,7 @@ static apr_status_t rebuild(gc_board_cache_t *c, gc_store_t *s, apr_pool_t *p,
     apr_pool_t *np;
     int i;
 
-    if (gc_read_board(s, p, NULL, NULL, NULL, &rows, err) != APR_SUCCESS) {
+    if (gc_store_read_board(s, p, NULL, NULL, NULL, &rows, err) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     if (apr_pool_create(&np, c->parent) != APR_SUCCESS) {
@@ -113,7 +113,7 @@ static apr_status_t merge(gc_board_cache_t *c, gc_store_t *s, apr_pool_t *p,
     apr_array_header_t *changed;
     int i, added = 0;
 
-    if (gc_read_board_since(s, p, c->gen.gen, &changed, err) != APR_SUCCESS) {
+    if (gc_store_read_board_since(s, p, c->gen.gen, &changed, err) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     for (i = 0; i < changed->nelts; i++) {
@@ -147,7 +147,7 @@ apr_status_t gc_board_cache_visit(gc_board_cache_t *c, gc_store_t *s, apr_pool_t
     gc_board_gen_t g;
     apr_status_t rv = APR_SUCCESS;
 
-    if (gc_read_board_gen(s, p, &g, err) != APR_SUCCESS) {
+    if (gc_store_read_board_gen(s, p, &g, err) != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     apr_thread_mutex_lock(c->mutex);

@@ -1,6 +1,6 @@
 /* A process's copy of the live board (SPEC §5.2, §9.17), kept current by
  * generation: a full board request reads only the agents changed since the
- * copy's generation (an index range, see gc_read_board_since) and merges
+ * copy's generation (an index range, see gc_store_read_board_since) and merges
  * them, so serving the whole board costs what changed, not 20,000 rows of
  * database reads. Every agent row carries its generation and rows are never
  * deleted, so a merge is exact; a copy of another database (board_id), or one

@@ -4,6 +4,7 @@
 
 #include "gc_jsonw.h"
 #include "gc_state.h"
+#include "gc_time.h"
 #include "gc_utf8.h"
 
 void gc_jw_init(gc_jw_t *w, apr_size_t hint)

@@ -20,11 +20,12 @@
 
 #include <apr_strings.h>
 
-#include "gc_log.h"
 #include "gc_api_routes.h"
+#include "gc_log.h"
 #include "gc_metrics.h"
 #include "gc_metrics_test.h"
 #include "gc_state.h"
+#include "gc_webhook.h"
 #include "gc_webhook_targets.h"
 
 #define GC_METRICS_MAGIC 0x67634d32u /* "gcM2": segments with a layout hash */

@@ -16,6 +16,7 @@
 
 #include "gc_monitor_int.h"
 #include "gc_stream_share.h"
+#include "gc_webhook.h"
 
 #define MAX_MESSAGE (256 * 1024)            /* one notification; real ones are ~1 KB */
 #define FAST_POLL (250 * 1000)             /* standby: look at the status block */

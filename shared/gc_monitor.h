@@ -10,6 +10,7 @@
 
 #include "gc_dbconn.h"
 #include "gc_outbox.h"
+#include "gc_webhook.h"
 #include "gc_worker.h"
 
 /* Stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound sync webhooks"). */
@@ -45,10 +46,6 @@ typedef enum {
 } gc_monitor_mode_e;
 
 gc_monitor_mode_e gc_monitor_mode(const gc_monitor_conf_t *c);
-
-/* A Genesys object id as gcmon accepts it in directives and URLs:
- * 1..64 of [A-Za-z0-9-_]. */
-int gc_id_valid(const char *s);
 
 /* ------------------------------------------------------------------ monitor */
 

@@ -14,6 +14,7 @@
 
 #include "gc_alerts.h"
 #include "gc_monitor_int.h"
+#include "gc_webhook.h"
 
 #define TAKE_MAX 64
 #define CLEAR_EVERY (250 * 1000)            /* at most this often after transitions */

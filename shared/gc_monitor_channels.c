@@ -5,7 +5,9 @@
 
 #include <apr_strings.h>
 
+#include "gc_id.h"
 #include "gc_monitor_int.h"
+#include "gc_time.h"
 
 #define CHANNELS_PATH "/api/v2/notifications/channels"
 #define RESET_QUIET apr_time_from_sec(10)

@@ -31,18 +31,3 @@ void gc_monitor_conf_defaults(gc_monitor_conf_t *c)
         c->webhooks.max_age = GC_WEBHOOK_MAX_AGE_DEFAULT;
     }
 }
-
-int gc_id_valid(const char *s)
-{
-    size_t n = 0;
-
-    if (!s) {
-        return 0;
-    }
-    for (; s[n]; n++) {
-        if (n >= 64 || !(isalnum((unsigned char)s[n]) || s[n] == '-' || s[n] == '_')) {
-            return 0;
-        }
-    }
-    return n > 0;
-}

@@ -7,6 +7,7 @@
 
 #include <apr_strings.h>
 
+#include "gc_id.h"
 #include "gc_monitor_int.h"
 
 #define MAX_PAGES 1000

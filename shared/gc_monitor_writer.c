@@ -13,6 +13,7 @@
 
 #include <apr_strings.h>
 
+#include "gc_evq.h"
 #include "gc_monitor_int.h"
 
 #define IDLE_WAIT apr_time_from_sec(1)     /* longest wait with nothing due */

@@ -19,6 +19,7 @@
 #include "gc_metrics.h"
 #include "gc_outbox.h"
 #include "gc_store.h"
+#include "gc_webhook.h"
 #include "gc_worker.h"
 
 #define FINAL_SLACK apr_time_from_sec(5)

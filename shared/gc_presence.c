@@ -10,6 +10,7 @@
 #include "gc_log.h"
 #include "gc_presence.h"
 #include "gc_state.h"
+#include "gc_time.h"
 
 #define UNKNOWN_REFRESH apr_time_from_sec(30)
 

@@ -4,9 +4,10 @@
 
 #include <apr_strings.h>
 
-#include "gc_monitor.h"
+#include "gc_id.h"
 #include "gc_query.h"
 #include "gc_state.h"
+#include "gc_time.h"
 #include "gc_utf8.h"
 
 /* ---------------------------------------------------------------- bytes */

@@ -7,6 +7,7 @@
 #include <apr_strings.h>
 
 #include "gc_state.h"
+#include "gc_time.h"
 #include "gc_utf8.h"
 
 /* ------------------------------------------------------------------------ */

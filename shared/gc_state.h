@@ -132,16 +132,4 @@ void gc_topics_shard_set(apr_hash_t *current, const char *user_id, int index);
 /* user id → index map of a gc_topics_shard result (keys point into it). */
 apr_hash_t *gc_topics_shard_map(apr_pool_t *p, const apr_array_header_t *shards);
 
-/* RFC 3339 / ISO 8601 UTC ("2026-11-21T19:59:28.123Z", also "+00:00" offsets
- * and no fraction; fractions beyond microseconds are truncated). 0 on success;
- * -1 (and *out untouched) on anything else: out-of-range fields, trailing junk.
- * Independent of the locale and TZ. Implemented in gc_time.c. */
-int gc_time_parse(const char *s, apr_time_t *out);
-
-/* "2026-11-21T19:59:28.123Z" (milliseconds, UTC). */
-const char *gc_time_format(apr_pool_t *p, apr_time_t t);
-
-/* Days since 1970-01-01 → proleptic Gregorian year, month (1..12), day (1..31). */
-void gc_time_civil_from_days(apr_int64_t days, apr_int64_t *y, int *m, int *d);
-
 #endif

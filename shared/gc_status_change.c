@@ -4,11 +4,14 @@
 
 #include "gc_body.h"
 #include "gc_etag.h"
+#include "gc_id.h"
 #include "gc_log.h"
 #include "gc_monitor.h"
 #include "gc_outbox.h"
 #include "gc_state.h"
 #include "gc_status_change.h"
+#include "gc_time.h"
+#include "gc_webhook.h"
 
 /* One change in flight. */
 typedef struct {

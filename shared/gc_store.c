@@ -1,5 +1,5 @@
 /* gcmon store: connections, and the one executor every store file runs its
- * statements through (store_private.h): the prepared-statement cache, the
+ * statements through (gc_store_int.h): the prepared-statement cache, the
  * retry policy, the column readers, the error text, transactions.
  *
  * apr_dbd facts this file is built around (apr-util 1.6.3):
@@ -19,7 +19,7 @@
 #include <apr_strings.h>
 
 #include "gc_log.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 /* Per-connection sqlite3 settings (apr_dbd_query reports PRAGMAs that return
  * a row as failures, so they run through apr_dbd_select). No busy_timeout:

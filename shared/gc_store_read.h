@@ -5,9 +5,9 @@
  * prepared lazily on that connection (one per filter shape) and served by an
  * index in newest-first order, bounded by LIMIT: keyset ("cursor") pages cost
  * the same at any depth. Totals come from a process-wide cache that is
- * revalidated against the table on every request (see gc_read_history), for
- * stores given a scope (gc_store_set_scope). Implemented in store_read.c and
- * store_list.c. */
+ * revalidated against the table on every request (see gc_store_read_history), for
+ * stores given a scope (gc_store_set_scope). Implemented in gc_store_read.c and
+ * gc_store_list.c. */
 #ifndef GC_STORE_READ_H
 #define GC_STORE_READ_H
 
@@ -43,12 +43,12 @@ typedef struct {
  * revalidated by the table's max(id), min(id) and min(event_at); new rows are
  * counted incrementally; entries older than 60 s are recounted (a safety net
  * for deletions the key cannot see). Without a scope, counted every time. */
-apr_status_t gc_read_history(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
+apr_status_t gc_store_read_history(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
                              gc_page_t *out, const char **err);
 
 /* Alerts (rows: gc_alert_row_t): the same paging and totals; filters user_id,
  * state, from/to on raised_at. */
-apr_status_t gc_read_alerts(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
+apr_status_t gc_store_read_alerts(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
                             gc_page_t *out, const char **err);
 
 /* One agent of the board, with its newest open alert (alert_id 0 when none). */
@@ -72,19 +72,19 @@ typedef struct {
     apr_int64_t gen;
 } gc_board_gen_t;
 
-apr_status_t gc_read_board_gen(gc_store_t *s, apr_pool_t *p, gc_board_gen_t *out,
+apr_status_t gc_store_read_board_gen(gc_store_t *s, apr_pool_t *p, gc_board_gen_t *out,
                                const char **err);
 
 /* The board ordered by user_id: every agent (user_id NULL) or one agent,
  * filtered by state and by membership of queue_id (NULL: no filter).
  * *rows is an array of gc_board_row_t. */
-apr_status_t gc_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
+apr_status_t gc_store_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
                            const char *state, const char *queue_id,
                            apr_array_header_t **rows, const char **err);
 
 /* The agents changed after generation `since` (unfiltered: the caller tells
  * which still match its filter), ordered by user_id. */
-apr_status_t gc_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since,
+apr_status_t gc_store_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since,
                                  apr_array_header_t **rows, const char **err);
 
 /* Does a board row pass the board's filters (NULL: no filter)? */

@@ -16,6 +16,7 @@
 
 #include "gc_state.h"
 #include "gc_stream_status.h"
+#include "gc_time.h"
 
 #define STATUS_MAGIC 0x67635332u        /* "gcS2": blocks with a version and size */
 #define READ_TRIES 20000

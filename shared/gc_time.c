@@ -2,7 +2,7 @@
  * locale and of TZ: calendar arithmetic is done by hand (days from civil). */
 #include <apr_strings.h>
 
-#include "gc_state.h"
+#include "gc_time.h"
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
 static apr_int64_t days_from_civil(apr_int64_t y, int m, int d)

@@ -16,7 +16,7 @@
 #include <openssl/hmac.h>
 
 #include "gc_log.h"
-#include "gc_outbox.h"
+#include "gc_webhook.h"
 #include "gc_secret.h"
 #include "gc_upstream.h"
 #include "gc_version.h"

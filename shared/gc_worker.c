@@ -17,6 +17,7 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include "gc_backoff.h"
 #include "gc_worker.h"
 
 #define POOL_MAX_FREE (256 * 1024)

@@ -15,11 +15,11 @@ transition (nothing lost, nothing twice), raises each alert once and delivers
 it once.
 
 The bugs the issue names are expected here (xfail strict, naming them):
-store_read.c runs selects asynchronously (apr_dbd_pbselect with random=0), so
+gc_store_read.c runs selects asynchronously (apr_dbd_pbselect with random=0), so
 a server error arrives while fetching rows and apr_dbd_pgsql's get_row takes
 it for the end of the rows (an empty 200 page, no log line); mod_dbd re-opens
 a terminated connection in place (PQreset: the same handle, a new session)
-while store_read.c keeps a statement cache naming statements the new session
+while gc_store_read.c keeps a statement cache naming statements the new session
 never prepared — so the empty pages last as long as the connection (seen for
 over 30 s), and a failed count is cached as 0; and after a failed select it
 PREPAREs the same name again on the same connection ("already exists").

@@ -14,11 +14,12 @@
 #include <jansson.h>
 
 #include "gc_audit.h"
-#include "gc_outbox.h"
 #include "gc_etag.h"
+#include "gc_outbox.h"
 #include "gc_presence.h"
 #include "gc_query.h"
 #include "gc_store.h"
+#include "gc_webhook.h"
 #include "unit.h"
 
 static apr_pool_t *pool;

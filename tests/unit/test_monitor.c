@@ -15,9 +15,13 @@
 #include <jansson.h>
 
 #include "gc_alerts.h"
+#include "gc_backoff.h"
+#include "gc_evq.h"
 #include "gc_monitor_int.h"
 #include "gc_stream_share.h"
 #include "gc_stream_status.h"
+#include "gc_time.h"
+#include "gc_webhook.h"
 #include "loopback_http.h"
 #include "unit.h"
 

@@ -20,6 +20,7 @@
 #include "gc_outbox.h"
 #include "gc_store.h"
 #include "gc_version.h"
+#include "gc_webhook.h"
 #include "loopback_http.h"
 #include "unit.h"
 

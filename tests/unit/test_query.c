@@ -5,8 +5,9 @@
 #include <apr_strings.h>
 
 #include "gc_query.h"
-#include "gc_utf8.h"
 #include "gc_state.h"
+#include "gc_time.h"
+#include "gc_utf8.h"
 #include "unit.h"
 
 static apr_pool_t *pool;

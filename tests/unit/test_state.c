@@ -12,6 +12,7 @@
 #include <apr_time.h>
 
 #include "gc_state.h"
+#include "gc_time.h"
 #include "unit.h"
 
 static apr_pool_t *pool;

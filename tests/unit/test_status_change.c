@@ -11,6 +11,7 @@
 #include "gc_outbox.h"
 #include "gc_result.h"
 #include "gc_status_change.h"
+#include "gc_webhook.h"
 #include "unit.h"
 
 static apr_pool_t *pool;

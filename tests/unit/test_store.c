@@ -550,7 +550,7 @@ static const char *changed_since(gc_store_t *s, apr_int64_t since)
     const char *err = NULL, *out = "";
     int i;
 
-    ck_assert_msg(gc_read_board_since(s, pool, since, &rows, &err) == APR_SUCCESS, "%s", err);
+    ck_assert_msg(gc_store_read_board_since(s, pool, since, &rows, &err) == APR_SUCCESS, "%s", err);
     for (i = 0; i < rows->nelts; i++) {
         out = apr_pstrcat(pool, out, i ? "," : "", APR_ARRAY_IDX(rows, i, gc_board_row_t).user_id,
                           NULL);
@@ -575,7 +575,7 @@ START_TEST(board_generation)
     int cleared = 0;
 
     gc_store_on_board_change(s, heard, &h);
-    ck_assert_int_eq(gc_read_board_gen(s, pool, &g0, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board_gen(s, pool, &g0, &err), APR_SUCCESS);
     ck_assert(g0.id > 0);
 
     evs[0] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(1000));
@@ -618,7 +618,7 @@ START_TEST(board_generation)
     ck_assert_int_eq(cleared, 1);
     ck_assert_int_eq(h.gen, g1.gen + 2);
     ck_assert_str_eq(changed_since(s, g1.gen + 1), "u2");
-    ck_assert_int_eq(gc_read_board_gen(s, pool, &g1, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board_gen(s, pool, &g1, &err), APR_SUCCESS);
     ck_assert(g1.id == g0.id && g1.gen == h.gen);
 }
 END_TEST
@@ -651,7 +651,7 @@ START_TEST(board_cache_merges)
     write_ok(s, evs, 2, "stream", &r);
     ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
     ck_assert_int_eq(gc_board_cache_last(c), 2);
-    ck_assert_int_eq(gc_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
     ck_assert_str_eq(seen, apr_psprintf(pool, "%" APR_INT64_T_FMT ":u2=Available,u4=Away",
                                         g.gen));
     ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
@@ -663,7 +663,7 @@ START_TEST(board_cache_merges)
     write_ok(s, evs, 2, "stream", &r);
     ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
     ck_assert_int_eq(gc_board_cache_last(c), 1);
-    ck_assert_int_eq(gc_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
     ck_assert_str_eq(seen, apr_psprintf(pool, "%" APR_INT64_T_FMT
                                         ":u2=Available,u3=Meal,u4=Break", g.gen));
 }

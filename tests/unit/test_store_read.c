@@ -1,4 +1,4 @@
-/* Read queries (shared/store_read.c, store_list.c) against real databases: SQLite in a
+/* Read queries (shared/gc_store_read.c, gc_store_list.c) against real databases: SQLite in a
  * temporary directory and, when PostgreSQL 15 is installed, a throwaway
  * cluster (unix socket only) started once for these cases. The schema is
  * gc_store_migrate's; rows are written with plain SQL. */
@@ -19,6 +19,7 @@
 #include "gc_state.h"
 #include "gc_store.h"
 #include "gc_store_read.h"
+#include "gc_time.h"
 #include "unit.h"
 
 #ifndef PG_BIN
@@ -200,7 +201,7 @@ static gc_page_t page(gc_query_t *q)
 {
     gc_page_t pg;
     const char *err = NULL;
-    ck_assert_msg(gc_read_history(rd, pool, q, &pg, &err) == APR_SUCCESS, "%s", err);
+    ck_assert_msg(gc_store_read_history(rd, pool, q, &pg, &err) == APR_SUCCESS, "%s", err);
     return pg;
 }
 
@@ -370,7 +371,7 @@ START_TEST(values_are_bound_not_spliced)
     pg = page(&q);
     ck_assert_int_eq(pg.total, 0);
     q.state = NULL;
-    ck_assert_int_eq(gc_read_history(rd, pool, &q, &pg, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_history(rd, pool, &q, &pg, &err), APR_SUCCESS);
     ck_assert_int_eq(pg.total, 10);
 }
 END_TEST
@@ -383,7 +384,7 @@ START_TEST(statements_survive_schema_changes)
 
     put_history("c", 10, 2, BASE_MS);
     ck_assert_int_eq(page(&q).rows->nelts, 3);
-    ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
     /* Another connection changes the schema: sqlite3's legacy prepared statements
      * expire; the store prepares them again. */
     exec_sql(other, "CREATE TABLE gcmon_unrelated (x INTEGER)");
@@ -391,7 +392,7 @@ START_TEST(statements_survive_schema_changes)
     put_history("c", 2, 2, BASE_MS + 100000);
     ck_assert_int_eq(page(&q).total, 12);
     ck_assert_int_eq(page(&q).rows->nelts, 3);
-    ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
 }
 END_TEST
 
@@ -442,7 +443,7 @@ START_TEST(board_filters_and_alerts)
     put_alert("a1", "IDLE", 1, BASE_MS + 1800000, "NULL");           /* newest open wins */
     put_alert("a2", "Away", 0, BASE_MS + 900000, "1767230000000");   /* cleared: not shown */
 
-    ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 4);
     b = &APR_ARRAY_IDX(rows, 0, gc_board_row_t);                       /* ordered by id */
     ck_assert_str_eq(b->user_id, "a1");
@@ -455,21 +456,21 @@ START_TEST(board_filters_and_alerts)
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 1, gc_board_row_t).alert_id, 0);
     ck_assert_ptr_null(APR_ARRAY_IDX(rows, 3, gc_board_row_t).queue_ids);
 
-    ck_assert_int_eq(gc_read_board(rd, pool, NULL, "IDLE", "qb", &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, "IDLE", "qb", &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 1);
     ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_board_row_t).user_id, "a3");
-    ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, "q", &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, "q", &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 0);                                   /* no partial match */
-    ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, "qa", &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, "qa", &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 2);
     /* an Away member stays in its queue: membership, not the active queues */
-    ck_assert_int_eq(gc_read_board(rd, pool, NULL, NULL, "qb", &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, "qb", &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 2);
     ck_assert_str_eq(APR_ARRAY_IDX(rows, 1, gc_board_row_t).user_id, "a3");
     ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_board_row_t).active_queue_ids, "[]");
-    ck_assert_int_eq(gc_read_board(rd, pool, "a2", NULL, NULL, &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, "a2", NULL, NULL, &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 1);
-    ck_assert_int_eq(gc_read_board(rd, pool, "zz", NULL, NULL, &rows, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_board(rd, pool, "zz", NULL, NULL, &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 0);
 }
 END_TEST
@@ -489,7 +490,7 @@ START_TEST(alerts_listing)
     ck_assert_int_eq(gc_query_parse(pool, "limit=10", GC_Q_ALERTS, GC_CURSOR_ALERTS, &q, NULL),
                      0);
     for (;;) {
-        ck_assert_int_eq(gc_read_alerts(rd, pool, &q, &pg, &err), APR_SUCCESS);
+        ck_assert_int_eq(gc_store_read_alerts(rd, pool, &q, &pg, &err), APR_SUCCESS);
         ck_assert_int_eq(pg.total, 25);
         seen += pg.rows->nelts;
         if (!pg.has_more) {
@@ -501,7 +502,7 @@ START_TEST(alerts_listing)
     ck_assert_int_eq(seen, 25);
     ck_assert_int_eq(gc_query_parse(pool, "user_id=u2&state=Away&limit=1", GC_Q_ALERTS,
                                     GC_CURSOR_ALERTS, &q, NULL), 0);
-    ck_assert_int_eq(gc_read_alerts(rd, pool, &q, &pg, &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_read_alerts(rd, pool, &q, &pg, &err), APR_SUCCESS);
     ck_assert_int_eq(pg.total, 5);                                      /* i = 0,6,12,18,24 */
     a = &APR_ARRAY_IDX(pg.rows, 0, gc_alert_row_t);
     ck_assert_int_eq(a->raised_at, (apr_time_t)(BASE_MS + 12000) * 1000);

@@ -8,11 +8,11 @@
  *   it in the store under its name, and runs it with bound arguments; one
  *   retry policy (a statement SQLite expired is prepared again), one error
  *   text, one set of column readers (gc_rows_t), transactions (gc_store__tx);
- * - paged listings (store_list.c): a store file declares a gc_listing_t
+ * - paged listings (gc_store_list.c): a store file declares a gc_listing_t
  *   (table, columns, order, filters, row reader) and gc_store__list runs it
  *   into a gc_page_t (gc_store.h). */
-#ifndef GC_STORE_PRIVATE_H
-#define GC_STORE_PRIVATE_H
+#ifndef GC_GC_STORE_INT_H
+#define GC_GC_STORE_INT_H
 
 #include <apr_dbd.h>
 #include <apr_hash.h>
@@ -94,7 +94,7 @@ typedef apr_status_t gc_store_tx_fn(gc_store_t *s, apr_pool_t *p, void *baton,
 apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void *baton,
                           const char **err);
 
-/* ---- paged listings (store_list.c) ---- */
+/* ---- paged listings (gc_store_list.c) ---- */
 
 /* A filter of a listing: a condition with one placeholder, applied when the
  * gc_query_t field it names is set. String fields (GC_Q_USER_ID, GC_Q_STATE,
@@ -197,7 +197,7 @@ apr_status_t gc_store__gen_bump(gc_store_t *s, apr_pool_t *p, apr_int64_t *gen,
                                 const char **err);
 
 /* After COMMIT of a transaction that bumped the generation: tell the board
- * hook (store_board.c). */
+ * hook (gc_store_board.c). */
 void gc_store__board_committed(gc_store_t *s, apr_pool_t *p);
 
 /* Interned copy of a state name in the cache pool. */

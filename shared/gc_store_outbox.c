@@ -5,7 +5,7 @@
 
 #include "gc_log.h"
 #include "gc_outbox.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 static const gc_stmt_t outbox_insert = {
     "outbox.insert",

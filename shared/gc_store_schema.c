@@ -5,7 +5,7 @@
 #include <apr_strings.h>
 
 #include "gc_log.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 typedef struct {
     const char *sqlite3;
@@ -52,7 +52,7 @@ static const ddl_t v1[] = {
       "id TEXT NOT NULL PRIMARY KEY, connect_uri TEXT NOT NULL, expires_at BIGINT NOT NULL, "
       "topics TEXT NOT NULL, updated_at BIGINT NOT NULL)", NULL },
     /* Named counters. write_epoch: bumped by every write batch (see
-     * store_history.c), so a writer knows when its cache may be stale. */
+     * gc_store_history.c), so a writer knows when its cache may be stale. */
     { "CREATE TABLE IF NOT EXISTS gcmon_meta ("
       "name TEXT NOT NULL PRIMARY KEY, value BIGINT NOT NULL)", NULL },
     { "INSERT INTO gcmon_meta (name, value) VALUES ('write_epoch', 0) "

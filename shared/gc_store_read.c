@@ -6,7 +6,7 @@
 #include <apr_strings.h>
 
 #include "gc_store_read.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 /* ---------------------------------------------------------------- history */
 
@@ -35,7 +35,7 @@ static void history_position(const void *row, gc_cursor_t *at)
 }
 
 /* Served by gcmon_history_time, gcmon_history_state and the UNIQUE (user_id,
- * event_at) index (store_schema.c). */
+ * event_at) index (gc_store_schema.c). */
 static const gc_listing_t history_listing = {
     "history", "gcmon_history",
     "id, user_id, user_name, state, previous_state, presence, routing_status, event_at, "
@@ -46,7 +46,7 @@ static const gc_listing_t history_listing = {
     sizeof(gc_history_row_t), history_row, history_position
 };
 
-apr_status_t gc_read_history(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
+apr_status_t gc_store_read_history(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
                              gc_page_t *out, const char **err)
 {
     return gc_store__list(s, p, &history_listing, q, out, err);
@@ -78,7 +78,7 @@ static void alert_position(const void *row, gc_cursor_t *at)
     at->id = a->id;
 }
 
-/* Served by gcmon_alerts_time, _user and _state (store_schema.c). */
+/* Served by gcmon_alerts_time, _user and _state (gc_store_schema.c). */
 static const gc_listing_t alerts_listing = {
     "alerts", "gcmon_alerts",
     "id, user_id, user_name, state, threshold_seconds, raised_at, cleared_at, "
@@ -89,7 +89,7 @@ static const gc_listing_t alerts_listing = {
     sizeof(gc_alert_row_t), alert_row, alert_position
 };
 
-apr_status_t gc_read_alerts(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
+apr_status_t gc_store_read_alerts(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
                             gc_page_t *out, const char **err)
 {
     return gc_store__list(s, p, &alerts_listing, q, out, err);

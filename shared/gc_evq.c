@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gc_monitor_int.h"
+#include "gc_evq.h"
+#include "gc_monitor.h"
 
 struct gc_evq {
     apr_thread_mutex_t *mutex;

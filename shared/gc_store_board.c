@@ -9,7 +9,7 @@
 #include <apr_strings.h>
 
 #include "gc_store_read.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 #define SQLITE_ARGS_MAX 3
 
@@ -126,7 +126,7 @@ void gc_store__board_committed(gc_store_t *s, apr_pool_t *p)
     s->tx_gen = 0;
 }
 
-apr_status_t gc_read_board_gen(gc_store_t *s, apr_pool_t *p, gc_board_gen_t *out,
+apr_status_t gc_store_read_board_gen(gc_store_t *s, apr_pool_t *p, gc_board_gen_t *out,
                                const char **err)
 {
     apr_status_t rv;
@@ -286,7 +286,7 @@ static apr_status_t read_rows(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
     return APR_SUCCESS;
 }
 
-apr_status_t gc_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
+apr_status_t gc_store_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
                            const char *state, const char *queue_id,
                            apr_array_header_t **rows, const char **err)
 {
@@ -302,7 +302,7 @@ apr_status_t gc_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
     return read_rows(s, p, &st, args, alerts, rows, err);
 }
 
-apr_status_t gc_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since,
+apr_status_t gc_store_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since,
                                  apr_array_header_t **rows, const char **err)
 {
     apr_hash_t *alerts;

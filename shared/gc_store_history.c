@@ -5,7 +5,7 @@
 #include <apr_strings.h>
 
 #include "gc_log.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 /* write_batch's multi-row statements: a head, one row template repeated 64,
  * 16, 4 or 1 times (", "), a tail — a batch is written in the largest that

@@ -1,4 +1,4 @@
-/* gcmon store: the one paged-listing helper (store_private.h) behind the
+/* gcmon store: the one paged-listing helper (gc_store_int.h) behind the
  * history, alerts and audit listings, and the process-wide totals cache.
  *
  * SQL is built per filter shape (which filters are present, cursor or
@@ -13,7 +13,7 @@
 
 #include <apr_strings.h>
 
-#include "store_private.h"
+#include "gc_store_int.h"
 
 /* Bound arguments: strings by value, integers by address. */
 typedef struct {
@@ -310,7 +310,7 @@ static apr_status_t count_keyed(gc_store_t *s, apr_pool_t *p, const gc_listing_t
     return select_row(s, p, &st, &a, v, 4, err);
 }
 
-/* Total rows of listing l matching q's filter (see gc_read_history): a full
+/* Total rows of listing l matching q's filter (see gc_store_read_history): a full
  * COUNT costs ~10-30 ms at a million rows, so it is cached under a key of the
  * table's state — max(id), min(id), min(time) — which one cheap statement
  * reads on every request. Only new rows (ids above the cached max; ids only

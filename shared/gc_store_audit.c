@@ -3,7 +3,7 @@
 
 #include "gc_audit.h"
 #include "gc_outbox.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 static const gc_stmt_t audit_insert = {
     "audit.insert",
@@ -84,7 +84,7 @@ static void audit_position(const void *row, gc_cursor_t *at)
 }
 
 /* Newest first by id; the filtered listings walk the (actor|action|target,
- * id DESC) indexes (store_schema.c v4). Admin actions are few: counted every
+ * id DESC) indexes (gc_store_schema.c v4). Admin actions are few: counted every
  * time. */
 static const gc_listing_t audit_listing = {
     "audit", "gcmon_audit",

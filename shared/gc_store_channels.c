@@ -3,7 +3,7 @@
 #include <apr_strings.h>
 
 #include "gc_log.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 static const gc_stmt_t channel_save = {
     "channel.save",

@@ -6,7 +6,8 @@
 
 #include "gc_alerts.h"
 #include "gc_outbox.h"
-#include "store_private.h"
+#include "gc_store_int.h"
+#include "gc_webhook.h"
 
 static const gc_stmt_t alert_agents = {
     "alert.agents", "SELECT user_id, state, since FROM gcmon_agents LIMIT 1000000", NULL, 0 };

@@ -5,7 +5,7 @@
 #include <apr_strings.h>
 
 #include "gc_log.h"
-#include "store_private.h"
+#include "gc_store_int.h"
 
 static const gc_stmt_t lease_insert = {
     "lease.insert",
