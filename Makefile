@@ -37,7 +37,7 @@ UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit_tests
 
 .PHONY: all deps test unit integration integration-pgsql asan-integration demo install bench clean \
-        asan-unit check-style layout-build
+        asan-unit check-style style layout-build
 
 all: $(API_SO) $(STREAM_SO)
 
@@ -125,7 +125,21 @@ asan-integration:
 	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
+# The C style is .clang-format's (Debian's clang-format-14, installed by deps):
+# check-style fails on any file that differs from it; style rewrites them.
+CLANG_FORMAT ?= $(shell command -v clang-format-14 || command -v clang-format)
+STYLE_SRC := $(sort $(wildcard shared/*.[ch] modules/*.[ch] tests/unit/*.[ch] bench/*.c))
+
+check-style:
+	@test -n "$(CLANG_FORMAT)" || { echo "check-style: clang-format not found (make deps)"; exit 1; }
+	@$(CLANG_FORMAT) --dry-run -Werror $(STYLE_SRC)
+	@echo "check-style: $(words $(STYLE_SRC)) files follow .clang-format"
+
+style:
+	$(CLANG_FORMAT) -i $(STYLE_SRC)
+
 test: deps
+	$(MAKE) check-style
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan-unit

@@ -32,7 +32,7 @@
 
 #define TAKE_MAX 64
 #define TICK_MAX apr_time_from_msec(100)
-#define LEAD apr_time_from_sec(3)           /* set-up time before the first crossing */
+#define LEAD apr_time_from_sec(3) /* set-up time before the first crossing */
 #define BATCH 1000
 
 /* Tests and benchmarks only (gc_alerts.c). */
@@ -107,8 +107,7 @@ static void populate(gc_store_t *s, apr_pool_t *p, int n, apr_time_t first,
             e->presence_id = "e08eaf1b-ee47-4fa9-a231-1200e284798f";
             e->presence_at = e->event_at = since;
         }
-        if (gc_store_write_batch(s, p, evs, k, "resync", apr_time_now(), &r, &err)
-            != APR_SUCCESS) {
+        if (gc_store_write_batch(s, p, evs, k, "resync", apr_time_now(), &r, &err) != APR_SUCCESS) {
             die("cannot write the agents", err);
         }
     }
@@ -158,8 +157,8 @@ static int tick(gc_alerts_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t *lat, i
         if (gc_store_agent_get(s, p, due[i].user_id, &row) == APR_SUCCESS && row) {
             name = row->user_name;
         }
-        body = gc_slack_alert_body(p, due[i].user_id, name, due[i].state,
-                                   now - due[i].episode_at, due[i].threshold);
+        body = gc_slack_alert_body(p, due[i].user_id, name, due[i].state, now - due[i].episode_at,
+                                   due[i].threshold);
         if (gc_store_alert_raise(s, p, &due[i], name, body, now, &result, &id, &err)
             != APR_SUCCESS) {
             die("raise failed", err);
@@ -203,7 +202,8 @@ int main(int argc, const char *const *argv)
     apr_pool_create(&p, NULL);
     apr_dbd_init(p);
     if (gc_store_open(p, "sqlite3", apr_pstrcat(p, dir, "/alerts.db", NULL), &s, &err)
-        != APR_SUCCESS || gc_store_migrate(s, &err) != APR_SUCCESS) {
+            != APR_SUCCESS
+        || gc_store_migrate(s, &err) != APR_SUCCESS) {
         die("cannot create the database", err);
     }
     first = apr_time_now() + LEAD;

@@ -61,7 +61,8 @@ static int build_event(char *out, apr_size_t n, int i, apr_time_t at)
     int u = i % USERS;
 
     iso_ms(ts, sizeof(ts), at);
-    return apr_snprintf(out, n,
+    return apr_snprintf(
+        out, n,
         "{\"topicName\":\"v2.users.00000000-0000-4000-8000-%012d.activity\",\"version\":\"2\","
         "\"eventBody\":{\"id\":\"00000000-0000-4000-8000-%012d\",\"routingStatus\":"
         "{\"status\":\"%s\",\"startTime\":\"%s\"},\"presence\":{\"presenceDefinition\":"
@@ -106,10 +107,13 @@ static double bench_raw(apr_pool_t *p, const char *path, int n)
     }
     must_select(p, d, h, "PRAGMA journal_mode=WAL");
     must_select(p, d, h, "PRAGMA synchronous=NORMAL");
-    if (apr_dbd_prepare(d, p, h, "INSERT INTO gcmon_history (user_id, user_name, state, "
+    if (apr_dbd_prepare(d, p, h,
+                        "INSERT INTO gcmon_history (user_id, user_name, state, "
                         "previous_state, presence, presence_id, routing_status, event_at, "
                         "ingested_at, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %lld, "
-                        "%s)", "ins", &st) != 0) {
+                        "%s)",
+                        "ins", &st)
+        != 0) {
         die("cannot prepare the raw insert", apr_dbd_error(d, h, 0));
     }
     t0 = apr_time_now();
@@ -195,12 +199,12 @@ static int srv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             }
             now = apr_time_now();
             if (srv.rate > 0 && (double)srv.sent >= secs(now - srv.start) * srv.rate) {
-                lws_sul_schedule(srv.ctx, 0, &srv.sul, pace_cb, 1000);     /* 1 ms */
+                lws_sul_schedule(srv.ctx, 0, &srv.sul, pace_cb, 1000); /* 1 ms */
                 return 0;
             }
-            n = build_event((char *)buf + LWS_PRE, MSG_MAX, srv.sent,
-                            srv.rate > 0 ? now : apr_time_from_sec(1700000000)
-                                                   + (apr_time_t)srv.sent * 1000);
+            n = build_event(
+                (char *)buf + LWS_PRE, MSG_MAX, srv.sent,
+                srv.rate > 0 ? now : apr_time_from_sec(1700000000) + (apr_time_t)srv.sent * 1000);
             if (lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_TEXT) < n) {
                 return -1;
             }
@@ -208,19 +212,14 @@ static int srv_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         } while (!lws_send_pipe_choked(wsi));
         lws_callback_on_writable(wsi);
         break;
-    case LWS_CALLBACK_CLOSED:
-        srv.wsi = NULL;
-        break;
-    default:
-        break;
+    case LWS_CALLBACK_CLOSED: srv.wsi = NULL; break;
+    default: break;
     }
     return 0;
 }
 
-static const struct lws_protocols srv_protocols[] = {
-    { "replay", srv_cb, 0, MSG_MAX, 0, NULL, 0 },
-    { NULL, NULL, 0, 0, 0, NULL, 0 }
-};
+static const struct lws_protocols srv_protocols[] = { { "replay", srv_cb, 0, MSG_MAX, 0, NULL, 0 },
+                                                      { NULL, NULL, 0, 0, 0, NULL, 0 } };
 
 static void *APR_THREAD_FUNC server_main(apr_thread_t *t, void *data)
 {
@@ -271,14 +270,14 @@ typedef struct {
     int total;
     _Atomic int committed, commits, received;
     _Atomic apr_time_t first_rx, last_rx, last_commit;
-    double *lags;                       /* ms, one per event (lag run) */
+    double *lags; /* ms, one per event (lag run) */
     _Atomic int nlags;
     volatile int closed;
     const char *path;
 } client_t;
 
-static apr_status_t bench_db_open(void *baton, apr_pool_t *p, gc_store_t **store,
-                                  void **handle, const char **err)
+static apr_status_t bench_db_open(void *baton, apr_pool_t *p, gc_store_t **store, void **handle,
+                                  const char **err)
 {
     client_t *c = baton;
     apr_status_t rv;
@@ -319,8 +318,7 @@ static void cl_open(void *baton, gc_ws_conn_t *conn, void *cb)
 {
 }
 
-static void cl_message(void *baton, gc_ws_conn_t *conn, void *cb, const char *text,
-                       apr_size_t len)
+static void cl_message(void *baton, gc_ws_conn_t *conn, void *cb, const char *text, apr_size_t len)
 {
     client_t *c = baton;
     if (atomic_load(&c->first_rx) == 0) {
@@ -353,8 +351,8 @@ static int cmp_double(const void *a, const void *b)
 
 /* Replay `total` events (at `rate`/s, 0 = as fast as possible) through gcmon's
  * path into a fresh database. Returns events/s; fills p50/p99 when lags. */
-static double bench_ingest(apr_pool_t *parent, const char *path, int total, int rate,
-                           double *p50, double *p99)
+static double bench_ingest(apr_pool_t *parent, const char *path, int total, int rate, double *p50,
+                           double *p99)
 {
     gc_monitor_conf_t conf;
     gc_conn_conf_t conn;
@@ -412,16 +410,16 @@ static double bench_ingest(apr_pool_t *parent, const char *path, int total, int 
     c.m->term = p;
     gc_mon_users_init(c.m);
     for (i = 0; i < USERS; i++) {
-        gc_mon_users_add_assigned(c.m, apr_psprintf(p, "00000000-0000-4000-8000-%012d", i),
-                                  -1);
+        gc_mon_users_add_assigned(c.m, apr_psprintf(p, "00000000-0000-4000-8000-%012d", i), -1);
     }
     if (gc_writer_start(&c.m->writer, p, &c.m->env, NULL, on_commit, &c) != APR_SUCCESS) {
         die("cannot start the writer", NULL);
     }
     server_start(p, total, rate, &st);
     ws = gc_ws_create(p, NULL, 256 * 1024, &client_cbs, &c);
-    if (!ws || !gc_ws_connect(ws, apr_psprintf(p, "ws://127.0.0.1:%d/channels/bench",
-                                                 srv.port), NULL)) {
+    if (!ws
+        || !gc_ws_connect(ws, apr_psprintf(p, "ws://127.0.0.1:%d/channels/bench", srv.port),
+                          NULL)) {
         die("cannot connect to the replay server", NULL);
     }
     deadline = apr_time_now() + apr_time_from_sec(600);
@@ -439,8 +437,7 @@ static double bench_ingest(apr_pool_t *parent, const char *path, int total, int 
         fprintf(stderr, "cpu: client %.2f s, server %.2f s, writer %.2f s\n", thread_cpu(),
                 server_cpu, writer_cpu);
         fprintf(stderr, "%s: received %d in %.3f s, %d commits (%.0f events each)\n", path,
-                atomic_load(&c.received),
-                secs(atomic_load(&c.last_rx) - atomic_load(&c.first_rx)),
+                atomic_load(&c.received), secs(atomic_load(&c.last_rx) - atomic_load(&c.first_rx)),
                 atomic_load(&c.commits), (double)total / atomic_load(&c.commits));
     }
     if (c.lags) {

@@ -38,8 +38,7 @@ const char *gcmon_glue_err(cmd_parms *cmd, const char *err)
     return err ? apr_psprintf(cmd->pool, "%s: %s", cmd->cmd->name, err) : NULL;
 }
 
-static const char *parse_hidden(cmd_parms *cmd, const char *arg, const char **out,
-                                int *literal)
+static const char *parse_hidden(cmd_parms *cmd, const char *arg, const char **out, int *literal)
 {
     const char *err = gc_parse_secret(cmd->pool, arg, out, literal);
 
@@ -67,11 +66,12 @@ const char *gcmon_glue_secret(cmd_parms *cmd, module *m, const char *arg, const 
         return err;
     }
     if (literal) {
-        ap_log_error_(__FILE__, __LINE__, m->module_index, APLOG_WARNING, 0, cmd->server,
-                      GCMON_LOGNO(10) "%s is given as a literal value in %s:%d; use "
-                      "file:/path or env:NAME so the secret stays out of the configuration",
-                      cmd->cmd->name, cmd->directive ? cmd->directive->filename : "?",
-                      cmd->directive ? cmd->directive->line_num : 0);
+        ap_log_error_(
+            __FILE__, __LINE__, m->module_index, APLOG_WARNING, 0, cmd->server,
+            GCMON_LOGNO(10) "%s is given as a literal value in %s:%d; use "
+                            "file:/path or env:NAME so the secret stays out of the configuration",
+            cmd->cmd->name, cmd->directive ? cmd->directive->filename : "?",
+            cmd->directive ? cmd->directive->line_num : 0);
     }
     return NULL;
 }

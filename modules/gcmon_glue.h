@@ -40,7 +40,7 @@ APR_DECLARE_OPTIONAL_FN(const gcmon_shared_t *, gcmon_api_shared, (void));
 /* What mod_gcmon_stream offers mod_gcmon_api: the stream status document of
  * SPEC §5.2 (`GET /v1/stream`) as JSON text from pool p, read from shared memory
  * (no database, no upstream call). */
-APR_DECLARE_OPTIONAL_FN(char *, gcmon_stream_status_json, (apr_pool_t *p));
+APR_DECLARE_OPTIONAL_FN(char *, gcmon_stream_status_json, (apr_pool_t * p));
 
 /* What mod_gcmon_stream offers mod_gcmon_api: whether the outbound webhook
  * `target` (a name of gc_webhook_targets.h's list) is configured, so the API
@@ -52,6 +52,6 @@ APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_webhook_configured, (const char *targe
  * §9.17) the stream holder of this server published after its last commit —
  * 1 with *board_id and *gen when a live holder runs on this server, else 0
  * (the API then reads the generation from the database). */
-APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_board_gen, (apr_int64_t *board_id, apr_int64_t *gen));
+APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_board_gen, (apr_int64_t * board_id, apr_int64_t *gen));
 
 #endif

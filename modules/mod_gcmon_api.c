@@ -27,7 +27,7 @@ static int gcmon_api_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_
     if (!c->conn.client_id != !c->conn.client_secret) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(1001) "%s is set but %s is not: both are needed for the "
-                     "Genesys Cloud connection",
+                                       "Genesys Cloud connection",
                      c->conn.client_id ? "GcmonClientID" : "GcmonClientSecret",
                      c->conn.client_id ? "GcmonClientSecret" : "GcmonClientID");
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -53,7 +53,8 @@ static apr_shm_t *shm_create(server_rec *s, apr_size_t size, const char *what)
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      GCMON_LOGNO(1002) "cannot create %" APR_SIZE_T_FMT " bytes of anonymous "
-                     "shared memory for %s", size, what);
+                                       "shared memory for %s",
+                     size, what);
         return NULL;
     }
     return shm;
@@ -75,11 +76,12 @@ static void shm_keep(server_rec *s, const char *key, apr_shm_t *shm, apr_shm_t *
 {
     apr_pool_userdata_set(shm, key, NULL, s->process->pool);
     if (replaced) {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                     GCMON_LOGNO(1007) "%s: the shared memory segment of the previous "
-                     "generation has another layout (another build of gcmon); using a new "
-                     "segment%s", what, strcmp(what, "metrics") == 0
-                                         ? " (counters restart from zero)" : "");
+        ap_log_error(
+            APLOG_MARK, APLOG_NOTICE, 0, s,
+            GCMON_LOGNO(1007) "%s: the shared memory segment of the previous "
+                              "generation has another layout (another build of gcmon); using a new "
+                              "segment%s",
+            what, strcmp(what, "metrics") == 0 ? " (counters restart from zero)" : "");
         apr_shm_destroy(replaced);
     }
 }
@@ -87,8 +89,8 @@ static void shm_keep(server_rec *s, const char *key, apr_shm_t *shm, apr_shm_t *
 static gc_metrics_t *metrics_segment(server_rec *s)
 {
     apr_shm_t *old = shm_kept(s, SHM_METRICS_KEY), *shm;
-    gc_metrics_t *m = old ? gc_metrics_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old))
-                          : NULL;
+    gc_metrics_t *m =
+        old ? gc_metrics_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old)) : NULL;
 
     if (m) {
         return m;
@@ -107,8 +109,8 @@ static gc_metrics_t *metrics_segment(server_rec *s)
 static gc_budget_t *budget_segment(server_rec *s, int limit)
 {
     apr_shm_t *old = shm_kept(s, SHM_BUDGET_KEY), *shm;
-    gc_budget_t *b = old ? gc_budget_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old))
-                         : NULL;
+    gc_budget_t *b =
+        old ? gc_budget_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old)) : NULL;
     int was, carried = 0;
     apr_status_t rv;
 
@@ -116,16 +118,18 @@ static gc_budget_t *budget_segment(server_rec *s, int limit)
         return b;
     }
     if (b && (rv = gc_budget_set_limit(b, limit, &carried)) == APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     GCMON_LOGNO(1008) "rate budget: GcmonRateLimit changed from %d to %d per "
-                     "minute in place; %d request(s) of the current window carried over", was,
-                     limit, carried);
+        ap_log_error(
+            APLOG_MARK, APLOG_INFO, 0, s,
+            GCMON_LOGNO(1008) "rate budget: GcmonRateLimit changed from %d to %d per "
+                              "minute in place; %d request(s) of the current window carried over",
+            was, limit, carried);
         return b;
     }
     if (b) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                      GCMON_LOGNO(1009) "rate budget: cannot change GcmonRateLimit from %d to "
-                     "%d in place", was, limit);
+                                       "%d in place",
+                     was, limit);
         return NULL;
     }
     if (!(shm = shm_create(s, gc_budget_size(GC_MAX_RATE_LIMIT), "the rate budget"))
@@ -142,19 +146,21 @@ static void log_admin_actor(server_rec *s, const gcmon_api_conf_t *c)
 {
     switch (gcmon_api_actor_mode(c)) {
     case GCMON_ACTOR_ANONYMOUS:
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     GCMON_LOGNO(1005) "GcmonAdminActor anonymous: admin actions are "
-                     "accepted without knowing who makes them and audited as '-'; protect "
-                     "the admin location with Apache's access control");
+        ap_log_error(
+            APLOG_MARK, APLOG_WARNING, 0, s,
+            GCMON_LOGNO(1005) "GcmonAdminActor anonymous: admin actions are "
+                              "accepted without knowing who makes them and audited as '-'; protect "
+                              "the admin location with Apache's access control");
         break;
     case GCMON_ACTOR_HEADER:
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     GCMON_LOGNO(1006) "GcmonAdminActor: the actor of admin actions is taken "
-                     "from the %s header; only a reverse proxy that sets it (and drops a "
-                     "client's own) may reach this server", c->actor_header);
+        ap_log_error(
+            APLOG_MARK, APLOG_INFO, 0, s,
+            GCMON_LOGNO(1006) "GcmonAdminActor: the actor of admin actions is taken "
+                              "from the %s header; only a reverse proxy that sets it (and drops a "
+                              "client's own) may reach this server",
+            c->actor_header);
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -179,7 +185,8 @@ static int gcmon_api_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t
     gcmon_api_runtime()->shared.budget = budget;
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                  GCMON_LOGNO(1003) "gcmon_api: Genesys Cloud API %s, login %s, %s, "
-                 "rate limit %d/min", c->conn.api_url, c->conn.login_url,
+                                   "rate limit %d/min",
+                 c->conn.api_url, c->conn.login_url,
                  c->conn.client_id ? "client credentials configured"
                                    : "no client credentials (admin calls disabled)",
                  c->conn.rate_limit);
@@ -196,8 +203,8 @@ static void gcmon_api_child_init(apr_pool_t *pchild, server_rec *s)
     gc_upstream_global_init();
     run->upstream = NULL;
     if (c->conn.client_id && c->conn.client_secret) {
-        run->upstream = gc_upstream_create(pchild, &c->conn, run->shared.budget,
-                                           run->shared.metrics);
+        run->upstream =
+            gc_upstream_create(pchild, &c->conn, run->shared.budget, run->shared.metrics);
     }
     run->presences = gc_presence_cache_create(pchild, GCMON_PRESENCE_CACHE_TTL);
     run->board = gc_board_cache_create(pchild);
@@ -213,13 +220,11 @@ static void gcmon_api_register_hooks(apr_pool_t *p)
     APR_REGISTER_OPTIONAL_FN(gcmon_api_shared);
 }
 
-AP_DECLARE_MODULE(gcmon_api) = {
-    STANDARD20_MODULE_STUFF,
-    NULL,
-    NULL,
-    gcmon_api_create_server_conf,
-    NULL,
-    gcmon_api_cmds,
-    gcmon_api_register_hooks,
-    AP_MODULE_FLAG_NONE
-};
+AP_DECLARE_MODULE(gcmon_api) = { STANDARD20_MODULE_STUFF,
+                                 NULL,
+                                 NULL,
+                                 gcmon_api_create_server_conf,
+                                 NULL,
+                                 gcmon_api_cmds,
+                                 gcmon_api_register_hooks,
+                                 AP_MODULE_FLAG_NONE };

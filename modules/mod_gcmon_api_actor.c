@@ -49,11 +49,12 @@ int gcmon_api_actor_establish(request_rec *r, gc_result_t *res)
     case GCMON_ACTOR_HEADER:
         v = apr_table_get(r->headers_in, c->actor_header);
         if (!actor_value_ok(v)) {
-            return refuse(res, apr_psprintf(r->pool, "GcmonAdminActor header:%s takes the actor "
-                                          "from the %s header set by the site's reverse "
-                                          "proxy, and this request has %s", c->actor_header,
-                                          c->actor_header, v && *v ? "an unusable value in it"
-                                                                   : "none"));
+            return refuse(res, apr_psprintf(r->pool,
+                                            "GcmonAdminActor header:%s takes the actor "
+                                            "from the %s header set by the site's reverse "
+                                            "proxy, and this request has %s",
+                                            c->actor_header, c->actor_header,
+                                            v && *v ? "an unusable value in it" : "none"));
         }
         n->actor = apr_pstrdup(r->pool, v);
         n->actor_source = apr_pstrcat(r->pool, "header:", c->actor_header, NULL);
@@ -61,9 +62,9 @@ int gcmon_api_actor_establish(request_rec *r, gc_result_t *res)
     default:
         if (!r->user || !*r->user) {
             return refuse(res, "GcmonAdminActor user requires an authenticated user: protect "
-                          "the admin location with Apache's authentication (Require "
-                          "valid-user), or set GcmonAdminActor to header:<Name> behind an "
-                          "authenticating reverse proxy");
+                               "the admin location with Apache's authentication (Require "
+                               "valid-user), or set GcmonAdminActor to header:<Name> behind an "
+                               "authenticating reverse proxy");
         }
         n->actor = r->user;
         n->actor_source = "user";

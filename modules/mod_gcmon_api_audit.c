@@ -22,13 +22,12 @@ static json_t *json_or_null(const char *text)
  * (the request/result objects are re-encoded, non-ASCII escaped). */
 static int audit_item(request_rec *r, gc_jw_t *w, const gc_audit_rec_t *a)
 {
-    json_t *row = json_pack(
-        "{s:I, s:s, s:s, s:s?, s:s, s:s?, s:o, s:o, s:i, s:I}", "id", (json_int_t)a->id,
-        "at", gc_time_format(r->pool, a->at), "actor", a->actor ? a->actor : "-",
-        "actor_source", a->actor_source,
-        "action", a->action ? a->action : "", "target", a->target,
-        "request", json_or_null(a->request), "result", json_or_null(a->result),
-        "status", a->status, "latency_ms", (json_int_t)a->latency_ms);
+    json_t *row =
+        json_pack("{s:I, s:s, s:s, s:s?, s:s, s:s?, s:o, s:o, s:i, s:I}", "id", (json_int_t)a->id,
+                  "at", gc_time_format(r->pool, a->at), "actor", a->actor ? a->actor : "-",
+                  "actor_source", a->actor_source, "action", a->action ? a->action : "", "target",
+                  a->target, "request", json_or_null(a->request), "result", json_or_null(a->result),
+                  "status", a->status, "latency_ms", (json_int_t)a->latency_ms);
     char *text = row ? json_dumps(row, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 
     json_decref(row);

@@ -128,9 +128,9 @@ static void board_item(gc_jw_t *w, const gc_board_row_t *a, apr_time_t now)
 /* {"total","generated_at","generation","full","removed","data"} into w; rows
  * without a user id, and those that fail the filters when `filter`, are
  * skipped. */
-static void render_board(request_rec *r, gc_jw_t *w, const gc_board_gen_t *g,
-                         const gc_query_t *q, int filter, long total, int full,
-                         const apr_array_header_t *rows, const apr_array_header_t *removed)
+static void render_board(request_rec *r, gc_jw_t *w, const gc_board_gen_t *g, const gc_query_t *q,
+                         int filter, long total, int full, const apr_array_header_t *rows,
+                         const apr_array_header_t *removed)
 {
     apr_time_t now = apr_time_now();
     int i, first = 1;
@@ -248,10 +248,11 @@ int gcmon_api_board_get(request_rec *r, const char **params, json_t *body)
      * board or a delta then costs what changed since the copy's last visit. */
     b.r = r;
     b.q = &q;
-    if (gc_board_cache_visit(gcmon_api_runtime()->board, st, r->pool,
-                             q.has_since && q.since_id == g.id && q.since_gen <= g.gen
-                                 ? render_delta : render_full,
-                             &b, &err) != APR_SUCCESS) {
+    if (gc_board_cache_visit(
+            gcmon_api_runtime()->board, st, r->pool,
+            q.has_since && q.since_id == g.id && q.since_gen <= g.gen ? render_delta : render_full,
+            &b, &err)
+        != APR_SUCCESS) {
         return gcmon_api_database_error(r, "board", err);
     }
     return gcmon_api_send_jw(r, &b.w);

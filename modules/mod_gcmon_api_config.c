@@ -151,8 +151,10 @@ static const char *set_deadline(cmd_parms *cmd, void *dc, const char *arg)
         return gcmon_glue_err(cmd, err);
     }
     if (d > apr_time_from_sec(300)) {
-        return apr_psprintf(cmd->pool, "%s: at most 5m (a request thread waits that long at "
-                            "most)", cmd->cmd->name);
+        return apr_psprintf(cmd->pool,
+                            "%s: at most 5m (a request thread waits that long at "
+                            "most)",
+                            cmd->cmd->name);
     }
     cmd_conf(cmd)->deadline = d;
     return NULL;
@@ -232,8 +234,10 @@ static const char *set_admin_actor(cmd_parms *cmd, void *dc, const char *arg)
         c->actor_header = arg + 7;
     }
     else {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not user, header:<Name> (an HTTP header "
-                            "name) or anonymous", cmd->cmd->name, arg);
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not user, header:<Name> (an HTTP header "
+                            "name) or anonymous",
+                            cmd->cmd->name, arg);
     }
     return NULL;
 }

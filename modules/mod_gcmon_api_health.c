@@ -11,8 +11,8 @@
 
 int gcmon_api_health_get(request_rec *r, const char **params, json_t *body)
 {
-    return gcmon_api_send_json(r, HTTP_OK, json_pack("{s:s, s:s}", "status", "ok", "version",
-                                                     GCMON_VERSION));
+    return gcmon_api_send_json(r, HTTP_OK,
+                               json_pack("{s:s, s:s}", "status", "ok", "version", GCMON_VERSION));
 }
 
 int gcmon_api_metrics_get(request_rec *r, const char **params, json_t *body)

@@ -64,8 +64,8 @@ int gcmon_api_send_jw(request_rec *r, gc_jw_t *w)
     apr_bucket_brigade *bb;
 
     if (!text) {
-        return gcmon_api_send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "internal",
-                                      "Internal error", "out of memory");
+        return gcmon_api_send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "internal", "Internal error",
+                                      "out of memory");
     }
     r->status = HTTP_OK;
     gcmon_api_common_headers(r);
@@ -78,8 +78,8 @@ int gcmon_api_send_jw(request_rec *r, gc_jw_t *w)
     /* The buffer becomes a heap bucket (freed with free()): no copy of a
      * multi-megabyte board. */
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(text, len, free,
-                                                       r->connection->bucket_alloc));
+    APR_BRIGADE_INSERT_TAIL(bb,
+                            apr_bucket_heap_create(text, len, free, r->connection->bucket_alloc));
     APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(r->connection->bucket_alloc));
     return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? OK : AP_FILTER_ERROR;
 }
@@ -173,8 +173,8 @@ static int read_body(request_rec *r, long max, char **buf, apr_size_t *len)
     bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
     while (!seen_eos) {
         apr_bucket *b;
-        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES,
-                                         APR_BLOCK_READ, HUGE_STRING_LEN);
+        apr_status_t rv = ap_get_brigade(r->input_filters, bb, AP_MODE_READBYTES, APR_BLOCK_READ,
+                                         HUGE_STRING_LEN);
         if (rv != APR_SUCCESS) {
             return ap_map_http_request_error(rv, HTTP_BAD_REQUEST);
         }
@@ -220,12 +220,12 @@ static int is_json_type(const char *ct)
     while (*ct == ' ') {
         ct++;
     }
-    return !strncasecmp(ct, "application/json", n) && (ct[n] == '\0' || ct[n] == ';'
-                                                       || ct[n] == ' ');
+    return !strncasecmp(ct, "application/json", n)
+           && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-static int refuse(request_rec *r, int status, const char *type, const char *slug,
-                  const char *title, const char *detail)
+static int refuse(request_rec *r, int status, const char *type, const char *slug, const char *title,
+                  const char *detail)
 {
     gcmon_api_count_validation(type);
     gcmon_api_send_problem(r, status, slug, title, detail);
@@ -240,11 +240,11 @@ static int parse_object(request_rec *r, const char *buf, apr_size_t len, json_t 
     *body = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!*body) {
         int dup = json_error_code(&jerr) == json_error_duplicate_key;
-        return refuse(r, HTTP_BAD_REQUEST, dup ? "duplicate_key" : "malformed_json",
-                      dup ? "duplicate_key" : "malformed_json",
-                      dup ? "Duplicate key in JSON body" : "Malformed JSON body",
-                      apr_psprintf(r->pool, "line %d, column %d: %s", jerr.line, jerr.column,
-                                   jerr.text));
+        return refuse(
+            r, HTTP_BAD_REQUEST, dup ? "duplicate_key" : "malformed_json",
+            dup ? "duplicate_key" : "malformed_json",
+            dup ? "Duplicate key in JSON body" : "Malformed JSON body",
+            apr_psprintf(r->pool, "line %d, column %d: %s", jerr.line, jerr.column, jerr.text));
     }
     if (!json_is_object(*body)) {
         json_decref(*body);
@@ -287,8 +287,8 @@ int gcmon_api_admin_guard(request_rec *r, json_t **body)
                       apr_psprintf(r->pool, "the body exceeds GcmonMaxBody (%ld bytes)", max));
     }
     if (rc != OK) {
-        gcmon_api_send_problem(r, HTTP_BAD_REQUEST, "bad_body",
-                               "Request body could not be read", NULL);
+        gcmon_api_send_problem(r, HTTP_BAD_REQUEST, "bad_body", "Request body could not be read",
+                               NULL);
         return DONE;
     }
     return len == 0 ? OK : parse_object(r, buf, len, body);
@@ -315,8 +315,7 @@ int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t
                           ? apr_pstrcat(r->pool, "query parameter ",
                                         APR_ARRAY_IDX(errs, 0, gc_field_error_t).field, " ",
                                         APR_ARRAY_IDX(errs, 0, gc_field_error_t).message, NULL)
-                          : apr_psprintf(r->pool, "%d query parameters are invalid",
-                                         errs->nelts));
+                          : apr_psprintf(r->pool, "%d query parameters are invalid", errs->nelts));
     gc_result_error_type(res, "invalid_value");
     gcmon_api_send_result(r, res);
     return DONE;
@@ -338,11 +337,9 @@ void gcmon_api_page_head(request_rec *r, gc_jw_t *w, const gc_query_t *q, const 
         gc_jw_int(w, q->offset);
     }
     gc_jw_lit(w, ",\"next_cursor\":");
-    gc_jw_str(w, pg->has_more ? gc_cursor_encode(r->pool, kind, pg->next.at, pg->next.id)
-                              : NULL);
+    gc_jw_str(w, pg->has_more ? gc_cursor_encode(r->pool, kind, pg->next.at, pg->next.id) : NULL);
     gc_jw_lit(w, ",\"data\":[");
 }
-
 
 /* ---------------------------------------------------------------- database */
 
@@ -368,12 +365,12 @@ gc_store_t *gcmon_api_store(request_rec *r, int send)
     int version = 0;
 
     if (!dbd) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      GCMON_LOGNO(1200) "no database connection: %s",
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, GCMON_LOGNO(1200) "no database connection: %s",
                       acquire ? "mod_dbd could not open one (see its messages above)"
                               : "mod_dbd is not loaded");
-        db_unavailable(r, send, acquire ? "no database connection could be opened"
-                                        : "mod_dbd is not configured");
+        db_unavailable(r, send,
+                       acquire ? "no database connection could be opened"
+                               : "mod_dbd is not configured");
         return NULL;
     }
     apr_pool_userdata_get((void **)&st, DB_KEY, dbd->pool);
@@ -381,9 +378,10 @@ gc_store_t *gcmon_api_store(request_rec *r, int send)
         return st;
     }
     st = gc_store_wrap(dbd->pool, dbd->driver, dbd->handle);
-    if (!st || ((gc_store_schema_version(st, r->pool, &version) != APR_SUCCESS
-                 || version != GC_SCHEMA_VERSION)
-                && gc_store_migrate(st, &err) != APR_SUCCESS)) {
+    if (!st
+        || ((gc_store_schema_version(st, r->pool, &version) != APR_SUCCESS
+             || version != GC_SCHEMA_VERSION)
+            && gc_store_migrate(st, &err) != APR_SUCCESS)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
                       GCMON_LOGNO(1201) "database schema check failed: %s",
                       err ? err : "the connection could not be wrapped");
@@ -436,8 +434,7 @@ int gcmon_api_webhook_configured(const char *target)
 
 apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *target,
                              const json_t *request, const json_t *result, int status,
-                             apr_time_t started, const char *outbox_target,
-                             const char *outbox_body)
+                             apr_time_t started, const char *outbox_target, const char *outbox_body)
 {
     gc_store_t *st = gcmon_api_store(r, 0);
     gc_audit_rec_t a;
@@ -460,14 +457,13 @@ apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *tar
         rv = gc_store_audit_add(st, r->pool, &a, outbox_target, outbox_body, &err);
     }
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      GCMON_LOGNO(1310) "audit row NOT stored (%s): actor=%s action=%s "
-                      "target=%s status=%d request=%s result=%s%s%s", err, a.actor, action,
-                      target ? target : "-", status, a.request ? a.request : "null",
-                      a.result ? a.result : "null",
-                      outbox_target ? "; the webhook delivery to " : "",
-                      outbox_target ? apr_pstrcat(r->pool, outbox_target, " is lost too",
-                                                  NULL) : "");
+        ap_log_rerror(
+            APLOG_MARK, APLOG_ERR, 0, r,
+            GCMON_LOGNO(1310) "audit row NOT stored (%s): actor=%s action=%s "
+                              "target=%s status=%d request=%s result=%s%s%s",
+            err, a.actor, action, target ? target : "-", status, a.request ? a.request : "null",
+            a.result ? a.result : "null", outbox_target ? "; the webhook delivery to " : "",
+            outbox_target ? apr_pstrcat(r->pool, outbox_target, " is lost too", NULL) : "");
     }
     return rv;
 }

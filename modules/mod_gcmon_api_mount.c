@@ -62,12 +62,13 @@ static void warn_unmounted(request_rec *r, const core_dir_config *d)
         return;
     }
     warned = 1;
-    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                  GCMON_LOGNO(1004) "SetHandler gcmon-api reached %s from a section "
+    ap_log_rerror(
+        APLOG_MARK, APLOG_WARNING, 0, r,
+        GCMON_LOGNO(
+            1004) "SetHandler gcmon-api reached %s from a section "
                   "without a literal path (%s); gcmon answers 404 there. Mount the API with "
-                  "<Location /path> (see docs/api.md, \"Where the API is served\")", r->uri,
-                  d ? (d->r ? "a regular expression" : "a wildcard <Location>")
-                    : "not a <Location>");
+                  "<Location /path> (see docs/api.md, \"Where the API is served\")",
+        r->uri, d ? (d->r ? "a regular expression" : "a wildcard <Location>") : "not a <Location>");
 }
 
 static const char *resolve(request_rec *r)
@@ -155,7 +156,7 @@ int gcmon_api_route_segments(request_rec *r, const char **seg, int max)
     if (*rel != '/') {
         return -1;
     }
-    for (p = rel + 1;; ) {
+    for (p = rel + 1;;) {
         const char *end = strchr(p, '/');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         if (n == max || !segment_ok(p, len)) {

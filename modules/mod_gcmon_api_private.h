@@ -35,20 +35,20 @@ extern module AP_MODULE_DECLARE_DATA gcmon_api_module;
 
 /* GcmonAdminActor: where the actor of an admin action comes from. */
 typedef enum {
-    GCMON_ACTOR_USER = 0,           /* Apache's authenticated r->user (default) */
-    GCMON_ACTOR_HEADER,             /* a header set by a trusted reverse proxy */
-    GCMON_ACTOR_ANONYMOUS           /* nobody: audited as "-" (explicit, warned) */
+    GCMON_ACTOR_USER = 0, /* Apache's authenticated r->user (default) */
+    GCMON_ACTOR_HEADER,   /* a header set by a trusted reverse proxy */
+    GCMON_ACTOR_ANONYMOUS /* nobody: audited as "-" (explicit, warned) */
 } gcmon_actor_mode_e;
 
 /* Server configuration (all gcmon directives are global: one org per httpd). */
 typedef struct {
     gc_conn_conf_t conn;
-    long max_body;                  /* GcmonMaxBody, -1 = unset */
-    int conn_configured;            /* any Connection directive seen */
-    apr_array_header_t *transitions;/* GcmonTransition: gc_transition_t */
-    int actor_mode;                 /* GcmonAdminActor: gcmon_actor_mode_e, -1 = unset */
-    const char *actor_header;       /* its header name (header mode) */
-    apr_interval_time_t deadline;   /* GcmonRequestDeadline, -1 = unset */
+    long max_body;                   /* GcmonMaxBody, -1 = unset */
+    int conn_configured;             /* any Connection directive seen */
+    apr_array_header_t *transitions; /* GcmonTransition: gc_transition_t */
+    int actor_mode;                  /* GcmonAdminActor: gcmon_actor_mode_e, -1 = unset */
+    const char *actor_header;        /* its header name (header mode) */
+    apr_interval_time_t deadline;    /* GcmonRequestDeadline, -1 = unset */
 } gcmon_api_conf_t;
 
 /* Per-process runtime, created in child_init. */
@@ -81,17 +81,17 @@ typedef int gcmon_api_endpoint_fn(request_rec *r, const char **params, json_t *b
 
 /* ---------------------------------------------------------------- resources */
 
-gcmon_api_endpoint_fn gcmon_api_health_get;         /* mod_gcmon_api_health.c */
+gcmon_api_endpoint_fn gcmon_api_health_get; /* mod_gcmon_api_health.c */
 gcmon_api_endpoint_fn gcmon_api_metrics_get;
 gcmon_api_endpoint_fn gcmon_api_stream_get;
-gcmon_api_endpoint_fn gcmon_api_history_get;        /* mod_gcmon_api_read.c */
+gcmon_api_endpoint_fn gcmon_api_history_get; /* mod_gcmon_api_read.c */
 gcmon_api_endpoint_fn gcmon_api_alerts_get;
-gcmon_api_endpoint_fn gcmon_api_board_get;          /* mod_gcmon_api_board.c */
+gcmon_api_endpoint_fn gcmon_api_board_get; /* mod_gcmon_api_board.c */
 gcmon_api_endpoint_fn gcmon_api_agent_get;
-gcmon_api_endpoint_fn gcmon_api_status_get;         /* mod_gcmon_api_status.c */
+gcmon_api_endpoint_fn gcmon_api_status_get; /* mod_gcmon_api_status.c */
 gcmon_api_endpoint_fn gcmon_api_status_put;
-gcmon_api_endpoint_fn gcmon_api_audit_get;          /* mod_gcmon_api_audit.c */
-gcmon_api_endpoint_fn gcmon_api_upstream_check;     /* mod_gcmon_api_upstream.c */
+gcmon_api_endpoint_fn gcmon_api_audit_get;      /* mod_gcmon_api_audit.c */
+gcmon_api_endpoint_fn gcmon_api_upstream_check; /* mod_gcmon_api_upstream.c */
 
 /* ---------------------------------------------------------------- HTTP helpers */
 
@@ -99,7 +99,7 @@ gcmon_api_endpoint_fn gcmon_api_upstream_check;     /* mod_gcmon_api_upstream.c 
 typedef struct {
     int mount_resolved;
     const char *mount;
-    const char *actor;              /* NULL until established */
+    const char *actor; /* NULL until established */
     const char *actor_source;
 } gcmon_api_req_t;
 gcmon_api_req_t *gcmon_api_req(request_rec *r);

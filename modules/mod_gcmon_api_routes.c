@@ -10,8 +10,8 @@
 #include "gc_metrics.h"
 #include "mod_gcmon_api_private.h"
 
-#define ADMIN 0x1u              /* needs an actor (GcmonAdminActor) */
-#define WRITE 0x2u              /* the admin-write guard, then the JSON body */
+#define ADMIN 0x1u /* needs an actor (GcmonAdminActor) */
+#define WRITE 0x2u /* the admin-write guard, then the JSON body */
 #define MAX_SEGMENTS 8
 
 typedef struct {
@@ -102,10 +102,9 @@ static int serve(request_rec *r, const route_t *rt, const char **params)
 static int method_not_allowed(request_rec *r, const char *allow)
 {
     apr_table_setn(r->headers_out, "Allow", allow);
-    return gcmon_api_send_problem(r, HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                                  "Method not allowed",
-                                  apr_psprintf(r->pool, "%s is not allowed here; use %s",
-                                               r->method, allow));
+    return gcmon_api_send_problem(
+        r, HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed",
+        apr_psprintf(r->pool, "%s is not allowed here; use %s", r->method, allow));
 }
 
 static int dispatch(request_rec *r, gc_api_route_e *route)

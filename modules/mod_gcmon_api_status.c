@@ -81,10 +81,11 @@ int gcmon_api_status_get(request_rec *r, const char **params, json_t *body)
         }
     }
     else {
-        gc_result_ok(res, HTTP_OK, json_pack(
-            "{s:s, s:s?, s:s, s:s?, s:s, s:s}", "user_id", user_id, "status", cur.system,
-            "presence_definition_id", cur.definition_id, "message", cur.message,
-            "modified_date", gc_time_format(r->pool, cur.modified), "etag", cur.etag));
+        gc_result_ok(res, HTTP_OK,
+                     json_pack("{s:s, s:s?, s:s, s:s?, s:s, s:s}", "user_id", user_id, "status",
+                               cur.system, "presence_definition_id", cur.definition_id, "message",
+                               cur.message, "modified_date", gc_time_format(r->pool, cur.modified),
+                               "etag", cur.etag));
         res->etag = cur.etag;
     }
     return gcmon_api_send_result(r, res);
@@ -108,20 +109,21 @@ static int op_ready(void *baton, gc_result_t *res)
     }
     if (!(x->store = gcmon_api_store(x->r, 0))) {
         gc_result_problem(res, HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
-                          "The database is unavailable", "no database connection could be "
+                          "The database is unavailable",
+                          "no database connection could be "
                           "opened, or its schema could not be checked");
         return 0;
     }
     return 1;
 }
 
-static apr_status_t op_resolve(void *baton, apr_pool_t *p, const char *name,
-                               gc_presence_def_t *out, int *found, gc_error_t **err)
+static apr_status_t op_resolve(void *baton, apr_pool_t *p, const char *name, gc_presence_def_t *out,
+                               int *found, gc_error_t **err)
 {
     put_t *x = baton;
     gcmon_api_runtime_t *run = gcmon_api_runtime();
-    return gc_presence_resolve(run->presences, run->upstream, p, name,
-                               gcmon_api_deadline(x->r), out, found, err);
+    return gc_presence_resolve(run->presences, run->upstream, p, name, gcmon_api_deadline(x->r),
+                               out, found, err);
 }
 
 static apr_status_t op_lock(void *baton, apr_pool_t *p, const char *name, const char *holder,
@@ -137,8 +139,8 @@ static void op_unlock(void *baton, apr_pool_t *p, const char *name, const char *
     gc_store_lease_delete(x->store, p, name, holder);
 }
 
-static apr_status_t op_presence(void *baton, apr_pool_t *p, const char *user_id,
-                                const char *patch, gc_user_presence_t *out, gc_error_t **err)
+static apr_status_t op_presence(void *baton, apr_pool_t *p, const char *user_id, const char *patch,
+                                gc_user_presence_t *out, gc_error_t **err)
 {
     put_t *x = baton;
     return presence_call(x->r, user_id, patch, out, err);
@@ -185,8 +187,8 @@ static void observe(apr_time_t started, const gc_status_change_out_t *out)
     gcmon_api_runtime_t *run = gcmon_api_runtime();
 
     if (run && run->shared.metrics) {
-        gc_metrics_observe(run->shared.metrics, GC_MET_STATE_UPDATE_LATENCY,
-                           out->metric_status, out->metric_result,
+        gc_metrics_observe(run->shared.metrics, GC_MET_STATE_UPDATE_LATENCY, out->metric_status,
+                           out->metric_result,
                            (double)(apr_time_now() - started) / APR_USEC_PER_SEC);
     }
 }
@@ -195,9 +197,9 @@ static void observe(apr_time_t started, const gc_status_change_out_t *out)
 
 int gcmon_api_status_put(request_rec *r, const char **params, json_t *body)
 {
-    static const gc_status_change_ops_t ops_template = {
-        NULL, op_ready, op_resolve, op_lock, op_unlock, op_presence, op_record, NULL, NULL
-    };
+    static const gc_status_change_ops_t ops_template = { NULL,      op_ready,  op_resolve,
+                                                         op_lock,   op_unlock, op_presence,
+                                                         op_record, NULL,      NULL };
     gc_status_change_ops_t ops = ops_template;
     gc_status_change_req_t req;
     gc_status_change_out_t out;

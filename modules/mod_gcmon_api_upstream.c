@@ -27,20 +27,20 @@ static json_t *check(request_rec *r, json_t *renew, gc_result_t *res)
     req.deadline = gcmon_api_deadline(r);
     if (gc_upstream_call(run->upstream, r->pool, &req, &resp, &err) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
-                      GCMON_LOGNO(1101) "upstream check by %s failed: %s (%s)",
-                      gcmon_api_actor(r), gc_err_kind_name(err->kind),
-                      err->message ? err->message : "");
+                      GCMON_LOGNO(1101) "upstream check by %s failed: %s (%s)", gcmon_api_actor(r),
+                      gc_err_kind_name(err->kind), err->message ? err->message : "");
         gc_result_upstream(res, err);
         return json_pack("{s:s, s:s?}", "error", gc_err_kind_name(err->kind), "detail",
                          err->message);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, GCMON_LOGNO(1100) "upstream check by %s: ok",
                   gcmon_api_actor(r));
-    gc_result_ok(res, HTTP_OK, json_pack(
-        "{s:s, s:{s:O?, s:O?}, s:s, s:i, s:I}", "status", "ok", "organization",
-        "id", json_object_get(resp->json, "id"), "name", json_object_get(resp->json, "name"),
-        "api_url", gcmon_api_conf()->conn.api_url, "attempts", resp->attempts,
-        "latency_ms", (json_int_t)apr_time_as_msec(apr_time_now() - start)));
+    gc_result_ok(res, HTTP_OK,
+                 json_pack("{s:s, s:{s:O?, s:O?}, s:s, s:i, s:I}", "status", "ok", "organization",
+                           "id", json_object_get(resp->json, "id"), "name",
+                           json_object_get(resp->json, "name"), "api_url",
+                           gcmon_api_conf()->conn.api_url, "attempts", resp->attempts, "latency_ms",
+                           (json_int_t)apr_time_as_msec(apr_time_now() - start)));
     return gc_result_audit_json(res);
 }
 
@@ -64,8 +64,8 @@ int gcmon_api_upstream_check(request_rec *r, const char **params, json_t *body)
     result = check(r, renew, res);
     gcmon_api_send_result(r, res);
     audit_req = json_pack("{s:b}", "renew_token", json_is_true(renew));
-    gcmon_api_audit(r, GC_AUDIT_UPSTREAM_CHECK, NULL, audit_req, result, r->status,
-                    start, NULL, NULL);
+    gcmon_api_audit(r, GC_AUDIT_UPSTREAM_CHECK, NULL, audit_req, result, r->status, start, NULL,
+                    NULL);
     json_decref(audit_req);
     json_decref(result);
     return OK;

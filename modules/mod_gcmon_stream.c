@@ -15,8 +15,8 @@
 #include "gc_webhook.h"
 #include "mod_gcmon_stream_private.h"
 
-static APR_OPTIONAL_FN_TYPE(gcmon_api_shared) *api_shared;
-static const gc_webhook_conf_t *webhooks;   /* of the running configuration */
+static APR_OPTIONAL_FN_TYPE(gcmon_api_shared) * api_shared;
+static const gc_webhook_conf_t *webhooks; /* of the running configuration */
 
 static gcmon_stream_conf_t *stream_conf(server_rec *s)
 {
@@ -44,15 +44,18 @@ static int warn_background_without_dbd(server_rec *s, apr_pool_t *p)
     }
     for (i = 0; i < GC_WEBHOOK__COUNT; i++) {
         if (gc_webhook_target_url(w, &gc_webhook_targets[i])) {
-            names = apr_pstrcat(p, names, *names ? ", " : "", gc_webhook_targets[i].directive,
-                                NULL);
+            names =
+                apr_pstrcat(p, names, *names ? ", " : "", gc_webhook_targets[i].directive, NULL);
         }
     }
-    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                 GCMON_LOGNO(2009) "%s set, but mod_dbd is not loaded: with GcmonStream Off "
-                 "no webhook is queued or delivered (the background holder that delivers "
-                 "them needs gcmon's database). Load mod_dbd (a2enmod dbd) and set DBDriver "
-                 "and DBDParams", names);
+    ap_log_error(
+        APLOG_MARK, APLOG_WARNING, 0, s,
+        GCMON_LOGNO(
+            2009) "%s set, but mod_dbd is not loaded: with GcmonStream Off "
+                  "no webhook is queued or delivered (the background holder that delivers "
+                  "them needs gcmon's database). Load mod_dbd (a2enmod dbd) and set DBDriver "
+                  "and DBDParams",
+        names);
     return 1;
 }
 
@@ -61,9 +64,9 @@ static int gcmon_stream_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_po
                                      server_rec *s)
 {
     gcmon_stream_conf_t *c = stream_conf(s);
-    long max_users = (long)GC_MAX_CHANNELS * (c->mon.topics_per_channel > 0
-                                              ? c->mon.topics_per_channel
-                                              : GC_MAX_TOPICS_PER_CHANNEL);
+    long max_users =
+        (long)GC_MAX_CHANNELS
+        * (c->mon.topics_per_channel > 0 ? c->mon.topics_per_channel : GC_MAX_TOPICS_PER_CHANNEL);
 
     if (c->mon.enabled <= 0) {
         /* A real start says it in post_config (into the error log). */
@@ -75,21 +78,22 @@ static int gcmon_stream_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_po
     if (!dbd_loaded()) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2003) "GcmonStream On needs mod_dbd for its database: "
-                     "load it (a2enmod dbd) and set DBDriver and DBDParams");
+                                       "load it (a2enmod dbd) and set DBDriver and DBDParams");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (c->mon.queues->nelts + c->mon.users->nelts == 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2002) "GcmonStream On needs at least one GcmonMonitorQueue "
-                     "or GcmonMonitorUser: nothing to monitor");
+                                       "or GcmonMonitorUser: nothing to monitor");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (c->mon.users->nelts > max_users) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                     GCMON_LOGNO(2005) "%d users are configured with GcmonMonitorUser, but "
-                     "Genesys Cloud allows at most %d notification channels of %d topics "
-                     "(GcmonTopicsPerChannel), i.e. %ld users", c->mon.users->nelts,
-                     GC_MAX_CHANNELS, (int)(max_users / GC_MAX_CHANNELS), max_users);
+        ap_log_error(
+            APLOG_MARK, APLOG_CRIT, 0, s,
+            GCMON_LOGNO(2005) "%d users are configured with GcmonMonitorUser, but "
+                              "Genesys Cloud allows at most %d notification channels of %d topics "
+                              "(GcmonTopicsPerChannel), i.e. %ld users",
+            c->mon.users->nelts, GC_MAX_CHANNELS, (int)(max_users / GC_MAX_CHANNELS), max_users);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     return OK;
@@ -130,8 +134,8 @@ static void log_alert_rules(server_rec *s, apr_pool_t *p, const gc_monitor_conf_
     }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                  GCMON_LOGNO(2008) "gcmon_stream: idle alerts: %s; %s, signing %s, "
-                 "webhook max age %s", rules, webhooks_set(p, &mon->webhooks),
-                 mon->webhooks.secret ? "on" : "off",
+                                   "webhook max age %s",
+                 rules, webhooks_set(p, &mon->webhooks), mon->webhooks.secret ? "on" : "off",
                  gc_format_duration(p, mon->webhooks.max_age));
 }
 
@@ -147,18 +151,21 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
     gcmon_glue_log_bridge(&gcmon_stream_module, s, pconf);
     api_shared = APR_RETRIEVE_OPTIONAL_FN(gcmon_api_shared);
     if (!api_shared || !(sh = api_shared())) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                     GCMON_LOGNO(2001) "mod_gcmon_stream needs mod_gcmon_api: load "
-                     "mod_gcmon_api.so before mod_gcmon_stream.so (see conf/gcmon.load)");
+        ap_log_error(
+            APLOG_MARK, APLOG_CRIT, 0, s,
+            GCMON_LOGNO(2001) "mod_gcmon_stream needs mod_gcmon_api: load "
+                              "mod_gcmon_api.so before mod_gcmon_stream.so (see conf/gcmon.load)");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     /* Each DSO indexes the segments with its own copy of the core. */
     if (!gc_metrics_attach(sh->metrics, gc_metrics_size())
         || !gc_budget_attach(sh->budget, gc_budget_size(GC_MAX_RATE_LIMIT))) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
-                     GCMON_LOGNO(2014) "mod_gcmon_stream.so and mod_gcmon_api.so are from "
-                     "different builds of gcmon (their shared memory layouts differ): install "
-                     "both from one build");
+        ap_log_error(
+            APLOG_MARK, APLOG_CRIT, 0, s,
+            GCMON_LOGNO(
+                2014) "mod_gcmon_stream.so and mod_gcmon_api.so are from "
+                      "different builds of gcmon (their shared memory layouts differ): install "
+                      "both from one build");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     gc_monitor_conf_defaults(&c->mon);
@@ -171,7 +178,7 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
     if (c->mon.enabled && (!sh->conn->client_id || !sh->conn->client_secret)) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2004) "GcmonStream On needs the Genesys Cloud client "
-                     "credentials: set GcmonClientID and GcmonClientSecret");
+                                       "credentials: set GcmonClientID and GcmonClientSecret");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     gcmon_stream_node_setup(s, c->node_name);
@@ -179,17 +186,18 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (c->mon.enabled) {
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
-                     GCMON_LOGNO(2007) "gcmon_stream: monitoring %d queue(s) and %d user(s); "
-                     "%d topics per channel, heartbeat timeout %s, pong timeout %s, "
-                     "backoff %s..%s, membership refresh %s, retention %s",
-                     c->mon.queues->nelts, c->mon.users->nelts, c->mon.topics_per_channel,
-                     gc_format_duration(ptemp, c->mon.heartbeat_timeout),
-                     gc_format_duration(ptemp, c->mon.pong_timeout),
-                     gc_format_duration(ptemp, c->mon.backoff_min),
-                     gc_format_duration(ptemp, c->mon.backoff_max),
-                     gc_format_duration(ptemp, c->mon.membership_refresh),
-                     gc_format_duration(ptemp, c->mon.retention));
+        ap_log_error(
+            APLOG_MARK, APLOG_INFO, 0, s,
+            GCMON_LOGNO(2007) "gcmon_stream: monitoring %d queue(s) and %d user(s); "
+                              "%d topics per channel, heartbeat timeout %s, pong timeout %s, "
+                              "backoff %s..%s, membership refresh %s, retention %s",
+            c->mon.queues->nelts, c->mon.users->nelts, c->mon.topics_per_channel,
+            gc_format_duration(ptemp, c->mon.heartbeat_timeout),
+            gc_format_duration(ptemp, c->mon.pong_timeout),
+            gc_format_duration(ptemp, c->mon.backoff_min),
+            gc_format_duration(ptemp, c->mon.backoff_max),
+            gc_format_duration(ptemp, c->mon.membership_refresh),
+            gc_format_duration(ptemp, c->mon.retention));
         log_alert_rules(s, ptemp, &c->mon);
     }
     else {
@@ -226,13 +234,11 @@ static void gcmon_stream_register_hooks(apr_pool_t *p)
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_webhook_configured);
 }
 
-AP_DECLARE_MODULE(gcmon_stream) = {
-    STANDARD20_MODULE_STUFF,
-    NULL,
-    NULL,
-    gcmon_stream_create_server_conf,
-    NULL,
-    gcmon_stream_cmds,
-    gcmon_stream_register_hooks,
-    AP_MODULE_FLAG_NONE
-};
+AP_DECLARE_MODULE(gcmon_stream) = { STANDARD20_MODULE_STUFF,
+                                    NULL,
+                                    NULL,
+                                    gcmon_stream_create_server_conf,
+                                    NULL,
+                                    gcmon_stream_cmds,
+                                    gcmon_stream_register_hooks,
+                                    AP_MODULE_FLAG_NONE };

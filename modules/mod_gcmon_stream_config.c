@@ -44,8 +44,7 @@ static const char *add_id(cmd_parms *cmd, void *dc, const char *arg)
         return err;
     }
     if (!gc_id_valid(arg)) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a Genesys Cloud id", cmd->cmd->name,
-                            arg);
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a Genesys Cloud id", cmd->cmd->name, arg);
     }
     *(const char **)apr_array_push(cmd->info ? c->mon.users : c->mon.queues) = arg;
     return NULL;
@@ -59,9 +58,9 @@ static const char *set_duration(cmd_parms *cmd, void *dc, const char *arg)
     if (err) {
         return err;
     }
-    return gcmon_glue_err(cmd, gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
-                                                 (apr_interval_time_t *)(base +
-                                                 (apr_size_t)cmd->info)));
+    return gcmon_glue_err(cmd,
+                          gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
+                                            (apr_interval_time_t *)(base + (apr_size_t)cmd->info)));
 }
 
 static const char *set_topics(cmd_parms *cmd, void *dc, const char *arg)
@@ -91,8 +90,8 @@ static const char *set_backoff(cmd_parms *cmd, void *dc, const char *min, const 
         return gcmon_glue_err(cmd, err);
     }
     if (lo > hi) {
-        return apr_psprintf(cmd->pool, "%s: the minimum %s is above the maximum %s",
-                            cmd->cmd->name, min, max);
+        return apr_psprintf(cmd->pool, "%s: the minimum %s is above the maximum %s", cmd->cmd->name,
+                            min, max);
     }
     c->mon.backoff_min = lo;
     c->mon.backoff_max = hi;
@@ -112,9 +111,11 @@ static const char *add_idle_alert(cmd_parms *cmd, void *dc, const char *state,
         return err;
     }
     if (!gc_state_valid(state)) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a state (presences such as "
+        return apr_psprintf(cmd->pool,
+                            "%s: '%s' is not a state (presences such as "
                             "Available, Break, Meal; routing statuses such as IDLE, "
-                            "INTERACTING, NOT_RESPONDING)", cmd->cmd->name, state);
+                            "INTERACTING, NOT_RESPONDING)",
+                            cmd->cmd->name, state);
     }
     for (i = 0; i < c->mon.idle_alerts->nelts; i++) {
         if (!strcmp(APR_ARRAY_IDX(c->mon.idle_alerts, i, gc_alert_rule_t).state, state)) {
@@ -124,8 +125,8 @@ static const char *add_idle_alert(cmd_parms *cmd, void *dc, const char *state,
     }
     rule.state = state;
     if ((err = gc_parse_duration(cmd->pool, threshold, APR_USEC_PER_SEC, &rule.threshold))
-        || (repeat && (err = gc_parse_duration(cmd->pool, repeat, APR_USEC_PER_SEC,
-                                               &rule.repeat)))) {
+        || (repeat
+            && (err = gc_parse_duration(cmd->pool, repeat, APR_USEC_PER_SEC, &rule.repeat)))) {
         return gcmon_glue_err(cmd, err);
     }
     APR_ARRAY_PUSH(c->mon.idle_alerts, gc_alert_rule_t) = rule;
@@ -166,8 +167,10 @@ static const char *set_node_name(cmd_parms *cmd, void *dc, const char *arg)
         return err;
     }
     if (!gcmon_stream_node_name_valid(arg)) {
-        return apr_psprintf(cmd->pool, "GcmonNodeName: '%s' is not a node name (1 to %d of "
-                            "A-Z a-z 0-9 . _ -)", arg, GC_STATUS_HOST_MAX - 1);
+        return apr_psprintf(cmd->pool,
+                            "GcmonNodeName: '%s' is not a node name (1 to %d of "
+                            "A-Z a-z 0-9 . _ -)",
+                            arg, GC_STATUS_HOST_MAX - 1);
     }
     cmd_conf(cmd)->node_name = arg;
     return NULL;
@@ -179,8 +182,7 @@ static const char *set_webhook_secret(cmd_parms *cmd, void *dc, const char *arg)
     if (err) {
         return err;
     }
-    return gcmon_glue_secret(cmd, &gcmon_stream_module, arg,
-                             &cmd_conf(cmd)->mon.webhooks.secret);
+    return gcmon_glue_secret(cmd, &gcmon_stream_module, arg, &cmd_conf(cmd)->mon.webhooks.secret);
 }
 
 static const char *set_webhook_max_age(cmd_parms *cmd, void *dc, const char *arg)
@@ -195,7 +197,7 @@ static const char *set_webhook_max_age(cmd_parms *cmd, void *dc, const char *arg
 
 #define MON_OFFSET(field) (void *)APR_OFFSETOF(gc_monitor_conf_t, field)
 /* One URL directive per webhook target. */
-#define WEBHOOK_DIRECTIVE(name, directive, member, slack, event, label, help) \
+#define WEBHOOK_DIRECTIVE(name, directive, member, slack, event, label, help)                 \
     AP_INIT_TAKE1(directive, set_webhook_url, (void *)&gc_webhook_targets[GC_WEBHOOK_##name], \
                   RSRC_CONF, help),
 
@@ -207,14 +209,13 @@ const command_rec gcmon_stream_cmds[] = {
                   "database (default: host name + random suffix kept in the runtime dir)"),
     AP_INIT_ITERATE("GcmonMonitorQueue", add_id, NULL, RSRC_CONF,
                     "Monitor every member of these queues (ids)"),
-    AP_INIT_ITERATE("GcmonMonitorUser", add_id, (void *)1, RSRC_CONF,
-                    "Monitor these users (ids)"),
-    AP_INIT_TAKE1("GcmonMembershipRefresh", set_duration, MON_OFFSET(membership_refresh),
-                  RSRC_CONF, "How often queue membership is re-read (default 5m)"),
+    AP_INIT_ITERATE("GcmonMonitorUser", add_id, (void *)1, RSRC_CONF, "Monitor these users (ids)"),
+    AP_INIT_TAKE1("GcmonMembershipRefresh", set_duration, MON_OFFSET(membership_refresh), RSRC_CONF,
+                  "How often queue membership is re-read (default 5m)"),
     AP_INIT_TAKE1("GcmonTopicsPerChannel", set_topics, NULL, RSRC_CONF,
                   "Topics per notification channel, 1..1000 (default 1000)"),
-    AP_INIT_TAKE1("GcmonHeartbeatTimeout", set_duration, MON_OFFSET(heartbeat_timeout),
-                  RSRC_CONF, "Silence after which a ping is sent (default 60s)"),
+    AP_INIT_TAKE1("GcmonHeartbeatTimeout", set_duration, MON_OFFSET(heartbeat_timeout), RSRC_CONF,
+                  "Silence after which a ping is sent (default 60s)"),
     AP_INIT_TAKE1("GcmonPongTimeout", set_duration, MON_OFFSET(pong_timeout), RSRC_CONF,
                   "Time to wait for a pong before reconnecting (default 10s)"),
     AP_INIT_TAKE2("GcmonReconnectBackoff", set_backoff, NULL, RSRC_CONF,
@@ -225,9 +226,9 @@ const command_rec gcmon_stream_cmds[] = {
                    "Alert when an agent stays in <state> for <threshold>; re-alert every "
                    "<repeat> (default: Available 15m and IDLE 15m)"),
     GC_WEBHOOK_TARGET_LIST(WEBHOOK_DIRECTIVE)
-    AP_INIT_TAKE1("GcmonWebhookSecret", set_webhook_secret, NULL, RSRC_CONF,
-                  "HMAC-SHA256 key signing every outbound webhook: file:/path, env:NAME or "
-                  "a literal"),
+        AP_INIT_TAKE1("GcmonWebhookSecret", set_webhook_secret, NULL, RSRC_CONF,
+                      "HMAC-SHA256 key signing every outbound webhook: file:/path, env:NAME or "
+                      "a literal"),
     AP_INIT_TAKE1("GcmonWebhookMaxAge", set_webhook_max_age, NULL, RSRC_CONF,
                   "Give up on a webhook delivery after this long (default 24h)"),
     { NULL }

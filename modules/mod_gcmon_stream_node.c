@@ -100,8 +100,7 @@ static apr_status_t keep(apr_pool_t *p, const char *path, const char *name)
     apr_status_t rv;
 
     rv = apr_file_open(&f, tmp, APR_FOPEN_WRITE | APR_FOPEN_CREATE | APR_FOPEN_TRUNCATE,
-                       APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD | APR_FPROT_WREAD,
-                       p);
+                       APR_FPROT_UREAD | APR_FPROT_UWRITE | APR_FPROT_GREAD | APR_FPROT_WREAD, p);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -130,8 +129,8 @@ void gcmon_stream_node_setup(server_rec *s, const char *configured)
             if (!path || (rv = keep(pp, path, name)) != APR_SUCCESS) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, path ? rv : 0, s,
                              GCMON_LOGNO(2015) "stream: cannot keep this instance's node "
-                             "name in %s; using %s until the server stops (set "
-                             "GcmonNodeName to keep one across restarts)",
+                                               "name in %s; using %s until the server stops (set "
+                                               "GcmonNodeName to keep one across restarts)",
                              path ? path : "the runtime directory", name);
             }
         }

@@ -18,7 +18,7 @@ extern module AP_MODULE_DECLARE_DATA gcmon_stream_module;
 
 typedef struct {
     gc_monitor_conf_t mon;
-    const char *node_name;              /* GcmonNodeName, or NULL */
+    const char *node_name; /* GcmonNodeName, or NULL */
 } gcmon_stream_conf_t;
 
 extern const command_rec gcmon_stream_cmds[];

@@ -31,24 +31,27 @@ int gcmon_stream_status_setup(server_rec *s, int enabled)
     /* Only the apr_shm_t is kept across generations (the process pool's
      * userdata): each build checks the block's version and size first. */
     apr_pool_userdata_get((void **)&old, SHM_STATUS_KEY, pp);
-    status_block = old ? gc_stream_status_attach(apr_shm_baseaddr_get(old),
-                                                 apr_shm_size_get(old)) : NULL;
+    status_block =
+        old ? gc_stream_status_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old)) : NULL;
     if (!status_block) {
         rv = apr_shm_create(&shm, size, NULL, pp);
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s,
                          GCMON_LOGNO(2006) "cannot create %" APR_SIZE_T_FMT " bytes of "
-                         "anonymous shared memory for the stream status", size);
+                                           "anonymous shared memory for the stream status",
+                         size);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         apr_pool_userdata_set(shm, SHM_STATUS_KEY, NULL, pp);
         status_block = gc_stream_status_init(apr_shm_baseaddr_get(shm));
         if (old) {
             /* Unmaps it here only: the old generation's children keep theirs. */
-            ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
-                         GCMON_LOGNO(2013) "stream status: the shared memory block of the "
-                         "previous generation has another layout (another build of gcmon); "
-                         "using a new segment (counters restart from zero)");
+            ap_log_error(
+                APLOG_MARK, APLOG_NOTICE, 0, s,
+                GCMON_LOGNO(
+                    2013) "stream status: the shared memory block of the "
+                          "previous generation has another layout (another build of gcmon); "
+                          "using a new segment (counters restart from zero)");
             apr_shm_destroy(old);
         }
     }
@@ -102,16 +105,15 @@ static void status_html(request_rec *r, const gc_stream_snapshot_t *s, apr_time_
     int i, live = s->has_holder;
 
     ap_rputs("<hr />\n<h2><a name=\"gcmon\">gcmon stream</a></h2>\n<table rules=\"all\" "
-             "cellpadding=\"1%\">\n", r);
+             "cellpadding=\"1%\">\n",
+             r);
     ap_rprintf(r, "<tr><th>Enabled</th><td>%s</td></tr>\n", s->enabled ? "yes" : "no");
-    ap_rprintf(r, "<tr><th>Holder</th><td>%s</td></tr>\n",
-               live ? ap_escape_html(r->pool, apr_psprintf(r->pool, "%s pid %d since %s",
-                                                            s->holder_host, s->holder_pid,
-                                                            html_time(r, s->holder_since)))
-                    : (s->lease_holder[0] ? ap_escape_html(r->pool, s->lease_holder)
-                                          : "none"));
-    ap_rprintf(r, "<tr><th>Connected</th><td>%s</td></tr>\n",
-               live && s->connected ? "yes" : "no");
+    ap_rprintf(
+        r, "<tr><th>Holder</th><td>%s</td></tr>\n",
+        live ? ap_escape_html(r->pool, apr_psprintf(r->pool, "%s pid %d since %s", s->holder_host,
+                                                    s->holder_pid, html_time(r, s->holder_since)))
+             : (s->lease_holder[0] ? ap_escape_html(r->pool, s->lease_holder) : "none"));
+    ap_rprintf(r, "<tr><th>Connected</th><td>%s</td></tr>\n", live && s->connected ? "yes" : "no");
     ap_rprintf(r, "<tr><th>Agents monitored</th><td>%d</td></tr>\n",
                live ? s->agents_monitored : 0);
     ap_rprintf(r, "<tr><th>Events received</th><td>%" APR_UINT64_T_FMT "</td></tr>\n",
@@ -131,7 +133,8 @@ static void status_html(request_rec *r, const gc_stream_snapshot_t *s, apr_time_
         return;
     }
     ap_rputs("<table rules=\"all\" cellpadding=\"1%\">\n<tr><th>Channel</th><th>Topics</th>"
-             "<th>Expires</th><th>Connected</th></tr>\n", r);
+             "<th>Expires</th><th>Connected</th></tr>\n",
+             r);
     for (i = 0; i < s->nchannels && i < GC_MAX_CHANNELS; i++) {
         const gc_stream_channel_info_t *c = &s->channels[i];
         ap_rprintf(r, "<tr><td>%s</td><td>%d</td><td>%s</td><td>%s</td></tr>\n",

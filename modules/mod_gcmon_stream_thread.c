@@ -25,8 +25,8 @@ typedef struct {
     server_rec *s;
     gc_monitor_t *m;
     ap_generation_t generation;
-    APR_OPTIONAL_FN_TYPE(ap_dbd_open) *dbd_open;
-    APR_OPTIONAL_FN_TYPE(ap_dbd_close) *dbd_close;
+    APR_OPTIONAL_FN_TYPE(ap_dbd_open) * dbd_open;
+    APR_OPTIONAL_FN_TYPE(ap_dbd_close) * dbd_close;
 } stream_child_t;
 
 static stream_child_t *child;
@@ -77,8 +77,7 @@ static int may_lead(void *baton)
     if (mpm_stopping()) {
         return 0;
     }
-    return !ap_scoreboard_image
-           || ap_scoreboard_image->global->running_generation == c->generation;
+    return !ap_scoreboard_image || ap_scoreboard_image->global->running_generation == c->generation;
 }
 
 static apr_status_t stop_and_join(void *data)
@@ -89,7 +88,8 @@ static apr_status_t stop_and_join(void *data)
     if (gc_monitor_join(c->m, JOIN_PATIENCE) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, c->s,
                      GCMON_LOGNO(2010) "the stream monitor thread did not stop within %d s; "
-                     "waiting for it", (int)apr_time_sec(JOIN_PATIENCE));
+                                       "waiting for it",
+                     (int)apr_time_sec(JOIN_PATIENCE));
         gc_monitor_join(c->m, -1);
     }
     child = NULL;
@@ -138,9 +138,9 @@ void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_sh
     if (mode == GC_MONITOR_OFF || ap_state_query(AP_SQ_RUN_MODE) != AP_SQ_RM_NORMAL) {
         return;
     }
-    if (mode == GC_MONITOR_BACKGROUND && (!APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open)
-                                          || !APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close))) {
-        return;                         /* post_config said why (GCM2009) */
+    if (mode == GC_MONITOR_BACKGROUND
+        && (!APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open) || !APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close))) {
+        return; /* post_config said why (GCM2009) */
     }
     c = apr_pcalloc(pchild, sizeof(*c));
     c->s = s;
@@ -152,10 +152,9 @@ void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_sh
         return;
     }
     ap_mpm_query(AP_MPMQ_GENERATION, &c->generation);
-    gc_upstream_global_init();          /* libcurl: the outbox posts with it too */
+    gc_upstream_global_init(); /* libcurl: the outbox posts with it too */
     if (mode == GC_MONITOR_STREAM) {
-        gc_ws_log_init(APLOG_MODULE_IS_LEVEL(s, gcmon_stream_module.module_index,
-                                             APLOG_TRACE1));
+        gc_ws_log_init(APLOG_MODULE_IS_LEVEL(s, gcmon_stream_module.module_index, APLOG_TRACE1));
     }
 
     env.conf = &conf->mon;

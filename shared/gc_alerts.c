@@ -15,27 +15,27 @@
 
 #include "gc_alerts.h"
 
-#define MIN_COMPACT 1024        /* forgotten entries tolerated before compacting */
+#define MIN_COMPACT 1024 /* forgotten entries tolerated before compacting */
 
 typedef struct {
-    const char *user_id;        /* in the agents pool */
-    const gc_alert_rule_t *rule;  /* the current state's rule, NULL: none */
-    apr_time_t since;           /* start of the current episode */
-    apr_time_t due;             /* while in the heap */
-    int seq;                    /* the seq due at `due` */
-    int pos;                    /* heap index, -1 when not scheduled */
-    int known;                  /* 0: forgotten (or never observed) */
+    const char *user_id;         /* in the agents pool */
+    const gc_alert_rule_t *rule; /* the current state's rule, NULL: none */
+    apr_time_t since;            /* start of the current episode */
+    apr_time_t due;              /* while in the heap */
+    int seq;                     /* the seq due at `due` */
+    int pos;                     /* heap index, -1 when not scheduled */
+    int known;                   /* 0: forgotten (or never observed) */
 } agent_t;
 
 struct gc_alerts {
-    apr_pool_t *pool;           /* engine lifetime: rules */
-    apr_hash_t *rules;          /* state → gc_alert_rule_t (copies in pool) */
-    apr_pool_t *agents_pool;    /* entries, ids, the hash and the heap */
-    apr_hash_t *agents;         /* user_id → agent_t */
+    apr_pool_t *pool;        /* engine lifetime: rules */
+    apr_hash_t *rules;       /* state → gc_alert_rule_t (copies in pool) */
+    apr_pool_t *agents_pool; /* entries, ids, the hash and the heap */
+    apr_hash_t *agents;      /* user_id → agent_t */
     agent_t **heap;
     int nheap, cap;
     int nforgotten;
-    apr_size_t bytes;           /* requested from agents_pool (tests) */
+    apr_size_t bytes; /* requested from agents_pool (tests) */
 };
 
 /* -------------------------------------------------------------- rules */
@@ -253,8 +253,7 @@ gc_alerts_t *gc_alerts_create(apr_pool_t *p, const apr_array_header_t *rules)
     gc_alerts_t *a;
     apr_pool_t *pool, *agents;
 
-    if (apr_pool_create(&pool, p) != APR_SUCCESS
-        || apr_pool_create(&agents, pool) != APR_SUCCESS) {
+    if (apr_pool_create(&pool, p) != APR_SUCCESS || apr_pool_create(&agents, pool) != APR_SUCCESS) {
         return NULL;
     }
     apr_pool_tag(pool, "gcmon_alerts");
@@ -266,8 +265,7 @@ gc_alerts_t *gc_alerts_create(apr_pool_t *p, const apr_array_header_t *rules)
     return a;
 }
 
-void gc_alerts_observe(gc_alerts_t *a, const char *user_id, const char *state,
-                       apr_time_t since)
+void gc_alerts_observe(gc_alerts_t *a, const char *user_id, const char *state, apr_time_t since)
 {
     agent_t *e;
     const gc_alert_rule_t *rule;

@@ -21,9 +21,9 @@ struct gc_store;
 
 /* One GcmonIdleAlert directive. */
 typedef struct {
-    const char *state;                  /* a gc_state_valid() state name */
-    apr_interval_time_t threshold;      /* > 0 */
-    apr_interval_time_t repeat;         /* 0: once per episode */
+    const char *state;             /* a gc_state_valid() state name */
+    apr_interval_time_t threshold; /* > 0 */
+    apr_interval_time_t repeat;    /* 0: once per episode */
 } gc_alert_rule_t;
 
 /* The defaults when no GcmonIdleAlert is configured: Available 15m, IDLE 15m. */
@@ -42,8 +42,7 @@ gc_alerts_t *gc_alerts_create(apr_pool_t *p, const apr_array_header_t *rules);
  * same (state, since) again is a no-op; a different since or state starts a
  * new episode (any pending timer is replaced); a state without a rule cancels
  * the agent's timer. Observations older than the known since are ignored. */
-void gc_alerts_observe(gc_alerts_t *a, const char *user_id, const char *state,
-                       apr_time_t since);
+void gc_alerts_observe(gc_alerts_t *a, const char *user_id, const char *state, apr_time_t since);
 
 /* Forget an agent (no longer monitored). */
 void gc_alerts_forget(gc_alerts_t *a, const char *user_id);
@@ -55,10 +54,10 @@ apr_time_t gc_alerts_next_due(const gc_alerts_t *a);
 typedef struct {
     const char *user_id;
     const char *state;
-    apr_time_t episode_at;              /* the agent's since */
-    int seq;                            /* 0 = first alert of the episode, n = n-th repeat */
+    apr_time_t episode_at; /* the agent's since */
+    int seq;               /* 0 = first alert of the episode, n = n-th repeat */
     apr_interval_time_t threshold;
-    apr_time_t due_at;                  /* episode_at + threshold + seq * repeat */
+    apr_time_t due_at; /* episode_at + threshold + seq * repeat */
 } gc_alert_due_t;
 
 /* Take up to max alerts due at `now`, earliest first. Each taken entry is
@@ -79,8 +78,8 @@ typedef struct {
     const char *state;
     apr_time_t since;
 } gc_alert_agent_t;
-apr_status_t gc_store_alert_agents(struct gc_store *s, apr_pool_t *p,
-                                   apr_array_header_t **out, const char **err);
+apr_status_t gc_store_alert_agents(struct gc_store *s, apr_pool_t *p, apr_array_header_t **out,
+                                   const char **err);
 
 /* Raise alert `d` in one transaction, only if the agent's current row still
  * shows d->state since d->episode_at (else *result = GC_ALERT_MOVED: the
@@ -89,19 +88,15 @@ apr_status_t gc_store_alert_agents(struct gc_store *s, apr_pool_t *p,
  * outbox_body is not NULL, an outbox row for target "slack" carrying the
  * alert's id is written in the same transaction (gc_outbox.h); with NULL the
  * alert's delivery status is "disabled". *alert_id gets the new row's id. */
-typedef enum {
-    GC_ALERT_RAISED,
-    GC_ALERT_EXISTS,
-    GC_ALERT_MOVED
-} gc_alert_result_e;
+typedef enum { GC_ALERT_RAISED, GC_ALERT_EXISTS, GC_ALERT_MOVED } gc_alert_result_e;
 apr_status_t gc_store_alert_raise(struct gc_store *s, apr_pool_t *p, const gc_alert_due_t *d,
-                                  const char *user_name, const char *outbox_body,
-                                  apr_time_t now, gc_alert_result_e *result,
-                                  apr_int64_t *alert_id, const char **err);
+                                  const char *user_name, const char *outbox_body, apr_time_t now,
+                                  gc_alert_result_e *result, apr_int64_t *alert_id,
+                                  const char **err);
 
 /* Clear (cleared_at = now) every open alert whose agent is no longer in the
  * alert's state episode. *cleared = number of alerts cleared. */
-apr_status_t gc_store_alerts_clear(struct gc_store *s, apr_pool_t *p, apr_time_t now,
-                                   int *cleared, const char **err);
+apr_status_t gc_store_alerts_clear(struct gc_store *s, apr_pool_t *p, apr_time_t now, int *cleared,
+                                   const char **err);
 
 #endif

@@ -5,17 +5,19 @@
 #ifndef GC_API_ROUTES_H
 #define GC_API_ROUTES_H
 
+/* clang-format off */
 #define GC_API_ROUTE_LIST(X)                                                      \
     X(health) X(metrics) X(stream) X(history) X(agents) X(agent) X(alerts)        \
     X(upstream_check) X(admin_status) X(admin_audit) X(admin_weights)             \
     X(admin_distributions) X(admin_traces) X(admin_strategies) X(strategy_route)  \
     X(hooks_genesys) X(not_found)
+/* clang-format on */
 
 typedef enum {
 #define GC_API_ROUTE_ENUM(name) GC_ROUTE_##name,
     GC_API_ROUTE_LIST(GC_API_ROUTE_ENUM)
 #undef GC_API_ROUTE_ENUM
-    GC_ROUTE__COUNT
+        GC_ROUTE__COUNT
 } gc_api_route_e;
 
 /* The label value of a route ("health", …). */

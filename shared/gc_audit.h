@@ -18,16 +18,16 @@
 #define GC_AUDIT_UPSTREAM_CHECK "upstream_check"
 
 typedef struct {
-    apr_int64_t id;                     /* set by gc_store_audit_add */
+    apr_int64_t id; /* set by gc_store_audit_add */
     apr_time_t at;
-    const char *actor;                  /* who acted (GcmonAdminActor), or "-" */
-    const char *actor_source;           /* how: "user", "header:<Name>", "anonymous";
+    const char *actor;        /* who acted (GcmonAdminActor), or "-" */
+    const char *actor_source; /* how: "user", "header:<Name>", "anonymous";
                                            NULL for rows written before schema v5 */
     const char *action;
-    const char *target;                 /* e.g. the user id; may be NULL */
-    const char *request;                /* JSON object text; may be NULL */
-    const char *result;                 /* JSON object text; may be NULL */
-    int status;                         /* HTTP status answered */
+    const char *target;  /* e.g. the user id; may be NULL */
+    const char *request; /* JSON object text; may be NULL */
+    const char *result;  /* JSON object text; may be NULL */
+    int status;          /* HTTP status answered */
     apr_int64_t latency_ms;
 } gc_audit_rec_t;
 

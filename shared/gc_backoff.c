@@ -1,8 +1,8 @@
 /* Reconnect/retry delays: exponential with jitter (see the header). */
 #include "gc_backoff.h"
 
-apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max,
-                                     int failures, double u01)
+apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max, int failures,
+                                     double u01)
 {
     apr_interval_time_t base = min, lo, hi;
     int i;

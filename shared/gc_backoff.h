@@ -8,7 +8,7 @@
  * the first attempt after a healthy connection, then min * 2^(failures-1)
  * capped at max, with up to 25% jitter (and at the cap, 20% below it). u01 is
  * a uniform random number in [0, 1). Workers use gc_worker_backoff. */
-apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max,
-                                     int failures, double u01);
+apr_interval_time_t gc_backoff_delay(apr_interval_time_t min, apr_interval_time_t max, int failures,
+                                     double u01);
 
 #endif

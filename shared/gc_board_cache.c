@@ -14,11 +14,11 @@
 struct gc_board_cache {
     apr_thread_mutex_t *mutex;
     apr_pool_t *parent;
-    apr_pool_t *pool;                   /* rows and their strings (NULL: no copy) */
-    apr_array_header_t *rows;           /* gc_board_row_t, ordered by user_id */
-    apr_hash_t *index;                  /* user_id → position in rows */
+    apr_pool_t *pool;         /* rows and their strings (NULL: no copy) */
+    apr_array_header_t *rows; /* gc_board_row_t, ordered by user_id */
+    apr_hash_t *index;        /* user_id → position in rows */
     gc_board_gen_t gen;
-    long merged;                        /* rows merged since the last rebuild */
+    long merged; /* rows merged since the last rebuild */
     int last;
 };
 
@@ -151,15 +151,14 @@ apr_status_t gc_board_cache_visit(gc_board_cache_t *c, gc_store_t *s, apr_pool_t
         return APR_EGENERAL;
     }
     apr_thread_mutex_lock(c->mutex);
-    if (!c->pool || g.id != c->gen.id
-        || c->merged > GARBAGE_FACTOR * (long)c->rows->nelts + 1024) {
+    if (!c->pool || g.id != c->gen.id || c->merged > GARBAGE_FACTOR * (long)c->rows->nelts + 1024) {
         rv = rebuild(c, s, p, &g, err);
     }
     else if (g.gen > c->gen.gen) {
         rv = merge(c, s, p, &g, err);
     }
     else {
-        c->last = 0;                /* current (or newer: another thread merged first) */
+        c->last = 0; /* current (or newer: another thread merged first) */
     }
     if (rv == APR_SUCCESS) {
         fn(baton, c->rows, &c->gen);

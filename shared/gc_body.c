@@ -9,12 +9,9 @@
 #define NAME_MAX_BYTES 64
 
 static const char *const type_names[] = {
-    [GC_BODY_STRING] = "a string",
-    [GC_BODY_NUMBER] = "a number",
-    [GC_BODY_INTEGER] = "an integer",
-    [GC_BODY_BOOLEAN] = "true or false",
-    [GC_BODY_OBJECT] = "an object",
-    [GC_BODY_ARRAY] = "an array",
+    [GC_BODY_STRING] = "a string",    [GC_BODY_NUMBER] = "a number",
+    [GC_BODY_INTEGER] = "an integer", [GC_BODY_BOOLEAN] = "true or false",
+    [GC_BODY_OBJECT] = "an object",   [GC_BODY_ARRAY] = "an array",
 };
 
 apr_size_t gc_body_chars(const json_t *s)
@@ -37,18 +34,12 @@ void gc_body_error(gc_result_t *res, const char *field, const char *type, const 
 static int type_ok(gc_body_type_e t, const json_t *v)
 {
     switch (t) {
-    case GC_BODY_STRING:
-        return json_is_string(v);
-    case GC_BODY_NUMBER:
-        return json_is_number(v);
-    case GC_BODY_INTEGER:
-        return json_is_integer(v);
-    case GC_BODY_BOOLEAN:
-        return json_is_boolean(v);
-    case GC_BODY_OBJECT:
-        return json_is_object(v);
-    default:
-        return json_is_array(v);
+    case GC_BODY_STRING: return json_is_string(v);
+    case GC_BODY_NUMBER: return json_is_number(v);
+    case GC_BODY_INTEGER: return json_is_integer(v);
+    case GC_BODY_BOOLEAN: return json_is_boolean(v);
+    case GC_BODY_OBJECT: return json_is_object(v);
+    default: return json_is_array(v);
     }
 }
 
@@ -64,9 +55,7 @@ static const char *bounds_message(apr_pool_t *p, const gc_body_field_t *f, const
         unit = "characters";
         break;
     case GC_BODY_NUMBER:
-    case GC_BODY_INTEGER:
-        x = json_number_value(v);
-        break;
+    case GC_BODY_INTEGER: x = json_number_value(v); break;
     case GC_BODY_OBJECT:
         x = (double)json_object_size(v);
         unit = "members";
@@ -75,8 +64,7 @@ static const char *bounds_message(apr_pool_t *p, const gc_body_field_t *f, const
         x = (double)json_array_size(v);
         unit = "items";
         break;
-    default:
-        return NULL;
+    default: return NULL;
     }
     if (!(f->flags & GC_BODY_BOUNDED) || (x >= f->min && x <= f->max && !isnan(x))) {
         return NULL;
@@ -90,8 +78,7 @@ static const char *bounds_message(apr_pool_t *p, const gc_body_field_t *f, const
                : apr_psprintf(p, "must be between %g and %g", f->min, f->max);
 }
 
-static void check_field(gc_result_t *res, const gc_body_field_t *f, const json_t *v,
-                        void *baton)
+static void check_field(gc_result_t *res, const gc_body_field_t *f, const json_t *v, void *baton)
 {
     int required = (f->flags & GC_BODY_REQUIRED) != 0;
     const char *msg;
@@ -145,19 +132,19 @@ static int known(const gc_body_field_t *fields, size_t n, const char *key)
     return 0;
 }
 
-int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t *fields,
-                     size_t n, void *baton)
+int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t *fields, size_t n,
+                     void *baton)
 {
     size_t before = res->errors ? json_array_size(res->errors) : 0, i;
     const char *names = NULL, *key;
     json_t *v;
 
     for (i = 0; i < n; i++) {
-        check_field(res, &fields[i], body ? json_object_get(body, fields[i].name) : NULL,
-                    baton);
+        check_field(res, &fields[i], body ? json_object_get(body, fields[i].name) : NULL, baton);
     }
     if (body) {
-        json_object_foreach((json_t *)body, key, v) {
+        json_object_foreach((json_t *)body, key, v)
+        {
             if (known(fields, n, key)) {
                 continue;
             }
@@ -167,9 +154,9 @@ int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t
                     names = apr_pstrcat(res->pool, names, ", ", fields[i].name, NULL);
                 }
             }
-            gc_body_error(res, member_name(res->pool, key), "invalid_value",
-                          apr_pstrcat(res->pool, "is not a member of this request (",
-                                      names, ")", NULL));
+            gc_body_error(
+                res, member_name(res->pool, key), "invalid_value",
+                apr_pstrcat(res->pool, "is not a member of this request (", names, ")", NULL));
         }
     }
     return (int)((res->errors ? json_array_size(res->errors) : 0) - before);
@@ -178,9 +165,9 @@ int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t
 void gc_body_fail(gc_result_t *res, int status)
 {
     size_t n = res->errors ? json_array_size(res->errors) : 0;
-    const char *detail = n == 1 ? json_string_value(json_object_get(
-                                      json_array_get(res->errors, 0), "message"))
-                                : apr_psprintf(res->pool, "%d fields are invalid", (int)n);
+    const char *detail =
+        n == 1 ? json_string_value(json_object_get(json_array_get(res->errors, 0), "message"))
+               : apr_psprintf(res->pool, "%d fields are invalid", (int)n);
 
     gc_result_problem(res, status, "validation_failed", "Invalid request", detail);
 }

@@ -11,16 +11,16 @@
 #include "gc_result.h"
 
 typedef enum {
-    GC_BODY_STRING,     /* length bounds in characters (code points) */
-    GC_BODY_NUMBER,     /* value bounds */
-    GC_BODY_INTEGER,    /* value bounds */
+    GC_BODY_STRING,  /* length bounds in characters (code points) */
+    GC_BODY_NUMBER,  /* value bounds */
+    GC_BODY_INTEGER, /* value bounds */
     GC_BODY_BOOLEAN,
-    GC_BODY_OBJECT,     /* bounds on the number of members */
-    GC_BODY_ARRAY       /* bounds on the number of items */
+    GC_BODY_OBJECT, /* bounds on the number of members */
+    GC_BODY_ARRAY   /* bounds on the number of items */
 } gc_body_type_e;
 
-#define GC_BODY_REQUIRED 0x1u   /* absent or null is an error */
-#define GC_BODY_BOUNDED  0x2u   /* min/max apply */
+#define GC_BODY_REQUIRED 0x1u /* absent or null is an error */
+#define GC_BODY_BOUNDED 0x2u  /* min/max apply */
 
 typedef struct gc_body_field gc_body_field_t;
 
@@ -34,15 +34,15 @@ struct gc_body_field {
     gc_body_type_e type;
     unsigned flags;
     double min, max;
-    gc_body_check_fn *check;        /* may be NULL */
+    gc_body_check_fn *check; /* may be NULL */
 };
 
 /* Validate `body` (NULL counts as {}) against n fields. Errors are appended to
  * res (gc_result_field) in table order, unknown members after them, and the
  * first one names res->error_type (missing_field, invalid_type,
  * invalid_value). Returns the number of errors. */
-int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t *fields,
-                     size_t n, void *baton);
+int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t *fields, size_t n,
+                     void *baton);
 
 /* One error for `field` ("<field> <message>"), typed for the metric. */
 void gc_body_error(gc_result_t *res, const char *field, const char *type, const char *message);

@@ -42,28 +42,28 @@
 #include "gc_budget_test.h"
 #include "gc_log.h"
 
-#define GC_BUDGET_MAGIC      0x67634232u /* "gcB2": segments with a version */
-#define NS_PER_US            INT64_C(1000)
-#define NS_PER_MS            INT64_C(1000000)
-#define STEAL_AFTER_NS       (50 * NS_PER_MS)
-#define WAIT_SLICE_NS        (100 * NS_PER_MS)
+#define GC_BUDGET_MAGIC 0x67634232u /* "gcB2": segments with a version */
+#define NS_PER_US INT64_C(1000)
+#define NS_PER_MS INT64_C(1000000)
+#define STEAL_AFTER_NS (50 * NS_PER_MS)
+#define WAIT_SLICE_NS (100 * NS_PER_MS)
 
 /* lock and magic keep their offsets in every version. */
 struct gc_budget {
-    _Atomic uint64_t lock;      /* 0 = free, else the owner's pid */
+    _Atomic uint64_t lock; /* 0 = free, else the owner's pid */
     uint32_t magic;
-    uint32_t version;           /* GC_BUDGET_VERSION */
-    uint64_t header;            /* offsetof(struct gc_budget, slots) */
-    int32_t capacity;           /* slots of storage */
-    _Atomic int32_t limit;      /* slots in use (1..capacity); changed under the lock */
-    _Atomic int32_t stash;      /* older grants of the window at the last limit change,
+    uint32_t version;      /* GC_BUDGET_VERSION */
+    uint64_t header;       /* offsetof(struct gc_budget, slots) */
+    int32_t capacity;      /* slots of storage */
+    _Atomic int32_t limit; /* slots in use (1..capacity); changed under the lock */
+    _Atomic int32_t stash; /* older grants of the window at the last limit change,
                                    kept at slots[limit, limit + stash) (for used and a
                                    later larger limit); never overwritten by grants */
     int64_t window_ns;
     int64_t window_us;
-    _Atomic uint64_t head;      /* grants so far; next slot = head % limit */
-    _Atomic uint64_t steals;    /* locks taken over from dead owners */
-    _Atomic int64_t slots[];    /* last `limit` grant times, ns; 0 = unused */
+    _Atomic uint64_t head;   /* grants so far; next slot = head % limit */
+    _Atomic uint64_t steals; /* locks taken over from dead owners */
+    _Atomic int64_t slots[]; /* last `limit` grant times, ns; 0 = unused */
 };
 
 apr_int64_t gc_budget_now_ns(void)
@@ -81,8 +81,7 @@ apr_size_t gc_budget_size(int capacity)
     return offsetof(struct gc_budget, slots) + (apr_size_t)capacity * sizeof(_Atomic int64_t);
 }
 
-gc_budget_t *gc_budget_init_capacity(void *mem, int capacity, int limit,
-                                     apr_interval_time_t window)
+gc_budget_t *gc_budget_init_capacity(void *mem, int capacity, int limit, apr_interval_time_t window)
 {
     gc_budget_t *b = mem;
     int i;
@@ -90,8 +89,9 @@ gc_budget_t *gc_budget_init_capacity(void *mem, int capacity, int limit,
     if (mem == NULL || limit < 1 || capacity < limit || window <= 0
         || window > INT64_MAX / NS_PER_US || ((uintptr_t)mem % _Alignof(struct gc_budget)) != 0) {
         gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_EINVAL,
-               GCMON_LOGNO(250) "budget: invalid initialisation (limit %d, capacity %d, window %"
-               APR_INT64_T_FMT " us)", limit, capacity, (apr_int64_t)window);
+               GCMON_LOGNO(250) "budget: invalid initialisation (limit %d, capacity %d, window "
+                                "%" APR_INT64_T_FMT " us)",
+               limit, capacity, (apr_int64_t)window);
         return NULL;
     }
     atomic_init(&b->lock, 0);
@@ -138,8 +138,9 @@ gc_budget_t *gc_budget_attach(void *mem, apr_size_t size)
     }
     limit = atomic_load_explicit(&b->limit, memory_order_relaxed);
     return limit >= 1 && limit <= b->capacity
-           && atomic_load_explicit(&b->stash, memory_order_relaxed) <= b->capacity - limit
-           ? b : NULL;
+                   && atomic_load_explicit(&b->stash, memory_order_relaxed) <= b->capacity - limit
+               ? b
+               : NULL;
 }
 
 int gc_budget_limit(const gc_budget_t *b)
@@ -179,7 +180,7 @@ static int owner_alive(uint64_t owner)
     }
     pid = (pid_t)owner;
     if (kill(pid, 0) != 0) {
-        return errno != ESRCH;   /* EPERM: exists, not ours to signal */
+        return errno != ESRCH; /* EPERM: exists, not ours to signal */
     }
 #ifdef __linux__
     {
@@ -216,8 +217,8 @@ static uint64_t budget_lock(gc_budget_t *b, uint64_t self)
     int64_t since = 0;
     unsigned spins = 0;
 
-    if (atomic_compare_exchange_strong_explicit(&b->lock, &expected, self,
-                                                memory_order_acquire, memory_order_relaxed)) {
+    if (atomic_compare_exchange_strong_explicit(&b->lock, &expected, self, memory_order_acquire,
+                                                memory_order_relaxed)) {
         return 0;
     }
     for (;;) {
@@ -226,8 +227,7 @@ static uint64_t budget_lock(gc_budget_t *b, uint64_t self)
         if (cur == 0) {
             expected = 0;
             if (atomic_compare_exchange_weak_explicit(&b->lock, &expected, self,
-                                                      memory_order_acquire,
-                                                      memory_order_relaxed)) {
+                                                      memory_order_acquire, memory_order_relaxed)) {
                 return 0;
             }
             continue;
@@ -241,7 +241,7 @@ static uint64_t budget_lock(gc_budget_t *b, uint64_t self)
             sched_yield();
         }
         else {
-            struct timespec ts = { 0, 50000 };   /* 50 us */
+            struct timespec ts = { 0, 50000 }; /* 50 us */
             nanosleep(&ts, NULL);
         }
         if ((spins & 15) == 0) {
@@ -276,7 +276,8 @@ static void log_stolen(uint64_t stolen)
     if (stolen != 0) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(251) "budget: lock held by dead process %" APR_UINT64_T_FMT
-               " taken over", (apr_uint64_t)stolen);
+                                " taken over",
+               (apr_uint64_t)stolen);
     }
 }
 
@@ -360,9 +361,8 @@ apr_status_t gc_budget_acquire_ns(gc_budget_t *b, apr_interval_time_t max_wait,
     }
 }
 
-apr_status_t gc_budget_acquire(gc_budget_t *b, apr_interval_time_t max_wait,
-                               gc_cancel_fn *cancel, void *baton,
-                               apr_interval_time_t *retry_after)
+apr_status_t gc_budget_acquire(gc_budget_t *b, apr_interval_time_t max_wait, gc_cancel_fn *cancel,
+                               void *baton, apr_interval_time_t *retry_after)
 {
     return gc_budget_acquire_ns(b, max_wait, cancel, baton, retry_after, NULL);
 }

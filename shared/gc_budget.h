@@ -52,9 +52,8 @@ typedef int gc_cancel_fn(void *baton);
  * most 100 ms, stopping early when cancel returns non-zero).
  * APR_SUCCESS: slot taken.  APR_TIMEUP: not within max_wait; *retry_after (if
  * not NULL) is how long until a slot frees.  APR_EINTR: cancelled. */
-apr_status_t gc_budget_acquire(gc_budget_t *b, apr_interval_time_t max_wait,
-                               gc_cancel_fn *cancel, void *baton,
-                               apr_interval_time_t *retry_after);
+apr_status_t gc_budget_acquire(gc_budget_t *b, apr_interval_time_t max_wait, gc_cancel_fn *cancel,
+                               void *baton, apr_interval_time_t *retry_after);
 
 /* Requests counted in the current window (for status pages and tests). */
 int gc_budget_used(gc_budget_t *b);

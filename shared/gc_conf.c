@@ -53,8 +53,7 @@ const char *gc_parse_duration(apr_pool_t *p, const char *arg, apr_interval_time_
         return apr_psprintf(p, "'%s' is out of range", arg);
     }
     if (n * unit < min) {
-        return apr_psprintf(p, "'%s' is below the minimum of %s", arg,
-                            gc_format_duration(p, min));
+        return apr_psprintf(p, "'%s' is below the minimum of %s", arg, gc_format_duration(p, min));
     }
     *out = n * unit;
     return NULL;
@@ -62,9 +61,15 @@ const char *gc_parse_duration(apr_pool_t *p, const char *arg, apr_interval_time_
 
 const char *gc_format_duration(apr_pool_t *p, apr_interval_time_t d)
 {
-    static const struct { apr_int64_t usec; const char *suffix; } units[] = {
-        { 86400 * APR_USEC_PER_SEC, "d" }, { 3600 * APR_USEC_PER_SEC, "h" },
-        { 60 * APR_USEC_PER_SEC, "m" }, { APR_USEC_PER_SEC, "s" }, { 1000, "ms" },
+    static const struct {
+        apr_int64_t usec;
+        const char *suffix;
+    } units[] = {
+        { 86400 * APR_USEC_PER_SEC, "d" },
+        { 3600 * APR_USEC_PER_SEC, "h" },
+        { 60 * APR_USEC_PER_SEC, "m" },
+        { APR_USEC_PER_SEC, "s" },
+        { 1000, "ms" },
     };
     size_t i;
 
@@ -212,8 +217,7 @@ static const char *secret_from_file(apr_pool_t *p, const char *path, const char 
 }
 
 /* Every form of the value lives in p and is wiped when p goes. */
-const char *gc_parse_secret(apr_pool_t *p, const char *arg, const char **value,
-                            int *is_literal)
+const char *gc_parse_secret(apr_pool_t *p, const char *arg, const char **value, int *is_literal)
 {
     *is_literal = 0;
     if (!arg || !*arg) {

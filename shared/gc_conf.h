@@ -9,14 +9,14 @@
 
 /* Connection to one Genesys Cloud org (SPEC §2 "Connection"). */
 typedef struct gc_conn_conf {
-    const char *environment;        /* region domain, e.g. mypurecloud.com */
-    const char *api_url;            /* https://api.<domain>, no trailing slash */
-    const char *login_url;          /* https://login.<domain>, no trailing slash */
+    const char *environment; /* region domain, e.g. mypurecloud.com */
+    const char *api_url;     /* https://api.<domain>, no trailing slash */
+    const char *login_url;   /* https://login.<domain>, no trailing slash */
     const char *client_id;
-    const char *client_secret;      /* resolved value, never logged */
-    const char *ca_file;            /* extra CA bundle, or NULL for system CAs */
+    const char *client_secret; /* resolved value, never logged */
+    const char *ca_file;       /* extra CA bundle, or NULL for system CAs */
     apr_interval_time_t request_timeout;
-    int rate_limit;                 /* upstream requests per minute, all children */
+    int rate_limit; /* upstream requests per minute, all children */
 } gc_conn_conf_t;
 
 #define GC_DEFAULT_ENVIRONMENT "mypurecloud.com"
@@ -45,8 +45,7 @@ const char *gc_parse_domain(apr_pool_t *p, const char *arg);
  * *is_literal tells the caller to warn. The value never appears in the message.
  * *value lives in p and is overwritten with zeros when p is cleared or
  * destroyed (so is the buffer a file: secret was read into). */
-const char *gc_parse_secret(apr_pool_t *p, const char *arg, const char **value,
-                            int *is_literal);
+const char *gc_parse_secret(apr_pool_t *p, const char *arg, const char **value, int *is_literal);
 
 /* Fill derived URLs and defaults of a connection config after all directives. */
 void gc_conn_conf_finish(apr_pool_t *p, gc_conn_conf_t *c);

@@ -1,8 +1,8 @@
 /* A background thread's own database connection (gc_dbconn.h). */
 #include "gc_dbconn.h"
 
-apr_status_t gc_dbconn_open(gc_dbconn_t *c, apr_pool_t *parent, gc_db_open_fn *open,
-                            void *baton, const char **err)
+apr_status_t gc_dbconn_open(gc_dbconn_t *c, apr_pool_t *parent, gc_db_open_fn *open, void *baton,
+                            const char **err)
 {
     apr_status_t rv;
 

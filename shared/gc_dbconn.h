@@ -16,14 +16,14 @@ typedef void gc_db_close_fn(void *baton, void *handle);
 
 typedef struct gc_dbconn {
     apr_pool_t *pool;
-    struct gc_store *store;             /* NULL while closed */
-    void *handle;                       /* the glue's, passed back to close */
+    struct gc_store *store; /* NULL while closed */
+    void *handle;           /* the glue's, passed back to close */
 } gc_dbconn_t;
 
 /* Open c unless it is open. APR_SUCCESS with c->store set; otherwise c is
  * closed and *err says why. */
-apr_status_t gc_dbconn_open(gc_dbconn_t *c, apr_pool_t *parent, gc_db_open_fn *open,
-                            void *baton, const char **err);
+apr_status_t gc_dbconn_open(gc_dbconn_t *c, apr_pool_t *parent, gc_db_open_fn *open, void *baton,
+                            const char **err);
 
 /* Close c (if open) and free its pool. */
 void gc_dbconn_close(gc_dbconn_t *c, gc_db_close_fn *close, void *baton);

@@ -50,8 +50,8 @@ void gc_etag_hash_int(gc_etag_hash_t *h, apr_int64_t v)
 
 const char *gc_etag_hash_text(apr_pool_t *p, const gc_etag_hash_t *h)
 {
-    return apr_psprintf(p, "\"%016" APR_UINT64_T_HEX_FMT "%016" APR_UINT64_T_HEX_FMT "\"",
-                        h->a, h->b);
+    return apr_psprintf(p, "\"%016" APR_UINT64_T_HEX_FMT "%016" APR_UINT64_T_HEX_FMT "\"", h->a,
+                        h->b);
 }
 
 static const char *skip_ows(const char *s)

@@ -22,8 +22,8 @@ void gc_etag_hash_int(gc_etag_hash_t *h, apr_int64_t v);
 const char *gc_etag_hash_text(apr_pool_t *p, const gc_etag_hash_t *h);
 
 typedef enum {
-    GC_ETAG_STRONG,     /* If-Match: W/"…" never matches */
-    GC_ETAG_WEAK        /* If-None-Match: W/"x" matches "x" */
+    GC_ETAG_STRONG, /* If-Match: W/"…" never matches */
+    GC_ETAG_WEAK    /* If-None-Match: W/"x" matches "x" */
 } gc_etag_cmp_e;
 
 /* Does the header (an If-Match or If-None-Match value) match the current

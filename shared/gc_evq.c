@@ -10,7 +10,7 @@ struct gc_evq {
     apr_thread_mutex_t *mutex;
     gc_evrec_t *head, *tail;
     int count, max;
-    gc_worker_t *notify;                /* woken by a push onto an empty queue */
+    gc_worker_t *notify; /* woken by a push onto an empty queue */
 };
 
 void gc_evq_free(gc_evrec_t *list)
@@ -95,8 +95,7 @@ static gc_evrec_t *record_new(const gc_agent_event_t *ev, const char *source,
     return r;
 }
 
-int gc_evq_push(gc_evq_t *q, const gc_agent_event_t *ev, const char *source,
-                apr_time_t received_at)
+int gc_evq_push(gc_evq_t *q, const gc_agent_event_t *ev, const char *source, apr_time_t received_at)
 {
     gc_evrec_t *r = record_new(ev, source, received_at), *old = NULL;
     int dropped = 0, first;

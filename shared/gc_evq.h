@@ -11,7 +11,7 @@
 /* One event waiting for the writer: a single malloc holding the strings. */
 typedef struct gc_evrec {
     struct gc_evrec *next;
-    const char *source;                 /* static: "stream", "resync", "inbound" */
+    const char *source; /* static: "stream", "resync", "inbound" */
     apr_time_t received_at;
     gc_agent_event_t ev;
     char data[];

@@ -93,8 +93,9 @@ void gc_jw_str(gc_jw_t *w, const char *str)
         unsigned char c = s[i];
 
         /* Copy runs of plain ASCII in one go. */
-        for (run = i; run < len && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"'
-                      && s[run] != '\\'; run++) {
+        for (run = i;
+             run < len && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\';
+             run++) {
         }
         if (run > i) {
             memcpy(w->buf + w->len, s + i, run - i);
@@ -108,8 +109,12 @@ void gc_jw_str(gc_jw_t *w, const char *str)
             i++;
         }
         else if (c < 0x20) {
-            const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                              : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+            const char *esc = c == '\n'   ? "\\n"
+                              : c == '\r' ? "\\r"
+                              : c == '\t' ? "\\t"
+                              : c == '\b' ? "\\b"
+                              : c == '\f' ? "\\f"
+                                          : NULL;
             if (esc) {
                 memcpy(w->buf + w->len, esc, 2);
                 w->len += 2;
@@ -130,7 +135,7 @@ void gc_jw_str(gc_jw_t *w, const char *str)
                 i += n;
             }
             else {
-                memcpy(w->buf + w->len, "\xEF\xBF\xBD", 3);   /* U+FFFD */
+                memcpy(w->buf + w->len, "\xEF\xBF\xBD", 3); /* U+FFFD */
                 w->len += 3;
                 i++;
             }
@@ -181,7 +186,7 @@ apr_size_t gc_jw_format_time(char *out, apr_time_t t)
 
     gc_time_civil_from_days(z, &y, &m, &d);
     if (y < 0 || y > 9999) {
-        y = y < 0 ? 0 : 9999;   /* outside RFC 3339; never stored by gcmon */
+        y = y < 0 ? 0 : 9999; /* outside RFC 3339; never stored by gcmon */
     }
     p = put_num(p, y, 4);
     *p++ = '-';
@@ -230,7 +235,8 @@ int gc_jw_simple_id_array(const char *s)
             return 0;
         }
         for (start = s; (*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')
-                        || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'; s++) {
+                        || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_';
+             s++) {
         }
         if (s == start || *s++ != '"') {
             return 0;

@@ -11,9 +11,9 @@
 #include <apr_time.h>
 
 typedef struct {
-    char *buf;                      /* malloc'd; NUL-terminated while !failed */
+    char *buf; /* malloc'd; NUL-terminated while !failed */
     apr_size_t len, cap;
-    int failed;                     /* out of memory: everything after is dropped */
+    int failed; /* out of memory: everything after is dropped */
 } gc_jw_t;
 
 void gc_jw_init(gc_jw_t *w, apr_size_t hint);
@@ -25,9 +25,9 @@ void gc_jw_raw(gc_jw_t *w, const char *s, apr_size_t n);
 /* A string literal only (the "" s "" makes anything else a compile error,
  * e.g. a ?: whose sizeof would be a pointer's). */
 #define gc_jw_lit(w, s) gc_jw_raw((w), "" s "", sizeof("" s "") - 1)
-void gc_jw_str(gc_jw_t *w, const char *s);          /* "escaped", or null for NULL */
+void gc_jw_str(gc_jw_t *w, const char *s); /* "escaped", or null for NULL */
 void gc_jw_int(gc_jw_t *w, apr_int64_t v);
-void gc_jw_time(gc_jw_t *w, apr_time_t t);          /* "…T…​.mmmZ", or null for 0 */
+void gc_jw_time(gc_jw_t *w, apr_time_t t); /* "…T…​.mmmZ", or null for 0 */
 
 /* RFC 3339 UTC with milliseconds into out (at least 32 bytes); returns the
  * length. Same text as gc_time_format, without a pool. */

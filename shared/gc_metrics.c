@@ -33,14 +33,14 @@
 typedef enum { MT_COUNTER, MT_GAUGE, MT_HISTOGRAM } metric_type_e;
 
 typedef struct {
-    const char *name;                /* "gcmon_…" */
+    const char *name; /* "gcmon_…" */
     const char *help;
     metric_type_e type;
     int nlabels;
     const char *label[2];
-    const char *const *values[2];    /* fixed values, "other" last */
+    const char *const *values[2]; /* fixed values, "other" last */
     int nvalues[2];
-    const double *buckets;           /* histograms: upper bounds, ascending */
+    const double *buckets; /* histograms: upper bounds, ascending */
     int nbuckets;
 } family_t;
 
@@ -48,138 +48,181 @@ typedef struct {
 #define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 #define VALUES(a) (a), COUNT_OF(a)
 
-static const char *const v_reconnect_reason[] = {
-    "heartbeat_timeout", "pong_timeout", "socket_closing", "no_longer_subscribed",
-    "token_revoked", "channel_expired", "connect_error", "closed", "shutdown", "other"
-};
+static const char *const v_reconnect_reason[] = { "heartbeat_timeout", "pong_timeout",
+                                                  "socket_closing",    "no_longer_subscribed",
+                                                  "token_revoked",     "channel_expired",
+                                                  "connect_error",     "closed",
+                                                  "shutdown",          "other" };
 static const char *const v_message_kind[] = {
-    "event", "heartbeat", "pong", "socket_closing", "no_longer_subscribed", "token_revoked",
-    "malformed", "oversize", "unknown", "unmonitored", "other"
+    "event",         "heartbeat", "pong",     "socket_closing", "no_longer_subscribed",
+    "token_revoked", "malformed", "oversize", "unknown",        "unmonitored",
+    "other"
 };
 static const char *const v_stored_source[] = { "stream", "resync", "inbound", "other" };
-static const char *const v_dropped_reason[] = {
-    "queue_full", "db_error", "malformed", "shutdown", "other"
-};
-static const char *const v_alert_result[] = {
-    "raised", "cleared", "repeated", "suppressed", "other"
-};
+static const char *const v_dropped_reason[] = { "queue_full", "db_error", "malformed", "shutdown",
+                                                "other" };
+static const char *const v_alert_result[] = { "raised", "cleared", "repeated", "suppressed",
+                                              "other" };
 /* The target names of gc_webhook_targets.h, "other" last. */
 #define WEBHOOK_TARGET_VALUE(name, directive, member, slack, event, label, help) #name,
-static const char *const v_webhook_target[] = {
-    GC_WEBHOOK_TARGET_LIST(WEBHOOK_TARGET_VALUE) "other"
-};
+static const char *const v_webhook_target[] = { GC_WEBHOOK_TARGET_LIST(
+    WEBHOOK_TARGET_VALUE) "other" };
 #undef WEBHOOK_TARGET_VALUE
 static const char *const v_webhook_result[] = { "delivered", "retry", "failed", "other" };
-static const char *const v_upstream_op[] = {
-    "oauth_token", "org_get", "users_get", "user_get", "presence_get", "presence_patch",
-    "presence_definitions", "routingstatus_get", "routingstatus_put", "channels_create",
-    "channels_list", "channel_head", "subscriptions_put", "subscriptions_post",
-    "subscriptions_delete", "queue_get", "queue_put", "queue_members", "skills_get",
-    "skill_put", "queue_observations", "conversation_aggregates", "flow_instances_query",
-    "flow_jobs_create", "flow_job_get", "flow_download", "audits_query", "audits_get",
-    "audits_results", "webhook", "other"
-};
+static const char *const v_upstream_op[] = { "oauth_token",
+                                             "org_get",
+                                             "users_get",
+                                             "user_get",
+                                             "presence_get",
+                                             "presence_patch",
+                                             "presence_definitions",
+                                             "routingstatus_get",
+                                             "routingstatus_put",
+                                             "channels_create",
+                                             "channels_list",
+                                             "channel_head",
+                                             "subscriptions_put",
+                                             "subscriptions_post",
+                                             "subscriptions_delete",
+                                             "queue_get",
+                                             "queue_put",
+                                             "queue_members",
+                                             "skills_get",
+                                             "skill_put",
+                                             "queue_observations",
+                                             "conversation_aggregates",
+                                             "flow_instances_query",
+                                             "flow_jobs_create",
+                                             "flow_job_get",
+                                             "flow_download",
+                                             "audits_query",
+                                             "audits_get",
+                                             "audits_results",
+                                             "webhook",
+                                             "other" };
 /* Must match gc_metrics_code_label(). */
-static const char *const v_code[] = {
-    "200", "201", "202", "204", "304", "400", "401", "403", "404", "405", "409", "412",
-    "413", "415", "422", "429", "500", "502", "503", "504", "error", "other"
-};
+static const char *const v_code[] = { "200", "201", "202", "204", "304",   "400",  "401", "403",
+                                      "404", "405", "409", "412", "413",   "415",  "422", "429",
+                                      "500", "502", "503", "504", "error", "other" };
 #define STATE_VALUE(name) #name,
 static const char *const v_state_status[] = { GC_PRESENCE_LIST(STATE_VALUE) "other" };
 #undef STATE_VALUE
-static const char *const v_state_result[] = {
-    "success", "invalid", "not_found", "precondition_failed", "not_allowed", "throttled",
-    "upstream_error", "other"
-};
-static const char *const v_validation_error[] = {
-    "malformed_json", "missing_field", "invalid_type", "invalid_value", "unknown_status",
-    "transition_not_allowed", "precondition_failed", "body_too_large",
-    "unsupported_media_type", "csrf_rejected", "duplicate_key", "actor_missing", "other"
-};
+static const char *const v_state_result[] = { "success",        "invalid",
+                                              "not_found",      "precondition_failed",
+                                              "not_allowed",    "throttled",
+                                              "upstream_error", "other" };
+static const char *const v_validation_error[] = { "malformed_json",
+                                                  "missing_field",
+                                                  "invalid_type",
+                                                  "invalid_value",
+                                                  "unknown_status",
+                                                  "transition_not_allowed",
+                                                  "precondition_failed",
+                                                  "body_too_large",
+                                                  "unsupported_media_type",
+                                                  "csrf_rejected",
+                                                  "duplicate_key",
+                                                  "actor_missing",
+                                                  "other" };
 /* The route names of gc_api_routes.h, "other" last. */
 #define API_ROUTE_VALUE(name) #name,
 static const char *const v_api_route[] = { GC_API_ROUTE_LIST(API_ROUTE_VALUE) "other" };
 #undef API_ROUTE_VALUE
 
-static const double b_event_lag[] = {
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
-};
-static const double b_latency[] = {
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
-};
+static const double b_event_lag[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                      1,     2.5,  5,     10,   30,  60 };
+static const double b_latency[] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 };
 
 /* render_family() snapshots at most MAX_BUCKETS + 1 bucket cells. */
 #define MAX_BUCKETS 31
 _Static_assert(COUNT_OF(b_event_lag) <= MAX_BUCKETS, "too many buckets");
 _Static_assert(COUNT_OF(b_latency) <= MAX_BUCKETS, "too many buckets");
 
-#define GAUGE(n, h) \
-    { PREFIX n, h, MT_GAUGE, 0, { NULL, NULL }, { NULL, NULL }, { 0, 0 }, NULL, 0 }
-#define COUNTER0(n, h) \
-    { PREFIX n, h, MT_COUNTER, 0, { NULL, NULL }, { NULL, NULL }, { 0, 0 }, NULL, 0 }
-#define COUNTER1(n, h, l, v) \
-    { PREFIX n, h, MT_COUNTER, 1, { l, NULL }, { v, NULL }, { COUNT_OF(v), 0 }, NULL, 0 }
-#define COUNTER2(n, h, la, va, lb, vb) \
-    { PREFIX n, h, MT_COUNTER, 2, { la, lb }, { va, vb }, { COUNT_OF(va), COUNT_OF(vb) }, \
-      NULL, 0 }
-#define HISTO0(n, h, b) \
-    { PREFIX n, h, MT_HISTOGRAM, 0, { NULL, NULL }, { NULL, NULL }, { 0, 0 }, \
-      b, COUNT_OF(b) }
-#define HISTO2(n, h, la, va, lb, vb, b) \
-    { PREFIX n, h, MT_HISTOGRAM, 2, { la, lb }, { va, vb }, { COUNT_OF(va), COUNT_OF(vb) }, \
-      b, COUNT_OF(b) }
+#define GAUGE(n, h)                                                                 \
+    {                                                                               \
+        PREFIX n, h, MT_GAUGE, 0, { NULL, NULL }, { NULL, NULL }, { 0, 0 }, NULL, 0 \
+    }
+#define COUNTER0(n, h)                                                                \
+    {                                                                                 \
+        PREFIX n, h, MT_COUNTER, 0, { NULL, NULL }, { NULL, NULL }, { 0, 0 }, NULL, 0 \
+    }
+#define COUNTER1(n, h, l, v)                                                              \
+    {                                                                                     \
+        PREFIX n, h, MT_COUNTER, 1, { l, NULL }, { v, NULL }, { COUNT_OF(v), 0 }, NULL, 0 \
+    }
+#define COUNTER2(n, h, la, va, lb, vb)                                                            \
+    {                                                                                             \
+        PREFIX n, h, MT_COUNTER, 2, { la, lb }, { va, vb }, { COUNT_OF(va), COUNT_OF(vb) }, NULL, \
+            0                                                                                     \
+    }
+#define HISTO0(n, h, b)                                                                        \
+    {                                                                                          \
+        PREFIX n, h, MT_HISTOGRAM, 0, { NULL, NULL }, { NULL, NULL }, { 0, 0 }, b, COUNT_OF(b) \
+    }
+#define HISTO2(n, h, la, va, lb, vb, b)                                                          \
+    {                                                                                            \
+        PREFIX n, h, MT_HISTOGRAM, 2, { la, lb }, { va, vb }, { COUNT_OF(va), COUNT_OF(vb) }, b, \
+            COUNT_OF(b)                                                                          \
+    }
 
 /* In gc_metric_id_e order (checked at run time in gc_metrics_init). */
 static const family_t families[GC_MET__COUNT] = {
-    [GC_MET_STREAM_CONNECTED] = GAUGE("stream_connected",
-        "1 while this server holds a connected notification stream, else 0."),
-    [GC_MET_STREAM_CHANNELS] = GAUGE("stream_channels",
-        "Notification channels currently open."),
-    [GC_MET_STREAM_TOPICS] = GAUGE("stream_topics",
-        "Topics currently subscribed across all channels."),
-    [GC_MET_STREAM_RECONNECTS] = COUNTER1("stream_reconnects_total",
-        "Notification stream reconnects by reason.", "reason", v_reconnect_reason),
-    [GC_MET_STREAM_MESSAGES] = COUNTER1("stream_messages_total",
-        "Messages received on the notification stream by kind.", "kind", v_message_kind),
-    [GC_MET_EVENTS_STORED] = COUNTER1("events_stored_total",
-        "Agent status events written to the database by source.", "source",
-        v_stored_source),
-    [GC_MET_EVENTS_DROPPED] = COUNTER1("events_dropped_total",
-        "Agent status events not stored, by reason.", "reason", v_dropped_reason),
-    [GC_MET_EVENT_LAG] = HISTO0("event_lag_seconds",
-        "Delay from an event's time to it being stored, in seconds.", b_event_lag),
-    [GC_MET_AGENTS_MONITORED] = GAUGE("agents_monitored",
-        "Agents currently monitored."),
-    [GC_MET_IDLE_ALERTS] = COUNTER1("idle_alerts_total",
-        "Idle alert transitions by result.", "result", v_alert_result),
-    [GC_MET_WEBHOOK_DELIVERIES] = COUNTER2("webhook_deliveries_total",
-        "Outbound webhook delivery attempts by target and result.", "target",
-        v_webhook_target, "result", v_webhook_result),
-    [GC_MET_OUTBOX_PENDING] = GAUGE("outbox_pending",
-        "Outbound webhook deliveries waiting in the outbox."),
-    [GC_MET_UPSTREAM_REQUESTS] = COUNTER2("upstream_requests_total",
-        "Requests to the Genesys Cloud API by operation and HTTP status.", "op",
-        v_upstream_op, "code", v_code),
-    [GC_MET_UPSTREAM_LATENCY] = HISTO0("upstream_latency_seconds",
-        "Latency of Genesys Cloud API requests, in seconds.", b_latency),
-    [GC_MET_UPSTREAM_THROTTLED] = COUNTER0("upstream_throttled_total",
-        "Genesys Cloud API requests answered 429 or held back by the request budget."),
-    [GC_MET_STATE_UPDATE_LATENCY] = HISTO2("state_update_latency_seconds",
-        "Duration of agent status changes through the API, in seconds.", "status",
-        v_state_status, "result", v_state_result, b_latency),
-    [GC_MET_VALIDATION_ERRORS] = COUNTER1("validation_errors_total",
-        "API requests rejected by validation, by error type.", "error_type",
-        v_validation_error),
-    [GC_MET_API_REQUESTS] = COUNTER2("api_requests_total",
-        "Requests to the gcmon API by route and HTTP status.", "route", v_api_route,
-        "code", v_code),
-    [GC_MET_BUDGET_USED] = GAUGE("upstream_budget_used",
-        "Genesys Cloud API requests counted in the current window of GcmonRateLimit."),
-    [GC_MET_BUDGET_LIMIT] = GAUGE("upstream_budget_limit",
-        "Genesys Cloud API requests allowed per window (GcmonRateLimit)."),
+    [GC_MET_STREAM_CONNECTED] = GAUGE(
+        "stream_connected", "1 while this server holds a connected notification stream, else 0."),
+    [GC_MET_STREAM_CHANNELS] = GAUGE("stream_channels", "Notification channels currently open."),
+    [GC_MET_STREAM_TOPICS] =
+        GAUGE("stream_topics", "Topics currently subscribed across all channels."),
+    [GC_MET_STREAM_RECONNECTS] =
+        COUNTER1("stream_reconnects_total", "Notification stream reconnects by reason.", "reason",
+                 v_reconnect_reason),
+    [GC_MET_STREAM_MESSAGES] =
+        COUNTER1("stream_messages_total", "Messages received on the notification stream by kind.",
+                 "kind", v_message_kind),
+    [GC_MET_EVENTS_STORED] =
+        COUNTER1("events_stored_total", "Agent status events written to the database by source.",
+                 "source", v_stored_source),
+    [GC_MET_EVENTS_DROPPED] =
+        COUNTER1("events_dropped_total", "Agent status events not stored, by reason.", "reason",
+                 v_dropped_reason),
+    [GC_MET_EVENT_LAG] =
+        HISTO0("event_lag_seconds", "Delay from an event's time to it being stored, in seconds.",
+               b_event_lag),
+    [GC_MET_AGENTS_MONITORED] = GAUGE("agents_monitored", "Agents currently monitored."),
+    [GC_MET_IDLE_ALERTS] = COUNTER1("idle_alerts_total", "Idle alert transitions by result.",
+                                    "result", v_alert_result),
+    [GC_MET_WEBHOOK_DELIVERIES] = COUNTER2(
+        "webhook_deliveries_total", "Outbound webhook delivery attempts by target and result.",
+        "target", v_webhook_target, "result", v_webhook_result),
+    [GC_MET_OUTBOX_PENDING] =
+        GAUGE("outbox_pending", "Outbound webhook deliveries waiting in the outbox."),
+    [GC_MET_UPSTREAM_REQUESTS] =
+        COUNTER2("upstream_requests_total",
+                 "Requests to the Genesys Cloud API by operation and HTTP status.", "op",
+                 v_upstream_op, "code", v_code),
+    [GC_MET_UPSTREAM_LATENCY] =
+        HISTO0("upstream_latency_seconds", "Latency of Genesys Cloud API requests, in seconds.",
+               b_latency),
+    [GC_MET_UPSTREAM_THROTTLED] =
+        COUNTER0("upstream_throttled_total",
+                 "Genesys Cloud API requests answered 429 or held back by the request budget."),
+    [GC_MET_STATE_UPDATE_LATENCY] =
+        HISTO2("state_update_latency_seconds",
+               "Duration of agent status changes through the API, in seconds.", "status",
+               v_state_status, "result", v_state_result, b_latency),
+    [GC_MET_VALIDATION_ERRORS] =
+        COUNTER1("validation_errors_total", "API requests rejected by validation, by error type.",
+                 "error_type", v_validation_error),
+    [GC_MET_API_REQUESTS] =
+        COUNTER2("api_requests_total", "Requests to the gcmon API by route and HTTP status.",
+                 "route", v_api_route, "code", v_code),
+    [GC_MET_BUDGET_USED] =
+        GAUGE("upstream_budget_used",
+              "Genesys Cloud API requests counted in the current window of GcmonRateLimit."),
+    [GC_MET_BUDGET_LIMIT] = GAUGE(
+        "upstream_budget_limit", "Genesys Cloud API requests allowed per window (GcmonRateLimit)."),
 #ifdef GCMON_TEST_METRICS_LAYOUT
-    [GC_MET_TEST_LAYOUT] = GAUGE("test_layout",
-        "Only in the GCMON_TEST_METRICS_LAYOUT build (tests of the layout check)."),
+    [GC_MET_TEST_LAYOUT] = GAUGE(
+        "test_layout", "Only in the GCMON_TEST_METRICS_LAYOUT build (tests of the layout check)."),
 #endif
 };
 
@@ -187,8 +230,8 @@ static const family_t families[GC_MET__COUNT] = {
 struct gc_metrics {
     uint32_t magic;
     uint32_t ncells;
-    uint64_t layout;                 /* gc_metrics_layout() of the initialising build */
-    uint32_t base[GC_MET__COUNT];    /* first cell of every family */
+    uint64_t layout;              /* gc_metrics_layout() of the initialising build */
+    uint32_t base[GC_MET__COUNT]; /* first cell of every family */
     _Atomic long long cells[];
 };
 
@@ -339,7 +382,7 @@ static int value_index(const family_t *f, int which, const char *v)
             }
         }
     }
-    return n - 1;   /* "other" */
+    return n - 1; /* "other" */
 }
 
 /* First cell of the series, or NULL if the call cannot be honoured. */
@@ -416,7 +459,7 @@ void gc_metrics_observe(gc_metrics_t *m, gc_metric_id_e id, const char *l1, cons
         return;
     }
     if (seconds < 0) {
-        seconds = 0;   /* e.g. clock skew on event lag: counts as "no delay" */
+        seconds = 0; /* e.g. clock skew on event lag: counts as "no delay" */
     }
     for (i = 0; i < f->nbuckets && seconds > f->buckets[i]; i++) {
     }
@@ -424,8 +467,7 @@ void gc_metrics_observe(gc_metrics_t *m, gc_metric_id_e id, const char *l1, cons
     if (seconds > MAX_OBSERVATION_S) {
         seconds = MAX_OBSERVATION_S;
     }
-    atomic_fetch_add_explicit(&c[f->nbuckets + 1], llround(seconds * 1e6),
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c[f->nbuckets + 1], llround(seconds * 1e6), memory_order_relaxed);
 }
 
 static long long histogram_count(const family_t *f, _Atomic long long *c)
@@ -455,7 +497,7 @@ long long gc_metrics_get(gc_metrics_t *m, gc_metric_id_e id, const char *l1, con
 const char *gc_metrics_code_label(int status)
 {
     switch (status) {
-    case 0:   return "error";
+    case 0: return "error";
     case 200: return "200";
     case 201: return "201";
     case 202: return "202";
@@ -476,7 +518,7 @@ const char *gc_metrics_code_label(int status)
     case 502: return "502";
     case 503: return "503";
     case 504: return "504";
-    default:  return "other";
+    default: return "other";
     }
 }
 
@@ -736,8 +778,7 @@ char *gc_metrics_test_escape(apr_pool_t *p, const char *value)
     return sb.buf;
 }
 
-long long gc_metrics_test_sum_us(gc_metrics_t *m, gc_metric_id_e id, const char *l1,
-                                 const char *l2)
+long long gc_metrics_test_sum_us(gc_metrics_t *m, gc_metric_id_e id, const char *l1, const char *l2)
 {
     const family_t *f = NULL;
     _Atomic long long *c = series_cells(m, id, l1, l2, &f);

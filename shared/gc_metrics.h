@@ -8,28 +8,28 @@
 #include <apr_pools.h>
 
 typedef enum {
-    GC_MET_STREAM_CONNECTED,          /* gauge */
-    GC_MET_STREAM_CHANNELS,           /* gauge */
-    GC_MET_STREAM_TOPICS,             /* gauge */
-    GC_MET_STREAM_RECONNECTS,         /* counter {reason} */
-    GC_MET_STREAM_MESSAGES,           /* counter {kind} */
-    GC_MET_EVENTS_STORED,             /* counter {source} */
-    GC_MET_EVENTS_DROPPED,            /* counter {reason} */
-    GC_MET_EVENT_LAG,                 /* histogram (seconds) */
-    GC_MET_AGENTS_MONITORED,          /* gauge */
-    GC_MET_IDLE_ALERTS,               /* counter {result} */
-    GC_MET_WEBHOOK_DELIVERIES,        /* counter {target,result} */
-    GC_MET_OUTBOX_PENDING,            /* gauge */
-    GC_MET_UPSTREAM_REQUESTS,         /* counter {op,code} */
-    GC_MET_UPSTREAM_LATENCY,          /* histogram (seconds) */
-    GC_MET_UPSTREAM_THROTTLED,        /* counter */
-    GC_MET_STATE_UPDATE_LATENCY,      /* histogram {status,result} */
-    GC_MET_VALIDATION_ERRORS,         /* counter {error_type} */
-    GC_MET_API_REQUESTS,              /* counter {route,code} */
-    GC_MET_BUDGET_USED,               /* gauge (set when /metrics is rendered) */
-    GC_MET_BUDGET_LIMIT,              /* gauge (set when /metrics is rendered) */
+    GC_MET_STREAM_CONNECTED,     /* gauge */
+    GC_MET_STREAM_CHANNELS,      /* gauge */
+    GC_MET_STREAM_TOPICS,        /* gauge */
+    GC_MET_STREAM_RECONNECTS,    /* counter {reason} */
+    GC_MET_STREAM_MESSAGES,      /* counter {kind} */
+    GC_MET_EVENTS_STORED,        /* counter {source} */
+    GC_MET_EVENTS_DROPPED,       /* counter {reason} */
+    GC_MET_EVENT_LAG,            /* histogram (seconds) */
+    GC_MET_AGENTS_MONITORED,     /* gauge */
+    GC_MET_IDLE_ALERTS,          /* counter {result} */
+    GC_MET_WEBHOOK_DELIVERIES,   /* counter {target,result} */
+    GC_MET_OUTBOX_PENDING,       /* gauge */
+    GC_MET_UPSTREAM_REQUESTS,    /* counter {op,code} */
+    GC_MET_UPSTREAM_LATENCY,     /* histogram (seconds) */
+    GC_MET_UPSTREAM_THROTTLED,   /* counter */
+    GC_MET_STATE_UPDATE_LATENCY, /* histogram {status,result} */
+    GC_MET_VALIDATION_ERRORS,    /* counter {error_type} */
+    GC_MET_API_REQUESTS,         /* counter {route,code} */
+    GC_MET_BUDGET_USED,          /* gauge (set when /metrics is rendered) */
+    GC_MET_BUDGET_LIMIT,         /* gauge (set when /metrics is rendered) */
 #ifdef GCMON_TEST_METRICS_LAYOUT
-    GC_MET_TEST_LAYOUT,               /* gauge: only in the layout-test build */
+    GC_MET_TEST_LAYOUT, /* gauge: only in the layout-test build */
 #endif
     GC_MET__COUNT
 } gc_metric_id_e;

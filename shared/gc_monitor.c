@@ -18,14 +18,14 @@
 #include "gc_stream_share.h"
 #include "gc_webhook.h"
 
-#define MAX_MESSAGE (256 * 1024)            /* one notification; real ones are ~1 KB */
-#define FAST_POLL (250 * 1000)             /* standby: look at the status block */
+#define MAX_MESSAGE (256 * 1024) /* one notification; real ones are ~1 KB */
+#define FAST_POLL (250 * 1000)   /* standby: look at the status block */
 #define DB_RETRY_MIN apr_time_from_sec(2)
 #define DB_RETRY_MAX apr_time_from_sec(60)
 #define WRITER_DRAIN apr_time_from_sec(3)
 #define SERVICE_MS 100
 #define LONG_CALL (500 * 1000)
-#define BACKGROUND_NAP (100 * 1000)        /* background holder: one loop turn */
+#define BACKGROUND_NAP (100 * 1000) /* background holder: one loop turn */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -47,8 +47,7 @@ static int may_lead(gc_monitor_t *m)
     return gc_mon_running(m) && (!m->env.may_lead || m->env.may_lead(m->env.baton));
 }
 
-void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id,
-                          char out[GC_CHANNEL_LABEL_SIZE])
+void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id, char out[GC_CHANNEL_LABEL_SIZE])
 {
     gc_channel_label(out, m->env.conn ? m->env.conn->client_secret : NULL, channel_id);
 }
@@ -119,9 +118,9 @@ void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label)
     }
 }
 
-apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
-                         const char *path, const char *channel_id, const char *body,
-                         gc_response_t **resp, gc_error_t **err)
+apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method, const char *path,
+                         const char *channel_id, const char *body, gc_response_t **resp,
+                         gc_error_t **err)
 {
     char label[GC_CHANNEL_LABEL_SIZE];
     gc_request_t req;
@@ -176,10 +175,12 @@ static void nap(gc_monitor_t *m, apr_interval_time_t d)
 static void db_failed(gc_monitor_t *m, const char *what, const char *err)
 {
     if (gc_worker_db_failed(m->worker)) {
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2100) "stream monitor: cannot %s the "
-                     "database: %s (attempt %d; check DBDriver/DBDParams and that the "
-                     "database directory is writable by the httpd user)", what,
-                     err ? err : "unknown error", gc_worker_db_failures(m->worker));
+        gc_mon_error(
+            m, GC_LOG_ERR,
+            GCMON_LOGNO(2100) "stream monitor: cannot %s the "
+                              "database: %s (attempt %d; check DBDriver/DBDParams and that the "
+                              "database directory is writable by the httpd user)",
+            what, err ? err : "unknown error", gc_worker_db_failures(m->worker));
     }
 }
 
@@ -262,8 +263,8 @@ static int lease_take(gc_monitor_t *m, apr_time_t now)
         return -1;
     }
     if (gc_store_lease_state(gc_worker_store(m->worker), GC_LEASE_NAME, m->holder_id, now,
-                             m->env.lease_ttl, share_doc(m), &held, &current, &doc,
-                             m->iter) != APR_SUCCESS) {
+                             m->env.lease_ttl, share_doc(m), &held, &current, &doc, m->iter)
+        != APR_SUCCESS) {
         db_failed(m, "take or renew the stream lease in", "the lease query failed");
         return -1;
     }
@@ -293,14 +294,16 @@ static int lease_keep(gc_monitor_t *m, apr_time_t now)
         return 1;
     }
     if (held == 0) {
-        gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2102) "lost the stream lease to another "
-                     "holder; stepping down");
+        gc_mon_error(m, GC_LOG_WARNING,
+                     GCMON_LOGNO(2102) "lost the stream lease to another "
+                                       "holder; stepping down");
         return 0;
     }
     m->lease_next = now + apr_time_from_sec(1);
     if (now - m->lease_renewed_at >= m->env.lease_ttl - m->env.lease_renew) {
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2103) "could not renew the stream lease for "
-                     "%" APR_INT64_T_FMT " s; stepping down before it expires",
+        gc_mon_error(m, GC_LOG_ERR,
+                     GCMON_LOGNO(2103) "could not renew the stream lease for "
+                                       "%" APR_INT64_T_FMT " s; stepping down before it expires",
                      (apr_int64_t)apr_time_sec(now - m->lease_renewed_at));
         return 0;
     }
@@ -309,11 +312,12 @@ static int lease_keep(gc_monitor_t *m, apr_time_t now)
 
 static void lease_release(gc_monitor_t *m)
 {
-    if (db_ready(m) && gc_store_lease_release(gc_worker_store(m->worker), GC_LEASE_NAME,
-                                              m->holder_id) != APR_SUCCESS) {
+    if (db_ready(m)
+        && gc_store_lease_release(gc_worker_store(m->worker), GC_LEASE_NAME, m->holder_id)
+               != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2104) "could not release the stream lease; another process "
-               "takes over when it expires");
+                                 "takes over when it expires");
         gc_worker_db_close(m->worker);
     }
 }
@@ -384,8 +388,9 @@ static void outbox_start(gc_monitor_t *m)
     oenv.retention = m->conf->retention;
     if (gc_outbox_start(&m->outbox, m->term, &oenv) != APR_SUCCESS) {
         m->outbox = NULL;
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2113) "cannot start the outbox thread; "
-                     "webhook deliveries wait for the next holder");
+        gc_mon_error(m, GC_LOG_ERR,
+                     GCMON_LOGNO(2113) "cannot start the outbox thread; "
+                                       "webhook deliveries wait for the next holder");
     }
 }
 
@@ -442,12 +447,13 @@ static int term_start(gc_monitor_t *m, apr_time_t now)
         return 0;
     }
     if (m->background) {
-        return 1;               /* outbox only: no WebSockets, channels or members */
+        return 1; /* outbox only: no WebSockets, channels or members */
     }
     ws = gc_ws_create(m->term, m->env.conn->ca_file, MAX_MESSAGE, &gc_mon_ws_callbacks, m);
     if (!ws) {
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2111) "cannot create the WebSocket client "
-                     "context");
+        gc_mon_error(m, GC_LOG_ERR,
+                     GCMON_LOGNO(2111) "cannot create the WebSocket client "
+                                       "context");
         return 0;
     }
     atomic_store(&m->ws, ws);
@@ -489,7 +495,8 @@ static void holder_term(gc_monitor_t *m, apr_time_t now)
     if (m->background) {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
                GCMON_LOGNO(2114) "this process (%s) is now the background holder (outbox "
-               "only; GcmonStream Off)", m->holder_id);
+                                 "only; GcmonStream Off)",
+               m->holder_id);
     }
     else {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
@@ -509,8 +516,8 @@ static void holder_term(gc_monitor_t *m, apr_time_t now)
     }
     else {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
-               GCMON_LOGNO(2107) "this process (%s) stopped holding the stream: %s",
-               m->holder_id, why);
+               GCMON_LOGNO(2107) "this process (%s) stopped holding the stream: %s", m->holder_id,
+               why);
     }
     if (strcmp(why, "could not start") == 0) {
         nap(m, apr_time_from_sec(5));
@@ -575,8 +582,8 @@ gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
             *c = '_';
         }
     }
-    apr_snprintf(m->holder_id, sizeof(m->holder_id), "%s:%d:%02x%02x%02x%02x", host, m->pid,
-                 rnd[0], rnd[1], rnd[2], rnd[3]);
+    apr_snprintf(m->holder_id, sizeof(m->holder_id), "%s:%d:%02x%02x%02x%02x", host, m->pid, rnd[0],
+                 rnd[1], rnd[2], rnd[3]);
     atomic_init(&m->holder, 0);
     atomic_init(&m->ws, NULL);
     return m;
@@ -589,7 +596,6 @@ void gc_monitor_stop(gc_monitor_t *m)
      * every 100 ms, and upstream calls check it through their cancel hook. */
     gc_worker_stop(m->worker);
 }
-
 
 int gc_monitor_is_holder(gc_monitor_t *m)
 {
@@ -625,15 +631,15 @@ static void monitor_main(gc_worker_t *w, void *baton)
     if (!m->background) {
         m->up = gc_upstream_create(m->pool, m->env.conn, m->env.budget, m->env.metrics);
         if (!m->up) {
-            gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2108) "stream monitor: cannot create the "
-                         "upstream client");
+            gc_mon_error(m, GC_LOG_ERR,
+                         GCMON_LOGNO(2108) "stream monitor: cannot create the "
+                                           "upstream client");
             return;
         }
         gc_upstream_set_cancel(m->up, gc_mon_cancel, m);
     }
-    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-           GCMON_LOGNO(2109) "stream monitor started as %s%s", m->holder_id,
-           m->background ? " (background: outbox only)" : "");
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2109) "stream monitor started as %s%s",
+           m->holder_id, m->background ? " (background: outbox only)" : "");
     while (gc_mon_running(m)) {
         apr_time_t now = apr_time_now();
         apr_pool_clear(m->iter);
@@ -653,8 +659,8 @@ static void monitor_main(gc_worker_t *w, void *baton)
         }
         nap(m, FAST_POLL);
     }
-    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-           GCMON_LOGNO(2110) "stream monitor %s stopped", m->holder_id);
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2110) "stream monitor %s stopped",
+           m->holder_id);
 }
 
 void gc_monitor_run(gc_monitor_t *m)

@@ -15,17 +15,17 @@
 
 /* Stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound sync webhooks"). */
 typedef struct gc_monitor_conf {
-    int enabled;                        /* GcmonStream */
-    apr_array_header_t *queues;         /* GcmonMonitorQueue: const char * */
-    apr_array_header_t *users;          /* GcmonMonitorUser: const char * */
+    int enabled;                /* GcmonStream */
+    apr_array_header_t *queues; /* GcmonMonitorQueue: const char * */
+    apr_array_header_t *users;  /* GcmonMonitorUser: const char * */
     apr_interval_time_t membership_refresh;
     int topics_per_channel;
     apr_interval_time_t heartbeat_timeout;
     apr_interval_time_t pong_timeout;
     apr_interval_time_t backoff_min, backoff_max;
     apr_interval_time_t retention;
-    apr_array_header_t *idle_alerts;    /* GcmonIdleAlert: gc_alert_rule_t; empty = defaults */
-    gc_webhook_conf_t webhooks;         /* GcmonSlackWebhook, GcmonWebhookSecret, … */
+    apr_array_header_t *idle_alerts; /* GcmonIdleAlert: gc_alert_rule_t; empty = defaults */
+    gc_webhook_conf_t webhooks;      /* GcmonSlackWebhook, GcmonWebhookSecret, … */
 } gc_monitor_conf_t;
 
 #define GC_MAX_CHANNELS 20
@@ -39,11 +39,7 @@ void gc_monitor_conf_defaults(gc_monitor_conf_t *c);
  * - GC_MONITOR_BACKGROUND: GcmonStream Off (or unset) but an outbound webhook
  *   is configured: the holder runs only the outbox delivery thread;
  * - GC_MONITOR_OFF: neither; no monitor thread is started. */
-typedef enum {
-    GC_MONITOR_OFF = 0,
-    GC_MONITOR_STREAM,
-    GC_MONITOR_BACKGROUND
-} gc_monitor_mode_e;
+typedef enum { GC_MONITOR_OFF = 0, GC_MONITOR_STREAM, GC_MONITOR_BACKGROUND } gc_monitor_mode_e;
 
 gc_monitor_mode_e gc_monitor_mode(const gc_monitor_conf_t *c);
 
@@ -59,10 +55,10 @@ struct gc_stream_status;
 typedef struct gc_monitor_env {
     const gc_monitor_conf_t *conf;
     const struct gc_conn_conf *conn;
-    struct gc_budget *budget;               /* may be NULL (tests, bench) */
-    struct gc_metrics *metrics;             /* may be NULL */
-    struct gc_stream_status *status;        /* may be NULL */
-    const char *host;                       /* this host's name, for the holder id */
+    struct gc_budget *budget;        /* may be NULL (tests, bench) */
+    struct gc_metrics *metrics;      /* may be NULL */
+    struct gc_stream_status *status; /* may be NULL */
+    const char *host;                /* this host's name, for the holder id */
     void *baton;
 
     /* Open a database connection for the calling thread (kept for long; the
@@ -78,11 +74,11 @@ typedef struct gc_monitor_env {
     int (*cancelled)(void *baton);
 
     /* Timings; 0 = the defaults below. */
-    apr_interval_time_t lease_ttl;          /* 15 s */
-    apr_interval_time_t lease_renew;        /* 3 s */
-    apr_interval_time_t lease_poll;         /* 2 s */
-    int queue_max;                          /* events waiting for the writer: 100000 */
-    int batch_max;                          /* events per transaction: 500 */
+    apr_interval_time_t lease_ttl;   /* 15 s */
+    apr_interval_time_t lease_renew; /* 3 s */
+    apr_interval_time_t lease_poll;  /* 2 s */
+    int queue_max;                   /* events waiting for the writer: 100000 */
+    int batch_max;                   /* events per transaction: 500 */
 } gc_monitor_env_t;
 
 #define GC_LEASE_NAME "stream"

@@ -17,11 +17,11 @@
 #include "gc_webhook.h"
 
 #define TAKE_MAX 64
-#define CLEAR_EVERY (250 * 1000)            /* at most this often after transitions */
-#define RELOAD_AFTER apr_time_from_sec(5)   /* seeding failed: try again */
+#define CLEAR_EVERY (250 * 1000)          /* at most this often after transitions */
+#define RELOAD_AFTER apr_time_from_sec(5) /* seeding failed: try again */
 
 typedef struct {
-    const char *state;                      /* points into the rules or a state name */
+    const char *state; /* points into the rules or a state name */
     apr_time_t since;
     apr_time_t last_at;
 } known_t;
@@ -31,20 +31,20 @@ struct gc_alerter {
     const gc_monitor_conf_t *conf;
     gc_metrics_t *metrics;
     gc_alerts_t *engine;
-    apr_hash_t *known;                      /* user_id → known_t */
-    apr_pool_t *names;                      /* interned user ids and states */
+    apr_hash_t *known; /* user_id → known_t */
+    apr_pool_t *names; /* interned user ids and states */
     apr_hash_t *interned;
     int seeded;
     apr_time_t seed_at;
     int clear_due;
-    apr_time_t cleared_at;                  /* the last clearing (or failed attempt) */
-    gc_outbox_t *outbox;                    /* outlives the writer thread, or NULL */
+    apr_time_t cleared_at; /* the last clearing (or failed attempt) */
+    gc_outbox_t *outbox;   /* outlives the writer thread, or NULL */
 };
 
 void (*gc_alerter_test_before_wake)(void);
 
-gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf,
-                                gc_metrics_t *metrics, gc_outbox_t *outbox)
+gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf, gc_metrics_t *metrics,
+                                gc_outbox_t *outbox)
 {
     gc_alerter_t *a;
 
@@ -108,7 +108,7 @@ void gc_alerter_committed(gc_alerter_t *a, const gc_evrec_t *run, int n)
     int i;
 
     if (!a || !a->seeded) {
-        return;                 /* the seed reads these from the database */
+        return; /* the seed reads these from the database */
     }
     for (r = run, i = 0; r && i < n; r = r->next, i++) {
         if (r->ev.user_id && r->ev.state && r->ev.event_at > 0) {
@@ -131,8 +131,10 @@ static void seed(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now)
         return;
     }
     if (gc_store_alert_agents(s, p, &agents, &err) != APR_SUCCESS) {
-        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(2320) "idle alerts: cannot read "
-               "the agents' current states (retrying in 5 s): %s", err ? err : "?");
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+               GCMON_LOGNO(2320) "idle alerts: cannot read "
+                                 "the agents' current states (retrying in 5 s): %s",
+               err ? err : "?");
         a->seed_at = now + RELOAD_AFTER;
         return;
     }
@@ -142,8 +144,10 @@ static void seed(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now)
     }
     a->seeded = 1;
     a->clear_due = 1;
-    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2321) "idle alerts: following %d "
-           "agent(s), %d timer(s) scheduled", agents->nelts, gc_alerts_scheduled(a->engine));
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(2321) "idle alerts: following %d "
+                             "agent(s), %d timer(s) scheduled",
+           agents->nelts, gc_alerts_scheduled(a->engine));
 }
 
 /* The agent's row moved away from the engine's view: take the row's. */
@@ -168,27 +172,29 @@ static void raise_one(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, const gc_al
         name = row->user_name;
     }
     if (gc_webhook_url(&a->conf->webhooks, GC_TARGET_SLACK)) {
-        body = gc_slack_alert_body(p, d->user_id, name, d->state, now - d->episode_at,
-                                   d->threshold);
+        body =
+            gc_slack_alert_body(p, d->user_id, name, d->state, now - d->episode_at, d->threshold);
     }
     if (gc_store_alert_raise(s, p, d, name, body, now, &result, &id, &err) != APR_SUCCESS) {
-        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(2322) "idle alerts: cannot raise "
-               "the alert for agent %s (%s): %s; trying again", d->user_id, d->state,
-               err ? err : "?");
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+               GCMON_LOGNO(2322) "idle alerts: cannot raise "
+                                 "the alert for agent %s (%s): %s; trying again",
+               d->user_id, d->state, err ? err : "?");
         /* Due again shortly: the engine already moved it on. */
         follow(a, d->user_id, d->state, d->episode_at, 1);
         return;
     }
     switch (result) {
     case GC_ALERT_RAISED:
-        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0, GCMON_LOGNO(2323) "idle alert %" APR_INT64_T_FMT
-               ": agent %s%s%s%s in %s for %s%s", id, name ? name : d->user_id,
-               name ? " (" : "", name ? d->user_id : "", name ? ")" : "", d->state,
+        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
+               GCMON_LOGNO(2323) "idle alert %" APR_INT64_T_FMT ": agent %s%s%s%s in %s for %s%s",
+               id, name ? name : d->user_id, name ? " (" : "", name ? d->user_id : "",
+               name ? ")" : "", d->state,
                gc_format_duration(p, apr_time_from_sec(apr_time_sec(now - d->episode_at))),
                d->seq > 0 ? apr_psprintf(p, " (repeat %d)", d->seq) : "");
         if (a->metrics) {
-            gc_metrics_add(a->metrics, GC_MET_IDLE_ALERTS, d->seq > 0 ? "repeated" : "raised",
-                           NULL, 1);
+            gc_metrics_add(a->metrics, GC_MET_IDLE_ALERTS, d->seq > 0 ? "repeated" : "raised", NULL,
+                           1);
         }
         if (body && a->outbox) {
             if (gc_alerter_test_before_wake) {
@@ -202,9 +208,7 @@ static void raise_one(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, const gc_al
             gc_metrics_add(a->metrics, GC_MET_IDLE_ALERTS, "suppressed", NULL, 1);
         }
         break;
-    case GC_ALERT_MOVED:
-        resync_agent(a, s, p, d->user_id);
-        break;
+    case GC_ALERT_MOVED: resync_agent(a, s, p, d->user_id); break;
     }
 }
 
@@ -213,16 +217,20 @@ static void clear(gc_alerter_t *a, gc_store_t *s, apr_pool_t *p, apr_time_t now)
     const char *err = NULL;
     int cleared = 0;
 
-    a->cleared_at = now;                    /* a failure is tried again CLEAR_EVERY later */
+    a->cleared_at = now; /* a failure is tried again CLEAR_EVERY later */
     if (gc_store_alerts_clear(s, p, now, &cleared, &err) != APR_SUCCESS) {
-        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(2324) "idle alerts: cannot clear "
-               "ended alerts: %s", err ? err : "?");
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+               GCMON_LOGNO(2324) "idle alerts: cannot clear "
+                                 "ended alerts: %s",
+               err ? err : "?");
         return;
     }
     a->clear_due = 0;
     if (cleared > 0) {
-        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2325) "idle alerts: %d alert(s) "
-               "cleared", cleared);
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+               GCMON_LOGNO(2325) "idle alerts: %d alert(s) "
+                                 "cleared",
+               cleared);
         if (a->metrics) {
             gc_metrics_add(a->metrics, GC_MET_IDLE_ALERTS, "cleared", NULL, cleared);
         }

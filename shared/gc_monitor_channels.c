@@ -55,8 +55,7 @@ static void row_delete(gc_monitor_t *m, const char *id)
     if (id && s && gc_store_channel_delete(s, id) != APR_SUCCESS) {
         gc_mon_channel_label(m, id, label);
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
-               GCMON_LOGNO(2220) "could not forget notification channel %s in the database",
-               label);
+               GCMON_LOGNO(2220) "could not forget notification channel %s in the database", label);
     }
 }
 
@@ -101,7 +100,8 @@ void gc_mon_channel_save(gc_monitor_t *m, mon_channel_t *ch)
     if (!rec.topics || gc_store_channel_save(gc_worker_store(m->worker), &rec) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2221) "could not record notification channel %s in the database; "
-               "a new holder will create its own channels", ch->cur.label);
+                                 "a new holder will create its own channels",
+               ch->cur.label);
     }
 }
 
@@ -188,15 +188,14 @@ void gc_mon_channel_promote(gc_monitor_t *m, mon_channel_t *ch, mon_sock_t *s, a
                ch->old.id ? ch->old.label : "-");
     }
     else {
-        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-               GCMON_LOGNO(2225) "channel %s: new socket took over", ch_name(ch));
+        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0, GCMON_LOGNO(2225) "channel %s: new socket took over",
+               ch_name(ch));
     }
     m->snap_dirty = 1;
     gc_mon_mark_resync(m, ch->idx);
 }
 
-static void op_failed(gc_monitor_t *m, mon_channel_t *ch, const char *what,
-                      const gc_error_t *err)
+static void op_failed(gc_monitor_t *m, mon_channel_t *ch, const char *what, const gc_error_t *err)
 {
     apr_interval_time_t d;
 
@@ -204,13 +203,14 @@ static void op_failed(gc_monitor_t *m, mon_channel_t *ch, const char *what,
     d = gc_mon_retry_delay(m, ch->op_failures, err);
     ch->next_op = apr_time_now() + d;
     if (gc_mon_power_of_two(ch->op_failures)) {
-        gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2226) "cannot %s for channel %s: %s "
-                     "(%s%s%s), attempt %d; retrying in %.1f s", what, ch_name(ch),
-                     err && err->message ? err->message : "error",
+        gc_mon_error(m, GC_LOG_WARNING,
+                     GCMON_LOGNO(2226) "cannot %s for channel %s: %s "
+                                       "(%s%s%s), attempt %d; retrying in %.1f s",
+                     what, ch_name(ch), err && err->message ? err->message : "error",
                      err ? gc_err_kind_name(err->kind) : "?",
                      err && err->correlation_id ? ", correlation " : "",
-                     err && err->correlation_id ? err->correlation_id : "",
-                     ch->op_failures, (double)d / (double)APR_USEC_PER_SEC);
+                     err && err->correlation_id ? err->correlation_id : "", ch->op_failures,
+                     (double)d / (double)APR_USEC_PER_SEC);
     }
 }
 
@@ -288,25 +288,26 @@ static int count_permitted(gc_monitor_t *m, const mon_channel_t *ch, const json_
         if (++rejected <= REJECTED_LOG_MAX) {
             gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                    GCMON_LOGNO(2228) "channel %s: topic %s rejected: %s", ch_name(ch),
-                   json_string_value(json_object_get(e, "id")) ? json_string_value(
-                       json_object_get(e, "id")) : "?",
+                   json_string_value(json_object_get(e, "id"))
+                       ? json_string_value(json_object_get(e, "id"))
+                       : "?",
                    json_string_value(json_object_get(e, "rejectionReason"))
                        ? json_string_value(json_object_get(e, "rejectionReason"))
                        : "no reason given");
         }
     }
     if (rejected > 0) {
-        gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2229) "channel %s: %d topic(s) rejected "
-                     "by Genesys Cloud (those agents are not monitored)", ch_name(ch),
-                     rejected);
+        gc_mon_error(m, GC_LOG_WARNING,
+                     GCMON_LOGNO(2229) "channel %s: %d topic(s) rejected "
+                                       "by Genesys Cloud (those agents are not monitored)",
+                     ch_name(ch), rejected);
     }
     return permitted;
 }
 
 static int subscribe(gc_monitor_t *m, mon_channel_t *ch, mon_ident_t *id)
 {
-    const char *path = apr_pstrcat(m->iter, CHANNELS_PATH "/", id->id, "/subscriptions",
-                                   NULL);
+    const char *path = apr_pstrcat(m->iter, CHANNELS_PATH "/", id->id, "/subscriptions", NULL);
     const char *body = json_text_owned(m->iter, topics_of(m, ch->idx, 0));
     gc_response_t *resp;
     gc_error_t *err;
@@ -335,8 +336,8 @@ static int subscribe(gc_monitor_t *m, mon_channel_t *ch, mon_ident_t *id)
     ch->topics = permitted;
     ch->need_subscribe = 0;
     gc_mon_channel_save(m, ch);
-    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-           GCMON_LOGNO(2230) "channel %s: %d topic(s) subscribed", ch_name(ch), permitted);
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2230) "channel %s: %d topic(s) subscribed",
+           ch_name(ch), permitted);
     if (ch->sock && ch->sock->open) {
         gc_mon_mark_resync(m, ch->idx);
     }
@@ -358,8 +359,7 @@ static int head(gc_monitor_t *m, mon_channel_t *ch)
     }
     if (err && err->kind == GC_ERR_NOT_FOUND) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
-               GCMON_LOGNO(2231) "channel %s no longer exists; creating a new one",
-               ch_name(ch));
+               GCMON_LOGNO(2231) "channel %s no longer exists; creating a new one", ch_name(ch));
         m->snap.reconnects_total++;
         gc_mon_metric_inc(m, GC_MET_STREAM_RECONNECTS, "channel_expired");
         ch->reset_why = "channel_expired";
@@ -377,7 +377,7 @@ void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
     if (!s || gc_store_channels_load(s, m->iter, &rows) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2232) "could not read the persisted notification channels; "
-               "creating new ones");
+                                 "creating new ones");
         return;
     }
     for (i = 0; i < rows->nelts && gc_mon_running(m); i++) {
@@ -392,7 +392,7 @@ void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
         if (slot >= GC_MAX_CHANNELS || !gc_id_valid(r->id) || !uri_ok(m, r->connect_uri)
             || r->expires_at - now <= GC_CHANNEL_RENEW_MARGIN
             || gc_mon_call(m, "channel_head", "HEAD", path, r->id, NULL, &resp, &err)
-               != APR_SUCCESS) {
+                   != APR_SUCCESS) {
             row_delete(m, r->id);
             continue;
         }
@@ -401,8 +401,7 @@ void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
         ch->need_subscribe = 1;
         topics = r->topics ? json_loads(r->topics, 0, NULL) : NULL;
         for (k = 0; topics && k < json_array_size(topics); k++) {
-            const char *u = gc_topic_user(m->iter,
-                                          json_string_value(json_array_get(topics, k)));
+            const char *u = gc_topic_user(m->iter, json_string_value(json_array_get(topics, k)));
             if (gc_id_valid(u)) {
                 gc_mon_users_add_assigned(m, u, ch->idx);
             }
@@ -479,7 +478,7 @@ void gc_mon_channels_connect(gc_monitor_t *m, apr_time_t now)
 
     gc_mon_socks_reap(m);
     if (m->lease_check) {
-        return;                     /* the loop renews the lease first */
+        return; /* the loop renews the lease first */
     }
     for (i = 0; i < GC_MAX_CHANNELS; i++) {
         mon_channel_t *ch = &m->ch[i];
@@ -495,8 +494,7 @@ void gc_mon_channels_connect(gc_monitor_t *m, apr_time_t now)
         if (ch->cur.id && !ch->sock && !ch->need_head && now >= ch->next_connect) {
             gc_mon_sock_open(m, ch, ch->cur.uri, SOCK_MAIN);
         }
-        if (ch->next.id && ch->next_subscribed && !ch->spare && ch->sock
-            && now >= ch->spare_next) {
+        if (ch->next.id && ch->next_subscribed && !ch->spare && ch->sock && now >= ch->spare_next) {
             mon_sock_t *s = gc_mon_sock_open(m, ch, ch->next.uri, SOCK_SPARE);
             if (s) {
                 s->renewal = 1;

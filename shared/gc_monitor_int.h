@@ -52,8 +52,8 @@ void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
 /* Idle alerts on the writer thread (gc_monitor_alerter.c). NULL (alerts off)
  * when conf has no rules; every function accepts NULL. */
 typedef struct gc_alerter gc_alerter_t;
-gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf,
-                                gc_metrics_t *metrics, gc_outbox_t *outbox);
+gc_alerter_t *gc_alerter_create(apr_pool_t *p, const gc_monitor_conf_t *conf, gc_metrics_t *metrics,
+                                gc_outbox_t *outbox);
 /* Tests only: called on the writer thread right before it wakes the outbox. */
 extern void (*gc_alerter_test_before_wake)(void);
 /* Follow a committed run of events. */
@@ -71,16 +71,16 @@ typedef enum { SOCK_MAIN, SOCK_SPARE, SOCK_ABANDONED } mon_sock_role_e;
 
 /* One WebSocket (malloc'ed: sockets come and go for the life of a term). */
 typedef struct mon_sock {
-    struct mon_sock *next;              /* m->socks */
-    mon_channel_t *ch;                  /* NULL once abandoned */
+    struct mon_sock *next; /* m->socks */
+    mon_channel_t *ch;     /* NULL once abandoned */
     gc_ws_conn_t *conn;
     mon_sock_role_e role;
     int open;
     apr_time_t started_at, opened_at;
-    int renewal;                        /* spare for the successor channel */
-    int close_pending;                  /* abandoned in a callback: close from the loop */
-    int in_connect;                     /* inside gc_ws_connect */
-    int closed_early;                   /* on_close came during gc_ws_connect */
+    int renewal;       /* spare for the successor channel */
+    int close_pending; /* abandoned in a callback: close from the loop */
+    int in_connect;    /* inside gc_ws_connect */
+    int closed_early;  /* on_close came during gc_ws_connect */
     int close_error;
 } mon_sock_t;
 
@@ -91,51 +91,51 @@ typedef struct mon_ident {
     apr_pool_t *pool;
     const char *id, *uri;
     apr_time_t expires;
-    char label[GC_CHANNEL_LABEL_SIZE];      /* gc_channel_label of id; "" when none */
+    char label[GC_CHANNEL_LABEL_SIZE]; /* gc_channel_label of id; "" when none */
 } mon_ident_t;
 
 struct mon_channel {
     int idx;
-    int nusers;                         /* users assigned to this slot */
-    int topics;                         /* permitted on the last subscription */
-    mon_ident_t cur;                    /* cur.id NULL: to be created */
-    mon_ident_t next;                   /* successor while renewing */
-    mon_ident_t old;                    /* replaced by a renewal: forget it (loop) */
-    int save_pending;                   /* persist cur from the loop */
+    int nusers;       /* users assigned to this slot */
+    int topics;       /* permitted on the last subscription */
+    mon_ident_t cur;  /* cur.id NULL: to be created */
+    mon_ident_t next; /* successor while renewing */
+    mon_ident_t old;  /* replaced by a renewal: forget it (loop) */
+    int save_pending; /* persist cur from the loop */
     int next_subscribed;
-    int need_subscribe;                 /* the wanted topics differ from the server's */
-    int need_head;                      /* check the channel still exists */
-    mon_sock_t *sock;                   /* main socket (connecting or open) */
-    mon_sock_t *spare;                  /* replacement being opened */
-    apr_time_t last_rx;                 /* last message on the main socket */
-    apr_time_t ping_at;                 /* 0 = no ping outstanding */
-    int failures;                       /* consecutive failed connects */
+    int need_subscribe; /* the wanted topics differ from the server's */
+    int need_head;      /* check the channel still exists */
+    mon_sock_t *sock;   /* main socket (connecting or open) */
+    mon_sock_t *spare;  /* replacement being opened */
+    apr_time_t last_rx; /* last message on the main socket */
+    apr_time_t ping_at; /* 0 = no ping outstanding */
+    int failures;       /* consecutive failed connects */
     apr_time_t next_connect;
-    int op_failures;                    /* consecutive failed REST operations */
+    int op_failures; /* consecutive failed REST operations */
     apr_time_t next_op;
-    int resync_pending;                 /* its users waiting for a snapshot */
-    int want_spare;                     /* socket_closing: open a second socket */
-    const char *reset_why;              /* replace the channel (metrics label) */
+    int resync_pending;    /* its users waiting for a snapshot */
+    int want_spare;        /* socket_closing: open a second socket */
+    const char *reset_why; /* replace the channel (metrics label) */
     apr_time_t reset_at;
-    apr_time_t spare_next;              /* renewal socket retry time */
+    apr_time_t spare_next; /* renewal socket retry time */
 };
 
 typedef struct mon_user {
     const char *id;
-    int chan;                           /* slot, or -1 when over capacity */
-    int resync;                         /* snapshot pending */
+    int chan;   /* slot, or -1 when over capacity */
+    int resync; /* snapshot pending */
 } mon_user_t;
 
 typedef struct mon_members {
-    apr_pool_t *pool;                   /* this pass: the ids collected */
-    apr_hash_t *ids;                    /* user id → the JSON array of its queues so far */
-    apr_pool_t *recorded_pool;          /* what the last pass recorded in the database */
-    apr_hash_t *recorded;               /* user id → JSON array of queue ids */
+    apr_pool_t *pool;          /* this pass: the ids collected */
+    apr_hash_t *ids;           /* user id → the JSON array of its queues so far */
+    apr_pool_t *recorded_pool; /* what the last pass recorded in the database */
+    apr_hash_t *recorded;      /* user id → JSON array of queue ids */
     int active;
-    int queue;                          /* conf->queues index being read */
-    const char *next;                   /* next page (path), or NULL for the first */
+    int queue;        /* conf->queues index being read */
+    const char *next; /* next page (path), or NULL for the first */
     int pages;
-    int failed;                         /* a queue could not be read this pass */
+    int failed; /* a queue could not be read this pass */
     apr_time_t due;
 } mon_members_t;
 
@@ -145,7 +145,7 @@ struct gc_monitor {
     const gc_monitor_conf_t *conf;
     char holder_id[GC_STATUS_ID_MAX];
     int pid;
-    int background;                     /* outbox only (GcmonStream Off): no sockets,
+    int background; /* outbox only (GcmonStream Off): no sockets,
                                            no upstream client, no writer */
 
     /* The monitor thread: its stop, waits, own database connection (from
@@ -155,30 +155,30 @@ struct gc_monitor {
     _Atomic(gc_ws_t *) ws;
 
     gc_upstream_t *up;
-    int migrated;                       /* the schema is current (once per thread) */
+    int migrated; /* the schema is current (once per thread) */
 
     /* holder term */
-    apr_pool_t *term;                   /* life of a term */
-    apr_pool_t *iter;                   /* cleared every loop */
-    apr_pool_t *msg;                    /* cleared every message */
-    gc_writer_t *writer;                /* NULL in background mode */
-    gc_outbox_t *outbox;                /* webhook deliveries (holder only) */
-    int closing;                        /* term ending: closes are not reconnects */
+    apr_pool_t *term;    /* life of a term */
+    apr_pool_t *iter;    /* cleared every loop */
+    apr_pool_t *msg;     /* cleared every message */
+    gc_writer_t *writer; /* NULL in background mode */
+    gc_outbox_t *outbox; /* webhook deliveries (holder only) */
+    int closing;         /* term ending: closes are not reconnects */
     mon_channel_t ch[GC_MAX_CHANNELS];
     mon_sock_t *socks;
     apr_pool_t *users_pool;
-    apr_hash_t *users;                  /* id → mon_user_t */
+    apr_hash_t *users; /* id → mon_user_t */
     int unassigned;
     int resync_pending;
     apr_time_t resync_next;
     int resync_failures;
     mon_members_t members;
     apr_time_t lease_renewed_at, lease_next;
-    int lease_check;                    /* renew before the next connect */
-    apr_time_t resumed_at;              /* end of the last long blocking call */
+    int lease_check;       /* renew before the next connect */
+    apr_time_t resumed_at; /* end of the last long blocking call */
     gc_stream_snapshot_t snap;
     int snap_dirty;
-    int shared_connected;               /* `connected` as last shared (share_doc) */
+    int shared_connected; /* `connected` as last shared (share_doc) */
     apr_time_t snap_at;
     int malformed_logged;
     apr_time_t malformed_window;
@@ -203,12 +203,11 @@ void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label);
 int gc_mon_cancel(void *baton);
 /* One upstream call. channel_id: the notification channel id inside path (or
  * NULL), which the client's logs above debug show as its label. */
-apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method,
-                         const char *path, const char *channel_id, const char *body,
-                         gc_response_t **resp, gc_error_t **err);
+apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method, const char *path,
+                         const char *channel_id, const char *body, gc_response_t **resp,
+                         gc_error_t **err);
 /* The channel's label (gc_channel_label keyed with the client secret). */
-void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id,
-                          char out[GC_CHANNEL_LABEL_SIZE]);
+void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id, char out[GC_CHANNEL_LABEL_SIZE]);
 /* Delay before retrying after `failures` failed calls, honouring Retry-After. */
 apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_error_t *err);
 int gc_mon_power_of_two(int n);
@@ -220,8 +219,7 @@ void gc_mon_channels_connect(gc_monitor_t *m, apr_time_t now);
 void gc_mon_channel_reset(gc_monitor_t *m, mon_channel_t *ch, const char *why);
 void gc_mon_channel_retire(gc_monitor_t *m, mon_channel_t *ch);
 void gc_mon_channel_save(gc_monitor_t *m, mon_channel_t *ch);
-void gc_mon_channel_promote(gc_monitor_t *m, mon_channel_t *ch, mon_sock_t *s,
-                            apr_time_t now);
+void gc_mon_channel_promote(gc_monitor_t *m, mon_channel_t *ch, mon_sock_t *s, apr_time_t now);
 
 /* gc_monitor_ws.c */
 extern const gc_ws_callbacks_t gc_mon_ws_callbacks;

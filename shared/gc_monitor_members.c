@@ -28,7 +28,7 @@ void gc_mon_users_add_assigned(gc_monitor_t *m, const char *user_id, int chan)
         return;
     }
     if (chan >= 0 && m->ch[chan].nusers >= m->conf->topics_per_channel) {
-        chan = -1;                  /* GcmonTopicsPerChannel shrank: reassign */
+        chan = -1; /* GcmonTopicsPerChannel shrank: reassign */
     }
     u = apr_pcalloc(m->users_pool, sizeof(*u));
     u->id = apr_pstrdup(m->users_pool, user_id);
@@ -72,10 +72,13 @@ void gc_mon_users_assign(gc_monitor_t *m)
         m->ch[slot].need_subscribe = 1;
     }
     if (unassigned > 0 && unassigned != m->unassigned) {
-        gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2240) "%d agent(s) are NOT monitored: "
-                     "Genesys Cloud allows at most %d notification channels of %d topics "
-                     "(GcmonTopicsPerChannel) per OAuth client; monitor fewer queues or "
-                     "users", unassigned, GC_MAX_CHANNELS, m->conf->topics_per_channel);
+        gc_mon_error(
+            m, GC_LOG_ERR,
+            GCMON_LOGNO(2240) "%d agent(s) are NOT monitored: "
+                              "Genesys Cloud allows at most %d notification channels of %d topics "
+                              "(GcmonTopicsPerChannel) per OAuth client; monitor fewer queues or "
+                              "users",
+            unassigned, GC_MAX_CHANNELS, m->conf->topics_per_channel);
     }
     m->unassigned = unassigned;
 }
@@ -194,8 +197,7 @@ static void record_membership(gc_monitor_t *m)
 
     for (hi = apr_hash_first(mb->pool, mb->ids); hi; hi = apr_hash_next(hi)) {
         const char *id = apr_hash_this_key(hi), *queues = apr_hash_this_val(hi);
-        const char *was = mb->recorded ? apr_hash_get(mb->recorded, id, APR_HASH_KEY_STRING)
-                                       : NULL;
+        const char *was = mb->recorded ? apr_hash_get(mb->recorded, id, APR_HASH_KEY_STRING) : NULL;
         if (!was || strcmp(was, queues)) {
             gc_membership_t *e = apr_array_push(changed);
             e->user_id = id;
@@ -209,18 +211,22 @@ static void record_membership(gc_monitor_t *m)
             && strcmp(apr_hash_this_val(hi), "[]")) {
             gc_membership_t *e = apr_array_push(changed);
             e->user_id = id;
-            e->queue_ids = "[]";        /* no longer monitored: in no monitored queue */
+            e->queue_ids = "[]"; /* no longer monitored: in no monitored queue */
         }
     }
     if (changed->nelts == 0) {
         return;
     }
-    if (!s || gc_store_membership_set(s, mb->pool, (const gc_membership_t *)changed->elts,
-                                      changed->nelts, &err) != APR_SUCCESS) {
+    if (!s
+        || gc_store_membership_set(s, mb->pool, (const gc_membership_t *)changed->elts,
+                                   changed->nelts, &err)
+               != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
-               GCMON_LOGNO(2244) "could not record the queue membership of %d agent(s): %s; "
-               "the board's queue filter shows the previous memberships until the next "
-               "pass", changed->nelts, err ? err : "no database connection");
+               GCMON_LOGNO(
+                   2244) "could not record the queue membership of %d agent(s): %s; "
+                         "the board's queue filter shows the previous memberships until the next "
+                         "pass",
+               changed->nelts, err ? err : "no database connection");
         return;
     }
     apr_pool_create(&np, m->term);
@@ -299,8 +305,10 @@ static void read_page(gc_monitor_t *m)
     mon_members_t *mb = &m->members;
     const char *qid = APR_ARRAY_IDX(m->conf->queues, mb->queue, const char *);
     const char *path = mb->next ? mb->next
-                                : apr_psprintf(m->iter, "/api/v2/routing/queues/%s/members"
-                                               "?pageSize=100", qid);
+                                : apr_psprintf(m->iter,
+                                               "/api/v2/routing/queues/%s/members"
+                                               "?pageSize=100",
+                                               qid);
     gc_response_t *resp;
     gc_error_t *err;
     const json_t *ents;
@@ -309,14 +317,19 @@ static void read_page(gc_monitor_t *m)
 
     if (gc_mon_call(m, "queue_members", "GET", path, NULL, NULL, &resp, &err) != APR_SUCCESS) {
         if (err && err->kind == GC_ERR_NOT_FOUND) {
-            gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2242) "queue %s (GcmonMonitorQueue) "
-                         "does not exist; none of its members are monitored", qid);
+            gc_mon_error(m, GC_LOG_WARNING,
+                         GCMON_LOGNO(2242) "queue %s (GcmonMonitorQueue) "
+                                           "does not exist; none of its members are monitored",
+                         qid);
         }
         else if (err && err->kind != GC_ERR_CANCELLED) {
-            gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2243) "cannot read the members of "
-                         "queue %s: %s (%s); keeping the agents already monitored and trying "
-                         "again soon", qid, err->message ? err->message : "error",
-                         gc_err_kind_name(err->kind));
+            gc_mon_error(
+                m, GC_LOG_WARNING,
+                GCMON_LOGNO(
+                    2243) "cannot read the members of "
+                          "queue %s: %s (%s); keeping the agents already monitored and trying "
+                          "again soon",
+                qid, err->message ? err->message : "error", gc_err_kind_name(err->kind));
             mb->failed = 1;
         }
         else {

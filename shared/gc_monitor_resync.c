@@ -52,7 +52,7 @@ static int pick(gc_monitor_t *m, mon_user_t **chosen, const char **path)
         if (!eligible(m, u)) {
             continue;
         }
-        idlen = strlen(u->id);          /* gc_id_valid: at most 64, URL-safe */
+        idlen = strlen(u->id); /* gc_id_valid: at most 64, URL-safe */
         chosen[n++] = u;
         memcpy(buf + len, "id=", 3);
         memcpy(buf + len + 3, u->id, idlen);
@@ -78,8 +78,7 @@ void gc_mon_resync_record(gc_monitor_t *m, const json_t *doc)
         }
         if (!gc_mon_is_monitored(m, ev.user_id)) {
             gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-                   GCMON_LOGNO(2252) "resync: ignored agent %s, who is not monitored",
-                   ev.user_id);
+                   GCMON_LOGNO(2252) "resync: ignored agent %s, who is not monitored", ev.user_id);
             continue;
         }
         if (m->writer) {
@@ -109,9 +108,10 @@ int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
         d = gc_mon_retry_delay(m, m->resync_failures, err);
         m->resync_next = now + d;
         if (gc_mon_power_of_two(m->resync_failures) && !(err && err->kind == GC_ERR_CANCELLED)) {
-            gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2250) "resync of %d agent(s) failed: "
-                         "%s (%s); retrying in %.1f s", n,
-                         err && err->message ? err->message : "error",
+            gc_mon_error(m, GC_LOG_WARNING,
+                         GCMON_LOGNO(2250) "resync of %d agent(s) failed: "
+                                           "%s (%s); retrying in %.1f s",
+                         n, err && err->message ? err->message : "error",
                          err ? gc_err_kind_name(err->kind) : "?",
                          (double)d / (double)APR_USEC_PER_SEC);
         }
@@ -125,7 +125,6 @@ int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
     m->resync_pending -= n;
     m->resync_failures = 0;
     gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-           GCMON_LOGNO(2251) "resync: read %d agent(s), %d still to read", n,
-           m->resync_pending);
+           GCMON_LOGNO(2251) "resync: read %d agent(s), %d still to read", n, m->resync_pending);
     return 1;
 }

@@ -3,8 +3,8 @@
 
 #include "gc_monitor_int.h"
 
-#define PUBLISH_MIN (50 * 1000)             /* at most every 50 ms when something changed */
-#define PUBLISH_MAX apr_time_from_sec(1)    /* at least every second */
+#define PUBLISH_MIN (50 * 1000)          /* at most every 50 ms when something changed */
+#define PUBLISH_MAX apr_time_from_sec(1) /* at least every second */
 
 static void set_gauge(gc_monitor_t *m, gc_metric_id_e id, long long v)
 {
@@ -65,7 +65,7 @@ void gc_mon_status_tick(gc_monitor_t *m, apr_time_t now, int force)
         gc_stream_status_publish(m->env.status, s);
     }
     if (s->connected != m->shared_connected) {
-        m->lease_check = 1;             /* share it with the other hosts now */
+        m->lease_check = 1; /* share it with the other hosts now */
     }
     set_gauge(m, GC_MET_STREAM_CONNECTED, s->connected);
     set_gauge(m, GC_MET_STREAM_CHANNELS, open);

@@ -16,22 +16,22 @@
 #include "gc_evq.h"
 #include "gc_monitor_int.h"
 
-#define IDLE_WAIT apr_time_from_sec(1)     /* longest wait with nothing due */
+#define IDLE_WAIT apr_time_from_sec(1) /* longest wait with nothing due */
 #define RETRY_MIN (100 * 1000)
 #define RETRY_MAX apr_time_from_sec(5)
-#define PRUNE_FIRST apr_time_from_sec(5)     /* after taking the lead, clear of the connect burst */
+#define PRUNE_FIRST apr_time_from_sec(5) /* after taking the lead, clear of the connect burst */
 #define PRUNE_EVERY apr_time_from_sec(3600)
 #define PRUNE_CHUNK 5000
 #define DROP_LOG_EVERY apr_time_from_sec(10)
 
 struct gc_writer {
-    gc_worker_t *worker;                /* the writer thread; its pool holds this */
+    gc_worker_t *worker; /* the writer thread; its pool holds this */
     gc_monitor_env_t env;
     gc_evq_t *q;
     _Atomic apr_time_t drain_until;
     gc_writer_commit_fn *on_commit;
     void *commit_baton;
-    gc_alerter_t *alerter;              /* idle alerts, or NULL */
+    gc_alerter_t *alerter; /* idle alerts, or NULL */
 
     /* writer thread only */
     apr_time_t next_prune;
@@ -84,7 +84,8 @@ static void note_error(gc_writer_t *w, const char *what, const char *err, int n)
     if (log) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2300) "cannot store %d agent event(s) (attempt %d), keeping "
-               "them and retrying: %s", n, gc_worker_db_failures(w->worker), msg);
+                                 "them and retrying: %s",
+               n, gc_worker_db_failures(w->worker), msg);
     }
 }
 
@@ -126,8 +127,7 @@ static void committed(gc_writer_t *w, const gc_evrec_t *run, int n,
     }
     if (failures) {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
-               GCMON_LOGNO(2301) "database writes work again after %d failed attempt(s)",
-               failures);
+               GCMON_LOGNO(2301) "database writes work again after %d failed attempt(s)", failures);
     }
 }
 
@@ -208,11 +208,11 @@ static void maybe_prune(gc_writer_t *w)
         return;
     }
     if (gc_worker_db(w->worker, &s, &err) != APR_SUCCESS
-        || gc_store_prune(s, now - w->env.conf->retention, PRUNE_CHUNK, &deleted)
-           != APR_SUCCESS) {
+        || gc_store_prune(s, now - w->env.conf->retention, PRUNE_CHUNK, &deleted) != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2302) "pruning history older than the retention failed; "
-               "trying again in an hour%s%s", err ? ": " : "", err ? err : "");
+                                 "trying again in an hour%s%s",
+               err ? ": " : "", err ? err : "");
         gc_worker_db_close(w->worker);
         w->next_prune = now + PRUNE_EVERY;
         return;
@@ -262,10 +262,11 @@ static void count_lost(gc_writer_t *w, int lost)
     }
     if (lost + left > 0) {
         count_dropped(w, "shutdown", lost + left);
-        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
-               GCMON_LOGNO(2304) "stopping with %d agent event(s) not stored (database "
-               "unavailable); the next holder's resync restores the current state",
-               lost + left);
+        gc_log(
+            GC_LOG_MARK, GC_LOG_WARNING, 0,
+            GCMON_LOGNO(2304) "stopping with %d agent event(s) not stored (database "
+                              "unavailable); the next holder's resync restores the current state",
+            lost + left);
     }
 }
 
@@ -335,8 +336,8 @@ apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_
     /* The queue and the drop mutex belong to p (the caller's side), so pushes
      * stay valid until the caller's pool goes, after the join. */
     w->q = gc_evq_create(p, env->queue_max);
-    if (!w->q || apr_thread_mutex_create(&w->drop_mutex, APR_THREAD_MUTEX_DEFAULT, p)
-                 != APR_SUCCESS) {
+    if (!w->q
+        || apr_thread_mutex_create(&w->drop_mutex, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS) {
         gc_worker_destroy(wk);
         return APR_ENOMEM;
     }
@@ -363,11 +364,13 @@ void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *sour
     w->dropped_unlogged++;
     now = apr_time_now();
     if (now - w->drop_logged_at >= DROP_LOG_EVERY) {
-        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
-               GCMON_LOGNO(2305) "the database is not keeping up: dropped %ld agent "
-               "event(s) (%s) since the last report; the next resync restores the current "
-               "state", w->dropped_unlogged,
-               dropped < 0 ? "out of memory" : "queue full, oldest first");
+        gc_log(
+            GC_LOG_MARK, GC_LOG_WARNING, 0,
+            GCMON_LOGNO(
+                2305) "the database is not keeping up: dropped %ld agent "
+                      "event(s) (%s) since the last report; the next resync restores the current "
+                      "state",
+            w->dropped_unlogged, dropped < 0 ? "out of memory" : "queue full, oldest first");
         w->dropped_unlogged = 0;
         w->drop_logged_at = now;
     }
@@ -388,7 +391,7 @@ void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain)
     if (w->dropped_unlogged > 0) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2305) "the database is not keeping up: dropped %ld agent "
-               "event(s) (queue full, oldest first) since the last report",
+                                 "event(s) (queue full, oldest first) since the last report",
                w->dropped_unlogged);
     }
     gc_worker_destroy(w->worker);

@@ -9,7 +9,7 @@
 
 #include "gc_monitor_int.h"
 
-#define HEALTHY apr_time_from_sec(1)        /* open this long: reconnect at once */
+#define HEALTHY apr_time_from_sec(1) /* open this long: reconnect at once */
 #define MALFORMED_LOG_EVERY apr_time_from_sec(60)
 
 /* Logs above debug name a channel by its label: the id is a credential. */
@@ -52,24 +52,25 @@ static void main_dropped(gc_monitor_t *m, mon_channel_t *ch, const mon_sock_t *s
     m->snap.reconnects_total++;
     gc_mon_metric_inc(m, GC_MET_STREAM_RECONNECTS, s->open ? "closed" : "connect_error");
     ch->failures = healthy ? 0 : ch->failures + 1;
-    delay = gc_worker_backoff(m->worker, m->conf->backoff_min, m->conf->backoff_max,
-                              ch->failures, 0);
+    delay =
+        gc_worker_backoff(m->worker, m->conf->backoff_min, m->conf->backoff_max, ch->failures, 0);
     ch->next_connect = now + delay;
     if (!s->open) {
-        ch->need_head = 1;          /* does the channel still exist? */
+        ch->need_head = 1; /* does the channel still exist? */
     }
-    m->lease_check = 1;             /* never reconnect without still holding the lease */
+    m->lease_check = 1; /* never reconnect without still holding the lease */
     if (s->open && healthy) {
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                GCMON_LOGNO(2200) "channel %s: socket closed (%s); reconnecting", ch_name(ch),
                reason ? reason : "no reason given");
     }
     else if (gc_mon_power_of_two(ch->failures)) {
-        gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2201) "channel %s: %s (%s), attempt %d; "
-                     "retrying in %s", ch_name(ch),
+        gc_mon_error(m, GC_LOG_WARNING,
+                     GCMON_LOGNO(2201) "channel %s: %s (%s), attempt %d; "
+                                       "retrying in %s",
+                     ch_name(ch),
                      s->open ? "socket closed soon after connecting" : "cannot connect",
-                     reason ? reason : "no reason given", ch->failures,
-                     fmt_delay(m->iter, delay));
+                     reason ? reason : "no reason given", ch->failures, fmt_delay(m->iter, delay));
     }
     else {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
@@ -99,7 +100,8 @@ static void sock_closed(gc_monitor_t *m, mon_sock_t *s, const char *reason)
         }
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                GCMON_LOGNO(2203) "channel %s: the replacement socket closed before taking "
-               "over (%s)", ch_name(ch), reason ? reason : "no reason given");
+                                 "over (%s)",
+               ch_name(ch), reason ? reason : "no reason given");
     }
     free(s);
 }
@@ -125,9 +127,8 @@ static void on_open(void *baton, gc_ws_conn_t *c, void *conn_baton)
         ch->last_rx = now;
         ch->ping_at = 0;
         m->snap_dirty = 1;
-        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-               GCMON_LOGNO(2204) "channel %s: connected (%d topic(s))", ch_name(ch),
-               ch->topics);
+        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0, GCMON_LOGNO(2204) "channel %s: connected (%d topic(s))",
+               ch_name(ch), ch->topics);
         gc_mon_mark_resync(m, ch->idx);
     }
 }
@@ -138,8 +139,7 @@ static void on_message(void *baton, gc_ws_conn_t *c, void *conn_baton, const cha
     gc_mon_handle_message(baton, conn_baton, text, len);
 }
 
-static void on_close(void *baton, gc_ws_conn_t *c, void *conn_baton, int error,
-                     const char *reason)
+static void on_close(void *baton, gc_ws_conn_t *c, void *conn_baton, int error, const char *reason)
 {
     gc_monitor_t *m = baton;
     mon_sock_t *s = conn_baton;
@@ -180,8 +180,10 @@ mon_sock_t *gc_mon_sock_open(gc_monitor_t *m, mon_channel_t *ch, const char *uri
     s->in_connect = 0;
     if (!s->conn || s->closed_early) {
         if (!s->conn) {
-            gc_mon_error(m, GC_LOG_ERR, GCMON_LOGNO(2205) "channel %s: cannot use the "
-                         "connect URI returned by Genesys Cloud", ch_name(ch));
+            gc_mon_error(m, GC_LOG_ERR,
+                         GCMON_LOGNO(2205) "channel %s: cannot use the "
+                                           "connect URI returned by Genesys Cloud",
+                         ch_name(ch));
         }
         sock_closed(m, s, s->conn ? "connection failed" : "unusable URI");
         return NULL;
@@ -247,9 +249,8 @@ void gc_mon_watchdog(gc_monitor_t *m, apr_time_t now)
             base = m->resumed_at;
         }
         if (!ch->ping_at) {
-            if (now - base > m->conf->heartbeat_timeout && gc_ws_send(ch->sock->conn,
-                                                                      "{\"message\":\"ping\"}")
-                                                           == 0) {
+            if (now - base > m->conf->heartbeat_timeout
+                && gc_ws_send(ch->sock->conn, "{\"message\":\"ping\"}") == 0) {
                 ch->ping_at = now;
                 gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
                        GCMON_LOGNO(2206) "channel %s: silent for %s; sent a ping", ch_name(ch),
@@ -259,9 +260,10 @@ void gc_mon_watchdog(gc_monitor_t *m, apr_time_t now)
         }
         base = ch->ping_at > m->resumed_at ? ch->ping_at : m->resumed_at;
         if (now - base > m->conf->pong_timeout) {
-            gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2207) "channel %s: no answer to a ping "
-                         "within %s after %s of silence; reconnecting", ch_name(ch),
-                         fmt_delay(m->iter, m->conf->pong_timeout),
+            gc_mon_error(m, GC_LOG_WARNING,
+                         GCMON_LOGNO(2207) "channel %s: no answer to a ping "
+                                           "within %s after %s of silence; reconnecting",
+                         ch_name(ch), fmt_delay(m->iter, m->conf->pong_timeout),
                          fmt_delay(m->iter, ch->ping_at - ch->last_rx));
             m->snap.reconnects_total++;
             gc_mon_metric_inc(m, GC_MET_STREAM_RECONNECTS, "pong_timeout");
@@ -281,7 +283,8 @@ static void note_malformed(gc_monitor_t *m, const char *why, apr_time_t now)
     if (now - m->malformed_window >= MALFORMED_LOG_EVERY) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2208) "ignored %d malformed message(s) on the notification stream "
-               "in the last minute; latest: %s", m->malformed_logged, why ? why : "-");
+                                 "in the last minute; latest: %s",
+               m->malformed_logged, why ? why : "-");
         m->malformed_logged = 0;
         m->malformed_window = now;
     }
@@ -310,8 +313,10 @@ static void channel_lost(gc_monitor_t *m, mon_channel_t *ch, const char *label)
     if (ch->reset_why) {
         return;
     }
-    gc_mon_error(m, GC_LOG_WARNING, GCMON_LOGNO(2210) "channel %s: %s; creating a new channel "
-                 "and subscribing again", ch_name(ch), label);
+    gc_mon_error(m, GC_LOG_WARNING,
+                 GCMON_LOGNO(2210) "channel %s: %s; creating a new channel "
+                                   "and subscribing again",
+                 ch_name(ch), label);
     m->snap.reconnects_total++;
     gc_mon_metric_inc(m, GC_MET_STREAM_RECONNECTS, label);
     if (strcmp(label, "token_revoked") == 0) {
@@ -347,17 +352,18 @@ void gc_mon_handle_message(gc_monitor_t *m, mon_sock_t *s, const char *text, apr
             /* Someone else subscribed the channel to this agent: not ours to record. */
             gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
                    GCMON_LOGNO(2213) "channel %s: ignored an event for agent %s, who is not "
-                   "monitored", ch_name(ch), ev.user_id);
+                                     "monitored",
+                   ch_name(ch), ev.user_id);
         }
         break;
     case GC_MSG_HEARTBEAT:
-    case GC_MSG_PONG:
-        break;
+    case GC_MSG_PONG: break;
     case GC_MSG_SOCKET_CLOSING:
         if (ch && s == ch->sock && !ch->spare && !ch->reset_why) {
             gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                    GCMON_LOGNO(2211) "channel %s: socket closing for maintenance; opening a "
-                   "new socket on the same channel", ch_name(ch));
+                                     "new socket on the same channel",
+                   ch_name(ch));
             m->snap.reconnects_total++;
             gc_mon_metric_inc(m, GC_MET_STREAM_RECONNECTS, "socket_closing");
             ch->want_spare = 1;
@@ -373,13 +379,11 @@ void gc_mon_handle_message(gc_monitor_t *m, mon_sock_t *s, const char *text, apr
             channel_lost(m, ch, "token_revoked");
         }
         break;
-    case GC_MSG_MALFORMED:
-        note_malformed(m, why, now);
-        break;
+    case GC_MSG_MALFORMED: note_malformed(m, why, now); break;
     case GC_MSG_UNKNOWN:
     default:
-        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-               GCMON_LOGNO(2212) "ignored a notification: %s", why ? why : "unknown topic");
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2212) "ignored a notification: %s",
+               why ? why : "unknown topic");
         break;
     }
 }

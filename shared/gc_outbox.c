@@ -25,7 +25,7 @@
 #define FINAL_SLACK apr_time_from_sec(5)
 #define BATCH 32
 #define POLL apr_time_from_sec(1)
-#define PRUNE_FIRST apr_time_from_sec(60)   /* after start: clear of the first deliveries */
+#define PRUNE_FIRST apr_time_from_sec(60) /* after start: clear of the first deliveries */
 #define PRUNE_EVERY apr_time_from_sec(3600)
 #define PRUNE_CHUNK 1000
 #define PRUNE_ROUNDS 20
@@ -36,9 +36,9 @@
 #define DB_RETRY_MAX apr_time_from_sec(30)
 
 struct gc_outbox {
-    gc_worker_t *worker;                /* the delivery thread; its pool holds this */
+    gc_worker_t *worker; /* the delivery thread; its pool holds this */
     gc_outbox_env_t env;
-    apr_time_t next_prune;              /* outbox thread only */
+    apr_time_t next_prune; /* outbox thread only */
 };
 
 static int stopping(gc_outbox_t *o)
@@ -55,8 +55,8 @@ static void db_failed(gc_outbox_t *o, const char *what, const char *err)
     if (gc_worker_db_failed(o->worker)) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(703) "outbox: database %s failed (attempt %d), webhook deliveries "
-               "wait and retry in %" APR_TIME_T_FMT " ms: %s", what,
-               gc_worker_db_failures(o->worker),
+                                "wait and retry in %" APR_TIME_T_FMT " ms: %s",
+               what, gc_worker_db_failures(o->worker),
                apr_time_as_msec(gc_worker_db_retry_at(o->worker) - apr_time_now()),
                err ? err : "unknown error");
     }
@@ -69,7 +69,8 @@ static void db_ok(gc_outbox_t *o)
     if (failures) {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
                GCMON_LOGNO(704) "outbox: the database works again after %d failed "
-               "attempt(s)", failures);
+                                "attempt(s)",
+               failures);
     }
 }
 
@@ -119,33 +120,35 @@ static apr_status_t finish(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t 
     apr_status_t rv;
     int attempts = r->attempts + 1;
 
-    rv = gc_store_outbox_result(gc_worker_store(o->worker), p, r->id, oc, now, next_at, why,
-                                err);
+    rv = gc_store_outbox_result(gc_worker_store(o->worker), p, r->id, oc, now, next_at, why, err);
     if (o->env.metrics) {
         gc_metrics_add(o->env.metrics, GC_MET_WEBHOOK_DELIVERIES, r->target, outcome_name(oc), 1);
     }
     if (oc == GC_OUTBOX_FAILED) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(700) "outbox: delivery to the %s webhook failed permanently "
-               "(outbox id %" APR_INT64_T_FMT ", %d attempt(s)): %s", r->target, r->id,
-               attempts, why);
+                                "(outbox id %" APR_INT64_T_FMT ", %d attempt(s)): %s",
+               r->target, r->id, attempts, why);
     }
     else if (oc == GC_OUTBOX_RETRY && r->attempts == 0) {
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-               GCMON_LOGNO(701) "outbox: delivery to the %s webhook failed (outbox id %"
-               APR_INT64_T_FMT "), retrying with backoff for up to %s: %s", r->target, r->id,
-               age_text(p, max_age_of(o)), why);
+               GCMON_LOGNO(
+                   701) "outbox: delivery to the %s webhook failed (outbox id %" APR_INT64_T_FMT
+                        "), retrying with backoff for up to %s: %s",
+               r->target, r->id, age_text(p, max_age_of(o)), why);
     }
     else if (oc == GC_OUTBOX_RETRY) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
-               GCMON_LOGNO(705) "outbox: attempt %d to the %s webhook failed (outbox id %"
-               APR_INT64_T_FMT "), next in %" APR_TIME_T_FMT " ms: %s", attempts, r->target,
-               r->id, apr_time_as_msec(next_at - now), why);
+               GCMON_LOGNO(
+                   705) "outbox: attempt %d to the %s webhook failed (outbox id %" APR_INT64_T_FMT
+                        "), next in %" APR_TIME_T_FMT " ms: %s",
+               attempts, r->target, r->id, apr_time_as_msec(next_at - now), why);
     }
     else if (r->attempts > 0) {
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-               GCMON_LOGNO(702) "outbox: delivered to the %s webhook (outbox id %"
-               APR_INT64_T_FMT ") at attempt %d", r->target, r->id, attempts);
+               GCMON_LOGNO(702) "outbox: delivered to the %s webhook (outbox id %" APR_INT64_T_FMT
+                                ") at attempt %d",
+               r->target, r->id, attempts);
     }
     return rv;
 }
@@ -156,8 +159,8 @@ static apr_interval_time_t retry_delay(gc_outbox_t *o, const gc_outbox_row_t *r,
 {
     apr_interval_time_t lo = o->env.backoff_min > 0 ? o->env.backoff_min : BACKOFF_MIN_DEFAULT;
     apr_interval_time_t hi = o->env.backoff_max > 0 ? o->env.backoff_max : BACKOFF_MAX_DEFAULT;
-    apr_interval_time_t ra = res->retry_after < RETRY_AFTER_CAP ? res->retry_after
-                                                                : RETRY_AFTER_CAP;
+    apr_interval_time_t ra =
+        res->retry_after < RETRY_AFTER_CAP ? res->retry_after : RETRY_AFTER_CAP;
 
     return gc_worker_backoff(o->worker, lo, hi, r->attempts + 1, ra);
 }
@@ -182,21 +185,22 @@ static apr_status_t deliver(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t
     if (gc_log_is_level(GC_LOG_DEBUG)) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
                GCMON_LOGNO(706) "outbox: posting outbox id %" APR_INT64_T_FMT " to the %s "
-               "webhook: %.1000s", r->id, r->target, r->body);
+                                "webhook: %.1000s",
+               r->id, r->target, r->body);
     }
     if (gc_webhook_post(p, o->env.conf, r->target, url, r->body, &res) == APR_SUCCESS) {
         return finish(o, p, r, GC_OUTBOX_DELIVERED, 0, NULL, err);
     }
     now = apr_time_now();
     if (now >= give_up) {
-        return finish(o, p, r, GC_OUTBOX_FAILED, 0,
-                      apr_psprintf(p, "gave up after %s: %s", age_text(p, now - r->created_at),
-                                   res.error),
-                      err);
+        return finish(
+            o, p, r, GC_OUTBOX_FAILED, 0,
+            apr_psprintf(p, "gave up after %s: %s", age_text(p, now - r->created_at), res.error),
+            err);
     }
     next = now + retry_delay(o, r, &res);
     if (next > give_up) {
-        next = give_up;             /* one last attempt when the age is reached */
+        next = give_up; /* one last attempt when the age is reached */
     }
     return finish(o, p, r, GC_OUTBOX_RETRY, next, res.error, err);
 }
@@ -242,7 +246,7 @@ static apr_status_t pass(gc_outbox_t *o, gc_store_t *s, apr_pool_t *p, apr_time_
     now = apr_time_now();
     *wake_at = now + POLL;
     if (rows->nelts >= BATCH) {
-        *wake_at = now;                 /* more may be due */
+        *wake_at = now; /* more may be due */
     }
     else if (count > 0 && next_at < *wake_at) {
         *wake_at = next_at;
@@ -266,8 +270,10 @@ static void prune(gc_outbox_t *o, gc_store_t *s, apr_pool_t *p)
     for (round = 0; round < PRUNE_ROUNDS && !stopping(o); round++) {
         if (gc_store_outbox_prune(s, p, now - o->env.retention, PRUNE_CHUNK, &deleted, &err)
             != APR_SUCCESS) {
-            gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(707) "outbox: pruning "
-                   "finished deliveries failed (tried again in an hour): %s", err);
+            gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+                   GCMON_LOGNO(707) "outbox: pruning "
+                                    "finished deliveries failed (tried again in an hour): %s",
+                   err);
             break;
         }
         total += deleted;
@@ -276,8 +282,10 @@ static void prune(gc_outbox_t *o, gc_store_t *s, apr_pool_t *p)
         }
     }
     if (total > 0) {
-        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0, GCMON_LOGNO(708) "outbox: deleted %d finished "
-               "deliveries older than the retention", total);
+        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
+               GCMON_LOGNO(708) "outbox: deleted %d finished "
+                                "deliveries older than the retention",
+               total);
     }
 }
 

@@ -28,18 +28,18 @@ struct gc_metrics;
  * see gc_store_int.h), due now. alert_id: the gcmon_alerts row it delivers,
  * or NULL. */
 apr_status_t gc_store__outbox_add(struct gc_store *s, apr_pool_t *p, const char *target,
-                                  const apr_int64_t *alert_id, const char *body,
-                                  apr_time_t now, const char **err);
+                                  const apr_int64_t *alert_id, const char *body, apr_time_t now,
+                                  const char **err);
 
 /* The same in its own transaction (later features' callers outside a tx). */
 apr_status_t gc_store_outbox_add(struct gc_store *s, apr_pool_t *p, const char *target,
-                                 const apr_int64_t *alert_id, const char *body,
-                                 apr_time_t now, const char **err);
+                                 const apr_int64_t *alert_id, const char *body, apr_time_t now,
+                                 const char **err);
 
 typedef struct {
     apr_int64_t id;
     const char *target;
-    apr_int64_t alert_id;               /* 0 when none */
+    apr_int64_t alert_id; /* 0 when none */
     const char *body;
     apr_time_t created_at;
     apr_time_t next_at;
@@ -59,20 +59,15 @@ apr_status_t gc_store_outbox_pending(struct gc_store *s, apr_pool_t *p, apr_time
  * - GC_OUTBOX_DELIVERED: status delivered, done_at = now;
  * - GC_OUTBOX_RETRY: attempts + 1, next_at, last_error;
  * - GC_OUTBOX_FAILED: status failed (given up), done_at = now, last_error. */
-typedef enum {
-    GC_OUTBOX_DELIVERED,
-    GC_OUTBOX_RETRY,
-    GC_OUTBOX_FAILED
-} gc_outbox_outcome_e;
+typedef enum { GC_OUTBOX_DELIVERED, GC_OUTBOX_RETRY, GC_OUTBOX_FAILED } gc_outbox_outcome_e;
 apr_status_t gc_store_outbox_result(struct gc_store *s, apr_pool_t *p, apr_int64_t id,
-                                    gc_outbox_outcome_e outcome, apr_time_t now,
-                                    apr_time_t next_at, const char *last_error,
-                                    const char **err);
+                                    gc_outbox_outcome_e outcome, apr_time_t now, apr_time_t next_at,
+                                    const char *last_error, const char **err);
 
 /* Delete up to max finished rows (delivered or failed) done before `before`,
  * oldest first; pending rows are never touched. */
-apr_status_t gc_store_outbox_prune(struct gc_store *s, apr_pool_t *p, apr_time_t before,
-                                   int max, int *deleted, const char **err);
+apr_status_t gc_store_outbox_prune(struct gc_store *s, apr_pool_t *p, apr_time_t before, int max,
+                                   int *deleted, const char **err);
 
 /* ------------------------------------------------------------ the delivery thread */
 
@@ -81,7 +76,7 @@ typedef struct gc_outbox gc_outbox_t;
 /* What the holder gives the outbox thread. */
 typedef struct {
     const gc_webhook_conf_t *conf;
-    struct gc_metrics *metrics;         /* may be NULL */
+    struct gc_metrics *metrics; /* may be NULL */
     void *baton;
     /* Open/close a database connection for the outbox thread (as the writer's). */
     gc_db_open_fn *db_open;
@@ -92,7 +87,7 @@ typedef struct {
     /* Finished rows are deleted once older than this (GcmonRetention), checked
      * hourly; 0 keeps them. */
     apr_interval_time_t retention;
-    apr_interval_time_t prune_first;    /* first check after start; 0 = 60 s (tests) */
+    apr_interval_time_t prune_first; /* first check after start; 0 = 60 s (tests) */
 } gc_outbox_env_t;
 
 /* Start the delivery thread (the holder, after taking the lead). */

@@ -82,7 +82,7 @@ struct gc_presence_cache {
     apr_pool_t *pool;
     apr_thread_mutex_t *mutex;
     apr_interval_time_t ttl;
-    apr_pool_t *defs_pool;              /* parent-less, replaced on each refresh */
+    apr_pool_t *defs_pool; /* parent-less, replaced on each refresh */
     apr_array_header_t *defs;
     apr_time_t fetched_at;
 };
@@ -155,8 +155,10 @@ static apr_status_t refresh(gc_presence_cache_t *c, gc_upstream_t *u, apr_pool_t
     c->defs = defs;
     c->fetched_at = apr_time_now();
     apr_thread_mutex_unlock(c->mutex);
-    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(800) "presence definitions refreshed: "
-           "%d active", defs->nelts);
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(800) "presence definitions refreshed: "
+                            "%d active",
+           defs->nelts);
     return APR_SUCCESS;
 }
 
@@ -183,8 +185,8 @@ static int lookup(gc_presence_cache_t *c, apr_pool_t *p, const char *name, apr_t
 }
 
 apr_status_t gc_presence_resolve(gc_presence_cache_t *c, gc_upstream_t *u, apr_pool_t *p,
-                                 const char *name, apr_time_t deadline,
-                                 gc_presence_def_t *out, int *found, gc_error_t **err)
+                                 const char *name, apr_time_t deadline, gc_presence_def_t *out,
+                                 int *found, gc_error_t **err)
 {
     apr_time_t now = apr_time_now();
     apr_status_t rv;
@@ -258,17 +260,20 @@ static const char *check_name(apr_pool_t *p, const char *s)
         return NULL;
     }
     if (gc_state_valid(s)) {
-        return apr_psprintf(p, "'%s' is a routing status; status changes set presences, so "
+        return apr_psprintf(p,
+                            "'%s' is a routing status; status changes set presences, so "
                             "rules name presences: Available, Away, Busy, Break, Meal, "
-                            "Meeting, Training, Offline, Idle, OnQueue (or *)", s);
+                            "Meeting, Training, Offline, Idle, OnQueue (or *)",
+                            s);
     }
-    return apr_psprintf(p, "unknown state '%s'; use a presence: Available, Away, Busy, "
+    return apr_psprintf(p,
+                        "unknown state '%s'; use a presence: Available, Away, Busy, "
                         "Break, Meal, Meeting, Training, Offline, Idle, OnQueue (exact "
-                        "case), or *", s);
+                        "case), or *",
+                        s);
 }
 
-const char *gc_transition_parse(apr_pool_t *p, int argc, char *const argv[],
-                                gc_transition_t *out)
+const char *gc_transition_parse(apr_pool_t *p, int argc, char *const argv[], gc_transition_t *out)
 {
     const char *e;
     int i;

@@ -17,9 +17,9 @@
 /* One active presence definition. */
 typedef struct {
     const char *id;
-    const char *system;                 /* canonical system presence: "Available", "OnQueue" */
-    const char *label;                  /* languageLabels.en_US, or NULL */
-    int user_defined;                   /* type "User" (org-defined) */
+    const char *system; /* canonical system presence: "Available", "OnQueue" */
+    const char *label;  /* languageLabels.en_US, or NULL */
+    int user_defined;   /* type "User" (org-defined) */
 } gc_presence_def_t;
 
 /* Parse a GET /api/v2/presence/definitions listing: active definitions with a
@@ -43,8 +43,8 @@ gc_presence_cache_t *gc_presence_cache_create(apr_pool_t *p, apr_interval_time_t
  * APR_SUCCESS with *found 0 or 1; an upstream failure returns its status and
  * *err. */
 apr_status_t gc_presence_resolve(gc_presence_cache_t *c, gc_upstream_t *u, apr_pool_t *p,
-                                 const char *name, apr_time_t deadline,
-                                 gc_presence_def_t *out, int *found, gc_error_t **err);
+                                 const char *name, apr_time_t deadline, gc_presence_def_t *out,
+                                 int *found, gc_error_t **err);
 
 /* Forget the cached definitions (tests). */
 void gc_presence_cache_clear(gc_presence_cache_t *c);
@@ -52,10 +52,10 @@ void gc_presence_cache_clear(gc_presence_cache_t *c);
 /* A user's current presence from GET/PATCH /api/v2/users/{id}/presences/purecloud. */
 typedef struct {
     const char *definition_id;
-    const char *system;                 /* canonical system presence, or NULL if unknown */
-    const char *message;                /* may be NULL */
-    apr_time_t modified;                /* modifiedDate, ms precision; 0 if absent */
-    const char *etag;                   /* "\"<32 hex>\"" */
+    const char *system;  /* canonical system presence, or NULL if unknown */
+    const char *message; /* may be NULL */
+    apr_time_t modified; /* modifiedDate, ms precision; 0 if absent */
+    const char *etag;    /* "\"<32 hex>\"" */
 } gc_user_presence_t;
 
 /* Read a UserPresence body. -1 when it lacks presenceDefinition.id or a
@@ -66,21 +66,19 @@ int gc_user_presence_parse(apr_pool_t *p, const json_t *body, gc_user_presence_t
  * over the definition id and the millisecond modifiedDate + "\"". */
 const char *gc_presence_etag(apr_pool_t *p, const char *definition_id, apr_time_t modified);
 
-
 /* ------------------------------------------------------------ GcmonTransition */
 
 /* One rule: from (a system presence or "*") to any of `to`. */
 typedef struct {
     const char *from;
-    apr_array_header_t *to;             /* const char *: system presences or "*" */
+    apr_array_header_t *to; /* const char *: system presences or "*" */
 } gc_transition_t;
 
 /* Parse "<from> <to>..." (argv of the directive). NULL on success, else the
  * reason (for apache2 -t). Names are the 10 system presences exactly as
  * written in SPEC §3.1 (Available … OnQueue), or "*"; routing statuses are
  * refused with an explanation. */
-const char *gc_transition_parse(apr_pool_t *p, int argc, char *const argv[],
-                                gc_transition_t *out);
+const char *gc_transition_parse(apr_pool_t *p, int argc, char *const argv[], gc_transition_t *out);
 
 /* Is from → to allowed by rules (gc_transition_t)? Always when rules is
  * empty or NULL, and always when from equals to. */

@@ -59,11 +59,10 @@ int gc_query_unescape(apr_pool_t *p, const char *s, apr_size_t len, char **out)
 /* ---------------------------------------------------------------- cursor */
 
 #define CURSOR_VERSION 1
-#define CURSOR_BYTES 18          /* version, kind, at (8, big-endian), id (8) */
-#define CURSOR_CHARS 24          /* base64url of 18 bytes, no padding */
+#define CURSOR_BYTES 18 /* version, kind, at (8, big-endian), id (8) */
+#define CURSOR_CHARS 24 /* base64url of 18 bytes, no padding */
 
-static const char b64url[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static void put64(unsigned char *b, apr_int64_t v)
 {
@@ -155,10 +154,10 @@ typedef struct {
 /* In the order errors are reported; F_* index it. */
 enum { F_USER_ID, F_STATE, F_QUEUE_ID, F_FROM, F_TO, F_LIMIT, F_OFFSET, F_CURSOR };
 static const field_t known[] = {
-    { "user_id", GC_Q_USER_ID }, { "state", GC_Q_STATE }, { "queue_id", GC_Q_QUEUE_ID },
-    { "from", GC_Q_FROM }, { "to", GC_Q_TO }, { "limit", GC_Q_LIMIT },
-    { "offset", GC_Q_OFFSET }, { "cursor", GC_Q_CURSOR }, { "actor", GC_Q_ACTOR },
-    { "action", GC_Q_ACTION }, { "target", GC_Q_TARGET }, { "since", GC_Q_SINCE },
+    { "user_id", GC_Q_USER_ID }, { "state", GC_Q_STATE },   { "queue_id", GC_Q_QUEUE_ID },
+    { "from", GC_Q_FROM },       { "to", GC_Q_TO },         { "limit", GC_Q_LIMIT },
+    { "offset", GC_Q_OFFSET },   { "cursor", GC_Q_CURSOR }, { "actor", GC_Q_ACTOR },
+    { "action", GC_Q_ACTION },   { "target", GC_Q_TARGET }, { "since", GC_Q_SINCE },
 };
 #define N_KNOWN ((int)(sizeof(known) / sizeof(known[0])))
 
@@ -175,7 +174,7 @@ static int parse_bounded(const char *s, long min, long max, long *out)
             return -1;
         }
         if (v > (max - (*s - '0')) / 10) {
-            return -1;           /* beyond max: no overflow, no clamping */
+            return -1; /* beyond max: no overflow, no clamping */
         }
         v = v * 10 + (*s - '0');
     }
@@ -198,8 +197,9 @@ static const char *state_message(apr_pool_t *p)
     return m;
 }
 
-#define MSG_TIME "must be an RFC 3339 timestamp such as 2026-11-21T19:59:28.123Z " \
-                 "(send '+' as %2B)"
+#define MSG_TIME                                                      \
+    "must be an RFC 3339 timestamp such as 2026-11-21T19:59:28.123Z " \
+    "(send '+' as %2B)"
 #define MSG_ID "must be 1 to 64 letters, digits, '-' or '_'"
 
 /* Validate one decoded value of field k into q; NULL or an error message. */
@@ -277,15 +277,13 @@ static const char *set_field(apr_pool_t *p, int k, const char *v, gc_query_t *q)
         }
         q->has_since = 1;
         return NULL;
-    default: /* GC_Q_CURSOR */
-        return NULL;
+    default: /* GC_Q_CURSOR */ return NULL;
     }
 }
 
 const char *gc_board_gen_format(apr_pool_t *p, apr_int64_t id, apr_int64_t gen)
 {
-    return apr_psprintf(p, "%" APR_UINT64_T_HEX_FMT "-%" APR_INT64_T_FMT, (apr_uint64_t)id,
-                        gen);
+    return apr_psprintf(p, "%" APR_UINT64_T_HEX_FMT "-%" APR_INT64_T_FMT, (apr_uint64_t)id, gen);
 }
 
 int gc_board_gen_parse(const char *text, apr_int64_t *id, apr_int64_t *gen)
@@ -299,8 +297,7 @@ int gc_board_gen_parse(const char *text, apr_int64_t *id, apr_int64_t *gen)
         return -1;
     }
     for (c = text; c < dash; c++) {
-        int d = (*c >= '0' && *c <= '9') ? *c - '0' : (*c >= 'a' && *c <= 'f') ? *c - 'a' + 10
-                                                                                : -1;
+        int d = (*c >= '0' && *c <= '9') ? *c - '0' : (*c >= 'a' && *c <= 'f') ? *c - 'a' + 10 : -1;
         if (d < 0) {
             return -1;
         }

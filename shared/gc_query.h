@@ -11,18 +11,18 @@
 
 /* The fields an endpoint accepts (bit set); the others are ignored. */
 enum {
-    GC_Q_USER_ID  = 1u << 0,
-    GC_Q_STATE    = 1u << 1,
+    GC_Q_USER_ID = 1u << 0,
+    GC_Q_STATE = 1u << 1,
     GC_Q_QUEUE_ID = 1u << 2,
-    GC_Q_FROM     = 1u << 3,
-    GC_Q_TO       = 1u << 4,
-    GC_Q_LIMIT    = 1u << 5,
-    GC_Q_OFFSET   = 1u << 6,
-    GC_Q_CURSOR   = 1u << 7,
-    GC_Q_ACTOR    = 1u << 8,
-    GC_Q_ACTION   = 1u << 9,
-    GC_Q_TARGET   = 1u << 10,
-    GC_Q_SINCE    = 1u << 11
+    GC_Q_FROM = 1u << 3,
+    GC_Q_TO = 1u << 4,
+    GC_Q_LIMIT = 1u << 5,
+    GC_Q_OFFSET = 1u << 6,
+    GC_Q_CURSOR = 1u << 7,
+    GC_Q_ACTOR = 1u << 8,
+    GC_Q_ACTION = 1u << 9,
+    GC_Q_TARGET = 1u << 10,
+    GC_Q_SINCE = 1u << 11
 };
 #define GC_Q_PAGED (GC_Q_LIMIT | GC_Q_OFFSET | GC_Q_CURSOR)
 #define GC_Q_HISTORY (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
@@ -47,20 +47,20 @@ typedef struct {
 } gc_cursor_t;
 
 typedef struct {
-    const char *user_id;            /* NULL: no filter */
-    const char *state;              /* canonical state name, NULL: no filter */
-    const char *queue_id;           /* NULL: no filter */
-    const char *actor;              /* 1..256 bytes of UTF-8, NULL: no filter */
-    const char *action;             /* 1..64 of a-z and '_', NULL: no filter */
-    const char *target;             /* a Genesys id, NULL: no filter */
+    const char *user_id;  /* NULL: no filter */
+    const char *state;    /* canonical state name, NULL: no filter */
+    const char *queue_id; /* NULL: no filter */
+    const char *actor;    /* 1..256 bytes of UTF-8, NULL: no filter */
+    const char *action;   /* 1..64 of a-z and '_', NULL: no filter */
+    const char *target;   /* a Genesys id, NULL: no filter */
     int has_from, has_to;
-    apr_time_t from, to;            /* from inclusive, to exclusive */
-    int limit;                      /* 1..100, default 20 */
-    long offset;                    /* 0..GC_QUERY_MAX_OFFSET, default 0 */
-    int has_offset;                 /* offset was given */
+    apr_time_t from, to; /* from inclusive, to exclusive */
+    int limit;           /* 1..100, default 20 */
+    long offset;         /* 0..GC_QUERY_MAX_OFFSET, default 0 */
+    int has_offset;      /* offset was given */
     int has_cursor;
     gc_cursor_t cursor;
-    int has_since;                  /* since: a board generation (gc_board_gen_parse) */
+    int has_since; /* since: a board generation (gc_board_gen_parse) */
     apr_int64_t since_id, since_gen;
 } gc_query_t;
 

@@ -50,8 +50,9 @@ void gc_result_field(gc_result_t *res, const char *field, const char *message)
     }
     /* Field names and messages are built from valid UTF-8; should one not be,
      * the error still counts. */
-    json_array_append_new(res->errors, e ? e : json_pack("{s:s, s:s}", "field", "(invalid)",
-                                                         "message", "invalid member"));
+    json_array_append_new(
+        res->errors,
+        e ? e : json_pack("{s:s, s:s}", "field", "(invalid)", "message", "invalid member"));
 }
 
 void gc_result_extra(gc_result_t *res, const char *key, json_t *value)
@@ -94,12 +95,11 @@ void gc_result_upstream(gc_result_t *res, const gc_error_t *e)
                           "Genesys Cloud refused gcmon's credentials", e->message);
         break;
     case GC_ERR_FORBIDDEN:
-        gc_result_problem(res, 502, "upstream_forbidden",
-                          "gcmon's OAuth client lacks a permission", e->message);
+        gc_result_problem(res, 502, "upstream_forbidden", "gcmon's OAuth client lacks a permission",
+                          e->message);
         break;
     default:
-        gc_result_problem(res, 502, "upstream_error", "Genesys Cloud request failed",
-                          e->message);
+        gc_result_problem(res, 502, "upstream_error", "Genesys Cloud request failed", e->message);
         break;
     }
 }

@@ -17,16 +17,16 @@
 
 typedef struct gc_result {
     apr_pool_t *pool;
-    int status;                     /* HTTP status; 0 until set */
-    json_t *doc;                    /* success document, or NULL */
-    const char *slug;               /* problem: urn:gcmon:problem:<slug> */
+    int status;       /* HTTP status; 0 until set */
+    json_t *doc;      /* success document, or NULL */
+    const char *slug; /* problem: urn:gcmon:problem:<slug> */
     const char *title;
-    const char *detail;             /* may be NULL */
-    json_t *errors;                 /* [{field, message}], or NULL */
-    json_t *extra;                  /* more top-level members, or NULL */
-    apr_interval_time_t retry_after;/* > 0: the answer carries Retry-After */
-    const char *etag;               /* the answer carries this ETag, or NULL */
-    const char *error_type;         /* gcmon_validation_errors_total{error_type}, or NULL */
+    const char *detail;              /* may be NULL */
+    json_t *errors;                  /* [{field, message}], or NULL */
+    json_t *extra;                   /* more top-level members, or NULL */
+    apr_interval_time_t retry_after; /* > 0: the answer carries Retry-After */
+    const char *etag;                /* the answer carries this ETag, or NULL */
+    const char *error_type;          /* gcmon_validation_errors_total{error_type}, or NULL */
 } gc_result_t;
 
 /* A fresh, unset result in pool p. */

@@ -8,7 +8,7 @@
 void gc_wipe(void *mem, apr_size_t n)
 {
     if (mem && n) {
-        explicit_bzero(mem, n);     /* glibc: a store the compiler keeps */
+        explicit_bzero(mem, n); /* glibc: a store the compiler keeps */
     }
 }
 
@@ -89,9 +89,8 @@ static apr_size_t match_at(const char *s, apr_size_t rest, const char *const *ne
     return best;
 }
 
-const char *gc_redact_line(apr_pool_t *p, const char *s, apr_size_t len,
-                           const char *const *needles, int nneedles, int more,
-                           apr_size_t max)
+const char *gc_redact_line(apr_pool_t *p, const char *s, apr_size_t len, const char *const *needles,
+                           int nneedles, int more, apr_size_t max)
 {
     static const char redacted[] = GC_REDACTED;
     char *out = apr_palloc(p, max + 4);
@@ -111,7 +110,7 @@ const char *gc_redact_line(apr_pool_t *p, const char *s, apr_size_t len,
         char ch;
 
         if (partial) {
-            cut = 1;                /* the rest of a secret may lie beyond s */
+            cut = 1; /* the rest of a secret may lie beyond s */
             break;
         }
         if (hit) {
@@ -119,7 +118,7 @@ const char *gc_redact_line(apr_pool_t *p, const char *s, apr_size_t len,
             plen = sizeof(redacted) - 1;
         }
         else if (c < 0x20 || c == 0x7f || c == ' ') {
-            blank = o > 0;          /* leading blanks vanish, a run becomes one */
+            blank = o > 0; /* leading blanks vanish, a run becomes one */
             i++;
             continue;
         }

@@ -47,8 +47,7 @@ char *gc_secret_track(apr_pool_t *p, char *s);
  * more != 0 says s is only the start of a longer text (a bounded capture):
  * when s ends with the beginning of a needle, the output stops before it, as
  * the rest of that secret may be beyond the capture. From p; never NULL. */
-const char *gc_redact_line(apr_pool_t *p, const char *s, apr_size_t len,
-                           const char *const *needles, int nneedles, int more,
-                           apr_size_t max);
+const char *gc_redact_line(apr_pool_t *p, const char *s, apr_size_t len, const char *const *needles,
+                           int nneedles, int more, apr_size_t max);
 
 #endif

@@ -14,9 +14,7 @@
 /* Names                                                                    */
 
 #define NAME(n) #n,
-static const char *const states[] = {
-    GC_PRESENCE_LIST(NAME) GC_ROUTING_STATUS_LIST(NAME)
-};
+static const char *const states[] = { GC_PRESENCE_LIST(NAME) GC_ROUTING_STATUS_LIST(NAME) };
 static const char *const presences[] = { GC_PRESENCE_LIST(NAME) };
 static const char *const routing_statuses[] = { GC_ROUTING_STATUS_LIST(NAME) };
 #undef NAME
@@ -145,8 +143,8 @@ static int id_valid_n(const char *s, size_t n)
     }
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '-' || c == '_')) {
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'
+              || c == '_')) {
             return 0;
         }
     }
@@ -170,8 +168,7 @@ const char *gc_topic_user(apr_pool_t *p, const char *topic)
     }
     n = strlen(topic);
     if (n <= pre + suf || strncmp(topic, TOPIC_PREFIX, pre) != 0
-        || strcmp(topic + n - suf, TOPIC_SUFFIX) != 0
-        || !id_valid_n(topic + pre, n - pre - suf)) {
+        || strcmp(topic + n - suf, TOPIC_SUFFIX) != 0 || !id_valid_n(topic + pre, n - pre - suf)) {
         return NULL;
     }
     return apr_pstrmemdup(p, topic + pre, n - pre - suf);
@@ -285,7 +282,7 @@ apr_array_header_t *gc_topics_shard(apr_pool_t *p, const apr_array_header_t *use
 gc_ev_verdict_e gc_event_judge(const gc_agent_current_t *cur, const gc_agent_event_t *ev)
 {
     if (!ev || !ev->state) {
-        return GC_EV_STALE;             /* nothing that could be recorded */
+        return GC_EV_STALE; /* nothing that could be recorded */
     }
     if (!cur) {
         return GC_EV_TRANSITION;
@@ -453,8 +450,8 @@ static const char *excerpt(apr_pool_t *p, const char *s, size_t len)
         const unsigned char *c = (const unsigned char *)s + i;
 
         n = gc_utf8_seq(c, len - i);
-        if (n == 0 || (n == 1 && (*c < 0x20 || *c == 0x7f || *c == '\'' || *c == '"'
-                                  || *c == '\\'))) {
+        if (n == 0
+            || (n == 1 && (*c < 0x20 || *c == 0x7f || *c == '\'' || *c == '"' || *c == '\\'))) {
             n = n ? n : 1;
             if (o + 1 > WHY_EXCERPT) {
                 break;
@@ -564,8 +561,8 @@ static gc_msg_kind_e classify(apr_pool_t *p, const json_t *root, gc_agent_event_
     return GC_MSG_UNKNOWN;
 }
 
-gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len,
-                              gc_agent_event_t *ev, const char **why)
+gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len, gc_agent_event_t *ev,
+                              const char **why)
 {
     gc_agent_event_t scratch;
     const char *reason = NULL;

@@ -13,27 +13,27 @@
  * REST user entity with routingStatus+presence expanded. Strings are from the pool. */
 typedef struct gc_agent_event {
     const char *user_id;
-    const char *user_name;          /* REST snapshots only; NULL otherwise */
-    const char *presence;           /* normalised system presence ("OnQueue"), NULL if absent */
-    const char *presence_id;        /* presenceDefinition.id, NULL if absent */
-    const char *routing_status;     /* "IDLE", …, NULL if absent */
-    apr_time_t presence_at;         /* presence.modifiedDate, 0 if absent */
-    apr_time_t routing_at;          /* routingStatus.startTime, 0 if absent */
-    apr_time_t event_at;            /* later of the two (SPEC §9.1), ms precision */
-    const char *state;              /* derived (gc_state_derive), NULL if not derivable */
-    const char *queue_ids;          /* activeQueueIds as compact JSON array text, or NULL */
-    const char *correlation_id;     /* metadata.CorrelationId, NULL if absent */
+    const char *user_name;      /* REST snapshots only; NULL otherwise */
+    const char *presence;       /* normalised system presence ("OnQueue"), NULL if absent */
+    const char *presence_id;    /* presenceDefinition.id, NULL if absent */
+    const char *routing_status; /* "IDLE", …, NULL if absent */
+    apr_time_t presence_at;     /* presence.modifiedDate, 0 if absent */
+    apr_time_t routing_at;      /* routingStatus.startTime, 0 if absent */
+    apr_time_t event_at;        /* later of the two (SPEC §9.1), ms precision */
+    const char *state;          /* derived (gc_state_derive), NULL if not derivable */
+    const char *queue_ids;      /* activeQueueIds as compact JSON array text, or NULL */
+    const char *correlation_id; /* metadata.CorrelationId, NULL if absent */
 } gc_agent_event_t;
 
 typedef enum {
-    GC_MSG_EVENT,                   /* v2.users.{id}.activity with a usable body */
-    GC_MSG_HEARTBEAT,               /* channel.metadata "WebSocket Heartbeat" */
-    GC_MSG_PONG,                    /* channel.metadata "pong" */
-    GC_MSG_SOCKET_CLOSING,          /* v2.system.socket_closing */
-    GC_MSG_NO_LONGER_SUBSCRIBED,    /* v2.system.no_longer_subscribed.<channel> */
-    GC_MSG_TOKEN_REVOKED,           /* v2.system.token_revoked.<channel> */
-    GC_MSG_MALFORMED,               /* not JSON, or JSON of the wrong shape */
-    GC_MSG_UNKNOWN                  /* valid envelope of a topic we don't handle */
+    GC_MSG_EVENT,                /* v2.users.{id}.activity with a usable body */
+    GC_MSG_HEARTBEAT,            /* channel.metadata "WebSocket Heartbeat" */
+    GC_MSG_PONG,                 /* channel.metadata "pong" */
+    GC_MSG_SOCKET_CLOSING,       /* v2.system.socket_closing */
+    GC_MSG_NO_LONGER_SUBSCRIBED, /* v2.system.no_longer_subscribed.<channel> */
+    GC_MSG_TOKEN_REVOKED,        /* v2.system.token_revoked.<channel> */
+    GC_MSG_MALFORMED,            /* not JSON, or JSON of the wrong shape */
+    GC_MSG_UNKNOWN               /* valid envelope of a topic we don't handle */
 } gc_msg_kind_e;
 
 /* Classify and parse one complete WebSocket text message (`len` bytes, need not
@@ -43,8 +43,8 @@ typedef enum {
  * UTF-8, at most a ~48-byte sanitised excerpt of the input — and is NULL for the
  * other kinds. "v2.system.no_longer_subscribed" and "v2.system.token_revoked"
  * are recognised with or without the ".<channel>" suffix. */
-gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len,
-                              gc_agent_event_t *ev, const char **why);
+gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len, gc_agent_event_t *ev,
+                              const char **why);
 
 /* Metrics label of a message kind ("event", "heartbeat", …). */
 const char *gc_msg_kind_name(gc_msg_kind_e kind);
@@ -58,11 +58,15 @@ int gc_agent_event_from_json(apr_pool_t *p, const json_t *obj, gc_agent_event_t 
 
 /* The state names of SPEC §3.1, the one list of them: the ten system
  * presences, then the five routing statuses (an OnQueue agent's state). */
+/* clang-format off */
 #define GC_PRESENCE_LIST(X) \
     X(Available) X(Away) X(Busy) X(Break) X(Meal) X(Meeting) X(Training) X(Offline) \
     X(Idle) X(OnQueue)
+/* clang-format on */
+/* clang-format off */
 #define GC_ROUTING_STATUS_LIST(X) \
     X(IDLE) X(INTERACTING) X(COMMUNICATING) X(NOT_RESPONDING) X(OFF_QUEUE)
+/* clang-format on */
 
 /* The 15 state names in that order; *n gets their number. */
 const char *const *gc_state_names(apr_size_t *n);
@@ -95,10 +99,10 @@ typedef struct gc_agent_current {
 } gc_agent_current_t;
 
 typedef enum {
-    GC_EV_TRANSITION,               /* new state: record history + current */
-    GC_EV_REFRESH,                  /* same state, newer times: update current only */
-    GC_EV_DUPLICATE,                /* same state and time: ignore */
-    GC_EV_STALE                     /* older than stored: ignore */
+    GC_EV_TRANSITION, /* new state: record history + current */
+    GC_EV_REFRESH,    /* same state, newer times: update current only */
+    GC_EV_DUPLICATE,  /* same state and time: ignore */
+    GC_EV_STALE       /* older than stored: ignore */
 } gc_ev_verdict_e;
 
 /* cur may be NULL (agent never seen) → TRANSITION. An observation without a

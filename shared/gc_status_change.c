@@ -20,15 +20,14 @@ typedef struct {
     const gc_status_change_req_t *req;
     gc_result_t *res;
     gc_status_change_out_t *out;
-    json_t *audit;                      /* what the audit row records of the request */
+    json_t *audit; /* what the audit row records of the request */
     const char *status, *reason, *wrapup_code;
     gc_presence_def_t def;
     const char *lock;
 } change_t;
 
 static const gc_body_field_t body_fields[] = {
-    { "status", GC_BODY_STRING, GC_BODY_REQUIRED | GC_BODY_BOUNDED, 1, GC_STATUS_MAX_STATUS,
-      NULL },
+    { "status", GC_BODY_STRING, GC_BODY_REQUIRED | GC_BODY_BOUNDED, 1, GC_STATUS_MAX_STATUS, NULL },
     { "reason", GC_BODY_STRING, GC_BODY_BOUNDED, 0, GC_STATUS_MAX_REASON, NULL },
     { "wrapup_code", GC_BODY_STRING, GC_BODY_BOUNDED, 0, GC_STATUS_MAX_WRAPUP, NULL },
 };
@@ -65,9 +64,8 @@ static void refuse_upstream(change_t *c, const gc_error_t *e, const char *doing)
 {
     gc_result_upstream(c->res, e);
     gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
-           GCMON_LOGNO(1302) "status change of %s by %s failed while %s: %s (%s)",
-           c->req->user_id, c->req->actor, doing, gc_err_kind_name(e->kind),
-           e->message ? e->message : "");
+           GCMON_LOGNO(1302) "status change of %s by %s failed while %s: %s (%s)", c->req->user_id,
+           c->req->actor, doing, gc_err_kind_name(e->kind), e->message ? e->message : "");
     refuse(c, c->res->status == 503 ? "throttled" : "upstream_error");
 }
 
@@ -109,18 +107,18 @@ static int resolve(change_t *c)
     gc_error_t *err = NULL;
     int found = 0;
 
-    if (c->ops->resolve(c->ops->baton, c->p, c->status, &c->def, &found, &err)
-        != APR_SUCCESS) {
+    if (c->ops->resolve(c->ops->baton, c->p, c->status, &c->def, &found, &err) != APR_SUCCESS) {
         refuse_upstream(c, err, "reading the presence definitions");
         return 0;
     }
     if (!found) {
-        gc_result_field(c->res, "status",
-                        "status is not one of the organisation's presences");
+        gc_result_field(c->res, "status", "status is not one of the organisation's presences");
         gc_result_problem(c->res, 422, "unknown_status", "Unknown status",
-                          apr_psprintf(c->p, "the organisation has no active presence named "
+                          apr_psprintf(c->p,
+                                       "the organisation has no active presence named "
                                        "'%s' (a system presence such as Break, or a presence "
-                                       "label)", c->status));
+                                       "label)",
+                                       c->status));
         gc_result_error_type(c->res, "unknown_status");
         refuse(c, "invalid");
         return 0;
@@ -143,10 +141,9 @@ static int lock_agent(change_t *c)
     for (;;) {
         apr_time_t t = now(c);
         int held = 0;
-        if (c->ops->lock(c->ops->baton, c->p, c->lock, c->req->holder, t,
-                         GC_STATUS_LOCK_TTL, &held) != APR_SUCCESS) {
-            gc_result_problem(c->res, 503, "database_unavailable",
-                              "The database is unavailable",
+        if (c->ops->lock(c->ops->baton, c->p, c->lock, c->req->holder, t, GC_STATUS_LOCK_TTL, &held)
+            != APR_SUCCESS) {
+            gc_result_problem(c->res, 503, "database_unavailable", "The database is unavailable",
                               "the agent's change lock could not be taken; see the server's "
                               "error log");
             refuse(c, "other");
@@ -170,11 +167,13 @@ static int renew(change_t *c)
     int held = 0;
 
     if (c->ops->lock(c->ops->baton, c->p, c->lock, c->req->holder, now(c), GC_STATUS_LOCK_TTL,
-                     &held) == APR_SUCCESS && held) {
+                     &held)
+            == APR_SUCCESS
+        && held) {
         return 1;
     }
     refuse_busy(c, "this change outlasted its lock and another one took over; read the "
-                "status again and retry");
+                   "status again and retry");
     return 0;
 }
 
@@ -210,8 +209,10 @@ static int check_preconditions(change_t *c, const gc_user_presence_t *cur)
     }
     if (!gc_transition_allowed(c->req->transitions, cur->system, c->def.system)) {
         gc_result_problem(c->res, 422, "transition_not_allowed", "Status transition not allowed",
-                          apr_psprintf(c->p, "the transition from %s to %s is not allowed by "
-                                       "the GcmonTransition rules", from, c->def.system));
+                          apr_psprintf(c->p,
+                                       "the transition from %s to %s is not allowed by "
+                                       "the GcmonTransition rules",
+                                       from, c->def.system));
         gc_result_extra(c->res, "from", json_string(from));
         gc_result_extra(c->res, "to", json_string(c->def.system));
         gc_result_error_type(c->res, "transition_not_allowed");
@@ -225,11 +226,10 @@ static int check_preconditions(change_t *c, const gc_user_presence_t *cur)
 static const char *webhook_body(change_t *c, const gc_user_presence_t *cur,
                                 const gc_user_presence_t *now_p, const char *updated)
 {
-    json_t *hook = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s}",
-                             "user_id", c->req->user_id, "target_status", c->def.system,
-                             "previous_status", cur->system, "reason", c->reason,
-                             "wrapup_code", c->wrapup_code, "etag", now_p->etag,
-                             "timestamp", updated, "actor", c->req->actor);
+    json_t *hook = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s}", "user_id",
+                             c->req->user_id, "target_status", c->def.system, "previous_status",
+                             cur->system, "reason", c->reason, "wrapup_code", c->wrapup_code,
+                             "etag", now_p->etag, "timestamp", updated, "actor", c->req->actor);
     const char *text = gc_json_text(c->p, hook);
 
     json_decref(hook);
@@ -244,8 +244,7 @@ static void change_locked(change_t *c)
     const char *updated, *hook = NULL;
     json_t *doc;
 
-    if (c->ops->presence(c->ops->baton, c->p, c->req->user_id, NULL, &cur, &err)
-        != APR_SUCCESS) {
+    if (c->ops->presence(c->ops->baton, c->p, c->req->user_id, NULL, &cur, &err) != APR_SUCCESS) {
         if (err->kind == GC_ERR_NOT_FOUND) {
             refuse_unknown_user(c);
         }
@@ -268,12 +267,11 @@ static void change_locked(change_t *c)
         return;
     }
     updated = gc_time_format(c->p, now_p.modified);
-    doc = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s}",
-                    "user_id", c->req->user_id,
-                    "status", now_p.system ? now_p.system : c->def.system,
-                    "previous_status", cur.system, "reason", c->reason,
-                    "wrapup_code", c->wrapup_code, "etag", now_p.etag, "updated_at", updated,
-                    "presence_definition_id", now_p.definition_id);
+    doc =
+        json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s, s:s, s:s}", "user_id", c->req->user_id,
+                  "status", now_p.system ? now_p.system : c->def.system, "previous_status",
+                  cur.system, "reason", c->reason, "wrapup_code", c->wrapup_code, "etag",
+                  now_p.etag, "updated_at", updated, "presence_definition_id", now_p.definition_id);
     if (c->def.user_defined && c->def.label) {
         json_object_set_new(doc, "presence_label", json_string(c->def.label));
     }
@@ -284,9 +282,8 @@ static void change_locked(change_t *c)
     c->res->etag = now_p.etag;
     c->out->metric_result = "success";
     c->ops->record(c->ops->baton, c->p, c->audit, c->res, hook ? GC_TARGET_STATUS : NULL, hook);
-    gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-           GCMON_LOGNO(1301) "status of %s changed by %s: %s -> %s", c->req->user_id,
-           c->req->actor, cur.system ? cur.system : "(unknown)", c->def.system);
+    gc_log(GC_LOG_MARK, GC_LOG_INFO, 0, GCMON_LOGNO(1301) "status of %s changed by %s: %s -> %s",
+           c->req->user_id, c->req->actor, cur.system ? cur.system : "(unknown)", c->def.system);
 }
 
 void gc_status_change(apr_pool_t *p, const gc_status_change_ops_t *ops,
@@ -328,14 +325,13 @@ json_t *gc_status_change_audit_request(const json_t *body, const char *if_match)
 
     for (i = 0; i < N_FIELDS; i++) {
         json_t *v = body ? json_object_get(body, body_fields[i].name) : NULL;
-        if ((json_is_string(v) && gc_body_chars(v) <= GC_STATUS_MAX_REASON)
-            || json_is_number(v) || json_is_boolean(v) || json_is_null(v)) {
+        if ((json_is_string(v) && gc_body_chars(v) <= GC_STATUS_MAX_REASON) || json_is_number(v)
+            || json_is_boolean(v) || json_is_null(v)) {
             json_object_set(out, body_fields[i].name, v);
         }
         else if (v) {
             json_object_set_new(out, body_fields[i].name,
-                                json_string(json_is_string(v) ? "(too long)"
-                                                              : "(not a scalar)"));
+                                json_string(json_is_string(v) ? "(too long)" : "(not a scalar)"));
         }
     }
     if (if_match) {

@@ -36,15 +36,15 @@ typedef struct gc_status_change_ops {
      * setting the 503 problem that says which is missing. */
     int (*ready)(void *baton, gc_result_t *res);
     /* The definition named `name` (gc_presence_resolve). */
-    apr_status_t (*resolve)(void *baton, apr_pool_t *p, const char *name,
-                            gc_presence_def_t *out, int *found, gc_error_t **err);
+    apr_status_t (*resolve)(void *baton, apr_pool_t *p, const char *name, gc_presence_def_t *out,
+                            int *found, gc_error_t **err);
     /* One attempt at the lease `name` for `holder`: *held 1 when it is ours. */
     apr_status_t (*lock)(void *baton, apr_pool_t *p, const char *name, const char *holder,
                          apr_time_t now, apr_interval_time_t ttl, int *held);
     void (*unlock)(void *baton, apr_pool_t *p, const char *name, const char *holder);
     /* GET (patch NULL) or PATCH (patch = JSON body) the user's presence. */
-    apr_status_t (*presence)(void *baton, apr_pool_t *p, const char *user_id,
-                             const char *patch, gc_user_presence_t *out, gc_error_t **err);
+    apr_status_t (*presence)(void *baton, apr_pool_t *p, const char *user_id, const char *patch,
+                             gc_user_presence_t *out, gc_error_t **err);
     /* The audit row of the outcome (request: what was asked; res: what came
      * of it), with the webhook delivery when outbox_target is set. */
     void (*record)(void *baton, apr_pool_t *p, const json_t *request, const gc_result_t *res,
@@ -55,21 +55,21 @@ typedef struct gc_status_change_ops {
 } gc_status_change_ops_t;
 
 typedef struct {
-    const char *user_id;                    /* from the path */
-    const json_t *body;                     /* NULL counts as {} */
-    const char *if_match;                   /* NULL: none */
+    const char *user_id;  /* from the path */
+    const json_t *body;   /* NULL counts as {} */
+    const char *if_match; /* NULL: none */
     const char *actor;
-    const apr_array_header_t *transitions;  /* gc_transition_t; NULL or empty: any */
-    int webhook;                            /* queue the status webhook on success */
-    const char *holder;                     /* this change's unique lock holder id */
-    apr_interval_time_t lock_wait;          /* how long to wait for a busy agent */
-    apr_time_t deadline;                    /* 0: none; no wait goes past it */
+    const apr_array_header_t *transitions; /* gc_transition_t; NULL or empty: any */
+    int webhook;                           /* queue the status webhook on success */
+    const char *holder;                    /* this change's unique lock holder id */
+    apr_interval_time_t lock_wait;         /* how long to wait for a busy agent */
+    apr_time_t deadline;                   /* 0: none; no wait goes past it */
 } gc_status_change_req_t;
 
 /* What the glue measures (gcmon_state_update_latency_seconds{status,result}). */
 typedef struct {
-    const char *metric_status;              /* the target presence, or "other" */
-    const char *metric_result;              /* success, invalid, not_found, throttled,
+    const char *metric_status; /* the target presence, or "other" */
+    const char *metric_result; /* success, invalid, not_found, throttled,
                                                upstream_error, precondition_failed,
                                                not_allowed, other */
 } gc_status_change_out_t;

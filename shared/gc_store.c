@@ -77,8 +77,8 @@ static int is_schema_changed(gc_store_t *s, int rv)
 
 /* A prepared statement of the cache, under its gc_stmt_t's name. */
 typedef struct {
-    const char *src;                /* the text it was prepared from (compared only) */
-    const char *sql;                /* a copy of that text */
+    const char *src; /* the text it was prepared from (compared only) */
+    const char *sql; /* a copy of that text */
     apr_dbd_prepared_t *prep;
 } prep_ent_t;
 
@@ -105,8 +105,8 @@ static apr_dbd_prepared_t *prepare(gc_store_t *s, const gc_stmt_t *st, const cha
     rv = apr_dbd_prepare(s->driver, s->pool, s->handle, sql, NULL, &e->prep);
     if (rv != 0 || !e->prep) {
         *err = gc_store__err(s, p, apr_pstrcat(p, "prepare ", st->name, NULL), rv);
-        gc_log(GC_LOG_MARK, (st->flags & GC_STMT_QUIET) ? GC_LOG_DEBUG : GC_LOG_ERR,
-               APR_EGENERAL, GCMON_LOGNO(407) "store: %s", *err);
+        gc_log(GC_LOG_MARK, (st->flags & GC_STMT_QUIET) ? GC_LOG_DEBUG : GC_LOG_ERR, APR_EGENERAL,
+               GCMON_LOGNO(407) "store: %s", *err);
         return NULL;
     }
     e->src = sql;
@@ -151,7 +151,7 @@ static int retry_after(gc_store_t *s, int rv)
     }
     gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
            GCMON_LOGNO(408) "store: the database schema changed under this "
-           "connection; preparing statements again");
+                            "connection; preparing statements again");
     gc_store__stmt_reset(s);
     s->stmt_stale = 1;
     return !s->in_tx;
@@ -174,8 +174,8 @@ static int pg_reconnected(gc_store_t *s, apr_pool_t *p)
 
 /* ---- the executor ---- */
 
-apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
-                            const void **args, int *nrows, const char **err)
+apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
+                            int *nrows, const char **err)
 {
     apr_dbd_prepared_t *prep;
     int rv, n = 0, attempt;
@@ -199,8 +199,8 @@ apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
     return APR_EGENERAL;
 }
 
-apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
-                              const void **args, gc_rows_t *rows, const char **err)
+apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
+                              gc_rows_t *rows, const char **err)
 {
     apr_dbd_prepared_t *prep;
     int rv, attempt;
@@ -249,16 +249,14 @@ apr_int64_t gc_store__int(gc_rows_t *r, int col)
 {
     apr_int64_t v = 0;
 
-    if (apr_dbd_datum_get(r->s->driver, r->row, col, APR_DBD_TYPE_LONGLONG, &v)
-        != APR_SUCCESS) {
+    if (apr_dbd_datum_get(r->s->driver, r->row, col, APR_DBD_TYPE_LONGLONG, &v) != APR_SUCCESS) {
         return 0;
     }
     return v;
 }
 
 apr_status_t gc_store__select_int(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
-                                  const void **args, apr_int64_t *v, int *found,
-                                  const char **err)
+                                  const void **args, apr_int64_t *v, int *found, const char **err)
 {
     gc_rows_t r;
     apr_status_t rv = gc_store__select(s, p, st, args, &r, err);
@@ -278,8 +276,7 @@ apr_status_t gc_store__select_int(gc_store_t *s, apr_pool_t *p, const gc_stmt_t 
     return rv;
 }
 
-apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql,
-                                const char **err)
+apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql, const char **err)
 {
     apr_dbd_prepared_t *st = NULL;
     int rv, n = 0;
@@ -535,7 +532,8 @@ static void sqlite_setup(gc_store_t *s)
             /* :memory: databases, or a file system without shared memory. */
             gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
                    GCMON_LOGNO(403) "store: sqlite3 journal_mode is '%s', not WAL; "
-                   "readers will block the writer", mode ? mode : "?");
+                                    "readers will block the writer",
+                   mode ? mode : "?");
         }
     }
     apr_pool_destroy(tp);
@@ -568,7 +566,8 @@ static gc_store_t *store_new(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_
     if (!name || (strcmp(name, "sqlite3") != 0 && strcmp(name, "pgsql") != 0)) {
         gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_ENOTIMPL,
                GCMON_LOGNO(401) "store: apr_dbd driver '%s' is not supported "
-               "(use sqlite3 or pgsql)", name ? name : "?");
+                                "(use sqlite3 or pgsql)",
+               name ? name : "?");
         return NULL;
     }
     s = apr_pcalloc(p, sizeof(*s));
@@ -607,7 +606,7 @@ gc_store_t *gc_store_wrap(apr_pool_t *p, const apr_dbd_driver_t *driver, apr_dbd
     }
     s = store_new(p, driver, handle);
     if (s) {
-        apr_pool_userdata_set(s, key, NULL, p);     /* copies the key */
+        apr_pool_userdata_set(s, key, NULL, p); /* copies the key */
     }
     return s;
 }
@@ -623,7 +622,8 @@ apr_status_t gc_store_open(apr_pool_t *p, const char *driver_name, const char *p
 
     *out = NULL;
     *err = NULL;
-    if (!driver_name || (strcmp(driver_name, "sqlite3") != 0 && strcmp(driver_name, "pgsql") != 0)) {
+    if (!driver_name
+        || (strcmp(driver_name, "sqlite3") != 0 && strcmp(driver_name, "pgsql") != 0)) {
         *err = apr_psprintf(p, "apr_dbd driver '%s' is not supported (use sqlite3 or pgsql)",
                             driver_name ? driver_name : "(none)");
         return APR_ENOTIMPL;
@@ -637,17 +637,18 @@ apr_status_t gc_store_open(apr_pool_t *p, const char *driver_name, const char *p
     if (rv != APR_SUCCESS) {
         *err = apr_psprintf(p, "apr_dbd driver '%s' %s", driver_name,
                             rv == APR_EDSOOPEN ? "could not be loaded (on Debian install "
-                            "libaprutil1-dbd-sqlite3 or libaprutil1-dbd-pgsql)"
-                            : "is not available in this apr-util");
+                                                 "libaprutil1-dbd-sqlite3 or libaprutil1-dbd-pgsql)"
+                                               : "is not available in this apr-util");
         return rv;
     }
     /* The parameters may hold a password: never echo them. */
     rv = apr_dbd_open_ex(driver, p, params, &handle, &derr);
     if (rv != APR_SUCCESS || !handle) {
-        char *m = apr_psprintf(p, "cannot open the %s database%s%s", driver_name,
-                               derr ? ": " : "", derr ? derr : ""), *c;
+        char *m = apr_psprintf(p, "cannot open the %s database%s%s", driver_name, derr ? ": " : "",
+                               derr ? derr : ""),
+             *c;
         apr_size_t len;
-        for (c = m; *c; c++) {          /* libpq's message spans lines */
+        for (c = m; *c; c++) { /* libpq's message spans lines */
             if (*c == '\n' || *c == '\r' || *c == '\t') {
                 *c = ' ';
             }

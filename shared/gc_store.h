@@ -42,7 +42,7 @@ apr_status_t gc_store_open(apr_pool_t *p, const char *driver_name, const char *p
  * wrapped connection belongs to its opener and is left alone. */
 void gc_store_close(gc_store_t *s);
 
-const char *gc_store_dialect(const gc_store_t *s);     /* "sqlite3" or "pgsql" */
+const char *gc_store_dialect(const gc_store_t *s); /* "sqlite3" or "pgsql" */
 
 /* Name the database for the process-wide totals cache of the listings
  * (gc_store_read.h): stores of the same database may share a scope (the glue
@@ -52,10 +52,10 @@ void gc_store_set_scope(gc_store_t *s, const void *scope);
 
 /* A page of a listing (history, alerts, the audit trail), newest first. */
 typedef struct {
-    long total;                     /* rows matching the filter, all pages */
-    apr_array_header_t *rows;       /* the listing's row type */
-    int has_more;                   /* another page follows */
-    gc_cursor_t next;               /* keyset position of the last row (when has_more) */
+    long total;               /* rows matching the filter, all pages */
+    apr_array_header_t *rows; /* the listing's row type */
+    int has_more;             /* another page follows */
+    gc_cursor_t next;         /* keyset position of the last row (when has_more) */
 } gc_page_t;
 
 /* The schema version recorded in the database (0 when there is none yet), read
@@ -71,35 +71,34 @@ apr_status_t gc_store_migrate(gc_store_t *s, const char **err);
 /* Take or renew lease `name` for `holder` until now + ttl, when it is free,
  * expired, or already ours. *held tells whether we hold it afterwards;
  * *current (may be NULL) names the holder then. */
-apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder,
-                            apr_time_t now, apr_interval_time_t ttl, int *held,
-                            const char **current, apr_pool_t *p);
+apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder, apr_time_t now,
+                            apr_interval_time_t ttl, int *held, const char **current,
+                            apr_pool_t *p);
 
 /* gc_store_lease, and the holder's state document: when we hold the lease
  * afterwards and state_in is not NULL, it is stored in the row; *state_out
  * (may be NULL) is the row's document then ("" when none), whoever wrote it. */
 apr_status_t gc_store_lease_state(gc_store_t *s, const char *name, const char *holder,
-                                  apr_time_t now, apr_interval_time_t ttl,
-                                  const char *state_in, int *held, const char **current,
-                                  const char **state_out, apr_pool_t *p);
+                                  apr_time_t now, apr_interval_time_t ttl, const char *state_in,
+                                  int *held, const char **current, const char **state_out,
+                                  apr_pool_t *p);
 apr_status_t gc_store_lease_release(gc_store_t *s, const char *name, const char *holder);
 /* Remove lease `name` if `holder` has it (short-lived locks leave no row). */
 apr_status_t gc_store_lease_delete(gc_store_t *s, apr_pool_t *p, const char *name,
-                                  const char *holder);
+                                   const char *holder);
 
 /* Read lease `name` (status API): last holder, expiry and when that holder's
  * tenure began (any of the out pointers may be NULL). APR_NOTFOUND when it
  * was never taken. An expired or released lease still names its last holder;
  * compare expires_at with the clock. */
-apr_status_t gc_store_lease_get(gc_store_t *s, apr_pool_t *p, const char *name,
-                                const char **holder, apr_time_t *expires_at,
-                                apr_time_t *acquired_at);
+apr_status_t gc_store_lease_get(gc_store_t *s, apr_pool_t *p, const char *name, const char **holder,
+                                apr_time_t *expires_at, apr_time_t *acquired_at);
 
 typedef struct {
-    int transitions;                /* history rows written */
-    int refreshed;                  /* current rows updated without a transition */
-    int duplicates;                 /* ignored: already stored */
-    int stale;                      /* ignored: older than stored */
+    int transitions; /* history rows written */
+    int refreshed;   /* current rows updated without a transition */
+    int duplicates;  /* ignored: already stored */
+    int stale;       /* ignored: older than stored */
 } gc_store_batch_result_t;
 
 /* Record a batch of observations in ONE transaction: judge each against the
@@ -116,8 +115,8 @@ typedef struct {
  * rolled back, *res is zero, the cache is unchanged, and APR_EGENERAL is
  * returned with *err (from p); the caller may retry the same batch. `source`
  * is "stream", "resync" or "inbound". */
-apr_status_t gc_store_write_batch(gc_store_t *s, apr_pool_t *p, const gc_agent_event_t *evs,
-                                  int n, const char *source, apr_time_t ingested_at,
+apr_status_t gc_store_write_batch(gc_store_t *s, apr_pool_t *p, const gc_agent_event_t *evs, int n,
+                                  const char *source, apr_time_t ingested_at,
                                   gc_store_batch_result_t *res, const char **err);
 
 /* Forget the per-agent states write_batch judges against (they are re-read
@@ -128,7 +127,7 @@ void gc_store_cache_reset(gc_store_t *s);
 /* One agent's current row (tests, API). APR_NOTFOUND when unknown. */
 typedef struct {
     const char *user_id, *user_name, *state, *presence, *presence_id, *routing_status;
-    const char *queue_ids;          /* JSON array text or NULL */
+    const char *queue_ids; /* JSON array text or NULL */
     apr_time_t since, event_at, updated_at;
 } gc_agent_row_t;
 apr_status_t gc_store_agent_get(gc_store_t *s, apr_pool_t *p, const char *user_id,
@@ -142,7 +141,7 @@ typedef struct {
     const char *id;
     const char *connect_uri;
     apr_time_t expires_at;
-    const char *topics;             /* JSON array text of topic names */
+    const char *topics; /* JSON array text of topic names */
 } gc_channel_rec_t;
 apr_status_t gc_store_channels_load(gc_store_t *s, apr_pool_t *p, apr_array_header_t **out);
 apr_status_t gc_store_channel_save(gc_store_t *s, const gc_channel_rec_t *c);
@@ -171,9 +170,8 @@ int gc_store_test_cached(gc_store_t *s, const char *user_id, const char **state,
 
 /* The baseline of SPEC §8: insert the same history rows with a plain INSERT in
  * one transaction, without judging or current rows. */
-apr_status_t gc_store_test_raw_insert(gc_store_t *s, apr_pool_t *p,
-                                      const gc_agent_event_t *evs, int n,
-                                      const char *source, apr_time_t ingested_at,
+apr_status_t gc_store_test_raw_insert(gc_store_t *s, apr_pool_t *p, const gc_agent_event_t *evs,
+                                      int n, const char *source, apr_time_t ingested_at,
                                       const char **err);
 
 /* ---- the live board (SPEC §9.17) ---- */
@@ -192,7 +190,7 @@ typedef struct {
 
 /* Record memberships (one transaction, one generation; unchanged ones are
  * not stamped). */
-apr_status_t gc_store_membership_set(gc_store_t *s, apr_pool_t *p, const gc_membership_t *m,
-                                     int n, const char **err);
+apr_status_t gc_store_membership_set(gc_store_t *s, apr_pool_t *p, const gc_membership_t *m, int n,
+                                     const char **err);
 
 #endif

@@ -10,7 +10,8 @@
 #include "gc_webhook.h"
 
 static const gc_stmt_t alert_agents = {
-    "alert.agents", "SELECT user_id, state, since FROM gcmon_agents LIMIT 1000000", NULL, 0 };
+    "alert.agents", "SELECT user_id, state, since FROM gcmon_agents LIMIT 1000000", NULL, 0
+};
 
 /* The insert re-checks the agent's episode in the same statement; the
  * SELECT's own WHERE keeps sqlite3 from parsing ON CONFLICT as a join
@@ -22,31 +23,40 @@ static const gc_stmt_t alert_insert = {
     "a.user_name), a.state, CAST(%lld AS BIGINT), a.since, CAST(%d AS INTEGER), "
     "CAST(%lld AS BIGINT), CAST(%s AS TEXT) FROM gcmon_agents a "
     "WHERE a.user_id = %s AND a.state = %s AND a.since = %lld "
-    "ON CONFLICT DO NOTHING RETURNING id", NULL, 0 };
+    "ON CONFLICT DO NOTHING RETURNING id",
+    NULL, 0
+};
 
 static const gc_stmt_t alert_find = {
     "alert.find",
     "SELECT id FROM gcmon_alerts WHERE user_id = %s AND state = %s AND episode_at = %lld "
-    "AND seq = %d LIMIT 1", NULL, 0 };
+    "AND seq = %d LIMIT 1",
+    NULL, 0
+};
 
 /* The board shows an agent's open alert: stamp the agent's row with the
  * generation of the transaction that raised or clears it. */
-static const gc_stmt_t alert_stamp = {
-    "alert.stamp", "UPDATE gcmon_agents SET gen = %lld WHERE user_id = %s", NULL, 0 };
+static const gc_stmt_t alert_stamp = { "alert.stamp",
+                                       "UPDATE gcmon_agents SET gen = %lld WHERE user_id = %s",
+                                       NULL, 0 };
 
 static const gc_stmt_t alert_stamp_ending = {
     "alert.stamp_ending",
     "UPDATE gcmon_agents SET gen = %lld WHERE user_id IN (SELECT user_id FROM gcmon_alerts "
     "WHERE cleared_at IS NULL AND NOT EXISTS (SELECT 1 FROM gcmon_agents a "
     "WHERE a.user_id = gcmon_alerts.user_id AND a.state = gcmon_alerts.state "
-    "AND a.since = gcmon_alerts.episode_at))", NULL, 0 };
+    "AND a.since = gcmon_alerts.episode_at))",
+    NULL, 0
+};
 
 /* Alerts whose episode is over (the agent's current row moved on). */
 static const gc_stmt_t alert_clear = {
     "alert.clear",
     "UPDATE gcmon_alerts SET cleared_at = %lld WHERE cleared_at IS NULL AND NOT EXISTS "
     "(SELECT 1 FROM gcmon_agents a WHERE a.user_id = gcmon_alerts.user_id "
-    "AND a.state = gcmon_alerts.state AND a.since = gcmon_alerts.episode_at)", NULL, 0 };
+    "AND a.state = gcmon_alerts.state AND a.since = gcmon_alerts.episode_at)",
+    NULL, 0
+};
 
 apr_status_t gc_store_alert_agents(gc_store_t *s, apr_pool_t *p, apr_array_header_t **out,
                                    const char **err)
@@ -115,8 +125,7 @@ static apr_status_t raise_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
         if ((rv = gc_store__exec(s, p, &alert_stamp, stamp, NULL, err)) != APR_SUCCESS) {
             return rv;
         }
-        return c->body ? gc_store__outbox_add(s, p, GC_TARGET_SLACK, &c->id, c->body, c->now,
-                                              err)
+        return c->body ? gc_store__outbox_add(s, p, GC_TARGET_SLACK, &c->id, c->body, c->now, err)
                        : APR_SUCCESS;
     }
     /* Nothing inserted: the alert exists already, or the episode is over. */
@@ -132,9 +141,9 @@ static apr_status_t raise_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
 }
 
 apr_status_t gc_store_alert_raise(gc_store_t *s, apr_pool_t *p, const gc_alert_due_t *d,
-                                  const char *user_name, const char *outbox_body,
-                                  apr_time_t now, gc_alert_result_e *result,
-                                  apr_int64_t *alert_id, const char **err)
+                                  const char *user_name, const char *outbox_body, apr_time_t now,
+                                  gc_alert_result_e *result, apr_int64_t *alert_id,
+                                  const char **err)
 {
     raise_ctx_t c;
     apr_status_t rv;
@@ -198,7 +207,7 @@ apr_status_t gc_store_alerts_clear(gc_store_t *s, apr_pool_t *p, apr_time_t now,
     c.cleared = 0;
     rv = gc_store__tx(s, p, clear_tx, &c, err);
     if (rv == APR_EAGAIN) {
-        return APR_SUCCESS;         /* rolled back on purpose: nothing to clear */
+        return APR_SUCCESS; /* rolled back on purpose: nothing to clear */
     }
     *cleared = c.cleared;
     return rv;

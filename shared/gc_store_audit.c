@@ -9,7 +9,9 @@ static const gc_stmt_t audit_insert = {
     "audit.insert",
     "INSERT INTO gcmon_audit (at, actor, action, target, request, result, status, "
     "latency_ms, actor_source) VALUES (%lld, %s, %s, %s, %s, %s, %d, %lld, %s) "
-    "RETURNING id", NULL, 0 };
+    "RETURNING id",
+    NULL, 0
+};
 
 typedef struct {
     gc_audit_rec_t *a;
@@ -87,16 +89,21 @@ static void audit_position(const void *row, gc_cursor_t *at)
  * id DESC) indexes (gc_store_schema.c v4). Admin actions are few: counted every
  * time. */
 static const gc_listing_t audit_listing = {
-    "audit", "gcmon_audit",
+    "audit",
+    "gcmon_audit",
     "id, at, actor, action, target, request, result, status, latency_ms, actor_source",
-    NULL, 0,
-    { { GC_Q_ACTOR, "actor = %s" }, { GC_Q_ACTION, "action = %s" },
+    NULL,
+    0,
+    { { GC_Q_ACTOR, "actor = %s" },
+      { GC_Q_ACTION, "action = %s" },
       { GC_Q_TARGET, "target = %s" } },
-    sizeof(gc_audit_rec_t), audit_row, audit_position
+    sizeof(gc_audit_rec_t),
+    audit_row,
+    audit_position
 };
 
-apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
-                                 gc_page_t *out, const char **err)
+apr_status_t gc_store_audit_list(gc_store_t *s, apr_pool_t *p, const gc_query_t *q, gc_page_t *out,
+                                 const char **err)
 {
     return gc_store__list(s, p, &audit_listing, q, out, err);
 }

@@ -14,29 +14,35 @@
 #define SQLITE_ARGS_MAX 3
 
 static const gc_stmt_t gen_bump = {
-    "board.gen_bump", "UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch'",
-    NULL, 0 };
+    "board.gen_bump", "UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch'", NULL, 0
+};
 
 static const gc_stmt_t gen_read = {
-    "board.gen_read", "SELECT value FROM gcmon_meta WHERE name = 'write_epoch' LIMIT 1",
-    NULL, 0 };
+    "board.gen_read", "SELECT value FROM gcmon_meta WHERE name = 'write_epoch' LIMIT 1", NULL, 0
+};
 
-static const gc_stmt_t id_read = {
-    "board.id_read", "SELECT value FROM gcmon_meta WHERE name = 'board_id' LIMIT 1", NULL, 0 };
+static const gc_stmt_t id_read = { "board.id_read",
+                                   "SELECT value FROM gcmon_meta WHERE name = 'board_id' LIMIT 1",
+                                   NULL, 0 };
 
 static const gc_stmt_t membership_upsert = {
     "board.membership_upsert",
     "INSERT INTO gcmon_membership (user_id, queue_ids, gen) VALUES (%s, %s, %lld) "
     "ON CONFLICT (user_id) DO UPDATE SET queue_ids = excluded.queue_ids, gen = excluded.gen "
-    "WHERE gcmon_membership.queue_ids <> excluded.queue_ids", NULL, 0 };
+    "WHERE gcmon_membership.queue_ids <> excluded.queue_ids",
+    NULL, 0
+};
 
 /* Open alerts (few, through the partial index gcmon_alerts_open). */
 static const gc_stmt_t alerts_all = {
     "board.alerts",
     "SELECT user_id, id, raised_at, threshold_seconds FROM gcmon_alerts "
-    "WHERE cleared_at IS NULL ORDER BY id", NULL, 0 };
+    "WHERE cleared_at IS NULL ORDER BY id",
+    NULL, 0
+};
 
-#define CHANGED_SINCE "SELECT user_id FROM gcmon_agents WHERE gen > %lld " \
+#define CHANGED_SINCE                                    \
+    "SELECT user_id FROM gcmon_agents WHERE gen > %lld " \
     "UNION SELECT user_id FROM gcmon_membership WHERE gen > %lld"
 
 /* The open alerts of the agents changed since a generation (a delta costs what
@@ -44,25 +50,29 @@ static const gc_stmt_t alerts_all = {
 static const gc_stmt_t alerts_since = {
     "board.alerts_since",
     "SELECT user_id, id, raised_at, threshold_seconds FROM gcmon_alerts "
-    "WHERE cleared_at IS NULL AND user_id IN (" CHANGED_SINCE ") ORDER BY id", NULL, 0 };
+    "WHERE cleared_at IS NULL AND user_id IN (" CHANGED_SINCE ") ORDER BY id",
+    NULL, 0
+};
 
 static const gc_stmt_t alerts_user = {
     "board.alerts_user",
     "SELECT user_id, id, raised_at, threshold_seconds FROM gcmon_alerts "
-    "WHERE cleared_at IS NULL AND user_id = %s ORDER BY id", NULL, 0 };
+    "WHERE cleared_at IS NULL AND user_id = %s ORDER BY id",
+    NULL, 0
+};
 
-#define BOARD_COLS "SELECT a.user_id, a.user_name, a.state, a.presence, a.routing_status, " \
-    "m.queue_ids, a.queue_ids, a.since, a.gen, m.gen FROM gcmon_agents a " \
+#define BOARD_COLS                                                           \
+    "SELECT a.user_id, a.user_name, a.state, a.presence, a.routing_status, " \
+    "m.queue_ids, a.queue_ids, a.since, a.gen, m.gen FROM gcmon_agents a "   \
     "LEFT JOIN gcmon_membership m ON m.user_id = a.user_id"
 
 static const gc_stmt_t board_since = {
-    "board.since", BOARD_COLS " WHERE a.user_id IN (" CHANGED_SINCE ") ORDER BY a.user_id",
-    NULL, 0 };
+    "board.since", BOARD_COLS " WHERE a.user_id IN (" CHANGED_SINCE ") ORDER BY a.user_id", NULL, 0
+};
 
 /* ---------------------------------------------------------------- generation */
 
-apr_status_t gc_store__gen_bump(gc_store_t *s, apr_pool_t *p, apr_int64_t *gen,
-                                const char **err)
+apr_status_t gc_store__gen_bump(gc_store_t *s, apr_pool_t *p, apr_int64_t *gen, const char **err)
 {
     apr_status_t rv;
     int nrows = 0, found = 0;
@@ -127,7 +137,7 @@ void gc_store__board_committed(gc_store_t *s, apr_pool_t *p)
 }
 
 apr_status_t gc_store_read_board_gen(gc_store_t *s, apr_pool_t *p, gc_board_gen_t *out,
-                               const char **err)
+                                     const char **err)
 {
     apr_status_t rv;
     int found = 0;
@@ -168,8 +178,8 @@ static apr_status_t members_tx(gc_store_t *s, apr_pool_t *p, void *baton, const 
     return APR_SUCCESS;
 }
 
-apr_status_t gc_store_membership_set(gc_store_t *s, apr_pool_t *p, const gc_membership_t *m,
-                                     int n, const char **err)
+apr_status_t gc_store_membership_set(gc_store_t *s, apr_pool_t *p, const gc_membership_t *m, int n,
+                                     const char **err)
 {
     members_ctx_t c;
 
@@ -208,14 +218,14 @@ static apr_status_t open_alerts(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *s
         if (!*alerts) {
             *alerts = apr_hash_make(p);
         }
-        apr_hash_set(*alerts, uid, APR_HASH_KEY_STRING, al);   /* newest wins */
+        apr_hash_set(*alerts, uid, APR_HASH_KEY_STRING, al); /* newest wins */
     }
     return APR_SUCCESS;
 }
 
 /* The agents of the board, one statement per filter shape. */
-static void board_stmt(apr_pool_t *p, const char *user_id, const char *state,
-                       const char *queue_id, gc_stmt_t *st, const void **args)
+static void board_stmt(apr_pool_t *p, const char *user_id, const char *state, const char *queue_id,
+                       gc_stmt_t *st, const void **args)
 {
     const char *head = BOARD_COLS, *tail = " ORDER BY a.user_id";
     const char *conds = "", *pg_conds;
@@ -238,8 +248,7 @@ static void board_stmt(apr_pool_t *p, const char *user_id, const char *state,
     }
     st->name = apr_psprintf(p, "board.agents.%x",
                             (user_id ? 1u : 0u) | (state ? 2u : 0u) | (queue_id ? 4u : 0u));
-    st->sql = apr_pstrcat(p, head, *conds ? " WHERE" : "", *conds ? conds + 4 : "", tail,
-                          NULL);
+    st->sql = apr_pstrcat(p, head, *conds ? " WHERE" : "", *conds ? conds + 4 : "", tail, NULL);
     st->pgsql = queue_id ? apr_pstrcat(p, head, " WHERE", pg_conds + 4, tail, NULL) : NULL;
     st->flags = 0;
 }
@@ -262,17 +271,15 @@ static void read_row(gc_rows_t *r, apr_pool_t *p, apr_hash_t *alerts, gc_board_r
     if (mgen > b->gen) {
         b->gen = mgen;
     }
-    if (alerts && b->user_id
-        && (al = apr_hash_get(alerts, b->user_id, APR_HASH_KEY_STRING))) {
+    if (alerts && b->user_id && (al = apr_hash_get(alerts, b->user_id, APR_HASH_KEY_STRING))) {
         b->alert_id = al->alert_id;
         b->alert_raised_at = al->alert_raised_at;
         b->alert_threshold_seconds = al->alert_threshold_seconds;
     }
 }
 
-static apr_status_t read_rows(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
-                              const void **args, apr_hash_t *alerts,
-                              apr_array_header_t **rows, const char **err)
+static apr_status_t read_rows(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
+                              apr_hash_t *alerts, apr_array_header_t **rows, const char **err)
 {
     gc_rows_t r;
 
@@ -287,15 +294,16 @@ static apr_status_t read_rows(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
 }
 
 apr_status_t gc_store_read_board(gc_store_t *s, apr_pool_t *p, const char *user_id,
-                           const char *state, const char *queue_id,
-                           apr_array_header_t **rows, const char **err)
+                                 const char *state, const char *queue_id, apr_array_header_t **rows,
+                                 const char **err)
 {
     apr_hash_t *alerts;
     const void *args[SQLITE_ARGS_MAX], *uargs[1] = { user_id };
     gc_stmt_t st;
 
-    if (open_alerts(s, p, user_id ? &alerts_user : &alerts_all, user_id ? uargs : NULL,
-                    &alerts, err) != APR_SUCCESS) {
+    if (open_alerts(s, p, user_id ? &alerts_user : &alerts_all, user_id ? uargs : NULL, &alerts,
+                    err)
+        != APR_SUCCESS) {
         return APR_EGENERAL;
     }
     board_stmt(p, user_id, state, queue_id, &st, args);
@@ -303,7 +311,7 @@ apr_status_t gc_store_read_board(gc_store_t *s, apr_pool_t *p, const char *user_
 }
 
 apr_status_t gc_store_read_board_since(gc_store_t *s, apr_pool_t *p, apr_int64_t since,
-                                 apr_array_header_t **rows, const char **err)
+                                       apr_array_header_t **rows, const char **err)
 {
     apr_hash_t *alerts;
     const void *args[2];

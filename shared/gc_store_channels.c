@@ -10,15 +10,17 @@ static const gc_stmt_t channel_save = {
     "INSERT INTO gcmon_channels (id, connect_uri, expires_at, topics, updated_at) "
     "VALUES (%s, %s, %lld, %s, %lld) ON CONFLICT (id) DO UPDATE SET "
     "connect_uri = excluded.connect_uri, expires_at = excluded.expires_at, "
-    "topics = excluded.topics, updated_at = excluded.updated_at", NULL, 0 };
+    "topics = excluded.topics, updated_at = excluded.updated_at",
+    NULL, 0
+};
 
 static const gc_stmt_t channel_load = {
     "channel.load",
-    "SELECT id, connect_uri, expires_at, topics FROM gcmon_channels ORDER BY id LIMIT 256",
-    NULL, 0 };
+    "SELECT id, connect_uri, expires_at, topics FROM gcmon_channels ORDER BY id LIMIT 256", NULL, 0
+};
 
-static const gc_stmt_t channel_delete = {
-    "channel.delete", "DELETE FROM gcmon_channels WHERE id = %s", NULL, 0 };
+static const gc_stmt_t channel_delete = { "channel.delete",
+                                          "DELETE FROM gcmon_channels WHERE id = %s", NULL, 0 };
 
 apr_status_t gc_store_channels_load(gc_store_t *s, apr_pool_t *p, apr_array_header_t **out)
 {
@@ -42,8 +44,7 @@ apr_status_t gc_store_channels_load(gc_store_t *s, apr_pool_t *p, apr_array_head
         }
     }
     else {
-        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, rv, GCMON_LOGNO(411) "store: loading channels: %s",
-               err);
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, rv, GCMON_LOGNO(411) "store: loading channels: %s", err);
     }
     apr_pool_destroy(tp);
     return rv;
@@ -94,8 +95,8 @@ apr_status_t gc_store_channel_delete(gc_store_t *s, const char *id)
     args[0] = id;
     rv = gc_store__exec(s, tp, &channel_delete, args, NULL, &err);
     if (rv != APR_SUCCESS) {
-        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, rv, GCMON_LOGNO(413) "store: deleting channel %s: %s",
-               id, err);
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, rv, GCMON_LOGNO(413) "store: deleting channel %s: %s", id,
+               err);
     }
     apr_pool_destroy(tp);
     return rv;

@@ -19,11 +19,15 @@ static const int bulk_rows[BULK_SIZES] = { 64, 16, 4, 1 };
 #define REP4(x) REP2(REP2(x))
 #define REP16(x) REP4(REP4(x))
 #define REP64(x) REP4(REP16(x))
-#define BULK(name, head, row, tail) { \
-    { name "*64", head REP64(row) tail, NULL, 0 }, \
-    { name "*16", head REP16(row) tail, NULL, 0 }, \
-    { name "*4", head REP4(row) tail, NULL, 0 }, \
-    { name "*1", head row tail, NULL, 0 } }
+#define BULK(name, head, row, tail)                        \
+    {                                                      \
+        { name "*64", head REP64(row) tail, NULL, 0 },     \
+            { name "*16", head REP16(row) tail, NULL, 0 }, \
+            { name "*4", head REP4(row) tail, NULL, 0 },   \
+        {                                                  \
+            name "*1", head row tail, NULL, 0              \
+        }                                                  \
+    }
 
 /* The current state of up to n agents (the LIMIT is the row count). */
 #define READ_HEAD "SELECT user_id, state, event_at FROM gcmon_agents WHERE user_id IN ("
@@ -35,67 +39,75 @@ static const gc_stmt_t bulk_read[BULK_SIZES] = {
 };
 
 /* History rows; a stream event has no name: take the current row's. */
-static const gc_stmt_t bulk_history[BULK_SIZES] = BULK("history.insert",
-    "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
-    "presence_id, routing_status, event_at, ingested_at, source) VALUES ",
-    "(%s, COALESCE(%s, (SELECT a.user_name FROM gcmon_agents a WHERE a.user_id = %s)), "
-    "%s, %s, %s, %s, %s, %lld, %lld, %s)",
-    " ON CONFLICT DO NOTHING");
+static const gc_stmt_t bulk_history[BULK_SIZES] =
+    BULK("history.insert",
+         "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
+         "presence_id, routing_status, event_at, ingested_at, source) VALUES ",
+         "(%s, COALESCE(%s, (SELECT a.user_name FROM gcmon_agents a WHERE a.user_id = %s)), "
+         "%s, %s, %s, %s, %s, %lld, %lld, %s)",
+         " ON CONFLICT DO NOTHING");
 
-#define AGENT_HEAD "INSERT INTO gcmon_agents (user_id, user_name, state, presence, " \
+#define AGENT_HEAD                                                    \
+    "INSERT INTO gcmon_agents (user_id, user_name, state, presence, " \
     "presence_id, routing_status, queue_ids, since, event_at, updated_at, gen) VALUES "
 #define AGENT_ROW "(%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld)"
 
 /* Current rows after a transition (since = the event). */
-static const gc_stmt_t bulk_transition[BULK_SIZES] = BULK("history.current_transition",
-    AGENT_HEAD, AGENT_ROW,
-    " ON CONFLICT (user_id) DO UPDATE SET "
-    "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
-    "state = excluded.state, presence = excluded.presence, "
-    "presence_id = excluded.presence_id, "
-    "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
-    "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
-    "since = excluded.since, event_at = excluded.event_at, "
-    "updated_at = excluded.updated_at, gen = excluded.gen "
-    "WHERE gcmon_agents.event_at <= excluded.event_at");
+static const gc_stmt_t bulk_transition[BULK_SIZES] =
+    BULK("history.current_transition", AGENT_HEAD, AGENT_ROW,
+         " ON CONFLICT (user_id) DO UPDATE SET "
+         "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
+         "state = excluded.state, presence = excluded.presence, "
+         "presence_id = excluded.presence_id, "
+         "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
+         "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
+         "since = excluded.since, event_at = excluded.event_at, "
+         "updated_at = excluded.updated_at, gen = excluded.gen "
+         "WHERE gcmon_agents.event_at <= excluded.event_at");
 
 /* Current rows in the same state (since kept). */
-static const gc_stmt_t bulk_refresh[BULK_SIZES] = BULK("history.current_refresh",
-    AGENT_HEAD, AGENT_ROW,
-    " ON CONFLICT (user_id) DO UPDATE SET "
-    "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
-    "presence = COALESCE(excluded.presence, gcmon_agents.presence), "
-    "presence_id = COALESCE(excluded.presence_id, gcmon_agents.presence_id), "
-    "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
-    "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
-    "event_at = excluded.event_at, updated_at = excluded.updated_at, gen = excluded.gen "
-    "WHERE gcmon_agents.state = excluded.state "
-    "AND gcmon_agents.event_at <= excluded.event_at");
+static const gc_stmt_t bulk_refresh[BULK_SIZES] =
+    BULK("history.current_refresh", AGENT_HEAD, AGENT_ROW,
+         " ON CONFLICT (user_id) DO UPDATE SET "
+         "user_name = COALESCE(excluded.user_name, gcmon_agents.user_name), "
+         "presence = COALESCE(excluded.presence, gcmon_agents.presence), "
+         "presence_id = COALESCE(excluded.presence_id, gcmon_agents.presence_id), "
+         "routing_status = COALESCE(excluded.routing_status, gcmon_agents.routing_status), "
+         "queue_ids = COALESCE(excluded.queue_ids, gcmon_agents.queue_ids), "
+         "event_at = excluded.event_at, updated_at = excluded.updated_at, gen = excluded.gen "
+         "WHERE gcmon_agents.state = excluded.state "
+         "AND gcmon_agents.event_at <= excluded.event_at");
 
 /* The baseline of SPEC §8 (gc_store_test_raw_insert). */
 static const gc_stmt_t history_insert_raw = {
     "history.insert_raw",
     "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
     "presence_id, routing_status, event_at, ingested_at, source) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %s)", NULL, 0 };
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %s)",
+    NULL, 0
+};
 
 static const gc_stmt_t agent_get = {
     "history.agent_get",
     "SELECT user_id, user_name, state, presence, presence_id, routing_status, "
     "queue_ids, since, event_at, updated_at FROM gcmon_agents WHERE user_id = %s LIMIT 1",
-    NULL, 0 };
+    NULL, 0
+};
 
-static const gc_stmt_t history_count_all = {
-    "history.count_all", "SELECT COUNT(*) FROM gcmon_history LIMIT 1", NULL, 0 };
+static const gc_stmt_t history_count_all = { "history.count_all",
+                                             "SELECT COUNT(*) FROM gcmon_history LIMIT 1", NULL,
+                                             0 };
 
 static const gc_stmt_t history_count_user = {
-    "history.count_user", "SELECT COUNT(*) FROM gcmon_history WHERE user_id = %s LIMIT 1",
-    NULL, 0 };
+    "history.count_user", "SELECT COUNT(*) FROM gcmon_history WHERE user_id = %s LIMIT 1", NULL, 0
+};
 
 static const gc_stmt_t history_prune = {
     "history.prune",
     "DELETE FROM gcmon_history WHERE id IN (SELECT id FROM gcmon_history "
-    "WHERE event_at < %lld ORDER BY event_at LIMIT %d)", NULL, 0 };
+    "WHERE event_at < %lld ORDER BY event_at LIMIT %d)",
+    NULL, 0
+};
 
 /* ---- write_batch ----
  *
@@ -111,18 +123,18 @@ static const gc_stmt_t history_prune = {
  * COMMIT. */
 
 typedef enum {
-    OV_ABSENT,                      /* no current row in the database */
-    OV_VALID,                       /* state/event_at are what the database holds */
-    OV_REREAD                       /* unknown (not read yet, or another writer moved it) */
+    OV_ABSENT, /* no current row in the database */
+    OV_VALID,  /* state/event_at are what the database holds */
+    OV_REREAD  /* unknown (not read yet, or another writer moved it) */
 } ov_status_e;
 
 /* The batch-local view of one agent, and (fast path) what to write for it. */
 typedef struct {
     const char *user_id;
-    const char *state;              /* judged against */
+    const char *state; /* judged against */
     apr_time_t event_at;
     ov_status_e st;
-    int touched;                    /* 0, 1 = refreshed only, 2 = had a transition */
+    int touched; /* 0, 1 = refreshed only, 2 = had a transition */
     apr_int64_t since_ms, event_ms;
     /* Accumulated over the batch like the SQL would: NULL = keep the stored value
      * (except presence/presence_id after a transition: set, even to NULL). */
@@ -141,14 +153,14 @@ typedef struct {
     int n;
     const char *source;
     apr_int64_t ingested_ms;
-    int fail_at;                    /* test hook: the nth row written fails */
+    int fail_at; /* test hook: the nth row written fails */
     int writes;
-    apr_pool_t *bp;                 /* overlay and rows, per attempt */
-    apr_hash_t *overlay;            /* user_id → ov_ent_t */
-    apr_array_header_t *hist;       /* hist_row_t */
-    apr_array_header_t *cur;        /* ov_ent_t *, one per touched agent */
-    apr_int64_t epoch;              /* the database's write epoch, bumped by this batch */
-    int cache_ok;                   /* nobody else wrote since this store's last batch */
+    apr_pool_t *bp;           /* overlay and rows, per attempt */
+    apr_hash_t *overlay;      /* user_id → ov_ent_t */
+    apr_array_header_t *hist; /* hist_row_t */
+    apr_array_header_t *cur;  /* ov_ent_t *, one per touched agent */
+    apr_int64_t epoch;        /* the database's write epoch, bumped by this batch */
+    int cache_ok;             /* nobody else wrote since this store's last batch */
     gc_store_batch_result_t res;
 } batch_ctx_t;
 
@@ -206,8 +218,8 @@ static ov_ent_t *ov_new(batch_ctx_t *b, const char *user_id)
 
 /* Read the current state of users[0..n) (all in the overlay, OV_REREAD) from
  * the database; those without a row become OV_ABSENT. */
-static apr_status_t read_current(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
-                                 ov_ent_t **users, int n, const char **err)
+static apr_status_t read_current(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip, ov_ent_t **users,
+                                 int n, const char **err)
 {
     int done = 0, k = 0, i;
 
@@ -253,15 +265,14 @@ static apr_status_t read_current(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
 /* The overlay entry of an agent: from the cache when it can be trusted (fast
  * path), else read from the database now (slow path) or later (fast path,
  * left OV_REREAD for read_current). */
-static apr_status_t current_of(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
-                               const char *user_id, int read_db, ov_ent_t **out,
-                               const char **err)
+static apr_status_t current_of(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip, const char *user_id,
+                               int read_db, ov_ent_t **out, const char **err)
 {
     ov_ent_t *o = apr_hash_get(b->overlay, user_id, APR_HASH_KEY_STRING);
 
     if (!o) {
-        gc_cache_ent_t *c = (b->cache_ok && !read_db)
-                            ? apr_hash_get(s->cache, user_id, APR_HASH_KEY_STRING) : NULL;
+        gc_cache_ent_t *c =
+            (b->cache_ok && !read_db) ? apr_hash_get(s->cache, user_id, APR_HASH_KEY_STRING) : NULL;
         o = ov_new(b, user_id);
         if (c && c->valid) {
             o->state = c->state;
@@ -309,9 +320,8 @@ static void bind_agent(batch_ctx_t *b, const ov_ent_t *o, const void **a)
 /* Write rows[0..n) (hist_row_t for bulk_history, else ov_ent_t *) with the
  * multi-row statements of `set`. APR_EAGAIN when a statement affected fewer
  * rows than it sent. */
-static apr_status_t write_rows(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
-                               const gc_stmt_t *set, const apr_array_header_t *rows_arr,
-                               const char **err)
+static apr_status_t write_rows(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip, const gc_stmt_t *set,
+                               const apr_array_header_t *rows_arr, const char **err)
 {
     int n = rows_arr->nelts, done = 0, k = 0, i;
     int hist = set == bulk_history, cols = hist ? HIST_COLS : AGENT_COLS;
@@ -376,7 +386,7 @@ static void apply_refresh(ov_ent_t *o, const gc_agent_event_t *ev, apr_int64_t e
     o->routing_status = ev->routing_status ? ev->routing_status : o->routing_status;
     o->queue_ids = ev->queue_ids ? ev->queue_ids : o->queue_ids;
     if (o->touched < 2 && !o->since_ms) {
-        o->since_ms = ev_ms;        /* only used if the row has vanished meanwhile */
+        o->since_ms = ev_ms; /* only used if the row has vanished meanwhile */
     }
     o->event_ms = ev_ms;
     o->event_at = GC_FROM_MS(ev_ms);
@@ -458,13 +468,9 @@ static apr_status_t batch_fast_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             apply_refresh(o, &ev, ev_ms);
             b->res.refreshed++;
             break;
-        case GC_EV_DUPLICATE:
-            b->res.duplicates++;
-            break;
+        case GC_EV_DUPLICATE: b->res.duplicates++; break;
         case GC_EV_STALE:
-        default:
-            b->res.stale++;
-            break;
+        default: b->res.stale++; break;
         }
     }
     /* 3. History in event order, then current rows in user_id order (the
@@ -555,7 +561,7 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             rv = write_rows(s, b, ip, bulk_transition, one_o, err);
             if (rv == APR_EAGAIN) {
                 rv = APR_SUCCESS;
-                o->st = OV_REREAD;      /* the stored current row is newer */
+                o->st = OV_REREAD; /* the stored current row is newer */
             }
             else if (rv == APR_SUCCESS) {
                 apply_transition(o, &ev, ev_ms);
@@ -573,7 +579,7 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             rv = write_rows(s, b, ip, bulk_refresh, one_o, err);
             if (rv == APR_EAGAIN) {
                 rv = APR_SUCCESS;
-                b->res.stale++;         /* the stored row moved on meanwhile */
+                b->res.stale++; /* the stored row moved on meanwhile */
                 o->st = OV_REREAD;
             }
             else if (rv == APR_SUCCESS) {
@@ -582,13 +588,9 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             }
             break;
         }
-        case GC_EV_DUPLICATE:
-            b->res.duplicates++;
-            break;
+        case GC_EV_DUPLICATE: b->res.duplicates++; break;
         case GC_EV_STALE:
-        default:
-            b->res.stale++;
-            break;
+        default: b->res.stale++; break;
         }
     }
     apr_pool_destroy(ip);
@@ -621,13 +623,13 @@ static void cache_merge(gc_store_t *s, batch_ctx_t *b)
             c->valid = 1;
         }
         else if (c) {
-            c->valid = 0;   /* kept for reuse: the cache never outgrows the agents */
+            c->valid = 0; /* kept for reuse: the cache never outgrows the agents */
         }
     }
 }
 
-apr_status_t gc_store_write_batch(gc_store_t *s, apr_pool_t *p, const gc_agent_event_t *evs,
-                                  int n, const char *source, apr_time_t ingested_at,
+apr_status_t gc_store_write_batch(gc_store_t *s, apr_pool_t *p, const gc_agent_event_t *evs, int n,
+                                  const char *source, apr_time_t ingested_at,
                                   gc_store_batch_result_t *res, const char **err)
 {
     batch_ctx_t b;
@@ -666,7 +668,8 @@ apr_status_t gc_store_write_batch(gc_store_t *s, apr_pool_t *p, const gc_agent_e
     if (rv == APR_EAGAIN) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
                GCMON_LOGNO(417) "store: batch of %d overlaps another writer's rows; "
-               "writing it event by event", n);
+                                "writing it event by event",
+               n);
         rv = gc_store__tx(s, tp, batch_slow_tx, &b, &e);
     }
     if (rv == APR_SUCCESS) {
@@ -679,8 +682,8 @@ apr_status_t gc_store_write_batch(gc_store_t *s, apr_pool_t *p, const gc_agent_e
         *res = b.res;
         gc_log(GC_LOG_MARK, GC_LOG_TRACE1, 0,
                GCMON_LOGNO(416) "store: batch of %d (%s): %d transitions, %d refreshed, "
-               "%d duplicates, %d stale", n, source, b.res.transitions, b.res.refreshed,
-               b.res.duplicates, b.res.stale);
+                                "%d duplicates, %d stale",
+               n, source, b.res.transitions, b.res.refreshed, b.res.duplicates, b.res.stale);
     }
     else {
         rv = APR_EGENERAL;
@@ -730,9 +733,8 @@ static apr_status_t raw_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     return rv;
 }
 
-apr_status_t gc_store_test_raw_insert(gc_store_t *s, apr_pool_t *p,
-                                      const gc_agent_event_t *evs, int n,
-                                      const char *source, apr_time_t ingested_at,
+apr_status_t gc_store_test_raw_insert(gc_store_t *s, apr_pool_t *p, const gc_agent_event_t *evs,
+                                      int n, const char *source, apr_time_t ingested_at,
                                       const char **err)
 {
     raw_ctx_t r;
@@ -852,8 +854,7 @@ apr_status_t gc_store_prune(gc_store_t *s, apr_time_t before, int max_rows, int 
         rv = gc_store__exec(s, tp, &history_prune, args, &nrows, &err);
         if (rv != APR_SUCCESS) {
             gc_log(GC_LOG_MARK, GC_LOG_WARNING, rv,
-                   GCMON_LOGNO(415) "store: pruning history failed after %d rows: %s", total,
-                   err);
+                   GCMON_LOGNO(415) "store: pruning history failed after %d rows: %s", total, err);
             break;
         }
         total += nrows;

@@ -21,10 +21,7 @@
 #include "gc_query.h"
 #include "gc_store.h"
 
-typedef enum {
-    GC_DB_SQLITE3,
-    GC_DB_PGSQL
-} gc_db_dialect_e;
+typedef enum { GC_DB_SQLITE3, GC_DB_PGSQL } gc_db_dialect_e;
 
 /* ---- statements ---- */
 
@@ -35,9 +32,9 @@ typedef enum {
  * differ. Every SELECT is bounded. */
 typedef struct {
     const char *name;
-    const char *sql;                /* sqlite3, and pgsql unless `pgsql` is set */
-    const char *pgsql;              /* NULL: `sql` */
-    unsigned flags;                 /* GC_STMT_* */
+    const char *sql;   /* sqlite3, and pgsql unless `pgsql` is set */
+    const char *pgsql; /* NULL: `sql` */
+    unsigned flags;    /* GC_STMT_* */
 } gc_stmt_t;
 
 /* Failing is expected (e.g. probing a table that may not exist yet): a
@@ -47,8 +44,8 @@ typedef struct {
 /* Run a statement (prepared on first use on this connection) with binary
  * arguments, as for apr_dbd_pbquery: const char * for %s, apr_int64_t * for
  * %lld, int * for %d, NULL for SQL NULL. *nrows (may be NULL): rows affected. */
-apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
-                            const void **args, int *nrows, const char **err);
+apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
+                            int *nrows, const char **err);
 
 /* A SELECT's rows, read with gc_store__next until it returns 0 (always to the
  * end: pgsql frees its result when the rows run out). pgsql is fetched
@@ -56,13 +53,13 @@ apr_status_t gc_store__exec(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
  * never hold the connection busy (apr_dbd_pgsql's async-select trap). */
 typedef struct {
     gc_store_t *s;
-    apr_pool_t *pool;               /* the select's pool */
+    apr_pool_t *pool; /* the select's pool */
     apr_dbd_results_t *res;
     apr_dbd_row_t *row;
 } gc_rows_t;
 
-apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
-                              const void **args, gc_rows_t *rows, const char **err);
+apr_status_t gc_store__select(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
+                              gc_rows_t *rows, const char **err);
 int gc_store__next(gc_rows_t *r);
 
 /* Column readers of the current row: text in pool p (NULL for SQL NULL; not
@@ -73,12 +70,10 @@ apr_int64_t gc_store__int(gc_rows_t *r, int col);
 /* The first column of the first row as an integer (0 when there is no row;
  * *found, which may be NULL, tells). */
 apr_status_t gc_store__select_int(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st,
-                                  const void **args, apr_int64_t *v, int *found,
-                                  const char **err);
+                                  const void **args, apr_int64_t *v, int *found, const char **err);
 
 /* Run one-off SQL (migration DDL) as an uncached prepared statement. */
-apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql,
-                                const char **err);
+apr_status_t gc_store__exec_sql(gc_store_t *s, apr_pool_t *p, const char *sql, const char **err);
 
 /* Forget every prepared statement (after DDL on sqlite3). */
 void gc_store__stmt_reset(gc_store_t *s);
@@ -89,8 +84,7 @@ const char *gc_store__err(gc_store_t *s, apr_pool_t *p, const char *what, int rv
 /* Transactions: run fn inside one, commit when it returns APR_SUCCESS, else
  * roll back. When the statement cache was found expired by a concurrent
  * schema change (sqlite3), the whole transaction is retried once. */
-typedef apr_status_t gc_store_tx_fn(gc_store_t *s, apr_pool_t *p, void *baton,
-                                    const char **err);
+typedef apr_status_t gc_store_tx_fn(gc_store_t *s, apr_pool_t *p, void *baton, const char **err);
 apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void *baton,
                           const char **err);
 
@@ -102,8 +96,8 @@ apr_status_t gc_store__tx(gc_store_t *s, apr_pool_t *p, gc_store_tx_fn *fn, void
  * bind %lld epoch milliseconds, rounded up (so "at least t" and "before t"
  * hold for millisecond rows and microsecond bounds). */
 typedef struct {
-    unsigned field;                 /* one GC_Q_* bit; 0 ends the list */
-    const char *cond;               /* e.g. "user_id = %s", "event_at >= %lld" */
+    unsigned field;   /* one GC_Q_* bit; 0 ends the list */
+    const char *cond; /* e.g. "user_id = %s", "event_at >= %lld" */
 } gc_list_filter_t;
 
 #define GC_LIST_MAX_FILTERS 8
@@ -114,15 +108,15 @@ typedef void gc_list_position_fn(const void *row, gc_cursor_t *at);
 /* What a listing is: newest first by (tcol, id), or by id alone when tcol is
  * NULL, which the table's indexes must serve without sorting. */
 typedef struct {
-    const char *name;               /* statement names, totals-cache keys */
+    const char *name; /* statement names, totals-cache keys */
     const char *table;
-    const char *cols;               /* selected columns, in the order `read` takes */
-    const char *tcol;               /* time column of the order and keyset, or NULL */
-    int cached_total;               /* total through the process-wide cache */
+    const char *cols; /* selected columns, in the order `read` takes */
+    const char *tcol; /* time column of the order and keyset, or NULL */
+    int cached_total; /* total through the process-wide cache */
     gc_list_filter_t filters[GC_LIST_MAX_FILTERS];
     size_t row_size;
-    gc_list_read_fn *read;          /* one row into a row_size struct */
-    gc_list_position_fn *position;  /* a row's keyset position (the next cursor) */
+    gc_list_read_fn *read;         /* one row into a row_size struct */
+    gc_list_position_fn *position; /* a row's keyset position (the next cursor) */
 } gc_listing_t;
 
 /* One page of listing l for q: filters, then q->limit rows after q->offset
@@ -137,24 +131,24 @@ apr_status_t gc_store__list(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
 /* What write_batch remembers of an agent: the judged-against state. */
 typedef struct {
     const char *user_id;
-    const char *state;              /* interned in the cache pool */
-    apr_time_t event_at;            /* µs, millisecond precision */
+    const char *state;   /* interned in the cache pool */
+    apr_time_t event_at; /* µs, millisecond precision */
     int valid;
 } gc_cache_ent_t;
 
 struct gc_store {
-    apr_pool_t *pool;               /* store lifetime (= the connection's, when wrapped) */
+    apr_pool_t *pool; /* store lifetime (= the connection's, when wrapped) */
     const apr_dbd_driver_t *driver;
     apr_dbd_t *handle;
     gc_db_dialect_e dialect;
     const char *dialect_name;
-    int owns_handle;                /* opened by gc_store_open: closed with the pool */
+    int owns_handle; /* opened by gc_store_open: closed with the pool */
     int closed;
-    const void *scope;              /* the database, for the totals cache (NULL: none) */
+    const void *scope; /* the database, for the totals cache (NULL: none) */
 
-    apr_hash_t *stmts;              /* statement name → prepared statement */
-    int stmt_stale;                 /* sqlite3: a schema change expired the cache */
-    int in_tx;                      /* inside gc_store__tx */
+    apr_hash_t *stmts; /* statement name → prepared statement */
+    int stmt_stale;    /* sqlite3: a schema change expired the cache */
+    int in_tx;         /* inside gc_store__tx */
     /* pgsql: one transaction object reused for the connection's lifetime,
      * because apr_dbd_pgsql's start dereferences a NULL *trans when BEGIN
      * fails (dead connection). */
@@ -168,18 +162,18 @@ struct gc_store {
     /* The board generation (= write epoch) the running transaction bumped to,
      * 0: none; after COMMIT board_hook hears of it. */
     apr_int64_t tx_gen;
-    apr_int64_t board_id;           /* gcmon_meta.board_id, 0 until read */
+    apr_int64_t board_id; /* gcmon_meta.board_id, 0 until read */
     gc_store_board_fn *board_hook;
     void *board_baton;
 
-    apr_pool_t *cache_pool;         /* per-agent judge cache, bounded by agent count */
-    apr_hash_t *cache;              /* user_id → gc_cache_ent_t */
-    apr_hash_t *interned;           /* state names */
+    apr_pool_t *cache_pool; /* per-agent judge cache, bounded by agent count */
+    apr_hash_t *cache;      /* user_id → gc_cache_ent_t */
+    apr_hash_t *interned;   /* state names */
 
-    char migrate_err[512];          /* gc_store_migrate's last error (no pool growth) */
+    char migrate_err[512]; /* gc_store_migrate's last error (no pool growth) */
 
-    int test_fail_write;            /* test hook: nth row written by the next batch fails */
-    int test_force_slow;            /* test hook: per-event path only */
+    int test_fail_write; /* test hook: nth row written by the next batch fails */
+    int test_force_slow; /* test hook: per-event path only */
 };
 
 /* How long a sqlite3 transaction waits for another connection's write lock. */
@@ -187,14 +181,13 @@ struct gc_store {
 
 /* Milliseconds stored in the database ↔ apr_time_t. */
 #define GC_MS(t) ((apr_int64_t)apr_time_as_msec(t))
-#define GC_FROM_MS(ms) ((apr_time_t)(ms) * 1000)
+#define GC_FROM_MS(ms) ((apr_time_t)(ms)*1000)
 
 /* Inside a transaction: bump the write epoch — the board generation — and
  * give its new value. Every transaction that changes what the board shows
  * (an agent row, an alert, a membership) calls it once and stamps the rows
  * it changes with the value. */
-apr_status_t gc_store__gen_bump(gc_store_t *s, apr_pool_t *p, apr_int64_t *gen,
-                                const char **err);
+apr_status_t gc_store__gen_bump(gc_store_t *s, apr_pool_t *p, apr_int64_t *gen, const char **err);
 
 /* After COMMIT of a transaction that bumped the generation: tell the board
  * hook (gc_store_board.c). */

@@ -10,32 +10,40 @@
 static const gc_stmt_t lease_insert = {
     "lease.insert",
     "INSERT INTO gcmon_lease (name, holder, expires_at, acquired_at) "
-    "VALUES (%s, %s, %lld, %lld) ON CONFLICT DO NOTHING", NULL, 0 };
+    "VALUES (%s, %s, %lld, %lld) ON CONFLICT DO NOTHING",
+    NULL, 0
+};
 
 /* Taken when it is ours or has expired; a renewal keeps acquired_at. */
 static const gc_stmt_t lease_take = {
     "lease.take",
     "UPDATE gcmon_lease SET acquired_at = CASE WHEN holder = %s AND expires_at >= %lld "
     "THEN acquired_at ELSE %lld END, holder = %s, expires_at = %lld "
-    "WHERE name = %s AND (holder = %s OR expires_at < %lld)", NULL, 0 };
+    "WHERE name = %s AND (holder = %s OR expires_at < %lld)",
+    NULL, 0
+};
 
 static const gc_stmt_t lease_read = {
     "lease.read",
-    "SELECT holder, expires_at, acquired_at, state FROM gcmon_lease WHERE name = %s LIMIT 1",
-    NULL, 0 };
+    "SELECT holder, expires_at, acquired_at, state FROM gcmon_lease WHERE name = %s LIMIT 1", NULL,
+    0
+};
 
 static const gc_stmt_t lease_state = {
     "lease.state",
     "UPDATE gcmon_lease SET state = %s WHERE name = %s AND holder = %s AND expires_at >= %lld",
-    NULL, 0 };
+    NULL, 0
+};
 
 static const gc_stmt_t lease_release = {
-    "lease.release",
-    "UPDATE gcmon_lease SET expires_at = 0 WHERE name = %s AND holder = %s", NULL, 0 };
+    "lease.release", "UPDATE gcmon_lease SET expires_at = 0 WHERE name = %s AND holder = %s", NULL,
+    0
+};
 
 /* Short-lived leases (per-agent status-change locks) are deleted, not kept. */
-static const gc_stmt_t lease_delete = {
-    "lease.delete", "DELETE FROM gcmon_lease WHERE name = %s AND holder = %s", NULL, 0 };
+static const gc_stmt_t lease_delete = { "lease.delete",
+                                        "DELETE FROM gcmon_lease WHERE name = %s AND holder = %s",
+                                        NULL, 0 };
 
 typedef struct {
     const char *name, *holder;
@@ -65,9 +73,9 @@ static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     if ((rv = gc_store__exec(s, p, &lease_insert, ins, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
-    take[0] = l->holder;            /* CASE WHEN holder = ? AND expires_at >= now */
+    take[0] = l->holder; /* CASE WHEN holder = ? AND expires_at >= now */
     take[1] = &l->now_ms;
-    take[2] = &l->now_ms;           /* ELSE acquired_at = now */
+    take[2] = &l->now_ms; /* ELSE acquired_at = now */
     take[3] = l->holder;
     take[4] = &l->expires_ms;
     take[5] = l->name;
@@ -102,17 +110,16 @@ static apr_status_t lease_tx(gc_store_t *s, apr_pool_t *p, void *baton, const ch
     return APR_SUCCESS;
 }
 
-apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder,
-                            apr_time_t now, apr_interval_time_t ttl, int *held,
-                            const char **current, apr_pool_t *p)
+apr_status_t gc_store_lease(gc_store_t *s, const char *name, const char *holder, apr_time_t now,
+                            apr_interval_time_t ttl, int *held, const char **current, apr_pool_t *p)
 {
     return gc_store_lease_state(s, name, holder, now, ttl, NULL, held, current, NULL, p);
 }
 
 apr_status_t gc_store_lease_state(gc_store_t *s, const char *name, const char *holder,
-                                  apr_time_t now, apr_interval_time_t ttl,
-                                  const char *state_in, int *held, const char **current,
-                                  const char **state_out, apr_pool_t *p)
+                                  apr_time_t now, apr_interval_time_t ttl, const char *state_in,
+                                  int *held, const char **current, const char **state_out,
+                                  apr_pool_t *p)
 {
     lease_ctx_t l;
     apr_pool_t *tp;
@@ -182,7 +189,7 @@ apr_status_t gc_store_lease_release(gc_store_t *s, const char *name, const char 
 }
 
 apr_status_t gc_store_lease_delete(gc_store_t *s, apr_pool_t *p, const char *name,
-                                  const char *holder)
+                                   const char *holder)
 {
     const char *err = NULL;
     const void *args[2];
@@ -192,15 +199,16 @@ apr_status_t gc_store_lease_delete(gc_store_t *s, apr_pool_t *p, const char *nam
     args[1] = holder;
     rv = gc_store__exec(s, p, &lease_delete, args, NULL, &err);
     if (rv != APR_SUCCESS) {
-        gc_log(GC_LOG_MARK, GC_LOG_WARNING, rv, GCMON_LOGNO(418) "store: deleting lease "
-               "'%s': %s (it expires by itself)", name, err);
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, rv,
+               GCMON_LOGNO(418) "store: deleting lease "
+                                "'%s': %s (it expires by itself)",
+               name, err);
     }
     return rv;
 }
 
-apr_status_t gc_store_lease_get(gc_store_t *s, apr_pool_t *p, const char *name,
-                                const char **holder, apr_time_t *expires_at,
-                                apr_time_t *acquired_at)
+apr_status_t gc_store_lease_get(gc_store_t *s, apr_pool_t *p, const char *name, const char **holder,
+                                apr_time_t *expires_at, apr_time_t *acquired_at)
 {
     apr_pool_t *tp;
     gc_rows_t r;

@@ -51,32 +51,20 @@ static apr_int64_t ms_ceil(apr_time_t t)
 /* ---------------------------------------------------------------- filters */
 
 /* The value q gives the filter field (string or time): 0 when it is unset. */
-static int field_value(const gc_query_t *q, unsigned field, const char **str,
-                       apr_int64_t *ms)
+static int field_value(const gc_query_t *q, unsigned field, const char **str, apr_int64_t *ms)
 {
     *str = NULL;
     *ms = 0;
     switch (field) {
-    case GC_Q_USER_ID:
-        return (*str = q->user_id) != NULL;
-    case GC_Q_STATE:
-        return (*str = q->state) != NULL;
-    case GC_Q_QUEUE_ID:
-        return (*str = q->queue_id) != NULL;
-    case GC_Q_ACTOR:
-        return (*str = q->actor) != NULL;
-    case GC_Q_ACTION:
-        return (*str = q->action) != NULL;
-    case GC_Q_TARGET:
-        return (*str = q->target) != NULL;
-    case GC_Q_FROM:
-        *ms = ms_ceil(q->from);
-        return q->has_from;
-    case GC_Q_TO:
-        *ms = ms_ceil(q->to);
-        return q->has_to;
-    default:
-        return 0;
+    case GC_Q_USER_ID: return (*str = q->user_id) != NULL;
+    case GC_Q_STATE: return (*str = q->state) != NULL;
+    case GC_Q_QUEUE_ID: return (*str = q->queue_id) != NULL;
+    case GC_Q_ACTOR: return (*str = q->actor) != NULL;
+    case GC_Q_ACTION: return (*str = q->action) != NULL;
+    case GC_Q_TARGET: return (*str = q->target) != NULL;
+    case GC_Q_FROM: *ms = ms_ceil(q->from); return q->has_from;
+    case GC_Q_TO: *ms = ms_ceil(q->to); return q->has_to;
+    default: return 0;
     }
 }
 
@@ -156,10 +144,10 @@ static const char *filter_key(apr_pool_t *p, const gc_listing_t *l, unsigned mas
 
 typedef struct {
     const void *scope;
-    char key[CACHE_KEY];            /* "" = free */
+    char key[CACHE_KEY]; /* "" = free */
     apr_int64_t max_id, min_id, min_at;
     long total;
-    apr_time_t counted_at;          /* last full count */
+    apr_time_t counted_at; /* last full count */
 } centry_t;
 
 static centry_t cache[CACHE_SLOTS];
@@ -230,9 +218,8 @@ static const char *age_col(const gc_listing_t *l)
 }
 
 /* The exact count, every time. */
-static apr_status_t count_plain(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
-                                unsigned mask, const gc_query_t *q, long *total,
-                                const char **err)
+static apr_status_t count_plain(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l, unsigned mask,
+                                const gc_query_t *q, long *total, const char **err)
 {
     gc_stmt_t st;
     args_t a;
@@ -252,17 +239,18 @@ static apr_status_t count_plain(gc_store_t *s, apr_pool_t *p, const gc_listing_t
 }
 
 /* The table's key — max(id), min(id), min(time) — in v[0..3). */
-static apr_status_t table_key(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
-                              apr_int64_t *v, const char **err)
+static apr_status_t table_key(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l, apr_int64_t *v,
+                              const char **err)
 {
     gc_stmt_t st;
     args_t a;
 
     memset(&a, 0, sizeof(a));
     st.name = apr_psprintf(p, "%s.total_key", l->name);
-    st.sql = apr_psprintf(p, "SELECT (SELECT max(id) FROM %s), (SELECT min(id) FROM %s), "
-                             "(SELECT min(%s) FROM %s)", l->table, l->table, age_col(l),
-                          l->table);
+    st.sql = apr_psprintf(p,
+                          "SELECT (SELECT max(id) FROM %s), (SELECT min(id) FROM %s), "
+                          "(SELECT min(%s) FROM %s)",
+                          l->table, l->table, age_col(l), l->table);
     st.pgsql = NULL;
     st.flags = 0;
     return select_row(s, p, &st, &a, v, 3, err);
@@ -270,9 +258,9 @@ static apr_status_t table_key(gc_store_t *s, apr_pool_t *p, const gc_listing_t *
 
 /* The rows matching the filter among ids (from, to], by id range (the rowid
  * on SQLite, not an index that would have to be joined back). */
-static apr_status_t count_new(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
-                              unsigned mask, const gc_query_t *q, apr_int64_t from,
-                              apr_int64_t to, apr_int64_t *n, const char **err)
+static apr_status_t count_new(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l, unsigned mask,
+                              const gc_query_t *q, apr_int64_t from, apr_int64_t to, apr_int64_t *n,
+                              const char **err)
 {
     gc_stmt_t st;
     args_t a;
@@ -283,8 +271,7 @@ static apr_status_t count_new(gc_store_t *s, apr_pool_t *p, const gc_listing_t *
     st.name = apr_psprintf(p, "%s.total_new.%x", l->name, mask);
     st.sql = apr_pstrcat(p, "SELECT count(*) FROM ", l->table,
                          s->dialect == GC_DB_PGSQL ? "" : " NOT INDEXED",
-                         " WHERE id > %lld AND id <= %lld", filter_sql(p, l, mask, q, &a),
-                         NULL);
+                         " WHERE id > %lld AND id <= %lld", filter_sql(p, l, mask, q, &a), NULL);
     st.pgsql = NULL;
     st.flags = 0;
     return select_row(s, p, &st, &a, n, 1, err);
@@ -292,18 +279,17 @@ static apr_status_t count_new(gc_store_t *s, apr_pool_t *p, const gc_listing_t *
 
 /* A full count, with the table's key in the same statement (one snapshot):
  * v[0..3) the key, v[3] the count. */
-static apr_status_t count_keyed(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
-                                unsigned mask, const gc_query_t *q, apr_int64_t *v,
-                                const char **err)
+static apr_status_t count_keyed(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l, unsigned mask,
+                                const gc_query_t *q, apr_int64_t *v, const char **err)
 {
     gc_stmt_t st;
     args_t a;
 
     memset(&a, 0, sizeof(a));
     st.name = apr_psprintf(p, "%s.total.%x", l->name, mask);
-    st.sql = apr_pstrcat(p, "SELECT (SELECT max(id) FROM ", l->table,
-                         "), (SELECT min(id) FROM ", l->table, "), (SELECT min(", age_col(l),
-                         ") FROM ", l->table, "), (SELECT count(*) FROM ", l->table,
+    st.sql = apr_pstrcat(p, "SELECT (SELECT max(id) FROM ", l->table, "), (SELECT min(id) FROM ",
+                         l->table, "), (SELECT min(", age_col(l), ") FROM ", l->table,
+                         "), (SELECT count(*) FROM ", l->table,
                          where(p, filter_sql(p, l, mask, q, &a)), ")", NULL);
     st.pgsql = NULL;
     st.flags = 0;
@@ -316,9 +302,8 @@ static apr_status_t count_keyed(gc_store_t *s, apr_pool_t *p, const gc_listing_t
  * reads on every request. Only new rows (ids above the cached max; ids only
  * grow) → they alone are counted. The oldest rows gone (retention) or the
  * entry older than CACHE_TTL → full count. */
-static apr_status_t count_cached(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
-                                 unsigned mask, const gc_query_t *q, long *total,
-                                 const char **err)
+static apr_status_t count_cached(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l, unsigned mask,
+                                 const gc_query_t *q, long *total, const char **err)
 {
     const char *key = filter_key(p, l, mask, q);
     int cacheable = s->scope && strlen(key) < CACHE_KEY;
@@ -370,8 +355,8 @@ static apr_status_t count_cached(gc_store_t *s, apr_pool_t *p, const gc_listing_
 #define F_OFFSET (1u << (GC_LIST_MAX_FILTERS + 1))
 
 /* SELECT … LIMIT n+1 of the page, with its arguments in a. */
-static void page_stmt(apr_pool_t *p, const gc_listing_t *l, unsigned mask,
-                      const gc_query_t *q, gc_stmt_t *st, args_t *a)
+static void page_stmt(apr_pool_t *p, const gc_listing_t *l, unsigned mask, const gc_query_t *q,
+                      gc_stmt_t *st, args_t *a)
 {
     const char *conds = filter_sql(p, l, mask, q, a);
 
@@ -386,9 +371,9 @@ static void page_stmt(apr_pool_t *p, const gc_listing_t *l, unsigned mask,
         arg_i64(a, q->cursor.id);
     }
     st->name = apr_psprintf(p, "%s.page.%x", l->name, mask);
-    st->sql = apr_pstrcat(p, "SELECT ", l->cols, " FROM ", l->table, where(p, conds),
-                          " ORDER BY ", l->tcol ? l->tcol : "", l->tcol ? " DESC, " : "",
-                          "id DESC LIMIT %d", (mask & F_OFFSET) ? " OFFSET %d" : "", NULL);
+    st->sql = apr_pstrcat(p, "SELECT ", l->cols, " FROM ", l->table, where(p, conds), " ORDER BY ",
+                          l->tcol ? l->tcol : "", l->tcol ? " DESC, " : "", "id DESC LIMIT %d",
+                          (mask & F_OFFSET) ? " OFFSET %d" : "", NULL);
     st->pgsql = NULL;
     st->flags = 0;
     arg_int(a, q->limit + 1);
@@ -401,8 +386,8 @@ apr_status_t gc_store__list(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
                             const gc_query_t *q, gc_page_t *out, const char **err)
 {
     unsigned fmask = filter_mask(l, q);
-    unsigned mask = fmask | (q->has_cursor ? F_CURSOR : 0u)
-                    | (!q->has_cursor && q->offset > 0 ? F_OFFSET : 0u);
+    unsigned mask =
+        fmask | (q->has_cursor ? F_CURSOR : 0u) | (!q->has_cursor && q->offset > 0 ? F_OFFSET : 0u);
     apr_status_t rv;
     gc_stmt_t st;
     gc_rows_t r;
@@ -430,8 +415,7 @@ apr_status_t gc_store__list(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
         }
     }
     if (out->has_more && out->rows->nelts > 0) {
-        l->position(out->rows->elts + (apr_size_t)(out->rows->nelts - 1) * l->row_size,
-                    &out->next);
+        l->position(out->rows->elts + (apr_size_t)(out->rows->nelts - 1) * l->row_size, &out->next);
     }
     return APR_SUCCESS;
 }

@@ -10,23 +10,29 @@
 static const gc_stmt_t outbox_insert = {
     "outbox.insert",
     "INSERT INTO gcmon_outbox (target, alert_id, body, created_at, next_at) "
-    "VALUES (%s, %lld, %s, %lld, %lld)", NULL, 0 };
+    "VALUES (%s, %lld, %s, %lld, %lld)",
+    NULL, 0
+};
 
 static const gc_stmt_t outbox_due = {
     "outbox.due",
     "SELECT id, target, alert_id, body, created_at, next_at, attempts FROM gcmon_outbox "
-    "WHERE status = 'pending' AND next_at <= %lld ORDER BY id LIMIT %d", NULL, 0 };
+    "WHERE status = 'pending' AND next_at <= %lld ORDER BY id LIMIT %d",
+    NULL, 0
+};
 
 static const gc_stmt_t outbox_pending = {
     "outbox.pending",
-    "SELECT MIN(next_at), COUNT(*) FROM gcmon_outbox WHERE status = 'pending' LIMIT 1",
-    NULL, 0 };
+    "SELECT MIN(next_at), COUNT(*) FROM gcmon_outbox WHERE status = 'pending' LIMIT 1", NULL, 0
+};
 
 static const gc_stmt_t outbox_result = {
     "outbox.result",
     "UPDATE gcmon_outbox SET status = %s, attempts = attempts + 1, "
     "next_at = COALESCE(%lld, next_at), last_error = COALESCE(%s, last_error), "
-    "done_at = %lld WHERE id = %lld AND status = 'pending'", NULL, 0 };
+    "done_at = %lld WHERE id = %lld AND status = 'pending'",
+    NULL, 0
+};
 
 /* An alert's delivery columns follow its outbox row. */
 static const gc_stmt_t outbox_alert_mirror = {
@@ -34,16 +40,20 @@ static const gc_stmt_t outbox_alert_mirror = {
     "UPDATE gcmon_alerts SET delivery_status = %s, "
     "delivery_attempts = (SELECT o.attempts FROM gcmon_outbox o WHERE o.id = %lld), "
     "delivery_last_error = (SELECT o.last_error FROM gcmon_outbox o WHERE o.id = %lld) "
-    "WHERE id = (SELECT o.alert_id FROM gcmon_outbox o WHERE o.id = %lld)", NULL, 0 };
+    "WHERE id = (SELECT o.alert_id FROM gcmon_outbox o WHERE o.id = %lld)",
+    NULL, 0
+};
 
 static const gc_stmt_t outbox_prune = {
     "outbox.prune",
     "DELETE FROM gcmon_outbox WHERE id IN (SELECT id FROM gcmon_outbox "
-    "WHERE status <> 'pending' AND done_at < %lld ORDER BY id LIMIT %d)", NULL, 0 };
+    "WHERE status <> 'pending' AND done_at < %lld ORDER BY id LIMIT %d)",
+    NULL, 0
+};
 
 apr_status_t gc_store__outbox_add(gc_store_t *s, apr_pool_t *p, const char *target,
-                                  const apr_int64_t *alert_id, const char *body,
-                                  apr_time_t now, const char **err)
+                                  const apr_int64_t *alert_id, const char *body, apr_time_t now,
+                                  const char **err)
 {
     apr_int64_t at = GC_MS(now);
     const void *args[5];
@@ -75,8 +85,8 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
 }
 
 apr_status_t gc_store_outbox_add(gc_store_t *s, apr_pool_t *p, const char *target,
-                                 const apr_int64_t *alert_id, const char *body,
-                                 apr_time_t now, const char **err)
+                                 const apr_int64_t *alert_id, const char *body, apr_time_t now,
+                                 const char **err)
 {
     add_ctx_t a;
 
@@ -124,8 +134,8 @@ apr_status_t gc_store_outbox_due(gc_store_t *s, apr_pool_t *p, apr_time_t now, i
     return APR_SUCCESS;
 }
 
-apr_status_t gc_store_outbox_pending(gc_store_t *s, apr_pool_t *p, apr_time_t *next_at,
-                                     long *count, const char **err)
+apr_status_t gc_store_outbox_pending(gc_store_t *s, apr_pool_t *p, apr_time_t *next_at, long *count,
+                                     const char **err)
 {
     gc_rows_t r;
     apr_status_t rv;
@@ -154,12 +164,9 @@ typedef struct {
 static const char *outcome_status(gc_outbox_outcome_e o)
 {
     switch (o) {
-    case GC_OUTBOX_DELIVERED:
-        return "delivered";
-    case GC_OUTBOX_RETRY:
-        return "pending";
-    default:
-        return "failed";
+    case GC_OUTBOX_DELIVERED: return "delivered";
+    case GC_OUTBOX_RETRY: return "pending";
+    default: return "failed";
     }
 }
 
@@ -191,9 +198,8 @@ static apr_status_t result_tx(gc_store_t *s, apr_pool_t *p, void *baton, const c
 }
 
 apr_status_t gc_store_outbox_result(gc_store_t *s, apr_pool_t *p, apr_int64_t id,
-                                    gc_outbox_outcome_e outcome, apr_time_t now,
-                                    apr_time_t next_at, const char *last_error,
-                                    const char **err)
+                                    gc_outbox_outcome_e outcome, apr_time_t now, apr_time_t next_at,
+                                    const char *last_error, const char **err)
 {
     result_ctx_t c;
 

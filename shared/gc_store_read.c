@@ -37,17 +37,23 @@ static void history_position(const void *row, gc_cursor_t *at)
 /* Served by gcmon_history_time, gcmon_history_state and the UNIQUE (user_id,
  * event_at) index (gc_store_schema.c). */
 static const gc_listing_t history_listing = {
-    "history", "gcmon_history",
+    "history",
+    "gcmon_history",
     "id, user_id, user_name, state, previous_state, presence, routing_status, event_at, "
     "ingested_at, source",
-    "event_at", 1,
-    { { GC_Q_USER_ID, "user_id = %s" }, { GC_Q_STATE, "state = %s" },
-      { GC_Q_FROM, "event_at >= %lld" }, { GC_Q_TO, "event_at < %lld" } },
-    sizeof(gc_history_row_t), history_row, history_position
+    "event_at",
+    1,
+    { { GC_Q_USER_ID, "user_id = %s" },
+      { GC_Q_STATE, "state = %s" },
+      { GC_Q_FROM, "event_at >= %lld" },
+      { GC_Q_TO, "event_at < %lld" } },
+    sizeof(gc_history_row_t),
+    history_row,
+    history_position
 };
 
 apr_status_t gc_store_read_history(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
-                             gc_page_t *out, const char **err)
+                                   gc_page_t *out, const char **err)
 {
     return gc_store__list(s, p, &history_listing, q, out, err);
 }
@@ -80,17 +86,23 @@ static void alert_position(const void *row, gc_cursor_t *at)
 
 /* Served by gcmon_alerts_time, _user and _state (gc_store_schema.c). */
 static const gc_listing_t alerts_listing = {
-    "alerts", "gcmon_alerts",
+    "alerts",
+    "gcmon_alerts",
     "id, user_id, user_name, state, threshold_seconds, raised_at, cleared_at, "
     "delivery_status, delivery_attempts, delivery_last_error",
-    "raised_at", 1,
-    { { GC_Q_USER_ID, "user_id = %s" }, { GC_Q_STATE, "state = %s" },
-      { GC_Q_FROM, "raised_at >= %lld" }, { GC_Q_TO, "raised_at < %lld" } },
-    sizeof(gc_alert_row_t), alert_row, alert_position
+    "raised_at",
+    1,
+    { { GC_Q_USER_ID, "user_id = %s" },
+      { GC_Q_STATE, "state = %s" },
+      { GC_Q_FROM, "raised_at >= %lld" },
+      { GC_Q_TO, "raised_at < %lld" } },
+    sizeof(gc_alert_row_t),
+    alert_row,
+    alert_position
 };
 
-apr_status_t gc_store_read_alerts(gc_store_t *s, apr_pool_t *p, const gc_query_t *q,
-                            gc_page_t *out, const char **err)
+apr_status_t gc_store_read_alerts(gc_store_t *s, apr_pool_t *p, const gc_query_t *q, gc_page_t *out,
+                                  const char **err)
 {
     return gc_store__list(s, p, &alerts_listing, q, out, err);
 }

@@ -9,7 +9,7 @@
 
 typedef struct {
     const char *sqlite3;
-    const char *pgsql;              /* NULL: same as sqlite3 */
+    const char *pgsql; /* NULL: same as sqlite3 */
 } ddl_t;
 
 /* Version 1: lease, history, current agents, channels, meta. Times are BIGINT epoch
@@ -26,7 +26,8 @@ typedef struct {
 static const ddl_t v1[] = {
     { "CREATE TABLE IF NOT EXISTS gcmon_lease ("
       "name TEXT NOT NULL PRIMARY KEY, holder TEXT NOT NULL, "
-      "expires_at BIGINT NOT NULL, acquired_at BIGINT NOT NULL)", NULL },
+      "expires_at BIGINT NOT NULL, acquired_at BIGINT NOT NULL)",
+      NULL },
     { "CREATE TABLE IF NOT EXISTS gcmon_history ("
       "id INTEGER PRIMARY KEY AUTOINCREMENT, "
       "user_id TEXT NOT NULL, user_name TEXT, state TEXT NOT NULL, previous_state TEXT, "
@@ -40,23 +41,29 @@ static const ddl_t v1[] = {
       "event_at BIGINT NOT NULL, ingested_at BIGINT NOT NULL, source TEXT NOT NULL, "
       "UNIQUE (user_id, event_at))" },
     { "CREATE INDEX IF NOT EXISTS gcmon_history_time "
-      "ON gcmon_history (event_at DESC, id DESC)", NULL },
+      "ON gcmon_history (event_at DESC, id DESC)",
+      NULL },
     { "CREATE INDEX IF NOT EXISTS gcmon_history_state "
-      "ON gcmon_history (state, event_at DESC, id DESC)", NULL },
+      "ON gcmon_history (state, event_at DESC, id DESC)",
+      NULL },
     { "CREATE TABLE IF NOT EXISTS gcmon_agents ("
       "user_id TEXT NOT NULL PRIMARY KEY, user_name TEXT, state TEXT NOT NULL, "
       "presence TEXT, presence_id TEXT, routing_status TEXT, queue_ids TEXT, "
-      "since BIGINT NOT NULL, event_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)", NULL },
+      "since BIGINT NOT NULL, event_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+      NULL },
     { "CREATE INDEX IF NOT EXISTS gcmon_agents_state ON gcmon_agents (state)", NULL },
     { "CREATE TABLE IF NOT EXISTS gcmon_channels ("
       "id TEXT NOT NULL PRIMARY KEY, connect_uri TEXT NOT NULL, expires_at BIGINT NOT NULL, "
-      "topics TEXT NOT NULL, updated_at BIGINT NOT NULL)", NULL },
+      "topics TEXT NOT NULL, updated_at BIGINT NOT NULL)",
+      NULL },
     /* Named counters. write_epoch: bumped by every write batch (see
      * gc_store_history.c), so a writer knows when its cache may be stale. */
     { "CREATE TABLE IF NOT EXISTS gcmon_meta ("
-      "name TEXT NOT NULL PRIMARY KEY, value BIGINT NOT NULL)", NULL },
+      "name TEXT NOT NULL PRIMARY KEY, value BIGINT NOT NULL)",
+      NULL },
     { "INSERT INTO gcmon_meta (name, value) VALUES ('write_epoch', 0) "
-      "ON CONFLICT DO NOTHING", NULL },
+      "ON CONFLICT DO NOTHING",
+      NULL },
 };
 
 /* Version 2: idle alerts (SPEC §3.2, §5.2 GET /v1/alerts). One row per alert
@@ -84,13 +91,17 @@ static const ddl_t v2[] = {
       "delivery_attempts INTEGER NOT NULL DEFAULT 0, delivery_last_error TEXT, "
       "UNIQUE (user_id, state, episode_at, seq))" },
     { "CREATE INDEX IF NOT EXISTS gcmon_alerts_time "
-      "ON gcmon_alerts (raised_at DESC, id DESC)", NULL },
+      "ON gcmon_alerts (raised_at DESC, id DESC)",
+      NULL },
     { "CREATE INDEX IF NOT EXISTS gcmon_alerts_user "
-      "ON gcmon_alerts (user_id, raised_at DESC, id DESC)", NULL },
+      "ON gcmon_alerts (user_id, raised_at DESC, id DESC)",
+      NULL },
     { "CREATE INDEX IF NOT EXISTS gcmon_alerts_state "
-      "ON gcmon_alerts (state, raised_at DESC, id DESC)", NULL },
+      "ON gcmon_alerts (state, raised_at DESC, id DESC)",
+      NULL },
     { "CREATE INDEX IF NOT EXISTS gcmon_alerts_open "
-      "ON gcmon_alerts (user_id) WHERE cleared_at IS NULL", NULL },
+      "ON gcmon_alerts (user_id) WHERE cleared_at IS NULL",
+      NULL },
 };
 
 /* Version 3: the outbox of every outbound webhook (gc_outbox.h). A row names
@@ -111,7 +122,8 @@ static const ddl_t v3[] = {
       "attempts INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'pending', "
       "last_error TEXT, done_at BIGINT)" },
     { "CREATE INDEX IF NOT EXISTS gcmon_outbox_due "
-      "ON gcmon_outbox (next_at, id) WHERE status = 'pending'", NULL },
+      "ON gcmon_outbox (next_at, id) WHERE status = 'pending'",
+      NULL },
 };
 
 /* Version 4: the audit trail of admin actions (SPEC §5.8, gc_audit.h). Newest
@@ -170,36 +182,40 @@ static const struct {
     const ddl_t *steps;
     size_t nsteps;
 } migrations[] = {
-    { 1, v1, sizeof(v1) / sizeof(v1[0]) },
-    { 2, v2, sizeof(v2) / sizeof(v2[0]) },
-    { 3, v3, sizeof(v3) / sizeof(v3[0]) },
-    { 4, v4, sizeof(v4) / sizeof(v4[0]) },
-    { 5, v5, sizeof(v5) / sizeof(v5[0]) },
-    { 6, v6, sizeof(v6) / sizeof(v6[0]) },
+    { 1, v1, sizeof(v1) / sizeof(v1[0]) }, { 2, v2, sizeof(v2) / sizeof(v2[0]) },
+    { 3, v3, sizeof(v3) / sizeof(v3[0]) }, { 4, v4, sizeof(v4) / sizeof(v4[0]) },
+    { 5, v5, sizeof(v5) / sizeof(v5[0]) }, { 6, v6, sizeof(v6) / sizeof(v6[0]) },
     { 7, v7, sizeof(v7) / sizeof(v7[0]) },
 };
 
 static const gc_stmt_t schema_create = {
     "schema.create",
     "CREATE TABLE IF NOT EXISTS gcmon_schema (version INTEGER PRIMARY KEY, "
-    "applied_at BIGINT NOT NULL)", NULL, 0 };
+    "applied_at BIGINT NOT NULL)",
+    NULL, 0
+};
 
 /* Serialises concurrent migrations (CREATE … IF NOT EXISTS alone is not
  * race-safe on PostgreSQL); sqlite3's BEGIN IMMEDIATE already does. */
-static const gc_stmt_t schema_pg_lock = {
-    "schema.pg_lock", "SELECT pg_advisory_xact_lock(471100001) LIMIT 1", NULL, 0 };
+static const gc_stmt_t schema_pg_lock = { "schema.pg_lock",
+                                          "SELECT pg_advisory_xact_lock(471100001) LIMIT 1", NULL,
+                                          0 };
 
-static const gc_stmt_t schema_version = {
-    "schema.version", "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL, 0 };
+static const gc_stmt_t schema_version = { "schema.version",
+                                          "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL,
+                                          0 };
 
 /* The same read before any migration: the table may not exist yet. */
-static const gc_stmt_t schema_probe = {
-    "schema.probe", "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL, GC_STMT_QUIET };
+static const gc_stmt_t schema_probe = { "schema.probe",
+                                        "SELECT MAX(version) FROM gcmon_schema LIMIT 1", NULL,
+                                        GC_STMT_QUIET };
 
 static const gc_stmt_t schema_mark = {
     "schema.mark",
     "INSERT INTO gcmon_schema (version, applied_at) VALUES (%d, %lld) "
-    "ON CONFLICT DO NOTHING", NULL, 0 };
+    "ON CONFLICT DO NOTHING",
+    NULL, 0
+};
 
 typedef struct {
     int from, to;
@@ -215,21 +231,21 @@ static apr_status_t migrate_tx(gc_store_t *s, apr_pool_t *p, void *baton, const 
 
     m->from = m->to = 0;
     if (s->dialect == GC_DB_PGSQL
-        && (rv = gc_store__select_int(s, p, &schema_pg_lock, NULL, &v, NULL, err))
-           != APR_SUCCESS) {
+        && (rv = gc_store__select_int(s, p, &schema_pg_lock, NULL, &v, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
     if ((rv = gc_store__exec(s, p, &schema_create, NULL, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
-    if ((rv = gc_store__select_int(s, p, &schema_version, NULL, &v, NULL, err))
-        != APR_SUCCESS) {
+    if ((rv = gc_store__select_int(s, p, &schema_version, NULL, &v, NULL, err)) != APR_SUCCESS) {
         return rv;
     }
     m->from = m->to = (int)v;
     if (m->from > GC_SCHEMA_VERSION) {
-        *err = apr_psprintf(p, "the database schema is version %d, newer than this "
-                            "gcmon's %d: upgrade gcmon", m->from, GC_SCHEMA_VERSION);
+        *err = apr_psprintf(p,
+                            "the database schema is version %d, newer than this "
+                            "gcmon's %d: upgrade gcmon",
+                            m->from, GC_SCHEMA_VERSION);
         return APR_EGENERAL;
     }
     for (i = 0; i < sizeof(migrations) / sizeof(migrations[0]); i++) {
@@ -243,8 +259,8 @@ static apr_status_t migrate_tx(gc_store_t *s, apr_pool_t *p, void *baton, const 
             const ddl_t *d = &migrations[i].steps[j];
             const char *sql = (s->dialect == GC_DB_PGSQL && d->pgsql) ? d->pgsql : d->sqlite3;
             if ((rv = gc_store__exec_sql(s, p, sql, err)) != APR_SUCCESS) {
-                *err = apr_psprintf(p, "migration to version %d, step %d: %s", version,
-                                    (int)j + 1, *err);
+                *err = apr_psprintf(p, "migration to version %d, step %d: %s", version, (int)j + 1,
+                                    *err);
                 return rv;
             }
         }

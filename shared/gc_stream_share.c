@@ -19,11 +19,10 @@ char *gc_stream_share_json(apr_pool_t *p, const gc_stream_snapshot_t *s)
         json_array_append_new(channels, json_pack("[s,i,I,b]", c->label, c->topics,
                                                   (json_int_t)c->expires, c->connected));
     }
-    doc = json_pack("{s:i,s:s,s:s,s:i,s:I,s:b,s:o,s:i,s:i,s:I,s:I,s:I,s:s,s:I}",
-                    "v", SHARE_VERSION, "id", s->holder_id, "host", s->holder_host,
-                    "pid", s->holder_pid, "since", (json_int_t)s->holder_since,
-                    "connected", s->connected, "channels", channels, "topics", s->topics,
-                    "agents", s->agents_monitored, "last_event_at",
+    doc = json_pack("{s:i,s:s,s:s,s:i,s:I,s:b,s:o,s:i,s:i,s:I,s:I,s:I,s:s,s:I}", "v", SHARE_VERSION,
+                    "id", s->holder_id, "host", s->holder_host, "pid", s->holder_pid, "since",
+                    (json_int_t)s->holder_since, "connected", s->connected, "channels", channels,
+                    "topics", s->topics, "agents", s->agents_monitored, "last_event_at",
                     (json_int_t)s->last_event_at, "events", (json_int_t)s->events_total,
                     "reconnects", (json_int_t)s->reconnects_total, "error", s->last_error,
                     "error_at", (json_int_t)s->last_error_at);
@@ -45,7 +44,8 @@ static int channels_parse(json_t *arr, gc_stream_snapshot_t *out)
     if (!json_is_array(arr) || json_array_size(arr) > GC_MAX_CHANNELS) {
         return 0;
     }
-    json_array_foreach(arr, i, c) {
+    json_array_foreach(arr, i, c)
+    {
         gc_stream_channel_info_t *info = &out->channels[i];
         const char *label;
         json_int_t expires;
@@ -73,12 +73,12 @@ int gc_stream_share_parse(const char *doc, const char *holder_id, gc_stream_snap
     if (!doc || !*doc || !holder_id || !(root = json_loads(doc, 0, NULL))) {
         return 0;
     }
-    ok = json_unpack(root, "{s:i,s:s,s:s,s:i,s:I,s:b,s:o,s:i,s:i,s:I,s:I,s:I,s:s,s:I}",
-                     "v", &v, "id", &id, "host", &host, "pid", &out->holder_pid,
-                     "since", &since, "connected", &out->connected, "channels", &channels,
-                     "topics", &out->topics, "agents", &out->agents_monitored,
-                     "last_event_at", &last, "events", &events, "reconnects", &reconnects,
-                     "error", &error, "error_at", &error_at) == 0
+    ok = json_unpack(root, "{s:i,s:s,s:s,s:i,s:I,s:b,s:o,s:i,s:i,s:I,s:I,s:I,s:s,s:I}", "v", &v,
+                     "id", &id, "host", &host, "pid", &out->holder_pid, "since", &since,
+                     "connected", &out->connected, "channels", &channels, "topics", &out->topics,
+                     "agents", &out->agents_monitored, "last_event_at", &last, "events", &events,
+                     "reconnects", &reconnects, "error", &error, "error_at", &error_at)
+             == 0
          && v == SHARE_VERSION && strcmp(id, holder_id) == 0 && channels_parse(channels, out);
     if (ok) {
         out->has_holder = 1;

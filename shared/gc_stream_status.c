@@ -18,16 +18,16 @@
 #include "gc_stream_status.h"
 #include "gc_time.h"
 
-#define STATUS_MAGIC 0x67635332u        /* "gcS2": blocks with a version and size */
+#define STATUS_MAGIC 0x67635332u /* "gcS2": blocks with a version and size */
 #define READ_TRIES 20000
 
 /* magic, lock_pid and seq keep their offsets in every version. */
 struct gc_stream_status {
     apr_uint32_t magic;
-    _Atomic int lock_pid;               /* writer lock: owner pid, 0 = free */
-    _Atomic unsigned seq;               /* seqlock: odd while a write is in progress */
-    apr_uint32_t version;               /* GC_STREAM_STATUS_VERSION */
-    apr_uint64_t size;                  /* sizeof(gc_stream_status_t) */
+    _Atomic int lock_pid; /* writer lock: owner pid, 0 = free */
+    _Atomic unsigned seq; /* seqlock: odd while a write is in progress */
+    apr_uint32_t version; /* GC_STREAM_STATUS_VERSION */
+    apr_uint64_t size;    /* sizeof(gc_stream_status_t) */
     gc_stream_snapshot_t data;
     /* the board generation, published after every commit (under the seqlock) */
     apr_int64_t board_id, board_gen;
@@ -49,8 +49,9 @@ void gc_channel_label(char out[GC_CHANNEL_LABEL_SIZE], const char *key, const ch
     }
     memcpy(out, "ch-", 3);
     if (!HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)channel_id,
-              strlen(channel_id), mac, &len) || len < 5) {
-        memcpy(out + 3, "0000000000", 10);       /* never the id, even then */
+              strlen(channel_id), mac, &len)
+        || len < 5) {
+        memcpy(out + 3, "0000000000", 10); /* never the id, even then */
         out[13] = '\0';
         return;
     }
@@ -157,8 +158,8 @@ void gc_stream_status_board(gc_stream_status_t *st, apr_int64_t board_id, apr_in
     write_end(st);
 }
 
-int gc_stream_status_board_read(gc_stream_status_t *st, apr_int64_t *board_id,
-                                apr_int64_t *gen, int *pid)
+int gc_stream_status_board_read(gc_stream_status_t *st, apr_int64_t *board_id, apr_int64_t *gen,
+                                int *pid)
 {
     int i;
 
@@ -262,7 +263,7 @@ void gc_stream_status_clear_holder(gc_stream_status_t *st, const char *holder_id
 
     write_begin(st);
     if (holder_id && strcmp(st->data.holder_id, holder_id) != 0) {
-        write_end(st);              /* another holder has published since */
+        write_end(st); /* another holder has published since */
         return;
     }
     st->data.has_holder = 0;
@@ -287,7 +288,7 @@ void gc_stream_status_note_lease(gc_stream_status_t *st, const char *holder_id)
 
     gc_status_copy_line(buf, sizeof(buf), holder_id ? holder_id : "");
     if (strcmp(buf, st->data.lease_holder) == 0) {
-        return;             /* unchanged: racy peek is fine, the write is locked */
+        return; /* unchanged: racy peek is fine, the write is locked */
     }
     write_begin(st);
     memcpy(st->data.lease_holder, buf, sizeof(buf));
@@ -404,13 +405,13 @@ static json_t *holder_json(apr_pool_t *p, const gc_stream_snapshot_t *s)
     int pid;
 
     if (s->has_holder) {
-        return json_pack("{s:s,s:i,s:o,s:s}", "host", s->holder_host, "pid", s->holder_pid,
-                         "since", time_or_null(p, s->holder_since), "id", s->holder_id);
+        return json_pack("{s:s,s:i,s:o,s:s}", "host", s->holder_host, "pid", s->holder_pid, "since",
+                         time_or_null(p, s->holder_since), "id", s->holder_id);
     }
     if (s->lease_holder[0] && split_holder_id(s->lease_holder, host, sizeof(host), &pid)) {
         /* Held elsewhere (another host sharing the database). */
-        return json_pack("{s:s,s:i,s:n,s:s}", "host", host, "pid", pid, "since",
-                         "id", s->lease_holder);
+        return json_pack("{s:s,s:i,s:n,s:s}", "host", host, "pid", pid, "since", "id",
+                         s->lease_holder);
     }
     return json_null();
 }
@@ -423,23 +424,18 @@ char *gc_stream_status_json(apr_pool_t *p, const gc_stream_snapshot_t *s)
 
     for (i = 0; s->has_holder && i < s->nchannels && i < GC_MAX_CHANNELS; i++) {
         const gc_stream_channel_info_t *c = &s->channels[i];
-        json_array_append_new(channels, json_pack("{s:s,s:i,s:o,s:b}", "id", c->label,
-                                                  "topics", c->topics, "expires",
-                                                  time_or_null(p, c->expires),
+        json_array_append_new(channels, json_pack("{s:s,s:i,s:o,s:b}", "id", c->label, "topics",
+                                                  c->topics, "expires", time_or_null(p, c->expires),
                                                   "connected", c->connected));
     }
-    doc = json_pack("{s:b,s:o,s:b,s:o,s:i,s:o,s:I,s:I,s:o,s:o}",
-                    "enabled", s->enabled,
-                    "holder", holder_json(p, s),
-                    "connected", s->has_holder && s->connected,
-                    "channels", channels,
-                    "agents_monitored", s->has_holder ? s->agents_monitored : 0,
-                    "last_event_at", time_or_null(p, s->last_event_at),
-                    "events_total", (json_int_t)s->events_total,
-                    "reconnects_total", (json_int_t)s->reconnects_total,
-                    "last_error", s->last_error[0] ? json_string(s->last_error) : json_null(),
-                    "last_error_at", s->last_error[0] ? time_or_null(p, s->last_error_at)
-                                                      : json_null());
+    doc = json_pack("{s:b,s:o,s:b,s:o,s:i,s:o,s:I,s:I,s:o,s:o}", "enabled", s->enabled, "holder",
+                    holder_json(p, s), "connected", s->has_holder && s->connected, "channels",
+                    channels, "agents_monitored", s->has_holder ? s->agents_monitored : 0,
+                    "last_event_at", time_or_null(p, s->last_event_at), "events_total",
+                    (json_int_t)s->events_total, "reconnects_total",
+                    (json_int_t)s->reconnects_total, "last_error",
+                    s->last_error[0] ? json_string(s->last_error) : json_null(), "last_error_at",
+                    s->last_error[0] ? time_or_null(p, s->last_error_at) : json_null());
     if (!doc) {
         return NULL;
     }
@@ -474,13 +470,12 @@ char *gc_stream_status_auto(apr_pool_t *p, const gc_stream_snapshot_t *s, apr_ti
                        s->enabled,
                        live ? apr_psprintf(p, "%s:%d", s->holder_host, s->holder_pid)
                             : (s->lease_holder[0] ? s->lease_holder : "-"),
-                       live && s->connected, live ? s->nchannels : 0, open,
-                       live ? s->topics : 0, live ? s->agents_monitored : 0,
-                       s->events_total, s->reconnects_total);
+                       live && s->connected, live ? s->nchannels : 0, open, live ? s->topics : 0,
+                       live ? s->agents_monitored : 0, s->events_total, s->reconnects_total);
     if (s->last_event_at > 0) {
-        out = apr_psprintf(p, "%sGcmonStreamLastEventAge: %" APR_INT64_T_FMT "\n", out,
-                           (apr_int64_t)apr_time_sec(now > s->last_event_at
-                                                     ? now - s->last_event_at : 0));
+        out = apr_psprintf(
+            p, "%sGcmonStreamLastEventAge: %" APR_INT64_T_FMT "\n", out,
+            (apr_int64_t)apr_time_sec(now > s->last_event_at ? now - s->last_event_at : 0));
     }
     if (s->last_error[0]) {
         out = apr_psprintf(p, "%sGcmonStreamLastError: %s\n", out, s->last_error);

@@ -30,7 +30,7 @@ void gc_channel_label(char out[GC_CHANNEL_LABEL_SIZE], const char *key, const ch
 typedef struct gc_stream_status gc_stream_status_t;
 
 typedef struct gc_stream_channel_info {
-    char label[GC_CHANNEL_LABEL_SIZE];      /* gc_channel_label; never the id */
+    char label[GC_CHANNEL_LABEL_SIZE]; /* gc_channel_label; never the id */
     int topics;
     apr_time_t expires;
     int connected;
@@ -38,23 +38,23 @@ typedef struct gc_stream_channel_info {
 
 /* What the holder publishes (and readers get back). */
 typedef struct gc_stream_snapshot {
-    int enabled;                            /* GcmonStream On in the running config */
-    int has_holder;                         /* a holder is (or was last) active */
-    char holder_id[GC_STATUS_ID_MAX];       /* "host:pid:random" */
+    int enabled;                      /* GcmonStream On in the running config */
+    int has_holder;                   /* a holder is (or was last) active */
+    char holder_id[GC_STATUS_ID_MAX]; /* "host:pid:random" */
     char holder_host[GC_STATUS_HOST_MAX];
     int holder_pid;
     apr_time_t holder_since;
-    int connected;                          /* every channel has an open socket */
+    int connected; /* every channel has an open socket */
     int nchannels;
     gc_stream_channel_info_t channels[GC_MAX_CHANNELS];
-    int topics;                             /* permitted topics across channels */
+    int topics; /* permitted topics across channels */
     int agents_monitored;
-    apr_time_t last_event_at;               /* 0 = none yet */
-    apr_uint64_t events_total;              /* agent events received, all holders */
-    apr_uint64_t reconnects_total;          /* socket reconnects, all holders */
-    char last_error[GC_STATUS_ERR_MAX];     /* "" = none */
+    apr_time_t last_event_at;           /* 0 = none yet */
+    apr_uint64_t events_total;          /* agent events received, all holders */
+    apr_uint64_t reconnects_total;      /* socket reconnects, all holders */
+    char last_error[GC_STATUS_ERR_MAX]; /* "" = none */
     apr_time_t last_error_at;
-    char lease_holder[GC_STATUS_ID_MAX];    /* lease holder as last seen by any child */
+    char lease_holder[GC_STATUS_ID_MAX]; /* lease holder as last seen by any child */
 } gc_stream_snapshot_t;
 
 /* Bytes of shared memory for the block. */
@@ -100,8 +100,8 @@ void gc_stream_status_board(gc_stream_status_t *st, apr_int64_t board_id, apr_in
 
 /* The last board generation published and the pid that published it: 1, or
  * 0 when none was. */
-int gc_stream_status_board_read(gc_stream_status_t *st, apr_int64_t *board_id,
-                                apr_int64_t *gen, int *pid);
+int gc_stream_status_board_read(gc_stream_status_t *st, apr_int64_t *board_id, apr_int64_t *gen,
+                                int *pid);
 
 /* Any child: who holds the lease (when it changed). */
 void gc_stream_status_note_lease(gc_stream_status_t *st, const char *holder_id);

@@ -64,19 +64,17 @@ int gc_time_parse(const char *s, apr_time_t *out)
     if (!s || !out) {
         return -1;
     }
-    if ((year = digits(&s, 4)) < 0 || *s++ != '-'
-        || (mon = digits(&s, 2)) < 0 || *s++ != '-'
+    if ((year = digits(&s, 4)) < 0 || *s++ != '-' || (mon = digits(&s, 2)) < 0 || *s++ != '-'
         || (day = digits(&s, 2)) < 0 || (*s != 'T' && *s != 't')) {
         return -1;
     }
     s++;
-    if ((hour = digits(&s, 2)) < 0 || *s++ != ':'
-        || (min = digits(&s, 2)) < 0 || *s++ != ':'
+    if ((hour = digits(&s, 2)) < 0 || *s++ != ':' || (min = digits(&s, 2)) < 0 || *s++ != ':'
         || (sec = digits(&s, 2)) < 0) {
         return -1;
     }
-    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon)
-        || hour > 23 || min > 59 || sec > 59) {
+    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 || min > 59
+        || sec > 59) {
         return -1;
     }
     if (*s == '.') {
@@ -102,8 +100,8 @@ int gc_time_parse(const char *s, apr_time_t *out)
     else if (*s == '+' || *s == '-') {
         int sign = *s++ == '-' ? -1 : 1, oh, om;
 
-        if ((oh = digits(&s, 2)) < 0 || *s++ != ':' || (om = digits(&s, 2)) < 0
-            || oh > 23 || om > 59) {
+        if ((oh = digits(&s, 2)) < 0 || *s++ != ':' || (om = digits(&s, 2)) < 0 || oh > 23
+            || om > 59) {
             return -1;
         }
         off = sign * (oh * 3600 + om * 60);

@@ -74,18 +74,18 @@ void gc_upstream_test_set_max_body(gc_upstream_t *u, apr_size_t max)
 const char *gc_err_kind_name(gc_err_kind_e kind)
 {
     switch (kind) {
-    case GC_ERR_NONE:      return "none";
-    case GC_ERR_CONFIG:    return "config";
-    case GC_ERR_CONNECT:   return "connect";
-    case GC_ERR_TIMEOUT:   return "timeout";
+    case GC_ERR_NONE: return "none";
+    case GC_ERR_CONFIG: return "config";
+    case GC_ERR_CONNECT: return "connect";
+    case GC_ERR_TIMEOUT: return "timeout";
     case GC_ERR_THROTTLED: return "throttled";
-    case GC_ERR_BUDGET:    return "budget";
-    case GC_ERR_AUTH:      return "auth";
+    case GC_ERR_BUDGET: return "budget";
+    case GC_ERR_AUTH: return "auth";
     case GC_ERR_FORBIDDEN: return "forbidden";
     case GC_ERR_NOT_FOUND: return "not_found";
-    case GC_ERR_CLIENT:    return "client";
-    case GC_ERR_SERVER:    return "server";
-    case GC_ERR_PROTOCOL:  return "protocol";
+    case GC_ERR_CLIENT: return "client";
+    case GC_ERR_SERVER: return "server";
+    case GC_ERR_PROTOCOL: return "protocol";
     case GC_ERR_CANCELLED: return "cancelled";
     }
     return "unknown";
@@ -112,8 +112,8 @@ const char *gc_json_text(apr_pool_t *p, const json_t *j)
  * secret and the given secret (the bearer token, or the Basic credentials of
  * a token request) are hidden first, then the text is cut (gc_redact_line),
  * so a secret straddling the cut never survives in part. */
-const char *gc_up_sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token,
-                           const char *s, apr_size_t len, apr_size_t max)
+const char *gc_up_sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token, const char *s,
+                           apr_size_t len, apr_size_t max)
 {
     const char *needles[2];
 
@@ -160,8 +160,8 @@ static int has_prefix_ci(const char *s, const char *prefix)
 }
 
 /* Full URL of a request path, or NULL with *why set. */
-static const char *build_url(apr_pool_t *p, const gc_upstream_t *u, const char *path,
-                             int *absolute, const char **why)
+static const char *build_url(apr_pool_t *p, const gc_upstream_t *u, const char *path, int *absolute,
+                             const char **why)
 {
     const char *c, *host;
 
@@ -233,7 +233,7 @@ int gc_retry_after_parse(const char *v, apr_interval_time_t *out)
     }
     if (apr_isdigit(*v)) {
         for (c = v; apr_isdigit(*c); c++) {
-            if (secs < APR_INT64_C(100000000)) {     /* clamp: ~3 years is plenty */
+            if (secs < APR_INT64_C(100000000)) { /* clamp: ~3 years is plenty */
                 secs = secs * 10 + (*c - '0');
             }
         }
@@ -327,8 +327,8 @@ long gc_up_ms_of(apr_interval_time_t t)
  * 3. The retry loop: auth, budget, the attempt and its record, retry or give up
  * ------------------------------------------------------------------------- */
 
-static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t *at,
-                        int attempt, int limit)
+static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t *at, int attempt,
+                        int limit)
 {
     const char *corr;
 
@@ -339,13 +339,15 @@ static void log_attempt(const gc_upstream_t *u, const call_t *c, const attempt_t
     if (at->cc == CURLE_OK) {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
                GCMON_LOGNO(101) "upstream %s %s -> %ld in %ld ms (op %s, attempt %d/%d, "
-               "ININ-Correlation-ID %s)", c->method, c->log_path, at->status,
-               (long)apr_time_as_msec(at->elapsed), c->op, attempt, limit, corr ? corr : "-");
+                                "ININ-Correlation-ID %s)",
+               c->method, c->log_path, at->status, (long)apr_time_as_msec(at->elapsed), c->op,
+               attempt, limit, corr ? corr : "-");
     }
     else {
         gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
                GCMON_LOGNO(102) "upstream %s %s -> no response in %ld ms: %s (op %s, "
-               "attempt %d/%d)", c->method, c->log_path, (long)apr_time_as_msec(at->elapsed),
+                                "attempt %d/%d)",
+               c->method, c->log_path, (long)apr_time_as_msec(at->elapsed),
                curl_easy_strerror(at->cc), c->op, attempt, limit);
     }
 }
@@ -380,15 +382,9 @@ static void log_give_up(apr_pool_t *p, const call_t *c, const gc_error_t *e)
 
     switch (e->kind) {
     case GC_ERR_NOT_FOUND:
-    case GC_ERR_CANCELLED:
-        level = GC_LOG_DEBUG;
-        break;
-    case GC_ERR_CLIENT:
-        level = GC_LOG_INFO;
-        break;
-    default:
-        level = GC_LOG_WARNING;
-        break;
+    case GC_ERR_CANCELLED: level = GC_LOG_DEBUG; break;
+    case GC_ERR_CLIENT: level = GC_LOG_INFO; break;
+    default: level = GC_LOG_WARNING; break;
     }
     if (level != GC_LOG_DEBUG) {
         path = c->show_path ? c->show_path : c->log_path;
@@ -396,9 +392,9 @@ static void log_give_up(apr_pool_t *p, const call_t *c, const gc_error_t *e)
     }
     gc_log(GC_LOG_MARK, level, APR_SUCCESS,
            GCMON_LOGNO(103) "upstream %s %s failed (%s, %d attempt%s, status %d, "
-           "ININ-Correlation-ID %s): %s", c->method, path, gc_err_kind_name(e->kind),
-           e->attempts, e->attempts == 1 ? "" : "s", e->status,
-           e->correlation_id ? e->correlation_id : "-", msg);
+                            "ININ-Correlation-ID %s): %s",
+           c->method, path, gc_err_kind_name(e->kind), e->attempts, e->attempts == 1 ? "" : "s",
+           e->status, e->correlation_id ? e->correlation_id : "-", msg);
 }
 
 /* The limit of the next attempt: the request timeout, cut to the time left
@@ -454,7 +450,8 @@ static gc_error_t *take_budget(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
                               "cancelled while waiting for the rate budget");
     }
     e = gc_up_make_err(p, GC_ERR_BUDGET, status,
-                       apr_psprintf(p, "the upstream rate budget (GcmonRateLimit) had no free "
+                       apr_psprintf(p,
+                                    "the upstream rate budget (GcmonRateLimit) had no free "
                                     "slot %s; retry after %ld ms",
                                     cut ? "before this request's deadline" : "in time",
                                     gc_up_ms_of(ra)));
@@ -465,14 +462,14 @@ static gc_error_t *take_budget(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
 
 /* The state of one call's retry loop. */
 typedef struct run {
-    int attempt;                    /* attempts sent so far */
-    int limit;                      /* attempts allowed (one more after a 401 renewal) */
-    int renewed;                    /* the token was renewed after a 401 */
-    int backoffs;                   /* exponential backoffs so far */
-    int last_status;                /* of the last response, 0 if none */
-    const char *last_corr;          /* its ININ-Correlation-ID (from the call's pool) */
-    int stopped;                    /* stopped because of the call's deadline */
-    apr_uint64_t rng;               /* backoff jitter */
+    int attempt;           /* attempts sent so far */
+    int limit;             /* attempts allowed (one more after a 401 renewal) */
+    int renewed;           /* the token was renewed after a 401 */
+    int backoffs;          /* exponential backoffs so far */
+    int last_status;       /* of the last response, 0 if none */
+    const char *last_corr; /* its ININ-Correlation-ID (from the call's pool) */
+    int stopped;           /* stopped because of the call's deadline */
+    apr_uint64_t rng;      /* backoff jitter */
 } run_t;
 
 static void run_init(run_t *r, const call_t *c)
@@ -488,10 +485,10 @@ static void run_init(run_t *r, const call_t *c)
 
 /* The credentials of one attempt. */
 typedef struct auth {
-    const char *line;               /* the Authorization header line, NULL: none */
-    const char *secret;             /* what it carries (the token, or the Basic
+    const char *line;   /* the Authorization header line, NULL: none */
+    const char *secret; /* what it carries (the token, or the Basic
                                        credentials of a token request): hidden in texts */
-    unsigned long gen;              /* the token's generation, to forget it after a 401 */
+    unsigned long gen;  /* the token's generation, to forget it after a 401 */
 } auth_t;
 
 /* The Authorization line of an attempt, in ap (wiped when ap goes), what it
@@ -510,8 +507,7 @@ static gc_error_t *auth_line(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *ap, co
         if (gc_up_get_token(u, p, ap, c->deadline, &a->secret, &a->gen, &e) != APR_SUCCESS) {
             return e;
         }
-        a->line = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", a->secret,
-                                                  NULL));
+        a->line = gc_secret_track(ap, apr_pstrcat(ap, "Authorization: Bearer ", a->secret, NULL));
     }
     return NULL;
 }
@@ -519,10 +515,10 @@ static gc_error_t *auth_line(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *ap, co
 /* The call stops at its deadline before its next attempt (or its first). */
 static gc_error_t *deadline_passed(apr_pool_t *p, run_t *r)
 {
-    gc_error_t *e = gc_up_make_err(p, GC_ERR_TIMEOUT, r->last_status,
-                                   r->attempt
-                                       ? "this request's deadline passed before the next attempt"
-                                       : "this request's deadline passed before anything was sent");
+    gc_error_t *e =
+        gc_up_make_err(p, GC_ERR_TIMEOUT, r->last_status,
+                       r->attempt ? "this request's deadline passed before the next attempt"
+                                  : "this request's deadline passed before anything was sent");
     e->deadline_cut = 1;
     e->retry_after = APR_USEC_PER_SEC;
     r->stopped = 1;
@@ -530,8 +526,8 @@ static gc_error_t *deadline_passed(apr_pool_t *p, run_t *r)
 }
 
 /* Counts and logs a finished attempt. */
-static void account_attempt(gc_upstream_t *u, const call_t *c, const attempt_t *at,
-                            int attempt, int limit)
+static void account_attempt(gc_upstream_t *u, const call_t *c, const attempt_t *at, int attempt,
+                            int limit)
 {
     if (u->metrics) {
         gc_metrics_inc(u->metrics, GC_MET_UPSTREAM_REQUESTS, c->op,
@@ -547,8 +543,8 @@ static void account_attempt(gc_upstream_t *u, const call_t *c, const attempt_t *
 
 /* The error of a final verdict (from p). stop >= 0: a retry was due in stop
  * but would have passed the call's deadline. */
-static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t *at,
-                             int attempt, apr_interval_time_t stop)
+static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t *at, int attempt,
+                             apr_interval_time_t stop)
 {
     gc_error_t *e = gc_up_make_err(p, v->kind, (int)at->status, apr_pstrdup(p, v->message));
 
@@ -561,21 +557,23 @@ static gc_error_t *final_err(apr_pool_t *p, const verdict_t *v, const attempt_t 
         }
     }
     if (stop >= 0 && v->kind == GC_ERR_THROTTLED) {
-        e->message = apr_psprintf(p, "%s; Genesys Cloud asked to retry after %s, beyond this "
-                                  "request's deadline", e->message, wait_text(p, stop));
+        e->message = apr_psprintf(p,
+                                  "%s; Genesys Cloud asked to retry after %s, beyond this "
+                                  "request's deadline",
+                                  e->message, wait_text(p, stop));
     }
     else if (stop >= 0) {
-        e->message = apr_psprintf(p, "%s (gave up after %d attempt%s: the next retry, in %s, "
-                                  "would pass this request's deadline)", e->message, attempt,
-                                  attempt == 1 ? "" : "s", wait_text(p, stop));
+        e->message = apr_psprintf(p,
+                                  "%s (gave up after %d attempt%s: the next retry, in %s, "
+                                  "would pass this request's deadline)",
+                                  e->message, attempt, attempt == 1 ? "" : "s", wait_text(p, stop));
     }
     else if (v->outcome == V_RETRY && v->kind != GC_ERR_THROTTLED) {
         e->message = apr_psprintf(p, "%s (gave up after %d attempt%s)", e->message, attempt,
                                   attempt == 1 ? "" : "s");
     }
     else if (v->outcome == V_RETRY) {
-        e->message = apr_psprintf(p, "%s (still throttled after %d attempts)", e->message,
-                                  attempt);
+        e->message = apr_psprintf(p, "%s (still throttled after %d attempts)", e->message, attempt);
     }
     return e;
 }
@@ -615,8 +613,8 @@ static gc_error_t *prepare_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t
 
 /* Send one attempt and account for it: metrics and the debug line, the
  * client's count of token requests, the last status and correlation id. */
-static void run_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t *c, run_t *r,
-                        attempt_t *at, const char *auth)
+static void run_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t *c, run_t *r, attempt_t *at,
+                        const char *auth)
 {
     r->attempt++;
     if (c->token_request) {
@@ -658,7 +656,8 @@ static void renew_after_401(gc_upstream_t *u, const call_t *c, run_t *r, const a
 {
     gc_log(GC_LOG_MARK, GC_LOG_INFO, APR_SUCCESS,
            GCMON_LOGNO(104) "upstream %s %s: access token rejected (401), renewing it "
-           "once", c->method, c->show_path ? c->show_path : c->log_path);
+                            "once",
+           c->method, c->show_path ? c->show_path : c->log_path);
     gc_up_invalidate_if(u, a->gen);
     r->renewed = 1;
     r->limit++;
@@ -666,15 +665,14 @@ static void renew_after_401(gc_upstream_t *u, const call_t *c, run_t *r, const a
 }
 
 /* Wait d before the next attempt: NULL, or the error when cancelled. */
-static gc_error_t *wait_to_retry(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
-                                 const run_t *r, const verdict_t *v, attempt_t *at,
-                                 apr_interval_time_t d)
+static gc_error_t *wait_to_retry(gc_upstream_t *u, apr_pool_t *p, const call_t *c, const run_t *r,
+                                 const verdict_t *v, attempt_t *at, apr_interval_time_t d)
 {
     gc_error_t *e;
 
     gc_log(GC_LOG_MARK, GC_LOG_DEBUG, APR_SUCCESS,
-           GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method,
-           c->log_path, v->message, (long)apr_time_as_msec(d));
+           GCMON_LOGNO(105) "upstream %s %s: %s; retrying in %ld ms", c->method, c->log_path,
+           v->message, (long)apr_time_as_msec(d));
     apr_pool_destroy(at->pool);
     if (!wait_for(u, d)) {
         return NULL;
@@ -688,16 +686,14 @@ static gc_error_t *wait_to_retry(gc_upstream_t *u, apr_pool_t *p, const call_t *
  * the final error, with *resp_out set when there was a response. A retry
  * whose wait would end after the deadline (or leave it next to no time) is
  * not waited for: the call gives up at once. */
-static gc_error_t *retry_or_give_up(gc_upstream_t *u, apr_pool_t *p, const call_t *c,
-                                    run_t *r, const verdict_t *v, attempt_t *at,
-                                    gc_response_t **resp_out)
+static gc_error_t *retry_or_give_up(gc_upstream_t *u, apr_pool_t *p, const call_t *c, run_t *r,
+                                    const verdict_t *v, attempt_t *at, gc_response_t **resp_out)
 {
     apr_interval_time_t stop = -1;
     gc_error_t *e;
 
     if (v->outcome == V_RETRY && r->attempt < r->limit) {
-        apr_interval_time_t d = v->delay >= 0 ? v->delay
-                                              : backoff_delay(u, r->backoffs++, &r->rng);
+        apr_interval_time_t d = v->delay >= 0 ? v->delay : backoff_delay(u, r->backoffs++, &r->rng);
 
         if (!c->deadline || apr_time_now() + d + GC_UP_MIN_ATTEMPT <= c->deadline) {
             return wait_to_retry(u, p, c, r, v, at, d);
@@ -809,7 +805,8 @@ static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, vo
 {
     gc_upstream_t *u = ud;
 
-    (void)h; (void)access;
+    (void)h;
+    (void)access;
     if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST && u->share_locks[data]) {
         apr_thread_mutex_lock(u->share_locks[data]);
     }
@@ -843,8 +840,7 @@ static void setup_share(gc_upstream_t *u)
         || curl_share_setopt(u->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK
         || curl_share_setopt(u->share, CURLSHOPT_USERDATA, u) != CURLSHE_OK
         || curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK
-        || curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
-               != CURLSHE_OK) {
+        || curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
         curl_share_cleanup(u->share);
         u->share = NULL;
     }
@@ -864,8 +860,8 @@ static const char *trim_slash(apr_pool_t *p, const char *s)
     return apr_pstrmemdup(p, s, n);
 }
 
-gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
-                                  gc_budget_t *budget, gc_metrics_t *metrics)
+gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf, gc_budget_t *budget,
+                                  gc_metrics_t *metrics)
 {
     gc_upstream_t *u = apr_pcalloc(pool, sizeof(*u));
 
@@ -876,8 +872,8 @@ gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
     u->conf.client_id = apr_pstrdup(pool, conf->client_id);
     u->conf.client_secret = gc_secret_pstrdup(pool, conf->client_secret);
     u->conf.ca_file = apr_pstrdup(pool, conf->ca_file);
-    u->conf.request_timeout = conf->request_timeout > 0 ? conf->request_timeout
-                                                        : GC_DEFAULT_REQUEST_TIMEOUT;
+    u->conf.request_timeout =
+        conf->request_timeout > 0 ? conf->request_timeout : GC_DEFAULT_REQUEST_TIMEOUT;
     u->conf.rate_limit = conf->rate_limit;
     u->budget = budget;
     u->metrics = metrics;
@@ -920,10 +916,10 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
     c.secret_label = req->secret_label ? req->secret_label : "(hidden)";
     set_log_path(p, &c, req->path ? gc_up_strip_query(p, req->path) : "(none)");
     if (!is_method(c.method)) {
-        *err = gc_up_make_err(p, GC_ERR_CONFIG, 0,
-                              apr_psprintf(p, "unsupported HTTP method '%s'",
-                                           gc_up_sanitize(p, u, NULL, c.method,
-                                                          strlen(c.method), 20)));
+        *err = gc_up_make_err(
+            p, GC_ERR_CONFIG, 0,
+            apr_psprintf(p, "unsupported HTTP method '%s'",
+                         gc_up_sanitize(p, u, NULL, c.method, strlen(c.method), 20)));
         log_give_up(p, &c, *err);
         return APR_EINVAL;
     }
@@ -936,11 +932,10 @@ apr_status_t gc_upstream_call(gc_upstream_t *u, apr_pool_t *p, const gc_request_
               "sent to the API URL)";
     }
     if (!c.url) {
-        set_log_path(p, &c, req->path ? gc_up_sanitize(p, u, NULL, c.log_path,
-                                                       strlen(c.log_path), 100)
-                                      : "(none)");
-        *err = gc_up_make_err(p, GC_ERR_CONFIG, 0,
-                              apr_pstrcat(p, "bad request URL: ", why, NULL));
+        set_log_path(p, &c,
+                     req->path ? gc_up_sanitize(p, u, NULL, c.log_path, strlen(c.log_path), 100)
+                               : "(none)");
+        *err = gc_up_make_err(p, GC_ERR_CONFIG, 0, apr_pstrcat(p, "bad request URL: ", why, NULL));
         log_give_up(p, &c, *err);
         return APR_EINVAL;
     }

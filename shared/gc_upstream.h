@@ -39,44 +39,44 @@ typedef struct gc_upstream gc_upstream_t;
 
 typedef enum {
     GC_ERR_NONE = 0,
-    GC_ERR_CONFIG,      /* missing client id/secret, bad URL */
-    GC_ERR_CONNECT,     /* connection refused/reset/dropped, DNS, TLS — after retries */
-    GC_ERR_TIMEOUT,     /* request timeout — after retries; or the request's deadline */
-    GC_ERR_THROTTLED,   /* 429 beyond the retry budget (retry_after set) */
-    GC_ERR_BUDGET,      /* our own rate budget had no slot in time (retry_after set) */
-    GC_ERR_AUTH,        /* token request refused, or 401 after one renewal */
-    GC_ERR_FORBIDDEN,   /* 403: missing permission (message names it when Genesys does) */
-    GC_ERR_NOT_FOUND,   /* 404 */
-    GC_ERR_CLIENT,      /* other 4xx */
-    GC_ERR_SERVER,      /* 5xx after retries */
-    GC_ERR_PROTOCOL,    /* unparseable success body where JSON was required */
-    GC_ERR_CANCELLED    /* the cancel callback asked us to stop */
+    GC_ERR_CONFIG,    /* missing client id/secret, bad URL */
+    GC_ERR_CONNECT,   /* connection refused/reset/dropped, DNS, TLS — after retries */
+    GC_ERR_TIMEOUT,   /* request timeout — after retries; or the request's deadline */
+    GC_ERR_THROTTLED, /* 429 beyond the retry budget (retry_after set) */
+    GC_ERR_BUDGET,    /* our own rate budget had no slot in time (retry_after set) */
+    GC_ERR_AUTH,      /* token request refused, or 401 after one renewal */
+    GC_ERR_FORBIDDEN, /* 403: missing permission (message names it when Genesys does) */
+    GC_ERR_NOT_FOUND, /* 404 */
+    GC_ERR_CLIENT,    /* other 4xx */
+    GC_ERR_SERVER,    /* 5xx after retries */
+    GC_ERR_PROTOCOL,  /* unparseable success body where JSON was required */
+    GC_ERR_CANCELLED  /* the cancel callback asked us to stop */
 } gc_err_kind_e;
 
 typedef struct gc_error {
     gc_err_kind_e kind;
-    int status;                     /* last HTTP status, 0 if none */
-    const char *message;            /* human readable; never contains secrets */
-    const char *code;               /* Genesys error "code" when present */
-    const char *correlation_id;     /* ININ-Correlation-ID of the last response */
-    apr_interval_time_t retry_after;/* for THROTTLED/BUDGET (and a deadline cut): how
+    int status;                      /* last HTTP status, 0 if none */
+    const char *message;             /* human readable; never contains secrets */
+    const char *code;                /* Genesys error "code" when present */
+    const char *correlation_id;      /* ININ-Correlation-ID of the last response */
+    apr_interval_time_t retry_after; /* for THROTTLED/BUDGET (and a deadline cut): how
                                        long to wait */
     int attempts;
-    int deadline_cut;               /* the call stopped at its request's deadline */
+    int deadline_cut; /* the call stopped at its request's deadline */
 } gc_error_t;
 
 typedef struct gc_request {
-    const char *op;                 /* metrics label, e.g. "users_get" */
-    const char *method;             /* "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" */
-    const char *path;               /* "/api/v2/..." (joined to api_url), or an absolute
+    const char *op;                  /* metrics label, e.g. "users_get" */
+    const char *method;              /* "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD" */
+    const char *path;                /* "/api/v2/..." (joined to api_url), or an absolute
                                        http(s) URL (pre-signed downloads) */
-    const char *body;               /* JSON text, or NULL */
-    int no_auth;                    /* don't send the bearer token */
-    apr_interval_time_t budget_wait;/* max wait for a rate-budget slot; 0 = request timeout */
-    int max_attempts;               /* 0 = default (4) */
-    apr_time_t deadline;            /* absolute (apr_time_now clock) end of the upstream
+    const char *body;                /* JSON text, or NULL */
+    int no_auth;                     /* don't send the bearer token */
+    apr_interval_time_t budget_wait; /* max wait for a rate-budget slot; 0 = request timeout */
+    int max_attempts;                /* 0 = default (4) */
+    apr_time_t deadline;             /* absolute (apr_time_now clock) end of the upstream
                                        work of an API request; 0 = none (background work) */
-    const char *secret;             /* a credential inside path (a notification channel
+    const char *secret;              /* a credential inside path (a notification channel
                                        id): log lines above debug show secret_label in
                                        its place, in the path and in Genesys's message */
     const char *secret_label;
@@ -84,10 +84,10 @@ typedef struct gc_request {
 
 typedef struct gc_response {
     int status;
-    const char *body;               /* NUL-terminated, from the call's pool */
+    const char *body; /* NUL-terminated, from the call's pool */
     apr_size_t body_len;
-    json_t *json;                   /* parsed body or NULL; decref'd by pool cleanup */
-    apr_table_t *headers;           /* response headers (lower-case names) */
+    json_t *json;         /* parsed body or NULL; decref'd by pool cleanup */
+    apr_table_t *headers; /* response headers (lower-case names) */
     const char *correlation_id;
     int attempts;
 } gc_response_t;
@@ -103,8 +103,8 @@ apr_time_t gc_upstream_deadline(apr_interval_time_t budget);
 void gc_upstream_global_init(void);
 
 /* budget and metrics may be NULL (unit tests). The config is copied. */
-gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf,
-                                  gc_budget_t *budget, gc_metrics_t *metrics);
+gc_upstream_t *gc_upstream_create(apr_pool_t *pool, const gc_conn_conf_t *conf, gc_budget_t *budget,
+                                  gc_metrics_t *metrics);
 
 /* Let long-running callers (the monitor thread) abort waits and retries. */
 void gc_upstream_set_cancel(gc_upstream_t *u, gc_cancel_fn *cancel, void *baton);

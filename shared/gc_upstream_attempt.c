@@ -17,7 +17,7 @@
  * ------------------------------------------------------------------------- */
 
 struct body_buf {
-    char *data;                     /* malloc'd, wiped and freed by the attempt pool
+    char *data; /* malloc'd, wiped and freed by the attempt pool
                                        (a token response holds the token) */
     apr_size_t len, cap, max;
     int too_big, no_mem;
@@ -80,7 +80,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
     char *name;
 
     if (n >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        apr_table_clear(at->headers);   /* a new response (after 1xx) */
+        apr_table_clear(at->headers); /* a new response (after 1xx) */
         return n;
     }
     colon = memchr(buf, ':', n);
@@ -95,8 +95,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
     while (v < end && (*v == ' ' || *v == '\t')) {
         v++;
     }
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '
-                       || end[-1] == '\t')) {
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) {
         end--;
     }
     apr_table_addn(at->headers, name, apr_pstrmemdup(at->pool, v, (apr_size_t)(end - v)));
@@ -108,7 +107,10 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 {
     attempt_t *at = ud;
 
-    (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
     if (gc_up_is_cancelled(at->u)) {
         at->cancelled = 1;
         return 1;
@@ -144,8 +146,7 @@ static void slist_free_wiped(struct curl_slist *l)
 
 /* The request's header lines (with auth, a complete Authorization line, when
  * not NULL), or NULL when out of memory. */
-static struct curl_slist *request_headers(const call_t *c, const attempt_t *at,
-                                          const char *auth)
+static struct curl_slist *request_headers(const call_t *c, const attempt_t *at, const char *auth)
 {
     struct curl_slist *hl = NULL;
     int oom = 0;
@@ -158,7 +159,7 @@ static struct curl_slist *request_headers(const call_t *c, const attempt_t *at,
         hl = slist_add(hl, apr_pstrcat(at->pool, "Content-Type: ", c->content_type, NULL), &oom);
     }
     else {
-        hl = slist_add(hl, "Content-Type:", &oom);  /* no curl default form type */
+        hl = slist_add(hl, "Content-Type:", &oom); /* no curl default form type */
     }
     hl = slist_add(hl, "Expect:", &oom);
     if (oom) {
@@ -200,8 +201,7 @@ static CURLcode set_checked_options(const gc_upstream_t *u, const call_t *c, con
 
 /* Where the response goes (body, headers, error text), cancellation, the
  * header lines, and the DNS/TLS cache shared by the client's handles. */
-static void set_io_options(const gc_upstream_t *u, attempt_t *at, CURL *h,
-                           struct curl_slist *hl)
+static void set_io_options(const gc_upstream_t *u, attempt_t *at, CURL *h, struct curl_slist *hl)
 {
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, at->errbuf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
@@ -253,18 +253,14 @@ static void record_exchange(CURL *h, attempt_t *at)
         at->status = status;
     }
     if (curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &req_size) != CURLE_OK) {
-        req_size = 1;   /* unknown: assume something was sent */
+        req_size = 1; /* unknown: assume something was sent */
     }
     switch (at->cc) {
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
-    case CURLE_SSL_CONNECT_ERROR:
-        at->sent = 0;
-        break;
-    default:
-        at->sent = at->status > 0 || req_size > 0;
-        break;
+    case CURLE_SSL_CONNECT_ERROR: at->sent = 0; break;
+    default: at->sent = at->status > 0 || req_size > 0; break;
     }
 }
 
@@ -380,8 +376,7 @@ static verdict_t new_verdict(void)
 
 /* Transfers that stopped on our side: cancelled, a body too large, no memory
  * for it. 1 with *v set (final), else 0. */
-static int local_stop(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at,
-                      verdict_t *v)
+static int local_stop(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at, verdict_t *v)
 {
     if (at->cc == CURLE_ABORTED_BY_CALLBACK && at->cancelled) {
         v->kind = GC_ERR_CANCELLED;
@@ -390,8 +385,8 @@ static int local_stop(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at
     }
     if (at->cc == CURLE_WRITE_ERROR && at->buf->too_big) {
         v->kind = GC_ERR_PROTOCOL;
-        v->message = apr_psprintf(p, "response body larger than %" APR_SIZE_T_FMT " bytes",
-                                  u->max_body);
+        v->message =
+            apr_psprintf(p, "response body larger than %" APR_SIZE_T_FMT " bytes", u->max_body);
         return 1;
     }
     if (at->cc == CURLE_WRITE_ERROR && at->buf->no_mem) {
@@ -432,8 +427,7 @@ static int permanent_curl_error(CURLcode cc, gc_err_kind_e *kind, const char **w
         *kind = GC_ERR_CONNECT;
         *what = "HTTP client failure: ";
         return 1;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -454,11 +448,11 @@ static verdict_t classify_transport(apr_pool_t *p, const gc_upstream_t *u, const
     }
     if (at->cc == CURLE_OPERATION_TIMEDOUT) {
         v.kind = GC_ERR_TIMEOUT;
-        v.message = apr_psprintf(p, "no complete response within %ld ms%s (%s)",
-                                 gc_up_ms_of(at->timeout),
-                                 at->timeout < u->conf.request_timeout
-                                     ? ", the time left before this request's deadline" : "",
-                                 curl_text(p, u, at));
+        v.message = apr_psprintf(
+            p, "no complete response within %ld ms%s (%s)", gc_up_ms_of(at->timeout),
+            at->timeout < u->conf.request_timeout ? ", the time left before this request's deadline"
+                                                  : "",
+            curl_text(p, u, at));
     }
     else {
         v.kind = GC_ERR_CONNECT;
@@ -482,8 +476,7 @@ static const char *code_part(apr_pool_t *p, const char *code)
 }
 
 /* 401: renew the token once (a call that sends none gives up at once). */
-static void verdict_401(apr_pool_t *p, const call_t *c, int renewed, const char *gm,
-                        verdict_t *v)
+static void verdict_401(apr_pool_t *p, const call_t *c, int renewed, const char *gm, verdict_t *v)
 {
     v->kind = GC_ERR_AUTH;
     if (!c->no_auth && !renewed) {
@@ -491,14 +484,13 @@ static void verdict_401(apr_pool_t *p, const call_t *c, int renewed, const char 
         return;
     }
     v->message = apr_psprintf(p, "Genesys Cloud rejected the access token%s (401%s): %s",
-                              renewed ? " even after renewing it" : "", code_part(p, v->code),
-                              gm);
+                              renewed ? " even after renewing it" : "", code_part(p, v->code), gm);
 }
 
 /* 429: retry after Retry-After (the default without one), unless that is
  * longer than GC_UP_RETRY_AFTER_MAX. */
-static void verdict_429(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at,
-                        const char *gm, verdict_t *v)
+static void verdict_429(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *at, const char *gm,
+                        verdict_t *v)
 {
     apr_interval_time_t ra;
 
@@ -508,11 +500,11 @@ static void verdict_429(apr_pool_t *p, const gc_upstream_t *u, const attempt_t *
     v->kind = GC_ERR_THROTTLED;
     v->retry_after = ra;
     if (ra > GC_UP_RETRY_AFTER_MAX) {
-        v->message = apr_psprintf(p, "Genesys Cloud is rate limiting (429) and asked to "
+        v->message = apr_psprintf(p,
+                                  "Genesys Cloud is rate limiting (429) and asked to "
                                   "retry after %" APR_TIME_T_FMT " s (more than %d s: "
                                   "not waited for): %s",
-                                  apr_time_sec(ra), (int)apr_time_sec(GC_UP_RETRY_AFTER_MAX),
-                                  gm);
+                                  apr_time_sec(ra), (int)apr_time_sec(GC_UP_RETRY_AFTER_MAX), gm);
         return;
     }
     v->outcome = V_RETRY;
@@ -535,8 +527,7 @@ static void verdict_4xx(apr_pool_t *p, long s, const char *gm, verdict_t *v)
     }
     else {
         v->kind = GC_ERR_CLIENT;
-        v->message = apr_psprintf(p, "Genesys Cloud rejected the request (%ld%s): %s", s, code,
-                                  gm);
+        v->message = apr_psprintf(p, "Genesys Cloud rejected the request (%ld%s): %s", s, code, gm);
     }
 }
 
@@ -549,8 +540,8 @@ static void verdict_5xx(apr_pool_t *p, const call_t *c, const attempt_t *at, con
     apr_interval_time_t ra;
 
     v->kind = GC_ERR_SERVER;
-    v->message = apr_psprintf(p, "Genesys Cloud server error (%ld%s): %s", s,
-                              code_part(p, v->code), gm);
+    v->message =
+        apr_psprintf(p, "Genesys Cloud server error (%ld%s): %s", s, code_part(p, v->code), gm);
     /* 502/503/504 come from the gateway layer: the service did not (fully)
      * get the request or is unavailable, so any method is retried (as the
      * Genesys SDKs do). 500 means the service itself failed while handling

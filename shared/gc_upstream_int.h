@@ -19,28 +19,28 @@
 
 /* ------------------------------------------------------------------ tuning */
 
-#define GC_UP_DEFAULT_ATTEMPTS     4
-#define GC_UP_MAX_BODY             ((apr_size_t)32 * 1024 * 1024)
-#define GC_UP_RETRY_AFTER_DEFAULT  apr_time_from_sec(3)
-#define GC_UP_RETRY_AFTER_MAX      apr_time_from_sec(180)
-#define GC_UP_BACKOFF_BASE         apr_time_from_msec(250)
-#define GC_UP_BACKOFF_CAP          apr_time_from_sec(8)
-#define GC_UP_SLICE                apr_time_from_msec(100)
-#define GC_UP_CONNECT_TIMEOUT_MAX  apr_time_from_sec(5)
-#define GC_UP_TOKEN_SKEW           apr_time_from_sec(60)
-#define GC_UP_TOKEN_DEFAULT_LIFE   86400
-#define GC_UP_AUTH_FAIL_HOLD       apr_time_from_sec(10)
-#define GC_UP_EXCERPT              200
-#define GC_UP_MESSAGE_MAX          600
-#define GC_UP_TOKEN_OP             "oauth_token"
-#define GC_UP_TOKEN_MAX            8192    /* longest access token accepted */
-#define GC_UP_MIN_ATTEMPT          apr_time_from_msec(100) /* least time worth a retry */
+#define GC_UP_DEFAULT_ATTEMPTS 4
+#define GC_UP_MAX_BODY ((apr_size_t)32 * 1024 * 1024)
+#define GC_UP_RETRY_AFTER_DEFAULT apr_time_from_sec(3)
+#define GC_UP_RETRY_AFTER_MAX apr_time_from_sec(180)
+#define GC_UP_BACKOFF_BASE apr_time_from_msec(250)
+#define GC_UP_BACKOFF_CAP apr_time_from_sec(8)
+#define GC_UP_SLICE apr_time_from_msec(100)
+#define GC_UP_CONNECT_TIMEOUT_MAX apr_time_from_sec(5)
+#define GC_UP_TOKEN_SKEW apr_time_from_sec(60)
+#define GC_UP_TOKEN_DEFAULT_LIFE 86400
+#define GC_UP_AUTH_FAIL_HOLD apr_time_from_sec(10)
+#define GC_UP_EXCERPT 200
+#define GC_UP_MESSAGE_MAX 600
+#define GC_UP_TOKEN_OP "oauth_token"
+#define GC_UP_TOKEN_MAX 8192                      /* longest access token accepted */
+#define GC_UP_MIN_ATTEMPT apr_time_from_msec(100) /* least time worth a retry */
 
 /* ---------------------------------------------- the client (gc_upstream.c) */
 
 struct gc_upstream {
     apr_pool_t *pool;
-    gc_conn_conf_t conf;            /* deep copy */
+    gc_conn_conf_t conf; /* deep copy */
     gc_budget_t *budget;
     gc_metrics_t *metrics;
     gc_cancel_fn *cancel;
@@ -56,20 +56,20 @@ struct gc_upstream {
     /* Token cache, guarded by mutex. */
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *cond;
-    apr_size_t token_len;           /* 0: no token */
-    char token[GC_UP_TOKEN_MAX + 1];/* the cached token, zero-padded; wiped whenever it
+    apr_size_t token_len;            /* 0: no token */
+    char token[GC_UP_TOKEN_MAX + 1]; /* the cached token, zero-padded; wiped whenever it
                                        is replaced or forgotten, and with the pool */
-    apr_time_t token_renew_at;      /* client clock */
-    unsigned long token_gen;        /* bumped whenever the token changes */
-    int fetching;                   /* a thread is fetching a token */
-    unsigned long fetch_seq;        /* bumped when a fetch ends */
-    gc_err_kind_e fetch_kind;       /* result of the last failed fetch, for waiters */
+    apr_time_t token_renew_at;       /* client clock */
+    unsigned long token_gen;         /* bumped whenever the token changes */
+    int fetching;                    /* a thread is fetching a token */
+    unsigned long fetch_seq;         /* bumped when a fetch ends */
+    gc_err_kind_e fetch_kind;        /* result of the last failed fetch, for waiters */
     int fetch_status;
     apr_interval_time_t fetch_retry_after;
     char fetch_message[GC_UP_MESSAGE_MAX];
-    int fetch_cut;                  /* it stopped at its caller's deadline: waiters
+    int fetch_cut;         /* it stopped at its caller's deadline: waiters
                                        with another deadline (or none) try again */
-    apr_time_t hold_until;          /* client clock: answer token requests from the last
+    apr_time_t hold_until; /* client clock: answer token requests from the last
                                        failure until then (refused / throttled) */
     int token_requests;
 
@@ -77,7 +77,7 @@ struct gc_upstream {
     apr_interval_time_t backoff_base;
     apr_interval_time_t backoff_cap;
     apr_interval_time_t retry_after_default;
-    int jitter;                     /* 0: each backoff is its ceiling (tests) */
+    int jitter; /* 0: each backoff is its ceiling (tests) */
     apr_size_t max_body;
     gc_upstream_clock_fn *clock;
     void *clock_baton;
@@ -94,8 +94,8 @@ gc_error_t *gc_up_make_err(apr_pool_t *p, gc_err_kind_e kind, int status, const 
 
 /* Printable single-line text of s (len bytes), at most max bytes, with the
  * client secret and token (if not NULL) hidden. */
-const char *gc_up_sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token,
-                           const char *s, apr_size_t len, apr_size_t max);
+const char *gc_up_sanitize(apr_pool_t *p, const gc_upstream_t *u, const char *token, const char *s,
+                           apr_size_t len, apr_size_t max);
 
 /* path without its query string and fragment. */
 const char *gc_up_strip_query(apr_pool_t *p, const char *path);
@@ -110,20 +110,20 @@ typedef struct call {
     const char *op;
     const char *method;
     const char *url;
-    const char *log_path;           /* no query string */
-    const char *show_path;          /* log_path for lines above debug (secret hidden) */
+    const char *log_path;  /* no query string */
+    const char *show_path; /* log_path for lines above debug (secret hidden) */
     const char *secret, *secret_label;
-    const char *body;               /* NULL: none */
-    const char *content_type;       /* for the body */
-    const char *basic_auth;         /* token request: "Authorization: Basic …" */
-    const char *basic_b64;          /* token request: its credentials, hidden in texts */
+    const char *body;         /* NULL: none */
+    const char *content_type; /* for the body */
+    const char *basic_auth;   /* token request: "Authorization: Basic …" */
+    const char *basic_b64;    /* token request: its credentials, hidden in texts */
     int token_request;
     int no_auth;
-    int idempotent;                 /* may be re-sent after it may have arrived */
+    int idempotent; /* may be re-sent after it may have arrived */
     int retry_500;
     apr_interval_time_t budget_wait;
     int max_attempts;
-    apr_time_t deadline;            /* 0: none (see gc_upstream.h) */
+    apr_time_t deadline; /* 0: none (see gc_upstream.h) */
 } call_t;
 
 /* The retry loop shared by API calls and token requests: APR_SUCCESS with
@@ -141,13 +141,13 @@ typedef struct body_buf body_buf_t;
 typedef struct attempt {
     const gc_upstream_t *u;
     apr_pool_t *pool;
-    body_buf_t *buf;                /* from pool (outlives this struct on success) */
+    body_buf_t *buf; /* from pool (outlives this struct on success) */
     apr_table_t *headers;
-    long status;                    /* 0: no response */
+    long status; /* 0: no response */
     CURLcode cc;
-    int sent;                       /* some request bytes may have reached the server */
+    int sent; /* some request bytes may have reached the server */
     int cancelled;
-    apr_interval_time_t timeout;    /* the request timeout, cut to the time left before
+    apr_interval_time_t timeout; /* the request timeout, cut to the time left before
                                        the call's deadline */
     apr_interval_time_t elapsed;
     char errbuf[CURL_ERROR_SIZE];
@@ -158,10 +158,10 @@ typedef enum { V_SUCCESS, V_FINAL, V_RETRY, V_AUTH_RETRY } outcome_e;
 
 typedef struct verdict {
     outcome_e outcome;
-    gc_err_kind_e kind;             /* for V_FINAL, and for V_RETRY when attempts run out */
+    gc_err_kind_e kind; /* for V_FINAL, and for V_RETRY when attempts run out */
     const char *message;
     const char *code;
-    apr_interval_time_t delay;      /* V_RETRY: -1 = exponential backoff */
+    apr_interval_time_t delay; /* V_RETRY: -1 = exponential backoff */
     apr_interval_time_t retry_after;
 } verdict_t;
 
@@ -185,9 +185,8 @@ gc_response_t *gc_up_make_response(apr_pool_t *p, attempt_t *at, int attempts, i
 
 /* A valid token, copied into tp (wiped when tp goes), and its generation;
  * errors from p. Waits for (and shares) another thread's fetch. */
-apr_status_t gc_up_get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                             apr_time_t deadline, const char **token, unsigned long *gen,
-                             gc_error_t **err);
+apr_status_t gc_up_get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp, apr_time_t deadline,
+                             const char **token, unsigned long *gen, gc_error_t **err);
 
 /* Forget the cached token if it is still generation gen (after a 401). */
 void gc_up_invalidate_if(gc_upstream_t *u, unsigned long gen);

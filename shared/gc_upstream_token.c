@@ -30,8 +30,8 @@ static int token_chars_ok(const char *t)
 /* The Basic credentials of a token request, in tp (wiped when tp goes). */
 static void basic_auth(gc_upstream_t *u, apr_pool_t *tp, call_t *c)
 {
-    char *creds = gc_secret_track(tp, apr_pstrcat(tp, u->conf.client_id, ":",
-                                                  u->conf.client_secret, NULL));
+    char *creds =
+        gc_secret_track(tp, apr_pstrcat(tp, u->conf.client_id, ":", u->conf.client_secret, NULL));
     int len = (int)strlen(creds);
     apr_size_t elen = (apr_size_t)apr_base64_encode_len(len);
     char *enc = apr_palloc(tp, elen);
@@ -187,7 +187,8 @@ static apr_status_t wait_for_fetch(gc_upstream_t *u, apr_pool_t *p, unsigned lon
             apr_interval_time_t left = deadline - apr_time_now();
 
             if (left <= 0) {
-                *err = gc_up_make_err(p, GC_ERR_TIMEOUT, 0, "this request's deadline passed while "
+                *err = gc_up_make_err(p, GC_ERR_TIMEOUT, 0,
+                                      "this request's deadline passed while "
                                       "another request was obtaining the access token");
                 (*err)->deadline_cut = 1;
                 (*err)->retry_after = APR_USEC_PER_SEC;
@@ -207,8 +208,7 @@ static apr_status_t wait_for_fetch(gc_upstream_t *u, apr_pool_t *p, unsigned lon
 /* Record (under u->mutex) the result of this thread's fetch, for the waiters
  * and for the callers that come while a failure is held. */
 static void end_fetch(gc_upstream_t *u, const char *tok, apr_size_t tok_len,
-                      apr_interval_time_t life, apr_time_t started, const gc_error_t *fe,
-                      int cut)
+                      apr_interval_time_t life, apr_time_t started, const gc_error_t *fe, int cut)
 {
     if (!fe) {
         apr_interval_time_t keep = life - GC_UP_TOKEN_SKEW;
@@ -263,8 +263,8 @@ static gc_error_t *fetch_failure(const gc_upstream_t *u, apr_pool_t *p)
  * set). APR_INCOMPLETE: nobody fetches, and this thread now does
  * (u->fetching set). */
 static apr_status_t token_from_cache(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                                     apr_time_t deadline, const char **token,
-                                     unsigned long *gen, gc_error_t **err)
+                                     apr_time_t deadline, const char **token, unsigned long *gen,
+                                     gc_error_t **err)
 {
     for (;;) {
         unsigned long seq;
@@ -305,8 +305,8 @@ static apr_status_t token_from_cache(gc_upstream_t *u, apr_pool_t *p, apr_pool_t
 /* This thread's fetch (u->fetching set): its result is recorded for the
  * waiters, and the token handed out as from the cache, or its error (from p). */
 static apr_status_t fetch_and_share(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                                    apr_time_t deadline, const char **token,
-                                    unsigned long *gen, gc_error_t **err)
+                                    apr_time_t deadline, const char **token, unsigned long *gen,
+                                    gc_error_t **err)
 {
     apr_pool_t *fp;
     apr_status_t rv;
@@ -347,9 +347,8 @@ static apr_status_t fetch_and_share(gc_upstream_t *u, apr_pool_t *p, apr_pool_t 
  * burst of requests after expiry makes one token request. A fetch is bounded
  * by the deadline of the call that makes it; when it stops there, waiters
  * with another deadline (or none) try again instead of sharing that error. */
-apr_status_t gc_up_get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp,
-                             apr_time_t deadline, const char **token, unsigned long *gen,
-                             gc_error_t **err)
+apr_status_t gc_up_get_token(gc_upstream_t *u, apr_pool_t *p, apr_pool_t *tp, apr_time_t deadline,
+                             const char **token, unsigned long *gen, gc_error_t **err)
 {
     apr_status_t rv;
 

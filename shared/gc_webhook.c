@@ -23,14 +23,13 @@
 
 #define WEBHOOK_TIMEOUT_DEFAULT apr_time_from_sec(10)
 #define RETRY_AFTER_CAP_SECS 86400
-#define EXCERPT_MAX 120                 /* response body shown in the error text */
-#define EXCERPT_CAPTURE 4096            /* response body read for it (redacted, then cut) */
+#define EXCERPT_MAX 120      /* response body shown in the error text */
+#define EXCERPT_CAPTURE 4096 /* response body read for it (redacted, then cut) */
 
 #define TARGET_ROW(name, directive, member, slack, event, label, help) \
     { #name, directive, APR_OFFSETOF(gc_webhook_conf_t, member), slack, event, label, help },
-const gc_webhook_target_t gc_webhook_targets[GC_WEBHOOK__COUNT] = {
-    GC_WEBHOOK_TARGET_LIST(TARGET_ROW)
-};
+const gc_webhook_target_t gc_webhook_targets[GC_WEBHOOK__COUNT] = { GC_WEBHOOK_TARGET_LIST(
+    TARGET_ROW) };
 #undef TARGET_ROW
 
 const gc_webhook_target_t *gc_webhook_target(const char *name)
@@ -109,10 +108,10 @@ const char *gc_webhook_signature(apr_pool_t *p, const char *secret, const char *
 
 typedef struct {
     apr_pool_t *pool;
-    const char *retry_after;            /* raw header value, last one wins */
+    const char *retry_after; /* raw header value, last one wins */
     char excerpt[EXCERPT_CAPTURE + 1];
     apr_size_t excerpt_len;
-    int excerpt_more;                   /* the body went on beyond the capture */
+    int excerpt_more; /* the body went on beyond the capture */
 } exchange_t;
 
 /* Keeps the first bytes of the response body (the error text's excerpt). */
@@ -273,8 +272,8 @@ static apr_array_header_t *url_needles(apr_pool_t *p, const char *url)
  * of a longer text), made safe for an error message: every part of the URL
  * that may carry its secret hidden first, then one printable line of at most
  * max bytes (gc_redact_line). NULL when nothing is left. */
-static const char *scrub(apr_pool_t *p, const char *text, apr_size_t len, int more,
-                         const char *url, apr_size_t max)
+static const char *scrub(apr_pool_t *p, const char *text, apr_size_t len, int more, const char *url,
+                         apr_size_t max)
 {
     apr_array_header_t *needles;
     const char *out;
@@ -283,8 +282,8 @@ static const char *scrub(apr_pool_t *p, const char *text, apr_size_t len, int mo
         return NULL;
     }
     needles = url_needles(p, url);
-    out = gc_redact_line(p, text, len, (const char *const *)needles->elts,
-                         needles->nelts, more, max);
+    out =
+        gc_redact_line(p, text, len, (const char *const *)needles->elts, needles->nelts, more, max);
     return *out ? out : NULL;
 }
 
@@ -331,13 +330,13 @@ static struct curl_slist *request_headers(apr_pool_t *p, const gc_webhook_conf_t
 #if LIBCURL_VERSION_NUM >= 0x075500
 #define SET_PROTOCOLS(h) curl_easy_setopt((h), CURLOPT_PROTOCOLS_STR, "http,https")
 #else
-#define SET_PROTOCOLS(h) curl_easy_setopt((h), CURLOPT_PROTOCOLS, \
-                                          (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS))
+#define SET_PROTOCOLS(h) \
+    curl_easy_setopt((h), CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS))
 #endif
 
 /* Security-relevant options are checked: a libcurl refusing them is not used. */
-static CURLcode setup(CURL *h, const gc_webhook_conf_t *conf, const char *url,
-                      const char *body, struct curl_slist *hl, exchange_t *x, char *errbuf)
+static CURLcode setup(CURL *h, const gc_webhook_conf_t *conf, const char *url, const char *body,
+                      struct curl_slist *hl, exchange_t *x, char *errbuf)
 {
     apr_interval_time_t timeout = conf->timeout > 0 ? conf->timeout : WEBHOOK_TIMEOUT_DEFAULT;
     CURLcode sc;
@@ -350,8 +349,8 @@ static CURLcode setup(CURL *h, const gc_webhook_conf_t *conf, const char *url,
         || (sc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, ms_of(timeout))) != CURLE_OK
         || (sc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ms_of(timeout))) != CURLE_OK
-        || (conf->ca_file && (sc = curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file))
-                             != CURLE_OK)) {
+        || (conf->ca_file
+            && (sc = curl_easy_setopt(h, CURLOPT_CAINFO, conf->ca_file)) != CURLE_OK)) {
         return sc;
     }
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
@@ -376,8 +375,7 @@ static apr_status_t verdict(apr_pool_t *p, const char *target, const char *url, 
     if (cc != CURLE_OK) {
         why = scrub(p, errbuf, strlen(errbuf), 0, url, CURL_ERROR_SIZE);
         res->status = 0;
-        res->error = apr_psprintf(p, "connection failed: %s",
-                                  why ? why : curl_easy_strerror(cc));
+        res->error = apr_psprintf(p, "connection failed: %s", why ? why : curl_easy_strerror(cc));
         return APR_EGENERAL;
     }
     res->status = (int)status;
@@ -454,8 +452,8 @@ static const char *duration_text(apr_pool_t *p, apr_interval_time_t d)
     parts[3] = secs % 60;
     for (i = 0; i < 4; i++) {
         if (parts[i]) {
-            out = apr_psprintf(p, "%s%s%" APR_INT64_T_FMT "%c", out, *out ? " " : "",
-                               parts[i], units[i]);
+            out = apr_psprintf(p, "%s%s%" APR_INT64_T_FMT "%c", out, *out ? " " : "", parts[i],
+                               units[i]);
         }
     }
     return *out ? out : "0s";
@@ -518,8 +516,8 @@ const char *gc_slack_alert_body(apr_pool_t *p, const char *user_id, const char *
     int bad = 0;
 
     agent = user_name && *user_name
-            ? apr_psprintf(p, "%s (%s)", mrkdwn_escape(p, user_name), mrkdwn_escape(p, id))
-            : mrkdwn_escape(p, id);
+                ? apr_psprintf(p, "%s (%s)", mrkdwn_escape(p, user_name), mrkdwn_escape(p, id))
+                : mrkdwn_escape(p, id);
     fallback = apr_psprintf(p, "Idle alert: %s has been %s for %s (threshold %s)", agent,
                             mrkdwn_escape(p, st), since, limit);
     title = utf8_cut(p, apr_psprintf(p, "Idle alert: %s in %s", who, st), 150);
@@ -528,9 +526,9 @@ const char *gc_slack_alert_body(apr_pool_t *p, const char *user_id, const char *
     bad |= add_field(fields, apr_pstrcat(p, "*State*\n", mrkdwn_escape(p, st), NULL));
     bad |= add_field(fields, apr_pstrcat(p, "*Time in state*\n", since, NULL));
     bad |= add_field(fields, apr_pstrcat(p, "*Threshold*\n", limit, NULL));
-    root = json_pack("{s:s, s:[{s:s, s:{s:s, s:s, s:b}}, {s:s, s:o}]}", "text", fallback,
-                     "blocks", "type", "header", "text", "type", "plain_text", "text", title,
-                     "emoji", 1, "type", "section", "fields", fields);
+    root = json_pack("{s:s, s:[{s:s, s:{s:s, s:s, s:b}}, {s:s, s:o}]}", "text", fallback, "blocks",
+                     "type", "header", "text", "type", "plain_text", "text", title, "emoji", 1,
+                     "type", "section", "fields", fields);
     if (root && !bad && (text = json_dumps(root, JSON_COMPACT)) != NULL) {
         out = apr_pstrdup(p, text);
         free(text);

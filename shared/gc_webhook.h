@@ -19,14 +19,13 @@
  * Every webhook URL is a secret. */
 typedef struct gc_webhook_conf {
     /* One URL per target of gc_webhook_targets.h (slack_url, status_url, …). */
-#define GC_WEBHOOK_CONF_URL(name, directive, member, slack, event, label, help) \
-    const char *member;
+#define GC_WEBHOOK_CONF_URL(name, directive, member, slack, event, label, help) const char *member;
     GC_WEBHOOK_TARGET_LIST(GC_WEBHOOK_CONF_URL)
 #undef GC_WEBHOOK_CONF_URL
-    const char *secret;                 /* GcmonWebhookSecret: HMAC-SHA256 key */
-    apr_interval_time_t max_age;        /* GcmonWebhookMaxAge, default 24h */
-    apr_interval_time_t timeout;        /* per delivery attempt: GcmonRequestTimeout */
-    const char *ca_file;                /* GcmonTLSCAFile or NULL */
+    const char *secret;          /* GcmonWebhookSecret: HMAC-SHA256 key */
+    apr_interval_time_t max_age; /* GcmonWebhookMaxAge, default 24h */
+    apr_interval_time_t timeout; /* per delivery attempt: GcmonRequestTimeout */
+    const char *ca_file;         /* GcmonTLSCAFile or NULL */
 } gc_webhook_conf_t;
 
 #define GC_WEBHOOK_MAX_AGE_DEFAULT apr_time_from_sec(86400)
@@ -36,7 +35,7 @@ typedef struct gc_webhook_conf {
 typedef struct gc_webhook_target {
     const char *name;
     const char *directive;
-    apr_size_t url_offset;              /* of its URL in gc_webhook_conf_t */
+    apr_size_t url_offset; /* of its URL in gc_webhook_conf_t */
     int slack;
     const char *event;
     const char *label;
@@ -47,10 +46,10 @@ typedef struct gc_webhook_target {
 extern const gc_webhook_target_t gc_webhook_targets[GC_WEBHOOK__COUNT];
 
 /* A target's name, for code that queues deliveries to it (outbox rows). */
-#define GC_TARGET_SLACK  (gc_webhook_targets[GC_WEBHOOK_slack].name)
+#define GC_TARGET_SLACK (gc_webhook_targets[GC_WEBHOOK_slack].name)
 #define GC_TARGET_STATUS (gc_webhook_targets[GC_WEBHOOK_status].name)
-#define GC_TARGET_TRACE  (gc_webhook_targets[GC_WEBHOOK_trace].name)
-#define GC_TARGET_WFM    (gc_webhook_targets[GC_WEBHOOK_wfm].name)
+#define GC_TARGET_TRACE (gc_webhook_targets[GC_WEBHOOK_trace].name)
+#define GC_TARGET_WFM (gc_webhook_targets[GC_WEBHOOK_wfm].name)
 
 /* The target called name, or NULL. */
 const gc_webhook_target_t *gc_webhook_target(const char *name);
@@ -75,9 +74,9 @@ const char *gc_webhook_signature(apr_pool_t *p, const char *secret, const char *
                                  apr_size_t len);
 
 typedef struct {
-    int status;                         /* HTTP status, 0 when no response */
-    apr_interval_time_t retry_after;    /* from Retry-After on 429/503, else 0 */
-    const char *error;                  /* why it failed, never containing the URL */
+    int status;                      /* HTTP status, 0 when no response */
+    apr_interval_time_t retry_after; /* from Retry-After on 429/503, else 0 */
+    const char *error;               /* why it failed, never containing the URL */
 } gc_webhook_result_t;
 
 /* POST body (application/json) to url, signed with X-Gcmon-Signature when

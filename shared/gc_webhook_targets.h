@@ -17,6 +17,7 @@
  * - event: the X-Genesys-Event header its deliveries carry, or NULL;
  * - label: how GCM2008 names it;
  * - help: the directive's description (mod_info). */
+/* clang-format off */
 #define GC_WEBHOOK_TARGET_LIST(X)                                                           \
     X(slack, "GcmonSlackWebhook", slack_url, 1, NULL, "Slack",                              \
       "Slack incoming-webhook URL for idle alerts: file:/path, env:NAME or a literal")     \
@@ -26,13 +27,14 @@
       "Receives a summary of every completed trace")                                        \
     X(wfm, "GcmonWfmWebhook", wfm_url, 0, NULL, "WFM",                                      \
       "Receives weight distributions and strategy changes")
+/* clang-format on */
 
 typedef enum {
 #define GC_WEBHOOK_TARGET_ENUM(name, directive, member, slack, event, label, help) \
     GC_WEBHOOK_##name,
     GC_WEBHOOK_TARGET_LIST(GC_WEBHOOK_TARGET_ENUM)
 #undef GC_WEBHOOK_TARGET_ENUM
-    GC_WEBHOOK__COUNT
+        GC_WEBHOOK__COUNT
 } gc_webhook_target_e;
 
 #endif

@@ -32,9 +32,9 @@ struct gc_worker {
     const char *name;
     gc_worker_main_fn *main;
     void *baton;
-    apr_thread_t *thread;               /* gc_worker_start's; NULL once joined */
-    bell_t bell;                        /* wakes and stops: the worker waits on it */
-    bell_t done_bell;                   /* main returned: the joiner waits on it */
+    apr_thread_t *thread; /* gc_worker_start's; NULL once joined */
+    bell_t bell;          /* wakes and stops: the worker waits on it */
+    bell_t done_bell;     /* main returned: the joiner waits on it */
     _Atomic int stop;
     _Atomic int woken;
     _Atomic int started;
@@ -362,8 +362,8 @@ int gc_worker_db_failed(gc_worker_t *w)
 
     gc_worker_db_close(w);
     w->db_failures++;
-    w->db_retry_at = now + gc_worker_backoff(w, w->dbconf.retry_min, w->dbconf.retry_max,
-                                             w->db_failures, 0);
+    w->db_retry_at =
+        now + gc_worker_backoff(w, w->dbconf.retry_min, w->dbconf.retry_max, w->db_failures, 0);
     if (w->db_failures == 1 || now - w->db_logged_at >= GC_WORKER_LOG_EVERY) {
         w->db_logged_at = now;
         return 1;

@@ -80,9 +80,9 @@ void gc_worker_destroy(gc_worker_t *w);
 int gc_worker_stopping(gc_worker_t *w);
 
 typedef enum {
-    GC_WORKER_TIMEOUT = 0,              /* `until` came */
-    GC_WORKER_WOKEN,                    /* gc_worker_wake */
-    GC_WORKER_STOPPED                   /* gc_worker_stop (also before the call) */
+    GC_WORKER_TIMEOUT = 0, /* `until` came */
+    GC_WORKER_WOKEN,       /* gc_worker_wake */
+    GC_WORKER_STOPPED      /* gc_worker_stop (also before the call) */
 } gc_worker_wait_e;
 
 /* Wait until `until`, a wake (consumed) or a stop, whichever comes first. */

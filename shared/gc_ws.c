@@ -56,59 +56,59 @@
 #include "gc_log.h"
 #include "gc_ws.h"
 
-#define WS_PROTOCOL_NAME  "gcmon-ws"
-#define WS_FD_LIMIT       64          /* a handful of channels + lws' own fds */
-#define WS_RX_KEEP        (64 * 1024) /* keep a receive buffer up to this size */
-#define WS_CLOSE_GRACE_S  10          /* our close must finish within this */
+#define WS_PROTOCOL_NAME "gcmon-ws"
+#define WS_FD_LIMIT 64         /* a handful of channels + lws' own fds */
+#define WS_RX_KEEP (64 * 1024) /* keep a receive buffer up to this size */
+#define WS_CLOSE_GRACE_S 10    /* our close must finish within this */
 
 /* "host[:port]/path" of a connection for log lines, without the query. */
 /* host and path: debug lines only (a path may hold a credential, e.g. a
  * notification channel id); lines above debug name the host alone. */
-#define WS_LOGNAME(c)     (c)->host, (int)strcspn((c)->path, "?"), (c)->path
+#define WS_LOGNAME(c) (c)->host, (int)strcspn((c)->path, "?"), (c)->path
 
 typedef struct ws_txmsg {
     struct ws_txmsg *next;
     size_t len;
-    unsigned char buf[];              /* LWS_PRE headroom + len bytes */
+    unsigned char buf[]; /* LWS_PRE headroom + len bytes */
 } ws_txmsg_t;
 
 typedef enum {
-    WS_CONN_PENDING = 0,              /* connect scheduled (sul), no wsi yet */
-    WS_CONN_CONNECTING,               /* wsi exists, handshake in progress */
-    WS_CONN_OPEN,                     /* established */
-    WS_CONN_DONE                      /* on_close reported (or suppressed) */
+    WS_CONN_PENDING = 0, /* connect scheduled (sul), no wsi yet */
+    WS_CONN_CONNECTING,  /* wsi exists, handshake in progress */
+    WS_CONN_OPEN,        /* established */
+    WS_CONN_DONE         /* on_close reported (or suppressed) */
 } ws_conn_state_e;
 
 struct gc_ws_conn {
     gc_ws_t *ws;
-    gc_ws_conn_t *prev, *next;        /* ws->conns */
+    gc_ws_conn_t *prev, *next; /* ws->conns */
     struct lws *wsi;
     void *baton;
     lws_sorted_usec_list_t sul_connect;
     ws_conn_state_e state;
 
     /* parsed URL (one malloc'd block, freed with the conn) */
-    char *address;                    /* for connect(): host without brackets */
-    char *host;                       /* Host header: host[:port]; lws cuts the
+    char *address; /* for connect(): host without brackets */
+    char *host;    /* Host header: host[:port]; lws cuts the
                                          port off for SNI and the name check */
-    char *origin;                     /* http(s)://host[:port] */
-    char *path;                       /* path and query, at least "/" */
+    char *origin;  /* http(s)://host[:port] */
+    char *path;    /* path and query, at least "/" */
     int port;
     int tls;
 
     /* receive */
     char *rx;
     size_t rx_len, rx_cap;
-    int rx_in_message;                /* a message has started, not yet final */
-    int rx_binary;                    /* the current message is binary: skip it */
+    int rx_in_message; /* a message has started, not yet final */
+    int rx_binary;     /* the current message is binary: skip it */
 
     /* send queue */
     ws_txmsg_t *tx_head, *tx_tail;
 
-    int close_requested;              /* gc_ws_close was called */
-    int in_connect;                   /* inside lws_client_connect_via_info */
-    int failed;                       /* close code of a failure we decided (1009) */
-    int peer_code;                    /* close code the peer sent, 0 = none */
+    int close_requested; /* gc_ws_close was called */
+    int in_connect;      /* inside lws_client_connect_via_info */
+    int failed;          /* close code of a failure we decided (1009) */
+    int peer_code;       /* close code the peer sent, 0 = none */
     char peer_reason[64];
     char reason[192];
     char *strings;
@@ -117,7 +117,7 @@ struct gc_ws_conn {
 struct gc_ws {
     apr_pool_t *pool;
     struct lws_context *ctx;
-    apr_thread_mutex_t *wake_mutex;   /* orders gc_ws_wake against destroy */
+    apr_thread_mutex_t *wake_mutex; /* orders gc_ws_wake against destroy */
     gc_ws_callbacks_t cb;
     void *baton;
     apr_size_t max_message;
@@ -233,14 +233,13 @@ static int url_host(const char *h)
     if (n == 0 || n > 253) {
         return 0;
     }
-    return strchr(h, ':') ? strspn(h, "0123456789abcdefABCDEF:.") == n
-                          : strcspn(h, "[]") == n;
+    return strchr(h, ':') ? strspn(h, "0123456789abcdefABCDEF:.") == n : strcspn(h, "[]") == n;
 }
 
 /* address\0 host\0 origin\0 path\0 into c->strings (malloc'd: a conn
  * outlives pools). Host carries the port when it is not the default. */
-static int conn_set_strings(gc_ws_conn_t *c, const char *host, int default_port,
-                            const char *path, const char *query)
+static int conn_set_strings(gc_ws_conn_t *c, const char *host, int default_port, const char *path,
+                            const char *query)
 {
     size_t hlen = strlen(host), plen = strlen(path) + (query ? strlen(query) + 1 : 0);
     char *s = c->strings = malloc((hlen + 1) + (hlen + 9) + (hlen + 17) + (plen + 2));
@@ -281,15 +280,15 @@ static int conn_parse_url(gc_ws_conn_t *c, const char *url)
     if (apr_pool_create(&tp, NULL) != APR_SUCCESS) {
         return -1;
     }
-    if (apr_uri_parse(tp, url, &u) == APR_SUCCESS && u.scheme && u.hostname
-        && !u.user && !u.password && url_host(u.hostname)
+    if (apr_uri_parse(tp, url, &u) == APR_SUCCESS && u.scheme && u.hostname && !u.user
+        && !u.password && url_host(u.hostname)
         && (!strcasecmp(u.scheme, "ws") || !strcasecmp(u.scheme, "wss"))) {
         c->tls = !strcasecmp(u.scheme, "wss");
         default_port = c->tls ? 443 : 80;
         c->port = default_port;
         if (!u.port_str || url_port(u.port_str, &c->port)) {
-            rv = conn_set_strings(c, u.hostname, default_port,
-                                  u.path && *u.path ? u.path : "/", u.query);
+            rv = conn_set_strings(c, u.hostname, default_port, u.path && *u.path ? u.path : "/",
+                                  u.query);
         }
     }
     apr_pool_destroy(tp);
@@ -369,7 +368,7 @@ static void conn_fail(gc_ws_conn_t *c, struct lws *wsi, int code, const char *re
     c->failed = code;
     apr_cpystrn(c->reason, reason, sizeof(c->reason));
     rx_reset(c);
-    for (m = c->tx_head; m; m = next) {  /* nothing more goes out */
+    for (m = c->tx_head; m; m = next) { /* nothing more goes out */
         next = m->next;
         free(m);
     }
@@ -380,7 +379,7 @@ static void conn_fail(gc_ws_conn_t *c, struct lws *wsi, int code, const char *re
 static int on_receive(gc_ws_t *ws, gc_ws_conn_t *c, struct lws *wsi, void *in, size_t len)
 {
     if (c->failed) {
-        return 0;                     /* closing: see conn_fail */
+        return 0; /* closing: see conn_fail */
     }
     if (!c->rx_in_message) {
         c->rx_in_message = 1;
@@ -388,11 +387,11 @@ static int on_receive(gc_ws_t *ws, gc_ws_conn_t *c, struct lws *wsi, void *in, s
         c->rx_len = 0;
     }
     if (c->rx_binary) {
-        c->rx_len += len;             /* counted, not kept */
+        c->rx_len += len; /* counted, not kept */
     }
     else if (rx_append(c, in, len) != 0) {
-        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0, GCMON_LOGNO(504)
-               "ws %s: message above %" APR_SIZE_T_FMT " bytes, closing (1009)",
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+               GCMON_LOGNO(504) "ws %s: message above %" APR_SIZE_T_FMT " bytes, closing (1009)",
                c->host, ws->max_message);
         conn_fail(c, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
         return 0;
@@ -404,8 +403,8 @@ static int on_receive(gc_ws_t *ws, gc_ws_conn_t *c, struct lws *wsi, void *in, s
     lws_validity_confirmed(wsi);
     ws->activity = 1;
     if (c->rx_binary) {
-        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(503)
-               "ws %s%.*s: ignoring a binary message of %" APR_SIZE_T_FMT " bytes",
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+               GCMON_LOGNO(503) "ws %s%.*s: ignoring a binary message of %" APR_SIZE_T_FMT " bytes",
                WS_LOGNAME(c), (apr_size_t)c->rx_len);
     }
     else if (!c->close_requested && ws->cb.on_message) {
@@ -422,8 +421,8 @@ static int on_writeable(gc_ws_conn_t *c, struct lws *wsi)
     ws_txmsg_t *m = c->tx_head;
 
     if (c->failed) {
-        lws_close_reason(wsi, (enum lws_close_status)c->failed,
-                         (unsigned char *)c->reason, strlen(c->reason));
+        lws_close_reason(wsi, (enum lws_close_status)c->failed, (unsigned char *)c->reason,
+                         strlen(c->reason));
         return -1;
     }
     if (m) {
@@ -449,7 +448,7 @@ static int on_writeable(gc_ws_conn_t *c, struct lws *wsi)
         lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
         return -1;
     }
-    return 0;                         /* nothing queued: e.g. lws' own ping */
+    return 0; /* nothing queued: e.g. lws' own ping */
 }
 
 static void on_closed(gc_ws_conn_t *c)
@@ -463,8 +462,10 @@ static void on_closed(gc_ws_conn_t *c)
     else if (c->peer_code) {
         apr_snprintf(c->reason, sizeof(c->reason), "closed by peer (%d%s%s)", c->peer_code,
                      c->peer_reason[0] ? " " : "", c->peer_reason);
-        conn_finish(c, c->peer_code != LWS_CLOSE_STATUS_NORMAL
-                       && c->peer_code != LWS_CLOSE_STATUS_GOINGAWAY, c->reason);
+        conn_finish(c,
+                    c->peer_code != LWS_CLOSE_STATUS_NORMAL
+                        && c->peer_code != LWS_CLOSE_STATUS_GOINGAWAY,
+                    c->reason);
     }
     else {
         conn_finish(c, 1, "connection lost");
@@ -486,8 +487,8 @@ static void on_peer_close(gc_ws_conn_t *c, const unsigned char *in, size_t len)
     c->peer_reason[n] = '\0';
 }
 
-static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                       void *in, size_t len)
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
 {
     struct lws_context *ctx = lws_get_context(wsi);
     gc_ws_t *ws = ctx ? lws_context_user(ctx) : NULL;
@@ -497,9 +498,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
     }
     switch (reason) {
-    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        ws->woken = 1;
-        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: ws->woken = 1; return 0;
 
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         if (!(c = conn_of(wsi, user))) {
@@ -569,8 +568,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         }
         return 0;
 
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -620,8 +618,7 @@ gc_ws_t *gc_ws_create(apr_pool_t *p, const char *ca_file, apr_size_t max_message
     memset(&info, 0, sizeof(info));
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = ws->protocols;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
-                   | LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
     info.uid = -1;
     info.gid = -1;
     info.fd_limit_per_thread = WS_FD_LIMIT;
@@ -635,8 +632,8 @@ gc_ws_t *gc_ws_create(apr_pool_t *p, const char *ca_file, apr_size_t max_message
     }
     ws->ctx = lws_create_context(&info);
     if (!ws->ctx) {
-        gc_log(GC_LOG_MARK, GC_LOG_ERR, 0, GCMON_LOGNO(500)
-               "ws: cannot create the libwebsockets context (CA file: %s)",
+        gc_log(GC_LOG_MARK, GC_LOG_ERR, 0,
+               GCMON_LOGNO(500) "ws: cannot create the libwebsockets context (CA file: %s)",
                ca_file ? ca_file : "system store only");
         return NULL;
     }
@@ -667,24 +664,23 @@ static void conn_connect_cb(lws_sorted_usec_list_t *sul)
     ci.origin = c->origin;
     ci.ssl_connection = c->tls ? LCCSCF_USE_SSL : 0;
     ci.alpn = "http/1.1";
-    ci.protocol = NULL;               /* no Sec-WebSocket-Protocol */
+    ci.protocol = NULL; /* no Sec-WebSocket-Protocol */
     ci.local_protocol_name = WS_PROTOCOL_NAME;
     ci.ietf_version_or_minus_one = -1;
-    ci.userdata = c;                  /* no pwsi: c->wsi is set from callbacks */
+    ci.userdata = c; /* no pwsi: c->wsi is set from callbacks */
     ci.retry_and_idle_policy = &ws_retry;
 
     c->state = WS_CONN_CONNECTING;
     c->in_connect = 1;
     wsi = lws_client_connect_via_info(&ci);
     c->in_connect = 0;
-    if (c->state == WS_CONN_DONE) {   /* failed (and reported) inside */
+    if (c->state == WS_CONN_DONE) { /* failed (and reported) inside */
         conn_free(c);
         return;
     }
     if (!wsi) {
         c->wsi = NULL;
-        conn_finish(c, !c->close_requested,
-                    c->close_requested ? "closed" : "connect failed");
+        conn_finish(c, !c->close_requested, c->close_requested ? "closed" : "connect failed");
         return;
     }
     c->wsi = wsi;
@@ -708,8 +704,8 @@ gc_ws_conn_t *gc_ws_connect(gc_ws_t *ws, const char *url, void *conn_baton)
     c->baton = conn_baton;
     if (conn_parse_url(c, url) != 0) {
         /* the caller reports it; this says what we expect */
-        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(501)
-               "ws: unusable URL (need ws:// or wss://host[:port][/path])");
+        gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+               GCMON_LOGNO(501) "ws: unusable URL (need ws:// or wss://host[:port][/path])");
         free(c->strings);
         free(c);
         return NULL;
@@ -740,8 +736,8 @@ int gc_ws_send(gc_ws_conn_t *c, const char *text)
     len = strlen(text);
     m = malloc(sizeof(*m) + LWS_PRE + len);
     if (!m) {
-        gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_ENOMEM, GCMON_LOGNO(506)
-               "ws %s: out of memory queueing %" APR_SIZE_T_FMT " bytes", c->host,
+        gc_log(GC_LOG_MARK, GC_LOG_ERR, APR_ENOMEM,
+               GCMON_LOGNO(506) "ws %s: out of memory queueing %" APR_SIZE_T_FMT " bytes", c->host,
                (apr_size_t)len);
         return -1;
     }
@@ -782,8 +778,7 @@ void gc_ws_close(gc_ws_conn_t *c)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, WS_CLOSE_GRACE_S);
         lws_callback_on_writable(c->wsi);
         break;
-    case WS_CONN_DONE:
-        break;
+    case WS_CONN_DONE: break;
     }
 }
 
@@ -845,11 +840,11 @@ void gc_ws_destroy(gc_ws_t *ws)
     ws->destroying = 1;
     ctx = ws->ctx;
     apr_thread_mutex_lock(ws->wake_mutex);
-    ws->ctx = NULL;                   /* gc_ws_wake is a no-op from here on */
+    ws->ctx = NULL; /* gc_ws_wake is a no-op from here on */
     apr_thread_mutex_unlock(ws->wake_mutex);
     lws_context_destroy(ctx);
     while ((c = ws->conns) != NULL) {
-        c->state = WS_CONN_DONE;      /* e.g. still waiting for its connect sul */
+        c->state = WS_CONN_DONE; /* e.g. still waiting for its connect sul */
         conn_free(c);
     }
     apr_pool_cleanup_kill(ws->pool, ws, ws_pool_cleanup);
@@ -858,8 +853,8 @@ void gc_ws_destroy(gc_ws_t *ws)
 /* ------------------------------------------------------------------------ */
 /* lws logging */
 
-#define WS_LOG_SLOTS   32
-#define WS_LOG_KEYLEN  48
+#define WS_LOG_SLOTS 32
+#define WS_LOG_KEYLEN 48
 
 typedef struct {
     char key[WS_LOG_KEYLEN + 1];

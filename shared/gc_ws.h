@@ -18,8 +18,7 @@ typedef struct gc_ws_callbacks {
                        apr_size_t len);
     /* The connection is gone (closed by peer, by us, or failed to connect). The
      * gc_ws_conn_t is invalid after this returns. `error` is non-zero for failures. */
-    void (*on_close)(void *baton, gc_ws_conn_t *c, void *conn_baton, int error,
-                     const char *reason);
+    void (*on_close)(void *baton, gc_ws_conn_t *c, void *conn_baton, int error, const char *reason);
 } gc_ws_callbacks_t;
 
 /* Create the context on the calling (service) thread. ca_file may be NULL (system

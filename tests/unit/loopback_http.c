@@ -15,8 +15,8 @@
 
 #include "loopback_http.h"
 
-#define LB_MAX_HEAD    (64 * 1024)
-#define LB_MAX_BODY    (4 * 1024 * 1024)
+#define LB_MAX_HEAD (64 * 1024)
+#define LB_MAX_BODY (4 * 1024 * 1024)
 #define LB_MAX_HEADERS 64
 #define LB_IO_TIMEOUT_MS 5000
 
@@ -35,11 +35,11 @@ struct lb_server {
     pthread_mutex_t mu;
     lb_route_t *routes;
     int nroutes, caproutes;
-    pthread_cond_t captured;        /* signalled whenever a request is captured */
+    pthread_cond_t captured; /* signalled whenever a request is captured */
     lb_request_t **reqs;
     int nreqs, capreqs;
     int tls_attempts;
-    pthread_t *conns;               /* one thread per connection, joined at stop */
+    pthread_t *conns; /* one thread per connection, joined at stop */
     int nconns, capconns;
 };
 
@@ -150,7 +150,7 @@ static const char *reason(int status)
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
-    default:  return "Status";
+    default: return "Status";
     }
 }
 
@@ -339,7 +339,7 @@ static void delay(lb_server_t *s, int fd, int ms)
 
         if (poll(&pfd, 1, 10) > 0) {
             if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
-                return;     /* client gone */
+                return; /* client gone */
             }
             /* unexpected extra bytes: ignore, keep waiting */
             (void)recv(fd, &c, 1, MSG_DONTWAIT);
@@ -358,8 +358,8 @@ static void respond(int fd, const lb_request_t *req, const lb_response_t *r)
     hlen = strlen(extra) + 256;
     head = xmalloc(hlen);
     snprintf(head, hlen, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\nConnection: close\r\n%s%s\r\n",
-             r->status, reason(r->status), blen,
-             add_ct ? "Content-Type: application/json\r\n" : "", extra);
+             r->status, reason(r->status), blen, add_ct ? "Content-Type: application/json\r\n" : "",
+             extra);
     if (send_all(fd, head, strlen(head)) == 0 && strcmp(req->method, "HEAD") != 0) {
         if (r->action == LB_DROP_MID_BODY) {
             (void)send_all(fd, body, blen / 2);
@@ -399,9 +399,7 @@ static void serve(lb_server_t *s, int fd)
         delay(s, fd, r.delay_ms);
     }
     switch (r.action) {
-    case LB_DROP:
-        shutdown(fd, SHUT_RDWR);
-        break;
+    case LB_DROP: shutdown(fd, SHUT_RDWR); break;
     case LB_RESET: {
         struct linger lg = { 1, 0 };
 
@@ -669,6 +667,6 @@ int lb_closed_port(void)
         abort();
     }
     port = ntohs(sa.sin_port);
-    close(fd);  /* bound but never listening: connects are refused */
+    close(fd); /* bound but never listening: connects are refused */
     return port;
 }

@@ -11,29 +11,29 @@
 #include <stddef.h>
 
 typedef enum {
-    LB_RESPOND = 0,         /* send the scripted response */
-    LB_DROP,                /* read the request, close without answering */
-    LB_RESET,               /* read the request, reset the connection (RST) */
-    LB_DROP_MID_BODY        /* send the headers and half the body, then close */
+    LB_RESPOND = 0,  /* send the scripted response */
+    LB_DROP,         /* read the request, close without answering */
+    LB_RESET,        /* read the request, reset the connection (RST) */
+    LB_DROP_MID_BODY /* send the headers and half the body, then close */
 } lb_action_e;
 
 typedef struct lb_response {
     lb_action_e action;
     int status;
-    const char *headers;    /* extra header lines, each ending in "\r\n"; may be NULL */
-    const char *body;       /* NULL = empty. Content-Type: application/json is added
+    const char *headers; /* extra header lines, each ending in "\r\n"; may be NULL */
+    const char *body;    /* NULL = empty. Content-Type: application/json is added
                                when the body is not empty and headers name none */
-    int delay_ms;           /* wait before acting; cut short when the client goes away */
+    int delay_ms;        /* wait before acting; cut short when the client goes away */
 } lb_response_t;
 
 typedef struct lb_request {
     char *method;
-    char *target;           /* as sent, with the query string */
-    char *path;             /* target without the query string */
+    char *target; /* as sent, with the query string */
+    char *path;   /* target without the query string */
     int nheaders;
     char **names;
     char **values;
-    char *body;             /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t body_len;
 } lb_request_t;
 

@@ -107,8 +107,8 @@ START_TEST(find_by_id_system_label)
     ck_assert_str_eq(gc_presence_find(d, "lunch walk")->id, "p-lunch");
     ck_assert_str_eq(gc_presence_find(d, "ON_QUEUE")->id, "p-queue");
     ck_assert_str_eq(gc_presence_find(d, "on queue")->id, "p-queue");
-    ck_assert_ptr_null(gc_presence_find(d, "Smoke"));      /* deactivated */
-    ck_assert_ptr_null(gc_presence_find(d, "Break"));      /* no active definition */
+    ck_assert_ptr_null(gc_presence_find(d, "Smoke")); /* deactivated */
+    ck_assert_ptr_null(gc_presence_find(d, "Break")); /* no active definition */
     ck_assert_ptr_null(gc_presence_find(d, ""));
     ck_assert_ptr_null(gc_presence_find(d, NULL));
 }
@@ -120,11 +120,14 @@ START_TEST(user_presence_etag)
 {
     json_t *a = json_loads("{\"presenceDefinition\":{\"id\":\"p-avail\",\"systemPresence\":"
                            "\"Available\"},\"message\":\"hi\",\"modifiedDate\":"
-                           "\"2026-11-21T10:00:00.123Z\"}", 0, NULL);
+                           "\"2026-11-21T10:00:00.123Z\"}",
+                           0, NULL);
     json_t *b = json_loads("{\"presenceDefinition\":{\"id\":\"p-avail\"},\"modifiedDate\":"
-                           "\"2026-11-21T11:00:00.123+01:00\"}", 0, NULL);
+                           "\"2026-11-21T11:00:00.123+01:00\"}",
+                           0, NULL);
     json_t *c = json_loads("{\"presenceDefinition\":{\"id\":\"p-meal\"},\"modifiedDate\":"
-                           "\"2026-11-21T10:00:00.123Z\"}", 0, NULL);
+                           "\"2026-11-21T10:00:00.123Z\"}",
+                           0, NULL);
     json_t *bad = json_loads("{\"presenceDefinition\":{\"id\":\"p\"}}", 0, NULL);
     gc_user_presence_t pa, pb, pc, px;
 
@@ -165,8 +168,7 @@ START_TEST(if_match_rules)
     ck_assert(!gc_etag_match(NULL, e, GC_ETAG_STRONG));
     /* If-None-Match compares weakly; the same parser */
     ck_assert(gc_etag_match("W/\"0123456789abcdef0123456789abcdef\"", e, GC_ETAG_WEAK));
-    ck_assert(gc_etag_match("\"a\" , W/\"0123456789abcdef0123456789abcdef\"", e,
-                            GC_ETAG_WEAK));
+    ck_assert(gc_etag_match("\"a\" , W/\"0123456789abcdef0123456789abcdef\"", e, GC_ETAG_WEAK));
     ck_assert(gc_etag_match("*", e, GC_ETAG_WEAK));
     ck_assert(!gc_etag_match("W/\"0123456789abcdef0123456789abcde\"", e, GC_ETAG_WEAK));
     ck_assert(!gc_etag_match("\"x\" junk", e, GC_ETAG_WEAK));
@@ -192,17 +194,17 @@ START_TEST(transition_rules)
     apr_array_header_t *bad = apr_array_make(pool, 4, sizeof(gc_transition_t));
     const char *e;
 
-    ck_assert(gc_transition_allowed(rules, "Available", "Offline"));    /* no rules */
+    ck_assert(gc_transition_allowed(rules, "Available", "Offline")); /* no rules */
     ck_assert_ptr_null(parse_rule(rules, "Available Break Meal"));
     ck_assert_ptr_null(parse_rule(rules, "* Available"));
     ck_assert(gc_transition_allowed(rules, "Available", "Break"));
     ck_assert(gc_transition_allowed(rules, "Available", "Meal"));
-    ck_assert(gc_transition_allowed(rules, "Training", "Available"));   /* * from */
+    ck_assert(gc_transition_allowed(rules, "Training", "Available")); /* * from */
     ck_assert(gc_transition_allowed(rules, NULL, "Available"));
     ck_assert(!gc_transition_allowed(rules, "Available", "Offline"));
     ck_assert(!gc_transition_allowed(rules, "Break", "Meal"));
     ck_assert(!gc_transition_allowed(rules, NULL, "Meal"));
-    ck_assert(gc_transition_allowed(rules, "Offline", "Offline"));      /* same state */
+    ck_assert(gc_transition_allowed(rules, "Offline", "Offline")); /* same state */
     ck_assert_ptr_null(parse_rule(rules, "Offline *"));
     ck_assert(gc_transition_allowed(rules, "Offline", "Meeting"));
 
@@ -222,8 +224,8 @@ static gc_store_t *open_store(void)
     gc_store_t *s = NULL;
     const char *err = NULL;
 
-    ck_assert_msg(gc_store_open(pool, "sqlite3", db_path, &s, &err) == APR_SUCCESS,
-                  "open: %s", err);
+    ck_assert_msg(gc_store_open(pool, "sqlite3", db_path, &s, &err) == APR_SUCCESS, "open: %s",
+                  err);
     ck_assert_msg(gc_store_migrate(s, &err) == APR_SUCCESS, "migrate: %s", err);
     return s;
 }
@@ -244,7 +246,8 @@ static apr_int64_t add(gc_store_t *s, const char *actor, const char *action, con
     a.status = status;
     a.latency_ms = 12;
     ck_assert_msg(gc_store_audit_add(s, pool, &a, hook ? GC_TARGET_STATUS : NULL, hook, &err)
-                  == APR_SUCCESS, "audit add: %s", err);
+                      == APR_SUCCESS,
+                  "audit add: %s", err);
     ck_assert_int_gt(a.id, 0);
     return a.id;
 }
@@ -285,7 +288,7 @@ START_TEST(audit_add_list_page)
     ck_assert_int_eq(rows->nelts, 2);
     ck_assert_int_eq(more, 1);
     r = &APR_ARRAY_IDX(rows, 0, gc_audit_rec_t);
-    ck_assert_str_eq(r->action, GC_AUDIT_UPSTREAM_CHECK);                /* newest first */
+    ck_assert_str_eq(r->action, GC_AUDIT_UPSTREAM_CHECK); /* newest first */
     ck_assert_ptr_null(r->target);
     ck_assert_str_eq(r->request, "{\"status\":\"Break\"}");
     ck_assert_int_eq(r->latency_ms, 12);
@@ -316,8 +319,7 @@ START_TEST(audit_add_list_page)
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, gc_audit_rec_t).id, first);
 
     /* the one row that asked for a webhook queued exactly one delivery */
-    ck_assert(gc_store_outbox_due(s, pool, apr_time_now() + 1000, 10, &due, &err)
-              == APR_SUCCESS);
+    ck_assert(gc_store_outbox_due(s, pool, apr_time_now() + 1000, 10, &due, &err) == APR_SUCCESS);
     ck_assert_int_eq(due->nelts, 1);
     ck_assert_str_eq(APR_ARRAY_IDX(due, 0, gc_outbox_row_t).target, GC_TARGET_STATUS);
     ck_assert_str_eq(APR_ARRAY_IDX(due, 0, gc_outbox_row_t).body, "{\"a\":1}");
@@ -329,22 +331,28 @@ START_TEST(audit_query_fields)
     gc_query_t q;
     apr_array_header_t *errs;
 
-    ck_assert_int_eq(gc_query_parse(pool, "actor=jane%40example.com&action=agent_status_change"
-                                    "&target=u-1&limit=5", GC_Q_AUDIT, GC_CURSOR_AUDIT, &q,
-                                    &errs), 0);
+    ck_assert_int_eq(gc_query_parse(pool,
+                                    "actor=jane%40example.com&action=agent_status_change"
+                                    "&target=u-1&limit=5",
+                                    GC_Q_AUDIT, GC_CURSOR_AUDIT, &q, &errs),
+                     0);
     ck_assert_str_eq(q.actor, "jane@example.com");
     ck_assert_str_eq(q.action, "agent_status_change");
     ck_assert_str_eq(q.target, "u-1");
     ck_assert_int_eq(q.limit, 5);
-    ck_assert_int_eq(gc_query_parse(pool, "action=Drop%20table&target=a/b&actor=",
-                                    GC_Q_AUDIT, GC_CURSOR_AUDIT, &q, &errs), 3);
+    ck_assert_int_eq(gc_query_parse(pool, "action=Drop%20table&target=a/b&actor=", GC_Q_AUDIT,
+                                    GC_CURSOR_AUDIT, &q, &errs),
+                     3);
     /* a cursor of another listing is refused */
-    ck_assert_int_eq(gc_query_parse(pool, apr_pstrcat(pool, "cursor=",
-                                    gc_cursor_encode(pool, GC_CURSOR_HISTORY, 1, 2), NULL),
-                                    GC_Q_AUDIT, GC_CURSOR_AUDIT, &q, &errs), 1);
+    ck_assert_int_eq(
+        gc_query_parse(
+            pool,
+            apr_pstrcat(pool, "cursor=", gc_cursor_encode(pool, GC_CURSOR_HISTORY, 1, 2), NULL),
+            GC_Q_AUDIT, GC_CURSOR_AUDIT, &q, &errs),
+        1);
     /* the history listing ignores the audit fields */
-    ck_assert_int_eq(gc_query_parse(pool, "actor=x&action=BAD", GC_Q_HISTORY, GC_CURSOR_HISTORY,
-                                    &q, &errs), 0);
+    ck_assert_int_eq(
+        gc_query_parse(pool, "actor=x&action=BAD", GC_Q_HISTORY, GC_CURSOR_HISTORY, &q, &errs), 0);
     ck_assert_ptr_null(q.actor);
 }
 END_TEST
@@ -396,8 +404,8 @@ START_TEST(audit_concurrent_threads)
     int more, i;
 
     for (i = 0; i < WRITERS; i++) {
-        ck_assert_int_eq(pthread_create(&th[i], NULL, writer_thread,
-                                        apr_psprintf(pool, "u%d", i)), 0);
+        ck_assert_int_eq(pthread_create(&th[i], NULL, writer_thread, apr_psprintf(pool, "u%d", i)),
+                         0);
     }
     for (i = 0; i < WRITERS; i++) {
         void *ret;

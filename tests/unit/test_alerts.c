@@ -23,9 +23,9 @@
 #ifndef PG_BIN
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 #endif
-#define T0 ((apr_time_t)1763750000000LL * 1000)       /* 2025-11-21, ms precision */
+#define T0 ((apr_time_t)1763750000000LL * 1000) /* 2025-11-21, ms precision */
 #define SEC(n) apr_time_from_sec(n)
-#define MS(n) ((apr_time_t)(n) * 1000)
+#define MS(n) ((apr_time_t)(n)*1000)
 
 /* Tests only (gc_alerts.c): bytes the engine took for its agents. */
 apr_size_t gc_alerts_test_bytes(const gc_alerts_t *a);
@@ -103,7 +103,7 @@ START_TEST(crossing_at_threshold)
 
     ck_assert_int_eq(gc_alerts_next_due(a), 0);
     gc_alerts_observe(a, id, "Available", T0);
-    strcpy(id, "xx");                   /* the engine keeps its own copy */
+    strcpy(id, "xx"); /* the engine keeps its own copy */
     ck_assert_int_eq(gc_alerts_scheduled(a), 1);
     ck_assert_int_eq(gc_alerts_next_due(a), T0 + SEC(60));
     none_due(a, T0 + SEC(60) - 1);
@@ -220,7 +220,7 @@ START_TEST(new_state_replaces_timer)
     gc_alert_rule_t rules[] = {
         { "Available", SEC(60), 0 },
         { "IDLE", SEC(30), SEC(10) },
-        { "Available", SEC(20), 0 },        /* replaces the first */
+        { "Available", SEC(20), 0 }, /* replaces the first */
     };
     gc_alerts_t *a = engine(3, rules);
     gc_alert_due_t d;
@@ -277,13 +277,13 @@ START_TEST(next_due_and_max)
     gc_alert_due_t d[8];
 
     gc_alerts_observe(a, "a", "Available", T0);           /* T0+60 */
-    gc_alerts_observe(a, "b", "IDLE", T0 + SEC(20));       /* T0+30 */
-    gc_alerts_observe(a, "c", "Available", T0 - SEC(50));  /* T0+10 */
-    gc_alerts_observe(a, "d", "IDLE", T0 + SEC(5));        /* T0+15 */
+    gc_alerts_observe(a, "b", "IDLE", T0 + SEC(20));      /* T0+30 */
+    gc_alerts_observe(a, "c", "Available", T0 - SEC(50)); /* T0+10 */
+    gc_alerts_observe(a, "d", "IDLE", T0 + SEC(5));       /* T0+15 */
     ck_assert_int_eq(gc_alerts_next_due(a), T0 + SEC(10));
     gc_alerts_observe(a, "c", "Busy", T0);
     ck_assert_int_eq(gc_alerts_next_due(a), T0 + SEC(15));
-    gc_alerts_observe(a, "a", "IDLE", T0 + SEC(1));        /* T0+11 */
+    gc_alerts_observe(a, "a", "IDLE", T0 + SEC(1)); /* T0+11 */
     ck_assert_int_eq(gc_alerts_next_due(a), T0 + SEC(11));
     /* At most max, earliest first; the rest stays due. */
     ck_assert_int_eq(gc_alerts_take_due(a, T0 + SEC(100), d, 2), 2);
@@ -309,7 +309,9 @@ START_TEST(twenty_thousand_in_due_order)
 {
     enum { N = 20000 };
     gc_alert_rule_t rules[] = {
-        { "Available", SEC(900), 0 }, { "IDLE", SEC(300), 0 }, { "Away", SEC(60), SEC(600) },
+        { "Available", SEC(900), 0 },
+        { "IDLE", SEC(300), 0 },
+        { "Away", SEC(60), SEC(600) },
     };
     static const char *const states[] = { "Available", "IDLE", "Away", "Busy" };
     gc_alerts_t *a = engine(3, rules);
@@ -325,7 +327,7 @@ START_TEST(twenty_thousand_in_due_order)
         ids[i] = apr_psprintf(pool, "agent-%05d", i);
         gc_alerts_observe(a, ids[i], st, T0 + MS(lcg(&x) % 3600000));
     }
-    for (i = 0; i < N; i += 3) {        /* later episodes for a third */
+    for (i = 0; i < N; i += 3) { /* later episodes for a third */
         const char *st = states[lcg(&x) % 4];
         gc_alerts_observe(a, ids[i], st, T0 + SEC(3600) + MS(lcg(&x) % 60000));
     }
@@ -343,7 +345,7 @@ START_TEST(twenty_thousand_in_due_order)
                 ck_assert_int_le(d[i].due_at, now);
                 ck_assert_int_ge(d[i].due_at, last);
                 ck_assert_int_eq(d[i].due_at, d[i].episode_at + d[i].threshold
-                                 + d[i].seq * (apr_interval_time_t)SEC(600));
+                                                  + d[i].seq * (apr_interval_time_t)SEC(600));
                 last = d[i].due_at;
                 if (d[i].seq == 0) {
                     ck_assert_int_eq(seen[k], 0);
@@ -413,8 +415,8 @@ START_TEST(memory_flat_over_a_million_observations)
     }
     ck_assert_int_gt(bytes, AGENTS * 32);
     ck_assert_int_eq(gc_alerts_test_bytes(a), bytes);
-    ck_assert_msg(data_bytes() <= used + 256 * 1024, "VmData grew from %zu to %zu",
-                  used, data_bytes());
+    ck_assert_msg(data_bytes() <= used + 256 * 1024, "VmData grew from %zu to %zu", used,
+                  data_bytes());
     ck_assert_int_eq(gc_alerts_scheduled(a), AGENTS / 2);
 }
 END_TEST
@@ -476,8 +478,8 @@ static gc_store_t *open_migrated_in(apr_pool_t *p)
     gc_store_t *s = NULL;
     const char *err = NULL;
 
-    ck_assert_msg(gc_store_open(p, driver_name, db_params, &s, &err) == APR_SUCCESS,
-                  "open: %s", err);
+    ck_assert_msg(gc_store_open(p, driver_name, db_params, &s, &err) == APR_SUCCESS, "open: %s",
+                  err);
     ck_assert_msg(gc_store_migrate(s, &err) == APR_SUCCESS, "migrate: %s", err);
     return s;
 }
@@ -533,7 +535,8 @@ static void agent_set(const char *user, const char *name, const char *state, int
 {
     apr_int64_t since = apr_time_as_msec(T0 + SEC(since_s));
 
-    sql_exec(apr_psprintf(pool, "INSERT INTO gcmon_agents (user_id, user_name, state, since, "
+    sql_exec(apr_psprintf(pool,
+                          "INSERT INTO gcmon_agents (user_id, user_name, state, since, "
                           "event_at, updated_at) VALUES ('%s', %s%s%s, '%s', %" APR_INT64_T_FMT
                           ", %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ") ON CONFLICT (user_id) "
                           "DO UPDATE SET state = excluded.state, since = excluded.since",
@@ -580,14 +583,17 @@ START_TEST(raise_then_exists_then_moved)
     agent_set("u1", "Ann", "Available", 0);
     ck_assert_int_eq(raise_ok(s, &d, "Ann B", NULL, &id), GC_ALERT_RAISED);
     ck_assert_int_gt(id, 0);
-    ck_assert_str_eq(sql_rows(apr_psprintf(pool, "SELECT id, user_id, user_name, state, "
+    ck_assert_str_eq(sql_rows(apr_psprintf(pool,
+                                           "SELECT id, user_id, user_name, state, "
                                            "threshold_seconds, episode_at - %" APR_INT64_T_FMT
                                            ", seq, raised_at - %" APR_INT64_T_FMT ", "
                                            "cleared_at, delivery_status FROM gcmon_alerts",
                                            (apr_int64_t)apr_time_as_msec(T0),
                                            (apr_int64_t)apr_time_as_msec(T0))),
-                     apr_psprintf(pool, "%" APR_INT64_T_FMT "|u1|Ann B|Available|900|0|0|"
-                                  "900005|~|disabled", id));
+                     apr_psprintf(pool,
+                                  "%" APR_INT64_T_FMT "|u1|Ann B|Available|900|0|0|"
+                                  "900005|~|disabled",
+                                  id));
     /* The same alert again (a restart, another holder): nothing new. */
     ck_assert_int_eq(raise_ok(s, &d, "Ann B", NULL, &id2), GC_ALERT_EXISTS);
     ck_assert_int_eq(id2, id);
@@ -621,11 +627,11 @@ START_TEST(raise_with_body_writes_outbox)
     agent_set("u1", "Ann", "IDLE", 10);
     ck_assert_int_eq(raise_ok(s, &d, "Ann", body, &id), GC_ALERT_RAISED);
     ck_assert_str_eq(sql_rows("SELECT delivery_status FROM gcmon_alerts"), "pending");
-    ck_assert_str_eq(sql_rows(apr_psprintf(pool, "SELECT target, alert_id, body, status, "
+    ck_assert_str_eq(sql_rows(apr_psprintf(pool,
+                                           "SELECT target, alert_id, body, status, "
                                            "created_at - %" APR_INT64_T_FMT " FROM gcmon_outbox",
                                            (apr_int64_t)apr_time_as_msec(T0))),
-                     apr_psprintf(pool, "slack|%" APR_INT64_T_FMT "|%s|pending|910005", id,
-                                  body));
+                     apr_psprintf(pool, "slack|%" APR_INT64_T_FMT "|%s|pending|910005", id, body));
     /* Raised once, delivered once. */
     ck_assert_int_eq(raise_ok(s, &d, "Ann", body, NULL), GC_ALERT_EXISTS);
     ck_assert_str_eq(count_of("gcmon_outbox"), "1");
@@ -651,25 +657,24 @@ START_TEST(clear_ended_episodes)
     }
     d = due_of("u1", "Available", 0, 1);
     ck_assert_int_eq(raise_ok(s, &d, NULL, NULL, NULL), GC_ALERT_RAISED);
-    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + SEC(1000), &cleared, &err),
-                     APR_SUCCESS);
+    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + SEC(1000), &cleared, &err), APR_SUCCESS);
     ck_assert_int_eq(cleared, 0);
-    agent_set("u2", NULL, "Busy", 950);           /* left */
-    agent_set("u3", NULL, "Available", 960);      /* a new episode */
-    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + SEC(1000), &cleared, &err),
-                     APR_SUCCESS);
+    agent_set("u2", NULL, "Busy", 950);      /* left */
+    agent_set("u3", NULL, "Available", 960); /* a new episode */
+    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + SEC(1000), &cleared, &err), APR_SUCCESS);
     ck_assert_int_eq(cleared, 2);
-    ck_assert_str_eq(sql_rows(apr_psprintf(pool, "SELECT user_id, seq, cleared_at - %"
-                                           APR_INT64_T_FMT " FROM gcmon_alerts ORDER BY id",
+    ck_assert_str_eq(sql_rows(apr_psprintf(pool,
+                                           "SELECT user_id, seq, cleared_at - %" APR_INT64_T_FMT
+                                           " FROM gcmon_alerts ORDER BY id",
                                            (apr_int64_t)apr_time_as_msec(T0))),
                      "u1|0|~;u2|0|1000000;u3|0|1000000;u4|0|~;u1|1|~");
     /* Cleared once: a later run leaves them as they are. */
     agent_set("u4", NULL, "Meal", 1100);
-    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + SEC(2000), &cleared, &err),
-                     APR_SUCCESS);
+    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + SEC(2000), &cleared, &err), APR_SUCCESS);
     ck_assert_int_eq(cleared, 1);
-    ck_assert_str_eq(sql_rows(apr_psprintf(pool, "SELECT user_id, cleared_at - %"
-                                           APR_INT64_T_FMT " FROM gcmon_alerts WHERE "
+    ck_assert_str_eq(sql_rows(apr_psprintf(pool,
+                                           "SELECT user_id, cleared_at - %" APR_INT64_T_FMT
+                                           " FROM gcmon_alerts WHERE "
                                            "cleared_at IS NOT NULL ORDER BY id",
                                            (apr_int64_t)apr_time_as_msec(T0))),
                      "u2|1000000;u3|1000000;u4|2000000");
@@ -734,8 +739,8 @@ START_TEST(racing_raises_one_row)
             if (gc_store_open(p, driver_name, db_params, &cs, &err) == APR_SUCCESS) {
                 while (read(gate[0], &c, 1) < 0 && errno == EINTR) {
                 }
-                if (gc_store_alert_raise(cs, p, &d, NULL, "{}", d.due_at, &result, &id,
-                                         &err) == APR_SUCCESS) {
+                if (gc_store_alert_raise(cs, p, &d, NULL, "{}", d.due_at, &result, &id, &err)
+                    == APR_SUCCESS) {
                     rc = result == GC_ALERT_RAISED ? 10 : result == GC_ALERT_EXISTS ? 11 : 12;
                 }
                 else {
@@ -821,13 +826,16 @@ static void pg_start(void)
         snprintf(pg_as, sizeof(pg_as), "runuser -u %s -- ", pw->pw_name);
     }
     pg_port = 20000 + (int)((getpid() + 7919) % 20000);
-    snprintf(cmd, sizeof(cmd), "cd %s && %s%s/initdb -D %s/data -A trust -U gcmon -E UTF8 "
-             "--no-sync >%s/initdb.out 2>&1", pg_dir, pg_as, PG_BIN, pg_dir, pg_dir);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && %s%s/initdb -D %s/data -A trust -U gcmon -E UTF8 "
+             "--no-sync >%s/initdb.out 2>&1",
+             pg_dir, pg_as, PG_BIN, pg_dir, pg_dir);
     if (run_cmd(cmd) != 0) {
         snprintf(pg_why, sizeof(pg_why), "initdb failed (see %s/initdb.out)", pg_dir);
         return;
     }
-    snprintf(cmd, sizeof(cmd), "cd %s && %s%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o "
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && %s%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o "
              "\"-c listen_addresses='' -c unix_socket_directories=%s -p %d -c fsync=off "
              "-c full_page_writes=off -c max_connections=20\" start >%s/pg_ctl.out 2>&1",
              pg_dir, pg_as, PG_BIN, pg_dir, pg_dir, pg_dir, pg_port, pg_dir);
@@ -843,8 +851,10 @@ static void pg_stop(void)
     char cmd[1024];
 
     if (pg_up) {
-        snprintf(cmd, sizeof(cmd), "cd %s && %s%s/pg_ctl -D %s/data -m immediate -w stop "
-                 ">/dev/null 2>&1", pg_dir, pg_as, PG_BIN, pg_dir);
+        snprintf(cmd, sizeof(cmd),
+                 "cd %s && %s%s/pg_ctl -D %s/data -m immediate -w stop "
+                 ">/dev/null 2>&1",
+                 pg_dir, pg_as, PG_BIN, pg_dir);
         run_cmd(cmd);
         pg_up = 0;
     }
@@ -860,10 +870,9 @@ static void setup_pg(void)
     setup_pool();
     apr_dbd_init(pool);
     driver_name = "pgsql";
-    ck_assert_msg(pg_up, "PostgreSQL is installed but the test cluster did not start: %s",
-                  pg_why);
-    snprintf(db_params, sizeof(db_params), "host=%s port=%d user=gcmon dbname=postgres",
-             pg_dir, pg_port);
+    ck_assert_msg(pg_up, "PostgreSQL is installed but the test cluster did not start: %s", pg_why);
+    snprintf(db_params, sizeof(db_params), "host=%s port=%d user=gcmon dbname=postgres", pg_dir,
+             pg_port);
     sql_exec("DROP SCHEMA IF EXISTS public CASCADE");
     sql_exec("CREATE SCHEMA public");
 }

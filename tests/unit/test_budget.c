@@ -18,7 +18,7 @@
 #include "gc_log.h"
 #include "unit.h"
 
-#define MS(n) ((apr_interval_time_t)(n) * 1000)
+#define MS(n) ((apr_interval_time_t)(n)*1000)
 #define NS_PER_MS INT64_C(1000000)
 
 /* Budgets live in MAP_SHARED memory as in httpd (apr_shm is an mmap too). */
@@ -104,7 +104,7 @@ START_TEST(full_window_times_up_then_waits)
         }
     }
     ck_assert_int_ge(first, before);
-    ck_assert_int_lt(gc_budget_now_ns() - before, 200 * NS_PER_MS);   /* immediate */
+    ck_assert_int_lt(gc_budget_now_ns() - before, 200 * NS_PER_MS); /* immediate */
     ck_assert_int_eq(gc_budget_used(b), 5);
 
     ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, &retry), APR_TIMEUP);
@@ -118,9 +118,9 @@ START_TEST(full_window_times_up_then_waits)
     ck_assert_int_eq(gc_budget_acquire_ns(b, 2 * APR_USEC_PER_SEC, NULL, NULL, &retry, &g),
                      APR_SUCCESS);
     after = gc_budget_now_ns();
-    ck_assert_int_ge(g - first, 1000 * NS_PER_MS);        /* not before the window allows */
+    ck_assert_int_ge(g - first, 1000 * NS_PER_MS); /* not before the window allows */
     ck_assert_int_ge(after - before, 1000 * NS_PER_MS);
-    ck_assert_int_lt(after - before, 1500 * NS_PER_MS);   /* …but soon after */
+    ck_assert_int_lt(after - before, 1500 * NS_PER_MS); /* …but soon after */
     ck_assert_int_ge(gc_budget_used(b), 1);
     ck_assert_int_le(gc_budget_used(b), 5);
     munmap(b, size);
@@ -194,7 +194,7 @@ START_TEST(cancel_interrupts_promptly)
                      APR_EINTR);
     elapsed = gc_budget_now_ns() - c.start;
     ck_assert_int_ge(elapsed, 150 * NS_PER_MS);
-    ck_assert_int_lt(elapsed, 400 * NS_PER_MS);   /* slices of at most 100 ms */
+    ck_assert_int_lt(elapsed, 400 * NS_PER_MS); /* slices of at most 100 ms */
     ck_assert_int_ge(c.calls, 2);
     ck_assert_int_eq(gc_budget_used(b), 1);
     munmap(b, size);
@@ -283,8 +283,7 @@ START_TEST(processes_share_exact_window)
                       "grants %d..%d within %lld ns", i, i + MP_LIMIT,
                       (long long)(log->at[i + MP_LIMIT] - log->at[i]));
     }
-    ck_assert_int_ge(log->at[n - 1] - log->at[0],
-                     (n / MP_LIMIT - 1) * MP_WINDOW_MS * NS_PER_MS);
+    ck_assert_int_ge(log->at[n - 1] - log->at[0], (n / MP_LIMIT - 1) * MP_WINDOW_MS * NS_PER_MS);
     ck_assert_int_eq(gc_budget_test_steals(b), 0);
     munmap(log, sizeof(*log));
     munmap(b, size);
@@ -397,7 +396,7 @@ START_TEST(live_owner_kept_until_killed)
     log_capture();
     ck_assert_int_eq(pthread_create(&th, NULL, acquire_thread, &a), 0);
     apr_sleep(MS(300));
-    ck_assert_int_eq(atomic_load(&a.done), 0);   /* > 50 ms, yet not stolen */
+    ck_assert_int_eq(atomic_load(&a.done), 0); /* > 50 ms, yet not stolen */
     ck_assert_uint_eq(gc_budget_test_lock_owner(b), (apr_uint64_t)owner);
 
     ck_assert_int_eq(kill(owner, SIGKILL), 0);
@@ -461,10 +460,10 @@ START_TEST(attach_checks_the_header)
     ck_assert_int_eq(gc_budget_limit(b), 5);
     ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_SUCCESS);
     ck_assert_ptr_eq(gc_budget_attach(mem, size), b);
-    ck_assert_int_eq(gc_budget_used(gc_budget_attach(mem, size)), 1);   /* carries over */
-    ck_assert_ptr_null(gc_budget_attach(mem, size - 1));               /* too small */
+    ck_assert_int_eq(gc_budget_used(gc_budget_attach(mem, size)), 1); /* carries over */
+    ck_assert_ptr_null(gc_budget_attach(mem, size - 1));              /* too small */
     ck_assert_ptr_null(gc_budget_attach(NULL, size));
-    ck_assert_ptr_null(gc_budget_attach(mem + 8, size - 8));          /* not a header */
+    ck_assert_ptr_null(gc_budget_attach(mem + 8, size - 8)); /* not a header */
     /* Another version (offset 12) or header size (offset 16): another layout. */
     mem[12] ^= 1;
     ck_assert_ptr_null(gc_budget_attach(mem, size));
@@ -512,7 +511,7 @@ START_TEST(set_limit_carries_the_window)
     ck_assert_int_eq(gc_budget_set_limit(b, 21, NULL), APR_EINVAL);
     ck_assert_int_eq(gc_budget_set_limit(b, 0, NULL), APR_EINVAL);
     ck_assert_int_eq(gc_budget_limit(b), 8);
-    ck_assert_int_eq(gc_budget_set_limit(b, 8, &carried), APR_SUCCESS);    /* same: no-op */
+    ck_assert_int_eq(gc_budget_set_limit(b, 8, &carried), APR_SUCCESS); /* same: no-op */
     ck_assert_int_eq(carried, 8);
     ck_assert_int_eq(gc_budget_acquire(b, 0, NULL, NULL, NULL), APR_TIMEUP);
 
@@ -562,8 +561,8 @@ static int grants_in_window(const lc_log_t *log, int g)
 START_TEST(limit_changes_never_exceed_the_new_limit)
 {
     size_t size = gc_budget_size(16);
-    gc_budget_t *b = gc_budget_init_capacity(shared_alloc(size), 16, lc_limits[0],
-                                             MS(LC_WINDOW_MS));
+    gc_budget_t *b =
+        gc_budget_init_capacity(shared_alloc(size), 16, lc_limits[0], MS(LC_WINDOW_MS));
     lc_log_t *log = shared_alloc(sizeof(*log));
     apr_int64_t from[LC_N], until[LC_N];
     int per[LC_N];
@@ -610,7 +609,7 @@ START_TEST(limit_changes_never_exceed_the_new_limit)
     for (i = 0; i < n; i++) {
         for (j = 0; j < LC_N; j++) {
             if (log->at[i] >= from[j] && log->at[i] < until[j]) {
-                break;          /* else: taken during a change, under either limit */
+                break; /* else: taken during a change, under either limit */
             }
         }
         if (j == LC_N) {

@@ -13,15 +13,27 @@
 
 static apr_pool_t *pool;
 
-static void setup(void) { apr_pool_create(&pool, NULL); }
-static void teardown(void) { apr_pool_destroy(pool); }
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
 
 START_TEST(durations_accepted)
 {
-    static const struct { const char *in; apr_interval_time_t want; } ok[] = {
-        { "90", 90 * APR_USEC_PER_SEC }, { "90s", 90 * APR_USEC_PER_SEC },
-        { "15m", 900 * APR_USEC_PER_SEC }, { "2h", 7200 * APR_USEC_PER_SEC },
-        { "1d", 86400 * APR_USEC_PER_SEC }, { "1s", APR_USEC_PER_SEC },
+    static const struct {
+        const char *in;
+        apr_interval_time_t want;
+    } ok[] = {
+        { "90", 90 * APR_USEC_PER_SEC },
+        { "90s", 90 * APR_USEC_PER_SEC },
+        { "15m", 900 * APR_USEC_PER_SEC },
+        { "2h", 7200 * APR_USEC_PER_SEC },
+        { "1d", 86400 * APR_USEC_PER_SEC },
+        { "1s", APR_USEC_PER_SEC },
         { "250ms", 250000 },
     };
     size_t i;
@@ -36,8 +48,9 @@ END_TEST
 
 START_TEST(durations_rejected)
 {
-    static const char *bad[] = { "", "-5s", "abc", "5x", "1.5m", "s", "10 s", "m5",
-                                 "99999999999999999999", "40000000d" };
+    static const char *bad[] = {
+        "", "-5s", "abc", "5x", "1.5m", "s", "10 s", "m5", "99999999999999999999", "40000000d"
+    };
     size_t i;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         apr_interval_time_t d = 42;
@@ -119,8 +132,7 @@ START_TEST(secrets)
     ck_assert_int_eq(write(fd, "t0p-s3cret\nsecond line\n", 23), 23);
     close(fd);
 
-    ck_assert_ptr_null(gc_parse_secret(pool, apr_pstrcat(pool, "file:", path, NULL), &v,
-                                       &literal));
+    ck_assert_ptr_null(gc_parse_secret(pool, apr_pstrcat(pool, "file:", path, NULL), &v, &literal));
     ck_assert_str_eq(v, "t0p-s3cret");
     ck_assert_int_eq(literal, 0);
 

@@ -36,7 +36,7 @@ static void setup(void)
     apr_pool_create(&pool, NULL);
     mem = NULL;
     ck_assert_int_eq(posix_memalign(&mem, 64, gc_metrics_size()), 0);
-    memset(mem, 0xa5, gc_metrics_size());   /* init must zero it */
+    memset(mem, 0xa5, gc_metrics_size()); /* init must zero it */
     m = gc_metrics_init(mem);
     ck_assert_ptr_nonnull(m);
 }
@@ -61,7 +61,7 @@ typedef struct {
 } v_family_t;
 
 typedef struct {
-    char key[512];              /* labels without le */
+    char key[512]; /* labels without le */
     double last_le;
     double last_cum;
     int buckets, inf, sum, count;
@@ -71,7 +71,7 @@ typedef struct {
 typedef struct {
     v_family_t fam[V_MAX_FAMILIES];
     int nfam;
-    int current;                /* family whose lines we are in, -1 none */
+    int current; /* family whose lines we are in, -1 none */
     v_series_t series[V_MAX_SERIES];
     int nseries;
     int samples;
@@ -329,8 +329,8 @@ static int v_sample(validator_t *v, int line, const char *s)
                 snprintf(le, sizeof(le), "%s", lval);
             }
             else {
-                int w = snprintf(key + klen, sizeof(key) - klen, "%s%s=\"%s\"",
-                                 klen ? "," : "", lname, lval);
+                int w = snprintf(key + klen, sizeof(key) - klen, "%s%s=\"%s\"", klen ? "," : "",
+                                 lname, lval);
                 if (w < 0 || (size_t)w >= sizeof(key) - klen) {
                     return v_fail(v, line, "labels too long");
                 }
@@ -536,21 +536,21 @@ START_TEST(validator_rejects_bad_text)
 {
     static const char *const bad[] = {
         "",
-        "# HELP a_total x\n# TYPE a_total counter\na_total 1",           /* no final \n */
-        "# HELP a_total x\n# TYPE a_total counter\n\na_total 1\n",       /* empty line */
-        "# HELP a_total x\n# HELP a_total y\n# TYPE a_total counter\n",   /* 2 × HELP */
+        "# HELP a_total x\n# TYPE a_total counter\na_total 1",          /* no final \n */
+        "# HELP a_total x\n# TYPE a_total counter\n\na_total 1\n",      /* empty line */
+        "# HELP a_total x\n# HELP a_total y\n# TYPE a_total counter\n", /* 2 × HELP */
         "# HELP a_total x\n# TYPE a_total counter\n# TYPE a_total counter\n",
         "# HELP a_total x\n# TYPE a_total counter\na_total 1\n# HELP a_total x\n",
         "# HELP a_total x\n# TYPE a_total counter\n# HELP b x\n# TYPE b gauge\n"
-            "a_total 1\n",                                                 /* contiguity */
-        "# HELP a x\n# TYPE a counter\na 1\n",                             /* no _total */
+        "a_total 1\n",                         /* contiguity */
+        "# HELP a x\n# TYPE a counter\na 1\n", /* no _total */
         "# HELP a_total x\n# TYPE a_total counter\na_total -1\n",
-        "# HELP a x\n# TYPE a gauge\na{b=\"c\\x\"} 1\n",                  /* bad escape */
+        "# HELP a x\n# TYPE a gauge\na{b=\"c\\x\"} 1\n", /* bad escape */
         "# HELP a x\n# TYPE a gauge\na{b=\"c\"\"} 1\n",
         "# HELP a x\n# TYPE a gauge\na{b=\"c\",} 1\n",
         "# HELP a x\n# TYPE a gauge\na{1b=\"c\"} 1\n",
         "# HELP a x\n# TYPE a gauge\na{b=\"c\",b=\"d\"} 1\n",
-        "# HELP a x\n# TYPE a gauge\na 1 1234\n",                         /* timestamp */
+        "# HELP a x\n# TYPE a gauge\na 1 1234\n", /* timestamp */
         "# HELP a x\n# TYPE a gauge\na 0x10\n",
         "# HELP a x\n# TYPE a gauge\na one\n",
         "# HELP a x\n# TYPE a gauge\n9a 1\n",
@@ -561,13 +561,13 @@ START_TEST(validator_rejects_bad_text)
         "# a comment\n",
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\n"
-            "h_sum 1\nh_count 1\n",                                        /* not cumulative */
+        "h_sum 1\nh_count 1\n", /* not cumulative */
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"2\"} 1\nh_bucket{le=\"1\"} 1\n"
-            "h_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",               /* le order */
+        "h_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n", /* le order */
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 1\n",
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\n",
         "# HELP h x\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_sum{le=\"1\"} 1\n"
-            "h_count 1\n",
+        "h_count 1\n",
         "# HELP h x\n# TYPE h histogram\nh_bucket 1\n",
     };
     static const char *const good =
@@ -597,88 +597,159 @@ typedef struct {
     const double *buckets;
 } expect_t;
 
-static const char *const e_reconnect[] = {
-    "heartbeat_timeout", "pong_timeout", "socket_closing", "no_longer_subscribed",
-    "token_revoked", "channel_expired", "connect_error", "closed", "shutdown", "other", NULL
-};
+static const char *const e_reconnect[] = { "heartbeat_timeout",
+                                           "pong_timeout",
+                                           "socket_closing",
+                                           "no_longer_subscribed",
+                                           "token_revoked",
+                                           "channel_expired",
+                                           "connect_error",
+                                           "closed",
+                                           "shutdown",
+                                           "other",
+                                           NULL };
 static const char *const e_kind[] = {
-    "event", "heartbeat", "pong", "socket_closing", "no_longer_subscribed", "token_revoked",
-    "malformed", "oversize", "unknown", "unmonitored", "other", NULL
+    "event",         "heartbeat", "pong",     "socket_closing", "no_longer_subscribed",
+    "token_revoked", "malformed", "oversize", "unknown",        "unmonitored",
+    "other",         NULL
 };
 static const char *const e_source[] = { "stream", "resync", "inbound", "other", NULL };
-static const char *const e_dropped[] = {
-    "queue_full", "db_error", "malformed", "shutdown", "other", NULL
+static const char *const e_dropped[] = { "queue_full", "db_error", "malformed",
+                                         "shutdown",   "other",    NULL };
+static const char *const e_alert[] = {
+    "raised", "cleared", "repeated", "suppressed", "other", NULL
 };
-static const char *const e_alert[] = { "raised", "cleared", "repeated", "suppressed", "other",
-                                       NULL };
 static const char *const e_target[] = { "slack", "status", "trace", "wfm", "other", NULL };
 static const char *const e_delivery[] = { "delivered", "retry", "failed", "other", NULL };
-static const char *const e_op[] = {
-    "oauth_token", "org_get", "users_get", "user_get", "presence_get", "presence_patch",
-    "presence_definitions", "routingstatus_get", "routingstatus_put", "channels_create",
-    "channels_list", "channel_head", "subscriptions_put", "subscriptions_post",
-    "subscriptions_delete", "queue_get", "queue_put", "queue_members", "skills_get",
-    "skill_put", "queue_observations", "conversation_aggregates", "flow_instances_query",
-    "flow_jobs_create", "flow_job_get", "flow_download", "audits_query", "audits_get",
-    "audits_results", "webhook", "other", NULL
-};
-static const char *const e_code[] = {
-    "200", "201", "202", "204", "304", "400", "401", "403", "404", "405", "409", "412",
-    "413", "415", "422", "429", "500", "502", "503", "504", "error", "other", NULL
-};
-static const char *const e_status[] = {
-    "Available", "Away", "Busy", "Break", "Meal", "Meeting", "Training", "Offline", "Idle",
-    "OnQueue", "other", NULL
-};
+static const char *const e_op[] = { "oauth_token",
+                                    "org_get",
+                                    "users_get",
+                                    "user_get",
+                                    "presence_get",
+                                    "presence_patch",
+                                    "presence_definitions",
+                                    "routingstatus_get",
+                                    "routingstatus_put",
+                                    "channels_create",
+                                    "channels_list",
+                                    "channel_head",
+                                    "subscriptions_put",
+                                    "subscriptions_post",
+                                    "subscriptions_delete",
+                                    "queue_get",
+                                    "queue_put",
+                                    "queue_members",
+                                    "skills_get",
+                                    "skill_put",
+                                    "queue_observations",
+                                    "conversation_aggregates",
+                                    "flow_instances_query",
+                                    "flow_jobs_create",
+                                    "flow_job_get",
+                                    "flow_download",
+                                    "audits_query",
+                                    "audits_get",
+                                    "audits_results",
+                                    "webhook",
+                                    "other",
+                                    NULL };
+static const char *const e_code[] = { "200", "201", "202", "204", "304",   "400",   "401", "403",
+                                      "404", "405", "409", "412", "413",   "415",   "422", "429",
+                                      "500", "502", "503", "504", "error", "other", NULL };
+static const char *const e_status[] = { "Available", "Away",    "Busy",     "Break",
+                                        "Meal",      "Meeting", "Training", "Offline",
+                                        "Idle",      "OnQueue", "other",    NULL };
 static const char *const e_result[] = {
-    "success", "invalid", "not_found", "precondition_failed", "not_allowed", "throttled",
-    "upstream_error", "other", NULL
+    "success",        "invalid", "not_found", "precondition_failed", "not_allowed", "throttled",
+    "upstream_error", "other",   NULL
 };
-static const char *const e_validation[] = {
-    "malformed_json", "missing_field", "invalid_type", "invalid_value", "unknown_status",
-    "transition_not_allowed", "precondition_failed", "body_too_large",
-    "unsupported_media_type", "csrf_rejected", "duplicate_key", "actor_missing", "other",
-    NULL
-};
+static const char *const e_validation[] = { "malformed_json",
+                                            "missing_field",
+                                            "invalid_type",
+                                            "invalid_value",
+                                            "unknown_status",
+                                            "transition_not_allowed",
+                                            "precondition_failed",
+                                            "body_too_large",
+                                            "unsupported_media_type",
+                                            "csrf_rejected",
+                                            "duplicate_key",
+                                            "actor_missing",
+                                            "other",
+                                            NULL };
 /* The route names come from gc_api_routes.h, the one list of them. */
 #define E_ROUTE(name) #name,
 static const char *const e_route[] = { GC_API_ROUTE_LIST(E_ROUTE) "other", NULL };
 #undef E_ROUTE
-static const double e_lag[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-                                60, -1 };
+static const double e_lag[] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, -1
+};
 static const double e_lat[] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, -1 };
 
 static const expect_t expected[GC_MET__COUNT] = {
     { GC_MET_STREAM_CONNECTED, "gcmon_stream_connected", "gauge", { 0 }, { 0 }, NULL },
     { GC_MET_STREAM_CHANNELS, "gcmon_stream_channels", "gauge", { 0 }, { 0 }, NULL },
     { GC_MET_STREAM_TOPICS, "gcmon_stream_topics", "gauge", { 0 }, { 0 }, NULL },
-    { GC_MET_STREAM_RECONNECTS, "gcmon_stream_reconnects_total", "counter", { "reason" },
-      { e_reconnect }, NULL },
-    { GC_MET_STREAM_MESSAGES, "gcmon_stream_messages_total", "counter", { "kind" },
-      { e_kind }, NULL },
-    { GC_MET_EVENTS_STORED, "gcmon_events_stored_total", "counter", { "source" },
-      { e_source }, NULL },
-    { GC_MET_EVENTS_DROPPED, "gcmon_events_dropped_total", "counter", { "reason" },
-      { e_dropped }, NULL },
+    { GC_MET_STREAM_RECONNECTS,
+      "gcmon_stream_reconnects_total",
+      "counter",
+      { "reason" },
+      { e_reconnect },
+      NULL },
+    { GC_MET_STREAM_MESSAGES,
+      "gcmon_stream_messages_total",
+      "counter",
+      { "kind" },
+      { e_kind },
+      NULL },
+    { GC_MET_EVENTS_STORED,
+      "gcmon_events_stored_total",
+      "counter",
+      { "source" },
+      { e_source },
+      NULL },
+    { GC_MET_EVENTS_DROPPED,
+      "gcmon_events_dropped_total",
+      "counter",
+      { "reason" },
+      { e_dropped },
+      NULL },
     { GC_MET_EVENT_LAG, "gcmon_event_lag_seconds", "histogram", { 0 }, { 0 }, e_lag },
     { GC_MET_AGENTS_MONITORED, "gcmon_agents_monitored", "gauge", { 0 }, { 0 }, NULL },
-    { GC_MET_IDLE_ALERTS, "gcmon_idle_alerts_total", "counter", { "result" }, { e_alert },
+    { GC_MET_IDLE_ALERTS, "gcmon_idle_alerts_total", "counter", { "result" }, { e_alert }, NULL },
+    { GC_MET_WEBHOOK_DELIVERIES,
+      "gcmon_webhook_deliveries_total",
+      "counter",
+      { "target", "result" },
+      { e_target, e_delivery },
       NULL },
-    { GC_MET_WEBHOOK_DELIVERIES, "gcmon_webhook_deliveries_total", "counter",
-      { "target", "result" }, { e_target, e_delivery }, NULL },
     { GC_MET_OUTBOX_PENDING, "gcmon_outbox_pending", "gauge", { 0 }, { 0 }, NULL },
-    { GC_MET_UPSTREAM_REQUESTS, "gcmon_upstream_requests_total", "counter", { "op", "code" },
-      { e_op, e_code }, NULL },
-    { GC_MET_UPSTREAM_LATENCY, "gcmon_upstream_latency_seconds", "histogram", { 0 }, { 0 },
-      e_lat },
-    { GC_MET_UPSTREAM_THROTTLED, "gcmon_upstream_throttled_total", "counter", { 0 }, { 0 },
+    { GC_MET_UPSTREAM_REQUESTS,
+      "gcmon_upstream_requests_total",
+      "counter",
+      { "op", "code" },
+      { e_op, e_code },
       NULL },
-    { GC_MET_STATE_UPDATE_LATENCY, "gcmon_state_update_latency_seconds", "histogram",
-      { "status", "result" }, { e_status, e_result }, e_lat },
-    { GC_MET_VALIDATION_ERRORS, "gcmon_validation_errors_total", "counter", { "error_type" },
-      { e_validation }, NULL },
-    { GC_MET_API_REQUESTS, "gcmon_api_requests_total", "counter", { "route", "code" },
-      { e_route, e_code }, NULL },
+    { GC_MET_UPSTREAM_LATENCY, "gcmon_upstream_latency_seconds", "histogram", { 0 }, { 0 }, e_lat },
+    { GC_MET_UPSTREAM_THROTTLED, "gcmon_upstream_throttled_total", "counter", { 0 }, { 0 }, NULL },
+    { GC_MET_STATE_UPDATE_LATENCY,
+      "gcmon_state_update_latency_seconds",
+      "histogram",
+      { "status", "result" },
+      { e_status, e_result },
+      e_lat },
+    { GC_MET_VALIDATION_ERRORS,
+      "gcmon_validation_errors_total",
+      "counter",
+      { "error_type" },
+      { e_validation },
+      NULL },
+    { GC_MET_API_REQUESTS,
+      "gcmon_api_requests_total",
+      "counter",
+      { "route", "code" },
+      { e_route, e_code },
+      NULL },
     { GC_MET_BUDGET_USED, "gcmon_upstream_budget_used", "gauge", { 0 }, { 0 }, NULL },
     { GC_MET_BUDGET_LIMIT, "gcmon_upstream_budget_limit", "gauge", { 0 }, { 0 }, NULL },
 };
@@ -721,8 +792,8 @@ END_TEST
 
 START_TEST(code_labels)
 {
-    static const int codes[] = { 200, 201, 202, 204, 304, 400, 401, 403, 404, 405, 409, 412,
-                                 413, 415, 422, 429, 500, 502, 503, 504 };
+    static const int codes[] = { 200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
+                                 409, 412, 413, 415, 422, 429, 500, 502, 503, 504 };
     size_t i;
     char buf[8];
 
@@ -750,8 +821,8 @@ START_TEST(empty_registry_renders)
     ck_assert_int_eq(count_substr(text, "# TYPE "), GC_MET__COUNT);
     for (id = 0; id < GC_MET__COUNT; id++) {
         char *help = apr_psprintf(pool, "\n# HELP %s ", gc_metrics_test_name(id));
-        char *type = apr_psprintf(pool, "# TYPE %s %s", gc_metrics_test_name(id),
-                                  gc_metrics_test_type(id));
+        char *type =
+            apr_psprintf(pool, "# TYPE %s %s", gc_metrics_test_name(id), gc_metrics_test_type(id));
         ck_assert_msg(strstr(text, help) || strncmp(text, help + 1, strlen(help + 1)) == 0,
                       "no HELP for %s", gc_metrics_test_name(id));
         ck_assert_line(text, type);
@@ -825,8 +896,7 @@ START_TEST(counters_and_labels)
     ck_assert_ptr_null(strstr(text, "bogus"));
     ck_assert_ptr_null(strstr(text, "hi\\\""));
     ck_assert_line(text, "gcmon_upstream_requests_total{op=\"presence_patch\",code=\"429\"} 1");
-    ck_assert_line(text,
-                   "gcmon_upstream_requests_total{op=\"presence_patch\",code=\"error\"} 1");
+    ck_assert_line(text, "gcmon_upstream_requests_total{op=\"presence_patch\",code=\"error\"} 1");
     ck_assert_line(text, "gcmon_upstream_requests_total{op=\"other\",code=\"other\"} 1");
     ck_assert_line(text, "gcmon_upstream_requests_total{op=\"webhook\",code=\"other\"} 1");
     ck_assert_line(text, "gcmon_upstream_throttled_total 8");
@@ -858,9 +928,9 @@ START_TEST(gauges_set_and_overwrite)
     gc_metrics_set(m, GC_MET_STREAM_CONNECTED, NULL, NULL, 1);
     gc_metrics_set(m, GC_MET_STREAM_TOPICS, NULL, NULL, 20000);
     gc_metrics_add(m, GC_MET_OUTBOX_PENDING, NULL, NULL, 3);
-    gc_metrics_add(m, GC_MET_OUTBOX_PENDING, NULL, NULL, -1);       /* gauges go down */
+    gc_metrics_add(m, GC_MET_OUTBOX_PENDING, NULL, NULL, -1); /* gauges go down */
     gc_metrics_set(m, GC_MET_STREAM_CHANNELS, NULL, NULL, -4);
-    gc_metrics_set(m, GC_MET_EVENT_LAG, NULL, NULL, 9);            /* not a gauge */
+    gc_metrics_set(m, GC_MET_EVENT_LAG, NULL, NULL, 9); /* not a gauge */
     ck_assert_int_eq(gc_metrics_get(m, GC_MET_OUTBOX_PENDING, NULL, NULL), 2);
 
     text = gc_metrics_render(m, pool);
@@ -883,26 +953,25 @@ START_TEST(histograms_observe)
 {
     static const char *const lat_buckets[] = {
         "0.01\"} 2", "0.025\"} 2", "0.05\"} 2", "0.1\"} 2", "0.25\"} 3", "0.5\"} 3",
-        "1\"} 3", "2.5\"} 4", "5\"} 4", "10\"} 4", "30\"} 4", "+Inf\"} 5"
+        "1\"} 3",    "2.5\"} 4",   "5\"} 4",    "10\"} 4",  "30\"} 4",   "+Inf\"} 5"
     };
     char *text;
     size_t i;
 
     gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 0.003);
-    gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 0.01);     /* le inclusive */
+    gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 0.01); /* le inclusive */
     gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 0.2);
     gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 1.5);
     gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 100);
-    gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, NAN);      /* ignored */
-    gc_metrics_add(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 3);            /* ignored */
-    gc_metrics_observe(m, GC_MET_UPSTREAM_THROTTLED, NULL, NULL, 1.0);    /* not a histo */
+    gc_metrics_observe(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, NAN);   /* ignored */
+    gc_metrics_add(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL, 3);         /* ignored */
+    gc_metrics_observe(m, GC_MET_UPSTREAM_THROTTLED, NULL, NULL, 1.0); /* not a histo */
     ck_assert_int_eq(gc_metrics_get(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL), 5);
-    ck_assert_int_eq(gc_metrics_test_sum_us(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL),
-                     101713000);
+    ck_assert_int_eq(gc_metrics_test_sum_us(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL), 101713000);
     ck_assert_int_eq(gc_metrics_get(m, GC_MET_UPSTREAM_THROTTLED, NULL, NULL), 0);
 
-    gc_metrics_observe(m, GC_MET_EVENT_LAG, NULL, NULL, -2.0);            /* skew → 0 */
-    gc_metrics_observe(m, GC_MET_EVENT_LAG, NULL, NULL, 1e300);           /* clamped sum */
+    gc_metrics_observe(m, GC_MET_EVENT_LAG, NULL, NULL, -2.0);  /* skew → 0 */
+    gc_metrics_observe(m, GC_MET_EVENT_LAG, NULL, NULL, 1e300); /* clamped sum */
 
     gc_metrics_observe(m, GC_MET_STATE_UPDATE_LATENCY, "Available", "success", 0.3);
     gc_metrics_observe(m, GC_MET_STATE_UPDATE_LATENCY, "Available", "success", 0.0001);
@@ -1074,23 +1143,24 @@ START_TEST(concurrent_processes_and_threads)
 
     ck_assert_int_eq(gc_metrics_get(shm, GC_MET_API_REQUESTS, "agents", "200"), total);
     ck_assert_int_eq(gc_metrics_get(shm, GC_MET_UPSTREAM_THROTTLED, NULL, NULL), total);
-    ck_assert_int_eq(gc_metrics_get(shm, GC_MET_STATE_UPDATE_LATENCY, "Busy", "throttled"),
-                     nobs);
-    ck_assert_int_eq(gc_metrics_test_sum_us(shm, GC_MET_STATE_UPDATE_LATENCY, "Busy",
-                                            "throttled"),
+    ck_assert_int_eq(gc_metrics_get(shm, GC_MET_STATE_UPDATE_LATENCY, "Busy", "throttled"), nobs);
+    ck_assert_int_eq(gc_metrics_test_sum_us(shm, GC_MET_STATE_UPDATE_LATENCY, "Busy", "throttled"),
                      nobs / 2 * 2000 + nobs / 2 * 3000000);
     text = gc_metrics_render(shm, pool);
     assert_valid(text);
-    ck_assert_line(text, apr_psprintf(pool, "gcmon_api_requests_total"
-                                      "{route=\"agents\",code=\"200\"} %d", (int)total));
-    ck_assert_line(text, apr_psprintf(pool, "gcmon_state_update_latency_seconds_bucket"
+    ck_assert_line(text, apr_psprintf(pool,
+                                      "gcmon_api_requests_total"
+                                      "{route=\"agents\",code=\"200\"} %d",
+                                      (int)total));
+    ck_assert_line(text, apr_psprintf(pool,
+                                      "gcmon_state_update_latency_seconds_bucket"
                                       "{status=\"Busy\",result=\"throttled\",le=\"0.01\"} %d",
                                       (int)(nobs / 2)));
-    ck_assert_line(text, apr_psprintf(pool, "gcmon_state_update_latency_seconds_sum"
-                                      "{status=\"Busy\",result=\"throttled\"} %"
-                                      APR_INT64_T_FMT ".000000",
-                                      (apr_int64_t)((nobs / 2 * 2000 + nobs / 2 * 3000000)
-                                                    / 1000000)));
+    ck_assert_line(
+        text, apr_psprintf(pool,
+                           "gcmon_state_update_latency_seconds_sum"
+                           "{status=\"Busy\",result=\"throttled\"} %" APR_INT64_T_FMT ".000000",
+                           (apr_int64_t)((nobs / 2 * 2000 + nobs / 2 * 3000000) / 1000000)));
     munmap(shmem, size);
 }
 END_TEST
@@ -1109,11 +1179,12 @@ START_TEST(attach_checks_the_layout)
     gc_metrics_inc(m, GC_MET_UPSTREAM_THROTTLED, NULL, NULL);
     ck_assert_ptr_eq(gc_metrics_attach(mem, size), m);
     ck_assert_ptr_eq(gc_metrics_attach(mem, size + 4096), m);
-    ck_assert_int_eq(gc_metrics_get(gc_metrics_attach(mem, size), GC_MET_UPSTREAM_THROTTLED,
-                                    NULL, NULL), 1);             /* counts carry over */
-    ck_assert_ptr_null(gc_metrics_attach(mem, size - 8));      /* a smaller segment */
+    ck_assert_int_eq(
+        gc_metrics_get(gc_metrics_attach(mem, size), GC_MET_UPSTREAM_THROTTLED, NULL, NULL),
+        1);                                               /* counts carry over */
+    ck_assert_ptr_null(gc_metrics_attach(mem, size - 8)); /* a smaller segment */
     ck_assert_ptr_null(gc_metrics_attach(NULL, size));
-    ck_assert_ptr_null(gc_metrics_attach(raw + 1, size - 1));  /* misaligned */
+    ck_assert_ptr_null(gc_metrics_attach(raw + 1, size - 1)); /* misaligned */
 
     /* Another build's table (layout word at offset 8), or another count of cells. */
     raw[8] ^= 0x01;

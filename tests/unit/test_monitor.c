@@ -27,8 +27,14 @@
 
 static apr_pool_t *pool;
 
-static void setup(void) { apr_pool_create(&pool, NULL); }
-static void teardown(void) { apr_pool_destroy(pool); }
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
 
 #define SEC(n) apr_time_from_sec(n)
 
@@ -91,7 +97,7 @@ START_TEST(queue_copies_and_keeps_order)
         ev = event(uid, "IDLE", i + 1);
         ck_assert_int_eq(gc_evq_push(q, &ev, "stream", 7), 0);
     }
-    memset(uid, 'x', sizeof(uid) - 1);      /* the queue has its own copies */
+    memset(uid, 'x', sizeof(uid) - 1); /* the queue has its own copies */
     ck_assert_int_eq(gc_evq_count(q), 5);
     n = gc_evq_take(q, &list, 3);
     ck_assert_int_eq(n, 3);
@@ -147,7 +153,7 @@ START_TEST(queue_freed_with_its_pool)
         gc_agent_event_t ev = event("u", "Break", i);
         gc_evq_push(q, &ev, "stream", 0);
     }
-    apr_pool_destroy(sub);          /* ASan/LSan: nothing leaks */
+    apr_pool_destroy(sub); /* ASan/LSan: nothing leaks */
 }
 END_TEST
 
@@ -165,7 +171,7 @@ static gc_stream_snapshot_t sample(void)
     strcpy(s.holder_id, "web1:4242:abcd");
     strcpy(s.holder_host, "web1");
     s.holder_pid = 4242;
-    s.holder_since = apr_time_from_sec(1767225600);             /* 2026-01-01 */
+    s.holder_since = apr_time_from_sec(1767225600); /* 2026-01-01 */
     s.connected = 1;
     s.nchannels = 2;
     strcpy(s.channels[0].label, "ch-0123456789");
@@ -213,10 +219,9 @@ START_TEST(status_publish_read_json)
     ch = json_array_get(json_object_get(doc, "channels"), 0);
     ck_assert_str_eq(json_string_value(json_object_get(ch, "id")), "ch-0123456789");
     ck_assert_int_eq(json_integer_value(json_object_get(ch, "topics")), 1000);
-    ck_assert_str_eq(json_string_value(json_object_get(ch, "expires")),
-                     "2026-01-02T00:00:00.000Z");
-    ck_assert(json_is_null(json_object_get(json_array_get(json_object_get(doc, "channels"), 1),
-                                           "expires")));
+    ck_assert_str_eq(json_string_value(json_object_get(ch, "expires")), "2026-01-02T00:00:00.000Z");
+    ck_assert(json_is_null(
+        json_object_get(json_array_get(json_object_get(doc, "channels"), 1), "expires")));
     ck_assert_int_eq(json_integer_value(json_object_get(doc, "agents_monitored")), 1500);
     ck_assert_str_eq(json_string_value(json_object_get(doc, "last_event_at")),
                      "2026-01-01T00:01:00.123Z");
@@ -259,7 +264,7 @@ START_TEST(status_clear_only_own_holder)
     ck_assert_int_eq(out.has_holder, 0);
     ck_assert_int_eq(out.connected, 0);
     ck_assert_int_eq(out.nchannels, 0);
-    ck_assert(out.events_total == 12345678901ULL);          /* counters survive */
+    ck_assert(out.events_total == 12345678901ULL); /* counters survive */
 }
 END_TEST
 
@@ -325,7 +330,7 @@ START_TEST(status_dead_holder_shown_gone)
     waitpid(pid, NULL, 0);
     s.holder_pid = (int)pid;
     apr_snprintf(s.lease_holder, sizeof(s.lease_holder), "web1:%d:abcd", (int)pid);
-    gc_stream_snapshot_check_alive(&s, "web2");             /* other host: unknown */
+    gc_stream_snapshot_check_alive(&s, "web2"); /* other host: unknown */
     ck_assert_int_eq(s.has_holder, 1);
     gc_stream_snapshot_check_alive(&s, "web1");
     ck_assert_int_eq(s.has_holder, 0);
@@ -393,7 +398,7 @@ START_TEST(status_attach_checks_version_and_size)
     ck_assert_ptr_null(gc_stream_status_attach(mem, size));
     mem[16] ^= 8;
     ck_assert_ptr_eq(gc_stream_status_attach(mem, size), st);
-    memcpy(mem, "sscg", 4);                             /* the earlier format */
+    memcpy(mem, "sscg", 4); /* the earlier format */
     ck_assert_ptr_null(gc_stream_status_attach(mem, size));
     memset(mem, 0, size);
     ck_assert_ptr_null(gc_stream_status_attach(mem, size));
@@ -404,7 +409,9 @@ START_TEST(copy_line_sanitises_and_truncates)
 {
     char buf[8];
 
-    gc_status_copy_line(buf, sizeof(buf), "a\r\nb\x7f" "c");
+    gc_status_copy_line(buf, sizeof(buf),
+                        "a\r\nb\x7f"
+                        "c");
     ck_assert_str_eq(buf, "a  b c");
     gc_status_copy_line(buf, sizeof(buf), "abcdefghij");
     ck_assert_str_eq(buf, "abcdefg");
@@ -432,7 +439,7 @@ START_TEST(channel_label_is_a_keyed_digest)
     ck_assert_str_eq(b, "ch-b6467ead90");
     gc_channel_label(b, "other", CHANNEL_ID);
     ck_assert_str_eq(b, "ch-3866b3afa2");
-    gc_channel_label(b, "s3cret-value-7f1c", CHANNEL_ID);      /* stable */
+    gc_channel_label(b, "s3cret-value-7f1c", CHANNEL_ID); /* stable */
     ck_assert_str_eq(a, b);
     gc_channel_label(b, "s3cret-value-7f1c", "streaming-0-abcdefghijklmnopqrstuvwxyZ");
     ck_assert_str_ne(a, b);
@@ -495,12 +502,14 @@ START_TEST(monitor_messages_hide_channel_ids)
     m->ch[3].next.id = NULL;
     log_text = NULL;
     gc_log_set(log_all, log_capture, NULL);
-    gc_mon_error(m, GC_LOG_WARNING, "GCM9999: cannot subscribe: channel %s not found "
-                 "(%s)", CHANNEL_ID, CHANNEL_ID);
+    gc_mon_error(m, GC_LOG_WARNING,
+                 "GCM9999: cannot subscribe: channel %s not found "
+                 "(%s)",
+                 CHANNEL_ID, CHANNEL_ID);
     ck_assert_ptr_nonnull(log_text);
     ck_assert_ptr_null(strstr(log_text, CHANNEL_ID));
-    ck_assert_ptr_nonnull(strstr(log_text, apr_psprintf(pool, "channel %s not found (%s)",
-                                                        label, label)));
+    ck_assert_ptr_nonnull(
+        strstr(log_text, apr_psprintf(pool, "channel %s not found (%s)", label, label)));
     ck_assert_int_eq(gc_stream_status_read(st, &snap), 0);
     ck_assert_ptr_null(strstr(snap.last_error, CHANNEL_ID));
     ck_assert_ptr_nonnull(strstr(snap.last_error, label));
@@ -518,7 +527,7 @@ END_TEST
 
 typedef struct {
     const char *path;
-    int fail_opens;                 /* refuse this many opens, -1 = always */
+    int fail_opens; /* refuse this many opens, -1 = always */
     int opens;
 } fake_db_t;
 
@@ -669,18 +678,19 @@ START_TEST(writer_counts_what_it_cannot_flush)
 
     env.queue_max = 40;
     ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
-    push_events(w, 10, 1, apr_time_now());              /* the writer holds these */
+    push_events(w, 10, 1, apr_time_now()); /* the writer holds these */
     t0 = apr_time_now();
     while (f.opens < 1 && apr_time_now() - t0 < apr_time_from_sec(5)) {
         apr_sleep(1000);
     }
-    push_events(w, 10, 6, apr_time_now());              /* 60 more, queue of 40 */
+    push_events(w, 10, 6, apr_time_now()); /* 60 more, queue of 40 */
     t0 = apr_time_now();
     gc_writer_stop(w, apr_time_from_msec(300));
     ck_assert_int_lt(apr_time_now() - t0, apr_time_from_sec(3));
     ck_assert_int_ge(gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "queue_full", NULL), 20);
     ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "queue_full", NULL)
-                     + gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "shutdown", NULL), 70);
+                         + gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "shutdown", NULL),
+                     70);
 }
 END_TEST
 
@@ -752,7 +762,8 @@ static gc_monitor_env_t alerts_env(gc_monitor_conf_t *conf, fake_db_t *f, gc_met
     return env;
 }
 
-#define OPEN_ALERTS(u) "SELECT COUNT(*) FROM gcmon_alerts WHERE user_id = '" u "' " \
+#define OPEN_ALERTS(u)                                           \
+    "SELECT COUNT(*) FROM gcmon_alerts WHERE user_id = '" u "' " \
     "AND cleared_at IS NULL"
 #define ALL_ALERTS(u) "SELECT COUNT(*) FROM gcmon_alerts WHERE user_id = '" u "'"
 
@@ -782,7 +793,8 @@ START_TEST(writer_raises_and_clears_idle_alerts)
     ck_assert_int_eq(db_long(path, ALL_ALERTS("leaves")), 0);
     ck_assert_str_eq(db_text(path, "SELECT target || '|' || status || '|' || "
                                    "(alert_id = (SELECT id FROM gcmon_alerts)) "
-                                   "FROM gcmon_outbox"), "slack|pending|1");
+                                   "FROM gcmon_outbox"),
+                     "slack|pending|1");
     ck_assert_str_eq(db_text(path, "SELECT delivery_status FROM gcmon_alerts"), "pending");
     ck_assert_int_eq(gc_metrics_get(met, GC_MET_IDLE_ALERTS, "raised", NULL), 1);
 
@@ -841,8 +853,7 @@ static gc_monitor_t *term_monitor(gc_monitor_conf_t *conf, fake_db_t *f, gc_metr
     apr_pool_create(&m->msg, m->term);
     apr_pool_create(&m->iter, m->term);
     gc_mon_users_init(m);
-    ck_assert_int_eq(gc_writer_start(&m->writer, m->term, &m->env, NULL, NULL, NULL),
-                     APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_start(&m->writer, m->term, &m->env, NULL, NULL, NULL), APR_SUCCESS);
     return m;
 }
 
@@ -850,11 +861,13 @@ static const char *activity(const char *topic_user, const char *body_user, const
 {
     const char *at = gc_time_format(pool, apr_time_now() - SEC(5));
 
-    return apr_psprintf(pool, "{\"topicName\":\"v2.users.%s.activity\",\"version\":\"2\","
+    return apr_psprintf(pool,
+                        "{\"topicName\":\"v2.users.%s.activity\",\"version\":\"2\","
                         "\"eventBody\":{\"id\":\"%s\",\"routingStatus\":{\"status\":"
                         "\"%s\",\"startTime\":\"%s\"},\"presence\":{\"presenceDefinition\":"
                         "{\"id\":\"p1\",\"systemPresence\":\"ON_QUEUE\"},\"modifiedDate\":"
-                        "\"%s\"}}}", topic_user, body_user, status, at, at);
+                        "\"%s\"}}}",
+                        topic_user, body_user, status, at, at);
 }
 
 static json_t *users_answer(const char *const *ids, int n)
@@ -864,20 +877,20 @@ static json_t *users_answer(const char *const *ids, int n)
     int i;
 
     for (i = 0; i < n; i++) {
-        json_array_append_new(ents, json_pack("{s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s}}",
-                                              "id", ids[i], "routingStatus", "status", "IDLE",
-                                              "startTime", at, "presence",
-                                              "presenceDefinition", "id", "p1",
-                                              "systemPresence", "On Queue",
-                                              "modifiedDate", at));
+        json_array_append_new(ents, json_pack("{s:s,s:{s:s,s:s},s:{s:{s:s,s:s},s:s}}", "id", ids[i],
+                                              "routingStatus", "status", "IDLE", "startTime", at,
+                                              "presence", "presenceDefinition", "id", "p1",
+                                              "systemPresence", "On Queue", "modifiedDate", at));
     }
     return json_pack("{s:o}", "entities", ents);
 }
 
 static long history_of(const char *path, const char *user)
 {
-    return db_long(path, apr_psprintf(pool, "SELECT COUNT(*) FROM gcmon_history WHERE "
-                                            "user_id = '%s'", user));
+    return db_long(path, apr_psprintf(pool,
+                                      "SELECT COUNT(*) FROM gcmon_history WHERE "
+                                      "user_id = '%s'",
+                                      user));
 }
 
 /* An event or a resync entity of someone outside the monitored set (a topic
@@ -922,7 +935,8 @@ START_TEST(events_of_unmonitored_agents_are_ignored)
     ck_assert_int_eq(history_of(path, "stranger"), 0);
     ck_assert_int_eq(history_of(path, "stranger-2"), 0);
     ck_assert_int_eq(db_long(path, "SELECT COUNT(*) FROM gcmon_agents WHERE user_id LIKE "
-                                   "'stranger%'"), 0);
+                                   "'stranger%'"),
+                     0);
     ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_STORED, "stream", NULL), 1);
     ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_STORED, "resync", NULL), 1);
     apr_pool_destroy(m->term);
@@ -967,7 +981,7 @@ START_TEST(shutdown_never_wakes_a_freed_outbox)
         apr_sleep(1000);
     }
     ck_assert(atomic_load(&wake_entered));
-    gc_mon_workers_stop(m);                 /* the wake is still to come */
+    gc_mon_workers_stop(m); /* the wake is still to come */
     gc_alerter_test_before_wake = NULL;
     ck_assert_ptr_null(m->writer);
     ck_assert_ptr_null(m->outbox);
@@ -992,10 +1006,10 @@ START_TEST(mode_follows_stream_and_webhooks)
     urls[2] = &c.webhooks.trace_url;
     urls[3] = &c.webhooks.wfm_url;
     ck_assert_int_eq(gc_monitor_mode(NULL), GC_MONITOR_OFF);
-    c.enabled = -1;                                     /* GcmonStream unset */
+    c.enabled = -1; /* GcmonStream unset */
     ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_OFF);
     c.enabled = 0;
-    c.webhooks.secret = "k";                            /* a secret alone sends nothing */
+    c.webhooks.secret = "k"; /* a secret alone sends nothing */
     c.webhooks.max_age = SEC(60);
     ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_OFF);
     for (i = 0; i < 4; i++) {
@@ -1006,7 +1020,7 @@ START_TEST(mode_follows_stream_and_webhooks)
         ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_STREAM);
         *urls[i] = NULL;
     }
-    ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_STREAM);  /* On without webhooks */
+    ck_assert_int_eq(gc_monitor_mode(&c), GC_MONITOR_STREAM); /* On without webhooks */
 }
 END_TEST
 
@@ -1061,8 +1075,9 @@ START_TEST(background_holder_runs_only_the_outbox)
     env.status = st;
     env.host = "unit-host";
     ck_assert_int_eq(gc_store_open(pool, "sqlite3", path, &s, &err), APR_SUCCESS);
-    ck_assert_int_eq(gc_store_outbox_add(s, pool, GC_TARGET_STATUS, NULL, "{\"row\":1}",
-                                         apr_time_now(), &err), APR_SUCCESS);
+    ck_assert_int_eq(
+        gc_store_outbox_add(s, pool, GC_TARGET_STATUS, NULL, "{\"row\":1}", apr_time_now(), &err),
+        APR_SUCCESS);
 
     /* The monitor's own pool: only its thread touches it. */
     ck_assert_int_eq(apr_pool_create(&mp, NULL), APR_SUCCESS);
@@ -1085,8 +1100,9 @@ START_TEST(background_holder_runs_only_the_outbox)
     ck_assert_int_eq(snap.nchannels, 0);
 
     /* A row queued while it holds (the admin API's) goes out too, once. */
-    ck_assert_int_eq(gc_store_outbox_add(s, pool, GC_TARGET_STATUS, NULL, "{\"row\":2}",
-                                         apr_time_now(), &err), APR_SUCCESS);
+    ck_assert_int_eq(
+        gc_store_outbox_add(s, pool, GC_TARGET_STATUS, NULL, "{\"row\":2}", apr_time_now(), &err),
+        APR_SUCCESS);
     ck_assert(db_wait(path, "SELECT COUNT(*) FROM gcmon_outbox WHERE status = 'delivered'", 2));
     ck_assert_int_eq(lb_count(lb, "/status/"), 2);
     ck_assert_int_eq(gc_metrics_get(met, GC_MET_WEBHOOK_DELIVERIES, "status", "delivered"), 2);
@@ -1100,13 +1116,12 @@ START_TEST(background_holder_runs_only_the_outbox)
     ck_assert_int_eq(apr_thread_join(&rv, t), APR_SUCCESS);
     ck_assert_int_lt(apr_time_now() - t0, SEC(2));
     ck_assert(!gc_monitor_is_holder(m));
-    ck_assert_int_eq(db_long(path, "SELECT expires_at FROM gcmon_lease WHERE name = 'stream'"),
-                     0);
+    ck_assert_int_eq(db_long(path, "SELECT expires_at FROM gcmon_lease WHERE name = 'stream'"), 0);
     ck_assert_int_eq(gc_stream_status_read(st, &snap), 0);
     ck_assert_int_eq(snap.has_holder, 0);
     ck_assert_int_eq(log_count("GCM2115"), 1);
     ck_assert_int_eq(lb_count(lb, "/status/"), 2);
-    ck_assert_int_eq(lb_count(lb, NULL), 2);                /* nothing else was called */
+    ck_assert_int_eq(lb_count(lb, NULL), 2); /* nothing else was called */
 
     gc_log_set(NULL, NULL, NULL);
     apr_pool_destroy(mp);

@@ -24,8 +24,8 @@
 #include "loopback_http.h"
 #include "unit.h"
 
-#define T0 ((apr_time_t)1763750000000LL * 1000)       /* 2025-11-21, ms precision */
-#define MS(n) ((apr_time_t)(n) * 1000)
+#define T0 ((apr_time_t)1763750000000LL * 1000) /* 2025-11-21, ms precision */
+#define MS(n) ((apr_time_t)(n)*1000)
 #define SECRET_PATH "/services/T0AAA/B0BBB/xoxSeCrEtToKeN42"
 
 static apr_pool_t *pool;
@@ -171,8 +171,8 @@ static void add_row(gc_store_t *s, const char *target, const apr_int64_t *alert_
 {
     const char *err = NULL;
 
-    ck_assert_msg(gc_store_outbox_add(s, pool, target, alert_id, body, now, &err)
-                  == APR_SUCCESS, "outbox_add: %s", err);
+    ck_assert_msg(gc_store_outbox_add(s, pool, target, alert_id, body, now, &err) == APR_SUCCESS,
+                  "outbox_add: %s", err);
 }
 
 static gc_webhook_conf_t conf_for(const char *path)
@@ -203,7 +203,7 @@ static int wait_sql(const char *sql, const char *want, int timeout_ms)
 /* ---------------------------------------------------------------- the thread's env */
 
 typedef struct {
-    int fail_opens;                     /* the first n opens fail */
+    int fail_opens; /* the first n opens fail */
     int opens, closes;
 } db_baton_t;
 
@@ -232,8 +232,8 @@ static void test_db_close(void *baton, void *handle)
     gc_store_close(handle);
 }
 
-static gc_outbox_env_t env_for(const gc_webhook_conf_t *c, db_baton_t *b,
-                               apr_interval_time_t bmin, apr_interval_time_t bmax)
+static gc_outbox_env_t env_for(const gc_webhook_conf_t *c, db_baton_t *b, apr_interval_time_t bmin,
+                               apr_interval_time_t bmax)
 {
     gc_outbox_env_t e;
 
@@ -341,7 +341,8 @@ START_TEST(post_signed_headers_and_body)
 
     lb_add_simple(lb, "/hook", 200, NULL, "ok");
     c.secret = "s3cret";
-    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, body, &res), APR_SUCCESS);
+    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, body, &res),
+                     APR_SUCCESS);
     ck_assert_int_eq(res.status, 200);
     ck_assert_ptr_null(res.error);
     ck_assert_int_eq(res.retry_after, 0);
@@ -356,7 +357,8 @@ START_TEST(post_signed_headers_and_body)
 
     /* No secret: no signature header. */
     c.secret = NULL;
-    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, body, &res), APR_SUCCESS);
+    ck_assert_int_eq(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, body, &res),
+                     APR_SUCCESS);
     r = lb_request(lb, "/hook", 1);
     ck_assert_ptr_nonnull(r);
     ck_assert_ptr_null(lb_header(r, "X-Gcmon-Signature"));
@@ -377,23 +379,27 @@ START_TEST(post_retry_after)
     lb_add_simple(lb, "/hook", 500, "Retry-After: 7\r\n", NULL);
     lb_add_simple(lb, "/hook", 429, "Retry-After: soon\r\n", NULL);
 
-    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
     ck_assert_int_eq(res.status, 429);
     ck_assert_int_eq(res.retry_after, apr_time_from_sec(7));
     ck_assert_str_eq(res.error, "HTTP 429 from the slack webhook");
 
-    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
     ck_assert_int_eq(res.status, 503);
     ck_assert_msg(res.retry_after > apr_time_from_sec(110)
-                  && res.retry_after <= apr_time_from_sec(121),
+                      && res.retry_after <= apr_time_from_sec(121),
                   "HTTP-date Retry-After: %" APR_TIME_T_FMT, res.retry_after);
 
     /* Only 429 and 503 carry a meaningful Retry-After. */
-    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
     ck_assert_int_eq(res.status, 500);
     ck_assert_int_eq(res.retry_after, 0);
 
-    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
     ck_assert_int_eq(res.retry_after, 0);
 }
 END_TEST
@@ -409,10 +415,12 @@ START_TEST(errors_never_contain_the_url)
     lb_add_simple(lb, SECRET_PATH, 404, "Content-Type: text/plain\r\n",
                   "no such hook: " SECRET_PATH);
     lb_add_simple(lb, SECRET_PATH, 400, "Content-Type: text/plain\r\n", "invalid_payload\n");
-    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
     ck_assert_int_eq(res.status, 404);
     ck_assert_str_eq(res.error, "HTTP 404 from the slack webhook: no such hook: [hidden]");
-    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res), APR_SUCCESS);
+    ck_assert_int_ne(gc_webhook_post(pool, &c, GC_TARGET_SLACK, c.slack_url, "{}", &res),
+                     APR_SUCCESS);
     ck_assert_str_eq(res.error, "HTTP 400 from the slack webhook: invalid_payload");
 
     /* Nothing listening. */
@@ -494,7 +502,7 @@ START_TEST(errors_hide_echoed_url_parts)
     /* a query value, a name=value pair, a name and a short value */
     script_echo("/q/", "bad token abc123");
     script_echo("/q/", "got token=abc123;");
-    script_echo("/q/", "unknown team T9");     /* "team" is a name */
+    script_echo("/q/", "unknown team T9"); /* "team" is a name */
     ck_assert_str_eq(post_error(q), ECHO_PREFIX "bad [hidden] [hidden]");
     ck_assert_str_eq(post_error(q), ECHO_PREFIX "got [hidden];");
     ck_assert_str_eq(post_error(q), ECHO_PREFIX "unknown [hidden] T9");
@@ -505,7 +513,7 @@ START_TEST(errors_hide_echoed_url_parts)
     script_echo("/enc/", "key a b c d?");
     ck_assert_str_eq(post_error(enc), ECHO_PREFIX "no hook [hidden]");
     ck_assert_str_eq(post_error(enc), ECHO_PREFIX "no hook [hidden]");
-    ck_assert_str_eq(post_error(enc), ECHO_PREFIX "key [hidden]?");   /* "key": too short */
+    ck_assert_str_eq(post_error(enc), ECHO_PREFIX "key [hidden]?"); /* "key": too short */
 }
 END_TEST
 
@@ -539,9 +547,9 @@ END_TEST
 
 START_TEST(slack_body_shape)
 {
-    const char *text = gc_slack_alert_body(pool, "u-123", "Ann <Lee> & co", "Available",
-                                           apr_time_from_sec(15 * 60 + 3),
-                                           apr_time_from_sec(15 * 60));
+    const char *text =
+        gc_slack_alert_body(pool, "u-123", "Ann <Lee> & co", "Available",
+                            apr_time_from_sec(15 * 60 + 3), apr_time_from_sec(15 * 60));
     json_t *j, *blocks, *hdr, *sec, *fields;
     json_error_t jerr;
 
@@ -661,13 +669,13 @@ START_TEST(store_result_mirrors_the_alert)
              "episode_at, raised_at) VALUES ('u1', 'Ann', 'Available', 900, 1, 2)");
     ck_assert_str_eq(sql_rows("SELECT id, delivery_status, delivery_attempts FROM gcmon_alerts"),
                      "1|pending|0");
-    add_row(s, GC_TARGET_SLACK, &alert, "{}", T0);          /* outbox id 1 */
-    add_row(s, GC_TARGET_STATUS, NULL, "{}", T0);           /* outbox id 2 */
+    add_row(s, GC_TARGET_SLACK, &alert, "{}", T0); /* outbox id 1 */
+    add_row(s, GC_TARGET_STATUS, NULL, "{}", T0);  /* outbox id 2 */
 
     /* A failed attempt: next attempt later, error recorded on both rows. */
-    ck_assert_int_eq(gc_store_outbox_result(s, pool, 1, GC_OUTBOX_RETRY, T0 + MS(10),
-                                            T0 + MS(2000), "HTTP 500 from the slack webhook",
-                                            &err), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_outbox_result(s, pool, 1, GC_OUTBOX_RETRY, T0 + MS(10), T0 + MS(2000),
+                                            "HTTP 500 from the slack webhook", &err),
+                     APR_SUCCESS);
     ck_assert_str_eq(sql_rows("SELECT status, attempts, next_at - created_at, last_error, "
                               "done_at FROM gcmon_outbox WHERE id = 1"),
                      "pending|1|2000|HTTP 500 from the slack webhook|~");
@@ -675,34 +683,40 @@ START_TEST(store_result_mirrors_the_alert)
                               "FROM gcmon_alerts WHERE id = 1"),
                      "pending|1|HTTP 500 from the slack webhook");
     ck_assert_int_eq(gc_store_outbox_due(s, pool, T0 + MS(1999), 10, &rows, &err), APR_SUCCESS);
-    ck_assert_int_eq(rows->nelts, 1);                       /* only id 2 */
+    ck_assert_int_eq(rows->nelts, 1); /* only id 2 */
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, gc_outbox_row_t).id, 2);
     ck_assert_int_eq(gc_store_outbox_pending(s, pool, &next, &count, &err), APR_SUCCESS);
     ck_assert_int_eq(count, 2);
     ck_assert_int_eq(next, T0);
 
     /* Delivered: done, counted, no longer pending. */
-    ck_assert_int_eq(gc_store_outbox_result(s, pool, 1, GC_OUTBOX_DELIVERED, T0 + MS(2100), 0,
-                                            NULL, &err), APR_SUCCESS);
+    ck_assert_int_eq(
+        gc_store_outbox_result(s, pool, 1, GC_OUTBOX_DELIVERED, T0 + MS(2100), 0, NULL, &err),
+        APR_SUCCESS);
     ck_assert_str_eq(sql_rows("SELECT status, attempts, done_at - created_at FROM gcmon_outbox "
-                              "WHERE id = 1"), "delivered|2|2100");
+                              "WHERE id = 1"),
+                     "delivered|2|2100");
     ck_assert_str_eq(sql_rows("SELECT delivery_status, delivery_attempts FROM gcmon_alerts "
-                              "WHERE id = 1"), "delivered|2");
+                              "WHERE id = 1"),
+                     "delivered|2");
     ck_assert_int_eq(gc_store_outbox_due(s, pool, T0 + MS(9000), 10, &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 1);
     ck_assert_int_eq(APR_ARRAY_IDX(rows, 0, gc_outbox_row_t).id, 2);
 
     /* A delivered row is never touched again (a late overlapping holder). */
     ck_assert_int_eq(gc_store_outbox_result(s, pool, 1, GC_OUTBOX_RETRY, T0 + MS(3000),
-                                            T0 + MS(4000), "late", &err), APR_SUCCESS);
+                                            T0 + MS(4000), "late", &err),
+                     APR_SUCCESS);
     ck_assert_str_eq(sql_rows("SELECT status, attempts FROM gcmon_outbox WHERE id = 1"),
                      "delivered|2");
     ck_assert_str_eq(sql_rows("SELECT delivery_status, delivery_attempts FROM gcmon_alerts "
-                              "WHERE id = 1"), "delivered|2");
+                              "WHERE id = 1"),
+                     "delivered|2");
 
     /* Given up: failed, done, no alert to mirror. */
     ck_assert_int_eq(gc_store_outbox_result(s, pool, 2, GC_OUTBOX_FAILED, T0 + MS(5000), 0,
-                                            "gave up after 5s", &err), APR_SUCCESS);
+                                            "gave up after 5s", &err),
+                     APR_SUCCESS);
     ck_assert_str_eq(sql_rows("SELECT status, attempts, last_error, done_at - created_at "
                               "FROM gcmon_outbox WHERE id = 2"),
                      "failed|1|gave up after 5s|5000");
@@ -808,9 +822,9 @@ START_TEST(thread_retries_then_delivers)
                   apr_time_now() - t0);
     ck_assert_str_eq(sql_rows("SELECT delivery_status, delivery_attempts FROM gcmon_alerts"),
                      "delivered|4");
-    ck_assert_str_eq(lb_header(lb_request(lb, "/hook", 3), "X-Gcmon-Signature"),
-                     gc_webhook_signature(pool, "k", "{\"text\":\"idle\"}",
-                                          strlen("{\"text\":\"idle\"}")));
+    ck_assert_str_eq(
+        lb_header(lb_request(lb, "/hook", 3), "X-Gcmon-Signature"),
+        gc_webhook_signature(pool, "k", "{\"text\":\"idle\"}", strlen("{\"text\":\"idle\"}")));
 
     /* Delivered is final: nothing is sent again. */
     apr_sleep(apr_time_from_msec(1500));
@@ -820,7 +834,7 @@ START_TEST(thread_retries_then_delivers)
     ck_assert_int_eq(deliveries("slack", "delivered"), 1);
     ck_assert_int_eq(deliveries("slack", "failed"), 0);
     ck_assert_int_eq(gc_metrics_get(metrics, GC_MET_OUTBOX_PENDING, NULL, NULL), 0);
-    ck_assert(log_has("GCM701"));               /* the first failure, once */
+    ck_assert(log_has("GCM701")); /* the first failure, once */
     ck_assert(log_has("GCM702"));
     ck_assert_int_eq(b.opens, b.closes);
     gc_store_close(s);
@@ -879,7 +893,8 @@ START_TEST(thread_not_configured)
     ck_assert_int_eq(gc_outbox_start(&o, pool, &e), APR_SUCCESS);
     ck_assert(wait_sql("SELECT status, last_error FROM gcmon_outbox ORDER BY id",
                        "failed|GcmonSlackWebhook is not configured;"
-                       "failed|no webhook for target 'carrier-pigeon'", 5000));
+                       "failed|no webhook for target 'carrier-pigeon'",
+                       5000));
     gc_outbox_stop(o);
     ck_assert_int_eq(lb_count(lb, NULL), 0);
     ck_assert_int_eq(deliveries("slack", "failed"), 1);
@@ -901,7 +916,7 @@ START_TEST(thread_restart_resumes)
     add_row(s, GC_TARGET_SLACK, NULL, "{\"r\":1}", apr_time_now());
     ck_assert_int_eq(gc_outbox_start(&o, pool, &e), APR_SUCCESS);
     ck_assert(wait_sql("SELECT status, attempts FROM gcmon_outbox", "pending|1", 5000));
-    gc_outbox_stop(o);                          /* before the retry is due */
+    gc_outbox_stop(o); /* before the retry is due */
     ck_assert_int_eq(lb_count(lb, "/hook"), 1);
 
     ck_assert_int_eq(gc_outbox_start(&o, pool, &e), APR_SUCCESS);
@@ -940,7 +955,7 @@ END_TEST
 START_TEST(thread_wake_and_database_outage)
 {
     gc_webhook_conf_t c = conf_for("/hook");
-    db_baton_t b = { 2, 0, 0 };                 /* the first two opens fail */
+    db_baton_t b = { 2, 0, 0 }; /* the first two opens fail */
     gc_outbox_env_t e = env_for(&c, &b, MS(50), apr_time_from_sec(1));
     gc_store_t *s = open_migrated_in(pool);
     gc_outbox_t *o = NULL;
@@ -967,7 +982,7 @@ START_TEST(thread_wake_and_database_outage)
                   apr_time_now() - t);
     ck_assert(wait_sql("SELECT status FROM gcmon_outbox", "delivered", 5000));
     gc_outbox_stop(o);
-    ck_assert_int_eq(b.opens, b.closes + 2);    /* the failed opens have nothing to close */
+    ck_assert_int_eq(b.opens, b.closes + 2); /* the failed opens have nothing to close */
     gc_store_close(s);
 }
 END_TEST
@@ -996,8 +1011,8 @@ START_TEST(thread_prunes_finished_rows)
              (long long)(now - 60 * 1000), (long long)(now + 86400 * 1000));
     sql_exec(sql);
     ck_assert_int_eq(gc_outbox_start(&o, pool, &e), APR_SUCCESS);
-    ck_assert(wait_sql("SELECT id, status FROM gcmon_outbox ORDER BY id",
-                       "3|delivered;4|pending", 5000));
+    ck_assert(
+        wait_sql("SELECT id, status FROM gcmon_outbox ORDER BY id", "3|delivered;4|pending", 5000));
     gc_outbox_stop(o);
     ck_assert(log_has("GCM708"));
     ck_assert_int_eq(lb_count(lb, "/hook"), 0);

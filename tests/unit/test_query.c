@@ -12,8 +12,14 @@
 
 static apr_pool_t *pool;
 
-static void setup(void) { apr_pool_create(&pool, NULL); }
-static void teardown(void) { apr_pool_destroy(pool); }
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
 
 /* Parse and return the single error's field ("" when none; "+" when several). */
 static const char *one_error(const char *args, unsigned fields, gc_query_t *q)
@@ -53,7 +59,9 @@ START_TEST(all_fields)
     apr_time_t t;
     ck_assert_str_eq(one_error("user_id=u-1_A&state=OFF_QUEUE&from=2026-01-02T03:04:05.678Z"
                                "&to=2026-01-03T00:00:00%2B01:00&limit=100&offset=2147483647"
-                               "&foo=bar&limit_=x", GC_Q_HISTORY, &q), "");
+                               "&foo=bar&limit_=x",
+                               GC_Q_HISTORY, &q),
+                     "");
     ck_assert_str_eq(q.user_id, "u-1_A");
     ck_assert_str_eq(q.state, "OFF_QUEUE");
     ck_assert_int_eq(q.limit, 100);
@@ -77,11 +85,27 @@ END_TEST
 START_TEST(limit_rejected)
 {
     static const char *bad[] = {
-        "limit=0", "limit=101", "limit=-1", "limit=abc", "limit=1e3", "limit=+5",
-        "limit= 5", "limit=5 ", "limit=5.0", "limit=0x10", "limit=", "limit",
-        "limit=99999999999999999999999999999999", "limit=18446744073709551617",
-        "limit=%zz", "limit=%4", "limit=%", "limit=1%00", "limit=%c3%28",
-        "limit=5&limit=5", "limit=%EF%BC%95", /* fullwidth digit five */
+        "limit=0",
+        "limit=101",
+        "limit=-1",
+        "limit=abc",
+        "limit=1e3",
+        "limit=+5",
+        "limit= 5",
+        "limit=5 ",
+        "limit=5.0",
+        "limit=0x10",
+        "limit=",
+        "limit",
+        "limit=99999999999999999999999999999999",
+        "limit=18446744073709551617",
+        "limit=%zz",
+        "limit=%4",
+        "limit=%",
+        "limit=1%00",
+        "limit=%c3%28",
+        "limit=5&limit=5",
+        "limit=%EF%BC%95", /* fullwidth digit five */
     };
     size_t i;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -94,8 +118,8 @@ END_TEST
 START_TEST(offset_rejected)
 {
     static const char *bad[] = {
-        "offset=-5", "offset=2147483648", "offset=1e2", "offset=", "offset=x",
-        "offset=99999999999999999999999999",
+        "offset=-5", "offset=2147483648", "offset=1e2",
+        "offset=",   "offset=x",          "offset=99999999999999999999999999",
     };
     size_t i;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -107,25 +131,36 @@ END_TEST
 
 START_TEST(values_rejected)
 {
-    static const struct { const char *args, *field; } bad[] = {
-        { "state=Foo", "state" }, { "state=available", "state" }, { "state=", "state" },
-        { "state=IDLE%20", "state" }, { "state=Available&state=Away", "state" },
-        { "user_id=%27%20OR%201%3D1%20--", "user_id" }, { "user_id=a;DROP", "user_id" },
-        { "user_id=a%25", "user_id" }, { "user_id=%C3%A9", "user_id" },
-        { "user_id=%ff%fe", "user_id" }, { "user_id=", "user_id" },
-        { "from=yesterday", "from" }, { "from=2026-13-01T00:00:00Z", "from" },
-        { "from=2026-02-30T00:00:00Z", "from" }, { "from=2026-01-01", "from" },
-        { "from=2026-01-01T00:00:00+00:00", "from" },  /* '+' decodes to a space */
+    static const struct {
+        const char *args, *field;
+    } bad[] = {
+        { "state=Foo", "state" },
+        { "state=available", "state" },
+        { "state=", "state" },
+        { "state=IDLE%20", "state" },
+        { "state=Available&state=Away", "state" },
+        { "user_id=%27%20OR%201%3D1%20--", "user_id" },
+        { "user_id=a;DROP", "user_id" },
+        { "user_id=a%25", "user_id" },
+        { "user_id=%C3%A9", "user_id" },
+        { "user_id=%ff%fe", "user_id" },
+        { "user_id=", "user_id" },
+        { "from=yesterday", "from" },
+        { "from=2026-13-01T00:00:00Z", "from" },
+        { "from=2026-02-30T00:00:00Z", "from" },
+        { "from=2026-01-01", "from" },
+        { "from=2026-01-01T00:00:00+00:00", "from" }, /* '+' decodes to a space */
         { "to=2026-01-01T00:00:00.000Zjunk", "to" },
         { "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to" },
-        { "cursor=abc", "cursor" }, { "cursor=", "cursor" },
+        { "cursor=abc", "cursor" },
+        { "cursor=", "cursor" },
         { "cursor=AAAAAAAAAAAAAAAAAAAAAAAA", "cursor" },
     };
     size_t i;
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         gc_query_t q;
-        ck_assert_msg(!strcmp(one_error(bad[i].args, GC_Q_HISTORY, &q), bad[i].field),
-                      "%s → %s", bad[i].args, one_error(bad[i].args, GC_Q_HISTORY, &q));
+        ck_assert_msg(!strcmp(one_error(bad[i].args, GC_Q_HISTORY, &q), bad[i].field), "%s → %s",
+                      bad[i].args, one_error(bad[i].args, GC_Q_HISTORY, &q));
     }
 }
 END_TEST
@@ -138,7 +173,7 @@ START_TEST(huge_value)
     memset(big + 8, 'a', 4096);
     big[8 + 4096] = '\0';
     ck_assert_str_eq(one_error(big, GC_Q_HISTORY, &q), "user_id");
-    memcpy(big, "zzzzzzz=", 8);  /* unknown: ignored, however long */
+    memcpy(big, "zzzzzzz=", 8); /* unknown: ignored, however long */
     ck_assert_str_eq(one_error(big, GC_Q_HISTORY, &q), "");
 }
 END_TEST
@@ -146,8 +181,8 @@ END_TEST
 START_TEST(same_time_range_is_valid)
 {
     gc_query_t q;
-    ck_assert_str_eq(one_error("from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
-                               GC_Q_HISTORY, &q), "");
+    ck_assert_str_eq(
+        one_error("from=2026-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", GC_Q_HISTORY, &q), "");
 }
 END_TEST
 
@@ -175,8 +210,7 @@ START_TEST(several_errors_in_field_order)
     ck_assert_str_eq(APR_ARRAY_IDX(errs, 0, gc_field_error_t).field, "state");
     ck_assert_str_eq(APR_ARRAY_IDX(errs, 1, gc_field_error_t).field, "limit");
     ck_assert_str_eq(APR_ARRAY_IDX(errs, 2, gc_field_error_t).field, "offset");
-    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(errs, 0, gc_field_error_t).message,
-                                 "OFF_QUEUE"));
+    ck_assert_ptr_nonnull(strstr(APR_ARRAY_IDX(errs, 0, gc_field_error_t).message, "OFF_QUEUE"));
     ck_assert_str_eq(APR_ARRAY_IDX(errs, 1, gc_field_error_t).message,
                      "must be an integer from 1 to 100");
 }
@@ -185,8 +219,8 @@ END_TEST
 START_TEST(cursor_round_trip)
 {
     static const apr_int64_t vals[][2] = {
-        { 0, 0 }, { 1, 1 }, { 1795000000123LL, 987654321LL },
-        { APR_INT64_MAX, APR_INT64_MAX }, { 255, 256 },
+        { 0, 0 },     { 1, 1 }, { 1795000000123LL, 987654321LL }, { APR_INT64_MAX, APR_INT64_MAX },
+        { 255, 256 },
     };
     size_t i;
     for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
@@ -195,15 +229,15 @@ START_TEST(cursor_round_trip)
         gc_query_t q;
         ck_assert_int_eq(strlen(c), 24);
         ck_assert_int_eq(strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                   "0123456789-_"), 24);
+                                   "0123456789-_"),
+                         24);
         ck_assert_int_eq(gc_cursor_decode(c, GC_CURSOR_HISTORY, &cur), 0);
         ck_assert_int_eq(cur.at, vals[i][0]);
         ck_assert_int_eq(cur.id, vals[i][1]);
         /* Another listing's cursor is refused. */
         ck_assert_int_eq(gc_cursor_decode(c, GC_CURSOR_ALERTS, &cur), -1);
         /* Through the query string. */
-        ck_assert_str_eq(one_error(apr_pstrcat(pool, "cursor=", c, NULL), GC_Q_HISTORY, &q),
-                         "");
+        ck_assert_str_eq(one_error(apr_pstrcat(pool, "cursor=", c, NULL), GC_Q_HISTORY, &q), "");
         ck_assert_int_eq(q.has_cursor, 1);
         ck_assert_int_eq(q.cursor.at, vals[i][0]);
         ck_assert_int_eq(q.cursor.id, vals[i][1]);
@@ -221,10 +255,10 @@ START_TEST(cursor_garbage)
 
     /* Truncated, extended, padded, non-alphabet characters. */
     ck_assert_int_eq(gc_cursor_decode(apr_pstrndup(pool, c, 23), GC_CURSOR_HISTORY, &cur), -1);
-    ck_assert_int_eq(gc_cursor_decode(apr_pstrcat(pool, c, "A", NULL), GC_CURSOR_HISTORY,
-                                      &cur), -1);
-    ck_assert_int_eq(gc_cursor_decode(apr_pstrcat(pool, c, "==", NULL), GC_CURSOR_HISTORY,
-                                      &cur), -1);
+    ck_assert_int_eq(gc_cursor_decode(apr_pstrcat(pool, c, "A", NULL), GC_CURSOR_HISTORY, &cur),
+                     -1);
+    ck_assert_int_eq(gc_cursor_decode(apr_pstrcat(pool, c, "==", NULL), GC_CURSOR_HISTORY, &cur),
+                     -1);
     for (i = 0; i < 24; i++) {
         t = apr_pstrdup(pool, c);
         t[i] = '+';
@@ -241,8 +275,8 @@ START_TEST(cursor_garbage)
     ck_assert_int_eq(gc_cursor_decode(c, GC_CURSOR_HISTORY, &cur), -1);
     /* With offset: refused, even offset=0. */
     c = gc_cursor_encode(pool, GC_CURSOR_HISTORY, 5, 5);
-    ck_assert_str_eq(one_error(apr_pstrcat(pool, "offset=0&cursor=", c, NULL), GC_Q_HISTORY,
-                               &q), "cursor");
+    ck_assert_str_eq(one_error(apr_pstrcat(pool, "offset=0&cursor=", c, NULL), GC_Q_HISTORY, &q),
+                     "cursor");
     ck_assert_int_eq(q.has_cursor, 0);
 }
 END_TEST

@@ -31,7 +31,7 @@ typedef struct watch {
     const char *mem;
     apr_size_t n;
     int ran;
-    int nonzero;            /* bytes that were not zero */
+    int nonzero; /* bytes that were not zero */
 } watch_t;
 
 static apr_status_t watch_cleanup(void *data)

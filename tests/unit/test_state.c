@@ -17,11 +17,17 @@
 
 static apr_pool_t *pool;
 
-static void setup(void) { apr_pool_create(&pool, NULL); }
-static void teardown(void) { apr_pool_destroy(pool); }
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
 
 #define NELTS(a) (sizeof(a) / sizeof((a)[0]))
-#define USEC(s) ((apr_time_t)(s) * APR_USEC_PER_SEC)
+#define USEC(s) ((apr_time_t)(s)*APR_USEC_PER_SEC)
 
 #define UID "e40f28ea-fa86-493f-a5b8-d559c8533c96"
 
@@ -44,7 +50,8 @@ static const char real_user[] =
     "\"routingStatus\":{\"userId\":\"u-42\",\"status\":\"INTERACTING\","
     "\"startTime\":\"2026-11-21T19:59:20.500Z\"},"
     "\"presence\":{\"source\":\"PURECLOUD\",\"presenceDefinition\":{\"id\":\"pd-onq\","
-    "\"systemPresence\":\"On Queue\"},\"message\":\"\",\"modifiedDate\":\"2026-11-21T19:59:28.123Z\","
+    "\"systemPresence\":\"On "
+    "Queue\"},\"message\":\"\",\"modifiedDate\":\"2026-11-21T19:59:28.123Z\","
     "\"primary\":true},\"state\":\"active\",\"version\":7}";
 
 /* Valid UTF-8 without control characters (an independent checker). */
@@ -95,13 +102,15 @@ START_TEST(notify_kinds_table)
         const char *user, *state;
     } t[] = {
         /* control messages (notes §2.3) */
-        { "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"WebSocket Heartbeat\"}}",
+        { "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"WebSocket "
+          "Heartbeat\"}}",
           GC_MSG_HEARTBEAT, NULL, NULL },
-        { "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"pong\"}}",
-          GC_MSG_PONG, NULL, NULL },
+        { "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"pong\"}}", GC_MSG_PONG,
+          NULL, NULL },
         { " {\"eventBody\":{\"message\":\"pong\"} , \"topicName\":\"channel.metadata\"}\n",
           GC_MSG_PONG, NULL, NULL },
-        { "{\"topicName\":\"v2.system.socket_closing\",\"eventBody\":{\"message\":\"maintenance\"}}",
+        { "{\"topicName\":\"v2.system.socket_closing\",\"eventBody\":{\"message\":\"maintenance\"}"
+          "}",
           GC_MSG_SOCKET_CLOSING, NULL, NULL },
         { "{\"topicName\":\"v2.system.socket_closing\"}", GC_MSG_SOCKET_CLOSING, NULL, NULL },
         { "{\"topicName\":\"v2.system.no_longer_subscribed.streaming-0-abc\",\"eventBody\":"
@@ -133,11 +142,12 @@ START_TEST(notify_kinds_table)
         { "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"hello\"}}",
           GC_MSG_UNKNOWN, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.presence\",\"eventBody\":{\"presenceDefinition\":"
-          "{\"systemPresence\":\"ON_QUEUE\"}}}", GC_MSG_UNKNOWN, NULL, NULL },
+          "{\"systemPresence\":\"ON_QUEUE\"}}}",
+          GC_MSG_UNKNOWN, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.routingStatus\",\"eventBody\":{\"id\":\"u1\"}}",
           GC_MSG_UNKNOWN, NULL, NULL },
-        { "{\"topicName\":\"v2.routing.queues.q1.users\",\"eventBody\":{}}",
-          GC_MSG_UNKNOWN, NULL, NULL },
+        { "{\"topicName\":\"v2.routing.queues.q1.users\",\"eventBody\":{}}", GC_MSG_UNKNOWN, NULL,
+          NULL },
         { "{\"topicName\":\"v2.users.a.b.activity\",\"eventBody\":{\"id\":\"a.b\"}}",
           GC_MSG_UNKNOWN, NULL, NULL },
         { "{\"topicName\":\"v2.system.socket_closing_soon\"}", GC_MSG_UNKNOWN, NULL, NULL },
@@ -161,21 +171,26 @@ START_TEST(notify_kinds_table)
         { "{\"topicName\":\"channel.metadata\"}", GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"channel.metadata\",\"eventBody\":\"WebSocket Heartbeat\"}",
           GC_MSG_MALFORMED, NULL, NULL },
-        { "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":1}}",
-          GC_MSG_MALFORMED, NULL, NULL },
+        { "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":1}}", GC_MSG_MALFORMED,
+          NULL, NULL },
         { "{\"topicName\":\"channel.metadata\",\"eventBody\":{}}", GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\"}", GC_MSG_MALFORMED, NULL, NULL },
-        { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":[]}", GC_MSG_MALFORMED, NULL, NULL },
+        { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":[]}", GC_MSG_MALFORMED, NULL,
+          NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\"}}",
           GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"routingStatus\":"
-          "{\"status\":\"IDLE\"}}}", GC_MSG_MALFORMED, NULL, NULL },
+          "{\"status\":\"IDLE\"}}}",
+          GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u2\","
-          "\"routingStatus\":{\"status\":\"IDLE\"}}}", GC_MSG_MALFORMED, NULL, NULL },
+          "\"routingStatus\":{\"status\":\"IDLE\"}}}",
+          GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":7,"
-          "\"routingStatus\":{\"status\":\"IDLE\"}}}", GC_MSG_MALFORMED, NULL, NULL },
+          "\"routingStatus\":{\"status\":\"IDLE\"}}}",
+          GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\","
-          "\"routingStatus\":\"IDLE\"}}", GC_MSG_MALFORMED, NULL, NULL },
+          "\"routingStatus\":\"IDLE\"}}",
+          GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\","
           "\"routingStatus\":{\"status\":\"IDLE\",\"startTime\":1700000000}}}",
           GC_MSG_MALFORMED, NULL, NULL },
@@ -184,9 +199,11 @@ START_TEST(notify_kinds_table)
           GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\","
           "\"routingStatus\":{\"status\":\"SLEEPING\"},\"presence\":{\"presenceDefinition\":"
-          "{\"systemPresence\":\"Napping\"}}}}", GC_MSG_MALFORMED, NULL, NULL },
+          "{\"systemPresence\":\"Napping\"}}}}",
+          GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\","
-          "\"presence\":{\"presenceDefinition\":\"AVAILABLE\"}}}", GC_MSG_MALFORMED, NULL, NULL },
+          "\"presence\":{\"presenceDefinition\":\"AVAILABLE\"}}}",
+          GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\","
           "\"presence\":{\"presenceDefinition\":{\"systemPresence\":true}}}}",
           GC_MSG_MALFORMED, NULL, NULL },
@@ -194,7 +211,8 @@ START_TEST(notify_kinds_table)
           "\"routingStatus\":{\"status\":\"IDLE\"},\"activeQueueIds\":\"q1\"}}",
           GC_MSG_MALFORMED, NULL, NULL },
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\","
-          "\"routingStatus\":{\"status\":\"IDLE\"}}} trailing", GC_MSG_MALFORMED, NULL, NULL },
+          "\"routingStatus\":{\"status\":\"IDLE\"}}} trailing",
+          GC_MSG_MALFORMED, NULL, NULL },
         /* fails after name and presence were read: nothing of it may leak into ev */
         { "{\"topicName\":\"v2.users.u1.activity\",\"eventBody\":{\"id\":\"u1\","
           "\"name\":\"N\",\"presence\":{\"presenceDefinition\":{\"id\":\"p\","
@@ -250,7 +268,7 @@ START_TEST(notify_real_activity_fields)
     ck_assert_int_eq(ev.routing_at, USEC(1620982997) + 67000);
     ck_assert_int_eq(ev.routing_at, rt);
     ck_assert_int_eq(ev.presence_at, pt);
-    ck_assert_int_eq(ev.event_at, rt);                  /* the later of the two */
+    ck_assert_int_eq(ev.event_at, rt); /* the later of the two */
     ck_assert_str_eq(ev.state, "Available");
     ck_assert_str_eq(ev.queue_ids, "[\"4750048b-1994-41d4-8410-a5760c49a6cd\","
                                    "\"d3a783a9-547b-4bb8-88df-4bfb43ecc322\"]");
@@ -264,7 +282,8 @@ START_TEST(notify_not_nul_terminated)
      * message right after it must not be read. */
     const char *two = "{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"pong\"}}"
                       "{\"topicName\":\"v2.system.socket_closing\"}";
-    size_t first = strlen("{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"pong\"}}");
+    size_t first =
+        strlen("{\"topicName\":\"channel.metadata\",\"eventBody\":{\"message\":\"pong\"}}");
     char *exact = malloc(first);
 
     memcpy(exact, two, first);
@@ -276,8 +295,9 @@ START_TEST(notify_not_nul_terminated)
     ck_assert_int_eq(gc_notify_parse(pool, NULL, 10, NULL, NULL), GC_MSG_MALFORMED);
     free(exact);
     /* an embedded NUL byte is not JSON */
-    ck_assert_int_eq(gc_notify_parse(pool, "{\"topicName\":\"channel.metadata\"\0}", 33, NULL,
-                                     NULL), GC_MSG_MALFORMED);
+    ck_assert_int_eq(
+        gc_notify_parse(pool, "{\"topicName\":\"channel.metadata\"\0}", 33, NULL, NULL),
+        GC_MSG_MALFORMED);
 }
 END_TEST
 
@@ -304,10 +324,11 @@ START_TEST(notify_why_is_short_and_safe)
     ck_assert_int_eq(parse_str("{\"topicName\":\"x\\n\\u0001\\u001b[31m\\\"'\\\\\\u00e9\\u20ac"
                                "\\ud83d\\ude00\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
                                "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
-                               "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\"}", NULL, &why),
+                               "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\"}",
+                               NULL, &why),
                      GC_MSG_UNKNOWN);
     ck_assert_msg(log_safe(why), "unsafe why: %s", why);
-    ck_assert_ptr_nonnull(strstr(why, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));  /* é€😀 kept */
+    ck_assert_ptr_nonnull(strstr(why, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80")); /* é€😀 kept */
     ck_assert_ptr_null(strchr(why, '\x1b'));
 
     /* invalid UTF-8 in the input: jansson's error must not leak raw bytes */
@@ -315,7 +336,7 @@ START_TEST(notify_why_is_short_and_safe)
     ck_assert_msg(log_safe(why), "unsafe why: %s", why);
     ck_assert_int_eq(parse_str("\xe2\x82", NULL, &why), GC_MSG_MALFORMED);
     ck_assert_msg(log_safe(why), "unsafe why: %s", why);
-    big = apr_psprintf(pool, "{\"topicName\":%s}", topic);     /* a 10 000-byte bad token */
+    big = apr_psprintf(pool, "{\"topicName\":%s}", topic); /* a 10 000-byte bad token */
     ck_assert_int_eq(parse_str(big, NULL, &why), GC_MSG_MALFORMED);
     ck_assert_msg(log_safe(why) && strlen(why) <= 120, "why: %s", why);
 }
@@ -378,7 +399,7 @@ START_TEST(event_from_rest_user)
     ck_assert_int_eq(gc_time_parse("2026-11-21T19:59:28.123Z", &pt), 0);
     ck_assert_int_eq(ev.presence_at, pt);
     ck_assert_int_eq(ev.routing_at, USEC(1795291160) + 500000);
-    ck_assert_int_eq(ev.event_at, pt);                  /* presence is the later here */
+    ck_assert_int_eq(ev.event_at, pt); /* presence is the later here */
     ck_assert_ptr_null(ev.queue_ids);
     ck_assert_ptr_null(ev.correlation_id);
 
@@ -418,11 +439,16 @@ END_TEST
 
 START_TEST(event_queue_ids)
 {
-    static const struct { const char *body; const char *want; } t[] = {
+    static const struct {
+        const char *body;
+        const char *want;
+    } t[] = {
         { "{\"id\":\"u\",\"routingStatus\":{\"status\":\"IDLE\"},\"activeQueueIds\":[]}", "[]" },
-        { "{\"id\":\"u\",\"routingStatus\":{\"status\":\"IDLE\"},\"activeQueueIds\":[ \"a\" , \"b\" ]}",
+        { "{\"id\":\"u\",\"routingStatus\":{\"status\":\"IDLE\"},\"activeQueueIds\":[ \"a\" , "
+          "\"b\" ]}",
           "[\"a\",\"b\"]" },
-        { "{\"id\":\"u\",\"routingStatus\":{\"status\":\"IDLE\"},\"activeQueueIds\":[1,{}]}", NULL },
+        { "{\"id\":\"u\",\"routingStatus\":{\"status\":\"IDLE\"},\"activeQueueIds\":[1,{}]}",
+          NULL },
         { "{\"id\":\"u\",\"routingStatus\":{\"status\":\"IDLE\"},\"activeQueueIds\":null}", NULL },
         { "{\"id\":\"u\",\"routingStatus\":{\"status\":\"IDLE\"}}", NULL },
     };
@@ -440,19 +466,47 @@ END_TEST
 
 START_TEST(normalise_presence_casings)
 {
-    static const struct { const char *in, *want; } t[] = {
-        { "Available", "Available" }, { "AVAILABLE", "Available" }, { "available", "Available" },
-        { "Away", "Away" }, { "AWAY", "Away" }, { "Busy", "Busy" }, { "BUSY", "Busy" },
-        { "Break", "Break" }, { "BREAK", "Break" }, { "Meal", "Meal" }, { "MEAL", "Meal" },
-        { "Meeting", "Meeting" }, { "MEETING", "Meeting" }, { "Training", "Training" },
-        { "TRAINING", "Training" }, { "Offline", "Offline" }, { "OFFLINE", "Offline" },
-        { "Idle", "Idle" }, { "IDLE", "Idle" }, { "idle", "Idle" },
-        { "OnQueue", "OnQueue" }, { "ON_QUEUE", "OnQueue" }, { "On Queue", "OnQueue" },
-        { "onqueue", "OnQueue" }, { "on_queue", "OnQueue" }, { " On  Queue ", "OnQueue" },
+    static const struct {
+        const char *in, *want;
+    } t[] = {
+        { "Available", "Available" },
+        { "AVAILABLE", "Available" },
+        { "available", "Available" },
+        { "Away", "Away" },
+        { "AWAY", "Away" },
+        { "Busy", "Busy" },
+        { "BUSY", "Busy" },
+        { "Break", "Break" },
+        { "BREAK", "Break" },
+        { "Meal", "Meal" },
+        { "MEAL", "Meal" },
+        { "Meeting", "Meeting" },
+        { "MEETING", "Meeting" },
+        { "Training", "Training" },
+        { "TRAINING", "Training" },
+        { "Offline", "Offline" },
+        { "OFFLINE", "Offline" },
+        { "Idle", "Idle" },
+        { "IDLE", "Idle" },
+        { "idle", "Idle" },
+        { "OnQueue", "OnQueue" },
+        { "ON_QUEUE", "OnQueue" },
+        { "On Queue", "OnQueue" },
+        { "onqueue", "OnQueue" },
+        { "on_queue", "OnQueue" },
+        { " On  Queue ", "OnQueue" },
         { "on-queue", "OnQueue" },
-        { "", NULL }, { " ", NULL }, { "_", NULL }, { "Unavailable", NULL }, { "OnQueues", NULL },
-        { "On", NULL }, { "Availabl", NULL }, { "INTERACTING", NULL }, { "OFF_QUEUE", NULL },
-        { "Ävailable", NULL }, { "Available\n", NULL },
+        { "", NULL },
+        { " ", NULL },
+        { "_", NULL },
+        { "Unavailable", NULL },
+        { "OnQueues", NULL },
+        { "On", NULL },
+        { "Availabl", NULL },
+        { "INTERACTING", NULL },
+        { "OFF_QUEUE", NULL },
+        { "Ävailable", NULL },
+        { "Available\n", NULL },
     };
     size_t i;
 
@@ -460,7 +514,7 @@ START_TEST(normalise_presence_casings)
         const char *got = gc_presence_normalise(t[i].in);
         ck_assert_msg(str_eq(got, t[i].want), "'%s' → %s", t[i].in, got ? got : "NULL");
         if (got) {
-            ck_assert(got == gc_presence_normalise(t[i].want));    /* one static string */
+            ck_assert(got == gc_presence_normalise(t[i].want)); /* one static string */
         }
     }
     ck_assert_ptr_null(gc_presence_normalise(NULL));
@@ -469,15 +523,29 @@ END_TEST
 
 START_TEST(normalise_routing_casings)
 {
-    static const struct { const char *in, *want; } t[] = {
-        { "IDLE", "IDLE" }, { "idle", "IDLE" }, { "Idle", "IDLE" },
-        { "INTERACTING", "INTERACTING" }, { "interacting", "INTERACTING" },
-        { "COMMUNICATING", "COMMUNICATING" }, { "Communicating", "COMMUNICATING" },
-        { "NOT_RESPONDING", "NOT_RESPONDING" }, { "not_responding", "NOT_RESPONDING" },
-        { "Not Responding", "NOT_RESPONDING" }, { "NotResponding", "NOT_RESPONDING" },
-        { "OFF_QUEUE", "OFF_QUEUE" }, { "off_queue", "OFF_QUEUE" }, { "OffQueue", "OFF_QUEUE" },
-        { "", NULL }, { "OFFLINE", NULL }, { "__EMPTY__", NULL }, { "ON_QUEUE", NULL },
-        { "Available", NULL }, { "IDLER", NULL },
+    static const struct {
+        const char *in, *want;
+    } t[] = {
+        { "IDLE", "IDLE" },
+        { "idle", "IDLE" },
+        { "Idle", "IDLE" },
+        { "INTERACTING", "INTERACTING" },
+        { "interacting", "INTERACTING" },
+        { "COMMUNICATING", "COMMUNICATING" },
+        { "Communicating", "COMMUNICATING" },
+        { "NOT_RESPONDING", "NOT_RESPONDING" },
+        { "not_responding", "NOT_RESPONDING" },
+        { "Not Responding", "NOT_RESPONDING" },
+        { "NotResponding", "NOT_RESPONDING" },
+        { "OFF_QUEUE", "OFF_QUEUE" },
+        { "off_queue", "OFF_QUEUE" },
+        { "OffQueue", "OFF_QUEUE" },
+        { "", NULL },
+        { "OFFLINE", NULL },
+        { "__EMPTY__", NULL },
+        { "ON_QUEUE", NULL },
+        { "Available", NULL },
+        { "IDLER", NULL },
     };
     size_t i;
 
@@ -491,12 +559,12 @@ END_TEST
 
 START_TEST(derive_table)
 {
-    static const char *const pres[] = { "Available", "Away", "Busy", "Break", "Meal", "Meeting",
-                                        "Training", "Offline", "Idle", "OnQueue" };
-    static const char *const upper[] = { "AVAILABLE", "AWAY", "BUSY", "BREAK", "MEAL", "MEETING",
-                                         "TRAINING", "OFFLINE", "IDLE", "ON_QUEUE" };
-    static const char *const rs[] = { "IDLE", "INTERACTING", "COMMUNICATING", "NOT_RESPONDING",
-                                      "OFF_QUEUE", NULL };
+    static const char *const pres[] = { "Available", "Away",     "Busy",    "Break", "Meal",
+                                        "Meeting",   "Training", "Offline", "Idle",  "OnQueue" };
+    static const char *const upper[] = { "AVAILABLE", "AWAY",     "BUSY",    "BREAK", "MEAL",
+                                         "MEETING",   "TRAINING", "OFFLINE", "IDLE",  "ON_QUEUE" };
+    static const char *const rs[] = { "IDLE",           "INTERACTING", "COMMUNICATING",
+                                      "NOT_RESPONDING", "OFF_QUEUE",   NULL };
     size_t i, j;
     int cells = 0;
 
@@ -524,13 +592,13 @@ END_TEST
 
 START_TEST(state_names_exact)
 {
-    static const char *const ok[] = { "Available", "Away", "Busy", "Break", "Meal", "Meeting",
-                                      "Training", "Offline", "Idle", "OnQueue", "IDLE",
-                                      "INTERACTING", "COMMUNICATING", "NOT_RESPONDING",
-                                      "OFF_QUEUE" };
-    static const char *const bad[] = { "", "idle", "available", "AVAILABLE", "ON_QUEUE",
-                                       "On Queue", "Off_Queue", "Interacting", "Available ",
-                                       "OFFLINE" };
+    static const char *const ok[] = { "Available",     "Away",           "Busy",     "Break",
+                                      "Meal",          "Meeting",        "Training", "Offline",
+                                      "Idle",          "OnQueue",        "IDLE",     "INTERACTING",
+                                      "COMMUNICATING", "NOT_RESPONDING", "OFF_QUEUE" };
+    static const char *const bad[] = { "",           "idle",     "available", "AVAILABLE",
+                                       "ON_QUEUE",   "On Queue", "Off_Queue", "Interacting",
+                                       "Available ", "OFFLINE" };
     size_t i;
 
     for (i = 0; i < NELTS(ok); i++) {
@@ -561,9 +629,9 @@ START_TEST(judge_table)
         { 1, "IDLE", 100, "INTERACTING", 99, GC_EV_STALE },
         { 1, "IDLE", 100, "INTERACTING", 100, GC_EV_TRANSITION },
         { 1, "IDLE", 100, "INTERACTING", 5000, GC_EV_TRANSITION },
-        { 1, "Idle", 100, "IDLE", 100, GC_EV_TRANSITION },      /* presence ≠ routing status */
+        { 1, "Idle", 100, "IDLE", 100, GC_EV_TRANSITION }, /* presence ≠ routing status */
         { 1, NULL, 100, "IDLE", 100, GC_EV_TRANSITION },
-        { 1, "IDLE", 100, NULL, 200, GC_EV_STALE },             /* nothing to record */
+        { 1, "IDLE", 100, NULL, 200, GC_EV_STALE }, /* nothing to record */
         { 0, NULL, 0, NULL, 200, GC_EV_STALE },
         { 1, "Away", -5, "Away", -5, GC_EV_DUPLICATE },
     };
@@ -585,7 +653,10 @@ END_TEST
 START_TEST(judge_parsed_sequence)
 {
     /* Out-of-order and replayed notifications, judged as the store would. */
-    static const struct { const char *sp, *rs, *at; gc_ev_verdict_e want; } seq[] = {
+    static const struct {
+        const char *sp, *rs, *at;
+        gc_ev_verdict_e want;
+    } seq[] = {
         { "ON_QUEUE", "IDLE", "2026-11-21T10:00:00.000Z", GC_EV_TRANSITION },
         { "ON_QUEUE", "IDLE", "2026-11-21T10:00:00.000Z", GC_EV_DUPLICATE },
         { "ON_QUEUE", "INTERACTING", "2026-11-21T10:05:00.000Z", GC_EV_TRANSITION },
@@ -598,11 +669,13 @@ START_TEST(judge_parsed_sequence)
     size_t i;
 
     for (i = 0; i < NELTS(seq); i++) {
-        const char *msg = apr_psprintf(pool,
+        const char *msg = apr_psprintf(
+            pool,
             "{\"topicName\":\"v2.users.u9.activity\",\"eventBody\":{\"id\":\"u9\","
             "\"routingStatus\":{\"status\":\"%s\",\"startTime\":\"%s\"},"
             "\"presence\":{\"presenceDefinition\":{\"id\":\"p\",\"systemPresence\":\"%s\"},"
-            "\"modifiedDate\":\"2026-11-21T09:00:00Z\"}}}", seq[i].rs, seq[i].at, seq[i].sp);
+            "\"modifiedDate\":\"2026-11-21T09:00:00Z\"}}}",
+            seq[i].rs, seq[i].at, seq[i].sp);
         gc_agent_event_t ev;
         gc_ev_verdict_e v;
 
@@ -622,9 +695,11 @@ END_TEST
 START_TEST(topics_round_trip)
 {
     static const char *const bad_topics[] = {
-        "v2.users..activity", "v2.users.activity", "v2.users.u1.presence", "v2.users.u1.activity.x",
-        "V2.users.u1.activity", "v2.users.u 1.activity", "v2.users.a.b.activity", "",
-        "v2.users.u1.activit", "xv2.users.u1.activity",
+        "v2.users..activity",    "v2.users.activity",
+        "v2.users.u1.presence",  "v2.users.u1.activity.x",
+        "V2.users.u1.activity",  "v2.users.u 1.activity",
+        "v2.users.a.b.activity", "",
+        "v2.users.u1.activit",   "xv2.users.u1.activity",
     };
     size_t i;
 
@@ -699,8 +774,8 @@ START_TEST(shard_fresh_2500)
     ck_assert_int_eq(shard_size(shards, 2), 500);
     check_partition(users, shards, 1000);
     /* deterministic: input order, same result twice */
-    ck_assert_str_eq(APR_ARRAY_IDX(APR_ARRAY_IDX(shards, 2, apr_array_header_t *), 0,
-                                   const char *), "user-02000");
+    ck_assert_str_eq(APR_ARRAY_IDX(APR_ARRAY_IDX(shards, 2, apr_array_header_t *), 0, const char *),
+                     "user-02000");
     again = gc_topics_shard(pool, users, apr_hash_make(pool), 1000);
     for (i = 0; i < 3; i++) {
         const apr_array_header_t *a = APR_ARRAY_IDX(shards, i, apr_array_header_t *);
@@ -747,15 +822,15 @@ START_TEST(shard_stable_add_remove)
     next = gc_topics_shard(pool, kept, cur, 1000);
     check_partition(kept, next, 1000);
     ck_assert_int_eq(next->nelts, 3);
-    ck_assert_int_eq(shard_size(next, 0), 1000);         /* 900 stayed + 100 new */
-    ck_assert_int_eq(shard_size(next, 1), 1000);         /* 950 stayed + 50 new */
-    ck_assert_int_eq(shard_size(next, 2), 650);          /* 500 stayed + 150 new */
+    ck_assert_int_eq(shard_size(next, 0), 1000); /* 900 stayed + 100 new */
+    ck_assert_int_eq(shard_size(next, 1), 1000); /* 950 stayed + 50 new */
+    ck_assert_int_eq(shard_size(next, 2), 650);  /* 500 stayed + 150 new */
     now = gc_topics_shard_map(pool, next);
-    for (i = 300; i < kept->nelts; i++) {                /* nobody old moved */
+    for (i = 300; i < kept->nelts; i++) { /* nobody old moved */
         const char *u = APR_ARRAY_IDX(kept, i, const char *);
         ck_assert_int_eq(gc_topics_shard_get(now, u), gc_topics_shard_get(cur, u));
     }
-    ck_assert_int_eq(gc_topics_shard_get(now, "user-02500"), 0);   /* first new fills shard 0 */
+    ck_assert_int_eq(gc_topics_shard_get(now, "user-02500"), 0); /* first new fills shard 0 */
     ck_assert_int_eq(gc_topics_shard_get(now, "user-02799"), 2);
 
     /* Empty shard 1 entirely: it stays (empty) so shard 2 keeps its index. */
@@ -793,8 +868,8 @@ START_TEST(shard_edge_maps)
     gc_topics_shard_set(cur, "user-00008", 1000000);
     shards = gc_topics_shard(pool, make_users(0, 10), cur, 4);
     ck_assert_int_eq(shards->nelts, 3);
-    ck_assert_str_eq(APR_ARRAY_IDX(APR_ARRAY_IDX(shards, 0, apr_array_header_t *), 0,
-                                   const char *), "user-00009");
+    ck_assert_str_eq(APR_ARRAY_IDX(APR_ARRAY_IDX(shards, 0, apr_array_header_t *), 0, const char *),
+                     "user-00009");
     /* a full shard (per_channel shrank) overflows into the first with room */
     cur = gc_topics_shard_map(pool, gc_topics_shard(pool, make_users(0, 2500), NULL, 1000));
     shards = gc_topics_shard(pool, make_users(0, 2500), cur, 500);
@@ -813,7 +888,10 @@ END_TEST
 
 START_TEST(time_parse_accepts)
 {
-    static const struct { const char *in; apr_time_t want; } t[] = {
+    static const struct {
+        const char *in;
+        apr_time_t want;
+    } t[] = {
         { "2026-11-21T19:59:28.123Z", USEC(1795291168) + 123000 },
         { "2026-11-21T19:59:28Z", USEC(1795291168) },
         { "2026-11-21T19:59:28.1Z", USEC(1795291168) + 100000 },
@@ -846,18 +924,44 @@ END_TEST
 START_TEST(time_parse_rejects)
 {
     static const char *const bad[] = {
-        "", "garbage", "2026", "2026-11-21", "2026-11-21T19:59", "2026-11-21T19:59:28",
-        "2026-11-21 19:59:28Z", "2026-11-21T19:59:28.Z", "2026-11-21T19:59:28.123",
-        "2026-11-21T19:59:28.123ZZ", "2026-11-21T19:59:28.123Z ", " 2026-11-21T19:59:28Z",
-        "2026-11-21T19:59:28.12a3Z", "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z",
-        "2026-11-00T00:00:00Z", "2026-11-31T00:00:00Z", "2023-02-29T00:00:00Z",
-        "1900-02-29T00:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T23:60:00Z",
-        "2026-11-21T23:59:60Z", "2026-11-21T19:59:28+24:00", "2026-11-21T19:59:28+02:60",
-        "2026-11-21T19:59:28+0200", "2026-11-21T19:59:28+2:00", "2026-11-21T19:59:28+02",
-        "+2026-11-21T19:59:28Z", "20261-11-21T19:59:28Z", "2026-1-21T19:59:28Z",
-        "2026-11-21T1:59:28Z", "-026-11-21T19:59:28Z", "2026-11-21T19:59:28.123Z\n",
-        "2026/11/21T19:59:28Z", "2026-11-21T19:59:28UTC", "2026-11-21T19:59:28GMT",
-        "2026-11-21T19:59:28.123Zjunk", "٢٠٢٦-11-21T19:59:28Z",
+        "",
+        "garbage",
+        "2026",
+        "2026-11-21",
+        "2026-11-21T19:59",
+        "2026-11-21T19:59:28",
+        "2026-11-21 19:59:28Z",
+        "2026-11-21T19:59:28.Z",
+        "2026-11-21T19:59:28.123",
+        "2026-11-21T19:59:28.123ZZ",
+        "2026-11-21T19:59:28.123Z ",
+        " 2026-11-21T19:59:28Z",
+        "2026-11-21T19:59:28.12a3Z",
+        "2026-13-01T00:00:00Z",
+        "2026-00-01T00:00:00Z",
+        "2026-11-00T00:00:00Z",
+        "2026-11-31T00:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z",
+        "2026-11-21T24:00:00Z",
+        "2026-11-21T23:60:00Z",
+        "2026-11-21T23:59:60Z",
+        "2026-11-21T19:59:28+24:00",
+        "2026-11-21T19:59:28+02:60",
+        "2026-11-21T19:59:28+0200",
+        "2026-11-21T19:59:28+2:00",
+        "2026-11-21T19:59:28+02",
+        "+2026-11-21T19:59:28Z",
+        "20261-11-21T19:59:28Z",
+        "2026-1-21T19:59:28Z",
+        "2026-11-21T1:59:28Z",
+        "-026-11-21T19:59:28Z",
+        "2026-11-21T19:59:28.123Z\n",
+        "2026/11/21T19:59:28Z",
+        "2026-11-21T19:59:28UTC",
+        "2026-11-21T19:59:28GMT",
+        "2026-11-21T19:59:28.123Zjunk",
+        "٢٠٢٦-11-21T19:59:28Z",
     };
     size_t i;
 
@@ -951,14 +1055,16 @@ static const char *const corpus[] = {
     "{\"topicName\":\"v2.system.no_longer_subscribed.streaming-0-x\",\"eventBody\":{}}",
     "{\"topicName\":\"v2.system.token_revoked.streaming-0-x\",\"eventBody\":{}}",
     "{\"topicName\":\"v2.users.u-42.activity\",\"eventBody\":{\"id\":\"u-42\","
-    "\"routingStatus\":{\"status\":\"NOT_RESPONDING\",\"startTime\":\"2026-11-21T19:59:28.1+01:00\"},"
+    "\"routingStatus\":{\"status\":\"NOT_RESPONDING\",\"startTime\":\"2026-11-21T19:59:28.1+01:"
+    "00\"},"
     "\"presence\":{\"presenceDefinition\":{\"id\":\"p\",\"systemPresence\":\"On Queue\"},"
     "\"modifiedDate\":\"2026-11-21T19:59:28.123456Z\"},\"activeQueueIds\":[\"q\"]},"
     "\"metadata\":{\"CorrelationId\":\"c\"}}",
 };
 
-static const char interesting[] = { '\0', '"', '\\', '{', '}', '[', ']', ':', ',', '.', '-',
-                                    '9', 'e', 'u', (char)0xff, (char)0xc3, (char)0x80, ' ' };
+static const char interesting[] = { '\0', '"', '\\',       '{',        '}',        '[',
+                                    ']',  ':', ',',        '.',        '-',        '9',
+                                    'e',  'u', (char)0xff, (char)0xc3, (char)0x80, ' ' };
 
 /* One mutated input; *len gets its size. */
 static char *mutate(char *buf, size_t cap, size_t *len)
@@ -969,42 +1075,43 @@ static char *mutate(char *buf, size_t cap, size_t *len)
 
     memcpy(buf, seed, n);
     switch (op) {
-    case 0:                                         /* bit flips */
+    case 0: /* bit flips */
         for (k = 1 + rnd() % 4; k > 0; k--) {
             buf[rnd() % n] ^= (char)(1u << (rnd() % 8));
         }
         break;
-    case 1:                                         /* interesting bytes */
+    case 1: /* interesting bytes */
         for (k = 1 + rnd() % 3; k > 0; k--) {
             buf[rnd() % n] = interesting[rnd() % sizeof(interesting)];
         }
         break;
-    case 2:                                         /* truncation */
-        n = rnd() % n;
-        break;
-    case 3:                                         /* random bytes */
+    case 2: /* truncation */ n = rnd() % n; break;
+    case 3: /* random bytes */
         n = rnd() % 256;
         for (i = 0; i < n; i++) {
             buf[i] = (char)rnd();
         }
         break;
-    case 4: {                                       /* splice another seed in */
+    case 4: { /* splice another seed in */
         const char *other = corpus[rnd() % NELTS(corpus)];
         size_t at = rnd() % n, on = strlen(other), from = rnd() % on, take = rnd() % (on - from);
         memcpy(buf + at, other + from, take);
         n = at + take > n ? at + take : n;
         break;
     }
-    case 5: {                                       /* delete a range */
+    case 5: { /* delete a range */
         size_t at = rnd() % n, cut = rnd() % (n - at);
         memmove(buf + at, buf + at + cut, n - at - cut);
         n -= cut;
         break;
     }
-    case 6: {                                       /* insert a hostile token */
-        static const char *const toks[] = { "1e999999", "-99999999999999999999999", "[[[[[[[[",
-                                            "\\u0000", "\\ud800", "null", "\"\"", "{}", "0.",
-                                            "\"2026-02-30T00:00:00Z\"", "\"ON_QUEUE\"" };
+    case 6: { /* insert a hostile token */
+        static const char *const toks[] = { "1e999999",    "-99999999999999999999999",
+                                            "[[[[[[[[",    "\\u0000",
+                                            "\\ud800",     "null",
+                                            "\"\"",        "{}",
+                                            "0.",          "\"2026-02-30T00:00:00Z\"",
+                                            "\"ON_QUEUE\"" };
         const char *tok = toks[rnd() % NELTS(toks)];
         size_t at = rnd() % n, tl = strlen(tok);
         if (n + tl < cap) {
@@ -1014,7 +1121,7 @@ static char *mutate(char *buf, size_t cap, size_t *len)
         }
         break;
     }
-    default:                                        /* random printable ASCII runs */
+    default: /* random printable ASCII runs */
         for (k = 1 + rnd() % 8; k > 0; k--) {
             buf[rnd() % n] = (char)(0x20 + rnd() % 95);
         }
@@ -1040,7 +1147,7 @@ START_TEST(fuzz_notify_parse)
         gc_msg_kind_e k;
 
         mutate(buf, sizeof(buf), &n);
-        exact = malloc(n ? n : 1);                  /* exactly n bytes: ASan sees overreads */
+        exact = malloc(n ? n : 1); /* exactly n bytes: ASan sees overreads */
         memcpy(exact, buf, n);
         k = gc_notify_parse(sub, exact, n, &ev, &why);
         free(exact);
@@ -1113,9 +1220,10 @@ END_TEST
 
 START_TEST(kind_names)
 {
-    static const char *const want[] = { "event", "heartbeat", "pong", "socket_closing",
-                                        "no_longer_subscribed", "token_revoked", "malformed",
-                                        "unknown" };
+    static const char *const want[] = {
+        "event",         "heartbeat", "pong",   "socket_closing", "no_longer_subscribed",
+        "token_revoked", "malformed", "unknown"
+    };
     int k;
 
     for (k = GC_MSG_EVENT; k <= GC_MSG_UNKNOWN; k++) {

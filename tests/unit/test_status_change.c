@@ -29,15 +29,15 @@ static void teardown(void)
 /* ---------------------------------------------------------------- the fake world */
 
 typedef struct {
-    int ready;                      /* 0: not ready (503 upstream_not_configured) */
-    int known;                      /* the status resolves */
-    gc_err_kind_e resolve_err;      /* != NONE: resolving fails so */
-    int lock_busy_for;              /* lock attempts refused before one succeeds (-1 forever) */
+    int ready;                 /* 0: not ready (503 upstream_not_configured) */
+    int known;                 /* the status resolves */
+    gc_err_kind_e resolve_err; /* != NONE: resolving fails so */
+    int lock_busy_for;         /* lock attempts refused before one succeeds (-1 forever) */
     int lock_db_error;
-    int renew_lost;                 /* the renewal finds the lock taken */
+    int renew_lost; /* the renewal finds the lock taken */
     gc_err_kind_e get_err, patch_err;
-    const char *current;            /* current system presence */
-    apr_time_t clock;               /* fake time */
+    const char *current; /* current system presence */
+    apr_time_t clock;    /* fake time */
     /* what happened */
     int lock_attempts, unlocks, gets, patches, records, sleeps;
     const char *patch_body, *recorded_target, *recorded_body, *recorded_result;
@@ -172,8 +172,8 @@ static world_t happy(void)
 static gc_result_t *run(world_t *w, const char *body_text, const char *if_match,
                         const apr_array_header_t *rules, gc_status_change_out_t *out)
 {
-    gc_status_change_ops_t ops = { w, w_ready, w_resolve, w_lock, w_unlock, w_presence,
-                                   w_record, w_now, w_sleep };
+    gc_status_change_ops_t ops = { w,          w_ready,  w_resolve, w_lock, w_unlock,
+                                   w_presence, w_record, w_now,     w_sleep };
     gc_status_change_req_t req;
     gc_result_t *res = gc_result_make(pool);
     json_t *body = body_text ? json_loads(body_text, 0, NULL) : NULL;
@@ -189,7 +189,7 @@ static gc_result_t *run(world_t *w, const char *body_text, const char *if_match,
     req.lock_wait = apr_time_from_sec(5);
     gc_status_change(pool, &ops, &req, res, out);
     json_decref(body);
-    ck_assert_int_eq(w->records, 1);          /* every outcome is audited, once */
+    ck_assert_int_eq(w->records, 1); /* every outcome is audited, once */
     ck_assert_int_eq(w->recorded_status, res->status);
     return res;
 }
@@ -205,14 +205,13 @@ START_TEST(change_happy_path)
     ck_assert_int_eq(res->status, 200);
     ck_assert(!gc_result_failed(res));
     ck_assert_str_eq(json_string_value(json_object_get(res->doc, "status")), "Break");
-    ck_assert_str_eq(json_string_value(json_object_get(res->doc, "previous_status")),
-                     "Available");
+    ck_assert_str_eq(json_string_value(json_object_get(res->doc, "previous_status")), "Available");
     ck_assert_str_eq(res->etag, gc_presence_etag(pool, "def-break", apr_time_from_sec(2000)));
     ck_assert_int_eq(w.gets, 1);
     ck_assert_int_eq(w.patches, 1);
     ck_assert_str_eq(w.patch_body,
                      "{\"presenceDefinition\":{\"id\":\"def-break\"},\"message\":\"lunch\"}");
-    ck_assert_int_eq(w.lock_attempts, 2);     /* take, renew */
+    ck_assert_int_eq(w.lock_attempts, 2); /* take, renew */
     ck_assert_int_eq(w.unlocks, 1);
     ck_assert_str_eq(w.recorded_target, GC_TARGET_STATUS);
     ck_assert(strstr(w.recorded_body, "\"actor\":\"alice\""));
@@ -226,16 +225,14 @@ START_TEST(change_validation_collects_every_error)
 {
     world_t w = happy();
     gc_status_change_out_t out;
-    gc_result_t *res = run(&w, "{\"status\":\"\",\"reason\":7,\"reson\":\"x\"}", NULL, NULL,
-                           &out);
+    gc_result_t *res = run(&w, "{\"status\":\"\",\"reason\":7,\"reson\":\"x\"}", NULL, NULL, &out);
 
     ck_assert_int_eq(res->status, 400);
     ck_assert_str_eq(res->slug, "validation_failed");
     ck_assert_int_eq(json_array_size(res->errors), 3);
     ck_assert_str_eq(res->detail, "3 fields are invalid");
     ck_assert_str_eq(res->error_type, "invalid_value");
-    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(res->errors, 2),
-                                                       "message")),
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(res->errors, 2), "message")),
                      "reson is not a member of this request (status, reason, wrapup_code)");
     ck_assert_int_eq(w.lock_attempts + w.gets + w.patches, 0);
     ck_assert_str_eq(out.metric_result, "invalid");
@@ -280,7 +277,7 @@ START_TEST(change_not_ready_unknown_and_upstream)
     res = run(&w, "{\"status\":\"Break\"}", NULL, NULL, &out);
     ck_assert_int_eq(res->status, 502);
     ck_assert_str_eq(res->slug, "upstream_error");
-    ck_assert_ptr_null(w.recorded_target);    /* nothing announced */
+    ck_assert_ptr_null(w.recorded_target); /* nothing announced */
     ck_assert_int_eq(w.unlocks, 1);
 }
 END_TEST
@@ -296,8 +293,7 @@ START_TEST(change_if_match_and_rules)
 
     ck_assert_int_eq(res->status, 412);
     ck_assert_str_eq(res->etag, cur);
-    ck_assert_str_eq(json_string_value(json_object_get(res->extra, "current_status")),
-                     "Available");
+    ck_assert_str_eq(json_string_value(json_object_get(res->extra, "current_status")), "Available");
     ck_assert_int_eq(w.patches, 0);
 
     w = happy();
@@ -305,8 +301,8 @@ START_TEST(change_if_match_and_rules)
     ck_assert_int_eq(res->status, 200);
 
     w = happy();
-    ck_assert_ptr_null(gc_transition_parse(pool, 2, argv,
-                                           (gc_transition_t *)apr_array_push(rules)));
+    ck_assert_ptr_null(
+        gc_transition_parse(pool, 2, argv, (gc_transition_t *)apr_array_push(rules)));
     res = run(&w, "{\"status\":\"Break\"}", NULL, rules, &out);
     ck_assert_int_eq(res->status, 422);
     ck_assert_str_eq(res->slug, "transition_not_allowed");
@@ -334,15 +330,15 @@ START_TEST(change_lock_contention)
     res = run(&w, "{\"status\":\"Break\"}", NULL, NULL, &out);
     ck_assert_int_eq(res->status, 409);
     ck_assert_str_eq(res->slug, "status_change_in_progress");
-    ck_assert_int_eq(w.sleeps, 100);          /* 5 s of 50 ms polls */
+    ck_assert_int_eq(w.sleeps, 100); /* 5 s of 50 ms polls */
     ck_assert_int_eq(w.gets + w.patches + w.unlocks, 0);
 
     /* the deadline cuts the wait short */
     w = happy();
     w.lock_busy_for = -1;
     {
-        gc_status_change_ops_t ops = { &w, w_ready, w_resolve, w_lock, w_unlock, w_presence,
-                                       w_record, w_now, w_sleep };
+        gc_status_change_ops_t ops = { &w,         w_ready,  w_resolve, w_lock, w_unlock,
+                                       w_presence, w_record, w_now,     w_sleep };
         gc_status_change_req_t req;
         json_t *body = json_pack("{s:s}", "status", "Break");
         memset(&req, 0, sizeof(req));
@@ -397,18 +393,20 @@ START_TEST(body_validator)
     };
     gc_result_t *res = gc_result_make(pool);
     json_t *b = json_loads("{\"name\":\"\\u00e9\\u00e9\\u00e9\",\"weight\":0,\"depth\":2,"
-                           "\"flag\":true}", 0, NULL);
+                           "\"flag\":true}",
+                           0, NULL);
     json_t *e;
 
     /* three characters of two bytes each fit a 3-character bound */
     ck_assert_int_eq(gc_body_validate(res, b, fields, 5, NULL), 1);
-    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(res->errors, 0),
-                                                       "message")), "weight must not be 0");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(res->errors, 0), "message")),
+                     "weight must not be 0");
     json_decref(b);
 
     res = gc_result_make(pool);
     b = json_loads("{\"name\":\"abcd\",\"weight\":1.5,\"depth\":0.5,\"flag\":1,\"items\":[],"
-                   "\"x\":1}", 0, NULL);
+                   "\"x\":1}",
+                   0, NULL);
     ck_assert_int_eq(gc_body_validate(res, b, fields, 5, NULL), 6);
     e = res->errors;
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(e, 0), "message")),
@@ -431,14 +429,18 @@ START_TEST(body_validator)
     /* absent required members; a long unknown name cut inside UTF-8 */
     res = gc_result_make(pool);
     b = json_object();
-    json_object_set_new(b, apr_pstrcat(pool, apr_pstrndup(pool, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                                        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
-                                                        63), "\xc3\xa9z", NULL),
+    json_object_set_new(b,
+                        apr_pstrcat(pool,
+                                    apr_pstrndup(pool,
+                                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                                                 63),
+                                    "\xc3\xa9z", NULL),
                         json_true());
     ck_assert_int_eq(gc_body_validate(res, b, fields, 5, NULL), 3);
     ck_assert_str_eq(res->error_type, "missing_field");
-    ck_assert(strstr(json_string_value(json_object_get(json_array_get(res->errors, 2),
-                                                       "field")), "..."));
+    ck_assert(
+        strstr(json_string_value(json_object_get(json_array_get(res->errors, 2), "field")), "..."));
     json_decref(b);
 }
 END_TEST

@@ -30,22 +30,22 @@
 #ifndef PG_BIN
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 #endif
-#define T0 ((apr_time_t)1763750000000LL * 1000)       /* 2025-11-21, ms precision */
-#define MS(n) ((apr_time_t)(n) * 1000)
+#define T0 ((apr_time_t)1763750000000LL * 1000) /* 2025-11-21, ms precision */
+#define MS(n) ((apr_time_t)(n)*1000)
 
 static apr_pool_t *pool;
-static const char *driver_name;         /* of the running test case */
+static const char *driver_name; /* of the running test case */
 static char db_params[512];
-static char raw_params[512];            /* a second, independent database (ingest baseline) */
-static char sqlite_base[256];           /* per test case (see sqlite_base_start) */
-static char sqlite_dir[300];            /* per test */
+static char raw_params[512];  /* a second, independent database (ingest baseline) */
+static char sqlite_base[256]; /* per test case (see sqlite_base_start) */
+static char sqlite_dir[300];  /* per test */
 
 /* The PostgreSQL cluster (unchecked fixture: started once per run). */
 static char pg_dir[256];
 static int pg_port;
 static int pg_up;
 static char pg_why[512];
-static char pg_as[64];                  /* "runuser -u postgres -- " when root */
+static char pg_as[64]; /* "runuser -u postgres -- " when root */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -154,17 +154,17 @@ static void write_ok(gc_store_t *s, const gc_agent_event_t *evs, int n, const ch
 
 static void res_eq(const gc_store_batch_result_t *r, int t, int rf, int d, int st)
 {
-    ck_assert_msg(r->transitions == t && r->refreshed == rf && r->duplicates == d
-                  && r->stale == st,
-                  "result T%d R%d D%d S%d, want T%d R%d D%d S%d", r->transitions,
-                  r->refreshed, r->duplicates, r->stale, t, rf, d, st);
+    ck_assert_msg(r->transitions == t && r->refreshed == rf && r->duplicates == d && r->stale == st,
+                  "result T%d R%d D%d S%d, want T%d R%d D%d S%d", r->transitions, r->refreshed,
+                  r->duplicates, r->stale, t, rf, d, st);
 }
 
 /* History of one user, oldest first: "state|previous|event_ms|source;…". */
 static const char *history_of(const char *user)
 {
-    return sql_rows(apr_psprintf(pool, "SELECT state, previous_state, event_at - %"
-                                 APR_INT64_T_FMT ", source FROM gcmon_history WHERE user_id = "
+    return sql_rows(apr_psprintf(pool,
+                                 "SELECT state, previous_state, event_at - %" APR_INT64_T_FMT
+                                 ", source FROM gcmon_history WHERE user_id = "
                                  "'%s' ORDER BY event_at LIMIT 1000",
                                  (apr_int64_t)apr_time_as_msec(T0), user));
 }
@@ -196,8 +196,8 @@ static void reap_all(pid_t *pids, int n)
     for (i = 0; i < n; i++) {
         int status = 0;
         ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "child %d: status 0x%x", i, status);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d: status 0x%x", i,
+                      status);
     }
 }
 
@@ -205,9 +205,9 @@ static void reap_all(pid_t *pids, int n)
 
 static void rm_sqlite_dir(void)
 {
-    static const char *const files[] = { "gcmon.db", "gcmon.db-wal", "gcmon.db-shm",
-                                         "gcmon.db-journal", "raw.db", "raw.db-wal",
-                                         "raw.db-shm", "raw.db-journal" };
+    static const char *const files[] = { "gcmon.db",         "gcmon.db-wal",  "gcmon.db-shm",
+                                         "gcmon.db-journal", "raw.db",        "raw.db-wal",
+                                         "raw.db-shm",       "raw.db-journal" };
     size_t i;
     char path[512];
 
@@ -222,7 +222,6 @@ static void rm_sqlite_dir(void)
     sqlite_dir[0] = '\0';
 }
 
-
 static int run_cmd(const char *cmd);
 
 /* One directory for the whole test case (unchecked fixture, in the runner
@@ -232,8 +231,7 @@ static void sqlite_base_start(void)
 {
     const char *tmp = getenv("TMPDIR");
 
-    snprintf(sqlite_base, sizeof(sqlite_base), "%s/gcmon-store-XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
+    snprintf(sqlite_base, sizeof(sqlite_base), "%s/gcmon-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(sqlite_base)) {
         sqlite_base[0] = '\0';
     }
@@ -321,14 +319,17 @@ static void pg_start(void)
     }
     pg_port = 20000 + (int)(getpid() % 20000);
     /* cd: the unprivileged user may not be able to read the current directory. */
-    snprintf(cmd, sizeof(cmd), "cd %s && %s%s/initdb -D %s/data -A trust -U gcmon -E UTF8 "
-             "--no-sync >%s/initdb.out 2>&1", pg_dir, as, PG_BIN, pg_dir, pg_dir);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && %s%s/initdb -D %s/data -A trust -U gcmon -E UTF8 "
+             "--no-sync >%s/initdb.out 2>&1",
+             pg_dir, as, PG_BIN, pg_dir, pg_dir);
     if (run_cmd(cmd) != 0) {
         pg_fail("initdb failed", "initdb.out");
         return;
     }
     /* A throwaway cluster: unix socket only, no durability (fsync off). */
-    snprintf(cmd, sizeof(cmd), "cd %s && %s%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o "
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && %s%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 -o "
              "\"-c listen_addresses='' -c unix_socket_directories=%s -p %d -c fsync=off "
              "-c full_page_writes=off -c max_connections=40\" start >%s/pg_ctl.out 2>&1",
              pg_dir, as, PG_BIN, pg_dir, pg_dir, pg_dir, pg_port, pg_dir);
@@ -344,8 +345,10 @@ static void pg_stop(void)
     char cmd[1024];
 
     if (pg_up) {
-        snprintf(cmd, sizeof(cmd), "cd %s && %s%s/pg_ctl -D %s/data -m immediate -w stop "
-                 ">/dev/null 2>&1", pg_dir, pg_as, PG_BIN, pg_dir);
+        snprintf(cmd, sizeof(cmd),
+                 "cd %s && %s%s/pg_ctl -D %s/data -m immediate -w stop "
+                 ">/dev/null 2>&1",
+                 pg_dir, pg_as, PG_BIN, pg_dir);
         run_cmd(cmd);
         pg_up = 0;
     }
@@ -361,13 +364,14 @@ static void setup_pg(void)
     apr_pool_create(&pool, NULL);
     apr_dbd_init(pool);
     driver_name = "pgsql";
-    ck_assert_msg(pg_up, "PostgreSQL is installed but the test cluster did not start: %s",
-                  pg_why);
-    snprintf(db_params, sizeof(db_params), "host=%s port=%d user=gcmon dbname=postgres",
-             pg_dir, pg_port);
+    ck_assert_msg(pg_up, "PostgreSQL is installed but the test cluster did not start: %s", pg_why);
+    snprintf(db_params, sizeof(db_params), "host=%s port=%d user=gcmon dbname=postgres", pg_dir,
+             pg_port);
     /* The baseline database: same server, its own schema. */
-    snprintf(raw_params, sizeof(raw_params), "host=%s port=%d user=gcmon dbname=postgres "
-             "options='-c search_path=gcmon_raw'", pg_dir, pg_port);
+    snprintf(raw_params, sizeof(raw_params),
+             "host=%s port=%d user=gcmon dbname=postgres "
+             "options='-c search_path=gcmon_raw'",
+             pg_dir, pg_port);
     sql_exec_in(db_params, "DROP SCHEMA IF EXISTS public CASCADE");
     sql_exec_in(db_params, "DROP SCHEMA IF EXISTS gcmon_raw CASCADE");
     sql_exec_in(db_params, "CREATE SCHEMA public");
@@ -399,20 +403,24 @@ START_TEST(migrate_idempotent)
     ck_assert_str_eq(sql_rows("SELECT (SELECT COUNT(*) FROM gcmon_lease) + "
                               "(SELECT COUNT(*) FROM gcmon_history) + "
                               "(SELECT COUNT(*) FROM gcmon_agents) + "
-                              "(SELECT COUNT(*) FROM gcmon_channels)"), "0");
+                              "(SELECT COUNT(*) FROM gcmon_channels)"),
+                     "0");
     if (strcmp(driver_name, "sqlite3") == 0) {
         ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' "
                                   "AND name IN ('gcmon_history_time', 'gcmon_history_state', "
-                                  "'gcmon_agents_state')"), "3");
+                                  "'gcmon_agents_state')"),
+                         "3");
         /* UNIQUE (user_id, event_at): the per-user index. */
         ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM pragma_index_list('gcmon_history') "
-                                  "WHERE \"unique\" = 1 AND origin = 'u'"), "1");
+                                  "WHERE \"unique\" = 1 AND origin = 'u'"),
+                         "1");
         ck_assert_str_eq(sql_rows("PRAGMA journal_mode"), "wal");
     }
     else {
         ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM pg_indexes WHERE indexname IN "
                                   "('gcmon_history_time', 'gcmon_history_user_id_event_at_key', "
-                                  "'gcmon_history_state', 'gcmon_agents_state')"), "4");
+                                  "'gcmon_history_state', 'gcmon_agents_state')"),
+                         "4");
     }
 }
 END_TEST
@@ -467,7 +475,7 @@ START_TEST(migrate_concurrent)
         pids[i] = spawn(child_migrate, i, NULL, gate);
     }
     close(gate[0]);
-    close(gate[1]);                 /* go */
+    close(gate[1]); /* go */
     reap_all(pids, N);
     ck_assert_str_eq(sql_rows("SELECT MAX(version), COUNT(*) FROM gcmon_schema"),
                      apr_psprintf(pool, "%d|%d", GC_SCHEMA_VERSION, GC_SCHEMA_VERSION));
@@ -488,13 +496,13 @@ START_TEST(batch_verdicts_in_order)
     gc_agent_row_t *a = NULL;
     gc_agent_event_t evs[7];
 
-    evs[0] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(1000));  /* T (first) */
-    evs[1] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(2000));  /* R */
-    evs[2] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(2000));  /* D */
-    evs[3] = ev_make("u1", "Busy", "OFF_QUEUE", T0 + MS(1500));       /* S: older */
-    evs[4] = ev_make("u1", "Busy", "OFF_QUEUE", T0 + MS(3000));       /* T */
-    evs[5] = ev_make("u2", "OnQueue", "IDLE", T0 + MS(1000));         /* T (first) */
-    evs[6] = ev_make("u2", "OnQueue", "INTERACTING", T0 + MS(4000));  /* T */
+    evs[0] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(1000)); /* T (first) */
+    evs[1] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(2000)); /* R */
+    evs[2] = ev_make("u1", "Available", "OFF_QUEUE", T0 + MS(2000)); /* D */
+    evs[3] = ev_make("u1", "Busy", "OFF_QUEUE", T0 + MS(1500));      /* S: older */
+    evs[4] = ev_make("u1", "Busy", "OFF_QUEUE", T0 + MS(3000));      /* T */
+    evs[5] = ev_make("u2", "OnQueue", "IDLE", T0 + MS(1000));        /* T (first) */
+    evs[6] = ev_make("u2", "OnQueue", "INTERACTING", T0 + MS(4000)); /* T */
     evs[6].queue_ids = "[\"q1\",\"q2\"]";
     evs[0].user_name = "Ada Lovelace";
     gc_store_test_force_slow(s, _i);
@@ -508,7 +516,8 @@ START_TEST(batch_verdicts_in_order)
     ck_assert_int_eq(count_history(s, "nobody"), 0);
     /* The stream event carries no name: it is taken from the current row. */
     ck_assert_str_eq(sql_rows("SELECT user_name FROM gcmon_history WHERE user_id = 'u1' "
-                              "ORDER BY event_at"), "Ada Lovelace;Ada Lovelace");
+                              "ORDER BY event_at"),
+                     "Ada Lovelace;Ada Lovelace");
 
     ck_assert_int_eq(gc_store_agent_get(s, pool, "u1", &a), APR_SUCCESS);
     ck_assert_str_eq(a->state, "Busy");
@@ -600,21 +609,20 @@ START_TEST(board_generation)
     due.state = "Away";
     due.episode_at = T0 + MS(1000);
     due.threshold = apr_time_from_sec(60);
-    ck_assert_int_eq(gc_store_alert_raise(s, pool, &due, NULL, NULL, T0 + MS(70000), &res,
-                                          &alert_id, &err), APR_SUCCESS);
+    ck_assert_int_eq(
+        gc_store_alert_raise(s, pool, &due, NULL, NULL, T0 + MS(70000), &res, &alert_id, &err),
+        APR_SUCCESS);
     ck_assert_int_eq(res, GC_ALERT_RAISED);
     ck_assert_str_eq(changed_since(s, h.gen - 1), "u2");
     g1.gen = h.gen;
 
     /* clearing nothing moves nothing; u2 leaving Away clears and stamps it */
-    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + MS(80000), &cleared, &err),
-                     APR_SUCCESS);
+    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + MS(80000), &cleared, &err), APR_SUCCESS);
     ck_assert_int_eq(cleared, 0);
     ck_assert_int_eq(h.gen, g1.gen);
     evs[0] = ev_make("u2", "Available", "OFF_QUEUE", T0 + MS(90000));
     write_ok(s, evs, 1, "stream", &r);
-    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + MS(90001), &cleared, &err),
-                     APR_SUCCESS);
+    ck_assert_int_eq(gc_store_alerts_clear(s, pool, T0 + MS(90001), &cleared, &err), APR_SUCCESS);
     ck_assert_int_eq(cleared, 1);
     ck_assert_int_eq(h.gen, g1.gen + 2);
     ck_assert_str_eq(changed_since(s, g1.gen + 1), "u2");
@@ -652,8 +660,7 @@ START_TEST(board_cache_merges)
     ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
     ck_assert_int_eq(gc_board_cache_last(c), 2);
     ck_assert_int_eq(gc_store_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
-    ck_assert_str_eq(seen, apr_psprintf(pool, "%" APR_INT64_T_FMT ":u2=Available,u4=Away",
-                                        g.gen));
+    ck_assert_str_eq(seen, apr_psprintf(pool, "%" APR_INT64_T_FMT ":u2=Available,u4=Away", g.gen));
     ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
     ck_assert_int_eq(gc_board_cache_last(c), 0);
 
@@ -664,8 +671,8 @@ START_TEST(board_cache_merges)
     ck_assert_int_eq(gc_board_cache_visit(c, s, pool, seen_rows, &seen, &err), APR_SUCCESS);
     ck_assert_int_eq(gc_board_cache_last(c), 1);
     ck_assert_int_eq(gc_store_read_board_gen(s, pool, &g, &err), APR_SUCCESS);
-    ck_assert_str_eq(seen, apr_psprintf(pool, "%" APR_INT64_T_FMT
-                                        ":u2=Available,u3=Meal,u4=Break", g.gen));
+    ck_assert_str_eq(
+        seen, apr_psprintf(pool, "%" APR_INT64_T_FMT ":u2=Available,u3=Meal,u4=Break", g.gen));
 }
 END_TEST
 
@@ -715,7 +722,7 @@ START_TEST(refresh_keeps_since)
     ck_assert_str_eq(history_of("u1"), "IDLE|~|1000|resync;INTERACTING|IDLE|6000|stream");
     ck_assert_int_eq(gc_store_agent_get(s2, pool, "u1", &a), APR_SUCCESS);
     ck_assert_int_eq(a->since, T0 + MS(6000));
-    ck_assert_str_eq(a->queue_ids, "[\"q1\",\"q9\"]");    /* kept: the event had none */
+    ck_assert_str_eq(a->queue_ids, "[\"q1\",\"q9\"]"); /* kept: the event had none */
 }
 END_TEST
 
@@ -725,7 +732,7 @@ START_TEST(unrecordable_events_ignored)
     gc_store_batch_result_t r;
     gc_agent_event_t evs[3];
 
-    evs[0] = ev_make("u1", "OnQueue", NULL, T0);        /* no derivable state */
+    evs[0] = ev_make("u1", "OnQueue", NULL, T0); /* no derivable state */
     evs[1] = ev_make(NULL, "Busy", NULL, T0);
     evs[2] = ev_make("u2", "Busy", NULL, 0);
     write_ok(s, evs, 3, "stream", &r);
@@ -752,7 +759,7 @@ START_TEST(overlapping_writers)
     both[1] = ev_make("u1", "Busy", NULL, T0 + MS(2000));
     write_ok(a, both, 2, "stream", &r);
     res_eq(&r, 2, 0, 0, 0);
-    write_ok(b, both, 2, "stream", &r);         /* judged against what a stored */
+    write_ok(b, both, 2, "stream", &r); /* judged against what a stored */
     res_eq(&r, 0, 0, 1, 1);
     ck_assert_int_eq(count_history(a, "u1"), 2);
 
@@ -767,7 +774,7 @@ START_TEST(overlapping_writers)
         ck_assert_str_eq(st, "Away");
         write_ok(a, &e4, 1, "stream", &r);
         res_eq(&r, 1, 0, 0, 0);
-        write_ok(b, &e4, 1, "stream", &r);      /* the same event from b: nothing new */
+        write_ok(b, &e4, 1, "stream", &r); /* the same event from b: nothing new */
         res_eq(&r, 0, 0, 1, 0);
         ck_assert_int_eq(count_history(a, "u2"), 2);
         ck_assert(gc_store_test_cached(b, "u2", &st, &at));
@@ -790,7 +797,7 @@ START_TEST(overlapping_writers)
         write_ok(a, &x3, 1, "stream", &r);
         write_ok(b, &x2, 1, "stream", &r);
         res_eq(&r, 0, 0, 0, 1);
-        write_ok(b, &x4, 1, "stream", &r);      /* same state as a stored: a refresh */
+        write_ok(b, &x4, 1, "stream", &r); /* same state as a stored: a refresh */
         res_eq(&r, 0, 1, 0, 0);
         ck_assert_str_eq(history_of("u3"), "Away|~|1000|stream;Busy|Away|3000|stream");
         ck_assert_int_eq(gc_store_agent_get(a, pool, "u3", &row), APR_SUCCESS);
@@ -817,9 +824,10 @@ START_TEST(external_change_detected)
     write_ok(s, &e, 1, "stream", &r);
     e = ev_make("u2", "Away", NULL, T0 + MS(1000));
     write_ok(s, &e, 1, "stream", &r);
-    sql_exec_in(db_params, apr_psprintf(pool, "UPDATE gcmon_agents SET state = 'Busy', "
-                                        "since = %" APR_INT64_T_FMT ", event_at = %"
-                                        APR_INT64_T_FMT " WHERE user_id IN ('u1', 'u2')",
+    sql_exec_in(db_params, apr_psprintf(pool,
+                                        "UPDATE gcmon_agents SET state = 'Busy', "
+                                        "since = %" APR_INT64_T_FMT ", event_at = %" APR_INT64_T_FMT
+                                        " WHERE user_id IN ('u1', 'u2')",
                                         t0ms + 3000, t0ms + 3000));
     /* u1: older than the stored row: stale, even though the cache said Away@1000. */
     e = ev_make("u1", "Meeting", NULL, T0 + MS(2000));
@@ -933,19 +941,19 @@ static void paths_batch(gc_store_t *s, const char *pfx)
     write_ok(s, &pre, 1, "resync", &r);
     res_eq(&r, 1, 0, 0, 0);
 
-    evs[0] = ev_make(u, "OnQueue", "IDLE", T0 + MS(2000));         /* R: new queues */
+    evs[0] = ev_make(u, "OnQueue", "IDLE", T0 + MS(2000)); /* R: new queues */
     evs[0].queue_ids = "[\"q1\"]";
     evs[0].presence_id = NULL;
-    evs[1] = ev_make(v, "Away", NULL, T0 + MS(2000));              /* T: new agent */
-    evs[2] = ev_make(u, "Available", NULL, T0 + MS(3000));         /* T, no routing */
+    evs[1] = ev_make(v, "Away", NULL, T0 + MS(2000));      /* T: new agent */
+    evs[2] = ev_make(u, "Available", NULL, T0 + MS(3000)); /* T, no routing */
     evs[2].presence_id = NULL;
-    evs[3] = ev_make(u, "Available", "OFF_QUEUE", T0 + MS(3500));  /* R: routing, id */
-    evs[4] = ev_make(u, "Available", NULL, T0 + MS(3500));         /* D */
-    evs[5] = ev_make(v, "Away", NULL, T0 + MS(1500));              /* S */
+    evs[3] = ev_make(u, "Available", "OFF_QUEUE", T0 + MS(3500)); /* R: routing, id */
+    evs[4] = ev_make(u, "Available", NULL, T0 + MS(3500));        /* D */
+    evs[5] = ev_make(v, "Away", NULL, T0 + MS(1500));             /* S */
     evs[5].user_name = "Ignored";
-    evs[6] = ev_make(u, "Busy", NULL, T0 + MS(4000));              /* T: renamed */
+    evs[6] = ev_make(u, "Busy", NULL, T0 + MS(4000)); /* T: renamed */
     evs[6].user_name = "New Name";
-    evs[7] = ev_make(v, "Meal", NULL, T0 + MS(5000));              /* T */
+    evs[7] = ev_make(v, "Meal", NULL, T0 + MS(5000)); /* T */
     write_ok(s, evs, 8, "stream", &r);
     res_eq(&r, 4, 2, 1, 1);
 }
@@ -954,18 +962,18 @@ static const char *agent_text(gc_store_t *s, const char *user)
 {
     gc_agent_row_t *a = NULL;
     ck_assert_int_eq(gc_store_agent_get(s, pool, user, &a), APR_SUCCESS);
-    return apr_psprintf(pool, "%s|%s|%s|%s|%s|%s|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
-                        a->user_name ? a->user_name : "~", a->state,
-                        a->presence ? a->presence : "~", a->presence_id ? a->presence_id : "~",
-                        a->routing_status ? a->routing_status : "~",
-                        a->queue_ids ? a->queue_ids : "~",
-                        (apr_int64_t)apr_time_as_msec(a->since - T0),
-                        (apr_int64_t)apr_time_as_msec(a->event_at - T0));
+    return apr_psprintf(
+        pool, "%s|%s|%s|%s|%s|%s|%" APR_INT64_T_FMT "|%" APR_INT64_T_FMT,
+        a->user_name ? a->user_name : "~", a->state, a->presence ? a->presence : "~",
+        a->presence_id ? a->presence_id : "~", a->routing_status ? a->routing_status : "~",
+        a->queue_ids ? a->queue_ids : "~", (apr_int64_t)apr_time_as_msec(a->since - T0),
+        (apr_int64_t)apr_time_as_msec(a->event_at - T0));
 }
 
 static const char *history_full(const char *user)
 {
-    return sql_rows(apr_psprintf(pool, "SELECT user_name, state, previous_state, presence, "
+    return sql_rows(apr_psprintf(pool,
+                                 "SELECT user_name, state, previous_state, presence, "
                                  "presence_id, routing_status, event_at - %" APR_INT64_T_FMT
                                  " FROM gcmon_history WHERE user_id = '%s' ORDER BY id LIMIT 100",
                                  (apr_int64_t)apr_time_as_msec(T0), user));
@@ -986,10 +994,9 @@ START_TEST(paths_agree)
     ck_assert_str_eq(agent_text(fast, "f-u"),
                      "New Name|Busy|Busy|def-Busy|OFF_QUEUE|[\"q1\"]|4000|4000");
     ck_assert_str_eq(agent_text(fast, "f-v"), "~|Meal|Meal|def-Meal|~|~|5000|5000");
-    ck_assert_str_eq(history_full("f-u"),
-                     "Old Name|IDLE|~|OnQueue|def-OnQueue|IDLE|1000;"
-                     "Old Name|Available|IDLE|Available|~|~|3000;"
-                     "New Name|Busy|Available|Busy|def-Busy|~|4000");
+    ck_assert_str_eq(history_full("f-u"), "Old Name|IDLE|~|OnQueue|def-OnQueue|IDLE|1000;"
+                                          "Old Name|Available|IDLE|Available|~|~|3000;"
+                                          "New Name|Busy|Available|Busy|def-Busy|~|4000");
 }
 END_TEST
 
@@ -1013,8 +1020,8 @@ START_TEST(schema_change_under_cached_statements)
     ck_assert_int_eq(gc_store_channels_load(s, pool, &chs), APR_SUCCESS);
     ck_assert_int_eq(chs->nelts, 1);
     sql_exec_in(db_params, "CREATE TABLE gcmon_test_other (x INTEGER)");
-    ck_assert_int_eq(gc_store_lease(s, "stream", "me", T0, apr_time_from_sec(5), &held, NULL,
-                                    pool), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_lease(s, "stream", "me", T0, apr_time_from_sec(5), &held, NULL, pool),
+                     APR_SUCCESS);
     ck_assert(held);
 }
 END_TEST
@@ -1090,25 +1097,28 @@ START_TEST(lease_carries_holder_state)
     const char *cur = NULL, *doc = NULL;
     int held = -1;
 
-    ck_assert_int_eq(gc_store_lease_state(s, "stream", "A", T0, ttl, "{\"a\":1}", &held, &cur,
-                                          &doc, pool), APR_SUCCESS);
+    ck_assert_int_eq(
+        gc_store_lease_state(s, "stream", "A", T0, ttl, "{\"a\":1}", &held, &cur, &doc, pool),
+        APR_SUCCESS);
     ck_assert(held);
     ck_assert_str_eq(doc, "{\"a\":1}");
     /* A standby's document is never stored; it reads the holder's. */
-    ck_assert_int_eq(gc_store_lease_state(o, "stream", "B", T0 + MS(1000), ttl, "{\"b\":1}",
-                                          &held, &cur, &doc, pool), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_lease_state(o, "stream", "B", T0 + MS(1000), ttl, "{\"b\":1}", &held,
+                                          &cur, &doc, pool),
+                     APR_SUCCESS);
     ck_assert(!held);
     ck_assert_str_eq(cur, "A");
     ck_assert_str_eq(doc, "{\"a\":1}");
     /* A renewal without a document keeps the stored one. */
     ck_assert_int_eq(gc_store_lease(s, "stream", "A", T0 + MS(2000), ttl, &held, &cur, pool),
                      APR_SUCCESS);
-    ck_assert_int_eq(gc_store_lease_state(o, "stream", "B", T0 + MS(3000), ttl, NULL, &held,
-                                          &cur, &doc, pool), APR_SUCCESS);
+    ck_assert_int_eq(
+        gc_store_lease_state(o, "stream", "B", T0 + MS(3000), ttl, NULL, &held, &cur, &doc, pool),
+        APR_SUCCESS);
     ck_assert_str_eq(doc, "{\"a\":1}");
     /* A lease row with no document reads as "". */
-    ck_assert_int_eq(gc_store_lease_state(s, "other", "A", T0, ttl, NULL, &held, &cur, &doc,
-                                          pool), APR_SUCCESS);
+    ck_assert_int_eq(gc_store_lease_state(s, "other", "A", T0, ttl, NULL, &held, &cur, &doc, pool),
+                     APR_SUCCESS);
     ck_assert(held);
     ck_assert_str_eq(doc, "");
 }
@@ -1154,8 +1164,8 @@ static int child_contend(int idx, void *arg)
 
         apr_pool_clear(ip);
         now = apr_time_now();
-        rv = gc_store_lease(s, "stream", me, now, apr_time_from_msec(LEASE_TTL_MS), &held,
-                            NULL, ip);
+        rv =
+            gc_store_lease(s, "stream", me, now, apr_time_from_msec(LEASE_TTL_MS), &held, NULL, ip);
         if (rv != APR_SUCCESS) {
             fprintf(stderr, "%s: lease failed (%d)\n", me, rv);
             rc = 3;
@@ -1250,7 +1260,7 @@ START_TEST(channels_round_trip)
     c1.expires_at = T0 + MS(1234);
     ck_assert_int_eq(gc_store_channel_save(s, &c1), APR_SUCCESS);
 
-    s2 = open_migrated();               /* a new holder sees them */
+    s2 = open_migrated(); /* a new holder sees them */
     ck_assert_int_eq(gc_store_channels_load(s2, pool, &a), APR_SUCCESS);
     ck_assert_int_eq(a->nelts, 2);
     r = &APR_ARRAY_IDX(a, 0, gc_channel_rec_t);
@@ -1297,9 +1307,10 @@ START_TEST(prune_in_chunks)
     ck_assert_int_eq(gc_store_prune(s, T0 + MS(301000), 100000, &deleted), APR_SUCCESS);
     ck_assert_int_eq(deleted, USERS * 300 - 1200);
     ck_assert_int_eq(count_history(s, NULL), USERS * 200);
-    ck_assert_str_eq(sql_rows(apr_psprintf(pool, "SELECT MIN(event_at) - %" APR_INT64_T_FMT
-                                           " FROM gcmon_history",
-                                           (apr_int64_t)apr_time_as_msec(T0))), "301000");
+    ck_assert_str_eq(sql_rows(apr_psprintf(
+                         pool, "SELECT MIN(event_at) - %" APR_INT64_T_FMT " FROM gcmon_history",
+                         (apr_int64_t)apr_time_as_msec(T0))),
+                     "301000");
     ck_assert_int_eq(gc_store_prune(s, T0 + MS(301000), 100, &deleted), APR_SUCCESS);
     ck_assert_int_eq(deleted, 0);
     ck_assert_int_eq(gc_store_prune(s, T0, 0, &deleted), APR_EINVAL);
@@ -1323,8 +1334,8 @@ static gc_agent_event_t *ingest_events(int users, int per)
     /* Time-major, as a stream delivers: every batch touches many agents. */
     for (k = 0; k < per; k++) {
         for (u = 0; u < users; u++) {
-            evs[n++] = ev_make(ids[u], presences[(k + u) % 4], "IDLE",
-                               T0 + MS(1000 * (apr_int64_t)k + u));
+            evs[n++] =
+                ev_make(ids[u], presences[(k + u) % 4], "IDLE", T0 + MS(1000 * (apr_int64_t)k + u));
         }
     }
     return evs;
@@ -1347,7 +1358,8 @@ START_TEST(ingest_100k)
     t0 = apr_time_now();
     for (i = 0; i < N; i += BATCH) {
         ck_assert_msg(gc_store_test_raw_insert(raw, pool, evs + i, BATCH, "stream", T0, &err)
-                      == APR_SUCCESS, "raw insert: %s", err);
+                          == APR_SUCCESS,
+                      "raw insert: %s", err);
     }
     t_raw = apr_time_now() - t0;
     ck_assert_int_eq(count_history(raw, NULL), N);
@@ -1362,10 +1374,11 @@ START_TEST(ingest_100k)
     ck_assert_int_eq(total, N);
     ck_assert_int_eq(count_history(s, NULL), N);
     ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_agents"), "1000");
-    fprintf(stderr, "store[%s]: ingest %d events in batches of %d: %.0f rows/s; raw batched "
-            "INSERT %.0f rows/s; ratio %.0f%%\n", driver_name, N, BATCH,
-            N / ((double)t_ingest / APR_USEC_PER_SEC), N / ((double)t_raw / APR_USEC_PER_SEC),
-            100.0 * (double)t_raw / (double)t_ingest);
+    fprintf(stderr,
+            "store[%s]: ingest %d events in batches of %d: %.0f rows/s; raw batched "
+            "INSERT %.0f rows/s; ratio %.0f%%\n",
+            driver_name, N, BATCH, N / ((double)t_ingest / APR_USEC_PER_SEC),
+            N / ((double)t_raw / APR_USEC_PER_SEC), 100.0 * (double)t_raw / (double)t_ingest);
 }
 END_TEST
 
@@ -1419,15 +1432,15 @@ START_TEST(audit_round_trip)
         a.request = "{\"status\":\"Break\"}";
         a.status = 200 + i;
         ck_assert_msg(gc_store_audit_add(s, pool, &a, i == 0 ? "status" : NULL, "{}", &err)
-                      == APR_SUCCESS, "audit add: %s", err);
+                          == APR_SUCCESS,
+                      "audit add: %s", err);
         ids[i] = a.id;
     }
     ck_assert(ids[0] > 0 && ids[1] > ids[0] && ids[2] > ids[1]);
     memset(&f, 0, sizeof(f));
     f.limit = 1;
     f.actor = "alice";
-    ck_assert_msg(gc_store_audit_list(s, pool, &f, &pg, &err) == APR_SUCCESS,
-                  "list: %s", err);
+    ck_assert_msg(gc_store_audit_list(s, pool, &f, &pg, &err) == APR_SUCCESS, "list: %s", err);
     ck_assert_int_eq(pg.total, 2);
     ck_assert_int_eq(pg.has_more, 1);
     ck_assert_int_eq(pg.rows->nelts, 1);
@@ -1435,7 +1448,7 @@ START_TEST(audit_round_trip)
     ck_assert_ptr_null(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).target);
     ck_assert_ptr_null(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).result);
     ck_assert_ptr_null(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).actor_source);
-    f.has_cursor = 1;                       /* keyset below ids[2] */
+    f.has_cursor = 1; /* keyset below ids[2] */
     f.cursor.id = ids[2];
     ck_assert(gc_store_audit_list(s, pool, &f, &pg, &err) == APR_SUCCESS);
     ck_assert_int_eq(pg.has_more, 0);
@@ -1444,8 +1457,9 @@ START_TEST(audit_round_trip)
     ck_assert_str_eq(APR_ARRAY_IDX(pg.rows, 0, gc_audit_rec_t).actor_source, "user");
     ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_outbox WHERE target = 'status'"), "1");
 
-    ck_assert(gc_store_lease(s, "agent-status:u1", "h1", apr_time_now(),
-                             apr_time_from_sec(60), &held, NULL, pool) == APR_SUCCESS);
+    ck_assert(gc_store_lease(s, "agent-status:u1", "h1", apr_time_now(), apr_time_from_sec(60),
+                             &held, NULL, pool)
+              == APR_SUCCESS);
     ck_assert_int_eq(held, 1);
     ck_assert(gc_store_lease_delete(s, pool, "agent-status:u1", "h2") == APR_SUCCESS);
     ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_lease WHERE name = 'agent-status:u1'"),

@@ -25,7 +25,7 @@
 #ifndef PG_BIN
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 #endif
-#define BASE_MS 1767225600000LL          /* 2026-01-01T00:00:00Z */
+#define BASE_MS 1767225600000LL /* 2026-01-01T00:00:00Z */
 
 static apr_pool_t *pool;
 static const char *drv_name;
@@ -35,9 +35,9 @@ static char pg_dir[256], pg_as[64];
 static int pg_port, pg_up;
 
 static const apr_dbd_driver_t *drv;
-static apr_dbd_t *conn;                  /* the reading store's connection */
-static apr_dbd_t *other;                 /* a writer's connection */
-static gc_store_t *rd;                   /* the store on conn, reading */
+static apr_dbd_t *conn;  /* the reading store's connection */
+static apr_dbd_t *other; /* a writer's connection */
+static gc_store_t *rd;   /* the store on conn, reading */
 static char scopes[256];
 static unsigned nscope;
 
@@ -121,11 +121,12 @@ static void pg_start(void)
         snprintf(pg_as, sizeof(pg_as), "runuser -u %s -- ", pw->pw_name);
     }
     pg_port = 40000 + (int)(getpid() % 20000);
-    snprintf(cmd, sizeof(cmd), "cd %s && %s%s/initdb -D %s/data -A trust -U gcmon -E UTF8 "
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && %s%s/initdb -D %s/data -A trust -U gcmon -E UTF8 "
              "--no-sync >/dev/null 2>&1 && %s%s/pg_ctl -D %s/data -l %s/log -w -t 60 -o "
              "\"-c listen_addresses='' -c unix_socket_directories=%s -p %d -c fsync=off\" "
-             "start >/dev/null 2>&1", pg_dir, pg_as, PG_BIN, pg_dir, pg_as, PG_BIN, pg_dir,
-             pg_dir, pg_dir, pg_port);
+             "start >/dev/null 2>&1",
+             pg_dir, pg_as, PG_BIN, pg_dir, pg_as, PG_BIN, pg_dir, pg_dir, pg_dir, pg_port);
     pg_up = run_cmd(cmd) == 0;
 }
 
@@ -133,8 +134,10 @@ static void pg_stop(void)
 {
     char cmd[1024];
     if (pg_up) {
-        snprintf(cmd, sizeof(cmd), "cd %s && %s%s/pg_ctl -D %s/data -m immediate -w stop "
-                 ">/dev/null 2>&1", pg_dir, pg_as, PG_BIN, pg_dir);
+        snprintf(cmd, sizeof(cmd),
+                 "cd %s && %s%s/pg_ctl -D %s/data -m immediate -w stop "
+                 ">/dev/null 2>&1",
+                 pg_dir, pg_as, PG_BIN, pg_dir);
         run_cmd(cmd);
         pg_up = 0;
     }
@@ -150,8 +153,7 @@ static void setup_pg(void)
     apr_dbd_init(pool);
     drv_name = "pgsql";
     ck_assert_msg(pg_up, "the PostgreSQL test cluster did not start");
-    snprintf(params, sizeof(params), "host=%s port=%d user=gcmon dbname=postgres", pg_dir,
-             pg_port);
+    snprintf(params, sizeof(params), "host=%s port=%d user=gcmon dbname=postgres", pg_dir, pg_port);
     {
         apr_dbd_t *h;
         ck_assert_int_eq(apr_dbd_get_driver(pool, drv_name, &drv), APR_SUCCESS);
@@ -180,12 +182,15 @@ static void put_history(const char *prefix, int n, int users, long long t0)
 
     exec_sql(other, "BEGIN");
     for (i = 0; i < n; i++) {
-        exec_sql(other, apr_psprintf(pool,
-            "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
-            "routing_status, event_at, ingested_at, source) VALUES ('%s-%02d', %s, '%s', NULL, "
-            "'OnQueue', NULL, %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ", 'stream')", prefix,
-            i % users, i % users ? "'Agent'" : "NULL", st[i % 5],
-            (apr_int64_t)(t0 + (i / 2) * 1000LL), (apr_int64_t)(t0 + (i / 2) * 1000LL + 7)));
+        exec_sql(
+            other,
+            apr_psprintf(
+                pool,
+                "INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence, "
+                "routing_status, event_at, ingested_at, source) VALUES ('%s-%02d', %s, '%s', NULL, "
+                "'OnQueue', NULL, %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ", 'stream')",
+                prefix, i % users, i % users ? "'Agent'" : "NULL", st[i % 5],
+                (apr_int64_t)(t0 + (i / 2) * 1000LL), (apr_int64_t)(t0 + (i / 2) * 1000LL + 7)));
     }
     exec_sql(other, "COMMIT");
 }
@@ -236,9 +241,10 @@ static apr_array_header_t *expected(const char *where)
     apr_array_header_t *ids = apr_array_make(pool, 64, sizeof(apr_int64_t));
     apr_dbd_results_t *res = NULL;
     apr_dbd_row_t *row;
-    int rv = apr_dbd_select(drv, pool, other, &res, apr_pstrcat(pool,
-                            "SELECT id FROM gcmon_history WHERE ", where,
-                            " ORDER BY event_at DESC, id DESC", NULL), 1);
+    int rv = apr_dbd_select(drv, pool, other, &res,
+                            apr_pstrcat(pool, "SELECT id FROM gcmon_history WHERE ", where,
+                                        " ORDER BY event_at DESC, id DESC", NULL),
+                            1);
     ck_assert_int_eq(rv, 0);
     for (row = NULL; apr_dbd_get_row(drv, pool, res, &row, -1) == 0;) {
         *(apr_int64_t *)apr_array_push(ids) = apr_atoi64(apr_dbd_get_entry(drv, row, 0));
@@ -259,7 +265,9 @@ static void same_ids(apr_array_header_t *a, apr_array_header_t *b)
 
 START_TEST(history_order_filters_and_walks)
 {
-    static const struct { const char *args, *where; } f[] = {
+    static const struct {
+        const char *args, *where;
+    } f[] = {
         { "", "1=1" },
         { "user_id=p-03", "user_id = 'p-03'" },
         { "state=IDLE", "state = 'IDLE'" },
@@ -269,8 +277,7 @@ START_TEST(history_order_filters_and_walks)
           "event_at >= 1767225610001 AND event_at < 1767225640001" },
         { "from=2026-01-01T00:00:10Z&to=2026-01-01T00:00:40Z",
           "event_at >= 1767225610000 AND event_at < 1767225640000" },
-        { "state=Away&from=2026-01-01T00:00:05Z",
-          "state = 'Away' AND event_at >= 1767225605000" },
+        { "state=Away&from=2026-01-01T00:00:05Z", "state = 'Away' AND event_at >= 1767225605000" },
     };
     size_t i;
     int limits[] = { 1, 7, 100 }, k, pages;
@@ -317,7 +324,7 @@ START_TEST(history_offsets_and_fields)
     pg = page(&q);
     h = &APR_ARRAY_IDX(pg.rows, 0, gc_history_row_t);
     ck_assert_str_eq(h->user_id, "o-00");
-    ck_assert_ptr_null(h->user_name);          /* NULL stays NULL */
+    ck_assert_ptr_null(h->user_name); /* NULL stays NULL */
     ck_assert_ptr_null(h->previous_state);
     ck_assert_ptr_null(h->routing_status);
     ck_assert_str_eq(h->presence, "OnQueue");
@@ -362,7 +369,7 @@ START_TEST(values_are_bound_not_spliced)
     const char *err = NULL;
 
     put_history("s", 10, 2, BASE_MS);
-    q.user_id = "x' OR '1'='1";           /* bypassing gc_query's validation on purpose */
+    q.user_id = "x' OR '1'='1"; /* bypassing gc_query's validation on purpose */
     pg = page(&q);
     ck_assert_int_eq(pg.total, 0);
     ck_assert_int_eq(pg.rows->nelts, 0);
@@ -398,31 +405,39 @@ END_TEST
 
 static void put_agent(const char *id, const char *state, const char *queues, long long since)
 {
-    exec_sql(other, apr_psprintf(pool,
-        "INSERT INTO gcmon_agents (user_id, user_name, state, presence, presence_id, "
-        "routing_status, queue_ids, since, event_at, updated_at) VALUES ('%s', 'Name %s', '%s', "
-        "'OnQueue', NULL, '%s', %s, %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT ", %"
-        APR_INT64_T_FMT ")", id, id, state, state, queues, (apr_int64_t)since,
-        (apr_int64_t)since, (apr_int64_t)since));
+    exec_sql(
+        other,
+        apr_psprintf(pool,
+                     "INSERT INTO gcmon_agents (user_id, user_name, state, presence, presence_id, "
+                     "routing_status, queue_ids, since, event_at, updated_at) VALUES ('%s', 'Name "
+                     "%s', '%s', "
+                     "'OnQueue', NULL, '%s', %s, %" APR_INT64_T_FMT ", %" APR_INT64_T_FMT
+                     ", %" APR_INT64_T_FMT ")",
+                     id, id, state, state, queues, (apr_int64_t)since, (apr_int64_t)since,
+                     (apr_int64_t)since));
 }
 
 /* The queues an agent is a member of (the holder's membership pass). */
 static void put_member(const char *id, const char *queues, long long gen)
 {
     exec_sql(other, apr_psprintf(pool,
-        "INSERT INTO gcmon_membership (user_id, queue_ids, gen) VALUES ('%s', %s, %"
-        APR_INT64_T_FMT ")", id, queues, (apr_int64_t)gen));
+                                 "INSERT INTO gcmon_membership (user_id, queue_ids, gen) VALUES "
+                                 "('%s', %s, %" APR_INT64_T_FMT ")",
+                                 id, queues, (apr_int64_t)gen));
 }
 
 static void put_alert(const char *user, const char *state, int seq, long long raised,
                       const char *cleared)
 {
-    exec_sql(other, apr_psprintf(pool,
-        "INSERT INTO gcmon_alerts (user_id, user_name, state, threshold_seconds, episode_at, "
-        "seq, raised_at, cleared_at, delivery_status, delivery_attempts, delivery_last_error) "
-        "VALUES ('%s', NULL, '%s', 900, %" APR_INT64_T_FMT ", %d, %" APR_INT64_T_FMT ", %s, "
-        "'failed', 3, 'HTTP 500')", user, state, (apr_int64_t)BASE_MS, seq, (apr_int64_t)raised,
-        cleared));
+    exec_sql(
+        other,
+        apr_psprintf(
+            pool,
+            "INSERT INTO gcmon_alerts (user_id, user_name, state, threshold_seconds, episode_at, "
+            "seq, raised_at, cleared_at, delivery_status, delivery_attempts, delivery_last_error) "
+            "VALUES ('%s', NULL, '%s', 900, %" APR_INT64_T_FMT ", %d, %" APR_INT64_T_FMT ", %s, "
+            "'failed', 3, 'HTTP 500')",
+            user, state, (apr_int64_t)BASE_MS, seq, (apr_int64_t)raised, cleared));
 }
 
 START_TEST(board_filters_and_alerts)
@@ -440,12 +455,12 @@ START_TEST(board_filters_and_alerts)
     put_member("a1", "'[\"qa\"]'", 1);
     put_member("a2", "'[\"qb\"]'", 1);
     put_alert("a1", "IDLE", 0, BASE_MS + 900000, "NULL");
-    put_alert("a1", "IDLE", 1, BASE_MS + 1800000, "NULL");           /* newest open wins */
-    put_alert("a2", "Away", 0, BASE_MS + 900000, "1767230000000");   /* cleared: not shown */
+    put_alert("a1", "IDLE", 1, BASE_MS + 1800000, "NULL");         /* newest open wins */
+    put_alert("a2", "Away", 0, BASE_MS + 900000, "1767230000000"); /* cleared: not shown */
 
     ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, NULL, &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 4);
-    b = &APR_ARRAY_IDX(rows, 0, gc_board_row_t);                       /* ordered by id */
+    b = &APR_ARRAY_IDX(rows, 0, gc_board_row_t); /* ordered by id */
     ck_assert_str_eq(b->user_id, "a1");
     ck_assert_str_eq(b->user_name, "Name a1");
     ck_assert_str_eq(b->queue_ids, "[\"qa\"]");
@@ -460,7 +475,7 @@ START_TEST(board_filters_and_alerts)
     ck_assert_int_eq(rows->nelts, 1);
     ck_assert_str_eq(APR_ARRAY_IDX(rows, 0, gc_board_row_t).user_id, "a3");
     ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, "q", &rows, &err), APR_SUCCESS);
-    ck_assert_int_eq(rows->nelts, 0);                                   /* no partial match */
+    ck_assert_int_eq(rows->nelts, 0); /* no partial match */
     ck_assert_int_eq(gc_store_read_board(rd, pool, NULL, NULL, "qa", &rows, &err), APR_SUCCESS);
     ck_assert_int_eq(rows->nelts, 2);
     /* an Away member stays in its queue: membership, not the active queues */
@@ -487,8 +502,7 @@ START_TEST(alerts_listing)
         put_alert(i % 2 ? "u1" : "u2", i % 3 ? "IDLE" : "Away", i, BASE_MS + (i / 2) * 1000,
                   i % 4 ? "NULL" : "1767300000000");
     }
-    ck_assert_int_eq(gc_query_parse(pool, "limit=10", GC_Q_ALERTS, GC_CURSOR_ALERTS, &q, NULL),
-                     0);
+    ck_assert_int_eq(gc_query_parse(pool, "limit=10", GC_Q_ALERTS, GC_CURSOR_ALERTS, &q, NULL), 0);
     for (;;) {
         ck_assert_int_eq(gc_store_read_alerts(rd, pool, &q, &pg, &err), APR_SUCCESS);
         ck_assert_int_eq(pg.total, 25);
@@ -501,9 +515,10 @@ START_TEST(alerts_listing)
     }
     ck_assert_int_eq(seen, 25);
     ck_assert_int_eq(gc_query_parse(pool, "user_id=u2&state=Away&limit=1", GC_Q_ALERTS,
-                                    GC_CURSOR_ALERTS, &q, NULL), 0);
+                                    GC_CURSOR_ALERTS, &q, NULL),
+                     0);
     ck_assert_int_eq(gc_store_read_alerts(rd, pool, &q, &pg, &err), APR_SUCCESS);
-    ck_assert_int_eq(pg.total, 5);                                      /* i = 0,6,12,18,24 */
+    ck_assert_int_eq(pg.total, 5); /* i = 0,6,12,18,24 */
     a = &APR_ARRAY_IDX(pg.rows, 0, gc_alert_row_t);
     ck_assert_int_eq(a->raised_at, (apr_time_t)(BASE_MS + 12000) * 1000);
     ck_assert_int_eq(a->cleared_at, (apr_time_t)1767300000000LL * 1000);
@@ -526,7 +541,8 @@ START_TEST(jsonw_strings_and_numbers)
     gc_jw_init(&w, 1);
     gc_jw_str(&w, "a\"b\\c\n\t\x01/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
     gc_jw_lit(&w, ",");
-    gc_jw_str(&w, "bad\xff\xc3(\xed\xa0\x80" "end");
+    gc_jw_str(&w, "bad\xff\xc3(\xed\xa0\x80"
+                  "end");
     gc_jw_lit(&w, ",");
     gc_jw_str(&w, NULL);
     gc_jw_lit(&w, ",");
@@ -540,7 +556,8 @@ START_TEST(jsonw_strings_and_numbers)
     out = gc_jw_steal(&w, &len);
     ck_assert_str_eq(out, "\"a\\\"b\\\\c\\n\\t\\u0001/\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\","
                           "\"bad\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd"
-                          "\xef\xbf\xbd" "end\","
+                          "\xef\xbf\xbd"
+                          "end\","
                           "null,-9223372036854775808,0,null,\"2026-11-18T11:06:40.123Z\"");
     ck_assert_int_eq(len, strlen(out));
     free(out);

@@ -20,10 +20,10 @@
 #include "unit.h"
 
 #define CLIENT_ID "client-id-7f3a"
-#define SECRET    "s3cr3t-Zq9-unit-test-secret"
-#define TOKEN1    "tok-AAAA-1111-first-token"
-#define TOKEN2    "tok-BBBB-2222-second-token"
-#define JSON_CT   "Content-Type: application/json\r\n"
+#define SECRET "s3cr3t-Zq9-unit-test-secret"
+#define TOKEN1 "tok-AAAA-1111-first-token"
+#define TOKEN2 "tok-BBBB-2222-second-token"
+#define JSON_CT "Content-Type: application/json\r\n"
 
 static lb_server_t *srv;
 static apr_pool_t *pool;
@@ -33,14 +33,20 @@ static gc_conn_conf_t conf;
  * (under ASan/UBSan too) without cluttering the test output. */
 static int log_all(void *baton, int level)
 {
-    (void)baton; (void)level;
+    (void)baton;
+    (void)level;
     return 1;
 }
 
 static void log_discard(void *baton, const char *file, int line, int level, apr_status_t rv,
                         const char *msg)
 {
-    (void)baton; (void)file; (void)line; (void)level; (void)rv; (void)msg;
+    (void)baton;
+    (void)file;
+    (void)line;
+    (void)level;
+    (void)rv;
+    (void)msg;
 }
 
 static void setup(void)
@@ -70,8 +76,10 @@ static void teardown(void)
 static void script_token(const char *token, int expires_in)
 {
     lb_add_simple(srv, "/oauth/token", 200, NULL,
-                  apr_psprintf(pool, "{\"access_token\":\"%s\",\"token_type\":\"bearer\","
-                                     "\"expires_in\":%d}", token, expires_in));
+                  apr_psprintf(pool,
+                               "{\"access_token\":\"%s\",\"token_type\":\"bearer\","
+                               "\"expires_in\":%d}",
+                               token, expires_in));
 }
 
 static gc_upstream_t *client_with(gc_budget_t *b, gc_metrics_t *m)
@@ -89,8 +97,7 @@ static gc_upstream_t *client(void)
 }
 
 static apr_status_t call_ex(gc_upstream_t *u, const char *method, const char *path,
-                            const char *body, int max_attempts, gc_response_t **r,
-                            gc_error_t **e)
+                            const char *body, int max_attempts, gc_response_t **r, gc_error_t **e)
 {
     gc_request_t req;
 
@@ -103,8 +110,8 @@ static apr_status_t call_ex(gc_upstream_t *u, const char *method, const char *pa
     return gc_upstream_call(u, pool, &req, r, e);
 }
 
-static apr_status_t call(gc_upstream_t *u, const char *method, const char *path,
-                         gc_response_t **r, gc_error_t **e)
+static apr_status_t call(gc_upstream_t *u, const char *method, const char *path, gc_response_t **r,
+                         gc_error_t **e)
 {
     return call_ex(u, method, path, NULL, 0, r, e);
 }
@@ -211,8 +218,7 @@ START_TEST(test_methods_and_bodies)
     ck_assert_str_eq(r->body, "");
 
     /* a non-JSON success body is returned as is, without json */
-    ck_assert_int_eq(call_ex(u, "PATCH", "/api/v2/patch", "{\"b\":2}", 0, &r, &e),
-                     APR_SUCCESS);
+    ck_assert_int_eq(call_ex(u, "PATCH", "/api/v2/patch", "{\"b\":2}", 0, &r, &e), APR_SUCCESS);
     ck_assert_str_eq(lb_request(srv, "/api/v2/patch", 0)->method, "PATCH");
     ck_assert_str_eq(lb_request(srv, "/api/v2/patch", 0)->body, "{\"b\":2}");
     ck_assert_str_eq(r->body, "plain text");
@@ -256,8 +262,9 @@ START_TEST(test_bearer_only_to_api_origin)
     lb_add_simple(srv, "/api/", 200, NULL, "{}");
     u = client();
     /* an absolute URL below the API URL (e.g. a nextUri) carries the token */
-    ck_assert_int_eq(call(u, "GET", apr_pstrcat(pool, lb_url(srv), "/api/v2/next?page=2", NULL),
-                          &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(
+        call(u, "GET", apr_pstrcat(pool, lb_url(srv), "/api/v2/next?page=2", NULL), &r, &e),
+        APR_SUCCESS);
     ck_assert_pstr_eq(lb_header(lb_request(srv, "/api/", 0), "Authorization"), "Bearer " TOKEN1);
     /* any other origin would receive it too: refused unless no_auth */
     other[0] = apr_psprintf(pool, "http://localhost:%d/api/v2/x", lb_port(srv));
@@ -383,8 +390,7 @@ START_TEST(test_token_renewal_clock)
     fake_now += apr_time_from_sec(1);
     ck_assert_int_eq(call(u, "GET", "/api/v2/c", &r, &e), APR_SUCCESS);
     ck_assert_int_eq(gc_upstream_token_requests(u), 2);
-    ck_assert_pstr_eq(lb_header(lb_request(srv, "/api/", 2), "Authorization"),
-                      "Bearer " TOKEN2);
+    ck_assert_pstr_eq(lb_header(lb_request(srv, "/api/", 2), "Authorization"), "Bearer " TOKEN2);
     /* expires_in 100: renewed at max(100 - 60, 100 / 2) = 50 s */
     fake_now += apr_time_from_sec(49);
     ck_assert_int_eq(call(u, "GET", "/api/v2/d", &r, &e), APR_SUCCESS);
@@ -392,8 +398,7 @@ START_TEST(test_token_renewal_clock)
     fake_now += apr_time_from_sec(1);
     ck_assert_int_eq(call(u, "GET", "/api/v2/e", &r, &e), APR_SUCCESS);
     ck_assert_int_eq(gc_upstream_token_requests(u), 3);
-    ck_assert_pstr_eq(lb_header(lb_request(srv, "/api/", 4), "Authorization"),
-                      "Bearer " TOKEN1);
+    ck_assert_pstr_eq(lb_header(lb_request(srv, "/api/", 4), "Authorization"), "Bearer " TOKEN1);
 }
 END_TEST
 
@@ -458,7 +463,7 @@ START_TEST(test_token_storage_wiped)
     ck_assert_int_eq(call(u, "GET", "/api/v2/a", &r, &e), APR_SUCCESS);
     ck_assert_msg(storage_holds(u, LONG_TOKEN), "first token not cached as expected");
 
-    fake_now += apr_time_from_sec(51);          /* renewal time of expires_in 100 */
+    fake_now += apr_time_from_sec(51); /* renewal time of expires_in 100 */
     ck_assert_int_eq(call(u, "GET", "/api/v2/b", &r, &e), APR_SUCCESS);
     ck_assert_int_eq(gc_upstream_token_requests(u), 2);
     ck_assert_msg(storage_holds(u, TOKEN2), "renewal left bytes of the old token");
@@ -511,8 +516,10 @@ START_TEST(test_basic_credentials_hidden)
 
     apr_base64_encode(b64, creds, (int)strlen(creds));
     lb_add_simple(srv, "/oauth/token", 400, NULL,
-                  apr_pstrcat(pool, "{\"error\":\"invalid_client\",\"description\":"
-                                    "\"bad header: Basic ", b64, "\"}", NULL));
+                  apr_pstrcat(pool,
+                              "{\"error\":\"invalid_client\",\"description\":"
+                              "\"bad header: Basic ",
+                              b64, "\"}", NULL));
     u = client();
     ck_assert_int_ne(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
     ck_assert_int_eq(e->kind, GC_ERR_AUTH);
@@ -529,7 +536,8 @@ START_TEST(test_401_renews_once)
 
     script_token(TOKEN1, 86400);
     script_token(TOKEN2, 86400);
-    lb_add_simple(srv, "/api/", 401, NULL, "{\"message\":\"token expired\",\"code\":\"bad.credentials\"}");
+    lb_add_simple(srv, "/api/", 401, NULL,
+                  "{\"message\":\"token expired\",\"code\":\"bad.credentials\"}");
     lb_add_simple(srv, "/api/", 200, NULL, "{\"id\":\"x\"}");
     u = client();
     ck_assert_int_eq(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
@@ -589,7 +597,7 @@ START_TEST(test_401_stale_token_no_stampede)
     lb_add_simple(srv, "/api/v2/fast", 401, NULL, "{\"message\":\"expired\"}");
     lb_add_simple(srv, "/api/v2/fast", 200, NULL, "{}");
     u = client();
-    ck_assert_int_eq(call(u, "GET", "/api/v2/warm", &r, &e), APR_SUCCESS);    /* TOKEN1 */
+    ck_assert_int_eq(call(u, "GET", "/api/v2/warm", &r, &e), APR_SUCCESS); /* TOKEN1 */
 
     memset(&sc, 0, sizeof(sc));
     sc.u = u;
@@ -641,9 +649,10 @@ START_TEST(test_token_endpoint_refuses)
     gc_error_t *e;
 
     /* a login service that even echoes the secret back */
-    lb_add_simple(srv, "/oauth/token", 401, NULL,
-                  "{\"error\":\"invalid_client\",\"description\":\"Bad client credentials for "
-                  SECRET "\",\"error_description\":\"Bad client credentials for " SECRET "\"}");
+    lb_add_simple(
+        srv, "/oauth/token", 401, NULL,
+        "{\"error\":\"invalid_client\",\"description\":\"Bad client credentials for " SECRET
+        "\",\"error_description\":\"Bad client credentials for " SECRET "\"}");
     lb_add_simple(srv, "/api/", 200, NULL, "{}");
     u = client();
     ck_assert_int_ne(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
@@ -654,7 +663,7 @@ START_TEST(test_token_endpoint_refuses)
     ck_assert_ptr_nonnull(strstr(e->message, "invalid_client"));
     ck_assert_ptr_nonnull(strstr(e->message, "Bad client credentials"));
     ck_assert_ptr_null(strstr(e->message, SECRET));
-    ck_assert_int_eq(lb_count(srv, "/oauth/token"), 1);   /* refusals are not retried */
+    ck_assert_int_eq(lb_count(srv, "/oauth/token"), 1); /* refusals are not retried */
     ck_assert_int_eq(lb_count(srv, "/api/"), 0);
 }
 END_TEST
@@ -729,10 +738,10 @@ START_TEST(test_token_retried_on_503)
     ck_assert_int_eq(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
     ck_assert_int_eq(lb_count(srv, "/oauth/token"), 2);
     ck_assert_int_eq(gc_upstream_token_requests(u), 2);
-    ck_assert_int_eq(gc_metrics_get(m, GC_MET_UPSTREAM_REQUESTS, "oauth_token",
-                                    gc_metrics_code_label(503)), 1);
-    ck_assert_int_eq(gc_metrics_get(m, GC_MET_UPSTREAM_REQUESTS, "oauth_token",
-                                    gc_metrics_code_label(200)), 1);
+    ck_assert_int_eq(
+        gc_metrics_get(m, GC_MET_UPSTREAM_REQUESTS, "oauth_token", gc_metrics_code_label(503)), 1);
+    ck_assert_int_eq(
+        gc_metrics_get(m, GC_MET_UPSTREAM_REQUESTS, "oauth_token", gc_metrics_code_label(200)), 1);
     ck_assert_int_eq(gc_metrics_get(m, GC_MET_UPSTREAM_LATENCY, NULL, NULL), 3);
     free(m);
 }
@@ -878,7 +887,7 @@ START_TEST(test_cancel_during_retry_after)
     ck_assert_int_ne(call(u, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
     ck_assert_int_eq(e->kind, GC_ERR_CANCELLED);
     ck_assert_int_ge(ms_since(start), 300);
-    ck_assert_int_lt(ms_since(start), 1000);     /* 100 ms slices, not 30 s */
+    ck_assert_int_lt(ms_since(start), 1000); /* 100 ms slices, not 30 s */
     ck_assert_int_eq(lb_count(srv, "/api/"), 1);
     ck_assert_int_ge(atomic_load(&calls), 3);
 }
@@ -1074,7 +1083,7 @@ START_TEST(test_https_to_plain_server)
     req.max_attempts = 1;
     ck_assert_int_ne(gc_upstream_call(u, pool, &req, &r, &e), APR_SUCCESS);
     ck_assert_int_eq(e->kind, GC_ERR_CONNECT);
-    ck_assert_int_ge(lb_tls_attempts(srv), 1);   /* a TLS handshake really started */
+    ck_assert_int_ge(lb_tls_attempts(srv), 1); /* a TLS handshake really started */
     ck_assert_int_eq(lb_count(srv, NULL), 0);
 
     /* an https login URL is used as TLS too: the token request fails the same way */
@@ -1139,11 +1148,12 @@ START_TEST(test_error_bodies)
     gc_response_t *r;
     gc_error_t *e;
     char *html = apr_pstrcat(pool, "<html>\n<body>\tTeapot\x01 error ",
-                             apr_pstrndup(pool, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                                                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                             apr_pstrndup(pool,
+                                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
                                           250),
                              "</body></html>", NULL);
     const char *c;
@@ -1170,14 +1180,14 @@ START_TEST(test_error_bodies)
     ck_assert_int_eq(e->kind, GC_ERR_CLIENT);
     ck_assert_ptr_null(e->code);
     ck_assert_ptr_nonnull(strstr(e->message, "<html> <body> Teapot error"));
-    ck_assert_ptr_null(strstr(e->message, "</html>"));       /* cut short */
+    ck_assert_ptr_null(strstr(e->message, "</html>")); /* cut short */
     ck_assert_int_lt(strlen(e->message), 400);
     for (c = e->message; *c; c++) {
         ck_assert_msg((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f,
                       "control or non-ASCII byte in message");
     }
     ck_assert_ptr_nonnull(r);
-    ck_assert_str_eq(r->body, html);   /* the response itself is untouched */
+    ck_assert_str_eq(r->body, html); /* the response itself is untouched */
     ck_assert_ptr_null(r->json);
 
     ck_assert_int_ne(call(u, "GET", "/api/v2/errors", &r, &e), APR_SUCCESS);
@@ -1212,9 +1222,9 @@ START_TEST(test_error_excerpt_secret_at_cut)
                   apr_pstrcat(pool, apr_pstrndup(pool, pad, 190), TOKEN1, " and more", NULL));
     lb_add_simple(srv, "/api/v2/plain2", 403, "Content-Type: text/plain\r\n",
                   apr_pstrcat(pool, apr_pstrndup(pool, pad, 195), SECRET, " and more", NULL));
-    lb_add_simple(srv, "/api/v2/json", 400, NULL,
-                  apr_pstrcat(pool, "{\"message\":\"", apr_pstrndup(pool, pad, 494), TOKEN1,
-                              "\"}", NULL));
+    lb_add_simple(
+        srv, "/api/v2/json", 400, NULL,
+        apr_pstrcat(pool, "{\"message\":\"", apr_pstrndup(pool, pad, 494), TOKEN1, "\"}", NULL));
     u = client();
 
     ck_assert_int_ne(call(u, "GET", "/api/v2/plain", &r, &e), APR_SUCCESS);
@@ -1259,18 +1269,23 @@ START_TEST(test_bad_success_bodies)
     ck_assert_int_ne(call(u, "GET", "/api/v2/redirect", &r, &e), APR_SUCCESS);
     ck_assert_int_eq(e->kind, GC_ERR_PROTOCOL);
     ck_assert_int_eq(e->status, 302);
-    ck_assert_int_eq(lb_count(srv, NULL), 4);   /* token + 3: the redirect not followed */
+    ck_assert_int_eq(lb_count(srv, NULL), 4); /* token + 3: the redirect not followed */
 }
 END_TEST
 
 START_TEST(test_bad_urls_send_nothing)
 {
-    static const char *const bad[] = {
-        "ftp://127.0.0.1/x", "file:///etc/passwd", "file:/etc/passwd", "api/v2/users",
-        "//evil.example/x", "http:///x", "/api/v2 /x", "/api/v2/\r\nX-Injected: 1", "",
-        "/api/v2/users/\xc3\xa9",
-        "gopher://127.0.0.1/"
-    };
+    static const char *const bad[] = { "ftp://127.0.0.1/x",
+                                       "file:///etc/passwd",
+                                       "file:/etc/passwd",
+                                       "api/v2/users",
+                                       "//evil.example/x",
+                                       "http:///x",
+                                       "/api/v2 /x",
+                                       "/api/v2/\r\nX-Injected: 1",
+                                       "",
+                                       "/api/v2/users/\xc3\xa9",
+                                       "gopher://127.0.0.1/" };
     gc_upstream_t *u;
     gc_response_t *r;
     gc_error_t *e;
@@ -1301,7 +1316,11 @@ static void log_capture(void *baton, const char *file, int line, int level, apr_
     size_t old, add = strlen(msg);
     char *n;
 
-    (void)baton; (void)file; (void)line; (void)level; (void)rv;
+    (void)baton;
+    (void)file;
+    (void)line;
+    (void)level;
+    (void)rv;
     pthread_mutex_lock(&log_mu);
     old = log_text ? strlen(log_text) : 0;
     n = realloc(log_text, old + add + 2);
@@ -1337,8 +1356,8 @@ START_TEST(test_log_never_shows_secrets)
     u = client();
     ck_assert_int_eq(call_ex(u, "POST", "/api/v2/a", "{\"password\":\"body-secret\"}", 0, &r, &e),
                      APR_SUCCESS);
-    ck_assert_int_eq(call(u, "GET", "/api/v2/b", &r, &e), APR_SUCCESS);     /* 401, renew */
-    ck_assert_int_ne(call(u, "GET", "/api/v2/c", &r, &e), APR_SUCCESS);     /* token refused */
+    ck_assert_int_eq(call(u, "GET", "/api/v2/b", &r, &e), APR_SUCCESS); /* 401, renew */
+    ck_assert_int_ne(call(u, "GET", "/api/v2/c", &r, &e), APR_SUCCESS); /* token refused */
     ck_assert_int_eq(e->kind, GC_ERR_AUTH);
     ck_assert_ptr_null(strstr(e->message, SECRET));
     ck_assert_ptr_null(strstr(e->message, TOKEN1));
@@ -1361,8 +1380,8 @@ END_TEST
 /* Lines above debug only. */
 static char *loud_text;
 
-static void log_capture_loud(void *baton, const char *file, int line, int level,
-                             apr_status_t rv, const char *msg)
+static void log_capture_loud(void *baton, const char *file, int line, int level, apr_status_t rv,
+                             const char *msg)
 {
     log_capture(baton, file, line, level, rv, msg);
     if (level < GC_LOG_DEBUG) {
@@ -1403,7 +1422,7 @@ START_TEST(test_log_hides_a_path_secret_above_debug)
 
     ck_assert_ptr_nonnull(loud_text);
     ck_assert_msg(strstr(loud_text, "GCM103") && strstr(loud_text, "channels/ch-0a1b2c3d4e/sub")
-                  && strstr(loud_text, "channel ch-0a1b2c3d4e is broken"),
+                      && strstr(loud_text, "channel ch-0a1b2c3d4e is broken"),
                   "no labelled give-up line in:\n%s", loud_text);
     ck_assert_msg(!strstr(loud_text, id), "channel id logged above debug:\n%s", loud_text);
     ck_assert_msg(strstr(log_text, "GCM101") && strstr(log_text, id),
@@ -1529,8 +1548,8 @@ START_TEST(test_deadline_429_beyond)
     lb_add_simple(srv, "/api/v2/short", 200, NULL, "{}");
     u = client();
     start = apr_time_now();
-    ck_assert_int_ne(call_by(u, "/api/v2/long", gc_upstream_deadline(apr_time_from_sec(2)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ne(call_by(u, "/api/v2/long", gc_upstream_deadline(apr_time_from_sec(2)), &r, &e),
+                     APR_SUCCESS);
     ck_assert_int_lt(ms_since(start), 500);
     ck_assert_int_eq(e->kind, GC_ERR_THROTTLED);
     ck_assert_int_eq(e->retry_after, apr_time_from_sec(120));
@@ -1542,8 +1561,9 @@ START_TEST(test_deadline_429_beyond)
 
     /* a Retry-After that fits is still waited for */
     start = apr_time_now();
-    ck_assert_int_eq(call_by(u, "/api/v2/short", gc_upstream_deadline(apr_time_from_sec(5)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(
+        call_by(u, "/api/v2/short", gc_upstream_deadline(apr_time_from_sec(5)), &r, &e),
+        APR_SUCCESS);
     ck_assert_int_ge(ms_since(start), 1000);
     ck_assert_int_eq(r->attempts, 2);
 }
@@ -1565,8 +1585,8 @@ START_TEST(test_deadline_5xx_backoff)
     gc_upstream_test_set_jitter(u, 0);
     gc_upstream_test_set_backoff(u, apr_time_from_sec(2), apr_time_from_sec(2));
     start = apr_time_now();
-    ck_assert_int_ne(call_by(u, "/api/v2/down", gc_upstream_deadline(apr_time_from_sec(1)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ne(call_by(u, "/api/v2/down", gc_upstream_deadline(apr_time_from_sec(1)), &r, &e),
+                     APR_SUCCESS);
     ck_assert_int_lt(ms_since(start), 500);
     ck_assert_int_eq(e->kind, GC_ERR_SERVER);
     ck_assert_int_eq(e->status, 503);
@@ -1577,8 +1597,9 @@ START_TEST(test_deadline_5xx_backoff)
 
     /* the server's Retry-After is the next wait */
     start = apr_time_now();
-    ck_assert_int_ne(call_by(u, "/api/v2/later", gc_upstream_deadline(apr_time_from_sec(1)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ne(
+        call_by(u, "/api/v2/later", gc_upstream_deadline(apr_time_from_sec(1)), &r, &e),
+        APR_SUCCESS);
     ck_assert_int_lt(ms_since(start), 500);
     ck_assert_int_eq(e->kind, GC_ERR_SERVER);
     ck_assert_int_eq(e->retry_after, apr_time_from_sec(3));
@@ -1586,8 +1607,8 @@ START_TEST(test_deadline_5xx_backoff)
 
     /* backoffs that fit: all 4 attempts */
     gc_upstream_test_set_backoff(u, apr_time_from_msec(20), apr_time_from_msec(20));
-    ck_assert_int_ne(call_by(u, "/api/v2/down", gc_upstream_deadline(apr_time_from_sec(5)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ne(call_by(u, "/api/v2/down", gc_upstream_deadline(apr_time_from_sec(5)), &r, &e),
+                     APR_SUCCESS);
     ck_assert_int_eq(e->attempts, 4);
     ck_assert_ptr_nonnull(strstr(e->message, "(gave up after 4 attempts)"));
     ck_assert_int_eq(lb_count(srv, "/api/v2/down"), 5);
@@ -1605,10 +1626,11 @@ START_TEST(test_deadline_cuts_attempt_timeout)
 
     script_token(TOKEN1, 86400);
     lb_add(srv, "/api/", &slow);
-    u = client();           /* request timeout 5 s */
+    u = client(); /* request timeout 5 s */
     start = apr_time_now();
-    ck_assert_int_ne(call_by(u, "/api/v2/slow", gc_upstream_deadline(apr_time_from_msec(400)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ne(
+        call_by(u, "/api/v2/slow", gc_upstream_deadline(apr_time_from_msec(400)), &r, &e),
+        APR_SUCCESS);
     ck_assert_int_ge(ms_since(start), 300);
     ck_assert_int_lt(ms_since(start), 1500);
     ck_assert_int_eq(e->kind, GC_ERR_TIMEOUT);
@@ -1650,8 +1672,8 @@ START_TEST(test_deadline_budget)
     u2 = client_with(b2, NULL);
     ck_assert_int_eq(call(u2, "GET", "/api/v2/x", &r, &e), APR_SUCCESS);
     start = apr_time_now();
-    ck_assert_int_eq(call_by(u2, "/api/v2/y", gc_upstream_deadline(apr_time_from_sec(2)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_eq(call_by(u2, "/api/v2/y", gc_upstream_deadline(apr_time_from_sec(2)), &r, &e),
+                     APR_SUCCESS);
     ck_assert_int_ge(ms_since(start), 200);
     ck_assert_int_eq(lb_count(srv, "/api/"), 3);
     free(mem);
@@ -1751,12 +1773,12 @@ START_TEST(test_deadline_waiting_for_token)
     lb_add_simple(srv, "/api/", 200, NULL, "{}");
     u = client();
     memset(&bg, 0, sizeof(bg));
-    bg.u = u;                                   /* background: no deadline */
+    bg.u = u; /* background: no deadline */
     ck_assert_int_eq(pthread_create(&th, NULL, thread_deadline_call, &bg), 0);
     ck_assert_int_eq(lb_wait_count(srv, "/oauth/token", 1, 5000), 1);
     start = apr_time_now();
-    ck_assert_int_ne(call_by(u, "/api/v2/x", gc_upstream_deadline(apr_time_from_msec(300)),
-                             &r, &e), APR_SUCCESS);
+    ck_assert_int_ne(call_by(u, "/api/v2/x", gc_upstream_deadline(apr_time_from_msec(300)), &r, &e),
+                     APR_SUCCESS);
     ck_assert_int_ge(ms_since(start), 250);
     ck_assert_int_lt(ms_since(start), 900);
     ck_assert_int_eq(e->kind, GC_ERR_TIMEOUT);

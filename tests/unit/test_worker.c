@@ -17,8 +17,14 @@
 
 static apr_pool_t *pool;
 
-static void setup(void) { apr_pool_create(&pool, NULL); }
-static void teardown(void) { apr_pool_destroy(pool); }
+static void setup(void)
+{
+    apr_pool_create(&pool, NULL);
+}
+static void teardown(void)
+{
+    apr_pool_destroy(pool);
+}
 
 #define MS(n) apr_time_from_msec(n)
 
@@ -37,9 +43,9 @@ static gc_worker_t *worker_new(const char *name)
 /* A worker that waits once for `wait`, recording how the wait ended and when. */
 typedef struct {
     apr_interval_time_t wait;
-    int pause;                          /* gc_worker_pause instead of _wait */
+    int pause; /* gc_worker_pause instead of _wait */
     _Atomic int waiting;
-    gc_worker_wait_e result, next;      /* next: an immediate gc_worker_wait after it */
+    gc_worker_wait_e result, next; /* next: an immediate gc_worker_wait after it */
     apr_time_t ended_at;
 } waiter_t;
 
@@ -62,7 +68,7 @@ static void wait_until_waiting(waiter_t *x)
         apr_sleep(1000);
     }
     ck_assert(atomic_load(&x->waiting));
-    apr_sleep(MS(20));                  /* inside the wait by now */
+    apr_sleep(MS(20)); /* inside the wait by now */
 }
 
 START_TEST(wait_times_out_at_until)
@@ -93,7 +99,7 @@ START_TEST(wake_ends_a_wait_at_once)
     ck_assert_int_eq(gc_worker_join(w, apr_time_from_sec(5)), APR_SUCCESS);
     ck_assert_int_eq(x.result, GC_WORKER_WOKEN);
     ck_assert_int_lt(x.ended_at - t0, MS(500));
-    ck_assert_int_eq(x.next, GC_WORKER_TIMEOUT);    /* one wake, consumed */
+    ck_assert_int_eq(x.next, GC_WORKER_TIMEOUT); /* one wake, consumed */
     ck_assert(!gc_worker_stopping(w));
     gc_worker_destroy(w);
 }
@@ -112,10 +118,9 @@ START_TEST(stop_ends_every_wait)
     ck_assert_int_eq(gc_worker_join(w, apr_time_from_sec(5)), APR_SUCCESS);
     ck_assert_int_eq(x.result, GC_WORKER_STOPPED);
     ck_assert_int_lt(x.ended_at - t0, MS(500));
-    ck_assert_int_eq(x.next, GC_WORKER_STOPPED);    /* and every later one */
+    ck_assert_int_eq(x.next, GC_WORKER_STOPPED); /* and every later one */
     ck_assert(gc_worker_stopping(w));
-    ck_assert_int_eq(gc_worker_pause(w, apr_time_now() + apr_time_from_sec(10)),
-                     GC_WORKER_STOPPED);
+    ck_assert_int_eq(gc_worker_pause(w, apr_time_now() + apr_time_from_sec(10)), GC_WORKER_STOPPED);
     gc_worker_destroy(w);
 }
 END_TEST
@@ -191,7 +196,7 @@ END_TEST
 static void stubborn_main(gc_worker_t *w, void *baton)
 {
     gc_worker_wait(w, apr_time_now() + apr_time_from_sec(10));
-    apr_sleep(MS(400));                 /* takes its time after the stop */
+    apr_sleep(MS(400)); /* takes its time after the stop */
 }
 
 START_TEST(join_is_bounded)
@@ -199,7 +204,7 @@ START_TEST(join_is_bounded)
     gc_worker_t *w = worker_new("stubborn");
     apr_time_t t0;
 
-    ck_assert_int_eq(gc_worker_join(w, 0), APR_SUCCESS);     /* never started */
+    ck_assert_int_eq(gc_worker_join(w, 0), APR_SUCCESS); /* never started */
     ck_assert_int_eq(gc_worker_start(w, stubborn_main, NULL, NULL), APR_SUCCESS);
     gc_worker_stop(w);
     t0 = apr_time_now();
@@ -207,7 +212,7 @@ START_TEST(join_is_bounded)
     ck_assert_int_ge(apr_time_now() - t0, MS(100));
     ck_assert_int_lt(apr_time_now() - t0, MS(350));
     ck_assert_int_eq(gc_worker_join(w, apr_time_from_sec(5)), APR_SUCCESS);
-    ck_assert_int_eq(gc_worker_join(w, 0), APR_SUCCESS);     /* joined already */
+    ck_assert_int_eq(gc_worker_join(w, 0), APR_SUCCESS); /* joined already */
     gc_worker_destroy(w);
 }
 END_TEST
@@ -230,7 +235,7 @@ START_TEST(random_is_uniform_and_per_worker)
     }
     ck_assert(sum / 10000 > 0.45 && sum / 10000 < 0.55);
     ck_assert(lo < 0.01 && hi > 0.99);
-    ck_assert_int_lt(same, 5);          /* seeded apart */
+    ck_assert_int_lt(same, 5); /* seeded apart */
     gc_worker_destroy(a);
     gc_worker_destroy(b);
 }
@@ -262,7 +267,7 @@ END_TEST
 
 typedef struct {
     const char *path;
-    int fail_opens;                     /* the first n opens fail */
+    int fail_opens; /* the first n opens fail */
     int opens, closes;
 } fake_db_t;
 
@@ -316,10 +321,10 @@ static void use_fake_db(gc_worker_t *w, fake_db_t *f, apr_interval_time_t min,
 }
 
 typedef struct {
-    int logged[4];                      /* gc_worker_db_failed of failures 1..4 */
-    apr_status_t eagain;                /* gc_worker_db during the backoff */
-    apr_interval_time_t backoff;        /* retry_at - now after the first failure */
-    int ended;                          /* gc_worker_db_ok */
+    int logged[4];               /* gc_worker_db_failed of failures 1..4 */
+    apr_status_t eagain;         /* gc_worker_db during the backoff */
+    apr_interval_time_t backoff; /* retry_at - now after the first failure */
+    int ended;                   /* gc_worker_db_ok */
     int reopened;
 } db_run_t;
 
@@ -351,7 +356,7 @@ static void db_main(gc_worker_t *w, void *baton)
     ck_assert_int_eq(gc_worker_db_failed(w), 1);
     ck_assert_ptr_null(gc_worker_store(w));
     gc_worker_db_ok(w);
-    ck_assert_int_eq(gc_worker_db(w, &s, &err), APR_SUCCESS);     /* open at the end */
+    ck_assert_int_eq(gc_worker_db(w, &s, &err), APR_SUCCESS); /* open at the end */
 }
 
 START_TEST(database_reconnects_with_backoff_and_throttled_logging)

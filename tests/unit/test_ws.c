@@ -38,106 +38,102 @@
 
 /* Self-signed test certificates (RSA 2048, valid until 2126, CA:TRUE).
  * A: CN=localhost, SAN DNS:localhost + IP:127.0.0.1.  B: SAN DNS:other.invalid. */
-static const char cert_a[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIDNzCCAh+gAwIBAgIUHcWomrHCUwe4gf2ChbhoxMesfF8wDQYJKoZIhvcNAQEL\n"
-    "BQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMTIwMTUzOVoYDzIxMjYx\n"
-    "MDI4MjAxNTM5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwggEiMA0GCSqGSIb3DQEB\n"
-    "AQUAA4IBDwAwggEKAoIBAQCcHPPbzLrkb9EpFqN9FdPaB12IJHuLW9geczNbD+TH\n"
-    "zOXQgPn0lniaZaCqJ0XddQebNpPo3LNCHfDLUe8xTf+rn81he9S/nN9cvP/hu9jJ\n"
-    "V/n06ZxVTW++yqbLIhgyQngqul0VhrQHNviTbW6NWLMdrhnYj1XkxBsp7zrFXZ/X\n"
-    "WMJwcebJfyFf8Ha0I+B1EY4TcbIfvCOQGn5GL8BphUYhZZZPtG5ZAfKpMvtRFaWv\n"
-    "5Uf4eFvceX1AqJHPQ4uPMqBm0+gZ5flLIyUl/ZkBH02ruOBd5WTLtkDVg8XyFgOp\n"
-    "OrnBx3F/4FvCfiTlZXVJtvKZHCfEuHPQVkLvRlaJq1ZLAgMBAAGjfzB9MB0GA1Ud\n"
-    "DgQWBBRB2/Hwpd8UiAoPmE/Dx6ckXrTHpTAfBgNVHSMEGDAWgBRB2/Hwpd8UiAoP\n"
-    "mE/Dx6ckXrTHpTAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwDwYDVR0TAQH/\n"
-    "BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAoQwDQYJKoZIhvcNAQELBQADggEBAGCp9rjM\n"
-    "jGTew5E4Q7nlCIyVg666QUaF1oDYNev2evXALpnyz+uXQA+/7Ltc3OB1wq4f9W/J\n"
-    "TEep+eB0Cfk5ED/XiXhHSiPCD+3wYpL0iP73nqmbOcQAFb2xpQMmy+g7EY+/4G1C\n"
-    "aYYlvjJeA7DUWfmyHNyn7ndBkNZXQ3LnuDdGu63i2AptpCJEbesXvm8oOa8kHgoA\n"
-    "KkKs0/wWvWVF7d1NsnSDLulWWGB0jX62o26K9HeIqR6IrPzwYhVZTZbQK7fOdatv\n"
-    "e5z6a/l2eYolsEZ0zs/081RzW524PFRjQhFh4h94wsgtLTiGB3l+LdFX1XkfsMBi\n"
-    "oc7eLtPP2TVA3Ns=\n"
-    "-----END CERTIFICATE-----\n";
-static const char key_a[] =
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCcHPPbzLrkb9Ep\n"
-    "FqN9FdPaB12IJHuLW9geczNbD+THzOXQgPn0lniaZaCqJ0XddQebNpPo3LNCHfDL\n"
-    "Ue8xTf+rn81he9S/nN9cvP/hu9jJV/n06ZxVTW++yqbLIhgyQngqul0VhrQHNviT\n"
-    "bW6NWLMdrhnYj1XkxBsp7zrFXZ/XWMJwcebJfyFf8Ha0I+B1EY4TcbIfvCOQGn5G\n"
-    "L8BphUYhZZZPtG5ZAfKpMvtRFaWv5Uf4eFvceX1AqJHPQ4uPMqBm0+gZ5flLIyUl\n"
-    "/ZkBH02ruOBd5WTLtkDVg8XyFgOpOrnBx3F/4FvCfiTlZXVJtvKZHCfEuHPQVkLv\n"
-    "RlaJq1ZLAgMBAAECggEAKbUefXmb8M3i3oxaz19Wgyh2l5nPm/LEsZXrgYekgrC+\n"
-    "MU9T+EF/JRjDrNHjO4A5sQEK0SqthZuEKn3QXqbNCKgf8cxokWyyzA7+eet6xogH\n"
-    "kqQbDTssAJgZqamJN1xEyH2Twt2DGW5ZSOHyqDarW+GYrB/XPdAaxcBRPkt+GcUF\n"
-    "E4+mprh4V6Uxo6zLxSakvcVmUaci7R86zNu9pMAQ8porG/3fGhYyQQwBoWcmxs93\n"
-    "aqsEs3ef/ajg02V/Pga0ki10uBuXRRlFqroT5RptrER8Eb6gB6MpcSSp+Yl65qLD\n"
-    "dAUdm19xLHub2dp8ccdkhSCSw29kBKhDsiYxroHamQKBgQDIoPa7XCxcgxAQPauc\n"
-    "xFNJl41CsFsZ2igpxt8B63vAPd9YJ/bxjUZFBtxRyqWNB9iD3eJ9e+CMfRveQHFw\n"
-    "6EQ/DEaSozltIzkiS0DE5tMV9cDxzofjzuJTREE0Sd5umYqKCJKjN5bHa2TeI3Yu\n"
-    "VIVNTBnO4WX3o7c+eZw2+JQqTwKBgQDHMtIPN7TF4nQ3BPXPEtvrq2xdq3NGyzBP\n"
-    "Ufe1jTuTRZnH3lt+7l20KotgNY6yD6Lvf0Y1MKZ1UGzkvTVmpQf81fBR40ZPwsl3\n"
-    "1mYd2UIw26UGjMCnCti8tsptEoFphKHfAPkC2j+ojDDib44Dek5uIMO2VLxGv48A\n"
-    "kHstdgxhRQKBgCf7C7AimiSFaboS0BQZe496yAe2JTFtq/tHSkGTr8GLkup6bFeO\n"
-    "k6ZFy7nw7DTCj38XxH7FJOZaOCd+KB0b7B20UIwAQv1gu439+RZD+WSy6JRHWAUp\n"
-    "wSheva+x2MWpi1YehzpHZaCv4hXycyagaUASHkJ/4FYNJgMpMNwzhTM5AoGAQddc\n"
-    "c0c4a0gEncL39LAJHQaWVQe8nKPAnhc7xzidfno88EFhAL2NH2YIl45cUiK0+nCZ\n"
-    "Ji+kdZZVx+16XykhUMLuIkL7FJYPvZqSOj97j2aqT1Xqv8voA8hvdEnvmI8MageK\n"
-    "RxUYgX+FEPNKf3/HuML/rZ6odMIQZGFdNZOVV/kCgYBtY3t6dbVYycF+tZeN+rHN\n"
-    "5gv2PUkWK8+E+mUj1MnBAJhw5qd7YLAGtxz69kRTAQl5oQeR966/kXQAfelPY+rS\n"
-    "Hw1SWivc+q2TwFvByqoaiFEuTAz+DE+F1vhvFRR4SbZYKHR0pkQlv82o+HLhTKmU\n"
-    "CEvU5pDNa+v/7m1/KuMA8A==\n"
-    "-----END PRIVATE KEY-----\n";
-static const char cert_b[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIDPTCCAiWgAwIBAgIUWPbcTw6Xl6AqPhEVxhq4BA3ZGp0wDQYJKoZIhvcNAQEL\n"
-    "BQAwGDEWMBQGA1UEAwwNb3RoZXIuaW52YWxpZDAgFw0yNjExMjEyMDE1MzlaGA8y\n"
-    "MTI2MTAyODIwMTUzOVowGDEWMBQGA1UEAwwNb3RoZXIuaW52YWxpZDCCASIwDQYJ\n"
-    "KoZIhvcNAQEBBQADggEPADCCAQoCggEBAMgAd+iSVf1L7eZ6NSUlSNnPKHXazAMe\n"
-    "t1Qj/Rh6URtr9HofzWoDK8woyPmR3UgRFGx6cy5LHd4G/duwquKzYKIAUAeARzHU\n"
-    "G/Y8u7PZxAy5iw5bpsKTXBb7CyEZF7PlNfchKB0Tfn7yvNPyuujzfL9VN2gCR2Xm\n"
-    "llMfeUpE1nvAJqvX5NUTUSStGUyZetXIaqB6ULlEzobkOLki9GKux5iDfbCM6DZS\n"
-    "Qd/mVPi833RqxSJn8V28W5i4M4vuGy6Gl9xtT7AtlOlO29c+Qk3Pr3UsOjowatf3\n"
-    "P+v0GFB6pkAZPkLv+f49WckKmQcRQ9h8XelXKYQnnG5fA0tDb+ejpKsCAwEAAaN9\n"
-    "MHswHQYDVR0OBBYEFKRvY5KMnysE2PdellaPjoNQ0zWsMB8GA1UdIwQYMBaAFKRv\n"
-    "Y5KMnysE2PdellaPjoNQ0zWsMBgGA1UdEQQRMA+CDW90aGVyLmludmFsaWQwDwYD\n"
-    "VR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAoQwDQYJKoZIhvcNAQELBQADggEB\n"
-    "AFBTbKu+GF0VoYEeDXz+ry9ManuWOcgqPCm1hKweIJnkMjmX/cRpM/lUhT3fk0XW\n"
-    "Xhvn61+kFHfYlSv11nBLls0XpX4t7hGmVjGk1pGGYykaogH2w4K3vazzmn0siUiC\n"
-    "6NbErMZj3Loefthb2QvK0VsZWAnA8O6x19aDmEPpEpP4bJLq/z+59jfW+MF8GVA6\n"
-    "j5Pu80f8VAZy5ZQOFgzgDSt4sNpFn6hL0+Y+6521emwnAXVgECUljT2Hp2CnHamc\n"
-    "Kyz/b4ge7iRUySAqmXwsykTYLxv+5q8oQ+l7kGbs6u4vAY6NdRCyUMSQ3iGK8tnn\n"
-    "0DI1sLETOUzodA4raT4kBJU=\n"
-    "-----END CERTIFICATE-----\n";
-static const char key_b[] =
-    "-----BEGIN PRIVATE KEY-----\n"
-    "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDIAHfoklX9S+3m\n"
-    "ejUlJUjZzyh12swDHrdUI/0YelEba/R6H81qAyvMKMj5kd1IERRsenMuSx3eBv3b\n"
-    "sKris2CiAFAHgEcx1Bv2PLuz2cQMuYsOW6bCk1wW+wshGRez5TX3ISgdE35+8rzT\n"
-    "8rro83y/VTdoAkdl5pZTH3lKRNZ7wCar1+TVE1EkrRlMmXrVyGqgelC5RM6G5Di5\n"
-    "IvRirseYg32wjOg2UkHf5lT4vN90asUiZ/FdvFuYuDOL7hsuhpfcbU+wLZTpTtvX\n"
-    "PkJNz691LDo6MGrX9z/r9BhQeqZAGT5C7/n+PVnJCpkHEUPYfF3pVymEJ5xuXwNL\n"
-    "Q2/no6SrAgMBAAECggEADRiOwXSEW4O5x6vJe0dJazQX3T1SIRz4elkPudpK7kwJ\n"
-    "PZsdS1HhPJfDe45tpv1LUSqxcqup5uYEgGEKLeVhMF2erLPdglzcgEKlmpcc5PJo\n"
-    "5KwWq5eUYgLWzZ63GrX2OY2uJgoNPRXHsuv3CWLlw7q6Poq+2+RkUOJ3Ac7atoHJ\n"
-    "84iAGfN2Vae6o+HWSH7LF9/7oSoMcqNmgW5terZOjEOmM3KYD25Rm59d8gyCHyuM\n"
-    "FgF6Wob9z0sawOXHk3rmV/Owt0iJXw9hCXyxy1jlmqmMUWS2KaCcZ0WUEKegKlqL\n"
-    "Whloouh8iwnpB0WViU37Wz29gopShKd5oztZOaS1lQKBgQDpzpJ6A9P5HX1U5P4s\n"
-    "emoIgPSRTvwBSVJH62Y09eyXZD34NGmHz0WNPdOwVebL2jX7ZIeeg5wucYPI1A7E\n"
-    "KdOC3HU2ul1l8eqsXkpRP94jVfBUA28WafE1gZ3c5YtyXkh1V6MQP3ZXPu/MAVg7\n"
-    "ra4XpUS4zAQJNIRc/I8uf7JA9wKBgQDa/HGvg4Af7UrSQAbLquEJIX4U6q0qYa0+\n"
-    "DL5Yi+G2cuj8WtUxBchO41ZoZRn3ZHz62l0sWyJYe12yG6Nw+haXk6+u+kjEm0xL\n"
-    "JhJOswXjB9uZM7eK/pIWF0wfzqAZILdAfX0ha7exelu/9v451k1zWKQ3tSX2u5+P\n"
-    "r4UeQ26A7QKBgC5mTm9kfxa7IXpNj5uoF47keKS1thFTSb74Gmp8O523yQyO6jqH\n"
-    "idgD4xTll03xWjEvvDJbEA2vfWXHn76SRmV79s8LoSlwHxBiDgGd2SnODkm9/LfI\n"
-    "ApSJyphh/ZCO4XZYFAZPcd7SoKgtxCLjzt7mb4L1CgABqhsCDDBAK1H1AoGBAIm1\n"
-    "qNRj0KXDNoMjSmK3sc5pJn2G2qDFTgmwP981EBsJBiT0Bg9PAJlDc2ow8fRWWBX0\n"
-    "ThV/tgiIg/JmWRDJ5H0rnZZexHYG5yJ27ZpaEECmB12/XRPmZP3JZtC1wo4qubKv\n"
-    "d4oV0C2msZ31eAftEUWRH6v8mcQgVwYnrYHLi+k9AoGBAL/Z8jwP4BnlrY/5ChdC\n"
-    "v+sSYGaL1Dpj188EtYp1RPZmfgtc+xN5TWylvnvl9tNU3WQomlM2pUmaSVtww7c2\n"
-    "dsCi8PlAvVJCQ+SMSisKMrnkWuq1JfI6nIkx4f7Ldyay7ppJ8ZrA/l0cQYq2vTP7\n"
-    "y0hg46kzv+SGwciQjGxb3qkt\n"
-    "-----END PRIVATE KEY-----\n";
+static const char cert_a[] = "-----BEGIN CERTIFICATE-----\n"
+                             "MIIDNzCCAh+gAwIBAgIUHcWomrHCUwe4gf2ChbhoxMesfF8wDQYJKoZIhvcNAQEL\n"
+                             "BQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMTIwMTUzOVoYDzIxMjYx\n"
+                             "MDI4MjAxNTM5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwggEiMA0GCSqGSIb3DQEB\n"
+                             "AQUAA4IBDwAwggEKAoIBAQCcHPPbzLrkb9EpFqN9FdPaB12IJHuLW9geczNbD+TH\n"
+                             "zOXQgPn0lniaZaCqJ0XddQebNpPo3LNCHfDLUe8xTf+rn81he9S/nN9cvP/hu9jJ\n"
+                             "V/n06ZxVTW++yqbLIhgyQngqul0VhrQHNviTbW6NWLMdrhnYj1XkxBsp7zrFXZ/X\n"
+                             "WMJwcebJfyFf8Ha0I+B1EY4TcbIfvCOQGn5GL8BphUYhZZZPtG5ZAfKpMvtRFaWv\n"
+                             "5Uf4eFvceX1AqJHPQ4uPMqBm0+gZ5flLIyUl/ZkBH02ruOBd5WTLtkDVg8XyFgOp\n"
+                             "OrnBx3F/4FvCfiTlZXVJtvKZHCfEuHPQVkLvRlaJq1ZLAgMBAAGjfzB9MB0GA1Ud\n"
+                             "DgQWBBRB2/Hwpd8UiAoPmE/Dx6ckXrTHpTAfBgNVHSMEGDAWgBRB2/Hwpd8UiAoP\n"
+                             "mE/Dx6ckXrTHpTAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwDwYDVR0TAQH/\n"
+                             "BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAoQwDQYJKoZIhvcNAQELBQADggEBAGCp9rjM\n"
+                             "jGTew5E4Q7nlCIyVg666QUaF1oDYNev2evXALpnyz+uXQA+/7Ltc3OB1wq4f9W/J\n"
+                             "TEep+eB0Cfk5ED/XiXhHSiPCD+3wYpL0iP73nqmbOcQAFb2xpQMmy+g7EY+/4G1C\n"
+                             "aYYlvjJeA7DUWfmyHNyn7ndBkNZXQ3LnuDdGu63i2AptpCJEbesXvm8oOa8kHgoA\n"
+                             "KkKs0/wWvWVF7d1NsnSDLulWWGB0jX62o26K9HeIqR6IrPzwYhVZTZbQK7fOdatv\n"
+                             "e5z6a/l2eYolsEZ0zs/081RzW524PFRjQhFh4h94wsgtLTiGB3l+LdFX1XkfsMBi\n"
+                             "oc7eLtPP2TVA3Ns=\n"
+                             "-----END CERTIFICATE-----\n";
+static const char key_a[] = "-----BEGIN PRIVATE KEY-----\n"
+                            "MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCcHPPbzLrkb9Ep\n"
+                            "FqN9FdPaB12IJHuLW9geczNbD+THzOXQgPn0lniaZaCqJ0XddQebNpPo3LNCHfDL\n"
+                            "Ue8xTf+rn81he9S/nN9cvP/hu9jJV/n06ZxVTW++yqbLIhgyQngqul0VhrQHNviT\n"
+                            "bW6NWLMdrhnYj1XkxBsp7zrFXZ/XWMJwcebJfyFf8Ha0I+B1EY4TcbIfvCOQGn5G\n"
+                            "L8BphUYhZZZPtG5ZAfKpMvtRFaWv5Uf4eFvceX1AqJHPQ4uPMqBm0+gZ5flLIyUl\n"
+                            "/ZkBH02ruOBd5WTLtkDVg8XyFgOpOrnBx3F/4FvCfiTlZXVJtvKZHCfEuHPQVkLv\n"
+                            "RlaJq1ZLAgMBAAECggEAKbUefXmb8M3i3oxaz19Wgyh2l5nPm/LEsZXrgYekgrC+\n"
+                            "MU9T+EF/JRjDrNHjO4A5sQEK0SqthZuEKn3QXqbNCKgf8cxokWyyzA7+eet6xogH\n"
+                            "kqQbDTssAJgZqamJN1xEyH2Twt2DGW5ZSOHyqDarW+GYrB/XPdAaxcBRPkt+GcUF\n"
+                            "E4+mprh4V6Uxo6zLxSakvcVmUaci7R86zNu9pMAQ8porG/3fGhYyQQwBoWcmxs93\n"
+                            "aqsEs3ef/ajg02V/Pga0ki10uBuXRRlFqroT5RptrER8Eb6gB6MpcSSp+Yl65qLD\n"
+                            "dAUdm19xLHub2dp8ccdkhSCSw29kBKhDsiYxroHamQKBgQDIoPa7XCxcgxAQPauc\n"
+                            "xFNJl41CsFsZ2igpxt8B63vAPd9YJ/bxjUZFBtxRyqWNB9iD3eJ9e+CMfRveQHFw\n"
+                            "6EQ/DEaSozltIzkiS0DE5tMV9cDxzofjzuJTREE0Sd5umYqKCJKjN5bHa2TeI3Yu\n"
+                            "VIVNTBnO4WX3o7c+eZw2+JQqTwKBgQDHMtIPN7TF4nQ3BPXPEtvrq2xdq3NGyzBP\n"
+                            "Ufe1jTuTRZnH3lt+7l20KotgNY6yD6Lvf0Y1MKZ1UGzkvTVmpQf81fBR40ZPwsl3\n"
+                            "1mYd2UIw26UGjMCnCti8tsptEoFphKHfAPkC2j+ojDDib44Dek5uIMO2VLxGv48A\n"
+                            "kHstdgxhRQKBgCf7C7AimiSFaboS0BQZe496yAe2JTFtq/tHSkGTr8GLkup6bFeO\n"
+                            "k6ZFy7nw7DTCj38XxH7FJOZaOCd+KB0b7B20UIwAQv1gu439+RZD+WSy6JRHWAUp\n"
+                            "wSheva+x2MWpi1YehzpHZaCv4hXycyagaUASHkJ/4FYNJgMpMNwzhTM5AoGAQddc\n"
+                            "c0c4a0gEncL39LAJHQaWVQe8nKPAnhc7xzidfno88EFhAL2NH2YIl45cUiK0+nCZ\n"
+                            "Ji+kdZZVx+16XykhUMLuIkL7FJYPvZqSOj97j2aqT1Xqv8voA8hvdEnvmI8MageK\n"
+                            "RxUYgX+FEPNKf3/HuML/rZ6odMIQZGFdNZOVV/kCgYBtY3t6dbVYycF+tZeN+rHN\n"
+                            "5gv2PUkWK8+E+mUj1MnBAJhw5qd7YLAGtxz69kRTAQl5oQeR966/kXQAfelPY+rS\n"
+                            "Hw1SWivc+q2TwFvByqoaiFEuTAz+DE+F1vhvFRR4SbZYKHR0pkQlv82o+HLhTKmU\n"
+                            "CEvU5pDNa+v/7m1/KuMA8A==\n"
+                            "-----END PRIVATE KEY-----\n";
+static const char cert_b[] = "-----BEGIN CERTIFICATE-----\n"
+                             "MIIDPTCCAiWgAwIBAgIUWPbcTw6Xl6AqPhEVxhq4BA3ZGp0wDQYJKoZIhvcNAQEL\n"
+                             "BQAwGDEWMBQGA1UEAwwNb3RoZXIuaW52YWxpZDAgFw0yNjExMjEyMDE1MzlaGA8y\n"
+                             "MTI2MTAyODIwMTUzOVowGDEWMBQGA1UEAwwNb3RoZXIuaW52YWxpZDCCASIwDQYJ\n"
+                             "KoZIhvcNAQEBBQADggEPADCCAQoCggEBAMgAd+iSVf1L7eZ6NSUlSNnPKHXazAMe\n"
+                             "t1Qj/Rh6URtr9HofzWoDK8woyPmR3UgRFGx6cy5LHd4G/duwquKzYKIAUAeARzHU\n"
+                             "G/Y8u7PZxAy5iw5bpsKTXBb7CyEZF7PlNfchKB0Tfn7yvNPyuujzfL9VN2gCR2Xm\n"
+                             "llMfeUpE1nvAJqvX5NUTUSStGUyZetXIaqB6ULlEzobkOLki9GKux5iDfbCM6DZS\n"
+                             "Qd/mVPi833RqxSJn8V28W5i4M4vuGy6Gl9xtT7AtlOlO29c+Qk3Pr3UsOjowatf3\n"
+                             "P+v0GFB6pkAZPkLv+f49WckKmQcRQ9h8XelXKYQnnG5fA0tDb+ejpKsCAwEAAaN9\n"
+                             "MHswHQYDVR0OBBYEFKRvY5KMnysE2PdellaPjoNQ0zWsMB8GA1UdIwQYMBaAFKRv\n"
+                             "Y5KMnysE2PdellaPjoNQ0zWsMBgGA1UdEQQRMA+CDW90aGVyLmludmFsaWQwDwYD\n"
+                             "VR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAoQwDQYJKoZIhvcNAQELBQADggEB\n"
+                             "AFBTbKu+GF0VoYEeDXz+ry9ManuWOcgqPCm1hKweIJnkMjmX/cRpM/lUhT3fk0XW\n"
+                             "Xhvn61+kFHfYlSv11nBLls0XpX4t7hGmVjGk1pGGYykaogH2w4K3vazzmn0siUiC\n"
+                             "6NbErMZj3Loefthb2QvK0VsZWAnA8O6x19aDmEPpEpP4bJLq/z+59jfW+MF8GVA6\n"
+                             "j5Pu80f8VAZy5ZQOFgzgDSt4sNpFn6hL0+Y+6521emwnAXVgECUljT2Hp2CnHamc\n"
+                             "Kyz/b4ge7iRUySAqmXwsykTYLxv+5q8oQ+l7kGbs6u4vAY6NdRCyUMSQ3iGK8tnn\n"
+                             "0DI1sLETOUzodA4raT4kBJU=\n"
+                             "-----END CERTIFICATE-----\n";
+static const char key_b[] = "-----BEGIN PRIVATE KEY-----\n"
+                            "MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDIAHfoklX9S+3m\n"
+                            "ejUlJUjZzyh12swDHrdUI/0YelEba/R6H81qAyvMKMj5kd1IERRsenMuSx3eBv3b\n"
+                            "sKris2CiAFAHgEcx1Bv2PLuz2cQMuYsOW6bCk1wW+wshGRez5TX3ISgdE35+8rzT\n"
+                            "8rro83y/VTdoAkdl5pZTH3lKRNZ7wCar1+TVE1EkrRlMmXrVyGqgelC5RM6G5Di5\n"
+                            "IvRirseYg32wjOg2UkHf5lT4vN90asUiZ/FdvFuYuDOL7hsuhpfcbU+wLZTpTtvX\n"
+                            "PkJNz691LDo6MGrX9z/r9BhQeqZAGT5C7/n+PVnJCpkHEUPYfF3pVymEJ5xuXwNL\n"
+                            "Q2/no6SrAgMBAAECggEADRiOwXSEW4O5x6vJe0dJazQX3T1SIRz4elkPudpK7kwJ\n"
+                            "PZsdS1HhPJfDe45tpv1LUSqxcqup5uYEgGEKLeVhMF2erLPdglzcgEKlmpcc5PJo\n"
+                            "5KwWq5eUYgLWzZ63GrX2OY2uJgoNPRXHsuv3CWLlw7q6Poq+2+RkUOJ3Ac7atoHJ\n"
+                            "84iAGfN2Vae6o+HWSH7LF9/7oSoMcqNmgW5terZOjEOmM3KYD25Rm59d8gyCHyuM\n"
+                            "FgF6Wob9z0sawOXHk3rmV/Owt0iJXw9hCXyxy1jlmqmMUWS2KaCcZ0WUEKegKlqL\n"
+                            "Whloouh8iwnpB0WViU37Wz29gopShKd5oztZOaS1lQKBgQDpzpJ6A9P5HX1U5P4s\n"
+                            "emoIgPSRTvwBSVJH62Y09eyXZD34NGmHz0WNPdOwVebL2jX7ZIeeg5wucYPI1A7E\n"
+                            "KdOC3HU2ul1l8eqsXkpRP94jVfBUA28WafE1gZ3c5YtyXkh1V6MQP3ZXPu/MAVg7\n"
+                            "ra4XpUS4zAQJNIRc/I8uf7JA9wKBgQDa/HGvg4Af7UrSQAbLquEJIX4U6q0qYa0+\n"
+                            "DL5Yi+G2cuj8WtUxBchO41ZoZRn3ZHz62l0sWyJYe12yG6Nw+haXk6+u+kjEm0xL\n"
+                            "JhJOswXjB9uZM7eK/pIWF0wfzqAZILdAfX0ha7exelu/9v451k1zWKQ3tSX2u5+P\n"
+                            "r4UeQ26A7QKBgC5mTm9kfxa7IXpNj5uoF47keKS1thFTSb74Gmp8O523yQyO6jqH\n"
+                            "idgD4xTll03xWjEvvDJbEA2vfWXHn76SRmV79s8LoSlwHxBiDgGd2SnODkm9/LfI\n"
+                            "ApSJyphh/ZCO4XZYFAZPcd7SoKgtxCLjzt7mb4L1CgABqhsCDDBAK1H1AoGBAIm1\n"
+                            "qNRj0KXDNoMjSmK3sc5pJn2G2qDFTgmwP981EBsJBiT0Bg9PAJlDc2ow8fRWWBX0\n"
+                            "ThV/tgiIg/JmWRDJ5H0rnZZexHYG5yJ27ZpaEECmB12/XRPmZP3JZtC1wo4qubKv\n"
+                            "d4oV0C2msZ31eAftEUWRH6v8mcQgVwYnrYHLi+k9AoGBAL/Z8jwP4BnlrY/5ChdC\n"
+                            "v+sSYGaL1Dpj188EtYp1RPZmfgtc+xN5TWylvnvl9tNU3WQomlM2pUmaSVtww7c2\n"
+                            "dsCi8PlAvVJCQ+SMSisKMrnkWuq1JfI6nIkx4f7Ldyay7ppJ8ZrA/l0cQYq2vTP7\n"
+                            "y0hg46kzv+SGwciQjGxb3qkt\n"
+                            "-----END PRIVATE KEY-----\n";
 
 #define MAX_REC 16
 
@@ -146,14 +142,14 @@ static const char key_b[] =
 
 typedef struct frame {
     struct frame *next;
-    int flags;                        /* LWS_WRITE_* */
+    int flags; /* LWS_WRITE_* */
     size_t len;
-    unsigned char buf[];              /* LWS_PRE + len */
+    unsigned char buf[]; /* LWS_PRE + len */
 } frame_t;
 
 typedef struct {
     frame_t *head, *tail;
-    int close_after;                  /* close (1000 "bye") once frames are out */
+    int close_after; /* close (1000 "bye") once frames are out */
     int echo;
     char *rx;
     size_t rx_len;
@@ -165,8 +161,8 @@ typedef struct {
     pthread_cond_t cv;
     atomic_int stop;
     int ready, failed;
-    const char *cert, *key;           /* file paths for TLS, or NULL */
-    int notify_fd;                    /* TLS peer process: report events here */
+    const char *cert, *key; /* file paths for TLS, or NULL */
+    int notify_fd;          /* TLS peer process: report events here */
     struct lws_context *ctx;
     struct lws_protocols protocols[2];
     int port;
@@ -226,8 +222,8 @@ static void srv_established(srv_t *s, sess_t *ss, struct lws *wsi)
     lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
     /* query arguments are kept as separate (URL-decoded) fragments */
     for (af = 0, an = 0; an < (int)sizeof(args) - 2; af++) {
-        int k = lws_hdr_copy_fragment(wsi, args + an + (an ? 1 : 0),
-                                      (int)sizeof(args) - an - 1, WSI_TOKEN_HTTP_URI_ARGS, af);
+        int k = lws_hdr_copy_fragment(wsi, args + an + (an ? 1 : 0), (int)sizeof(args) - an - 1,
+                                      WSI_TOKEN_HTTP_URI_ARGS, af);
 
         if (k < 0) {
             break;
@@ -291,16 +287,14 @@ static void srv_established(srv_t *s, sess_t *ss, struct lws *wsi)
     }
 }
 
-static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                        void *in, size_t len)
+static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len)
 {
     srv_t *s = lws_context_user(lws_get_context(wsi));
     sess_t *ss = user;
 
     switch (reason) {
-    case LWS_CALLBACK_ESTABLISHED:
-        srv_established(s, ss, wsi);
-        return 0;
+    case LWS_CALLBACK_ESTABLISHED: srv_established(s, ss, wsi); return 0;
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (ss->head) {
@@ -370,8 +364,7 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         pthread_mutex_unlock(&s->mu);
         return 0;
 
-    default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    default: return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
 }
 
@@ -393,8 +386,8 @@ static void *srv_main(void *arg)
     info.fd_limit_per_thread = 64;
     info.user = s;
     if (s->cert) {
-        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
-                        | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+        info.options |=
+            LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
         info.ssl_cert_filepath = s->cert;
         info.ssl_private_key_filepath = s->key;
     }
@@ -509,11 +502,11 @@ typedef struct {
     char *msgs[MAX_REC];
     size_t lens[MAX_REC];
     gc_ws_conn_t *conn;
-    int close_on_open;                /* call gc_ws_close from on_open */
+    int close_on_open; /* call gc_ws_close from on_open */
 } rec_t;
 
 typedef struct {
-    int opens, messages, closes;      /* over all connections */
+    int opens, messages, closes; /* over all connections */
 } totals_t;
 
 static apr_pool_t *pool;
@@ -596,8 +589,7 @@ static void cb_message(void *baton, gc_ws_conn_t *c, void *conn_baton, const cha
     r->messages++;
 }
 
-static void cb_close(void *baton, gc_ws_conn_t *c, void *conn_baton, int error,
-                     const char *reason)
+static void cb_close(void *baton, gc_ws_conn_t *c, void *conn_baton, int error, const char *reason)
 {
     rec_t *r = conn_baton;
 
@@ -722,7 +714,7 @@ static void teardown(void)
 {
     srv_stop(srv);
     srv = NULL;
-    apr_pool_destroy(pool);              /* destroys a client not destroyed by the test */
+    apr_pool_destroy(pool); /* destroys a client not destroyed by the test */
     pool = NULL;
     gc_log_set(NULL, NULL, NULL);
 }
@@ -736,7 +728,7 @@ START_TEST(test_connect_open)
     rec_t r = { 0 };
 
     connect_rec(ws, url(srv, "ws", "/silent/p?a=1&b=two"), &r);
-    ck_assert_int_eq(r.opens, 0);      /* never from inside gc_ws_connect */
+    ck_assert_int_eq(r.opens, 0); /* never from inside gc_ws_connect */
     ck_assert(drive(ws, c_opened, &r, 3000));
     ck_assert_int_eq(r.opens, 1);
     ck_assert_int_eq(r.closes, 0);
@@ -749,7 +741,7 @@ START_TEST(test_connect_open)
     ck_assert_str_eq(srv->origin[0], apr_psprintf(pool, "http://127.0.0.1:%d", srv->port));
     pthread_mutex_unlock(&srv->mu);
     gc_ws_destroy(ws);
-    ck_assert_int_eq(r.closes, 0);     /* no callbacks during destroy */
+    ck_assert_int_eq(r.closes, 0); /* no callbacks during destroy */
 }
 END_TEST
 
@@ -758,9 +750,9 @@ START_TEST(test_url_forms)
     gc_ws_t *ws = client(1 << 20, NULL);
     rec_t r1 = { 0 }, r2 = { 0 };
     static const char *const bad[] = {
-        "http://127.0.0.1/", "wss:/x", "ws://", "ws:///path", "ws://host:0/", "ws://host:65536/",
-        "ws://host:12a/", "ws://host:/", "ws://[::1/", "ws://[::1]x/", "ws://user@host/",
-        "ws://ho st/", "ws://host/\n", "", "ws:host",
+        "http://127.0.0.1/", "wss:/x",         "ws://",        "ws:///path", "ws://host:0/",
+        "ws://host:65536/",  "ws://host:12a/", "ws://host:/",  "ws://[::1/", "ws://[::1]x/",
+        "ws://user@host/",   "ws://ho st/",    "ws://host/\n", "",           "ws:host",
     };
     size_t i;
 
@@ -859,7 +851,7 @@ START_TEST(test_message_too_big)
     ck_assert_int_eq(r.closes, 1);
     ck_assert_int_eq(r.close_error, 1);
     ck_assert_str_eq(r.close_reason, "message too big");
-    ck_assert_int_eq(r.messages, 0);   /* neither the big one nor "after" */
+    ck_assert_int_eq(r.messages, 0); /* neither the big one nor "after" */
     ck_assert(srv_wait(srv, &srv->nclose_codes, 1, 2000));
     ck_assert_int_eq(srv_get(srv, &srv->close_codes[0]), 1009);
     ck_assert_int_ge(log_count("GCM504"), 1);
@@ -952,13 +944,13 @@ START_TEST(test_client_close)
     ck_assert_int_eq(gc_ws_send(r.conn, "last"), 0);
     gc_ws_close(r.conn);
     ck_assert_int_eq(gc_ws_send(r.conn, "too late"), -1);
-    gc_ws_close(r.conn);               /* twice is harmless */
-    ck_assert_int_eq(r.closes, 0);     /* on_close follows, not from inside */
+    gc_ws_close(r.conn);           /* twice is harmless */
+    ck_assert_int_eq(r.closes, 0); /* on_close follows, not from inside */
     ck_assert(drive(ws, c_closed, &r, 3000));
     ck_assert_int_eq(r.close_error, 0);
     ck_assert(srv_wait(srv, &srv->nclose_codes, 1, 2000));
     ck_assert_int_eq(srv_get(srv, &srv->close_codes[0]), 1000);
-    ck_assert_int_eq(srv_get(srv, &srv->nmsgs), 1);   /* flushed before closing */
+    ck_assert_int_eq(srv_get(srv, &srv->nmsgs), 1); /* flushed before closing */
     drive(ws, c_never, NULL, 200);
     ck_assert_int_eq(r.closes, 1);
 }
@@ -999,7 +991,7 @@ static int free_port(void)
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
     port = ntohs(sa.sin_port);
-    close(fd);                         /* bound, never listening: refused */
+    close(fd); /* bound, never listening: refused */
     return port;
 }
 
@@ -1016,7 +1008,7 @@ START_TEST(test_connection_refused)
     ck_assert_int_eq(r.close_error, 1);
     ck_assert_int_eq(r.opens, 0);
     ck_assert_ptr_nonnull(strstr(r.close_reason, "connect"));
-    drive(ws, c_never, NULL, 300);     /* not retried, not reported twice */
+    drive(ws, c_never, NULL, 300); /* not retried, not reported twice */
     ck_assert_int_eq(r.closes, 1);
 }
 END_TEST
@@ -1031,7 +1023,7 @@ static void *waker_main(void *arg)
     waker_t *w = arg;
     struct timespec ts = { 0, 150 * 1000000L };
 
-    nanosleep(&ts, NULL);              /* the stimulus, not synchronisation */
+    nanosleep(&ts, NULL); /* the stimulus, not synchronisation */
     w->woke_at = apr_time_now();
     gc_ws_wake(w->ws);
     return NULL;
@@ -1066,7 +1058,7 @@ START_TEST(test_wake_before_service_not_lost)
     gc_ws_t *ws = client(1 << 20, NULL);
     apr_time_t t0;
 
-    gc_ws_service(ws, 0);              /* settle start-up work */
+    gc_ws_service(ws, 0); /* settle start-up work */
     gc_ws_wake(ws);
     t0 = apr_time_now();
     gc_ws_service(ws, 5000);
@@ -1134,7 +1126,7 @@ START_TEST(test_destroy_with_open_connections)
     ck_assert(drive(ws, c_opened, &a, 3000));
     ck_assert(drive(ws, c_opened, &b, 3000));
     ck_assert_int_eq(gc_ws_send(a.conn, "queued, maybe never sent"), 0);
-    connect_rec(ws, url(srv, "ws", "/silent"), &c);   /* still pending */
+    connect_rec(ws, url(srv, "ws", "/silent"), &c); /* still pending */
     t0 = apr_time_now();
     gc_ws_destroy(ws);
     ck_assert_int_lt(apr_time_as_msec(apr_time_now() - t0), 500);
@@ -1142,8 +1134,8 @@ START_TEST(test_destroy_with_open_connections)
     ck_assert_int_eq(a.closes + b.closes + c.closes, 0);
     /* the sockets are really gone: the server sees both close */
     ck_assert(srv_wait(srv, &srv->closed, 2, 3000));
-    gc_ws_destroy(ws);                 /* idempotent */
-    gc_ws_service(ws, 10);             /* harmless no-op after destroy */
+    gc_ws_destroy(ws);     /* idempotent */
+    gc_ws_service(ws, 10); /* harmless no-op after destroy */
     gc_ws_wake(ws);
     ck_assert_int_eq(totals.opens + totals.closes + totals.messages, 2);
 }
@@ -1172,8 +1164,8 @@ typedef struct {
     int hold;
     pthread_t thread;
     atomic_int accepted;
-    int first_byte;                   /* -1: none */
-    int client_closed;                /* saw EOF from the client */
+    int first_byte;    /* -1: none */
+    int client_closed; /* saw EOF from the client */
 } raw_t;
 
 static void *raw_main(void *arg)
@@ -1251,12 +1243,12 @@ START_TEST(test_close_while_handshaking)
     raw_start(&rw, 1);
     connect_rec(ws, apr_psprintf(pool, "ws://127.0.0.1:%d/", rw.port), &r);
     ck_assert(drive(ws, c_raw_accepted, &rw, 3000));
-    gc_ws_close(r.conn);               /* the upgrade request is unanswered */
+    gc_ws_close(r.conn); /* the upgrade request is unanswered */
     ck_assert(drive(ws, c_closed, &r, 2000));
     ck_assert_int_eq(r.close_error, 0);
     ck_assert_int_eq(r.opens, 0);
     raw_join(&rw);
-    ck_assert_int_eq(rw.first_byte, 'G');  /* GET /, i.e. plain HTTP upgrade */
+    ck_assert_int_eq(rw.first_byte, 'G'); /* GET /, i.e. plain HTTP upgrade */
     ck_assert_int_eq(rw.client_closed, 1);
     drive(ws, c_never, NULL, 100);
     ck_assert_int_eq(r.closes, 1);
@@ -1268,7 +1260,7 @@ START_TEST(test_dns_failure)
     gc_ws_t *ws = client(1 << 20, NULL);
     rec_t r = { 0 };
 
-    connect_rec(ws, "wss://gcmon-unit-test.invalid/", &r);   /* RFC 6761: never resolves */
+    connect_rec(ws, "wss://gcmon-unit-test.invalid/", &r); /* RFC 6761: never resolves */
     ck_assert_int_eq(r.closes, 0);
     ck_assert(drive(ws, c_closed, &r, 10000));
     ck_assert_int_eq(r.close_error, 1);
@@ -1288,7 +1280,7 @@ START_TEST(test_wss_really_speaks_tls)
     connect_rec(ws, apr_psprintf(pool, "wss://127.0.0.1:%d/", rw.port), &r);
     ck_assert(drive(ws, c_closed, &r, 8000));
     raw_join(&rw);
-    ck_assert_int_eq(rw.first_byte, 0x16);   /* a TLS handshake record */
+    ck_assert_int_eq(rw.first_byte, 0x16); /* a TLS handshake record */
     ck_assert_int_eq(r.close_error, 1);
     ck_assert_int_eq(r.opens, 0);
 }
@@ -1306,7 +1298,7 @@ END_TEST
 typedef struct {
     pid_t pid;
     int port;
-    int rfd;                          /* 'E' per established connection */
+    int rfd; /* 'E' per established connection */
     int established;
 } tls_peer_t;
 
@@ -1330,7 +1322,7 @@ static void tls_peer_start(tls_peer_t *tp, const char *which)
         s->cert = crt;
         s->key = key;
         s->notify_fd = fds[1];
-        srv_main(s);                  /* reports its port, serves until killed */
+        srv_main(s); /* reports its port, serves until killed */
         _exit(0);
     }
     close(fds[1]);
@@ -1373,7 +1365,7 @@ START_TEST(test_tls_untrusted_refused)
     gc_ws_t *ws;
     rec_t r = { 0 };
 
-    tls_peer_start(&tp, "a");          /* writes the certificate files */
+    tls_peer_start(&tp, "a"); /* writes the certificate files */
     ws = client(1 << 20, NULL);
     connect_rec(ws, tls_url(&tp, "127.0.0.1", "/hello?1"), &r);
     ck_assert(drive(ws, c_closed, &r, 5000));
@@ -1392,7 +1384,7 @@ START_TEST(test_tls_trusted_ok)
     gc_ws_t *ws;
     rec_t r = { 0 }, r2 = { 0 };
 
-    tls_peer_start(&tp, "a");          /* writes the certificate files */
+    tls_peer_start(&tp, "a"); /* writes the certificate files */
     ws = client(1 << 20, tmp_path("a.crt"));
     /* the IP SAN matches; the Host header carries the port, lws strips it
      * for the name check */
@@ -1419,7 +1411,7 @@ START_TEST(test_tls_name_mismatch_refused)
     rec_t r = { 0 };
 
     /* trusted, but issued for other.invalid */
-    tls_peer_start(&tp, "b");          /* writes the certificate files */
+    tls_peer_start(&tp, "b"); /* writes the certificate files */
     ws = client(1 << 20, tmp_path("b.crt"));
     connect_rec(ws, tls_url(&tp, "127.0.0.1", "/hello?4"), &r);
     ck_assert(drive(ws, c_closed, &r, 5000));

@@ -10,7 +10,7 @@ Suite *state_suite(void);
 Suite *store_suite(void);
 Suite *ws_suite(void);
 Suite *query_suite(void);
-void store_read_tcases(Suite *s);   /* test_store_read.c, part of query_suite */
+void store_read_tcases(Suite *s); /* test_store_read.c, part of query_suite */
 Suite *monitor_suite(void);
 Suite *alerts_suite(void);
 Suite *outbox_suite(void);
