@@ -85,6 +85,24 @@ static void must_select(apr_pool_t *p, const apr_dbd_driver_t *d, apr_dbd_t *h, 
     }
 }
 
+/* The apr_dbd driver: sqlite3, or pgsql when GCMON_BENCH_DRIVER says so. */
+static const char *driver(void)
+{
+    const char *d = getenv("GCMON_BENCH_DRIVER");
+    return d && strcmp(d, "pgsql") == 0 ? "pgsql" : "sqlite3";
+}
+
+/* A phase's database: <dir>/<label>.db for sqlite3; for pgsql, `dir` is a
+ * libpq conninfo without dbname and the database is gcmon_bench_<label>
+ * (bench/run.py creates them). */
+static const char *db_params(apr_pool_t *p, const char *dir, const char *label)
+{
+    if (strcmp(driver(), "pgsql") == 0) {
+        return apr_pstrcat(p, dir, " dbname=gcmon_bench_", label, NULL);
+    }
+    return apr_pstrcat(p, dir, "/", label, ".db", NULL);
+}
+
 /* Raw: prepared INSERTs of history rows into gcmon's own gcmon_history table
  * (same columns and indexes as the writer fills), 500 per transaction. */
 static double bench_raw(apr_pool_t *p, const char *path, int n)
@@ -97,16 +115,18 @@ static double bench_raw(apr_pool_t *p, const char *path, int n)
     apr_time_t t0;
     int i, nrows;
 
-    if (gc_store_open(p, "sqlite3", path, &store, &err) != APR_SUCCESS
+    if (gc_store_open(p, driver(), path, &store, &err) != APR_SUCCESS
         || gc_store_migrate(store, &err) != APR_SUCCESS) {
         die("cannot create the gcmon schema", err);
     }
-    if (apr_dbd_get_driver(p, "sqlite3", &d) != APR_SUCCESS
+    if (apr_dbd_get_driver(p, driver(), &d) != APR_SUCCESS
         || apr_dbd_open_ex(d, p, path, &h, &err) != APR_SUCCESS) {
-        die("cannot open sqlite3", err);
+        die("cannot open the database", err);
     }
-    must_select(p, d, h, "PRAGMA journal_mode=WAL");
-    must_select(p, d, h, "PRAGMA synchronous=NORMAL");
+    if (strcmp(driver(), "sqlite3") == 0) {
+        must_select(p, d, h, "PRAGMA journal_mode=WAL");
+        must_select(p, d, h, "PRAGMA synchronous=NORMAL");
+    }
     if (apr_dbd_prepare(d, p, h,
                         "INSERT INTO gcmon_history (user_id, user_name, state, "
                         "previous_state, presence, presence_id, routing_status, event_at, "
@@ -285,7 +305,7 @@ static apr_status_t bench_db_open(void *baton, apr_pool_t *p, gc_store_t **store
         *err = "disabled";
         return APR_EGENERAL;
     }
-    rv = gc_store_open(p, "sqlite3", c->path, store, err);
+    rv = gc_store_open(p, driver(), c->path, store, err);
     *handle = *store;
     return rv;
 }
@@ -381,7 +401,7 @@ static double bench_ingest(apr_pool_t *parent, const char *path, int total, int 
     if (p50) {
         c.lags = calloc((size_t)total, sizeof(double));
     }
-    if (gc_store_open(p, "sqlite3", path, &store, &err) != APR_SUCCESS
+    if (gc_store_open(p, driver(), path, &store, &err) != APR_SUCCESS
         || gc_store_migrate(store, &err) != APR_SUCCESS) {
         die("cannot create the gcmon schema", err);
     }
@@ -464,9 +484,9 @@ int main(int argc, const char *const *argv)
     apr_pool_create(&p, NULL);
     apr_dbd_init(p);
     gc_ws_log_init(0);
-    raw = bench_raw(p, apr_pstrcat(p, dir, "/raw.db", NULL), events);
-    ingest = bench_ingest(p, apr_pstrcat(p, dir, "/ingest.db", NULL), events, 0, NULL, NULL);
-    bench_ingest(p, apr_pstrcat(p, dir, "/lag.db", NULL), rate * seconds, rate, &p50, &p99);
+    raw = bench_raw(p, db_params(p, dir, "raw"), events);
+    ingest = bench_ingest(p, db_params(p, dir, "ingest"), events, 0, NULL, NULL);
+    bench_ingest(p, db_params(p, dir, "lag"), rate * seconds, rate, &p50, &p99);
     printf("raw_insert_rows_per_s %.0f\n", raw);
     printf("ingest_events_per_s %.0f\n", ingest);
     printf("ingest_ratio %.3f\n", ingest / raw);

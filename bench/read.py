@@ -10,6 +10,9 @@ and sequential GET /v1/agents for the board latency (20,000 agents).
 
 Environment: GCMON_BENCH_ROWS (1000000), GCMON_BENCH_AGENTS (20000),
 GCMON_BENCH_DURATION (seconds per wrk run, 10), GCMON_BENCH_BOARD_REQUESTS (40).
+
+run("pgsql") (bench/run.py read-pgsql): the same on PostgreSQL (a throwaway server,
+tests/integration/pgserver.py; mod_dbd's pgsql driver), seeded in the server itself.
 """
 import base64
 import os
@@ -46,6 +49,16 @@ def cursor(at_ms, row_id):
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# Rows written behind gcmon's back are stamped like a writer's commit: a new
+# write epoch, carried by every agent and membership row, so the board's
+# generation moves and every process's board copy takes them in.
+BUMP_EPOCH = "UPDATE gcmon_meta SET value = value + 1 WHERE name = 'write_epoch'"
+STAMP_AGENTS = ("UPDATE gcmon_agents SET gen = (SELECT value FROM gcmon_meta "
+                "WHERE name = 'write_epoch')")
+STAMP_MEMBERSHIP = ("UPDATE gcmon_membership SET gen = (SELECT value FROM gcmon_meta "
+                    "WHERE name = 'write_epoch')")
+
+
 def _seed(path, rows, agents):
     db = sqlite3.connect(path, timeout=60, isolation_level=None)
     db.execute("PRAGMA busy_timeout=60000")
@@ -79,12 +92,54 @@ def _seed(path, rows, agents):
                    "VALUES (?, ?, 1)",
                    ((f"user-{u:05d}", '["7b1e8f2a-0c3d-4e5f-9a8b-1c2d3e4f5a6b"]')
                     for u in range(agents)))
+    db.execute(BUMP_EPOCH)
+    db.execute(STAMP_AGENTS)
+    db.execute(STAMP_MEMBERSHIP)
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     deep = db.execute("SELECT event_at, id FROM gcmon_history ORDER BY event_at DESC, id DESC "
                       "LIMIT 1 OFFSET ?", (max(rows - 10000, 0),)).fetchone()
     db.close()
     return list(deep) if deep else None
+
+
+def _seed_pg(db, rows, agents):
+    """The same rows as _seed, generated inside PostgreSQL (generate_series)."""
+    users = max(agents, 1)
+    states = "ARRAY[" + ",".join(f"'{x}'" for x in STATES) + "]"
+    n = len(STATES)
+    st = f"({states})[((i * 7 + i / {users}) % {n}) + 1]"
+    prev = (f"CASE WHEN i >= {users} THEN ({states})[(((i - {users}) * 7 + "
+            f"(i - {users}) / {users}) % {n}) + 1] END")
+    db.execute(f"""
+        INSERT INTO gcmon_history (user_id, user_name, state, previous_state, presence,
+                                   routing_status, event_at, ingested_at, source)
+        SELECT 'user-' || lpad((i % {users})::text, 5, '0'), 'Agent Number ' || (i % {users}),
+               s, {prev}, CASE WHEN upper(s) = s THEN 'OnQueue' ELSE s END,
+               CASE WHEN upper(s) = s THEN s END, {BASE} + i * 50, {BASE} + i * 50 + 120,
+               'stream'
+        FROM (SELECT i, {st} AS s FROM generate_series(0, {rows - 1}) AS i) AS g""")
+    now = int(time.time() * 1000)
+    ast = f"({states})[(u % {n}) + 1]"
+    db.execute(f"""
+        INSERT INTO gcmon_agents (user_id, user_name, state, presence, presence_id,
+                                  routing_status, queue_ids, since, event_at, updated_at)
+        SELECT 'user-' || lpad(u::text, 5, '0'), 'Agent Number ' || u, s,
+               CASE WHEN upper(s) = s THEN 'OnQueue' ELSE s END,
+               '3fa85f64-5717-4562-b3fc-2c963f66afa6', CASE WHEN upper(s) = s THEN s END,
+               '["7b1e8f2a-0c3d-4e5f-9a8b-1c2d3e4f5a6b"]', {now} - u * 1000, {now} - u * 1000,
+               {now}
+        FROM (SELECT u, {ast} AS s FROM generate_series(0, {agents - 1}) AS u) AS g
+        ON CONFLICT (user_id) DO NOTHING""")
+    db.execute(f"""
+        INSERT INTO gcmon_membership (user_id, queue_ids, gen)
+        SELECT 'user-' || lpad(u::text, 5, '0'), '["7b1e8f2a-0c3d-4e5f-9a8b-1c2d3e4f5a6b"]', 1
+        FROM generate_series(0, {agents - 1}) AS u ON CONFLICT (user_id) DO NOTHING""")
+    db.execute(";\n".join((BUMP_EPOCH, STAMP_AGENTS, STAMP_MEMBERSHIP)))
+    db.execute("ANALYZE")
+    deep = db.rows("SELECT event_at, id FROM gcmon_history ORDER BY event_at DESC, id DESC "
+                   f"LIMIT 1 OFFSET {max(rows - 10000, 0)}")
+    return [int(v) for v in deep[0]] if deep else None
 
 
 def wrk(url, duration=DURATION):
@@ -113,19 +168,25 @@ def board_latency(h, headers=None):
     return statistics.median(times), times[int(len(times) * 0.95) - 1], size
 
 
-def run():
+def run(database="sqlite3"):
     if not shutil.which("wrk"):
         print("history: SKIPPED (wrk is not installed: apt-get install wrk)")
         return
+    label = "history" if database == "sqlite3" else "history (PostgreSQL)"
+    board_label = "board" if database == "sqlite3" else "board (PostgreSQL)"
     # As docs/api.md advises: one database connection per request thread.
     h = Httpd(gcmon_conf="", threads_per_child=THREADS, start_servers=SERVERS,
-              extra_conf=f"DBDMin 0\nDBDKeep {THREADS}\nDBDMax {THREADS}\n")
+              extra_conf=f"DBDMin 0\nDBDKeep {THREADS}\nDBDMax {THREADS}\n",
+              database=database)
     try:
         h.start()
         assert h.get("/gcmon/api/v1/agents").status == 200      # creates the schema
         t0 = time.monotonic()
-        deep = Bg(h._user, _seed, os.path.join(h.data_dir, "gcmon.db"), ROWS, AGENTS).join(
-            timeout=1800)
+        if database == "pgsql":
+            deep = _seed_pg(h.db, ROWS, AGENTS)
+        else:
+            deep = Bg(h._user, _seed, os.path.join(h.data_dir, "gcmon.db"), ROWS,
+                      AGENTS).join(timeout=1800)
         seeded = time.monotonic() - t0
         base = f"http://127.0.0.1:{h.port}"
         first = h.get(HISTORY)
@@ -141,11 +202,12 @@ def run():
             assert r.status == 200 and len(r.json["data"]) == 20, r
         # Warm every connection (prepared statements, totals) before measuring.
         wrk(base + HISTORY, duration=2)
-        print(f"history: database {ROWS:,} rows + {AGENTS:,} agents (seeded in {seeded:.0f} s); "
+        print(f"{label}: database {ROWS:,} rows + {AGENTS:,} agents (seeded in {seeded:.0f} s); "
               f"page {len(first.body):,} bytes; wrk -t2 -c{CONNECTIONS} -d{DURATION}s")
         s_rps, s_p99 = wrk(base + "/page.json")
-        print(f"history: static file of the same size: {s_rps:,.0f} req/s (p99 {s_p99:.1f} ms)")
-        for label, url, target in (("first page", HISTORY, True),
+        print(f"{label}: static file of the same size: {s_rps:,.0f} req/s (p99 {s_p99:.1f} ms)")
+        hlabel = label
+        for what, url, target in (("first page", HISTORY, True),
                                    ("page 5,000 by offset", offset_url, False),
                                    ("deep cursor page (row ~%s)" % f"{max(ROWS - 10000, 0):,}",
                                     deep_url, True)):
@@ -154,14 +216,14 @@ def run():
             verdict = ""
             if target:
                 verdict = " (target >= 50%) " + ("OK" if ratio >= 0.5 else "BELOW TARGET")
-            print(f"history: {label}: {rps:,.0f} req/s = {ratio:.0%} of static "
+            print(f"{hlabel}: {what}: {rps:,.0f} req/s = {ratio:.0%} of static "
                   f"(p99 {p99:.1f} ms){verdict}")
         p50, p95, size = board_latency(h)
-        print(f"board: GET /v1/agents, {AGENTS:,} agents ({size / 1e6:.1f} MB): p50 {p50:.1f} ms, "
+        print(f"{board_label}: GET /v1/agents, {AGENTS:,} agents ({size / 1e6:.1f} MB): p50 {p50:.1f} ms, "
               f"p95 {p95:.1f} ms (target <= 50 ms) {'OK' if p95 <= 50 else 'ABOVE TARGET'}")
         etag = h.get("/gcmon/api/v1/agents").header("etag")
         p50, p95, _ = board_latency(h, {"If-None-Match": etag})
-        print(f"board: GET /v1/agents answered 304 (If-None-Match) with no holder on this "
+        print(f"{board_label}: GET /v1/agents answered 304 (If-None-Match) with no holder on this "
               f"server (the generation is one row read): p50 {p50:.1f} ms, p95 {p95:.1f} ms")
     finally:
         h.cleanup()

@@ -19,6 +19,11 @@ The real holder (bench/holder.py; `bench/run.py holder` alone): apache2 + the em
 with 20,000 monitored agents crossing an idle threshold: alert latency, the holder
 process's RSS and its CPU while idle.
 
+PostgreSQL (`bench/run.py pgsql`, or ingest-pgsql / read-pgsql alone): the ingest
+figures with a raw batched insert into PostgreSQL as the ceiling, and the history
+first page on PostgreSQL against the static file (a throwaway server started by
+tests/integration/pgserver.py, as in the integration suites).
+
 Status changes (bench/status.py; `bench/run.py status` alone): PUT /v1/admin/agents/{id}/status
 through gcmon against the same GET + PATCH made directly to the emulator, and concurrent
 changes of different agents.
@@ -33,25 +38,49 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.environ.get("GCMON_BUILD", os.path.join(REPO, "build"))
 
 
-def run_ingest():
+def pg_server():
+    """The throwaway PostgreSQL of the integration tests (pgserver.py)."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+    import pgserver  # noqa: E402
+    why = pgserver.available()
+    if why:
+        raise RuntimeError(f"PostgreSQL: {why}")
+    return pgserver, pgserver.shared()
+
+
+def run_ingest(driver="sqlite3"):
     events = os.environ.get("GCMON_BENCH_EVENTS", "200000")
     rate = os.environ.get("GCMON_BENCH_RATE", "5000")
     seconds = os.environ.get("GCMON_BENCH_SECONDS", "10")
+    env = dict(os.environ, GCMON_BENCH_DRIVER=driver)
     work = tempfile.mkdtemp(prefix="gcmon-bench-")
+    where, db = work, "SQLite"
+    if driver == "pgsql":
+        pgserver, srv = pg_server()
+        for label in ("raw", "ingest", "lag"):
+            srv.admin(f"DROP DATABASE IF EXISTS gcmon_bench_{label} WITH (FORCE)")
+            srv.admin(f"CREATE DATABASE gcmon_bench_{label} OWNER {pgserver.APP_USER}")
+        where = srv.dbd_params("x").rsplit(" dbname=", 1)[0]
+        db = "PostgreSQL"
     try:
-        out = subprocess.run([os.path.join(BUILD, "bench_ingest"), work, events, rate, seconds],
-                             check=True, stdout=subprocess.PIPE, timeout=1800).stdout.decode()
+        out = subprocess.run([os.path.join(BUILD, "bench_ingest"), where, events, rate, seconds],
+                             check=True, stdout=subprocess.PIPE, timeout=1800,
+                             env=env).stdout.decode()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if driver == "pgsql":
+            for label in ("raw", "ingest", "lag"):
+                srv.admin(f"DROP DATABASE IF EXISTS gcmon_bench_{label} WITH (FORCE)")
     fig = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
     raw = float(fig["raw_insert_rows_per_s"])
     ingest = float(fig["ingest_events_per_s"])
     ratio = float(fig["ingest_ratio"])
     p99 = float(fig["lag_p99_ms"])
-    print(f"ingest: raw apr_dbd batched insert (SQLite, 500 rows/transaction): {raw:,.0f} rows/s")
-    print(f"ingest: WebSocket -> database, {int(events):,} events: {ingest:,.0f} events/s "
+    label = "ingest" if driver == "sqlite3" else "ingest (PostgreSQL)"
+    print(f"{label}: raw apr_dbd batched insert ({db}, 500 rows/transaction): {raw:,.0f} rows/s")
+    print(f"{label}: WebSocket -> database, {int(events):,} events: {ingest:,.0f} events/s "
           f"= {ratio:.0%} of raw (target >= 50%) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
-    print(f"ingest: event -> queryable at {int(fig['lag_rate_events_per_s']):,} events/s: "
+    print(f"{label}: event -> queryable at {int(fig['lag_rate_events_per_s']):,} events/s: "
           f"p50 {float(fig['lag_p50_ms']):.1f} ms, p99 {p99:.1f} ms (target <= 250 ms) "
           f"{'OK' if p99 <= 250 else 'ABOVE TARGET'}")
 
@@ -83,6 +112,26 @@ def run_alerts():
           f"leader target <= 64 MB) {'OK' if rss_mb <= 64 else 'ABOVE TARGET'}")
 
 
+def run_pgsql(part="pgsql"):
+    """The PostgreSQL figures (SPEC §8 on the scale-out database): ingest against a
+    raw batched insert into PostgreSQL, and the history first page against the
+    static file, with mod_dbd's pgsql driver."""
+    os.environ.setdefault("GCMON_BUILD", BUILD)
+    pgserver = None
+    try:
+        if part in ("pgsql", "ingest-pgsql"):
+            pgserver, _ = pg_server()
+            run_ingest("pgsql")
+        if part in ("pgsql", "read-pgsql"):
+            pgserver, _ = pg_server()
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import read  # noqa: E402
+            read.run("pgsql")
+    finally:
+        if pgserver:
+            pgserver.stop_shared()
+
+
 def main():
     if sys.argv[1:] == ["alerts"]:
         run_alerts()
@@ -98,6 +147,9 @@ def main():
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import read  # noqa: E402
         read.run()
+        return 0
+    if sys.argv[1:] in (["pgsql"], ["ingest-pgsql"], ["read-pgsql"]):
+        run_pgsql(sys.argv[1])
         return 0
     if sys.argv[1:] == ["holder"]:
         os.environ.setdefault("GCMON_BUILD", BUILD)
@@ -116,6 +168,7 @@ def main():
     holder.run()
     import status  # noqa: E402
     status.run()
+    run_pgsql()
     return 0
 
 
