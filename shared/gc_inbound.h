@@ -46,7 +46,9 @@
  * header, another prefix or case ("SHA256="), a digest that is not 64
  * characters, hex in upper case or anything not hex, surrounding blanks, and
  * body NULL with len > 0 (NULL with len 0 is the empty body). The digest it
- * computes lives on the stack only and is wiped before returning. */
+ * computes lives on the stack only and is wiped before returning. Without a
+ * GcmonInboundSecret the endpoint is off (the glue answers before calling
+ * this); should it call anyway, every request is refused. */
 int gc_inbound_verify(const char *secret, const char *body, apr_size_t len, const char *header);
 
 /* The 401 problem (slug "invalid_signature"). Its detail says whether the
