@@ -561,31 +561,23 @@ static gc_msg_kind_e classify(apr_pool_t *p, const json_t *root, gc_agent_event_
     return GC_MSG_UNKNOWN;
 }
 
-gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len, gc_agent_event_t *ev,
-                              const char **why)
+gc_msg_kind_e gc_notify_parse_json(apr_pool_t *p, const json_t *root, gc_agent_event_t *ev,
+                                   const char **why)
 {
     gc_agent_event_t scratch;
     const char *reason = NULL;
-    json_error_t err;
-    json_t *root;
     gc_msg_kind_e kind;
 
     if (!ev) {
         ev = &scratch;
     }
     memset(ev, 0, sizeof(*ev));
-    if (!text) {
+    if (!root) {
         kind = GC_MSG_MALFORMED;
         reason = "no message";
     }
-    else if (!(root = json_loadb(text, len, JSON_DECODE_ANY, &err))) {
-        kind = GC_MSG_MALFORMED;
-        reason = apr_psprintf(p, "invalid JSON at byte %d: %s", err.position,
-                              excerpt(p, err.text, strnlen(err.text, sizeof(err.text))));
-    }
     else {
         kind = classify(p, root, ev, &reason);
-        json_decref(root);
     }
     if (kind != GC_MSG_EVENT) {
         memset(ev, 0, sizeof(*ev));
@@ -594,4 +586,27 @@ gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len, g
         *why = (kind == GC_MSG_MALFORMED || kind == GC_MSG_UNKNOWN) ? reason : NULL;
     }
     return kind;
+}
+
+gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len, gc_agent_event_t *ev,
+                              const char **why)
+{
+    json_error_t err;
+    json_t *root;
+    gc_msg_kind_e kind;
+
+    if (text && (root = json_loadb(text, len, JSON_DECODE_ANY, &err)) != NULL) {
+        kind = gc_notify_parse_json(p, root, ev, why);
+        json_decref(root);
+        return kind;
+    }
+    if (ev) {
+        memset(ev, 0, sizeof(*ev));
+    }
+    if (why) {
+        *why = !text ? "no message"
+                     : apr_psprintf(p, "invalid JSON at byte %d: %s", err.position,
+                                    excerpt(p, err.text, strnlen(err.text, sizeof(err.text))));
+    }
+    return GC_MSG_MALFORMED;
 }

@@ -46,6 +46,13 @@ typedef enum {
 gc_msg_kind_e gc_notify_parse(apr_pool_t *p, const char *text, apr_size_t len, gc_agent_event_t *ev,
                               const char **why);
 
+/* gc_notify_parse over a message already parsed as JSON (any type; NULL or a
+ * non-object is MALFORMED): the same classification, the same *ev and *why
+ * contract, so an event is field for field what the stream produces from the
+ * message's text. root is only read (not stolen); the strings are from p. */
+gc_msg_kind_e gc_notify_parse_json(apr_pool_t *p, const json_t *root, gc_agent_event_t *ev,
+                                   const char **why);
+
 /* Metrics label of a message kind ("event", "heartbeat", …). */
 const char *gc_msg_kind_name(gc_msg_kind_e kind);
 

@@ -18,5 +18,6 @@ Suite *admin_suite(void);
 Suite *status_change_suite(void);
 Suite *secret_suite(void);
 Suite *worker_suite(void);
+Suite *inbound_suite(void);
 
 #endif
