@@ -255,6 +255,50 @@ int gc_weights_validate(gc_result_t *res, const char *queue_id, const json_t *bo
     return (int)n;
 }
 
+static json_t *audit_weights(const json_t *v)
+{
+    json_t *out, *w;
+    const char *key;
+
+    if (!json_is_object(v) || json_object_size(v) > GC_WEIGHTS_MAX_MEMBERS) {
+        return json_string("(invalid)");
+    }
+    out = json_object();
+    json_object_foreach((json_t *)v, key, w)
+    {
+        if (gc_id_valid(key)) {
+            json_object_set_new(out, key, json_is_number(w) ? json_incref(w) : json_null());
+        }
+    }
+    return out;
+}
+
+json_t *gc_weights_audit_request(const json_t *body)
+{
+    json_t *out = json_object(), *v;
+    size_t i;
+
+    for (i = 0; i < N_FIELDS; i++) {
+        const char *name = body_fields[i].name;
+        v = json_is_object(body) ? json_object_get(body, name) : NULL;
+        if (!v) {
+            continue;
+        }
+        if (!strcmp(name, "member_weights")) {
+            json_object_set_new(out, name, audit_weights(v));
+        }
+        else if (json_is_number(v) || json_is_null(v)
+                 || (json_is_string(v) && gc_body_chars(v) <= GC_WEIGHTS_MAX_REFERENCE)) {
+            json_object_set(out, name, v);
+        }
+        else {
+            json_object_set_new(out, name,
+                                json_string(json_is_string(v) ? "(too long)" : "(not a scalar)"));
+        }
+    }
+    return out;
+}
+
 /* ---------------------------------------------------------------- outcomes */
 
 /* Set the outcome's status; a problem gets the distribution's members. */
@@ -264,7 +308,7 @@ static void finish(run_t *r, const char *status)
     if (gc_result_failed(r->res)) {
         gc_result_extra(r->res, "id", json_string(r->out->id));
         gc_result_extra(r->res, "queue_id",
-                        r->req->queue_id ? json_string(r->req->queue_id) : NULL);
+                        gc_id_valid(r->req->queue_id) ? json_string(r->req->queue_id) : NULL);
         gc_result_extra(r->res, "status", json_string(status));
         gc_result_extra(r->res, "upstream_requests", json_integer(r->out->upstream_requests));
     }
@@ -570,12 +614,13 @@ static void success(run_t *r)
         app[i] = weight_of(r->t[i].proficiency);
         json_object_set_new(applied, r->t[i].user_id, json_real(app[i]));
     }
-    doc = json_pack("{s:s, s:s, s:s, s:O, s:o, s:f, s:f, s:O, s:f, s:I, s:i}", "id", r->out->id,
+    doc = json_pack("{s:s, s:s, s:s, s:o, s:o, s:f, s:f, s:O, s:f, s:I, s:i}", "id", r->out->id,
                     "queue_id", r->req->queue_id, "status", "completed", "requested_weights",
-                    json_object_get(r->req->body, "member_weights"), "applied_weights", applied,
-                    "overflow_threshold", r->overflow, "utilization_target", r->util, "saturation",
-                    r->saturation, "balance_accuracy", gc_weights_balance_accuracy(req, app, r->n),
-                    "latency_ms", (json_int_t)((now(r) - r->started) / 1000), "upstream_requests",
+                    json_deep_copy(json_object_get(r->req->body, "member_weights")),
+                    "applied_weights", applied, "overflow_threshold", r->overflow,
+                    "utilization_target", r->util, "saturation", r->saturation, "balance_accuracy",
+                    gc_weights_balance_accuracy(req, app, r->n), "latency_ms",
+                    (json_int_t)((now(r) - r->started) / 1000), "upstream_requests",
                     r->out->upstream_requests);
     gc_result_ok(r->res, 200, doc);
     finish(r, "completed");

@@ -35,7 +35,7 @@
  *  - The queue PUT is skipped when the queue already evaluates BEST (nothing
  *    to write, nothing to restore). An upstream 409 (version conflict) on the
  *    PUT re-reads the queue and retries once.
- *  - Proficiency = round(5 * w, 2) (half away from zero, on 500 * w), the
+ *  - Proficiency = round(5 * w, 2) (C round(): half away from zero, of 5 * w * 100), the
  *    skill's state kept (new skills "active"). applied_weights in weight
  *    units = proficiency / 5 (3 decimals).
  *  - balance_accuracy (percent, 2 decimals) =
@@ -165,6 +165,14 @@ typedef struct {
  * upstream_requests, and saturation or the rollback lists). */
 void gc_weights_distribute(apr_pool_t *p, const gc_weights_ops_t *ops, const gc_weights_req_t *req,
                            gc_result_t *res, gc_weights_out_t *out);
+
+/* The audit row's copy of a weights request: the known members as sent
+ * (numbers, null, strings up to GC_WEIGHTS_MAX_REFERENCE characters;
+ * member_weights when an object of at most GC_WEIGHTS_MAX_MEMBERS members,
+ * its numbers under valid user ids); anything else named, not copied
+ * ("(too long)", "(not a scalar)", "(invalid)"), unknown members left out.
+ * New reference. */
+json_t *gc_weights_audit_request(const json_t *body);
 
 /* Only the validation (no callback): the number of errors appended to res;
  * when there are any, res is the 422 validation_failed problem. */

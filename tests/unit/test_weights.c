@@ -76,6 +76,7 @@ typedef struct {
     int put_fail_from;   /* the PUTs from this one (1-based) on answer 500; 0 none */
     const char *fail_user;
     gc_err_kind_e fail_kind; /* put_skills fails for fail_user, in the first batch */
+    int fail_always;         /* … and in every batch (its restore too) */
     apr_time_t clock;
     /* what happened */
     int member_calls, obs_calls, skill_calls, queue_gets, queue_puts, batches;
@@ -221,7 +222,8 @@ static void w_put_skills(void *b, apr_pool_t *p, const gc_weights_write_t *items
         w->writes[w->n_writes].user_id = apr_pstrdup(pool, items[i].user_id);
         w->writes[w->n_writes].state = items[i].state ? apr_pstrdup(pool, items[i].state) : NULL;
         w->n_writes++;
-        if (w->batches == 0 && w->fail_user && !strcmp(items[i].user_id, w->fail_user)) {
+        if ((w->batches == 0 || w->fail_always) && w->fail_user
+            && !strcmp(items[i].user_id, w->fail_user)) {
             results[i].rv = APR_EGENERAL;
             results[i].err = make_err(p, w->fail_kind, status_of(w->fail_kind));
         }
@@ -343,6 +345,10 @@ static void expect_invalid(const char *queue_id, const char *body, const char *d
     ck_assert_int_eq(out.upstream_requests, 0);
     ck_assert_int_eq(out.writes, 0);
     ck_assert_str_eq(json_string_value(extra(res, "status")), "validation_failed");
+    ck_assert_str_eq(json_string_value(extra(res, "id")), "dist-1");
+    if (strcmp(queue_id, "q-1")) {
+        ck_assert(json_is_null(extra(res, "queue_id")));
+    }
     world_done(&w);
 }
 
@@ -858,6 +864,58 @@ START_TEST(weights_rollback_of_absent_and_ambiguous)
 }
 END_TEST
 
+START_TEST(weights_rollback_failure_reported)
+{
+    world_t w;
+    gc_weights_out_t out;
+    gc_result_t *res;
+
+    /* u-2's write times out, and so does its restore */
+    world_init(&w);
+    w.fail_user = "u-2";
+    w.fail_kind = GC_ERR_TIMEOUT;
+    w.fail_always = 1;
+    res = run(&w, BODY, &out);
+    ck_assert_int_eq(res->status, 502);
+    ck_assert_str_eq(res->slug, "member_update_failed");
+    ck_assert_int_eq(w.batch_size[1], 3);
+    ck_assert_str_eq(dump(extra(res, "rolled_back")), "[\"u-1\",\"u-3\"]");
+    ck_assert_str_eq(dump(extra(res, "rollback_failed")), "[\"u-2\"]");
+    ck_assert(json_is_true(extra(res, "queue_restored")));
+    ck_assert_ptr_nonnull(strstr(res->detail, "rollback was incomplete"));
+    ck_assert_str_eq(json_string_value(extra(res, "id")), "dist-1");
+    ck_assert_str_eq(json_string_value(extra(res, "queue_id")), "q-1");
+    ck_assert_str_eq(json_string_value(extra(res, "status")), "member_update_failed");
+    world_done(&w);
+}
+END_TEST
+
+START_TEST(weights_audit_request)
+{
+    json_t *a;
+    char *long_ref = apr_psprintf(pool, "%0201d", 0);
+
+    a = gc_weights_audit_request(load(BODY));
+    ck_assert_str_eq(dump(a), dump(load(BODY)));
+    json_decref(a);
+    a = gc_weights_audit_request(
+        load(apr_pstrcat(pool,
+                         "{\"member_weights\":{\"u-1\":\"x\",\"bad id\":1},\"skill_id\":[1],"
+                         "\"projected_load\":null,\"token\":\"secret\",\"strategy_reference\":\"",
+                         long_ref, "\"}", NULL)));
+    ck_assert_str_eq(dump(a), "{\"member_weights\":{\"u-1\":null},\"projected_load\":null,"
+                              "\"skill_id\":\"(not a scalar)\",\"strategy_reference\":\"(too "
+                              "long)\"}");
+    json_decref(a);
+    a = gc_weights_audit_request(load("{\"member_weights\":[1]}"));
+    ck_assert_str_eq(dump(a), "{\"member_weights\":\"(invalid)\"}");
+    json_decref(a);
+    a = gc_weights_audit_request(NULL);
+    ck_assert_str_eq(dump(a), "{}");
+    json_decref(a);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- helpers */
 
 START_TEST(weights_figures_and_hash)
@@ -935,6 +993,8 @@ Suite *weights_suite(void)
     tcase_add_test(tc, weights_queue_update_failure_writes_nothing_else);
     tcase_add_test(tc, weights_member_failure_rolls_back);
     tcase_add_test(tc, weights_rollback_of_absent_and_ambiguous);
+    tcase_add_test(tc, weights_rollback_failure_reported);
+    tcase_add_test(tc, weights_audit_request);
     tcase_add_test(tc, weights_figures_and_hash);
     suite_add_tcase(s, tc);
     return s;
