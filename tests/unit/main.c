@@ -26,6 +26,7 @@ int main(void)
     srunner_add_suite(sr, outbox_suite());
     srunner_add_suite(sr, admin_suite());
     srunner_add_suite(sr, status_change_suite());
+    srunner_add_suite(sr, weights_suite());
     srunner_add_suite(sr, secret_suite());
     srunner_add_suite(sr, worker_suite());
     srunner_add_suite(sr, inbound_suite());

@@ -16,6 +16,7 @@ Suite *alerts_suite(void);
 Suite *outbox_suite(void);
 Suite *admin_suite(void);
 Suite *status_change_suite(void);
+Suite *weights_suite(void);
 Suite *secret_suite(void);
 Suite *worker_suite(void);
 Suite *inbound_suite(void);
