@@ -54,4 +54,12 @@ APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_webhook_configured, (const char *targe
  * (the API then reads the generation from the database). */
 APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_board_gen, (apr_int64_t * board_id, apr_int64_t *gen));
 
+/* mod_gcmon_stream: a process other than the holder committed a board change
+ * (the inbound receiver): the generation in shared memory stops answering
+ * 304s for the holder until it publishes again (it names this process). */
+APR_DECLARE_OPTIONAL_FN(void, gcmon_stream_board_changed, (apr_int64_t board_id, apr_int64_t gen));
+
+/* mod_gcmon_stream: is user_id one of the GcmonMonitorUser ids? */
+APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_monitors_user, (const char *user_id));
+
 #endif

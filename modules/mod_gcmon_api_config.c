@@ -113,6 +113,15 @@ static const char *set_client_secret(cmd_parms *cmd, void *dc, const char *arg)
     return gcmon_glue_secret(cmd, &gcmon_api_module, arg, &cmd_conf(cmd)->conn.client_secret);
 }
 
+static const char *set_inbound_secret(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    return gcmon_glue_secret(cmd, &gcmon_api_module, arg, &cmd_conf(cmd)->inbound_secret);
+}
+
 static const char *set_ca_file(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -253,6 +262,9 @@ const command_rec gcmon_api_cmds[] = {
                   "OAuth client-credentials client id"),
     AP_INIT_TAKE1("GcmonClientSecret", set_client_secret, NULL, RSRC_CONF,
                   "OAuth client secret: file:/path, env:NAME or a literal"),
+    AP_INIT_TAKE1("GcmonInboundSecret", set_inbound_secret, NULL, RSRC_CONF,
+                  "HMAC-SHA256 key of POST /v1/hooks/genesys: file:/path, env:NAME or a literal "
+                  "(unset: the receiver is off)"),
     AP_INIT_TAKE1("GcmonTLSCAFile", set_ca_file, NULL, RSRC_CONF,
                   "Extra CA bundle (PEM) trusted for upstream TLS"),
     AP_INIT_TAKE1("GcmonRequestTimeout", set_timeout, NULL, RSRC_CONF,

@@ -294,6 +294,33 @@ int gcmon_api_admin_guard(request_rec *r, json_t **body)
     return len == 0 ? OK : parse_object(r, buf, len, body);
 }
 
+int gcmon_api_raw_body(request_rec *r, const char **buf, apr_size_t *len)
+{
+    long max = gcmon_api_max_body(gcmon_api_conf());
+    char *out = NULL;
+    int rc;
+
+    if (!is_json_type(apr_table_get(r->headers_in, "Content-Type"))) {
+        ap_discard_request_body(r);
+        return refuse(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                      "unsupported_media_type", "Unsupported media type",
+                      "the body must be Content-Type: application/json");
+    }
+    rc = read_body(r, max, &out, len);
+    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        r->connection->keepalive = AP_CONN_CLOSE;
+        return refuse(r, rc, "body_too_large", "body_too_large", "Request body too large",
+                      apr_psprintf(r->pool, "the body exceeds GcmonMaxBody (%ld bytes)", max));
+    }
+    if (rc != OK) {
+        gcmon_api_send_problem(r, HTTP_BAD_REQUEST, "bad_body", "Request body could not be read",
+                               NULL);
+        return DONE;
+    }
+    *buf = out;
+    return OK;
+}
+
 /* ---------------------------------------------------------------- query */
 
 int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t *q)

@@ -49,6 +49,7 @@ typedef struct {
     int actor_mode;                  /* GcmonAdminActor: gcmon_actor_mode_e, -1 = unset */
     const char *actor_header;        /* its header name (header mode) */
     apr_interval_time_t deadline;    /* GcmonRequestDeadline, -1 = unset */
+    const char *inbound_secret;      /* GcmonInboundSecret, NULL: the receiver is off */
 } gcmon_api_conf_t;
 
 /* Per-process runtime, created in child_init. */
@@ -92,6 +93,7 @@ gcmon_api_endpoint_fn gcmon_api_status_get; /* mod_gcmon_api_status.c */
 gcmon_api_endpoint_fn gcmon_api_status_put;
 gcmon_api_endpoint_fn gcmon_api_audit_get;      /* mod_gcmon_api_audit.c */
 gcmon_api_endpoint_fn gcmon_api_upstream_check; /* mod_gcmon_api_upstream.c */
+gcmon_api_endpoint_fn gcmon_api_hooks_genesys;  /* mod_gcmon_api_hooks.c */
 
 /* ---------------------------------------------------------------- HTTP helpers */
 
@@ -147,6 +149,10 @@ void gcmon_api_count_validation(const char *type);
  * only, GcmonMaxBody, one strict JSON object. OK with *body (new reference,
  * NULL for an empty body), or DONE after the refusal was sent. */
 int gcmon_api_admin_guard(request_rec *r, json_t **body);
+
+/* A signed webhook's raw body (JSON only, at most GcmonMaxBody): OK, or DONE
+ * after the 400/413/415 problem. */
+int gcmon_api_raw_body(request_rec *r, const char **buf, apr_size_t *len);
 
 /* Parse the query string for `fields` (gc_query.h); DONE after a 400 was sent. */
 int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t *q);

@@ -12,6 +12,7 @@
 
 #define ADMIN 0x1u /* needs an actor (GcmonAdminActor) */
 #define WRITE 0x2u /* the admin-write guard, then the JSON body */
+#define RAW 0x4u   /* the endpoint reads its own body (signed webhooks) */
 #define MAX_SEGMENTS 8
 
 typedef struct {
@@ -36,6 +37,7 @@ static const route_t routes[] = {
     { GC_ROUTE_admin_status, "v1/admin/agents/*/status", M_PUT, ADMIN | WRITE,
       gcmon_api_status_put },
     { GC_ROUTE_admin_audit, "v1/admin/audit", M_GET, ADMIN, gcmon_api_audit_get },
+    { GC_ROUTE_hooks_genesys, "v1/hooks/genesys", M_POST, RAW, gcmon_api_hooks_genesys },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -91,7 +93,7 @@ static int serve(request_rec *r, const route_t *rt, const char **params)
             return OK;
         }
     }
-    else {
+    else if (!(rt->flags & RAW)) {
         ap_discard_request_body(r);
     }
     rc = rt->fn(r, params, body);

@@ -16,7 +16,8 @@
 #include "mod_gcmon_stream_private.h"
 
 static APR_OPTIONAL_FN_TYPE(gcmon_api_shared) * api_shared;
-static const gc_webhook_conf_t *webhooks; /* of the running configuration */
+static const gc_webhook_conf_t *webhooks;         /* of the running configuration */
+static const apr_array_header_t *monitored_users; /* GcmonMonitorUser */
 
 static gcmon_stream_conf_t *stream_conf(server_rec *s)
 {
@@ -175,6 +176,7 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
     c->mon.webhooks.timeout = sh->conn->request_timeout;
     c->mon.webhooks.ca_file = sh->conn->ca_file;
     webhooks = &c->mon.webhooks;
+    monitored_users = c->mon.users;
     if (c->mon.enabled && (!sh->conn->client_id || !sh->conn->client_secret)) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
                      GCMON_LOGNO(2004) "GcmonStream On needs the Genesys Cloud client "
@@ -220,6 +222,18 @@ static int gcmon_stream_webhook_configured(const char *target)
     return webhooks && gc_webhook_url(webhooks, target) != NULL;
 }
 
+static int gcmon_stream_monitors_user(const char *user_id)
+{
+    int i;
+
+    for (i = 0; monitored_users && user_id && i < monitored_users->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(monitored_users, i, const char *), user_id)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void gcmon_stream_register_hooks(apr_pool_t *p)
 {
     static const char *const after_api[] = { "mod_gcmon_api.c", NULL };
@@ -232,6 +246,7 @@ static void gcmon_stream_register_hooks(apr_pool_t *p)
     APR_OPTIONAL_HOOK(ap, status_hook, gcmon_stream_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
     gcmon_stream_status_register();
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_webhook_configured);
+    APR_REGISTER_OPTIONAL_FN(gcmon_stream_monitors_user);
 }
 
 AP_DECLARE_MODULE(gcmon_stream) = { STANDARD20_MODULE_STUFF,

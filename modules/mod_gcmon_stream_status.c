@@ -89,10 +89,18 @@ static int gcmon_stream_board_gen(apr_int64_t *board_id, apr_int64_t *gen)
            && pid == snap.holder_pid;
 }
 
+static void gcmon_stream_board_changed(apr_int64_t board_id, apr_int64_t gen)
+{
+    if (status_block) {
+        gc_stream_status_board(status_block, board_id, gen);
+    }
+}
+
 void gcmon_stream_status_register(void)
 {
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_status_json);
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_board_gen);
+    APR_REGISTER_OPTIONAL_FN(gcmon_stream_board_changed);
 }
 
 static const char *html_time(request_rec *r, apr_time_t t)

@@ -193,4 +193,9 @@ typedef struct {
 apr_status_t gc_store_membership_set(gc_store_t *s, apr_pool_t *p, const gc_membership_t *m, int n,
                                      const char **err);
 
+/* Is user_id, as the holder last read the queues, a member of a monitored
+ * queue (GcmonMonitorQueue)? *member 0 on any error. */
+apr_status_t gc_store_membership_has(gc_store_t *s, apr_pool_t *p, const char *user_id, int *member,
+                                     const char **err);
+
 #endif

@@ -33,6 +33,11 @@ static const gc_stmt_t membership_upsert = {
     NULL, 0
 };
 
+static const gc_stmt_t membership_has = {
+    "board.membership_has",
+    "SELECT COUNT(*) FROM gcmon_membership WHERE user_id = %s AND queue_ids <> '[]'", NULL, 0
+};
+
 /* Open alerts (few, through the partial index gcmon_alerts_open). */
 static const gc_stmt_t alerts_all = {
     "board.alerts",
@@ -341,4 +346,15 @@ int gc_board_row_matches(const gc_board_row_t *b, const char *state, const char 
         return 0;
     }
     return 1;
+}
+
+apr_status_t gc_store_membership_has(gc_store_t *s, apr_pool_t *p, const char *user_id, int *member,
+                                     const char **err)
+{
+    const void *args[1] = { user_id };
+    apr_int64_t n = 0;
+    apr_status_t rv = gc_store__select_int(s, p, &membership_has, args, &n, NULL, err);
+
+    *member = rv == APR_SUCCESS && n > 0;
+    return rv;
 }
