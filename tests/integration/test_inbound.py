@@ -22,6 +22,7 @@ USER = "inbound-agent-2"            # monitored as a GcmonMonitorUser
 RELAYED = "inbound-agent-3"         # monitored (queue member); only the relay reports it
 OUTSIDER = "inbound-outsider"       # not monitored
 HOOK = "/gcmon/api/v1/hooks/genesys"
+T0 = 0  # set by the httpd fixture: relayed events come just after the stream's own
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,8 @@ def httpd(emulator):
               env={"GCMON_TEST_SECRET": CLIENT_SECRET, "GCMON_INBOUND_SECRET": SECRET})
     h.start()
     wait_connected(h, topics=3)
+    global T0
+    T0 = int(time.time()) + 5
     yield h
     h.cleanup()
 
@@ -50,7 +53,6 @@ def db(httpd):
     return d
 
 
-T0 = int(time.time()) + 5              # relayed events just after the stream's own
 
 
 def at_s(k):
