@@ -8,6 +8,7 @@
 #include <http_core.h>
 #include <http_main.h>
 
+#include "gc_id.h"
 #include "mod_gcmon_api_private.h"
 
 void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
@@ -17,6 +18,7 @@ void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
     c->actor_mode = -1;
     c->deadline = -1;
     c->transitions = apr_array_make(p, 4, sizeof(gc_transition_t));
+    c->weight_skills = apr_table_make(p, 4);
     return c;
 }
 
@@ -41,6 +43,11 @@ apr_interval_time_t gcmon_api_request_deadline(const gcmon_api_conf_t *c)
 gcmon_api_conf_t *gcmon_api_conf(void)
 {
     return ap_get_module_config(ap_server_conf->module_config, &gcmon_api_module);
+}
+
+const char *gcmon_api_weight_skill(const gcmon_api_conf_t *c, const char *queue_id)
+{
+    return c->weight_skills && queue_id ? apr_table_get(c->weight_skills, queue_id) : NULL;
 }
 
 long gcmon_api_max_body(const gcmon_api_conf_t *c)
@@ -211,6 +218,33 @@ static const char *set_transition(cmd_parms *cmd, void *dc, int argc, char *cons
     return NULL;
 }
 
+static const char *set_weight_skill(cmd_parms *cmd, void *dc, const char *queue_id,
+                                    const char *skill_id)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    gcmon_api_conf_t *c = cmd_conf(cmd);
+    const char *prev;
+    if (err) {
+        return err;
+    }
+    if (!gc_id_valid(queue_id)) {
+        return apr_psprintf(cmd->pool,
+                            "%s: queue id '%s' must be 1 to 64 letters, digits, '-' or '_'",
+                            cmd->cmd->name, queue_id);
+    }
+    if (!gc_id_valid(skill_id)) {
+        return apr_psprintf(cmd->pool,
+                            "%s: skill id '%s' must be 1 to 64 letters, digits, '-' or '_'",
+                            cmd->cmd->name, skill_id);
+    }
+    if ((prev = apr_table_get(c->weight_skills, queue_id)) && strcmp(prev, skill_id)) {
+        return apr_psprintf(cmd->pool, "%s: queue %s already has the weight skill %s",
+                            cmd->cmd->name, queue_id, prev);
+    }
+    apr_table_set(c->weight_skills, queue_id, skill_id);
+    return NULL;
+}
+
 /* An HTTP field name (RFC 9110 token). */
 static int header_name_ok(const char *s)
 {
@@ -282,5 +316,8 @@ const command_rec gcmon_api_cmds[] = {
     AP_INIT_TAKE1("GcmonAdminActor", set_admin_actor, NULL, RSRC_CONF,
                   "Who performs admin actions: user (Apache's authenticated user, the "
                   "default), header:<Name> (set by a trusted reverse proxy) or anonymous"),
+    AP_INIT_TAKE2("GcmonWeightSkill", set_weight_skill, NULL, RSRC_CONF,
+                  "Routing skill whose proficiency carries a queue's member weights: "
+                  "<queueId> <skillId> (repeatable, one skill a queue)"),
     { NULL }
 };

@@ -50,6 +50,7 @@ typedef struct {
     const char *actor_header;        /* its header name (header mode) */
     apr_interval_time_t deadline;    /* GcmonRequestDeadline, -1 = unset */
     const char *inbound_secret;      /* GcmonInboundSecret, NULL: the receiver is off */
+    apr_table_t *weight_skills;      /* GcmonWeightSkill: queue id → skill id */
 } gcmon_api_conf_t;
 
 /* Per-process runtime, created in child_init. */
@@ -69,6 +70,8 @@ long gcmon_api_max_body(const gcmon_api_conf_t *c);
 gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c);
 apr_interval_time_t gcmon_api_request_deadline(const gcmon_api_conf_t *c);
 gcmon_api_runtime_t *gcmon_api_runtime(void);
+/* The queue's GcmonWeightSkill, or NULL. */
+const char *gcmon_api_weight_skill(const gcmon_api_conf_t *c, const char *queue_id);
 
 /* ---------------------------------------------------------------- routes */
 
