@@ -1,7 +1,7 @@
 /* mod_gcmon_api: private declarations shared by its glue files.
  *
  * Calls run one way: mod_gcmon_api_routes.c (the table, the handler) → one
- * file per resource (_health, _read, _board, _status, _audit, _upstream) →
+ * file per resource (_health, _read, _board, _status, _audit, _upstream, _weights) →
  * the HTTP helpers (_http, _mount, _actor) → the core (shared/). A resource
  * never calls another resource, and the helpers call neither. */
 #ifndef MOD_GCMON_API_PRIVATE_H
@@ -97,6 +97,7 @@ gcmon_api_endpoint_fn gcmon_api_status_put;
 gcmon_api_endpoint_fn gcmon_api_audit_get;      /* mod_gcmon_api_audit.c */
 gcmon_api_endpoint_fn gcmon_api_upstream_check; /* mod_gcmon_api_upstream.c */
 gcmon_api_endpoint_fn gcmon_api_hooks_genesys;  /* mod_gcmon_api_hooks.c */
+gcmon_api_endpoint_fn gcmon_api_weights_post;   /* mod_gcmon_api_weights.c */
 
 /* ---------------------------------------------------------------- HTTP helpers */
 

@@ -16,6 +16,7 @@
 /* Actions (also the `action` filter values). */
 #define GC_AUDIT_STATUS_CHANGE "agent_status_change"
 #define GC_AUDIT_UPSTREAM_CHECK "upstream_check"
+#define GC_AUDIT_WEIGHTS_DISTRIBUTE "weights_distribute"
 
 typedef struct {
     apr_int64_t id; /* set by gc_store_audit_add */

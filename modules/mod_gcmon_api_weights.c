@@ -1,0 +1,359 @@
+/* mod_gcmon_api: the routing-weight distribution (SPEC §3.4, §5.4, §9.7). The
+ * protocol is the core's (gc_weights.c); here are its callbacks — the
+ * upstream client under the request's deadline — the up-front rate-budget
+ * check, the audit row and the WFM webhook delivery. */
+#include <math.h>
+#include <string.h>
+
+#include <apr_strings.h>
+#include <http_protocol.h>
+
+#include "gc_audit.h"
+#include "gc_id.h"
+#include "gc_webhook.h"
+#include "gc_weights.h"
+#include "mod_gcmon_api_private.h"
+
+/* Pages of a user's routing skills read at most while looking for one skill. */
+#define SKILL_PAGES_MAX 50
+
+typedef struct {
+    request_rec *r;
+} weights_t;
+
+/* ---------------------------------------------------------------- upstream */
+
+static apr_status_t call(request_rec *r, apr_pool_t *p, const char *op, const char *method,
+                         const char *path, const char *body, gc_response_t **resp, gc_error_t **err)
+{
+    gc_request_t req;
+
+    memset(&req, 0, sizeof(req));
+    req.op = op;
+    req.method = method;
+    req.path = path;
+    req.body = body;
+    req.deadline = gcmon_api_deadline(r);
+    *resp = NULL;
+    return gc_upstream_call(gcmon_api_runtime()->upstream, p, &req, resp, err);
+}
+
+static apr_status_t protocol_error(apr_pool_t *p, const gc_response_t *resp, const char *message,
+                                   gc_error_t **err)
+{
+    *err = apr_pcalloc(p, sizeof(**err));
+    (*err)->kind = GC_ERR_PROTOCOL;
+    (*err)->status = resp ? resp->status : 0;
+    (*err)->message = message;
+    return APR_EGENERAL;
+}
+
+static apr_status_t op_members_page(void *baton, apr_pool_t *p, const char *queue_id, int page,
+                                    apr_array_header_t **members, int *more, gc_error_t **err)
+{
+    weights_t *x = baton;
+    gc_response_t *resp;
+    json_t *entities, *e;
+    size_t i;
+    apr_status_t rv;
+
+    rv = call(x->r, p, "queue_members_get", "GET",
+              apr_psprintf(p, "/api/v2/routing/queues/%s/members?pageSize=%d&pageNumber=%d",
+                           queue_id, GC_WEIGHTS_MEMBERS_PAGE_SIZE, page),
+              NULL, &resp, err);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    entities = resp->json ? json_object_get(resp->json, "entities") : NULL;
+    if (!json_is_array(entities)) {
+        return protocol_error(p, resp, "the queue members listing has no entities", err);
+    }
+    *members = apr_array_make(p, (int)json_array_size(entities) + 1, sizeof(gc_weights_member_t));
+    json_array_foreach(entities, i, e)
+    {
+        gc_weights_member_t *m;
+        const char *id = json_string_value(json_object_get(e, "id"));
+        json_t *rs = json_object_get(e, "routingStatus");
+
+        if (!id) {
+            continue;
+        }
+        m = apr_array_push(*members);
+        m->user_id = apr_pstrdup(p, id);
+        m->joined = json_is_true(json_object_get(e, "joined"));
+        m->routing_status =
+            json_is_object(rs) ? json_string_value(json_object_get(rs, "status")) : NULL;
+        if (m->routing_status) {
+            m->routing_status = apr_pstrdup(p, m->routing_status);
+        }
+    }
+    *more = json_is_string(json_object_get(resp->json, "nextUri"))
+            && *json_string_value(json_object_get(resp->json, "nextUri"));
+    return APR_SUCCESS;
+}
+
+static apr_status_t op_observations(void *baton, apr_pool_t *p, const char *queue_id,
+                                    double *interacting, double *waiting, gc_error_t **err)
+{
+    weights_t *x = baton;
+    gc_response_t *resp;
+    json_t *q, *results, *res, *data, *d;
+    size_t i, j;
+    apr_status_t rv;
+    const char *body;
+
+    q = json_pack("{s:{s:s, s:[{s:s, s:s}]}, s:[s, s, s]}", "filter", "type", "or", "predicates",
+                  "dimension", "queueId", "value", queue_id, "metrics", "oOnQueueUsers",
+                  "oInteracting", "oWaiting");
+    body = gc_json_text(p, q);
+    json_decref(q);
+    rv = call(x->r, p, "queue_observations", "POST", "/api/v2/analytics/queues/observations/query",
+              body, &resp, err);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    *interacting = 0;
+    *waiting = 0;
+    results = resp->json ? json_object_get(resp->json, "results") : NULL;
+    if (!json_is_array(results)) {
+        return protocol_error(p, resp, "the queue observations have no results", err);
+    }
+    json_array_foreach(results, i, res)
+    {
+        data = json_object_get(res, "data");
+        json_array_foreach(data, j, d)
+        {
+            const char *metric = json_string_value(json_object_get(d, "metric"));
+            json_t *count = json_object_get(json_object_get(d, "stats"), "count");
+
+            if (!metric || !json_is_number(count)) {
+                continue;
+            }
+            if (!strcmp(metric, "oInteracting")) {
+                *interacting += json_number_value(count);
+            }
+            else if (!strcmp(metric, "oWaiting")) {
+                *waiting += json_number_value(count);
+            }
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t op_get_skill(void *baton, apr_pool_t *p, const char *user_id,
+                                 const char *skill_id, gc_weights_skill_t *out, int *present,
+                                 gc_error_t **err)
+{
+    weights_t *x = baton;
+    int page;
+
+    *present = 0;
+    memset(out, 0, sizeof(*out));
+    for (page = 1; page <= SKILL_PAGES_MAX; page++) {
+        gc_response_t *resp;
+        json_t *entities, *e;
+        size_t i;
+        apr_status_t rv;
+
+        rv = call(x->r, p, "user_skills_get", "GET",
+                  apr_psprintf(p, "/api/v2/users/%s/routingskills?pageSize=100&pageNumber=%d",
+                               user_id, page),
+                  NULL, &resp, err);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        entities = resp->json ? json_object_get(resp->json, "entities") : NULL;
+        if (!json_is_array(entities)) {
+            return protocol_error(p, resp, "the user's routing skills have no entities", err);
+        }
+        json_array_foreach(entities, i, e)
+        {
+            const char *id = json_string_value(json_object_get(e, "id"));
+            const char *state = json_string_value(json_object_get(e, "state"));
+
+            if (id && !strcmp(id, skill_id)) {
+                *present = 1;
+                out->proficiency = json_number_value(json_object_get(e, "proficiency"));
+                out->state = state ? apr_pstrdup(p, state) : NULL;
+                return APR_SUCCESS;
+            }
+        }
+        if (!json_is_string(json_object_get(resp->json, "nextUri"))) {
+            return APR_SUCCESS;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t op_get_queue(void *baton, apr_pool_t *p, const char *queue_id, json_t **queue,
+                                 gc_error_t **err)
+{
+    weights_t *x = baton;
+    gc_response_t *resp;
+    apr_status_t rv;
+
+    rv = call(x->r, p, "queue_get", "GET",
+              apr_pstrcat(p, "/api/v2/routing/queues/", queue_id, NULL), NULL, &resp, err);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (!json_is_object(resp->json)) {
+        return protocol_error(p, resp, "the queue is not a JSON object", err);
+    }
+    /* resp->json is released with the pool: the engine gets its own copy. */
+    *queue = json_deep_copy(resp->json);
+    return *queue ? APR_SUCCESS : protocol_error(p, resp, "the queue could not be copied", err);
+}
+
+static apr_status_t op_put_queue(void *baton, apr_pool_t *p, const char *queue_id,
+                                 const json_t *queue, gc_error_t **err)
+{
+    weights_t *x = baton;
+    gc_response_t *resp;
+    const char *body = gc_json_text(p, queue);
+
+    if (!body) {
+        return protocol_error(p, NULL, "the queue could not be serialised", err);
+    }
+    return call(x->r, p, "queue_put", "PUT",
+                apr_pstrcat(p, "/api/v2/routing/queues/", queue_id, NULL), body, &resp, err);
+}
+
+/* Sequential for now; the engine allows any order or concurrency. */
+static void op_put_skills(void *baton, apr_pool_t *p, const gc_weights_write_t *items, size_t n,
+                          gc_weights_write_result_t *results)
+{
+    weights_t *x = baton;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        const gc_weights_write_t *w = &items[i];
+        const char *path =
+            apr_pstrcat(p, "/api/v2/users/", w->user_id, "/routingskills/", w->skill_id, NULL);
+        gc_response_t *resp;
+        const char *body = NULL;
+
+        results[i].err = NULL;
+        if (!w->remove) {
+            json_t *j = json_pack("{s:s, s:f, s:s}", "id", w->skill_id, "proficiency",
+                                  w->proficiency, "state", w->state ? w->state : "active");
+            body = gc_json_text(p, j);
+            json_decref(j);
+        }
+        results[i].rv = call(x->r, p, w->remove ? "user_skill_delete" : "user_skill_put",
+                             w->remove ? "DELETE" : "PUT", path, body, &resp, &results[i].err);
+    }
+}
+
+/* ---------------------------------------------------------------- budget */
+
+/* The seconds the rate budget needs for `requests` upstream requests at its
+ * steady pace (GcmonRateLimit a minute), rounded up. */
+static long budget_seconds(int requests)
+{
+    int rate = gcmon_api_conf()->conn.rate_limit;
+
+    if (rate <= 0) {
+        rate = GC_DEFAULT_RATE_LIMIT;
+    }
+    return (long)ceil((double)requests * 60.0 / rate);
+}
+
+/* 1 when a distribution of n weights fits the rate budget before the
+ * request's deadline; else 0 with the 503 in res. */
+static int budget_fits(request_rec *r, gc_result_t *res, int n)
+{
+    int requests = gc_weights_estimate_requests(n);
+    long need = budget_seconds(requests);
+    apr_interval_time_t left = gcmon_api_deadline(r) - apr_time_now();
+
+    if (apr_time_from_sec(need) <= left) {
+        return 1;
+    }
+    gc_result_problem(
+        res, HTTP_SERVICE_UNAVAILABLE, "upstream_budget_exceeded", "Too many upstream requests",
+        apr_psprintf(r->pool,
+                     "%d member weights need up to %d Genesys Cloud requests, about %ld s of "
+                     "the rate budget (GcmonRateLimit %d a minute), more than the %ld s left "
+                     "before the request's deadline (GcmonRequestDeadline); nothing was changed",
+                     n, requests, need,
+                     gcmon_api_conf()->conn.rate_limit > 0 ? gcmon_api_conf()->conn.rate_limit
+                                                           : GC_DEFAULT_RATE_LIMIT,
+                     (long)apr_time_sec(left > 0 ? left : 0)));
+    res->retry_after = apr_time_from_sec(need);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- POST */
+
+/* The WFM webhook's body: the distribution and who made it. */
+static const char *wfm_body(request_rec *r, const gc_result_t *res)
+{
+    json_t *hook = json_pack("{s:s, s:s, s:O}", "event", "weights_distributed", "actor",
+                             gcmon_api_actor(r), "distribution", res->doc);
+    const char *text = hook ? gc_json_text(r->pool, hook) : NULL;
+
+    json_decref(hook);
+    return text;
+}
+
+int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
+{
+    static const gc_weights_ops_t ops_template = {
+        NULL,         op_members_page, op_observations, op_get_skill,
+        op_get_queue, op_put_queue,    op_put_skills,   NULL
+    };
+    gc_weights_ops_t ops = ops_template;
+    gc_result_t *res = gc_result_make(r->pool);
+    gc_weights_req_t req;
+    gc_weights_out_t out;
+    apr_time_t started = apr_time_now();
+    const char *queue_id = params[0];
+    const char *hook = NULL;
+    json_t *audit_req, *result, *weights;
+    weights_t x;
+
+    memset(&x, 0, sizeof(x));
+    memset(&out, 0, sizeof(out));
+    x.r = r;
+    ops.baton = &x;
+    memset(&req, 0, sizeof(req));
+    req.queue_id = queue_id;
+    req.body = body;
+    req.default_skill =
+        gc_id_valid(queue_id) ? gcmon_api_weight_skill(gcmon_api_conf(), queue_id) : NULL;
+
+    weights = body ? json_object_get(body, "member_weights") : NULL;
+    if (gc_weights_validate(res, queue_id, body, req.default_skill) > 0) {
+        out.status = "validation_failed";
+    }
+    else if (!gcmon_api_upstream_ready(res)) {
+        out.status = "projection_failed";
+    }
+    else if (!budget_fits(r, res, (int)json_object_size(weights))) {
+        out.status = "projection_failed";
+    }
+    else {
+        gc_weights_distribute(r->pool, &ops, &req, res, &out);
+    }
+    if (res->status == HTTP_OK && res->doc && gcmon_api_webhook_configured(GC_TARGET_WFM)) {
+        hook = wfm_body(r, res);
+    }
+    audit_req = gc_weights_audit_request(body);
+    result = gc_result_audit_json(res);
+    if (out.status && json_is_object(result) && !json_object_get(result, "status")) {
+        json_object_set_new(result, "status", json_string(out.status));
+    }
+    gcmon_api_audit(r, GC_AUDIT_WEIGHTS_DISTRIBUTE, queue_id, audit_req, result, res->status,
+                    started, hook ? GC_TARGET_WFM : NULL, hook);
+    json_decref(audit_req);
+    json_decref(result);
+    if (gc_result_failed(res)) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      GCMON_LOGNO(1405) "weights of queue %s by %s: %s (%d upstream requests, "
+                                        "%d writes)",
+                      queue_id, gcmon_api_actor(r), out.status ? out.status : res->slug,
+                      out.upstream_requests, out.writes);
+    }
+    return gcmon_api_send_result(r, res);
+}

@@ -1,0 +1,235 @@
+"""Routing-weight distribution through the admin API (SPEC §3.4, §5.4, §9.7):
+POST /v1/admin/queues/{queueId}/weights against a real apache2 and the
+Genesys Cloud emulator.
+
+gcmon validates the body (422, nothing upstream), reads the queue's members,
+projects the saturation (409, nothing written), reads every member's current
+proficiency of the weight skill, sets the queue to skillEvaluationMethod BEST
+(read-modify-write), writes each member's proficiency round(5*w, 2), and on a
+member failure restores everything (502 member_update_failed). Every outcome
+is audited (action weights_distribute, target the queue id)."""
+import json
+import uuid
+
+import pytest
+
+from conftest import CLIENT_ID, CLIENT_SECRET
+from httpd import Httpd, assert_problem
+
+API = "/gcmon/api/v1"
+AUDIT = API + "/admin/audit"
+SKILL = "wskill-" + uuid.uuid4().hex[:8]
+CONF_QUEUE = "wq-conf-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def httpd(emulator):
+    emulator.add_skills([{"id": SKILL, "name": "Weight " + SKILL}])
+    h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
+              gcmon_conf=(f"GcmonClientID {CLIENT_ID}\n"
+                          "GcmonClientSecret env:GCMON_TEST_SECRET\n"
+                          "GcmonRequestTimeout 5s\n"
+                          "GcmonRateLimit 6000\n"
+                          "GcmonAdminActor anonymous\n"
+                          f"GcmonWeightSkill {CONF_QUEUE} {SKILL}\n"),
+              start_servers=1)
+    h.start()
+    try:
+        yield h
+    finally:
+        h.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def clean(emulator):
+    emulator.clear_faults()
+    emulator.clear_requests()
+    yield
+    emulator.clear_faults()
+
+
+def weights_path(qid):
+    return f"{API}/admin/queues/{qid}/weights"
+
+
+def post(h, qid, body, headers=None):
+    return h.admin("POST", weights_path(qid), body=body, headers=headers)
+
+
+def make_queue(emulator, n, proficiency=1.0, routing="IDLE", qid=None, **queue):
+    """A queue of n fresh members, each with the weight skill at `proficiency`."""
+    tag = uuid.uuid4().hex[:8]
+    qid = qid or "wq-" + tag
+    users = [f"wu-{tag}-{i}" for i in range(n)]
+    emulator.add_agents([{"id": u, "name": f"Weights {tag} {i}", "presence": "OnQueue",
+                          "routing_status": routing,
+                          "skills": [{"id": SKILL, "proficiency": proficiency}]}
+                         for i, u in enumerate(users)])
+    emulator.add_queues([{"id": qid, "name": "Weights " + tag,
+                          "skill_evaluation_method": "NONE", "members": users, **queue}])
+    return qid, users
+
+
+def writes(emulator):
+    return [r for r in emulator.requests() if r["method"] in ("PUT", "DELETE", "PATCH")]
+
+
+def skill_of(emulator, uid):
+    r = emulator.request("GET", f"/api/v2/users/{uid}/routingskills?pageSize=100",
+                         token=emulator.token())
+    assert r.status == 200, r
+    for s in r.json["entities"]:
+        if s["id"] == SKILL:
+            return s
+    return None
+
+
+def queue_of(emulator, qid):
+    r = emulator.request("GET", f"/api/v2/routing/queues/{qid}", token=emulator.token())
+    assert r.status == 200, r
+    return r.json
+
+
+def last_audit(h, qid):
+    r = h.get(f"{AUDIT}?action=weights_distribute&target={qid}&limit=1")
+    assert r.status == 200, r
+    assert r.json["data"], r.json
+    return r.json["data"][0]
+
+
+def body_of(users, weights, **extra):
+    b = {"member_weights": dict(zip(users, weights)), "overflow_threshold": 0.85,
+         "utilization_target": 0.8, "projected_load": 0, "skill_id": SKILL}
+    b.update(extra)
+    return b
+
+
+# ------------------------------------------------------------------ refusals
+
+def test_validation_error_is_422_and_writes_nothing(httpd, emulator):
+    qid, users = make_queue(emulator, 2)
+    emulator.clear_requests()
+    r = post(httpd, qid, body_of(users, [0.7, 0.6]))          # sum 1.3 > 1
+    assert r.status == 422, r
+    assert r.json["type"].endswith("validation_failed"), r.json
+    assert any(e["field"] == "member_weights" for e in r.json["errors"]), r.json
+    assert writes(emulator) == []
+    r = post(httpd, qid, body_of(users, [1.5, -0.1]))
+    assert r.status == 422, r
+    fields = {e["field"] for e in r.json["errors"]}
+    assert {f"member_weights.{users[0]}", f"member_weights.{users[1]}"} <= fields, r.json
+    assert emulator.requests() == []
+    a = last_audit(httpd, qid)
+    assert a["status"] == 422 and a["action"] == "weights_distribute", a
+
+
+def test_no_skill_is_422(httpd, emulator):
+    qid, users = make_queue(emulator, 1)
+    b = body_of(users, [0.5])
+    del b["skill_id"]
+    r = post(httpd, qid, b)
+    assert r.status == 422, r
+    assert any(e["field"] == "skill_id" for e in r.json["errors"]), r.json
+    assert writes(emulator) == []
+
+
+def test_non_member_is_422(httpd, emulator):
+    qid, users = make_queue(emulator, 2)
+    _, others = make_queue(emulator, 1)
+    emulator.clear_requests()
+    r = post(httpd, qid, body_of([users[0], others[0]], [0.3, 0.3]))
+    assert r.status == 422, r
+    assert writes(emulator) == []
+
+
+def test_saturation_is_409_and_writes_nothing(httpd, emulator):
+    qid, users = make_queue(emulator, 2)
+    emulator.clear_requests()
+    # capacity 2 * 0.5 = 1; load 5 → ratio 5 > 0.85
+    r = post(httpd, qid, body_of(users, [0.5, 0.5], projected_load=5, utilization_target=0.5))
+    assert r.status == 409, r
+    assert r.json["type"].endswith("saturation_blocked"), r.json
+    assert writes(emulator) == []
+    assert skill_of(emulator, users[0])["proficiency"] == 1.0
+
+
+# ------------------------------------------------------------------ success
+
+def test_happy_path(httpd, emulator):
+    qid, users = make_queue(emulator, 3)
+    weights = [0.1234, 0.333, 0.5]
+    emulator.clear_requests()
+    b = body_of(users, weights)
+    del b["projected_load"]                    # from the observations query: 0 here
+    r = post(httpd, qid, b)
+    assert r.status == 200, r
+    doc = r.json
+    assert doc["status"] == "completed" and doc["queue_id"] == qid, doc
+    assert doc["upstream_requests"] >= 3 + 2 + 3, doc
+    assert doc["saturation"]["active_agents"] == 3, doc
+    obs = [x for x in emulator.requests(path="/api/v2/analytics/queues/observations/query")]
+    assert len(obs) == 1, obs
+    assert json.loads(obs[0]["body"])["filter"]["predicates"] == [
+        {"dimension": "queueId", "value": qid}], obs
+    puts = [x for x in writes(emulator) if "/routingskills/" in x["path"]]
+    assert len(puts) == 3, puts
+    for u, w in zip(users, weights):
+        mine = [x for x in puts if x["path"] == f"/api/v2/users/{u}/routingskills/{SKILL}"]
+        assert len(mine) == 1 and mine[0]["method"] == "PUT", puts
+        sent = json.loads(mine[0]["body"])
+        assert sent == {"id": SKILL, "proficiency": round(5 * w, 2), "state": "active"}, sent
+        assert skill_of(emulator, u)["proficiency"] == round(5 * w, 2)
+    assert queue_of(emulator, qid)["skillEvaluationMethod"] == "BEST"
+    qputs = [x for x in writes(emulator) if x["path"] == f"/api/v2/routing/queues/{qid}"]
+    assert len(qputs) == 1
+    assert writes(emulator).index(qputs[0]) == 0          # the queue before any member
+    a = last_audit(httpd, qid)
+    assert a["status"] == 200 and a["target"] == qid, a
+
+
+def test_configured_skill(httpd, emulator):
+    qid, users = make_queue(emulator, 1, qid=CONF_QUEUE)
+    b = body_of(users, [0.4])
+    del b["skill_id"]
+    r = post(httpd, qid, b)
+    assert r.status == 200, r
+    assert skill_of(emulator, users[0])["proficiency"] == 2.0
+
+
+def test_member_failure_rolls_back(httpd, emulator):
+    qid, users = make_queue(emulator, 4, proficiency=1.25)
+    emulator.fault(f"^/api/v2/users/{users[2]}/routingskills/{SKILL}$", status=400,
+                   method="PUT", count=1)
+    emulator.clear_requests()
+    r = post(httpd, qid, body_of(users, [0.1, 0.2, 0.3, 0.4]))
+    assert r.status == 502, r
+    assert r.json["type"].endswith("member_update_failed"), r.json
+    assert users[2] in r.json["failed"], r.json
+    for u in users:
+        s = skill_of(emulator, u)
+        assert s["proficiency"] == 1.25 and s["state"] == "active", (u, s)
+    assert queue_of(emulator, qid)["skillEvaluationMethod"] == "NONE"
+    a = last_audit(httpd, qid)
+    assert a["status"] == 502, a
+
+
+def test_budget_refusal(emulator):
+    """A distribution the rate budget cannot fit before the deadline: 503 up front."""
+    h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
+              gcmon_conf=(f"GcmonClientID {CLIENT_ID}\n"
+                          "GcmonClientSecret env:GCMON_TEST_SECRET\n"
+                          "GcmonRateLimit 60\n"
+                          "GcmonRequestDeadline 5s\n"
+                          "GcmonAdminActor anonymous\n"),
+              start_servers=1)
+    h.start()
+    try:
+        qid, users = make_queue(emulator, 5)
+        emulator.clear_requests()
+        r = post(h, qid, body_of(users, [0.1] * 5))
+        assert r.status == 503, r
+        assert int(r.header("Retry-After")) >= 14, r
+        assert "14 s" in r.json["detail"], r.json
+        assert emulator.requests() == []
+    finally:
+        h.cleanup()
