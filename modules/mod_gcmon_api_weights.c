@@ -324,7 +324,16 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
         gc_id_valid(queue_id) ? gcmon_api_weight_skill(gcmon_api_conf(), queue_id) : NULL;
 
     weights = body ? json_object_get(body, "member_weights") : NULL;
-    if (gc_weights_validate(res, queue_id, body, req.default_skill) > 0) {
+    if (!gc_id_valid(queue_id)) {
+        /* A malformed path id is the request's shape, as for the status
+         * resource (400); the body's faults are 422 (SPEC §5.4). */
+        gc_result_field(res, "queue_id", "queue_id must be 1 to 64 letters, digits, '-' or '_'");
+        gc_result_problem(res, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
+                          "queue_id in the path must be 1 to 64 letters, digits, '-' or '_'");
+        gc_result_error_type(res, "invalid_value");
+        out.status = "validation_failed";
+    }
+    else if (gc_weights_validate(res, queue_id, body, req.default_skill) > 0) {
         out.status = "validation_failed";
     }
     else if (!gcmon_api_upstream_ready(res)) {

@@ -233,3 +233,19 @@ def test_budget_refusal(emulator):
         assert emulator.requests() == []
     finally:
         h.cleanup()
+
+
+def test_bad_queue_id_is_400(httpd, emulator):
+    r = post(httpd, "a" * 65, body_of(["u1"], [0.5]))
+    body = assert_problem(r, 400, "validation_failed")
+    assert [e["field"] for e in body["errors"]] == ["queue_id"], body
+    assert emulator.requests() == []
+
+
+def test_missing_member_weights_is_422(httpd, emulator):
+    qid, _ = make_queue(emulator, 1)
+    emulator.clear_requests()
+    r = post(httpd, qid, {"skill_id": SKILL})
+    body = assert_problem(r, 422, "validation_failed")
+    assert any(e["field"].startswith("member_weights") for e in body["errors"]), body
+    assert emulator.requests() == []
