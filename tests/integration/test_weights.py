@@ -249,3 +249,11 @@ def test_missing_member_weights_is_422(httpd, emulator):
     body = assert_problem(r, 422, "validation_failed")
     assert any(e["field"].startswith("member_weights") for e in body["errors"]), body
     assert emulator.requests() == []
+
+
+def test_unknown_queue_is_404(httpd, emulator):
+    _, users = make_queue(emulator, 1)
+    emulator.clear_requests()
+    r = post(httpd, "wq-missing-" + uuid.uuid4().hex[:8], body_of(users, [0.5]))
+    assert_problem(r, 404, "queue_not_found")
+    assert writes(emulator) == []
