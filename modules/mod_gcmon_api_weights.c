@@ -10,6 +10,7 @@
 
 #include "gc_audit.h"
 #include "gc_id.h"
+#include "gc_idem.h"
 #include "gc_webhook.h"
 #include "gc_weights.h"
 #include "mod_gcmon_api_private.h"
@@ -284,6 +285,99 @@ static int budget_fits(request_rec *r, gc_result_t *res, int n)
     return 0;
 }
 
+/* ---------------------------------------------------------------- Idempotency-Key */
+
+#define IDEM_SCOPE "weights"
+
+/* The answer of res as gcmon_api_send_result writes it (same bytes). */
+static void idem_record(request_rec *r, const gc_result_t *res, const char *hash,
+                        gc_idem_rec_t *rec)
+{
+    json_t *doc = gc_result_json(res);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+
+    json_decref(doc);
+    memset(rec, 0, sizeof(*rec));
+    rec->request_hash = hash;
+    rec->status = res->status;
+    rec->content_type =
+        gc_result_failed(res) ? "application/problem+json" : "application/json; charset=utf-8";
+    rec->body = text ? apr_pstrdup(r->pool, text) : NULL;
+    free(text);
+}
+
+/* Keep the answer under the key: final outcomes only (a 500 or 503 may
+ * succeed when retried with the same key). */
+static void idem_store(request_rec *r, const char *key, const char *hash, const gc_result_t *res)
+{
+    struct gc_store *st;
+    gc_idem_rec_t rec;
+    const char *err = NULL;
+
+    if (res->status == HTTP_INTERNAL_SERVER_ERROR || res->status == HTTP_SERVICE_UNAVAILABLE) {
+        return;
+    }
+    idem_record(r, res, hash, &rec);
+    if (!rec.body || !(st = gcmon_api_store(r, 0))
+        || gc_store_idem_put(st, r->pool, IDEM_SCOPE, key, &rec, apr_time_now(), GC_IDEM_TTL, NULL,
+                             &err)
+               != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      GCMON_LOGNO(1406) "the answer of Idempotency-Key %s was not stored: %s", key,
+                      err ? err : "no database connection");
+    }
+}
+
+/* Before running: 1 to run the request; 0 when res holds a refusal, or *replay
+ * the stored answer. */
+static int idem_check(request_rec *r, const char *key, const char *hash, gc_result_t *res,
+                      gc_idem_rec_t *replay, int *found)
+{
+    struct gc_store *st;
+    const char *err = NULL;
+
+    *found = 0;
+    if (!gc_idem_key_valid(key)) {
+        gc_result_field(res, "Idempotency-Key",
+                        "must be 1 to 255 printable ASCII characters without blanks");
+        gc_result_problem(res, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
+                          "the Idempotency-Key header must be 1 to 255 printable ASCII "
+                          "characters without blanks");
+        gc_result_error_type(res, "invalid_value");
+        return 0;
+    }
+    if (!hash) {
+        gc_result_problem(res, HTTP_INTERNAL_SERVER_ERROR, "internal", "Internal error",
+                          "the request could not be hashed");
+        return 0;
+    }
+    if (!(st = gcmon_api_store(r, 0))) {
+        gc_result_problem(res, HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+                          "The database is unavailable",
+                          "an Idempotency-Key needs the database, and no connection could be "
+                          "opened, or its schema could not be checked");
+        return 0;
+    }
+    if (gc_store_idem_get(st, r->pool, IDEM_SCOPE, key, apr_time_now(), replay, found, &err)
+        != APR_SUCCESS) {
+        gc_result_problem(res, HTTP_INTERNAL_SERVER_ERROR, "database_error", "Database error",
+                          "the Idempotency-Key could not be looked up");
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      GCMON_LOGNO(1406) "Idempotency-Key lookup failed: %s", err);
+        return 0;
+    }
+    if (*found && strcmp(replay->request_hash, hash)) {
+        *found = 0;
+        gc_result_problem(res, HTTP_UNPROCESSABLE_ENTITY, "idempotency_key_reused",
+                          "Idempotency-Key reused",
+                          "this Idempotency-Key was used for another request (a different "
+                          "queue or body) in the last 24 hours");
+        gc_result_error_type(res, "idempotency_key_reused");
+        return 0;
+    }
+    return !*found;
+}
+
 /* ---------------------------------------------------------------- POST */
 
 /* The WFM webhook's body: the distribution and who made it. */
@@ -309,7 +403,10 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
     gc_weights_out_t out;
     apr_time_t started = apr_time_now();
     const char *queue_id = params[0];
-    const char *hook = NULL;
+    const char *hook = NULL, *hash = NULL;
+    const char *idem_key = apr_table_get(r->headers_in, "Idempotency-Key");
+    gc_idem_rec_t replay;
+    int replayed = 0;
     json_t *audit_req, *result, *weights;
     weights_t x;
 
@@ -324,6 +421,9 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
         gc_id_valid(queue_id) ? gcmon_api_weight_skill(gcmon_api_conf(), queue_id) : NULL;
 
     weights = body ? json_object_get(body, "member_weights") : NULL;
+    if (idem_key) {
+        hash = gc_weights_request_hash(r->pool, queue_id, body);
+    }
     if (!gc_id_valid(queue_id)) {
         /* A malformed path id is the request's shape, as for the status
          * resource (400); the body's faults are 422 (SPEC §5.4). */
@@ -335,6 +435,12 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
     }
     else if (gc_weights_validate(res, queue_id, body, req.default_skill) > 0) {
         out.status = "validation_failed";
+    }
+    else if (idem_key && !idem_check(r, idem_key, hash, res, &replay, &replayed)) {
+        out.status = replayed ? "replayed"
+                     : res->status == HTTP_BAD_REQUEST || res->status == HTTP_UNPROCESSABLE_ENTITY
+                         ? "validation_failed"
+                         : "projection_failed";
     }
     else if (!gcmon_api_upstream_ready(res)) {
         out.status = "projection_failed";
@@ -349,6 +455,20 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
         hook = wfm_body(r, res);
     }
     audit_req = gc_weights_audit_request(body);
+    if (replayed) {
+        /* The stored answer, again: nothing was sent upstream. */
+        result = json_pack("{s:b, s:i}", "replayed", 1, "status", replay.status);
+        gcmon_api_audit(r, GC_AUDIT_WEIGHTS_DISTRIBUTE, queue_id, audit_req, result, replay.status,
+                        started, NULL, NULL);
+        json_decref(audit_req);
+        json_decref(result);
+        return gcmon_api_send_text(r, replay.status, replay.content_type, replay.body,
+                                   strlen(replay.body));
+    }
+    /* Refusals of the request itself (validation, the key) are not kept. */
+    if (idem_key && hash && out.status && strcmp(out.status, "validation_failed") != 0) {
+        idem_store(r, idem_key, hash, res);
+    }
     result = gc_result_audit_json(res);
     if (out.status && json_is_object(result) && !json_object_get(result, "status")) {
         json_object_set_new(result, "status", json_string(out.status));

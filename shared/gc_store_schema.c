@@ -177,6 +177,18 @@ static const ddl_t v7[] = {
       "ALTER TABLE gcmon_lease ADD COLUMN IF NOT EXISTS state TEXT" },
 };
 
+/* Version 8: stored answers of Idempotency-Key requests (gc_idem.h), one
+ * row per (scope, key), kept until expires_at. */
+static const ddl_t v8[] = {
+    { "CREATE TABLE IF NOT EXISTS gcmon_idempotency ("
+      "scope TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL, "
+      "status INTEGER NOT NULL, content_type TEXT NOT NULL, body TEXT NOT NULL, "
+      "created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (scope, idem_key))",
+      NULL },
+    { "CREATE INDEX IF NOT EXISTS gcmon_idempotency_expires ON gcmon_idempotency (expires_at)",
+      NULL },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -185,7 +197,7 @@ static const struct {
     { 1, v1, sizeof(v1) / sizeof(v1[0]) }, { 2, v2, sizeof(v2) / sizeof(v2[0]) },
     { 3, v3, sizeof(v3) / sizeof(v3[0]) }, { 4, v4, sizeof(v4) / sizeof(v4[0]) },
     { 5, v5, sizeof(v5) / sizeof(v5[0]) }, { 6, v6, sizeof(v6) / sizeof(v6[0]) },
-    { 7, v7, sizeof(v7) / sizeof(v7[0]) },
+    { 7, v7, sizeof(v7) / sizeof(v7[0]) }, { 8, v8, sizeof(v8) / sizeof(v8[0]) },
 };
 
 static const gc_stmt_t schema_create = {

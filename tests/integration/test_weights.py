@@ -257,3 +257,57 @@ def test_unknown_queue_is_404(httpd, emulator):
     r = post(httpd, "wq-missing-" + uuid.uuid4().hex[:8], body_of(users, [0.5]))
     assert_problem(r, 404, "queue_not_found")
     assert writes(emulator) == []
+
+
+# ------------------------------------------------------------------ Idempotency-Key
+
+def test_idempotency_key_replays_byte_identical(httpd, emulator):
+    qid, users = make_queue(emulator, 2)
+    key = "k-" + uuid.uuid4().hex
+    emulator.clear_requests()
+    first = post(httpd, qid, body_of(users, [0.2, 0.3]), headers={"Idempotency-Key": key})
+    assert first.status == 200, first
+    assert emulator.requests() != []
+    emulator.clear_requests()
+    # the same request, members in another order: the same canonical hash
+    b = body_of(users, [0.2, 0.3])
+    b["member_weights"] = dict(reversed(list(b["member_weights"].items())))
+    again = post(httpd, qid, b, headers={"Idempotency-Key": key})
+    assert again.status == 200, again
+    assert again.body == first.body
+    assert again.header("content-type") == first.header("content-type")
+    assert emulator.requests() == []
+    a = last_audit(httpd, qid)
+    assert a["result"].get("replayed") is True, a
+
+
+def test_idempotency_key_with_another_body_is_422(httpd, emulator):
+    qid, users = make_queue(emulator, 2)
+    key = "k-" + uuid.uuid4().hex
+    r = post(httpd, qid, body_of(users, [0.2, 0.3]), headers={"Idempotency-Key": key})
+    assert r.status == 200, r
+    emulator.clear_requests()
+    r = post(httpd, qid, body_of(users, [0.3, 0.3]), headers={"Idempotency-Key": key})
+    assert_problem(r, 422, "idempotency_key_reused")
+    assert emulator.requests() == []
+
+
+def test_idempotency_key_replays_a_refusal(httpd, emulator):
+    qid, users = make_queue(emulator, 2)
+    key = "k-" + uuid.uuid4().hex
+    b = body_of(users, [0.5, 0.5], projected_load=5, utilization_target=0.5)
+    first = post(httpd, qid, b, headers={"Idempotency-Key": key})
+    assert first.status == 409, first
+    emulator.clear_requests()
+    again = post(httpd, qid, b, headers={"Idempotency-Key": key})
+    assert (again.status, again.body) == (409, first.body)
+    assert emulator.requests() == []
+
+
+def test_bad_idempotency_key_is_400(httpd, emulator):
+    qid, users = make_queue(emulator, 1)
+    emulator.clear_requests()
+    r = post(httpd, qid, body_of(users, [0.5]), headers={"Idempotency-Key": "x" * 256})
+    body = assert_problem(r, 400, "validation_failed")
+    assert body["errors"][0]["field"] == "Idempotency-Key", body
+    assert emulator.requests() == []
