@@ -23,6 +23,7 @@
 #include "gc_audit.h"
 #include "gc_alerts.h"
 #include "gc_board_cache.h"
+#include "gc_idem.h"
 #include "gc_store.h"
 #include "gc_store_read.h"
 #include "unit.h"
@@ -1470,6 +1471,77 @@ START_TEST(audit_round_trip)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- idempotency */
+
+/* Stored answers of Idempotency-Key requests on both dialects: absent, kept,
+ * a live row not replaced, an expired one replaced, scopes apart. */
+START_TEST(idem_round_trip)
+{
+    gc_store_t *s = open_migrated();
+    gc_idem_rec_t rec, got;
+    const char *err = NULL;
+    apr_time_t t0 = apr_time_now();
+    int found = -1, stored = -1;
+
+    ck_assert(gc_idem_key_valid("k-1"));
+    ck_assert(!gc_idem_key_valid(""));
+    ck_assert(!gc_idem_key_valid("a b"));
+    ck_assert(!gc_idem_key_valid("\x7f"));
+    ck_assert(gc_idem_key_valid(apr_psprintf(pool, "%0255d", 0)));
+    ck_assert(!gc_idem_key_valid(apr_psprintf(pool, "%0256d", 0)));
+
+    ck_assert_msg(gc_store_idem_get(s, pool, "weights", "k1", t0, &got, &found, &err)
+                      == APR_SUCCESS,
+                  "get: %s", err);
+    ck_assert_int_eq(found, 0);
+    memset(&rec, 0, sizeof(rec));
+    rec.request_hash = "h1";
+    rec.status = 200;
+    rec.content_type = "application/json; charset=utf-8";
+    rec.body = "{\"a\":1}";
+    ck_assert_msg(
+        gc_store_idem_put(s, pool, "weights", "k1", &rec, t0, apr_time_from_sec(60), &stored, &err)
+            == APR_SUCCESS,
+        "put: %s", err);
+    ck_assert_int_eq(stored, 1);
+    ck_assert(gc_store_idem_get(s, pool, "weights", "k1", t0 + 1000, &got, &found, &err)
+              == APR_SUCCESS);
+    ck_assert_int_eq(found, 1);
+    ck_assert_str_eq(got.request_hash, "h1");
+    ck_assert_int_eq(got.status, 200);
+    ck_assert_str_eq(got.content_type, "application/json; charset=utf-8");
+    ck_assert_str_eq(got.body, "{\"a\":1}");
+    /* another scope does not see it */
+    ck_assert(gc_store_idem_get(s, pool, "other", "k1", t0, &got, &found, &err) == APR_SUCCESS);
+    ck_assert_int_eq(found, 0);
+    /* a live row is kept */
+    rec.request_hash = "h2";
+    rec.status = 409;
+    ck_assert(gc_store_idem_put(s, pool, "weights", "k1", &rec, t0 + 1000, apr_time_from_sec(60),
+                                &stored, &err)
+              == APR_SUCCESS);
+    ck_assert_int_eq(stored, 0);
+    ck_assert(gc_store_idem_get(s, pool, "weights", "k1", t0 + 2000, &got, &found, &err)
+              == APR_SUCCESS);
+    ck_assert_str_eq(got.request_hash, "h1");
+    /* expired: absent, and replaced */
+    ck_assert(
+        gc_store_idem_get(s, pool, "weights", "k1", t0 + apr_time_from_sec(61), &got, &found, &err)
+        == APR_SUCCESS);
+    ck_assert_int_eq(found, 0);
+    ck_assert(gc_store_idem_put(s, pool, "weights", "k1", &rec, t0 + apr_time_from_sec(61),
+                                apr_time_from_sec(60), &stored, &err)
+              == APR_SUCCESS);
+    ck_assert_int_eq(stored, 1);
+    ck_assert(
+        gc_store_idem_get(s, pool, "weights", "k1", t0 + apr_time_from_sec(62), &got, &found, &err)
+        == APR_SUCCESS);
+    ck_assert_int_eq(found, 1);
+    ck_assert_str_eq(got.request_hash, "h2");
+    ck_assert_int_eq(got.status, 409);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ suite */
 
 static void add_common(TCase *tc)
@@ -1493,6 +1565,7 @@ static void add_common(TCase *tc)
     tcase_add_test(tc, prune_in_chunks);
     tcase_add_test(tc, ingest_100k);
     tcase_add_test(tc, audit_round_trip);
+    tcase_add_test(tc, idem_round_trip);
     tcase_add_test(tc, board_generation);
     tcase_add_test(tc, board_cache_merges);
 }
