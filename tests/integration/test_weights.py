@@ -31,7 +31,9 @@ def httpd(emulator):
                           "GcmonRequestTimeout 5s\n"
                           "GcmonRateLimit 6000\n"
                           "GcmonAdminActor anonymous\n"
-                          f"GcmonWeightSkill {CONF_QUEUE} {SKILL}\n"),
+                          f"GcmonWeightSkill {CONF_QUEUE} {SKILL}\n"
+                          # the stream is off: deliveries stay queued, for the test to read
+                          "GcmonWfmWebhook http://127.0.0.1:9/wfm\n"),
               start_servers=1)
     h.start()
     try:
@@ -185,6 +187,12 @@ def test_happy_path(httpd, emulator):
     assert writes(emulator).index(qputs[0]) == 0          # the queue before any member
     a = last_audit(httpd, qid)
     assert a["status"] == 200 and a["target"] == qid, a
+    hooks = [json.loads(row["body"]) for row in
+             httpd.db.query("SELECT body FROM gcmon_outbox WHERE target = ?", ("wfm",))]
+    mine = [x for x in hooks if x["distribution"]["queue_id"] == qid]
+    assert len(mine) == 1, hooks
+    assert mine[0]["event"] == "weights_distributed" and mine[0]["actor"] == "-", mine
+    assert mine[0]["distribution"] == doc
 
 
 def test_configured_skill(httpd, emulator):
@@ -211,6 +219,9 @@ def test_member_failure_rolls_back(httpd, emulator):
     assert queue_of(emulator, qid)["skillEvaluationMethod"] == "NONE"
     a = last_audit(httpd, qid)
     assert a["status"] == 502, a
+    hooks = [json.loads(row["body"]) for row in
+             httpd.db.query("SELECT body FROM gcmon_outbox WHERE target = ?", ("wfm",))]
+    assert not [x for x in hooks if x["distribution"]["queue_id"] == qid], hooks
 
 
 def test_budget_refusal(emulator):
