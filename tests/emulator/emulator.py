@@ -1033,6 +1033,15 @@ async def put_user_skill(request):
     return json_response(skill_json(emu, agent, skill_id))
 
 
+async def delete_user_skill(request):
+    emu = emu_of(request)
+    agent = emu.get_agent(request.match_info["user_id"])
+    skill_id = request.match_info["skill_id"]
+    if agent.skills.pop(skill_id, None) is None:
+        raise ApiError(404, f"The user has no routing skill {skill_id}.")
+    return web.Response(status=204)
+
+
 # ---- analytics ------------------------------------------------------------------
 
 def predicate_values(flt: dict, dimension: str) -> List[str]:
@@ -1802,6 +1811,7 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_put("/api/v2/users/{user_id}/routingstatus", put_routing_status)
     r.add_get("/api/v2/users/{user_id}/routingskills", list_user_skills)
     r.add_put("/api/v2/users/{user_id}/routingskills/{skill_id}", put_user_skill)
+    r.add_delete("/api/v2/users/{user_id}/routingskills/{skill_id}", delete_user_skill)
     r.add_get("/api/v2/presence/definitions", list_presence_definitions)
     r.add_get("/api/v2/presence/definitions/{definition_id}", get_presence_definition)
     r.add_get("/api/v2/routing/queues", list_queues)

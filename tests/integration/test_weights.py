@@ -58,14 +58,16 @@ def post(h, qid, body, headers=None):
     return h.admin("POST", weights_path(qid), body=body, headers=headers)
 
 
-def make_queue(emulator, n, proficiency=1.0, routing="IDLE", qid=None, **queue):
-    """A queue of n fresh members, each with the weight skill at `proficiency`."""
+def make_queue(emulator, n, proficiency=1.0, routing="IDLE", qid=None, without=(), **queue):
+    """A queue of n fresh members, each with the weight skill at `proficiency`
+    (but those whose index is in `without`)."""
     tag = uuid.uuid4().hex[:8]
     qid = qid or "wq-" + tag
     users = [f"wu-{tag}-{i}" for i in range(n)]
     emulator.add_agents([{"id": u, "name": f"Weights {tag} {i}", "presence": "OnQueue",
                           "routing_status": routing,
-                          "skills": [{"id": SKILL, "proficiency": proficiency}]}
+                          "skills": [] if i in without else
+                          [{"id": SKILL, "proficiency": proficiency}]}
                          for i, u in enumerate(users)])
     emulator.add_queues([{"id": qid, "name": "Weights " + tag,
                           "skill_evaluation_method": "NONE", "members": users, **queue}])
@@ -222,6 +224,21 @@ def test_member_failure_rolls_back(httpd, emulator):
     hooks = [json.loads(row["body"]) for row in
              httpd.db.query("SELECT body FROM gcmon_outbox WHERE target = ?", ("wfm",))]
     assert not [x for x in hooks if x["distribution"]["queue_id"] == qid], hooks
+
+
+def test_rollback_removes_a_new_skill(httpd, emulator):
+    """A member who had no weight skill gets it removed again (DELETE) on rollback."""
+    qid, users = make_queue(emulator, 3, proficiency=2.5, without=(0,))
+    emulator.fault(f"^/api/v2/users/{users[2]}/routingskills/{SKILL}$", status=400,
+                   method="PUT", count=1)
+    emulator.clear_requests()
+    r = post(httpd, qid, body_of(users, [0.2, 0.2, 0.2]))
+    assert_problem(r, 502, "member_update_failed")
+    deletes = [x for x in writes(emulator) if x["method"] == "DELETE"]
+    assert [x["path"] for x in deletes] == [f"/api/v2/users/{users[0]}/routingskills/{SKILL}"]
+    assert skill_of(emulator, users[0]) is None
+    assert skill_of(emulator, users[1])["proficiency"] == 2.5
+    assert skill_of(emulator, users[2])["proficiency"] == 2.5
 
 
 def test_budget_refusal(emulator):
