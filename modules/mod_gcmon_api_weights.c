@@ -10,7 +10,7 @@
 
 #include "gc_audit.h"
 #include "gc_id.h"
-#include "gc_idem.h"
+#include "gc_store_idem.h"
 #include "gc_webhook.h"
 #include "gc_weights.h"
 #include "mod_gcmon_api_private.h"
@@ -291,7 +291,7 @@ static int budget_fits(request_rec *r, gc_result_t *res, int n)
 
 /* The answer of res as gcmon_api_send_result writes it (same bytes). */
 static void idem_record(request_rec *r, const gc_result_t *res, const char *hash,
-                        gc_idem_rec_t *rec)
+                        gc_store_idem_rec_t *rec)
 {
     json_t *doc = gc_result_json(res);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
@@ -311,7 +311,7 @@ static void idem_record(request_rec *r, const gc_result_t *res, const char *hash
 static void idem_store(request_rec *r, const char *key, const char *hash, const gc_result_t *res)
 {
     struct gc_store *st;
-    gc_idem_rec_t rec;
+    gc_store_idem_rec_t rec;
     const char *err = NULL;
 
     if (res->status == HTTP_INTERNAL_SERVER_ERROR || res->status == HTTP_SERVICE_UNAVAILABLE) {
@@ -331,13 +331,13 @@ static void idem_store(request_rec *r, const char *key, const char *hash, const 
 /* Before running: 1 to run the request; 0 when res holds a refusal, or *replay
  * the stored answer. */
 static int idem_check(request_rec *r, const char *key, const char *hash, gc_result_t *res,
-                      gc_idem_rec_t *replay, int *found)
+                      gc_store_idem_rec_t *replay, int *found)
 {
     struct gc_store *st;
     const char *err = NULL;
 
     *found = 0;
-    if (!gc_idem_key_valid(key)) {
+    if (!gc_store_idem_key_valid(key)) {
         gc_result_field(res, "Idempotency-Key",
                         "must be 1 to 255 printable ASCII characters without blanks");
         gc_result_problem(res, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
@@ -405,7 +405,7 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
     const char *queue_id = params[0];
     const char *hook = NULL, *hash = NULL;
     const char *idem_key = apr_table_get(r->headers_in, "Idempotency-Key");
-    gc_idem_rec_t replay;
+    gc_store_idem_rec_t replay;
     int replayed = 0;
     json_t *audit_req, *result, *weights;
     weights_t x;

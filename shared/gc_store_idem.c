@@ -1,7 +1,7 @@
-/* gcmon store: stored answers of Idempotency-Key requests (gc_idem.h). */
+/* gcmon store: stored answers of Idempotency-Key requests (gc_store_idem.h). */
 #include <string.h>
 
-#include "gc_idem.h"
+#include "gc_store_idem.h"
 #include "gc_store_int.h"
 
 static const gc_stmt_t idem_get = {
@@ -25,7 +25,7 @@ static const gc_stmt_t idem_insert = {
     NULL, 0
 };
 
-int gc_idem_key_valid(const char *key)
+int gc_store_idem_key_valid(const char *key)
 {
     size_t n = 0;
 
@@ -41,7 +41,8 @@ int gc_idem_key_valid(const char *key)
 }
 
 apr_status_t gc_store_idem_get(gc_store_t *s, apr_pool_t *p, const char *scope, const char *key,
-                               apr_time_t now, gc_idem_rec_t *out, int *found, const char **err)
+                               apr_time_t now, gc_store_idem_rec_t *out, int *found,
+                               const char **err)
 {
     apr_int64_t now_ms = GC_MS(now);
     const void *args[3];
@@ -70,7 +71,7 @@ apr_status_t gc_store_idem_get(gc_store_t *s, apr_pool_t *p, const char *scope, 
 
 typedef struct {
     const char *scope, *key;
-    const gc_idem_rec_t *rec;
+    const gc_store_idem_rec_t *rec;
     apr_int64_t now_ms, expires_ms;
     int stored;
 } put_ctx_t;
@@ -102,8 +103,8 @@ static apr_status_t put_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
 }
 
 apr_status_t gc_store_idem_put(gc_store_t *s, apr_pool_t *p, const char *scope, const char *key,
-                               const gc_idem_rec_t *rec, apr_time_t now, apr_interval_time_t ttl,
-                               int *stored, const char **err)
+                               const gc_store_idem_rec_t *rec, apr_time_t now,
+                               apr_interval_time_t ttl, int *stored, const char **err)
 {
     put_ctx_t c;
     apr_status_t rv;

@@ -177,7 +177,7 @@ static const ddl_t v7[] = {
       "ALTER TABLE gcmon_lease ADD COLUMN IF NOT EXISTS state TEXT" },
 };
 
-/* Version 8: stored answers of Idempotency-Key requests (gc_idem.h), one
+/* Version 8: stored answers of Idempotency-Key requests (gc_store_idem.h), one
  * row per (scope, key), kept until expires_at. */
 static const ddl_t v8[] = {
     { "CREATE TABLE IF NOT EXISTS gcmon_idempotency ("

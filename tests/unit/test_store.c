@@ -23,7 +23,7 @@
 #include "gc_audit.h"
 #include "gc_alerts.h"
 #include "gc_board_cache.h"
-#include "gc_idem.h"
+#include "gc_store_idem.h"
 #include "gc_store.h"
 #include "gc_store_read.h"
 #include "unit.h"
@@ -1478,17 +1478,17 @@ END_TEST
 START_TEST(idem_round_trip)
 {
     gc_store_t *s = open_migrated();
-    gc_idem_rec_t rec, got;
+    gc_store_idem_rec_t rec, got;
     const char *err = NULL;
     apr_time_t t0 = apr_time_now();
     int found = -1, stored = -1;
 
-    ck_assert(gc_idem_key_valid("k-1"));
-    ck_assert(!gc_idem_key_valid(""));
-    ck_assert(!gc_idem_key_valid("a b"));
-    ck_assert(!gc_idem_key_valid("\x7f"));
-    ck_assert(gc_idem_key_valid(apr_psprintf(pool, "%0255d", 0)));
-    ck_assert(!gc_idem_key_valid(apr_psprintf(pool, "%0256d", 0)));
+    ck_assert(gc_store_idem_key_valid("k-1"));
+    ck_assert(!gc_store_idem_key_valid(""));
+    ck_assert(!gc_store_idem_key_valid("a b"));
+    ck_assert(!gc_store_idem_key_valid("\x7f"));
+    ck_assert(gc_store_idem_key_valid(apr_psprintf(pool, "%0255d", 0)));
+    ck_assert(!gc_store_idem_key_valid(apr_psprintf(pool, "%0256d", 0)));
 
     ck_assert_msg(gc_store_idem_get(s, pool, "weights", "k1", t0, &got, &found, &err)
                       == APR_SUCCESS,

@@ -3,8 +3,8 @@
  * without touching Genesys; the same key with another request (its hash
  * differs) is refused by the caller. Rows live in gcmon_idempotency (schema
  * v8) until expires_at; an expired row counts as absent. */
-#ifndef GC_IDEM_H
-#define GC_IDEM_H
+#ifndef GC_STORE_IDEM_H
+#define GC_STORE_IDEM_H
 
 #include <apr_pools.h>
 #include <apr_time.h>
@@ -21,20 +21,20 @@ typedef struct {
     int status;
     const char *content_type;
     const char *body;
-} gc_idem_rec_t;
+} gc_store_idem_rec_t;
 
 /* A well-formed key: 1..GC_IDEM_MAX_KEY printable ASCII characters, no blank. */
-int gc_idem_key_valid(const char *key);
+int gc_store_idem_key_valid(const char *key);
 
 /* The unexpired answer stored under (scope, key): *found 1 with *out set. */
 apr_status_t gc_store_idem_get(struct gc_store *s, apr_pool_t *p, const char *scope,
-                               const char *key, apr_time_t now, gc_idem_rec_t *out, int *found,
-                               const char **err);
+                               const char *key, apr_time_t now, gc_store_idem_rec_t *out,
+                               int *found, const char **err);
 
 /* Store an answer under (scope, key) until now + ttl, replacing an expired
  * one; a live row (a concurrent request stored first) is kept: *stored 0. */
 apr_status_t gc_store_idem_put(struct gc_store *s, apr_pool_t *p, const char *scope,
-                               const char *key, const gc_idem_rec_t *rec, apr_time_t now,
+                               const char *key, const gc_store_idem_rec_t *rec, apr_time_t now,
                                apr_interval_time_t ttl, int *stored, const char **err);
 
 #endif
