@@ -176,7 +176,12 @@ def test_stop_releases_the_lease(httpd, db):
     assert re.search(r"GCM2115: this process \(" + re.escape(holder["id"]) +
                      r"\) stopped being the background holder: stopping", log)
     lease = db.query("SELECT holder, expires_at FROM gcmon_lease WHERE name = 'stream'")
-    assert lease == [{"holder": holder["id"], "expires_at": 0}]
+    assert len(lease) == 1 and lease[0]["expires_at"] == 0
+    # Another child whose stop signal came a moment later may take the
+    # released lease and hand it back in turn; whoever held it last released it.
+    if lease[0]["holder"] != holder["id"]:
+        assert re.search(r"GCM2115: this process \(" + re.escape(lease[0]["holder"]) +
+                         r"\) stopped being the background holder: stopping", log)
 
 
 def assert_clean(h):
