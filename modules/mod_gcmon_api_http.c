@@ -463,6 +463,16 @@ apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *tar
                              const json_t *request, const json_t *result, int status,
                              apr_time_t started, const char *outbox_target, const char *outbox_body)
 {
+    return gcmon_api_audit_with(r, action, target, request, result, status, started, outbox_target,
+                                outbox_body, NULL, NULL);
+}
+
+apr_status_t gcmon_api_audit_with(request_rec *r, const char *action, const char *target,
+                                  const json_t *request, const json_t *result, int status,
+                                  apr_time_t started, const char *outbox_target,
+                                  const char *outbox_body, gcmon_api_audit_store_fn *store,
+                                  void *baton)
+{
     gc_store_t *st = gcmon_api_store(r, 0);
     gc_audit_rec_t a;
     const char *err = "no database connection";
@@ -481,7 +491,8 @@ apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *tar
     a.latency_ms = (apr_int64_t)apr_time_as_msec(a.at - started);
     /* A second try rides out a busy database (another writer's long batch). */
     for (attempt = 0; st && attempt < 2 && rv != APR_SUCCESS; attempt++) {
-        rv = gc_store_audit_add(st, r->pool, &a, outbox_target, outbox_body, &err);
+        rv = store ? store(st, r->pool, &a, outbox_target, outbox_body, baton, &err)
+                   : gc_store_audit_add(st, r->pool, &a, outbox_target, outbox_body, &err);
     }
     if (rv != APR_SUCCESS) {
         ap_log_rerror(

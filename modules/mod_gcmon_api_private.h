@@ -1,7 +1,8 @@
 /* mod_gcmon_api: private declarations shared by its glue files.
  *
  * Calls run one way: mod_gcmon_api_routes.c (the table, the handler) → one
- * file per resource (_health, _read, _board, _status, _audit, _upstream, _weights) →
+ * file per resource (_health, _read, _board, _status, _audit, _upstream, _weights,
+ * _distributions) →
  * the HTTP helpers (_http, _mount, _actor) → the core (shared/). A resource
  * never calls another resource, and the helpers call neither. */
 #ifndef MOD_GCMON_API_PRIVATE_H
@@ -98,6 +99,9 @@ gcmon_api_endpoint_fn gcmon_api_audit_get;      /* mod_gcmon_api_audit.c */
 gcmon_api_endpoint_fn gcmon_api_upstream_check; /* mod_gcmon_api_upstream.c */
 gcmon_api_endpoint_fn gcmon_api_hooks_genesys;  /* mod_gcmon_api_hooks.c */
 gcmon_api_endpoint_fn gcmon_api_weights_post;   /* mod_gcmon_api_weights.c */
+gcmon_api_endpoint_fn gcmon_api_weights_get;
+gcmon_api_endpoint_fn gcmon_api_distributions_get; /* mod_gcmon_api_distributions.c */
+gcmon_api_endpoint_fn gcmon_api_distribution_get;
 
 /* ---------------------------------------------------------------- HTTP helpers */
 
@@ -188,6 +192,22 @@ apr_status_t gcmon_api_audit(request_rec *r, const char *action, const char *tar
                              const json_t *request, const json_t *result, int status,
                              apr_time_t started, const char *outbox_target,
                              const char *outbox_body);
+
+struct gc_audit_rec;
+
+/* A resource's own row and the audit row *a (with its outbox delivery) in
+ * one transaction (e.g. gc_store_distrib_add). */
+typedef apr_status_t gcmon_api_audit_store_fn(struct gc_store *st, apr_pool_t *p,
+                                              struct gc_audit_rec *a, const char *outbox_target,
+                                              const char *outbox_body, void *baton,
+                                              const char **err);
+
+/* gcmon_api_audit with the rows written by store (NULL: the audit row alone). */
+apr_status_t gcmon_api_audit_with(request_rec *r, const char *action, const char *target,
+                                  const json_t *request, const json_t *result, int status,
+                                  apr_time_t started, const char *outbox_target,
+                                  const char *outbox_body, gcmon_api_audit_store_fn *store,
+                                  void *baton);
 
 /* Is the outbound webhook `target` configured (mod_gcmon_stream)? */
 int gcmon_api_webhook_configured(const char *target);

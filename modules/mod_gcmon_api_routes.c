@@ -37,8 +37,13 @@ static const route_t routes[] = {
     { GC_ROUTE_admin_status, "v1/admin/agents/*/status", M_PUT, ADMIN | WRITE,
       gcmon_api_status_put },
     { GC_ROUTE_admin_audit, "v1/admin/audit", M_GET, ADMIN, gcmon_api_audit_get },
+    { GC_ROUTE_admin_weights, "v1/admin/queues/*/weights", M_GET, ADMIN, gcmon_api_weights_get },
     { GC_ROUTE_admin_weights, "v1/admin/queues/*/weights", M_POST, ADMIN | WRITE,
       gcmon_api_weights_post },
+    { GC_ROUTE_admin_distributions, "v1/admin/distributions", M_GET, ADMIN,
+      gcmon_api_distributions_get },
+    { GC_ROUTE_admin_distributions, "v1/admin/distributions/*", M_GET, ADMIN,
+      gcmon_api_distribution_get },
     { GC_ROUTE_hooks_genesys, "v1/hooks/genesys", M_POST, RAW, gcmon_api_hooks_genesys },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

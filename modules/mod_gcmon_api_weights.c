@@ -11,6 +11,7 @@
 #include "gc_audit.h"
 #include "gc_id.h"
 #include "gc_parallel.h"
+#include "gc_store_distrib.h"
 #include "gc_store_idem.h"
 #include "gc_webhook.h"
 #include "gc_weights.h"
@@ -289,15 +290,17 @@ static void op_put_skills(void *baton, apr_pool_t *p, const gc_weights_write_t *
 /* ---------------------------------------------------------------- budget */
 
 /* The seconds the rate budget needs for `requests` upstream requests at its
- * steady pace (GcmonRateLimit a minute), rounded up. */
+ * steady pace (GcmonRateLimit a window), rounded up. */
 static long budget_seconds(int requests)
 {
     int rate = gcmon_api_conf()->conn.rate_limit;
+    gc_budget_t *b = gcmon_api_runtime()->shared.budget;
+    double window = b ? (double)apr_time_sec(gc_budget_window(b)) : 60.0;
 
     if (rate <= 0) {
         rate = GC_DEFAULT_RATE_LIMIT;
     }
-    return (long)ceil((double)requests * 60.0 / rate);
+    return (long)ceil((double)requests * window / rate);
 }
 
 /* 1 when a distribution of n weights fits the rate budget before the
@@ -326,8 +329,12 @@ static int budget_fits(request_rec *r, gc_result_t *res, int n)
 }
 
 /* ---------------------------------------------------------------- Idempotency-Key */
+/* ---------------------------------------------------------------- Idempotency-Key */
 
 #define IDEM_SCOPE "weights"
+/* How long past the request's deadline a running key stays held when its
+ * process dies mid-request (it expires then; a live request finishes first). */
+#define IDEM_HOLD_MARGIN apr_time_from_sec(60)
 
 /* The answer of res as gcmon_api_send_result writes it (same bytes). */
 static void idem_record(request_rec *r, const gc_result_t *res, const char *hash,
@@ -346,44 +353,86 @@ static void idem_record(request_rec *r, const gc_result_t *res, const char *hash
     free(text);
 }
 
-/* Keep the answer under the key: final outcomes only (a 500 or 503 may
- * succeed when retried with the same key). */
-static void idem_store(request_rec *r, const char *key, const char *hash, const gc_result_t *res)
+/* The claimed key gets the answer: final outcomes are kept; a 500 or 503
+ * (it may succeed when retried with the same key) gives the key back. */
+static void idem_end(request_rec *r, const char *key, const char *hash, const gc_result_t *res)
 {
-    struct gc_store *st;
+    struct gc_store *st = gcmon_api_store(r, 0);
     gc_store_idem_rec_t rec;
-    const char *err = NULL;
+    const char *err = "no database connection";
+    apr_status_t rv = APR_EGENERAL;
 
     if (res->status == HTTP_INTERNAL_SERVER_ERROR || res->status == HTTP_SERVICE_UNAVAILABLE) {
-        return;
+        if (st) {
+            rv = gc_store_idem_release(st, r->pool, IDEM_SCOPE, key, &err);
+        }
     }
-    idem_record(r, res, hash, &rec);
-    if (!rec.body || !(st = gcmon_api_store(r, 0))
-        || gc_store_idem_put(st, r->pool, IDEM_SCOPE, key, &rec, apr_time_now(), GC_IDEM_TTL, NULL,
-                             &err)
-               != APR_SUCCESS) {
+    else {
+        idem_record(r, res, hash, &rec);
+        if (!rec.body) {
+            err = "the answer could not be encoded";
+        }
+        else if (st) {
+            rv = gc_store_idem_finish(st, r->pool, IDEM_SCOPE, key, &rec, apr_time_now(),
+                                      GC_IDEM_TTL, &err);
+        }
+    }
+    if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      GCMON_LOGNO(1406) "the answer of Idempotency-Key %s was not stored: %s", key,
-                      err ? err : "no database connection");
+                      GCMON_LOGNO(1406) "the answer of Idempotency-Key %s was not stored (%s): "
+                                        "the key stays held until it expires",
+                      key, err);
     }
 }
 
-/* Before running: 1 to run the request; 0 when res holds a refusal, or *replay
- * the stored answer. */
-static int idem_check(request_rec *r, const char *key, const char *hash, gc_result_t *res,
+static void idem_refuse_key(gc_result_t *res)
+{
+    gc_result_field(res, "Idempotency-Key",
+                    "must be 1 to 255 printable ASCII characters without blanks");
+    gc_result_problem(res, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
+                      "the Idempotency-Key header must be 1 to 255 printable ASCII "
+                      "characters without blanks");
+    gc_result_error_type(res, "invalid_value");
+}
+
+/* What a live row under the key means: 0 with res the refusal (another
+ * request's key, or still running), or *found 1 with the answer to replay. */
+static void idem_judge(request_rec *r, const char *hash, const gc_store_idem_rec_t *row,
+                       gc_result_t *res, int *found)
+{
+    if (strcmp(row->request_hash, hash)) {
+        gc_result_problem(res, HTTP_UNPROCESSABLE_ENTITY, "idempotency_key_reused",
+                          "Idempotency-Key reused",
+                          "this Idempotency-Key was used for another request (a different "
+                          "queue or body) in the last 24 hours");
+        gc_result_error_type(res, "idempotency_key_reused");
+    }
+    else if (row->status == GC_IDEM_RUNNING) {
+        gc_result_problem(res, HTTP_CONFLICT, "idempotency_in_progress",
+                          "The same request is still running",
+                          "a request with this Idempotency-Key is still running; retry after "
+                          "it finishes to get its answer");
+        gc_result_error_type(res, "idempotency_in_progress");
+        res->retry_after = apr_time_from_sec(1);
+    }
+    else {
+        *found = 1;
+    }
+}
+
+/* Before running: 1 when this request now holds the key (run it, then
+ * idem_end); 0 when res holds a refusal, or *found the answer to replay. */
+static int idem_begin(request_rec *r, const char *key, const char *hash, gc_result_t *res,
                       gc_store_idem_rec_t *replay, int *found)
 {
     struct gc_store *st;
     const char *err = NULL;
+    apr_interval_time_t hold = gcmon_api_deadline(r) - apr_time_now() + IDEM_HOLD_MARGIN;
+    int attempt, claimed = 0, live = 0;
 
     *found = 0;
     if (!gc_store_idem_key_valid(key)) {
-        gc_result_field(res, "Idempotency-Key",
-                        "must be 1 to 255 printable ASCII characters without blanks");
-        gc_result_problem(res, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
-                          "the Idempotency-Key header must be 1 to 255 printable ASCII "
-                          "characters without blanks");
-        gc_result_error_type(res, "invalid_value");
+        idem_refuse_key(res);
         return 0;
     }
     if (!hash) {
@@ -398,27 +447,34 @@ static int idem_check(request_rec *r, const char *key, const char *hash, gc_resu
                           "opened, or its schema could not be checked");
         return 0;
     }
-    if (gc_store_idem_get(st, r->pool, IDEM_SCOPE, key, apr_time_now(), replay, found, &err)
-        != APR_SUCCESS) {
-        gc_result_problem(res, HTTP_INTERNAL_SERVER_ERROR, "database_error", "Database error",
-                          "the Idempotency-Key could not be looked up");
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
-                      GCMON_LOGNO(1406) "Idempotency-Key lookup failed: %s", err);
-        return 0;
+    /* Look, else claim; a claim lost to a concurrent request: look again. */
+    for (attempt = 0; attempt < 2; attempt++) {
+        if (gc_store_idem_get(st, r->pool, IDEM_SCOPE, key, apr_time_now(), replay, &live, &err)
+            != APR_SUCCESS) {
+            break;
+        }
+        if (live) {
+            idem_judge(r, hash, replay, res, found);
+            return 0;
+        }
+        if (gc_store_idem_claim(st, r->pool, IDEM_SCOPE, key, hash, apr_time_now(), hold, &claimed,
+                                &err)
+            != APR_SUCCESS) {
+            break;
+        }
+        if (claimed) {
+            return 1;
+        }
     }
-    if (*found && strcmp(replay->request_hash, hash)) {
-        *found = 0;
-        gc_result_problem(res, HTTP_UNPROCESSABLE_ENTITY, "idempotency_key_reused",
-                          "Idempotency-Key reused",
-                          "this Idempotency-Key was used for another request (a different "
-                          "queue or body) in the last 24 hours");
-        gc_result_error_type(res, "idempotency_key_reused");
-        return 0;
-    }
-    return !*found;
+    gc_result_problem(res, HTTP_INTERNAL_SERVER_ERROR, "database_error", "Database error",
+                      "the Idempotency-Key could not be looked up");
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  GCMON_LOGNO(1406) "Idempotency-Key %s: lookup failed: %s", key,
+                  err ? err : "claimed and released meanwhile");
+    return 0;
 }
 
-/* ---------------------------------------------------------------- POST */
+/* ---------------------------------------------------------------- the record */
 
 /* The WFM webhook's body: the distribution and who made it. */
 static const char *wfm_body(request_rec *r, const gc_result_t *res)
@@ -431,12 +487,96 @@ static const char *wfm_body(request_rec *r, const gc_result_t *res)
     return text;
 }
 
+static apr_status_t store_distribution(struct gc_store *st, apr_pool_t *p, gc_audit_rec_t *a,
+                                       const char *outbox_target, const char *outbox_body,
+                                       void *baton, const char **err)
+{
+    gc_distrib_rec_t *d = baton;
+
+    d->at = a->at;
+    d->latency_ms = a->latency_ms;
+    return gc_store_distrib_add(st, p, d, a, outbox_target, outbox_body, err);
+}
+
+/* The distribution's row (GET /v1/admin/distributions) with its audit row and
+ * its WFM delivery: one transaction. */
+static void record(request_rec *r, const char *queue_id, const gc_weights_out_t *out,
+                   const json_t *body, const gc_result_t *res, json_t *audit_req, json_t *result,
+                   apr_time_t started, const char *hook)
+{
+    gc_distrib_rec_t d;
+    json_t *doc = gc_result_json(res), *acc;
+
+    memset(&d, 0, sizeof(d));
+    d.id = out->id;
+    d.queue_id = queue_id;
+    d.status = out->status;
+    d.http_status = res->status;
+    d.actor = gcmon_api_actor(r);
+    d.members = (int)json_object_size(json_object_get(body, "member_weights"));
+    d.upstream_requests = out->upstream_requests;
+    acc = res->doc ? json_object_get(res->doc, "balance_accuracy") : NULL;
+    d.has_accuracy = json_is_number(acc);
+    d.balance_accuracy = json_number_value(acc);
+    d.request = audit_req ? gc_json_text(r->pool, audit_req) : NULL;
+    d.result = doc ? gc_json_text(r->pool, doc) : NULL;
+    json_decref(doc);
+    /* A copy: result may be the answer's own document. */
+    result = json_is_object(result) ? json_copy(result) : json_object();
+    json_object_set_new(result, "distribution_id", json_string(out->id));
+    gcmon_api_audit_with(r, GC_AUDIT_WEIGHTS_DISTRIBUTE, d.queue_id, audit_req, result, res->status,
+                         started, hook ? GC_TARGET_WFM : NULL, hook, store_distribution, &d);
+    json_decref(result);
+}
+
+/* ---------------------------------------------------------------- POST */
+
+enum { REFUSED, BODY_REFUSED, ADMITTED };
+
+/* The request's body problems, its key, the upstream and the budget, in that
+ * order: ADMITTED to run the distribution, BODY_REFUSED for a 422 of the
+ * body (recorded as a validation_failed distribution), else REFUSED. */
+static int admit(request_rec *r, const char *queue_id, const json_t *body, const char *skill,
+                 const char *idem_key, const char *hash, gc_result_t *res, gc_weights_out_t *out,
+                 gc_store_idem_rec_t *replay, int *replayed, int *claimed)
+{
+    json_t *weights = body ? json_object_get(body, "member_weights") : NULL;
+
+    if (!gc_id_valid(queue_id)) {
+        /* A malformed path id is the request's shape, as for the status
+         * resource (400); the body's faults are 422 (SPEC §5.4). */
+        gc_result_field(res, "queue_id", "queue_id must be 1 to 64 letters, digits, '-' or '_'");
+        gc_result_problem(res, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
+                          "queue_id in the path must be 1 to 64 letters, digits, '-' or '_'");
+        gc_result_error_type(res, "invalid_value");
+        out->status = "validation_failed";
+        return REFUSED;
+    }
+    if (gc_weights_validate(res, queue_id, body, skill) > 0) {
+        out->status = "validation_failed";
+        return BODY_REFUSED;
+    }
+    if (idem_key && !(*claimed = idem_begin(r, idem_key, hash, res, replay, replayed))) {
+        out->status = *replayed ? "replayed"
+                      : res->status == HTTP_BAD_REQUEST || res->status == HTTP_UNPROCESSABLE_ENTITY
+                          ? "validation_failed"
+                          : "projection_failed";
+        return REFUSED;
+    }
+    if (!gcmon_api_upstream_ready(res) || !budget_fits(r, res, (int)json_object_size(weights))) {
+        out->status = "projection_failed";
+        return REFUSED;
+    }
+    return ADMITTED;
+}
+
+static const gc_weights_ops_t ops_template = {
+    NULL,         op_members_page, op_observations, op_get_skills,
+    op_get_queue, op_put_queue,    op_put_skills,   NULL
+};
+
 int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
 {
-    static const gc_weights_ops_t ops_template = {
-        NULL,         op_members_page, op_observations, op_get_skills,
-        op_get_queue, op_put_queue,    op_put_skills,   NULL
-    };
     gc_weights_ops_t ops = ops_template;
     gc_result_t *res = gc_result_make(r->pool);
     gc_weights_req_t req;
@@ -446,8 +586,8 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
     const char *hook = NULL, *hash = NULL;
     const char *idem_key = apr_table_get(r->headers_in, "Idempotency-Key");
     gc_store_idem_rec_t replay;
-    int replayed = 0;
-    json_t *audit_req, *result, *weights;
+    int replayed = 0, claimed = 0, verdict;
+    json_t *audit_req, *result;
     weights_t x;
 
     memset(&x, 0, sizeof(x));
@@ -455,44 +595,22 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
     x.deadline = gcmon_api_deadline(r);
     ops.baton = &x;
     memset(&req, 0, sizeof(req));
+    req.id = gc_weights_new_id(r->pool);
     req.queue_id = queue_id;
     req.body = body;
     req.default_skill =
         gc_id_valid(queue_id) ? gcmon_api_weight_skill(gcmon_api_conf(), queue_id) : NULL;
-
-    weights = body ? json_object_get(body, "member_weights") : NULL;
+    out.id = req.id;
     if (idem_key) {
         hash = gc_weights_request_hash(r->pool, queue_id, body);
     }
-    if (!gc_id_valid(queue_id)) {
-        /* A malformed path id is the request's shape, as for the status
-         * resource (400); the body's faults are 422 (SPEC §5.4). */
-        gc_result_field(res, "queue_id", "queue_id must be 1 to 64 letters, digits, '-' or '_'");
-        gc_result_problem(res, HTTP_BAD_REQUEST, "validation_failed", "Invalid request",
-                          "queue_id in the path must be 1 to 64 letters, digits, '-' or '_'");
-        gc_result_error_type(res, "invalid_value");
-        out.status = "validation_failed";
-    }
-    else if (gc_weights_validate(res, queue_id, body, req.default_skill) > 0) {
-        out.status = "validation_failed";
-    }
-    else if (idem_key && !idem_check(r, idem_key, hash, res, &replay, &replayed)) {
-        out.status = replayed ? "replayed"
-                     : res->status == HTTP_BAD_REQUEST || res->status == HTTP_UNPROCESSABLE_ENTITY
-                         ? "validation_failed"
-                         : "projection_failed";
-    }
-    else if (!gcmon_api_upstream_ready(res)) {
-        out.status = "projection_failed";
-    }
-    else if (!budget_fits(r, res, (int)json_object_size(weights))) {
-        out.status = "projection_failed";
-    }
-    else {
+    verdict = admit(r, queue_id, body, req.default_skill, idem_key, hash, res, &out, &replay,
+                    &replayed, &claimed);
+    if (verdict == ADMITTED) {
         gc_weights_distribute(r->pool, &ops, &req, res, &out);
     }
-    if (res->status == HTTP_OK && res->doc && gcmon_api_webhook_configured(GC_TARGET_WFM)) {
-        hook = wfm_body(r, res);
+    if (claimed) {
+        idem_end(r, idem_key, hash, res);
     }
     audit_req = gc_weights_audit_request(body);
     if (replayed) {
@@ -505,16 +623,22 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
         return gcmon_api_send_text(r, replay.status, replay.content_type, replay.body,
                                    strlen(replay.body));
     }
-    /* Refusals of the request itself (validation, the key) are not kept. */
-    if (idem_key && hash && out.status && strcmp(out.status, "validation_failed") != 0) {
-        idem_store(r, idem_key, hash, res);
+    if (res->status == HTTP_OK && res->doc && gcmon_api_webhook_configured(GC_TARGET_WFM)) {
+        hook = wfm_body(r, res);
     }
     result = gc_result_audit_json(res);
     if (out.status && json_is_object(result) && !json_object_get(result, "status")) {
         json_object_set_new(result, "status", json_string(out.status));
     }
-    gcmon_api_audit(r, GC_AUDIT_WEIGHTS_DISTRIBUTE, queue_id, audit_req, result, res->status,
-                    started, hook ? GC_TARGET_WFM : NULL, hook);
+    /* A distribution that ran, or whose body was refused, is recorded; a
+     * refusal of the request itself (path, key, budget) is audited only. */
+    if (verdict != REFUSED) {
+        record(r, queue_id, &out, body, res, audit_req, result, started, hook);
+    }
+    else {
+        gcmon_api_audit(r, GC_AUDIT_WEIGHTS_DISTRIBUTE, queue_id, audit_req, result, res->status,
+                        started, NULL, NULL);
+    }
     json_decref(audit_req);
     json_decref(result);
     if (gc_result_failed(res)) {
@@ -523,6 +647,37 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
                                         "%d writes)",
                       queue_id, gcmon_api_actor(r), out.status ? out.status : res->slug,
                       out.upstream_requests, out.writes);
+    }
+    return gcmon_api_send_result(r, res);
+}
+
+/* ---------------------------------------------------------------- GET (the editor's preview) */
+
+int gcmon_api_weights_get(request_rec *r, const char **params, json_t *body)
+{
+    gc_weights_ops_t ops = ops_template;
+    gc_result_t *res = gc_result_make(r->pool);
+    const char *queue_id = params[0];
+    gc_query_t q;
+    weights_t x;
+    int requests = 0;
+
+    if (gcmon_api_parse_query(r, GC_Q_SKILL_ID, GC_CURSOR_DISTRIBUTIONS, &q) != OK) {
+        return OK;
+    }
+    memset(&x, 0, sizeof(x));
+    x.deadline = gcmon_api_deadline(r);
+    ops.baton = &x;
+    if (gcmon_api_upstream_ready(res)) {
+        gc_weights_preview(
+            r->pool, &ops, queue_id, q.skill_id,
+            gc_id_valid(queue_id) ? gcmon_api_weight_skill(gcmon_api_conf(), queue_id) : NULL, res,
+            &requests);
+    }
+    if (gc_result_failed(res)) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r,
+                      GCMON_LOGNO(1407) "weights preview of queue %s: %s (%d upstream requests)",
+                      queue_id, res->slug, requests);
     }
     return gcmon_api_send_result(r, res);
 }

@@ -18,7 +18,7 @@
 #define GC_AUDIT_UPSTREAM_CHECK "upstream_check"
 #define GC_AUDIT_WEIGHTS_DISTRIBUTE "weights_distribute"
 
-typedef struct {
+typedef struct gc_audit_rec {
     apr_int64_t id; /* set by gc_store_audit_add */
     apr_time_t at;
     const char *actor;        /* who acted (GcmonAdminActor), or "-" */
@@ -37,6 +37,12 @@ typedef struct {
 apr_status_t gc_store_audit_add(struct gc_store *s, apr_pool_t *p, gc_audit_rec_t *a,
                                 const char *outbox_target, const char *outbox_body,
                                 const char **err);
+
+/* The same INSIDE the caller's transaction (a gc_store__tx function, see
+ * gc_store_int.h): a resource's own row and its audit row in one. */
+apr_status_t gc_store__audit_add(struct gc_store *s, apr_pool_t *p, gc_audit_rec_t *a,
+                                 const char *outbox_target, const char *outbox_body,
+                                 const char **err);
 
 /* The listing (rows: gc_audit_rec_t), newest first by id, paged like the
  * history (gc_store_read.h): filters actor, action, target of q (NULL = any),

@@ -18,10 +18,10 @@ typedef struct {
     const char *target, *body;
 } add_ctx_t;
 
-static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
+apr_status_t gc_store__audit_add(gc_store_t *s, apr_pool_t *p, gc_audit_rec_t *a,
+                                 const char *outbox_target, const char *outbox_body,
+                                 const char **err)
 {
-    add_ctx_t *c = baton;
-    gc_audit_rec_t *a = c->a;
     apr_int64_t at = GC_MS(a->at);
     const void *args[9];
     apr_status_t rv;
@@ -39,10 +39,17 @@ static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    if (c->target) {
-        return gc_store__outbox_add(s, p, c->target, NULL, c->body, a->at, err);
+    if (outbox_target) {
+        return gc_store__outbox_add(s, p, outbox_target, NULL, outbox_body, a->at, err);
     }
     return APR_SUCCESS;
+}
+
+static apr_status_t add_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
+{
+    add_ctx_t *c = baton;
+
+    return gc_store__audit_add(s, p, c->a, c->target, c->body, err);
 }
 
 apr_status_t gc_store_audit_add(gc_store_t *s, apr_pool_t *p, gc_audit_rec_t *a,

@@ -25,6 +25,18 @@ static const gc_stmt_t idem_insert = {
     NULL, 0
 };
 
+static const gc_stmt_t idem_finish = {
+    "idem.finish",
+    "UPDATE gcmon_idempotency SET status = %d, content_type = %s, body = %s, expires_at = %lld "
+    "WHERE scope = %s AND idem_key = %s AND status = 0",
+    NULL, 0
+};
+
+static const gc_stmt_t idem_release = {
+    "idem.release",
+    "DELETE FROM gcmon_idempotency WHERE scope = %s AND idem_key = %s AND status = 0", NULL, 0
+};
+
 int gc_store_idem_key_valid(const char *key)
 {
     size_t n = 0;
@@ -120,4 +132,48 @@ apr_status_t gc_store_idem_put(gc_store_t *s, apr_pool_t *p, const char *scope, 
         *stored = rv == APR_SUCCESS && c.stored;
     }
     return rv;
+}
+
+apr_status_t gc_store_idem_claim(gc_store_t *s, apr_pool_t *p, const char *scope, const char *key,
+                                 const char *request_hash, apr_time_t now, apr_interval_time_t hold,
+                                 int *claimed, const char **err)
+{
+    gc_store_idem_rec_t running;
+    int stored = 0;
+    apr_status_t rv;
+
+    memset(&running, 0, sizeof(running));
+    running.request_hash = request_hash;
+    running.status = GC_IDEM_RUNNING;
+    running.content_type = "";
+    running.body = "";
+    rv = gc_store_idem_put(s, p, scope, key, &running, now, hold, &stored, err);
+    *claimed = rv == APR_SUCCESS && stored;
+    return rv;
+}
+
+apr_status_t gc_store_idem_finish(gc_store_t *s, apr_pool_t *p, const char *scope, const char *key,
+                                  const gc_store_idem_rec_t *rec, apr_time_t now,
+                                  apr_interval_time_t ttl, const char **err)
+{
+    apr_int64_t expires_ms = GC_MS(now + ttl);
+    const void *args[6];
+
+    args[0] = &rec->status;
+    args[1] = rec->content_type;
+    args[2] = rec->body;
+    args[3] = &expires_ms;
+    args[4] = scope;
+    args[5] = key;
+    return gc_store__exec(s, p, &idem_finish, args, NULL, err);
+}
+
+apr_status_t gc_store_idem_release(gc_store_t *s, apr_pool_t *p, const char *scope, const char *key,
+                                   const char **err)
+{
+    const void *args[2];
+
+    args[0] = scope;
+    args[1] = key;
+    return gc_store__exec(s, p, &idem_release, args, NULL, err);
 }

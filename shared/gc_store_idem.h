@@ -37,4 +37,29 @@ apr_status_t gc_store_idem_put(struct gc_store *s, apr_pool_t *p, const char *sc
                                const char *key, const gc_store_idem_rec_t *rec, apr_time_t now,
                                apr_interval_time_t ttl, int *stored, const char **err);
 
+/* A request that is still running holds its key with a row of status
+ * GC_IDEM_RUNNING (no answer yet) until it finishes or until now + hold (a
+ * process that died mid-request frees its keys that way). A lookup finding
+ * such a row answers 409 (SPEC §3.4: a replay while the first still runs). */
+#define GC_IDEM_RUNNING 0
+
+/* Take (scope, key) for a request of request_hash before running it:
+ * *claimed 1 when this call holds it now; 0 when a live row (running or
+ * answered) holds it: look it up again. An expired row is replaced. The
+ * claim is unique across every process and instance sharing the database
+ * (the primary key). */
+apr_status_t gc_store_idem_claim(struct gc_store *s, apr_pool_t *p, const char *scope,
+                                 const char *key, const char *request_hash, apr_time_t now,
+                                 apr_interval_time_t hold, int *claimed, const char **err);
+
+/* The claimed request's answer, kept until now + ttl. */
+apr_status_t gc_store_idem_finish(struct gc_store *s, apr_pool_t *p, const char *scope,
+                                  const char *key, const gc_store_idem_rec_t *rec, apr_time_t now,
+                                  apr_interval_time_t ttl, const char **err);
+
+/* Give a claimed key back unanswered (an outcome not worth keeping: the
+ * same key may run again at once). */
+apr_status_t gc_store_idem_release(struct gc_store *s, apr_pool_t *p, const char *scope,
+                                   const char *key, const char **err);
+
 #endif

@@ -189,6 +189,25 @@ static const ddl_t v8[] = {
       NULL },
 };
 
+/* Version 9: the record of weight distributions (gc_store_distrib.h). */
+static const ddl_t v9[] = {
+    { "CREATE TABLE IF NOT EXISTS gcmon_distribution ("
+      "id INTEGER PRIMARY KEY AUTOINCREMENT, dist_id TEXT NOT NULL UNIQUE, "
+      "queue_id TEXT NOT NULL, status TEXT NOT NULL, http_status INTEGER NOT NULL, "
+      "actor TEXT NOT NULL, at BIGINT NOT NULL, members INTEGER NOT NULL, "
+      "upstream_requests INTEGER NOT NULL, latency_ms BIGINT NOT NULL, "
+      "balance_accuracy REAL, request TEXT NOT NULL, result TEXT NOT NULL)",
+      "CREATE TABLE IF NOT EXISTS gcmon_distribution ("
+      "id BIGSERIAL PRIMARY KEY, dist_id TEXT NOT NULL UNIQUE, "
+      "queue_id TEXT NOT NULL, status TEXT NOT NULL, http_status INTEGER NOT NULL, "
+      "actor TEXT NOT NULL, at BIGINT NOT NULL, members INTEGER NOT NULL, "
+      "upstream_requests INTEGER NOT NULL, latency_ms BIGINT NOT NULL, "
+      "balance_accuracy DOUBLE PRECISION, request TEXT NOT NULL, result TEXT NOT NULL)" },
+    { "CREATE INDEX IF NOT EXISTS gcmon_distribution_queue ON gcmon_distribution "
+      "(queue_id, id DESC)",
+      NULL },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -198,6 +217,7 @@ static const struct {
     { 3, v3, sizeof(v3) / sizeof(v3[0]) }, { 4, v4, sizeof(v4) / sizeof(v4[0]) },
     { 5, v5, sizeof(v5) / sizeof(v5[0]) }, { 6, v6, sizeof(v6) / sizeof(v6[0]) },
     { 7, v7, sizeof(v7) / sizeof(v7[0]) }, { 8, v8, sizeof(v8) / sizeof(v8[0]) },
+    { 9, v9, sizeof(v9) / sizeof(v9[0]) },
 };
 
 static const gc_stmt_t schema_create = {

@@ -144,7 +144,7 @@ const char *gc_weights_request_hash(apr_pool_t *p, const char *queue_id, const j
     return out;
 }
 
-static const char *make_id(apr_pool_t *p)
+const char *gc_weights_new_id(apr_pool_t *p)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char rnd[16];
@@ -797,7 +797,7 @@ void gc_weights_distribute(apr_pool_t *p, const gc_weights_ops_t *ops, const gc_
     r.res = res;
     r.out = out;
     r.started = now(&r);
-    out->id = req->id ? req->id : make_id(p);
+    out->id = req->id ? req->id : gc_weights_new_id(p);
     if (gc_weights_validate(res, req->queue_id, req->body, req->default_skill)) {
         finish(&r, "validation_failed");
         return;

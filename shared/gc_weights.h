@@ -210,6 +210,9 @@ json_t *gc_weights_audit_request(const json_t *body);
 int gc_weights_validate(gc_result_t *res, const char *queue_id, const json_t *body,
                         const char *default_skill);
 
+/* A new distribution id: "dist-" and 32 random hex digits (from p). */
+const char *gc_weights_new_id(apr_pool_t *p);
+
 /* The proficiency a weight is applied as: round(5 * w, 2). */
 double gc_weights_proficiency(double w);
 

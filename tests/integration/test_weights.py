@@ -204,6 +204,10 @@ def test_configured_skill(httpd, emulator):
     r = post(httpd, qid, b)
     assert r.status == 200, r
     assert skill_of(emulator, users[0])["proficiency"] == 2.0
+    # the editor's preview needs no skill_id either
+    r = httpd.get(weights_path(qid))
+    assert r.status == 200, r
+    assert r.json["skill_id"] == SKILL and r.json["members"][0]["proficiency"] == 2.0, r.json
 
 
 def test_member_failure_rolls_back(httpd, emulator):
@@ -256,8 +260,9 @@ def test_budget_refusal(emulator):
         emulator.clear_requests()
         r = post(h, qid, body_of(users, [0.1] * 5))
         assert r.status == 503, r
-        assert int(r.header("Retry-After")) >= 14, r
-        assert "14 s" in r.json["detail"], r.json
+        # 14 requests at 60 a 61 s window (GcmonRateLimit): 14.2 s, rounded up
+        assert int(r.header("Retry-After")) >= 15, r
+        assert "14 Genesys Cloud requests, about 15 s" in r.json["detail"], r.json
         assert emulator.requests() == []
     finally:
         h.cleanup()
@@ -339,3 +344,128 @@ def test_bad_idempotency_key_is_400(httpd, emulator):
     body = assert_problem(r, 400, "validation_failed")
     assert body["errors"][0]["field"] == "Idempotency-Key", body
     assert emulator.requests() == []
+
+
+def test_idempotency_key_while_running_is_409(httpd, emulator):
+    """A replay while the first request still runs: 409, nothing sent; once
+    the first finishes, the same key replays its answer."""
+    import threading
+
+    from httpd import wait_for
+    qid, users = make_queue(emulator, 2)
+    key = "k-" + uuid.uuid4().hex
+    b = body_of(users, [0.2, 0.3])
+    # the first request's members read waits in the emulator
+    emulator.fault(f"/api/v2/routing/queues/{qid}/members", delay=3, count=1, method="GET")
+    first = {}
+    t = threading.Thread(target=lambda: first.update(r=post(httpd, qid, b,
+                                                         headers={"Idempotency-Key": key})))
+    t.start()
+    try:
+        wait_for(lambda: httpd.db.query(
+            "SELECT status FROM gcmon_idempotency WHERE idem_key = ?", (key,)) == [{"status": 0}],
+            timeout=10, what="the first request's claim")
+        emulator.clear_requests()
+        r = post(httpd, qid, b, headers={"Idempotency-Key": key})
+        assert_problem(r, 409, "idempotency_in_progress")
+        assert r.header("retry-after") == "1"
+        assert emulator.requests() == []
+    finally:
+        t.join(30)
+    assert first["r"].status == 200, first["r"]
+    emulator.clear_requests()
+    again = post(httpd, qid, b, headers={"Idempotency-Key": key})
+    assert (again.status, again.body) == (200, first["r"].body)
+    assert emulator.requests() == []
+
+
+def test_idempotency_key_of_a_transient_failure_runs_again(httpd, emulator):
+    """A 503 (budget, throttling) is not kept: the same key runs again."""
+    qid, users = make_queue(emulator, 1)
+    key = "k-" + uuid.uuid4().hex
+    emulator.fault(f"/api/v2/routing/queues/{qid}/members", status=429, retry_after=600,
+                   count=1, method="GET")
+    r = post(httpd, qid, body_of(users, [0.5]), headers={"Idempotency-Key": key})
+    assert r.status == 503, r
+    assert httpd.db.query("SELECT COUNT(*) AS n FROM gcmon_idempotency WHERE idem_key = ?",
+                          (key,)) == [{"n": 0}]
+    r = post(httpd, qid, body_of(users, [0.5]), headers={"Idempotency-Key": key})
+    assert r.status == 200, r
+
+
+# ------------------------------------------------------------------ the record
+
+DIST = API + "/admin/distributions"
+
+
+def test_distribution_is_recorded_and_listed(httpd, emulator):
+    qid, users = make_queue(emulator, 2)
+    r = post(httpd, qid, body_of(users, [0.2, 0.3]))
+    assert r.status == 200, r
+    doc = r.json
+    one = httpd.get(f"{DIST}/{doc['id']}")
+    assert one.status == 200, one
+    d = one.json
+    assert d["id"] == doc["id"] and d["queue_id"] == qid and d["status"] == "completed", d
+    assert d["http_status"] == 200 and d["members"] == 2 and d["actor"] == "-", d
+    assert d["balance_accuracy"] == doc["balance_accuracy"], d
+    assert d["upstream_requests"] == doc["upstream_requests"], d
+    assert d["result"] == doc, d
+    assert d["request"]["member_weights"] == dict(zip(users, [0.2, 0.3])), d
+    # a refused body is a validation_failed distribution; the same queue's listing
+    bad = post(httpd, qid, body_of(users, [0.9, 0.3]))
+    assert bad.status == 422, bad
+    r = httpd.get(f"{DIST}?queue_id={qid}")
+    assert r.status == 200, r
+    assert r.json["total"] == 2, r.json
+    assert [x["status"] for x in r.json["data"]] == ["validation_failed", "completed"], r.json
+    assert r.json["data"][0]["balance_accuracy"] is None
+    assert "result" not in r.json["data"][0]
+    # paged by cursor, newest first
+    p1 = httpd.get(f"{DIST}?queue_id={qid}&limit=1")
+    assert p1.json["next_cursor"], p1.json
+    p2 = httpd.get(f"{DIST}?queue_id={qid}&limit=1&cursor={p1.json['next_cursor']}")
+    assert [x["id"] for x in p2.json["data"]] == [doc["id"]], p2.json
+    assert p2.json["next_cursor"] is None
+    # its audit row names it
+    assert last_audit(httpd, qid)["result"]["distribution_id"] == r.json["data"][0]["id"]
+
+
+def test_distribution_listing_refusals(httpd, emulator):
+    assert_problem(httpd.get(f"{DIST}/dist-{uuid.uuid4().hex}"), 404, "distribution_not_found")
+    assert_problem(httpd.get(f"{DIST}/bad%20id"), 400, "validation_failed")
+    assert_problem(httpd.get(f"{DIST}?limit=0"), 400, "validation_failed")
+    assert_problem(httpd.get(f"{DIST}?queue_id=a%20b"), 400, "validation_failed")
+    # a path refusal (not a distribution) is audited, not recorded
+    before = httpd.get(DIST).json["total"]
+    assert post(httpd, "bad%20q", {}).status in (400, 404)
+    assert httpd.get(DIST).json["total"] == before
+
+
+# ------------------------------------------------------------------ the editor's preview
+
+def test_preview_lists_members_with_proficiency(httpd, emulator):
+    qid, users = make_queue(emulator, 3, proficiency=2.5, without=(2,))
+    emulator.clear_requests()
+    r = httpd.get(f"{weights_path(qid)}?skill_id={SKILL}")
+    assert r.status == 200, r
+    doc = r.json
+    assert doc["queue_id"] == qid and doc["skill_id"] == SKILL, doc
+    got = {m["user_id"]: m for m in doc["members"]}
+    assert set(got) == set(users), doc
+    assert got[users[0]]["proficiency"] == 2.5 and got[users[0]]["weight"] == 0.5, got
+    assert got[users[0]]["name"].startswith("Weights "), got
+    assert got[users[2]]["proficiency"] is None and got[users[2]]["weight"] is None, got
+    assert doc["saturation"]["active_agents"] == 3, doc
+    assert writes(emulator) == []
+    skill_reads = emulator.requests(path="/routingskills")
+    assert len(skill_reads) >= 3, skill_reads
+
+
+def test_preview_refusals(httpd, emulator):
+    qid, users = make_queue(emulator, 1)
+    body = assert_problem(httpd.get(weights_path(qid)), 422, "validation_failed")
+    assert body["errors"][0]["field"] == "skill_id", body
+    assert_problem(httpd.get(f"{weights_path('no-such-queue')}?skill_id={SKILL}"), 404,
+                   "queue_not_found")
+    assert_problem(httpd.get(f"{weights_path(qid)}?skill_id=a%20b"), 400, "validation_failed")
