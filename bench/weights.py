@@ -142,7 +142,9 @@ def run():
         print(f"weights: wall time {wall:.2f} s (first to last upstream request {span:.2f} s); "
               f"the rate limit alone imposes (ceil({made}/{limit}) - 1) x 60 s = {imposed} s; "
               + (f"ratio {ratio:.3f} (target <= {TARGET_RATIO}) "
-                 f"{'OK' if ratio <= TARGET_RATIO else 'ABOVE TARGET'}" if ratio is not None
+                 f"{'OK' if ratio <= TARGET_RATIO else 'ABOVE TARGET'}"
+                 + ("" if r.status == 200 else " (of a distribution that did not complete)")
+                 if ratio is not None
                  else "ratio n/a (the requests fit one window)"))
         print(f"weights: 429s answered by the emulator: {answered_429} (limiter count "
               f"{rate_limited}; target 0) {'OK' if answered_429 == rate_limited == 0 else 'FAILED'};"
@@ -159,8 +161,10 @@ def run():
             print(r.text[-3000:], file=sys.stderr)
             print(h.read_log()[-5000:], file=sys.stderr)
         if not ok:
-            print(f"weights: FAILED: {r.status} {r.text[:500]}"
-                  + (f"; wrong proficiencies: {wrong[:5]}" if wrong else ""), file=sys.stderr)
+            why = doc.get("detail") if isinstance(doc, dict) else None
+            print(f"weights: FAILED: HTTP {r.status}: {why or r.text[:300]}"
+                  + (f"; {len(wrong)} proficiencies not at their new value" if wrong else ""),
+                  file=sys.stderr)
         return ok
     finally:
         if h:
