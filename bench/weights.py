@@ -146,14 +146,17 @@ def run():
                  + ("" if r.status == 200 else " (of a distribution that did not complete)")
                  if ratio is not None
                  else "ratio n/a (the requests fit one window)"))
+        first = min((e["at"] for e in api), default=0.0)
+        when = [e["at"] - first for e in api if e["status"] == 429]
         print(f"weights: 429s answered by the emulator: {answered_429} (limiter count "
-              f"{rate_limited}; target 0) {'OK' if answered_429 == rate_limited == 0 else 'FAILED'};"
-              f" most requests in any 60 s: {busiest} (limit {limit})")
+              f"{rate_limited}; target 0) {'OK' if answered_429 == rate_limited == 0 else 'FAILED'}"
+              + (f", at +{min(when):.3f} .. +{max(when):.3f} s after the first upstream request"
+                 if when else "")
+              + f"; most requests arriving in any 60 s: {busiest}, refused ones included (limit {limit})")
         print(f"weights: per-request budget {60 / limit * 1000:.0f} ms (60 s / {limit}); up-front "
               f"estimate {est} requests = {math.ceil(est * 60 / limit)} s of budget, deadline "
               f"{DEADLINE_S} s (GcmonRequestDeadline)")
         if os.environ.get("GCMON_BENCH_DEBUG"):
-            first = min(e["at"] for e in api)
             for e in api:
                 if e["status"] != 200 or e is api[0] or e is api[-1]:
                     print(f"  +{e['at'] - first:8.3f} s {e['method']} {e['path']} -> {e['status']}",
@@ -161,10 +164,16 @@ def run():
             print(r.text[-3000:], file=sys.stderr)
             print(h.read_log()[-5000:], file=sys.stderr)
         if not ok:
-            why = doc.get("detail") if isinstance(doc, dict) else None
-            print(f"weights: FAILED: HTTP {r.status}: {why or r.text[:300]}"
-                  + (f"; {len(wrong)} proficiencies not at their new value" if wrong else ""),
-                  file=sys.stderr)
+            why = []
+            if r.status != 200 or doc.get("status") != "completed":
+                why.append(f"HTTP {r.status}: {doc.get('detail') or r.text[:300]}")
+            if wrong:
+                why.append(f"{len(wrong)} proficiencies not at their new value")
+            if answered_429 or rate_limited:
+                why.append(f"{max(answered_429, rate_limited)} upstream 429s")
+            if ratio is not None and ratio > TARGET_RATIO:
+                why.append(f"ratio {ratio:.3f} > {TARGET_RATIO}")
+            print("weights: FAILED: " + "; ".join(why), file=sys.stderr)
         return ok
     finally:
         if h:
