@@ -183,6 +183,11 @@ $(BENCH_ALERTS): bench/alerts.c $(CORE_HDR) $(CORE_LA)
 bench: all $(BENCH_BIN) $(BENCH_ALERTS)
 	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py
 
+# The weight-distribution part of `make bench` alone (exits 1 above 1.05x or on a 429).
+.PHONY: bench-weights
+bench-weights: all
+	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py weights
+
 # The idle-alert part of `make bench` alone.
 .PHONY: bench-alerts
 bench-alerts: $(BENCH_ALERTS)

@@ -27,6 +27,11 @@ tests/integration/pgserver.py, as in the integration suites).
 Status changes (bench/status.py; `bench/run.py status` alone): PUT /v1/admin/agents/{id}/status
 through gcmon against the same GET + PATCH made directly to the emulator, and concurrent
 changes of different agents.
+
+Weight distribution (bench/weights.py; `bench/run.py weights` or `make bench-weights` alone):
+POST /v1/admin/queues/{id}/weights over 500 members with GcmonRateLimit 600, the emulator
+enforcing the same limit: wall time against the time the rate limit alone imposes (target
+<= 1.05x) and the 429s caused (target 0). A miss of either makes the run exit 1.
 """
 import os
 import shutil
@@ -151,6 +156,11 @@ def main():
     if sys.argv[1:] in (["pgsql"], ["ingest-pgsql"], ["read-pgsql"]):
         run_pgsql(sys.argv[1])
         return 0
+    if sys.argv[1:] == ["weights"]:
+        os.environ.setdefault("GCMON_BUILD", BUILD)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import weights  # noqa: E402
+        return 0 if weights.run() else 1
     if sys.argv[1:] == ["holder"]:
         os.environ.setdefault("GCMON_BUILD", BUILD)
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -168,8 +178,10 @@ def main():
     holder.run()
     import status  # noqa: E402
     status.run()
+    import weights  # noqa: E402
+    weights_ok = weights.run()
     run_pgsql()
-    return 0
+    return 0 if weights_ok else 1
 
 
 if __name__ == "__main__":

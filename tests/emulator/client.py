@@ -186,8 +186,10 @@ class Emulator:
         return self._control("POST", "/skills", skills)
 
     def fault(self, path, status=None, count=1, method="*", retry_after=None, body=None, delay=None,
-              drop=False):
-        spec = {"path": path, "count": count, "method": method, "drop": drop}
+              drop=False, skip=0):
+        """The next `count` matching requests get the fault, after the first `skip` matching
+        ones are let through (skip=N-1: from the Nth matching call on)."""
+        spec = {"path": path, "count": count, "method": method, "drop": drop, "skip": skip}
         for key, value in (("status", status), ("retry_after", retry_after), ("body", body),
                            ("delay", delay)):
             if value is not None:

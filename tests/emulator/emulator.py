@@ -234,6 +234,7 @@ class Fault:
     body: Optional[object] = None
     delay: Optional[float] = None
     drop: bool = False
+    skip: int = 0                  # matching requests let through before the fault applies
 
     def matches(self, method: str, path: str) -> bool:
         return self.remaining > 0 and self.method in ("*", method) and bool(self.path.search(path))
@@ -243,11 +244,13 @@ class Fault:
 class Config:
     token_expires: int = 86400
     heartbeat: float = 30.0
-    rate_limit: int = 0
+    rate_limit: int = 0            # API requests per token in any RATE_WINDOW (0 = off)
+    client_rate_limit: int = 0     # the same per OAuth client, all its tokens together
     channel_ttl: float = 86400.0
     socket_closing_grace: float = 60.0
 
     LIMITS = {"token_expires": (1, 172800), "heartbeat": (0, 3600), "rate_limit": (0, 10 ** 9),
+              "client_rate_limit": (0, 10 ** 9),
               "channel_ttl": (1, 10 ** 7), "socket_closing_grace": (0, 3600)}
 
     def update(self, values: dict):
@@ -258,7 +261,8 @@ class Config:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise ControlError(400, f"{key} must be a number in [{lo}, {hi}]")
         for key, value in values.items():
-            setattr(self, key, int(value) if key in ("token_expires", "rate_limit") else float(value))
+            setattr(self, key, int(value) if key in ("token_expires", "rate_limit", "client_rate_limit")
+                    else float(value))
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.LIMITS}
@@ -308,6 +312,7 @@ class Emulator:
         self.queues: Dict[str, Queue] = {}
         self.skills: Dict[str, str] = {}              # org routing skills: id -> name
         self.tokens: Dict[str, Token] = {}
+        self.client_windows: Dict[str, collections.deque] = {}    # client id -> request times
         self.faults: List[Fault] = []
         self.request_log: collections.deque = collections.deque(maxlen=REQUEST_LOG_MAX)
         self.stats = collections.Counter()
@@ -338,18 +343,28 @@ class Emulator:
         return token
 
     def rate_check(self, token: Token):
-        limit = self.config.rate_limit
-        if limit <= 0:
-            return
+        """The per-token limit (`rate_limit`, as Genesys) and the per-client one
+        (`client_rate_limit`: every token of the OAuth client together): at most that many
+        API requests in any RATE_WINDOW seconds (an exact sliding window), else 429 with
+        Retry-After. A refused request takes no slot."""
+        windows = []
+        if self.config.rate_limit > 0:
+            windows.append((self.config.rate_limit, token.window))
+        if self.config.client_rate_limit > 0:
+            windows.append((self.config.client_rate_limit,
+                            self.client_windows.setdefault(token.client_id, collections.deque())))
         mono = time.monotonic()
-        while token.window and token.window[0] <= mono - RATE_WINDOW:
-            token.window.popleft()
-        if len(token.window) >= limit:
-            self.stats["rate_limited"] += 1
-            retry_after = max(1, math.ceil(token.window[0] + RATE_WINDOW - mono))
-            raise ApiError(429, f"Rate limit exceeded the maximum [{limit}] requests within "
-                                f"[{int(RATE_WINDOW)}] seconds", headers={"Retry-After": str(retry_after)})
-        token.window.append(mono)
+        for limit, window in windows:
+            while window and window[0] <= mono - RATE_WINDOW:
+                window.popleft()
+            if len(window) >= limit:
+                self.stats["rate_limited"] += 1
+                retry_after = max(1, math.ceil(window[0] + RATE_WINDOW - mono))
+                raise ApiError(429, f"Rate limit exceeded the maximum [{limit}] requests within "
+                                    f"[{int(RATE_WINDOW)}] seconds",
+                               headers={"Retry-After": str(retry_after)})
+        for _, window in windows:
+            window.append(mono)
 
     # ---------------------------------------------------------------- faults
     def add_fault(self, spec: dict) -> Fault:
@@ -359,9 +374,11 @@ class Emulator:
                           remaining=int(spec.get("count", 1)),
                           status=spec.get("status"), retry_after=spec.get("retry_after"),
                           body=spec.get("body"), delay=spec.get("delay"),
-                          drop=bool(spec.get("drop", False)))
+                          drop=bool(spec.get("drop", False)), skip=int(spec.get("skip", 0)))
         except (re.error, TypeError, ValueError) as e:
             raise ControlError(400, f"bad fault: {e}")
+        if fault.skip < 0 or fault.remaining < 1:
+            raise ControlError(400, "skip must be >= 0 and count >= 1")
         if fault.status is None and fault.delay is None and not fault.drop:
             raise ControlError(400, "a fault needs status, delay or drop")
         if fault.status is not None and not (isinstance(fault.status, int) and 100 <= fault.status <= 599):
@@ -370,13 +387,22 @@ class Emulator:
         return fault
 
     def take_fault(self, method: str, path: str) -> Optional[Fault]:
-        for fault in self.faults:
-            if fault.matches(method, path):
+        """The first pending fault that applies to this request. Every matching fault still
+        skipping counts the request (so `skip` = N-1 hits the Nth matching call, whatever
+        other faults do); the first matching one not skipping applies."""
+        chosen = None
+        for fault in list(self.faults):
+            if not fault.matches(method, path):
+                continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                continue
+            if chosen is None:
+                chosen = fault
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self.faults.remove(fault)
-                return fault
-        return None
+        return chosen
 
     # ---------------------------------------------------------------- skills, agents, queues
     def register_skill(self, skill_id: Optional[str], name: Optional[str]) -> str:
@@ -1541,7 +1567,7 @@ async def ctl_clear_faults(request):
 async def ctl_list_faults(request):
     return json_response([{"method": f.method, "path": f.path.pattern, "remaining": f.remaining,
                            "status": f.status, "retry_after": f.retry_after, "delay": f.delay,
-                           "drop": f.drop} for f in emu_of(request).faults])
+                           "drop": f.drop, "skip": f.skip} for f in emu_of(request).faults])
 
 
 async def ctl_ws_fault(request):
@@ -1876,7 +1902,8 @@ def write_port_file(path: str, port: int):
 
 
 async def serve(args) -> None:
-    config = Config(token_expires=args.token_expires, heartbeat=args.heartbeat, rate_limit=args.rate_limit)
+    config = Config(token_expires=args.token_expires, heartbeat=args.heartbeat, rate_limit=args.rate_limit,
+                    client_rate_limit=args.client_rate_limit)
     emu = Emulator(args.client_id, args.client_secret, config, seed=args.seed)
     runner = web.AppRunner(build_app(emu), access_log=None, handle_signals=False)
     await runner.setup()
@@ -1909,6 +1936,8 @@ def parse_args(argv=None):
     p.add_argument("--token-expires", type=int, default=86400, help="expires_in of issued tokens (s)")
     p.add_argument("--heartbeat", type=float, default=30.0, help="WebSocket heartbeat interval (s)")
     p.add_argument("--rate-limit", type=int, default=0, help="API requests per token per 60 s (0 = off)")
+    p.add_argument("--client-rate-limit", type=int, default=0,
+                   help="API requests per OAuth client (all its tokens) per 60 s (0 = off)")
     p.add_argument("--simulate", action="store_true", help="start the contact-centre simulation")
     p.add_argument("--agents", type=int, default=50)
     p.add_argument("--queues", type=int, default=3)

@@ -362,6 +362,27 @@ def test_fault_drop_and_clear(emu, token):
     assert emu.request("GET", ORG, token=token).status == 200
 
 
+def test_fault_skip_hits_the_nth_call(emu, token):
+    """skip=N-1: the first N-1 matching calls pass, the next `count` get the fault; each
+    fault counts the matching calls on its own (faults on the 2nd and 4th call)."""
+    emu.fault(ORG, status=429, retry_after=1, method="GET", skip=1)
+    emu.fault(ORG, status=503, method="GET", skip=3)
+    emu.fault(ORG, status=500, method="POST", skip=0)                  # does not match: GET
+    statuses = [emu.request("GET", ORG, token=token).status for _ in range(6)]
+    assert statuses == [200, 429, 200, 503, 200, 200]
+    assert [(f["method"], f["skip"]) for f in emu._control("GET", "/faults")] == [("POST", 0)]
+    emu.clear_faults()
+    emu.fault(ORG, drop=True, skip=2, count=2)
+    assert [emu.request("GET", ORG, token=token).status for _ in range(2)] == [200, 200]
+    for _ in range(2):
+        with pytest.raises((ConnectionError, urllib.error.URLError, OSError)):
+            emu.request("GET", ORG, token=token)
+    assert emu.request("GET", ORG, token=token).status == 200
+    assert [e["status"] for e in emu.requests(path=ORG)][-5:] == [200, 200, None, None, 200]
+    with pytest.raises(EmulatorError):
+        emu.fault(ORG, status=500, skip=-1)
+
+
 # ------------------------------------------------------------------------ request log, rate limit
 
 def test_request_log(emu):
@@ -392,6 +413,22 @@ def test_rate_limit(emu, token):
     assert 1 <= int(r.header("Retry-After")) <= 60
     assert emu.request("GET", ORG, token=emu.token()).status == 200     # per token
     assert emu.stats()["rate_limited"] == 1
+
+
+def test_client_rate_limit_counts_every_token(emu):
+    """client_rate_limit: one sliding window for all the client's tokens; a refused request
+    takes no slot; off (0) by default."""
+    assert emu._control("GET", "/config")["client_rate_limit"] == 0
+    emu.config(client_rate_limit=3)
+    tokens = [emu.token(), emu.token(), emu.token()]
+    assert [emu.request("GET", ORG, token=t).status for t in tokens] == [200] * 3
+    for t in (tokens[0], emu.token()):
+        r = emu.request("GET", ORG, token=t)
+        assert_genesys_error(r, 429, "too.many.requests")
+        assert 55 <= int(r.header("Retry-After")) <= 60
+    assert emu.stats()["rate_limited"] == 2
+    emu.config(client_rate_limit=0)
+    assert emu.request("GET", ORG, token=tokens[1]).status == 200
 
 
 # ------------------------------------------------------------------------ notifications (REST)
