@@ -117,6 +117,17 @@ def run_alerts():
           f"leader target <= 64 MB) {'OK' if rss_mb <= 64 else 'ABOVE TARGET'}")
 
 
+def bench_module(name):
+    """A bench part of its own module (bench/<name>.py); it reads GCMON_BUILD
+    when imported, so that is set first."""
+    import importlib
+    os.environ.setdefault("GCMON_BUILD", BUILD)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(name)
+
+
 def run_pgsql(part="pgsql"):
     """The PostgreSQL figures (SPEC §8 on the scale-out database): ingest against a
     raw batched insert into PostgreSQL, and the history first page against the
@@ -129,59 +140,36 @@ def run_pgsql(part="pgsql"):
             run_ingest("pgsql")
         if part in ("pgsql", "read-pgsql"):
             pgserver, _ = pg_server()
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            import read  # noqa: E402
-            read.run("pgsql")
+            bench_module("read").run("pgsql")
     finally:
         if pgserver:
             pgserver.stop_shared()
 
 
+def part(name):
+    """Run the bench part bench/<name>.py: its run() result (None counts as passed)."""
+    return bench_module(name).run() is not False
+
+
+# The parts run alone by name; no name runs them all.
+MODULE_PARTS = ("read", "holder", "status", "weights")
+
+
 def main():
-    if sys.argv[1:] == ["alerts"]:
+    args = sys.argv[1:]
+    if args == ["alerts"]:
         run_alerts()
         return 0
-    if sys.argv[1:] == ["status"]:
-        os.environ.setdefault("GCMON_BUILD", BUILD)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import status  # noqa: E402
-        status.run()
+    if args in (["pgsql"], ["ingest-pgsql"], ["read-pgsql"]):
+        run_pgsql(args[0])
         return 0
-    if sys.argv[1:] == ["read"]:
-        os.environ.setdefault("GCMON_BUILD", BUILD)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import read  # noqa: E402
-        read.run()
-        return 0
-    if sys.argv[1:] in (["pgsql"], ["ingest-pgsql"], ["read-pgsql"]):
-        run_pgsql(sys.argv[1])
-        return 0
-    if sys.argv[1:] == ["weights"]:
-        os.environ.setdefault("GCMON_BUILD", BUILD)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import weights  # noqa: E402
-        return 0 if weights.run() else 1
-    if sys.argv[1:] == ["holder"]:
-        os.environ.setdefault("GCMON_BUILD", BUILD)
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import holder  # noqa: E402
-        holder.run()
-        return 0
+    if len(args) == 1 and args[0] in MODULE_PARTS:
+        return 0 if part(args[0]) else 1
     run_ingest()
     run_alerts()
-    # History and board (bench/read.py): a real apache2 with gcmon from BUILD.
-    os.environ.setdefault("GCMON_BUILD", BUILD)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import read  # noqa: E402 - needs GCMON_BUILD set first
-    read.run()
-    import holder  # noqa: E402
-    holder.run()
-    import status  # noqa: E402
-    status.run()
-    import weights  # noqa: E402
-    weights_ok = weights.run()
+    ok = all([part(name) for name in MODULE_PARTS])
     run_pgsql()
-    return 0 if weights_ok else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
