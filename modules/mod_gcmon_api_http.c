@@ -255,46 +255,9 @@ static int parse_object(request_rec *r, const char *buf, apr_size_t len, json_t 
     return OK;
 }
 
-int gcmon_api_admin_guard(request_rec *r, json_t **body)
-{
-    const char *site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
-    const char *marker = apr_table_get(r->headers_in, "X-Gcmon-Request");
-    long max = gcmon_api_max_body(gcmon_api_conf());
-    char *buf = NULL;
-    apr_size_t len = 0;
-    int rc;
-
-    *body = NULL;
-    if (site && !strcasecmp(site, "cross-site")) {
-        return refuse(r, HTTP_FORBIDDEN, "csrf_rejected", "cross_site_request",
-                      "Cross-site request refused",
-                      "admin writes are refused when Sec-Fetch-Site is cross-site");
-    }
-    if (!marker || strcmp(marker, "1")) {
-        return refuse(r, HTTP_FORBIDDEN, "csrf_rejected", "missing_request_header",
-                      "Missing X-Gcmon-Request header",
-                      "admin writes must carry the header X-Gcmon-Request: 1");
-    }
-    if (!is_json_type(apr_table_get(r->headers_in, "Content-Type"))) {
-        return refuse(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                      "unsupported_media_type", "Unsupported media type",
-                      "admin writes take Content-Type: application/json");
-    }
-    rc = read_body(r, max, &buf, &len);
-    if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
-        r->connection->keepalive = AP_CONN_CLOSE;
-        return refuse(r, rc, "body_too_large", "body_too_large", "Request body too large",
-                      apr_psprintf(r->pool, "the body exceeds GcmonMaxBody (%ld bytes)", max));
-    }
-    if (rc != OK) {
-        gcmon_api_send_problem(r, HTTP_BAD_REQUEST, "bad_body", "Request body could not be read",
-                               NULL);
-        return DONE;
-    }
-    return len == 0 ? OK : parse_object(r, buf, len, body);
-}
-
-int gcmon_api_raw_body(request_rec *r, const char **buf, apr_size_t *len)
+/* A JSON body of at most GcmonMaxBody bytes, read whole: OK, or the 415,
+ * 413 or 400 problem sent (DONE). */
+static int json_body(request_rec *r, const char *detail_415, const char **buf, apr_size_t *len)
 {
     long max = gcmon_api_max_body(gcmon_api_conf());
     char *out = NULL;
@@ -303,8 +266,7 @@ int gcmon_api_raw_body(request_rec *r, const char **buf, apr_size_t *len)
     if (!is_json_type(apr_table_get(r->headers_in, "Content-Type"))) {
         ap_discard_request_body(r);
         return refuse(r, HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                      "unsupported_media_type", "Unsupported media type",
-                      "the body must be Content-Type: application/json");
+                      "unsupported_media_type", "Unsupported media type", detail_415);
     }
     rc = read_body(r, max, &out, len);
     if (rc == HTTP_REQUEST_ENTITY_TOO_LARGE) {
@@ -319,6 +281,36 @@ int gcmon_api_raw_body(request_rec *r, const char **buf, apr_size_t *len)
     }
     *buf = out;
     return OK;
+}
+
+int gcmon_api_admin_guard(request_rec *r, json_t **body)
+{
+    const char *site = apr_table_get(r->headers_in, "Sec-Fetch-Site");
+    const char *marker = apr_table_get(r->headers_in, "X-Gcmon-Request");
+    const char *buf = NULL;
+    apr_size_t len = 0;
+    int rc;
+
+    *body = NULL;
+    if (site && !strcasecmp(site, "cross-site")) {
+        return refuse(r, HTTP_FORBIDDEN, "csrf_rejected", "cross_site_request",
+                      "Cross-site request refused",
+                      "admin writes are refused when Sec-Fetch-Site is cross-site");
+    }
+    if (!marker || strcmp(marker, "1")) {
+        return refuse(r, HTTP_FORBIDDEN, "csrf_rejected", "missing_request_header",
+                      "Missing X-Gcmon-Request header",
+                      "admin writes must carry the header X-Gcmon-Request: 1");
+    }
+    if ((rc = json_body(r, "admin writes take Content-Type: application/json", &buf, &len)) != OK) {
+        return rc;
+    }
+    return len == 0 ? OK : parse_object(r, buf, len, body);
+}
+
+int gcmon_api_raw_body(request_rec *r, const char **buf, apr_size_t *len)
+{
+    return json_body(r, "the body must be Content-Type: application/json", buf, len);
 }
 
 /* ---------------------------------------------------------------- query */
