@@ -495,3 +495,44 @@ def test_distributions_list_filter_and_more(httpd, br, base, emulator):
 def basic():
     import base64
     return "Basic " + base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
+
+
+def test_retry_after_503_reuses_the_idempotency_key(httpd, br, base, emulator):
+    """A 503 (nothing kept under the key): its Retry-After in words; pressing Apply
+    again with the same weights sends the same key, other weights a new one."""
+    allow_console(r"status of 503")
+    reset_skills(emulator)
+    open_editor(br, base)
+    set_weights(br, {IDS[0]: "0.3"})
+    # the next POST (and only POSTs: the preview is already loaded) answers 503
+    pattern = f"/admin/queues/{QUEUE}/weights$"
+    br.call("fake", page="main", pattern=pattern, responses=[
+        {"status": 503, "headers": {"Content-Type": "application/problem+json", "Retry-After": "7"},
+         "body": {"type": "urn:gcmon:problem:upstream_unavailable", "title": "Busy", "status": 503,
+                  "detail": "Genesys Cloud is throttling gcmon"}}])
+    try:
+        br.click("main", "#w-apply")
+        br.wait_fn("main", "const r = document.getElementById('w-result');"
+                           "return r && !r.hidden && /Try again in 7 s/.test(r.textContent)")
+        assert "throttling" in br.text("main", "#w-result")
+        seen = br.call("fake_seen", page="main", pattern=pattern)
+        assert len(seen) == 1, seen
+        key = seen[0]["headers"]["idempotency-key"]
+    finally:
+        br.call("unfake", page="main")
+    assert skill_of(emulator, IDS[0])["proficiency"] == 2.5
+    br.call("clear_requests")
+    br.click("main", "#w-apply")
+    br.wait_fn("main", "const r = document.getElementById('w-result');"
+                       "return r && !r.hidden && r.classList.contains('ok')", timeout=20000)
+    assert skill_of(emulator, IDS[0])["proficiency"] == 1.5
+    posts = [r for r in br.requests(page="main", match=pattern) if r["method"] == "POST"]
+    assert [p["headers"]["idempotency-key"] for p in posts] == [key]
+    # another request: another key
+    set_weights(br, {IDS[0]: "0.35"})
+    br.call("clear_requests")
+    br.click("main", "#w-apply")
+    br.wait_fn("main", "return /0\\.35/.test(document.querySelector('#w-result table.applied').textContent)",
+               timeout=20000)
+    posts = [r for r in br.requests(page="main", match=pattern) if r["method"] == "POST"]
+    assert len(posts) == 1 and posts[0]["headers"]["idempotency-key"] != key, posts
