@@ -188,6 +188,7 @@ def shot(b, name):
 
 def open_editor(b, base, queue=QUEUE):
     """The Weights view with `queue` loaded by keyboard (type the id, Enter)."""
+    b.goto("main", "about:blank")           # a fresh page: no input kept from the last test
     b.goto("main", base + "#/weights")
     b.wait_for("main", "#w-queue")
     b.fill("main", "#w-queue", queue)
@@ -295,6 +296,7 @@ def test_live_sum(httpd, br, base):
 
 def test_saturation_shown_before_applying(httpd, br, base, emulator):
     open_editor(br, base)
+    emulator.clear_requests()
     assert br.text("main", "#w-sat-active") == str(ACTIVE)
     # capacity = 3 × 0.8 = 2.4; load = 1 interacting + 1 waiting (the queue's observations)
     assert br.text("main", "#w-sat-capacity") == "2.4 (3 × 0.8)"
@@ -532,7 +534,7 @@ def test_retry_after_503_reuses_the_idempotency_key(httpd, br, base, emulator):
     set_weights(br, {IDS[0]: "0.35"})
     br.call("clear_requests")
     br.click("main", "#w-apply")
-    br.wait_fn("main", "return /0\\.35/.test(document.querySelector('#w-result table.applied').textContent)",
-               timeout=20000)
+    br.wait_fn("main", "const t = document.querySelector('#w-result table.applied');"
+                       "return t && /0\\.35/.test(t.textContent)", timeout=20000)
     posts = [r for r in br.requests(page="main", match=pattern) if r["method"] == "POST"]
     assert len(posts) == 1 and posts[0]["headers"]["idempotency-key"] != key, posts
