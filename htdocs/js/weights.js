@@ -535,9 +535,11 @@ function showFailure(e, fields) {
     }
     const kind = e.status === 409 ? 'conflict' : 'bad';
     showResult(kind, problemContent(e.status, e.problem, message, rest));
-    if (e.status === 422 && type === 'validation_failed') {
-        const firstBad = els.root.querySelector('#w-form [aria-invalid], #w-load-form [aria-invalid]');
-        if (firstBad) firstBad.focus();
+    if ((e.status === 422 || e.status === 400) && type === 'validation_failed') {
+        // The first field named (the sum is no control: then the first weight).
+        const firstBad = els.root.querySelector('#w-load-form [aria-invalid], #w-form [aria-invalid]');
+        if (firstBad === els.sum && rows.length) rows[0].input.focus();
+        else if (firstBad) firstBad.focus();
     }
 }
 
