@@ -10,6 +10,7 @@
 
 #include "gc_audit.h"
 #include "gc_id.h"
+#include "gc_parallel.h"
 #include "gc_store_idem.h"
 #include "gc_webhook.h"
 #include "gc_weights.h"
@@ -17,24 +18,32 @@
 
 /* Pages of a user's routing skills read at most while looking for one skill. */
 #define SKILL_PAGES_MAX 50
+/* Member reads and writes of one distribution in flight at once; each still
+ * waits for its slot of the shared rate budget (GcmonRateLimit). */
+#define MEMBER_CONCURRENCY 8
 
+/* The callbacks' baton: nothing of the request_rec, for the worker threads. */
 typedef struct {
-    request_rec *r;
+    apr_time_t deadline;
 } weights_t;
 
 /* ---------------------------------------------------------------- upstream */
 
-static apr_status_t call(request_rec *r, apr_pool_t *p, const char *op, const char *method,
+/* One upstream call under the request's deadline; the wait for a budget slot
+ * may last until then (the budget was checked up front: budget_fits). */
+static apr_status_t call(const weights_t *x, apr_pool_t *p, const char *op, const char *method,
                          const char *path, const char *body, gc_response_t **resp, gc_error_t **err)
 {
     gc_request_t req;
+    apr_interval_time_t left = x->deadline - apr_time_now();
 
     memset(&req, 0, sizeof(req));
     req.op = op;
     req.method = method;
     req.path = path;
     req.body = body;
-    req.deadline = gcmon_api_deadline(r);
+    req.deadline = x->deadline;
+    req.budget_wait = left > 0 ? left : 1;
     *resp = NULL;
     return gc_upstream_call(gcmon_api_runtime()->upstream, p, &req, resp, err);
 }
@@ -58,7 +67,7 @@ static apr_status_t op_members_page(void *baton, apr_pool_t *p, const char *queu
     size_t i;
     apr_status_t rv;
 
-    rv = call(x->r, p, "queue_members_get", "GET",
+    rv = call(x, p, "queue_members_get", "GET",
               apr_psprintf(p, "/api/v2/routing/queues/%s/members?pageSize=%d&pageNumber=%d",
                            queue_id, GC_WEIGHTS_MEMBERS_PAGE_SIZE, page),
               NULL, &resp, err);
@@ -87,6 +96,9 @@ static apr_status_t op_members_page(void *baton, apr_pool_t *p, const char *queu
         if (m->routing_status) {
             m->routing_status = apr_pstrdup(p, m->routing_status);
         }
+        if (json_is_string(json_object_get(e, "name"))) {
+            m->name = apr_pstrdup(p, json_string_value(json_object_get(e, "name")));
+        }
     }
     *more = json_is_string(json_object_get(resp->json, "nextUri"))
             && *json_string_value(json_object_get(resp->json, "nextUri"));
@@ -108,7 +120,7 @@ static apr_status_t op_observations(void *baton, apr_pool_t *p, const char *queu
                   "oInteracting", "oWaiting");
     body = gc_json_text(p, q);
     json_decref(q);
-    rv = call(x->r, p, "queue_observations", "POST", "/api/v2/analytics/queues/observations/query",
+    rv = call(x, p, "queue_observations", "POST", "/api/v2/analytics/queues/observations/query",
               body, &resp, err);
     if (rv != APR_SUCCESS) {
         return rv;
@@ -141,11 +153,10 @@ static apr_status_t op_observations(void *baton, apr_pool_t *p, const char *queu
     return APR_SUCCESS;
 }
 
-static apr_status_t op_get_skill(void *baton, apr_pool_t *p, const char *user_id,
-                                 const char *skill_id, gc_weights_skill_t *out, int *present,
-                                 gc_error_t **err)
+static apr_status_t get_skill(const weights_t *x, apr_pool_t *p, const char *user_id,
+                              const char *skill_id, gc_weights_skill_t *out, int *present,
+                              gc_error_t **err)
 {
-    weights_t *x = baton;
     int page;
 
     *present = 0;
@@ -156,7 +167,7 @@ static apr_status_t op_get_skill(void *baton, apr_pool_t *p, const char *user_id
         size_t i;
         apr_status_t rv;
 
-        rv = call(x->r, p, "user_skills_get", "GET",
+        rv = call(x, p, "user_skills_get", "GET",
                   apr_psprintf(p, "/api/v2/users/%s/routingskills?pageSize=100&pageNumber=%d",
                                user_id, page),
                   NULL, &resp, err);
@@ -193,8 +204,8 @@ static apr_status_t op_get_queue(void *baton, apr_pool_t *p, const char *queue_i
     gc_response_t *resp;
     apr_status_t rv;
 
-    rv = call(x->r, p, "queue_get", "GET",
-              apr_pstrcat(p, "/api/v2/routing/queues/", queue_id, NULL), NULL, &resp, err);
+    rv = call(x, p, "queue_get", "GET", apr_pstrcat(p, "/api/v2/routing/queues/", queue_id, NULL),
+              NULL, &resp, err);
     if (rv != APR_SUCCESS) {
         return rv;
     }
@@ -216,34 +227,63 @@ static apr_status_t op_put_queue(void *baton, apr_pool_t *p, const char *queue_i
     if (!body) {
         return protocol_error(p, NULL, "the queue could not be serialised", err);
     }
-    return call(x->r, p, "queue_put", "PUT",
-                apr_pstrcat(p, "/api/v2/routing/queues/", queue_id, NULL), body, &resp, err);
+    return call(x, p, "queue_put", "PUT", apr_pstrcat(p, "/api/v2/routing/queues/", queue_id, NULL),
+                body, &resp, err);
 }
 
-/* Sequential for now; the engine allows any order or concurrency. */
+/* A batch of member reads or writes, run by gc_parallel_run's workers: each
+ * job touches only its own item and the worker's pool. */
+typedef struct {
+    const weights_t *x;
+    const char *skill_id;
+    gc_weights_read_t *reads;
+    const gc_weights_write_t *writes;
+    gc_weights_write_result_t *results;
+} batch_t;
+
+static void read_job(void *baton, size_t i, apr_pool_t *p)
+{
+    batch_t *b = baton;
+    gc_weights_read_t *it = &b->reads[i];
+
+    it->err = NULL;
+    it->rv = get_skill(b->x, p, it->user_id, b->skill_id, &it->skill, &it->present, &it->err);
+}
+
+static void op_get_skills(void *baton, apr_pool_t *p, const char *skill_id,
+                          gc_weights_read_t *items, size_t n)
+{
+    batch_t b = { baton, skill_id, items, NULL, NULL };
+
+    gc_parallel_run(p, n, MEMBER_CONCURRENCY, read_job, &b);
+}
+
+static void write_job(void *baton, size_t i, apr_pool_t *p)
+{
+    batch_t *b = baton;
+    const gc_weights_write_t *w = &b->writes[i];
+    const char *path =
+        apr_pstrcat(p, "/api/v2/users/", w->user_id, "/routingskills/", w->skill_id, NULL);
+    gc_response_t *resp;
+    const char *body = NULL;
+
+    b->results[i].err = NULL;
+    if (!w->remove) {
+        json_t *j = json_pack("{s:s, s:f, s:s}", "id", w->skill_id, "proficiency", w->proficiency,
+                              "state", w->state ? w->state : "active");
+        body = gc_json_text(p, j);
+        json_decref(j);
+    }
+    b->results[i].rv = call(b->x, p, w->remove ? "user_skill_delete" : "user_skill_put",
+                            w->remove ? "DELETE" : "PUT", path, body, &resp, &b->results[i].err);
+}
+
 static void op_put_skills(void *baton, apr_pool_t *p, const gc_weights_write_t *items, size_t n,
                           gc_weights_write_result_t *results)
 {
-    weights_t *x = baton;
-    size_t i;
+    batch_t b = { baton, NULL, NULL, items, results };
 
-    for (i = 0; i < n; i++) {
-        const gc_weights_write_t *w = &items[i];
-        const char *path =
-            apr_pstrcat(p, "/api/v2/users/", w->user_id, "/routingskills/", w->skill_id, NULL);
-        gc_response_t *resp;
-        const char *body = NULL;
-
-        results[i].err = NULL;
-        if (!w->remove) {
-            json_t *j = json_pack("{s:s, s:f, s:s}", "id", w->skill_id, "proficiency",
-                                  w->proficiency, "state", w->state ? w->state : "active");
-            body = gc_json_text(p, j);
-            json_decref(j);
-        }
-        results[i].rv = call(x->r, p, w->remove ? "user_skill_delete" : "user_skill_put",
-                             w->remove ? "DELETE" : "PUT", path, body, &resp, &results[i].err);
-    }
+    gc_parallel_run(p, n, MEMBER_CONCURRENCY, write_job, &b);
 }
 
 /* ---------------------------------------------------------------- budget */
@@ -394,7 +434,7 @@ static const char *wfm_body(request_rec *r, const gc_result_t *res)
 int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
 {
     static const gc_weights_ops_t ops_template = {
-        NULL,         op_members_page, op_observations, op_get_skill,
+        NULL,         op_members_page, op_observations, op_get_skills,
         op_get_queue, op_put_queue,    op_put_skills,   NULL
     };
     gc_weights_ops_t ops = ops_template;
@@ -412,7 +452,7 @@ int gcmon_api_weights_post(request_rec *r, const char **params, json_t *body)
 
     memset(&x, 0, sizeof(x));
     memset(&out, 0, sizeof(out));
-    x.r = r;
+    x.deadline = gcmon_api_deadline(r);
     ops.baton = &x;
     memset(&req, 0, sizeof(req));
     req.queue_id = queue_id;

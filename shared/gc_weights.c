@@ -42,6 +42,8 @@ typedef struct {
     const char *orig_method; /* the queue's skillEvaluationMethod before, or NULL */
     int queue_written;
     apr_time_t started;
+    int preview;                 /* gc_weights_preview: no distribution */
+    apr_array_header_t *members; /* gc_weights_member_t, every page */
 } run_t;
 
 static const gc_body_field_t body_fields[] = {
@@ -305,7 +307,10 @@ json_t *gc_weights_audit_request(const json_t *body)
 static void finish(run_t *r, const char *status)
 {
     r->out->status = status;
-    if (gc_result_failed(r->res)) {
+    if (gc_result_failed(r->res) && r->preview) {
+        gc_result_extra(r->res, "upstream_requests", json_integer(r->out->upstream_requests));
+    }
+    else if (gc_result_failed(r->res)) {
         gc_result_extra(r->res, "id", json_string(r->out->id));
         gc_result_extra(r->res, "queue_id",
                         gc_id_valid(r->req->queue_id) ? json_string(r->req->queue_id) : NULL);
@@ -372,12 +377,17 @@ static int parse_request(run_t *r)
     return 1;
 }
 
-/* Every page of the members: each requested user a member, the active count. */
-static int read_members(run_t *r)
+static int is_active(const gc_weights_member_t *m)
 {
-    apr_hash_t *members = apr_hash_make(r->p);
-    int page, more = 1, bad = 0;
-    size_t i;
+    return m->joined && (!m->routing_status || strcmp(m->routing_status, "OFF_QUEUE"));
+}
+
+/* Every page of the members into r->members, and the active count. */
+static int list_members(run_t *r)
+{
+    int page, more = 1;
+
+    r->members = apr_array_make(r->p, 16, sizeof(gc_weights_member_t));
 
     for (page = 1; more; page++) {
         apr_array_header_t *list = NULL;
@@ -398,14 +408,35 @@ static int read_members(run_t *r)
         }
         for (j = 0; list && j < list->nelts; j++) {
             const gc_weights_member_t *m = &APR_ARRAY_IDX(list, j, gc_weights_member_t);
+            gc_weights_member_t *copy;
+
             if (!m->user_id) {
                 continue;
             }
-            apr_hash_set(members, apr_pstrdup(r->p, m->user_id), APR_HASH_KEY_STRING, "");
-            if (m->joined && (!m->routing_status || strcmp(m->routing_status, "OFF_QUEUE"))) {
-                r->active++;
-            }
+            copy = apr_array_push(r->members);
+            copy->user_id = apr_pstrdup(r->p, m->user_id);
+            copy->joined = m->joined;
+            copy->routing_status = m->routing_status ? apr_pstrdup(r->p, m->routing_status) : NULL;
+            copy->name = m->name ? apr_pstrdup(r->p, m->name) : NULL;
+            r->active += is_active(m);
         }
+    }
+    return 1;
+}
+
+/* Every page of the members: each requested user a member, the active count. */
+static int read_members(run_t *r)
+{
+    apr_hash_t *members = apr_hash_make(r->p);
+    int bad = 0, j;
+    size_t i;
+
+    if (!list_members(r)) {
+        return 0;
+    }
+    for (j = 0; j < r->members->nelts; j++) {
+        apr_hash_set(members, APR_ARRAY_IDX(r->members, j, gc_weights_member_t).user_id,
+                     APR_HASH_KEY_STRING, "");
     }
     for (i = 0; i < r->n; i++) {
         if (!apr_hash_get(members, r->t[i].user_id, APR_HASH_KEY_STRING)) {
@@ -471,25 +502,49 @@ static int project(run_t *r)
     return 0;
 }
 
+/* The n users' entries of the skill, in one batch; the first failure (in
+ * the users' order) answers. */
+static gc_weights_read_t *fetch_skills(run_t *r, const char *const *users, size_t n)
+{
+    gc_weights_read_t *items = apr_pcalloc(r->p, (n ? n : 1) * sizeof(*items));
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        items[i].user_id = users[i];
+        items[i].rv = APR_EGENERAL; /* a read the glue leaves unset failed */
+    }
+    r->out->upstream_requests += (int)n;
+    if (n) {
+        r->ops->get_skills(r->ops->baton, r->p, r->skill, items, n);
+    }
+    for (i = 0; i < n; i++) {
+        if (items[i].rv != APR_SUCCESS) {
+            read_failed(r, items[i].err,
+                        apr_psprintf(r->p, "reading the skills of %s", items[i].user_id), 0);
+            return NULL;
+        }
+        if (items[i].present && items[i].skill.state) {
+            items[i].skill.state = apr_pstrdup(r->p, items[i].skill.state);
+        }
+    }
+    return items;
+}
+
 static int read_skills(run_t *r)
 {
+    const char **users = apr_pcalloc(r->p, (r->n ? r->n : 1) * sizeof(*users));
+    gc_weights_read_t *items;
     size_t i;
 
     for (i = 0; i < r->n; i++) {
-        gc_error_t *err = NULL;
-        int present = 0;
-
-        r->out->upstream_requests++;
-        if (r->ops->get_skill(r->ops->baton, r->p, r->t[i].user_id, r->skill, &r->t[i].old,
-                              &present, &err)
-            != APR_SUCCESS) {
-            read_failed(r, err, apr_psprintf(r->p, "reading the skills of %s", r->t[i].user_id), 0);
-            return 0;
-        }
-        r->t[i].had = present;
-        if (r->t[i].had && r->t[i].old.state) {
-            r->t[i].old.state = apr_pstrdup(r->p, r->t[i].old.state);
-        }
+        users[i] = r->t[i].user_id;
+    }
+    if (!(items = fetch_skills(r, users, r->n))) {
+        return 0;
+    }
+    for (i = 0; i < r->n; i++) {
+        r->t[i].had = items[i].present;
+        r->t[i].old = items[i].skill;
     }
     return 1;
 }
@@ -752,4 +807,111 @@ void gc_weights_distribute(apr_pool_t *p, const gc_weights_ops_t *ops, const gc_
         apply_members(&r);
     }
     json_decref(r.saturation);
+}
+
+/* ---------------------------------------------------------------- preview */
+
+static json_t *preview_member(const gc_weights_member_t *m, const gc_weights_read_t *sk)
+{
+    return json_pack("{s:s, s:s?, s:b, s:s?, s:b, s:o, s:s?, s:o}", "user_id", m->user_id, "name",
+                     m->name, "joined", m->joined, "routing_status", m->routing_status, "active",
+                     is_active(m), "proficiency",
+                     sk->present ? json_real(sk->skill.proficiency) : json_null(), "state",
+                     sk->present ? sk->skill.state : NULL, "weight",
+                     sk->present ? json_real(weight_of(sk->skill.proficiency)) : json_null());
+}
+
+/* The preview's checks before any read: 1 when the ids are good. */
+static int preview_valid(run_t *r, const char *queue_id, const char *skill_id)
+{
+    if (!queue_id || !gc_id_valid(queue_id)) {
+        gc_body_error(r->res, "queue_id", "invalid_value", "in the path " ID_MESSAGE);
+        gc_body_fail(r->res, 400);
+        return 0;
+    }
+    if (skill_id && !gc_id_valid(skill_id)) {
+        gc_body_error(r->res, "skill_id", "invalid_value", ID_MESSAGE);
+    }
+    else if (!r->skill || !gc_id_valid(r->skill)) {
+        gc_body_error(r->res, "skill_id", "missing_field",
+                      "is required: no valid GcmonWeightSkill is set for this queue");
+    }
+    if (r->res->errors && json_array_size(r->res->errors)) {
+        gc_body_fail(r->res, 422);
+        return 0;
+    }
+    return 1;
+}
+
+/* The members (read) with their skills, the load: the 200 document. */
+static void preview_read(run_t *r)
+{
+    const char **users = apr_pcalloc(r->p, (r->members->nelts + 1) * sizeof(*users));
+    double interacting = 0, waiting = 0;
+    gc_weights_read_t *skills;
+    gc_error_t *err = NULL;
+    json_t *members;
+    int i;
+
+    r->out->upstream_requests++;
+    if (r->ops->observations(r->ops->baton, r->p, r->req->queue_id, &interacting, &waiting, &err)
+        != APR_SUCCESS) {
+        read_failed(r, err, "reading the queue's observations", 0);
+        return;
+    }
+    for (i = 0; i < r->members->nelts; i++) {
+        users[i] = APR_ARRAY_IDX(r->members, i, gc_weights_member_t).user_id;
+    }
+    if (!(skills = fetch_skills(r, users, (size_t)r->members->nelts))) {
+        return;
+    }
+    members = json_array();
+    for (i = 0; i < r->members->nelts; i++) {
+        json_array_append_new(
+            members,
+            preview_member(&APR_ARRAY_IDX(r->members, i, gc_weights_member_t), &skills[i]));
+    }
+    gc_result_ok(r->res, 200,
+                 json_pack("{s:s, s:s, s:o, s:{s:i, s:f, s:f, s:f}, s:i}", "queue_id",
+                           r->req->queue_id, "skill_id", r->skill, "members", members, "saturation",
+                           "active_agents", r->active, "interacting", interacting, "waiting",
+                           waiting, "projected_load", interacting + waiting, "upstream_requests",
+                           r->out->upstream_requests));
+}
+
+void gc_weights_preview(apr_pool_t *p, const gc_weights_ops_t *ops, const char *queue_id,
+                        const char *skill_id, const char *default_skill, gc_result_t *res,
+                        int *upstream_requests)
+{
+    gc_weights_req_t req;
+    gc_weights_out_t out;
+    run_t r;
+
+    memset(&r, 0, sizeof(r));
+    memset(&req, 0, sizeof(req));
+    memset(&out, 0, sizeof(out));
+    req.queue_id = queue_id;
+    r.p = p;
+    r.ops = ops;
+    r.req = &req;
+    r.res = res;
+    r.out = &out;
+    r.preview = 1;
+    r.skill = skill_id ? skill_id : default_skill;
+    if (preview_valid(&r, queue_id, skill_id) && list_members(&r)) {
+        if (r.members->nelts > GC_WEIGHTS_MAX_MEMBERS) {
+            gc_body_error(res, "queue_id", "too_many_members",
+                          apr_psprintf(p,
+                                       "has %d members; gcmon distributes weights over at most %d",
+                                       r.members->nelts, GC_WEIGHTS_MAX_MEMBERS));
+            gc_body_fail(res, 422);
+            finish(&r, "validation_failed");
+        }
+        else {
+            preview_read(&r);
+        }
+    }
+    if (upstream_requests) {
+        *upstream_requests = out.upstream_requests;
+    }
 }

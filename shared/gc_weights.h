@@ -5,7 +5,8 @@
  *   → read the queue's members, every page (nextUri)
  *   → every requested user a member (422 validation_failed naming each)
  *   → saturation projection (409 saturation_blocked)
- *   → read each requested member's current proficiency of the weight skill
+ *   → read each requested member's current proficiency of the weight skill,
+ *     one batch the glue may run concurrently
  *   → queue read-modify-write: skillEvaluationMethod BEST (502 queue_update_failed)
  *   → each member's proficiency round(5*w, 2), one batch the glue may run
  *     concurrently (any failure: rollback, 502 member_update_failed).
@@ -89,6 +90,7 @@ typedef struct {
     const char *user_id;
     int joined;
     const char *routing_status; /* routingStatus.status, or NULL */
+    const char *name;           /* or NULL */
 } gc_weights_member_t;
 
 /* A user's entry of the weight skill (GET /api/v2/users/{id}/routingskills). */
@@ -114,6 +116,16 @@ typedef struct {
     gc_error_t *err;
 } gc_weights_write_result_t;
 
+/* One read of get_skills: the user's entry of the skill (present 0 when the
+ * user lacks it); rv APR_SUCCESS, or err set. */
+typedef struct {
+    const char *user_id;
+    gc_weights_skill_t skill;
+    int present;
+    apr_status_t rv;
+    gc_error_t *err;
+} gc_weights_read_t;
+
 /* The outside world (baton first). Upstream callbacks return APR_SUCCESS or
  * set *err (the gc_upstream_call convention, deadline included). */
 typedef struct gc_weights_ops {
@@ -127,9 +139,10 @@ typedef struct gc_weights_ops {
      * called only without projected_load. */
     apr_status_t (*observations)(void *baton, apr_pool_t *p, const char *queue_id,
                                  double *interacting, double *waiting, gc_error_t **err);
-    /* The user's entry of skill_id: *present 0 when the user lacks it. */
-    apr_status_t (*get_skill)(void *baton, apr_pool_t *p, const char *user_id, const char *skill_id,
-                              gc_weights_skill_t *out, int *present, gc_error_t **err);
+    /* The n users' entries of skill_id (GET /api/v2/users/{id}/routingskills),
+     * in any order or concurrently; fills items[i] for items[i].user_id. */
+    void (*get_skills)(void *baton, apr_pool_t *p, const char *skill_id, gc_weights_read_t *items,
+                       size_t n);
     /* GET the queue: *queue a new reference the engine releases. */
     apr_status_t (*get_queue)(void *baton, apr_pool_t *p, const char *queue_id, json_t **queue,
                               gc_error_t **err);
@@ -165,6 +178,24 @@ typedef struct {
  * upstream_requests, and saturation or the rollback lists). */
 void gc_weights_distribute(apr_pool_t *p, const gc_weights_ops_t *ops, const gc_weights_req_t *req,
                            gc_result_t *res, gc_weights_out_t *out);
+
+/* GET /v1/admin/queues/{queueId}/weights[?skill_id=]: what an editor shows
+ * before a distribution — every member of the queue (all pages) with its
+ * current proficiency of the weight skill, and the live load — through the
+ * same callbacks (members_page, observations, get_skills; nothing written).
+ * res gets the 200 document
+ *   {"queue_id","skill_id","members":[{"user_id","name","joined",
+ *    "routing_status","active","proficiency","state","weight"}],
+ *    "saturation":{"active_agents","interacting","waiting","projected_load"},
+ *    "upstream_requests"}
+ * (proficiency, state, weight null for a member without the skill; weight =
+ * proficiency / 5), or the problem: 400 a bad queue id, 422 validation_failed
+ * for a bad or missing skill (field skill_id) or a queue of more than
+ * GC_WEIGHTS_MAX_MEMBERS members, 404 queue_not_found, 502
+ * projection_failed, 503 throttled/budget/deadline with Retry-After. */
+void gc_weights_preview(apr_pool_t *p, const gc_weights_ops_t *ops, const char *queue_id,
+                        const char *skill_id, const char *default_skill, gc_result_t *res,
+                        int *upstream_requests);
 
 /* The audit row's copy of a weights request: the known members as sent
  * (numbers, null, strings up to GC_WEIGHTS_MAX_REFERENCE characters;

@@ -209,6 +209,17 @@ static apr_status_t w_put_queue(void *b, apr_pool_t *p, const char *queue_id, co
     return APR_SUCCESS;
 }
 
+static void w_get_skills(void *b, apr_pool_t *p, const char *skill_id, gc_weights_read_t *items,
+                         size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        items[i].rv = w_skill(b, p, items[i].user_id, skill_id, &items[i].skill, &items[i].present,
+                              &items[i].err);
+    }
+}
+
 static void w_put_skills(void *b, apr_pool_t *p, const gc_weights_write_t *items, size_t n,
                          gc_weights_write_result_t *results)
 {
@@ -251,8 +262,9 @@ static const char *const QUEUE =
 static void world_init(world_t *w)
 {
     static const gc_weights_member_t members[] = {
-        { "u-1", 1, "IDLE" },      { "u-2", 1, "INTERACTING" }, { "u-3", 1, NULL },
-        { "u-4", 1, "OFF_QUEUE" }, { "u-5", 0, "IDLE" },
+        { "u-1", 1, "IDLE", NULL }, { "u-2", 1, "INTERACTING", NULL },
+        { "u-3", 1, NULL, NULL },   { "u-4", 1, "OFF_QUEUE", NULL },
+        { "u-5", 0, "IDLE", NULL },
     };
     memset(w, 0, sizeof(*w));
     memcpy(w->members, members, sizeof(members));
@@ -280,7 +292,7 @@ static const char *const BODY = "{\"member_weights\":{\"u-1\":0.4,\"u-2\":0.25,\
 static gc_result_t *run_q(world_t *w, const char *queue_id, const char *body_text,
                           const char *default_skill, gc_weights_out_t *out)
 {
-    gc_weights_ops_t ops = { w,           w_members,   w_obs,        w_skill,
+    gc_weights_ops_t ops = { w,           w_members,   w_obs,        w_get_skills,
                              w_get_queue, w_put_queue, w_put_skills, w_now };
     gc_weights_req_t req;
     gc_result_t *res = gc_result_make(pool);
@@ -599,7 +611,7 @@ START_TEST(weights_read_failures)
     res = run(&w, BODY, &out);
     ck_assert_int_eq(res->status, 502);
     ck_assert_str_eq(res->slug, "projection_failed");
-    ck_assert_int_eq(w.skill_calls, 1);
+    ck_assert_int_eq(w.skill_calls, 3); /* one batch, read concurrently by the glue */
     ck_assert_int_eq(w.queue_gets + w.queue_puts + w.n_writes, 0);
     ck_assert_int_eq(out.writes, 0);
     world_done(&w);
@@ -961,7 +973,7 @@ START_TEST(weights_figures_and_hash)
     /* an id made by the engine when the glue gives none */
     world_init(&w);
     {
-        gc_weights_ops_t ops = { &w,          w_members,   w_obs,        w_skill,
+        gc_weights_ops_t ops = { &w,          w_members,   w_obs,        w_get_skills,
                                  w_get_queue, w_put_queue, w_put_skills, NULL };
         gc_weights_req_t rq = { NULL, "q-1", load(BODY), NULL };
         res = gc_result_make(pool);
@@ -971,6 +983,86 @@ START_TEST(weights_figures_and_hash)
     ck_assert_int_eq(strlen(out.id), 5 + 32);
     ck_assert(!strncmp(out.id, "dist-", 5));
     ck_assert_str_eq(json_string_value(json_object_get(res->doc, "id")), out.id);
+    world_done(&w);
+}
+END_TEST
+
+static gc_result_t *preview(world_t *w, const char *queue_id, const char *skill,
+                            const char *default_skill, int *requests)
+{
+    gc_weights_ops_t ops = { w,           w_members,   w_obs,        w_get_skills,
+                             w_get_queue, w_put_queue, w_put_skills, w_now };
+    gc_result_t *res = gc_result_make(pool);
+
+    gc_weights_preview(pool, &ops, queue_id, skill, default_skill, res, requests);
+    return res;
+}
+
+/* The editor's view: every member (every page) with its proficiency, the
+ * load; nothing written; bad ids and no skill refused before any read. */
+START_TEST(weights_preview_lists_members_and_load)
+{
+    world_t w;
+    gc_result_t *res;
+    json_t *members, *m;
+    int requests = 0;
+
+    world_init(&w);
+    w.page_size = 2; /* 5 members: 3 pages */
+    w.members[0].name = "Ann";
+    res = preview(&w, "q-1", NULL, "sk-1", &requests);
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_int_eq(w.member_calls, 3);
+    ck_assert_int_eq(w.obs_calls, 1);
+    ck_assert_int_eq(w.skill_calls, 5);
+    ck_assert_int_eq(requests, 3 + 1 + 5);
+    ck_assert_int_eq(w.queue_gets + w.queue_puts + w.n_writes, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(res->doc, "skill_id")), "sk-1");
+    members = json_object_get(res->doc, "members");
+    ck_assert_int_eq(json_array_size(members), 5);
+    m = json_array_get(members, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(m, "name")), "Ann");
+    ck_assert(json_real_value(json_object_get(m, "proficiency")) == 3.0);
+    ck_assert(json_real_value(json_object_get(m, "weight")) == 0.6);
+    ck_assert_str_eq(json_string_value(json_object_get(m, "state")), "inactive");
+    ck_assert(json_is_true(json_object_get(m, "active")));
+    m = json_array_get(members, 2); /* u-3: no skill */
+    ck_assert(json_is_null(json_object_get(m, "proficiency")));
+    ck_assert(json_is_null(json_object_get(m, "weight")));
+    ck_assert(json_is_false(json_object_get(json_array_get(members, 3), "active"))); /* OFF_QUEUE */
+    ck_assert(json_is_false(json_object_get(json_array_get(members, 4), "active"))); /* unjoined */
+    m = json_object_get(res->doc, "saturation");
+    ck_assert_int_eq(json_integer_value(json_object_get(m, "active_agents")), 3);
+    ck_assert(json_real_value(json_object_get(m, "projected_load")) == 2.0);
+
+    /* the body's skill wins over GcmonWeightSkill */
+    w.skills[2] = (skill_row_t){ "u-3", 2.5, "active" };
+    w.n_skills = 3;
+    res = preview(&w, "q-1", "sk-1", "sk-other", NULL);
+    ck_assert_int_eq(res->status, 200);
+    m = json_array_get(json_object_get(res->doc, "members"), 2);
+    ck_assert(json_real_value(json_object_get(m, "weight")) == 0.5);
+
+    /* refusals before any read */
+    w.member_calls = 0;
+    ck_assert_int_eq(preview(&w, "q 1", NULL, "sk-1", NULL)->status, 400);
+    res = preview(&w, "q-1", NULL, NULL, NULL);
+    ck_assert_int_eq(res->status, 422);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(res->errors, 0), "field")),
+                     "skill_id");
+    ck_assert_int_eq(preview(&w, "q-1", "bad skill", "sk-1", NULL)->status, 422);
+    ck_assert_int_eq(w.member_calls, 0);
+
+    /* an unknown queue, a failed skill read */
+    w.members_err = GC_ERR_NOT_FOUND;
+    res = preview(&w, "q-1", NULL, "sk-1", NULL);
+    ck_assert_int_eq(res->status, 404);
+    ck_assert_str_eq(res->slug, "queue_not_found");
+    w.members_err = 0;
+    w.skill_err = GC_ERR_THROTTLED;
+    res = preview(&w, "q-1", NULL, "sk-1", NULL);
+    ck_assert_int_eq(res->status, 503);
+    ck_assert_int_eq(w.n_writes, 0);
     world_done(&w);
 }
 END_TEST
@@ -987,6 +1079,7 @@ Suite *weights_suite(void)
     tcase_add_test(tc, weights_members_paged);
     tcase_add_test(tc, weights_saturation_blocked);
     tcase_add_test(tc, weights_read_failures);
+    tcase_add_test(tc, weights_preview_lists_members_and_load);
     tcase_add_test(tc, weights_happy_path);
     tcase_add_test(tc, weights_queue_already_best_and_versionless);
     tcase_add_test(tc, weights_queue_conflict_retried_once);

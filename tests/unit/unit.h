@@ -20,5 +20,6 @@ Suite *weights_suite(void);
 Suite *secret_suite(void);
 Suite *worker_suite(void);
 Suite *inbound_suite(void);
+Suite *parallel_suite(void);
 
 #endif
