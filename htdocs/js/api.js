@@ -10,6 +10,7 @@ export class ApiError extends Error {
         this.name = 'ApiError';
         this.status = status;          // 0 for a network failure
         this.problem = problem;        // the problem+json body, when there was one
+        this.retryAfter = null;        // the Retry-After header (seconds), when there was one
     }
 
     /** {field: message} from the problem's errors[]. */
@@ -96,10 +97,11 @@ export async function request(path, { method = 'GET', query, body, headers = {},
         }
         return { status: res.status, etag, body: data, headers: res.headers };
     }
-    if (data && type.includes('problem+json')) {
-        throw new ApiError(res.status, problemWords(res.status, data, admin), data);
-    }
-    throw new ApiError(res.status, statusWords(res.status, admin));
+    const err = data && type.includes('problem+json')
+        ? new ApiError(res.status, problemWords(res.status, data, admin), data)
+        : new ApiError(res.status, statusWords(res.status, admin));
+    err.retryAfter = res.headers.get('Retry-After');
+    throw err;
 }
 
 export const get = (path, query, opts = {}) => request(path, { ...opts, query });

@@ -1,5 +1,5 @@
 // The dashboard shell: hash routing between the views (#/board, #/history,
-// #/alerts, #/stream, #/admin, #/audit; parameters after "?"), the wallboard
+// #/alerts, #/stream, #/admin, #/weights, #/audit; parameters after "?"), the wallboard
 // (kiosk) mode and the connection indicator.
 
 import { $, $$ } from './dom.js';
@@ -10,6 +10,7 @@ import * as historyView from './history.js';
 import * as alertsView from './alerts.js';
 import * as streamView from './stream.js';
 import * as adminView from './admin.js';
+import * as weightsView from './weights.js';
 import * as auditView from './audit.js';
 
 const VIEWS = {
@@ -18,6 +19,7 @@ const VIEWS = {
     alerts: { mod: alertsView, title: 'Alerts' },
     stream: { mod: streamView, title: 'Stream health' },
     admin: { mod: adminView, title: 'Status change' },
+    weights: { mod: weightsView, title: 'Weights' },
     audit: { mod: auditView, title: 'Audit trail' },
 };
 
