@@ -71,7 +71,7 @@ export function mount(section) {
         maxlength: '64', list: 'w-queues', spellcheck: 'false', 'aria-describedby': 'w-queue-hint' });
     const skill = h('input', { id: 'w-skill', name: 'skill_id', autocomplete: 'off', maxlength: '64',
         spellcheck: 'false' });
-    const loadForm = h('form', { class: 'filters', id: 'w-load-form', 'aria-label': 'Choose a queue',
+    const loadForm = h('form', { class: 'filters', id: 'w-load-form', 'aria-label': 'Choose a queue', novalidate: true,
         onsubmit: (e) => { e.preventDefault(); loadPreview(true); } },
     h('div', { class: 'field' }, h('label', { for: 'w-queue' }, 'Queue id'), queue),
     h('div', { class: 'field' }, h('label', { for: 'w-skill' }, 'Weight skill id (optional)'), skill),
