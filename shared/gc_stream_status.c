@@ -221,7 +221,10 @@ int gc_stream_status_read(gc_stream_status_t *st, gc_stream_snapshot_t *out)
     return -1;
 }
 
-void gc_stream_status_publish(gc_stream_status_t *st, const gc_stream_snapshot_t *s)
+/* The snapshot replaces the shared one, but for `enabled` (the config's) and
+ * the last error: kept, or (newer_error_wins) kept unless the snapshot's is
+ * newer. */
+static void replace(gc_stream_status_t *st, const gc_stream_snapshot_t *s, int newer_error_wins)
 {
     char err[GC_STATUS_ERR_MAX];
     apr_time_t err_at;
@@ -233,28 +236,21 @@ void gc_stream_status_publish(gc_stream_status_t *st, const gc_stream_snapshot_t
     memcpy(err, st->data.last_error, sizeof(err));
     memcpy(&st->data, s, sizeof(*s));
     st->data.enabled = enabled;
-    st->data.last_error_at = err_at;
-    memcpy(st->data.last_error, err, sizeof(err));
-    write_end(st);
-}
-
-void gc_stream_status_mirror(gc_stream_status_t *st, const gc_stream_snapshot_t *s)
-{
-    char err[GC_STATUS_ERR_MAX];
-    apr_time_t err_at;
-    int enabled;
-
-    write_begin(st);
-    enabled = st->data.enabled;
-    err_at = st->data.last_error_at;
-    memcpy(err, st->data.last_error, sizeof(err));
-    memcpy(&st->data, s, sizeof(*s));
-    st->data.enabled = enabled;
-    if (err_at > s->last_error_at) {
+    if (!newer_error_wins || err_at > s->last_error_at) {
         st->data.last_error_at = err_at;
         memcpy(st->data.last_error, err, sizeof(err));
     }
     write_end(st);
+}
+
+void gc_stream_status_publish(gc_stream_status_t *st, const gc_stream_snapshot_t *s)
+{
+    replace(st, s, 0);
+}
+
+void gc_stream_status_mirror(gc_stream_status_t *st, const gc_stream_snapshot_t *s)
+{
+    replace(st, s, 1);
 }
 
 void gc_stream_status_clear_holder(gc_stream_status_t *st, const char *holder_id)
