@@ -208,6 +208,29 @@ static const ddl_t v9[] = {
       NULL },
 };
 
+/* Version 10: durable background jobs (gc_jobs.h). The due-job lookup
+ * walks the partial index of the jobs not ended. */
+static const ddl_t v10[] = {
+    { "CREATE TABLE IF NOT EXISTS gcmon_jobs ("
+      "id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
+      "target TEXT, actor TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL, "
+      "step TEXT, result TEXT, error TEXT, attempts INTEGER NOT NULL, "
+      "created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, next_run_at BIGINT NOT NULL, "
+      "deadline_at BIGINT NOT NULL, completed_at BIGINT, lease_owner TEXT, lease_until BIGINT)",
+      "CREATE TABLE IF NOT EXISTS gcmon_jobs ("
+      "id BIGSERIAL PRIMARY KEY, job_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
+      "target TEXT, actor TEXT NOT NULL, state TEXT NOT NULL, payload TEXT NOT NULL, "
+      "step TEXT, result TEXT, error TEXT, attempts INTEGER NOT NULL, "
+      "created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, next_run_at BIGINT NOT NULL, "
+      "deadline_at BIGINT NOT NULL, completed_at BIGINT, lease_owner TEXT, lease_until BIGINT)" },
+    { "CREATE INDEX IF NOT EXISTS gcmon_jobs_due ON gcmon_jobs (next_run_at) "
+      "WHERE state IN ('queued', 'running')",
+      NULL },
+    { "CREATE INDEX IF NOT EXISTS gcmon_jobs_kind ON gcmon_jobs (kind, id DESC)", NULL },
+    { "CREATE INDEX IF NOT EXISTS gcmon_jobs_kind_target ON gcmon_jobs (kind, target, id DESC)",
+      NULL },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
@@ -217,7 +240,7 @@ static const struct {
     { 3, v3, sizeof(v3) / sizeof(v3[0]) }, { 4, v4, sizeof(v4) / sizeof(v4[0]) },
     { 5, v5, sizeof(v5) / sizeof(v5[0]) }, { 6, v6, sizeof(v6) / sizeof(v6[0]) },
     { 7, v7, sizeof(v7) / sizeof(v7[0]) }, { 8, v8, sizeof(v8) / sizeof(v8[0]) },
-    { 9, v9, sizeof(v9) / sizeof(v9[0]) },
+    { 9, v9, sizeof(v9) / sizeof(v9[0]) }, { 10, v10, sizeof(v10) / sizeof(v10[0]) },
 };
 
 static const gc_stmt_t schema_create = {
