@@ -420,7 +420,8 @@ static const char *wait_text(apr_pool_t *p, apr_interval_time_t d)
 }
 
 /* A slot of our own rate budget, taken before anything is sent (token
- * requests take none: they go to the login service, not the API). The wait is
+ * requests and no_auth calls take none: they go to the login service or to a
+ * storage service's pre-signed link, not the API). The wait is
  * budget_wait (or the request timeout); with a deadline it is cut to the time
  * left, and a slot that frees only after the deadline is not waited for at
  * all. NULL when taken, else the error (from p). */
@@ -598,7 +599,8 @@ static gc_error_t *prepare_attempt(gc_upstream_t *u, apr_pool_t *p, const call_t
         return gc_up_make_err(p, GC_ERR_CONNECT, r->last_status, "out of memory");
     }
     if ((e = auth_line(u, p, ap, c, a)) != NULL
-        || (u->budget && !c->token_request && (e = take_budget(u, p, c, r->last_status)))) {
+        || (u->budget && !c->token_request && !c->no_auth
+            && (e = take_budget(u, p, c, r->last_status)))) {
         apr_pool_destroy(ap);
         return e;
     }

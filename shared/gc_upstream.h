@@ -71,7 +71,8 @@ typedef struct gc_request {
     const char *path;                /* "/api/v2/..." (joined to api_url), or an absolute
                                        http(s) URL (pre-signed downloads) */
     const char *body;                /* JSON text, or NULL */
-    int no_auth;                     /* don't send the bearer token */
+    int no_auth;                     /* don't send the bearer token (a pre-signed link
+                                       of a storage service: no rate-budget slot either) */
     apr_interval_time_t budget_wait; /* max wait for a rate-budget slot; 0 = request timeout */
     int max_attempts;                /* 0 = default (4) */
     apr_time_t deadline;             /* absolute (apr_time_now clock) end of the upstream
