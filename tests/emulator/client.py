@@ -285,7 +285,8 @@ def _parse(value: str) -> datetime:
 
 
 def make_execution(steps=DEFAULT_STEPS, start="2026-01-05T10:00:00.000Z", slowest=None,
-                   slowest_ms=None, fail_at=None, error="Data action failed: HTTP 500 from the remote endpoint",
+                   slowest_ms=None, fail_at=None,
+                   error="Data action failed: HTTP 500 from the remote endpoint",
                    no_time_at=None, seed="flow", language_tag="en-us", variables=None):
     """A downloaded document's `execution` list, timed as described.
 

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Genesys Cloud Platform API v2 emulator for the gcmon test suites and `make demo`.
 
-One aiohttp server plays the login host (`/oauth/token`), the API host (`/api/v2/...`)
-and the streaming host (`/channels/{id}` WebSockets), with the real API's JSON shapes.
+One aiohttp server plays the login host (`/oauth/token`), the API host (`/api/v2/...`),
+the streaming host (`/channels/{id}` WebSockets) and the storage behind the pre-signed flow
+execution data links (`/downloads/{token}`), with the real API's JSON shapes.
 A control API under `/__emulator/` (no auth) lets tests create agents and queues, drive
 state changes, inject faults, read the request log and the agents' ground-truth
 timelines. See README.md next to this file.

@@ -521,8 +521,8 @@ def finished_job(emu, token, ids):
 
 
 def test_flow_download_without_auth_returns_the_document(emu, token):
-    execution = make_execution(steps=[("actionCallData", 120),
-                                      ("actionCallTask", 50, [("actionCallData", 400), ("actionDecision", 3)]),
+    called = [("actionCallData", 400), ("actionDecision", 3)]
+    execution = make_execution(steps=[("actionCallData", 120), ("actionCallTask", 50, called),
                                       ("actionTransferToAcd", 30)],
                                start="2026-02-01T08:00:00.000Z", fail_at=(1, 0), no_time_at=2)
     emu.add_flow_instances([{"id": "i1", "flow_id": "flow-x", "conversation_id": "conv-x",
@@ -567,10 +567,10 @@ def test_flow_download_unknown_and_expired(emu, token):
     assert emu.expire_downloads() == 1
     r = download(emu, uri)
     assert r.status == 403 and "<Code>AccessDenied</Code>" in r.text
-    emu.config(download_ttl=0.3)
+    emu.config(download_ttl=1.0)
     uri = finished_job(emu, token, ["i1"])["entities"][0]["downloadUri"]
     assert download(emu, uri).status == 200
-    time.sleep(0.4)
+    time.sleep(1.1)
     assert download(emu, uri).status == 403
     emu.config(download_ttl=600)
     uri = finished_job(emu, token, ["i1"])["entities"][0]["downloadUri"]
