@@ -18,6 +18,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -185,6 +187,24 @@ class Emulator:
     def add_skills(self, skills) -> list:
         return self._control("POST", "/skills", skills)
 
+    def add_flow_instances(self, instances) -> list:
+        """Script flow instances for the historical flow execution data API (see README)."""
+        return self._control("POST", "/flows/instances", instances)
+
+    def flow_instances(self) -> list:
+        return self._control("GET", "/flows/instances")
+
+    def clear_flow_instances(self):
+        """Forget every flow instance, job and download link."""
+        return self._control("DELETE", "/flows/instances")
+
+    def flow_jobs(self) -> list:
+        """Jobs with their `state`, `polls` so far and the download links handed out."""
+        return self._control("GET", "/flows/jobs")
+
+    def expire_downloads(self) -> int:
+        return self._control("POST", "/flows/downloads/expire")["expired"]
+
     def fault(self, path, status=None, count=1, method="*", retry_after=None, body=None, delay=None,
               drop=False, skip=0):
         """The next `count` matching requests get the fault, after the first `skip` matching
@@ -248,3 +268,98 @@ class Emulator:
             if time.monotonic() > deadline:
                 raise EmulatorError(f"timed out after {timeout}s waiting for {message}")
             time.sleep(interval)
+
+
+# ---------------------------------------------------------------------- flow execution data
+
+FLOW_NS = uuid.UUID("5f0c6c1e-2b1a-4c53-9d1e-6a6d6f6e0002")
+DEFAULT_STEPS = (("actionCallData", 250), ("actionDecision", 5), ("actionTransferToAcd", 40))
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def make_execution(steps=DEFAULT_STEPS, start="2026-01-05T10:00:00.000Z", slowest=None,
+                   slowest_ms=None, fail_at=None,
+                   error="Data action failed: HTTP 500 from the remote endpoint",
+                   no_time_at=None, seed="flow", language_tag="en-us", variables=None):
+    """A downloaded document's `execution` list, timed as described.
+
+    steps: [(item_type, duration_ms) | (item_type, duration_ms, nested_steps), ...]; the items
+      run one after the other from `start` (after a `startedFlow` item), then `endedFlow`.
+      nested_steps (same form) become the item's own "execution" list: they start with their
+      caller and run one after the other inside it.
+    slowest: a step's position — an int (top level, 0-based) or a tuple path ((2, 0): the first
+      item the third step called) — made the slowest: `slowest_ms`, by default 10x the longest
+      duration given, at least 1000 ms.
+    A caller lasts at least as long as its nested items together (lengthened if needed).
+    fail_at: a position or a list of them: those items carry
+      "error": {"errorCode": "flow.action.failure", "errorMessage": error}.
+    no_time_at: a position or a list of them whose items have no "dateTime".
+    Ids are stable: actionId/executionId/outputPathId are uuid5(seed, position)."""
+    def positions(value):
+        if value is None:
+            return set()
+        if isinstance(value, (int, tuple)):
+            value = [value]
+        return {(v,) if isinstance(v, int) else tuple(v) for v in value}
+
+    def norm(steps):
+        return [(s[0], int(s[1]), norm(s[2]) if len(s) > 2 and s[2] else []) for s in steps]
+
+    tree = norm(steps)
+    if slowest is not None:
+        where = (slowest,) if isinstance(slowest, int) else tuple(slowest)
+        if slowest_ms is None:
+            def all_ms(nodes):
+                for _, ms, kids in nodes:
+                    yield ms
+                    yield from all_ms(kids)
+            slowest_ms = max(1000, 10 * max(all_ms(tree), default=0))
+        nodes = tree
+        for k in where[:-1]:
+            nodes = nodes[k][2]
+        kind, _, kids = nodes[where[-1]]
+        nodes[where[-1]] = (kind, int(slowest_ms), kids)
+
+    def cover(nodes):          # a caller lasts at least as long as the items it called
+        return [(kind, max(ms, sum(k[1] for k in kids)), kids)
+                for kind, ms, kids in ((kind, ms, cover(kids)) for kind, ms, kids in nodes)]
+    tree = cover(tree)
+    failing, untimed = positions(fail_at), positions(no_time_at)
+
+    def ids(kind, path):
+        return str(uuid.uuid5(FLOW_NS, f"{seed}:{kind}:{'.'.join(map(str, path))}"))
+
+    counter = [0]
+
+    def build(nodes, t0, prefix):
+        items, t = [], t0
+        for k, (kind, ms, kids) in enumerate(nodes):
+            path = prefix + (k,)
+            counter[0] += 1
+            fields = {"actionId": ids("action", path), "actionName": f"{kind} {'.'.join(map(str, path))}",
+                      "dateTime": _iso(t), "executionId": ids("execution", path),
+                      "outputPathId": ids("output", path), "outputVariables": [],
+                      "trackingId": counter[0]}
+            if path in untimed:
+                del fields["dateTime"]
+            if path in failing:
+                fields["error"] = {"errorCode": "flow.action.failure", "errorMessage": error}
+            if kids:
+                fields["execution"] = build(kids, t, path)
+            items.append({kind: fields})
+            t += timedelta(milliseconds=ms)
+        return items
+
+    t0 = _parse(start)
+    body = build(tree, t0, ())
+    total = sum(ms for _, ms, _ in tree)
+    return ([{"startedFlow": {"dateTime": _iso(t0), "languageTag": language_tag,
+                              "variables": list(variables or [])}}]
+            + body + [{"endedFlow": {"dateTime": _iso(t0 + timedelta(milliseconds=total))}}])

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Genesys Cloud Platform API v2 emulator for the gcmon test suites and `make demo`.
 
-One aiohttp server plays the login host (`/oauth/token`), the API host (`/api/v2/...`)
-and the streaming host (`/channels/{id}` WebSockets), with the real API's JSON shapes.
+One aiohttp server plays the login host (`/oauth/token`), the API host (`/api/v2/...`),
+the streaming host (`/channels/{id}` WebSockets) and the storage behind the pre-signed flow
+execution data links (`/downloads/{token}`), with the real API's JSON shapes.
 A control API under `/__emulator/` (no auth) lets tests create agents and queues, drive
 state changes, inject faults, read the request log and the agents' ground-truth
 timelines. See README.md next to this file.
@@ -241,6 +242,54 @@ class Fault:
 
 
 @dataclass
+class FlowInstance:
+    """One scripted flow execution ("historical flow execution data"). `execution` is the
+    downloaded document's execution list exactly as given; None timestamps are left out."""
+    id: str
+    flow_id: str
+    flow_name: str
+    flow_type: str
+    flow_version: str
+    conversation_id: str
+    division_id: str
+    start: Optional[str]
+    end: Optional[str]
+    execution: list
+    error_reason: Optional[str] = None
+    warning_reason: Optional[str] = None
+    job_polls: int = 2             # the job answers its final state on this GET (0: at once)
+    job_fails: Optional[str] = None         # a job containing it ends Failed with this message
+    entity_fails: Optional[str] = None      # its job entity is failed:true with this statusCode
+    truncated: Optional[bool] = None        # executionItemsTruncated (None: left out)
+    reported_items: Optional[int] = None    # executionItemCount (None: left out)
+
+
+@dataclass
+class FlowJob:
+    id: str
+    ids: List[str]                 # the requested instance ids, in order
+    job_polls: int
+    fails: Optional[str]
+    created: float
+    polls: int = 0                 # GETs of the job that reached the handler
+    downloads: List[str] = field(default_factory=list)   # tokens handed out so far
+
+    @property
+    def state(self) -> str:
+        if self.polls >= self.job_polls:
+            return "Failed" if self.fails else "Success"
+        return "Registered" if self.polls == 0 else "Running"
+
+
+@dataclass
+class Download:
+    token: str
+    instance_id: str
+    job_id: str
+    expires_at: float              # monotonic
+
+
+@dataclass
 class Config:
     token_expires: int = 86400
     heartbeat: float = 30.0
@@ -248,10 +297,12 @@ class Config:
     client_rate_limit: int = 0     # the same per OAuth client, all its tokens together
     channel_ttl: float = 86400.0
     socket_closing_grace: float = 60.0
+    download_ttl: float = 600.0    # lifetime of a flow execution data downloadUri (s)
 
     LIMITS = {"token_expires": (1, 172800), "heartbeat": (0, 3600), "rate_limit": (0, 10 ** 9),
               "client_rate_limit": (0, 10 ** 9),
-              "channel_ttl": (1, 10 ** 7), "socket_closing_grace": (0, 3600)}
+              "channel_ttl": (1, 10 ** 7), "socket_closing_grace": (0, 3600),
+              "download_ttl": (0.1, 86400)}
 
     def update(self, values: dict):
         for key, value in values.items():
@@ -314,6 +365,7 @@ class Emulator:
         self.tokens: Dict[str, Token] = {}
         self.client_windows: Dict[str, collections.deque] = {}    # client id -> request times
         self.faults: List[Fault] = []
+        self.clear_flows()
         self.request_log: collections.deque = collections.deque(maxlen=REQUEST_LOG_MAX)
         self.stats = collections.Counter()
         self.routes = collections.Counter()
@@ -570,6 +622,121 @@ class Emulator:
             "oWaiting": lambda: queue.waiting,
             "oAlerting": lambda: 0,
         }[metric]()
+
+
+    # ---------------------------------------------------------------- flow execution data
+    def clear_flows(self):
+        self.flow_instances: Dict[str, FlowInstance] = {}
+        self.flow_jobs: Dict[str, FlowJob] = {}
+        self.downloads: Dict[str, Download] = {}
+
+    def add_flow_instance(self, spec: dict) -> FlowInstance:
+        """Script one flow instance (control API). Replaces an instance with the same id."""
+        if not isinstance(spec, dict) or not spec.get("flow_id"):
+            raise ControlError(400, "each flow instance needs a flow_id")
+        execution = spec.get("execution", [])
+        if not isinstance(execution, list):
+            raise ControlError(400, "execution must be a list (the document's execution items)")
+        polls = spec.get("job_polls", 2)
+        if isinstance(polls, bool) or not isinstance(polls, int) or not 0 <= polls <= 1000:
+            raise ControlError(400, "job_polls must be an integer in [0, 1000]")
+        reported = spec.get("reported_items")
+        if reported is not None and (isinstance(reported, bool) or not isinstance(reported, int)
+                                     or reported < 0):
+            raise ControlError(400, "reported_items must be an integer >= 0")
+        truncated = spec.get("truncated")
+        if truncated is not None and not isinstance(truncated, bool):
+            raise ControlError(400, "truncated must be true or false")
+
+        def failure(key, default):
+            value = spec.get(key)
+            if value is None or value is False:
+                return None
+            return default if value is True else str(value)
+
+        def timestamp(key, index):
+            if key in spec:                       # given, or explicitly null (left out)
+                value = spec[key]
+                if value is not None:
+                    try:
+                        parse_iso(str(value))
+                    except ValueError:
+                        raise ControlError(400, f"{key} must be an ISO 8601 timestamp")
+                return value
+            return item_datetime(execution[index]) if execution else None
+
+        flow_id = str(spec["flow_id"])
+        start = timestamp("start", 0)
+        end = timestamp("end", -1)
+        if "start" not in spec and start is None and "end" not in spec and end is None:
+            start = end = iso(now())
+        instance = FlowInstance(
+            id=str(spec.get("id") or new_id()), flow_id=flow_id,
+            flow_name=str(spec.get("flow_name") or f"Flow {flow_id[:8]}"),
+            flow_type=str(spec.get("flow_type") or "inboundcall"),
+            flow_version=str(spec.get("flow_version") or "1.0"),
+            conversation_id=str(spec.get("conversation_id") or new_id()),
+            division_id=str(spec.get("division_id") or self.division_id),
+            start=start, end=end, execution=execution,
+            error_reason=spec.get("error_reason"), warning_reason=spec.get("warning_reason"),
+            job_polls=polls, job_fails=failure("job_fails", "Execution data retrieval failed"),
+            entity_fails=failure("entity_fails", "500"), truncated=truncated, reported_items=reported)
+        self.flow_instances[instance.id] = instance
+        return instance
+
+    def create_flow_job(self, ids: List[str]) -> FlowJob:
+        known = [self.flow_instances[i] for i in ids if i in self.flow_instances]
+        fails = next((i.job_fails for i in known if i.job_fails), None)
+        job = FlowJob(new_id(), list(ids), max([i.job_polls for i in known], default=0), fails, now())
+        self.flow_jobs[job.id] = job
+        self.stats["flow_jobs_created"] += 1
+        return job
+
+    def flow_job_entities(self, job: FlowJob, base_url: str) -> list:
+        """At Success: one entity per requested id, a fresh pre-signed link each time (older
+        links stay valid until they expire), or failed:true with a statusCode."""
+        entities = []
+        mono = time.monotonic()
+        for token in [t for t, d in self.downloads.items() if d.expires_at < mono - 3600]:
+            del self.downloads[token]                   # forget long-dead links
+        for instance_id in job.ids:
+            instance = self.flow_instances.get(instance_id)
+            if instance is None or instance.entity_fails:
+                entities.append({"id": instance_id, "failed": True,
+                                 "statusCode": instance.entity_fails if instance else "404"})
+                continue
+            token = secrets.token_urlsafe(24)
+            self.downloads[token] = Download(token, instance_id, job.id, mono + self.config.download_ttl)
+            job.downloads.append(token)
+            entities.append({"id": instance_id, "downloadUri": f"{base_url}/downloads/{token}",
+                             "failed": False, "statusCode": "200"})
+        return entities
+
+    def flow_document(self, instance: FlowInstance) -> dict:
+        flow = {"flowId": instance.flow_id, "flowName": instance.flow_name,
+                "flowType": instance.flow_type, "flowVersion": instance.flow_version,
+                "conversationId": instance.conversation_id, "division": {"id": instance.division_id}}
+        if instance.start is not None:
+            flow["startDateTime"] = instance.start
+        if instance.end is not None:
+            flow["endDateTime"] = instance.end
+        if instance.error_reason:
+            flow["flowErrorReason"] = instance.error_reason
+        flow["execution"] = instance.execution
+        if instance.truncated is not None:
+            flow["executionItemsTruncated"] = instance.truncated
+        if instance.reported_items is not None:
+            flow["executionItemCount"] = instance.reported_items
+        return {"flow": flow}
+
+
+def item_datetime(item) -> Optional[str]:
+    """The dateTime of an execution item {"<type>": {"dateTime", ...}}, if it has one."""
+    if isinstance(item, dict) and len(item) == 1:
+        fields = next(iter(item.values()))
+        if isinstance(fields, dict) and isinstance(fields.get("dateTime"), str):
+            return fields["dateTime"]
+    return None
 
 
 OBSERVATION_METRICS = ("oOnQueueUsers", "oOffQueueUsers", "oActiveUsers", "oMemberUsers",
@@ -1098,6 +1265,176 @@ async def queue_observations(request):
     return json_response({"results": results})
 
 
+# ---- architect: historical flow execution data ------------------------------------
+
+FLOW_QUERY_KEYS = {            # criteria key -> FlowInstance attribute
+    "id": "id", "flowInstanceId": "id", "flowId": "flow_id", "flowName": "flow_name",
+    "flowType": "flow_type", "flowVersion": "flow_version", "conversationId": "conversation_id",
+    "divisionId": "division_id", "startDateTime": "start", "endDateTime": "end",
+    "flowErrorReason": "error_reason", "flowWarningReason": "warning_reason",
+}
+FLOW_QUERY_MAX_PAGE = 200
+
+
+def criterion_matches(instance: FlowInstance, criterion) -> bool:
+    if not isinstance(criterion, dict):
+        raise ApiError(400, "Each criteria entry must be an object.")
+    key, operator = criterion.get("key"), criterion.get("operator", "equal")
+    values = criterion.get("values")
+    if key not in FLOW_QUERY_KEYS:
+        raise ApiError(400, f"Unsupported criteria key {key!r}.", "invalid.value")
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise ApiError(400, f"Criteria {key}: values must be a non-empty list of strings.")
+    actual = getattr(instance, FLOW_QUERY_KEYS[key])
+    if actual is None:
+        return operator in ("notEqual", "notContainsAll", "notContainsAny")
+    fold = (lambda v: v.lower()) if criterion.get("shouldIgnoreCase") else (lambda v: v)
+    actual, wanted = fold(str(actual)), [fold(v) for v in values]
+    if key in ("startDateTime", "endDateTime") and operator in (
+            "greaterThan", "greaterThanOrEqual", "lessThan", "lessThanOrEqual"):
+        try:
+            a, w = parse_iso(actual), parse_iso(wanted[0])
+        except ValueError:
+            raise ApiError(400, f"Criteria {key}: values must be ISO 8601 timestamps.")
+        return {"greaterThan": a > w, "greaterThanOrEqual": a >= w,
+                "lessThan": a < w, "lessThanOrEqual": a <= w}[operator]
+    ops = {
+        "equal": lambda: actual in wanted, "containsAny": lambda: actual in wanted,
+        "notEqual": lambda: actual not in wanted, "notContainsAny": lambda: actual not in wanted,
+        "startsWith": lambda: any(actual.startswith(v) for v in wanted),
+        "endsWith": lambda: any(actual.endswith(v) for v in wanted),
+    }
+    if operator not in ops:
+        raise ApiError(400, f"Unsupported criteria operator {operator!r}.", "invalid.value")
+    return ops[operator]()
+
+
+def group_matches(instance: FlowInstance, group) -> bool:
+    """A CriteriaGroup: `criteria` (one criteria object, or a list: all must hold), `and`
+    (all groups hold), `or` (one does), `not` (none does)."""
+    if not isinstance(group, dict) or not any(k in group for k in ("criteria", "and", "or", "not")):
+        raise ApiError(400, "Each query entry needs criteria, and, or or not.")
+    criteria = group.get("criteria")
+    if criteria is not None:
+        for criterion in criteria if isinstance(criteria, list) else [criteria]:
+            if not criterion_matches(instance, criterion):
+                return False
+    for op in ("and", "or", "not"):
+        groups = group.get(op)
+        if groups is None:
+            continue
+        if not isinstance(groups, list):
+            raise ApiError(400, f"{op} must be a list of criteria groups.")
+        results = [group_matches(instance, g) for g in groups]
+        if (op == "and" and not all(results)) or (op == "or" and not any(results)) \
+                or (op == "not" and any(results)):
+            return False
+    return True
+
+
+def flow_result_json(instance: FlowInstance, index_only=False) -> dict:
+    if index_only:
+        return {"id": instance.id}
+    body = {"id": instance.id, "flowId": instance.flow_id, "flowName": instance.flow_name,
+            "flowType": instance.flow_type, "flowVersion": instance.flow_version,
+            "conversationId": instance.conversation_id}
+    for key, value in (("startDateTime", instance.start), ("endDateTime", instance.end),
+                       ("flowErrorReason", instance.error_reason),
+                       ("flowWarningReason", instance.warning_reason)):
+        if value is not None:
+            body[key] = value
+    return body
+
+
+async def query_flow_instances(request):
+    emu = emu_of(request)
+    index_only = request.query.get("indexOnly", "false").lower()
+    if index_only not in ("true", "false"):
+        raise ApiError(400, "indexOnly must be true or false")
+    body = await json_body(request, dict)
+    query = body.get("query")
+    if not isinstance(query, list) or not query:
+        raise ApiError(400, "query must be a non-empty list of criteria groups.")
+    matches = [i for i in emu.flow_instances.values() if all(group_matches(i, g) for g in query)]
+    # newest first; instances without a start last
+    matches.sort(key=lambda i: (i.start is not None, parse_iso(i.start) if i.start else 0, i.id),
+                 reverse=True)
+    page, listing = paginate(request, matches, 50, FLOW_QUERY_MAX_PAGE)
+    emu.stats["flow_queries"] += 1
+    return json_response({"entities": [flow_result_json(i, index_only == "true") for i in page],
+                          **listing})
+
+
+def flow_job_json(emu: Emulator, job: FlowJob, request) -> dict:
+    body = {"id": job.id, "name": f"flow execution data {job.id[:8]}", "jobState": job.state,
+            "entities": [], "selfUri": f"/api/v2/flows/instances/jobs/{job.id}"}
+    if job.state == "Success":
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        port = sockname[1] if sockname else request.url.port
+        body["entities"] = emu.flow_job_entities(job, f"http://127.0.0.1:{port}")
+    elif job.state == "Failed":
+        body["errorMessage"] = job.fails
+    return body
+
+
+async def create_flow_job(request):
+    emu = emu_of(request)
+    body = await json_body(request, dict)
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise ApiError(400, "ids must be a non-empty list of flow instance ids.")
+    job = emu.create_flow_job(list(dict.fromkeys(ids)))
+    return json_response(flow_job_json(emu, job, request))
+
+
+async def get_flow_instance(request):
+    """The single-instance shortcut: starts a job for that one instance."""
+    emu = emu_of(request)
+    if request.match_info["instance_id"] in ("jobs", "query", "settings", "querycapabilities"):
+        raise ApiError(405, "Method not allowed.")
+    job = emu.create_flow_job([request.match_info["instance_id"]])
+    return json_response(flow_job_json(emu, job, request))
+
+
+async def get_flow_job(request):
+    emu = emu_of(request)
+    job = emu.flow_jobs.get(request.match_info["job_id"])
+    if job is None:
+        raise ApiError(404, f"The flow execution data job {request.match_info['job_id']} could not be found.")
+    job.polls += 1
+    emu.stats["flow_job_polls"] += 1
+    return json_response(flow_job_json(emu, job, request))
+
+
+def storage_error(status: int, code: str, message: str, extra: str = "") -> web.Response:
+    """An S3-style XML error, as the storage service behind a pre-signed link answers."""
+    request_id = secrets.token_hex(8).upper()
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           f"<Error><Code>{code}</Code><Message>{message}</Message>{extra}"
+           f"<RequestId>{request_id}</RequestId><HostId>gcmon-emulator</HostId></Error>")
+    return web.Response(text=xml, status=status, content_type="application/xml",
+                        headers={"x-amz-request-id": request_id})
+
+
+async def download_execution_data(request):
+    """GET on a downloadUri: no bearer token; sending one is the storage service's 400."""
+    emu = emu_of(request)
+    if "Authorization" in request.headers:
+        return storage_error(400, "InvalidArgument",
+                             "Only one auth mechanism allowed; only the X-Amz-Algorithm query "
+                             "parameter, Signature query string parameter or the Authorization "
+                             "header should be specified",
+                             "<ArgumentName>Authorization</ArgumentName>")
+    download = emu.downloads.get(request.match_info["token"])
+    instance = emu.flow_instances.get(download.instance_id) if download else None
+    if instance is None:
+        return storage_error(404, "NoSuchKey", "The specified key does not exist.")
+    if time.monotonic() >= download.expires_at:
+        return storage_error(403, "AccessDenied", "Request has expired")
+    emu.stats["flow_downloads"] += 1
+    return json_response(emu.flow_document(instance))
+
+
 # =============================================================================
 # 7. Notifications: channels, subscriptions, WebSockets
 # =============================================================================
@@ -1570,6 +1907,53 @@ async def ctl_list_faults(request):
                            "drop": f.drop, "skip": f.skip} for f in emu_of(request).faults])
 
 
+def flow_instance_view(instance: FlowInstance) -> dict:
+    return {"id": instance.id, "flow_id": instance.flow_id, "flow_name": instance.flow_name,
+            "flow_type": instance.flow_type, "flow_version": instance.flow_version,
+            "conversation_id": instance.conversation_id, "division_id": instance.division_id,
+            "start": instance.start, "end": instance.end, "error_reason": instance.error_reason,
+            "warning_reason": instance.warning_reason, "job_polls": instance.job_polls,
+            "job_fails": instance.job_fails, "entity_fails": instance.entity_fails,
+            "truncated": instance.truncated, "reported_items": instance.reported_items,
+            "items": len(instance.execution)}
+
+
+async def ctl_add_flow_instances(request):
+    emu = emu_of(request)
+    specs = await control_body(request, list)
+    instances = [emu.add_flow_instance(spec) for spec in specs]
+    return json_response([flow_instance_view(i) for i in instances])
+
+
+async def ctl_list_flow_instances(request):
+    return json_response([flow_instance_view(i) for i in emu_of(request).flow_instances.values()])
+
+
+async def ctl_clear_flow_instances(request):
+    emu_of(request).clear_flows()
+    return json_response({"ok": True})
+
+
+async def ctl_list_flow_jobs(request):
+    emu = emu_of(request)
+    return json_response([{"id": j.id, "ids": j.ids, "state": j.state, "polls": j.polls,
+                           "job_polls": j.job_polls, "fails": j.fails, "created": iso(j.created),
+                           "downloads": [{"token": t, "instance_id": emu.downloads[t].instance_id,
+                                          "expires_in": round(emu.downloads[t].expires_at
+                                                              - time.monotonic(), 3)}
+                                         for t in j.downloads if t in emu.downloads]}
+                          for j in emu.flow_jobs.values()])
+
+
+async def ctl_expire_downloads(request):
+    """Make every handed-out downloadUri expired (the next GET on one gets 403)."""
+    emu = emu_of(request)
+    mono = time.monotonic()
+    for download in emu.downloads.values():
+        download.expires_at = min(download.expires_at, mono)
+    return json_response({"expired": len(emu.downloads)})
+
+
 async def ctl_ws_fault(request):
     emu = emu_of(request)
     body = await control_body(request, dict)
@@ -1617,11 +2001,12 @@ async def ctl_stats(request):
     stats = {key: emu.stats.get(key, 0) for key in (
         "requests_total", "tokens_issued", "rate_limited", "faults_injected", "state_changes",
         "notifications_sent", "ws_messages_sent", "ws_connections", "ws_displaced", "channels_created",
-        "channels_removed")}
+        "channels_removed", "flow_queries", "flow_jobs_created", "flow_job_polls", "flow_downloads")}
     stats.update(requests_by_route=dict(emu.routes),
                  active_sockets=sum(c.socket is not None for c in channels),
                  channels=len(channels), topics=sum(len(c.topics) for c in channels),
                  agents=len(emu.agents), queues=len(emu.queues), faults_pending=len(emu.faults),
+                 flow_instances=len(emu.flow_instances), flow_jobs=len(emu.flow_jobs),
                  last_seq=emu.request_seq, uptime=round(time.monotonic() - emu.started, 3),
                  simulation=emu.simulation.info() if emu.simulation else None)
     return json_response(stats)
@@ -1845,6 +2230,10 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_put("/api/v2/routing/queues/{queue_id}", put_queue)
     r.add_get("/api/v2/routing/queues/{queue_id}/members", list_queue_members)
     r.add_post("/api/v2/analytics/queues/observations/query", queue_observations)
+    r.add_post("/api/v2/flows/instances/query", query_flow_instances)
+    r.add_post("/api/v2/flows/instances/jobs", create_flow_job)
+    r.add_get("/api/v2/flows/instances/jobs/{job_id}", get_flow_job)
+    r.add_get("/api/v2/flows/instances/{instance_id}", get_flow_instance)
     r.add_post("/api/v2/notifications/channels", create_channel)
     r.add_get("/api/v2/notifications/channels", list_channels, allow_head=False)
     r.add_route("HEAD", "/api/v2/notifications/channels/{channel_id}", head_channel)
@@ -1855,6 +2244,8 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_delete(sub, delete_subscriptions)
     # streaming host
     r.add_get("/channels/{channel_id}", channel_websocket)
+    # storage host: pre-signed flow execution data links (no bearer token)
+    r.add_get("/downloads/{token}", download_execution_data)
     # control API
     c = "/__emulator"
     r.add_post(f"{c}/reset", ctl_reset)
@@ -1869,6 +2260,11 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_post(f"{c}/faults", ctl_add_fault)
     r.add_get(f"{c}/faults", ctl_list_faults)
     r.add_delete(f"{c}/faults", ctl_clear_faults)
+    r.add_post(f"{c}/flows/instances", ctl_add_flow_instances)
+    r.add_get(f"{c}/flows/instances", ctl_list_flow_instances)
+    r.add_delete(f"{c}/flows/instances", ctl_clear_flow_instances)
+    r.add_get(f"{c}/flows/jobs", ctl_list_flow_jobs)
+    r.add_post(f"{c}/flows/downloads/expire", ctl_expire_downloads)
     r.add_post(f"{c}/ws/faults", ctl_ws_fault)
     r.add_post(f"{c}/ws/push", ctl_ws_push)
     r.add_get(f"{c}/requests", ctl_requests)

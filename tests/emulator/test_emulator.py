@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from emulator.client import Emulator, EmulatorError  # noqa: E402
+from emulator.client import Emulator, EmulatorError, make_execution  # noqa: E402
 
 CLIENT_ID, CLIENT_SECRET = "emu-test-client", "emu-test-secret"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -381,6 +381,236 @@ def test_fault_skip_hits_the_nth_call(emu, token):
     assert [e["status"] for e in emu.requests(path=ORG)][-5:] == [200, 200, None, None, 200]
     with pytest.raises(EmulatorError):
         emu.fault(ORG, status=500, skip=-1)
+
+
+# ------------------------------------------------------------------------ flow execution data
+
+FLOW_QUERY = "/api/v2/flows/instances/query"
+FLOW_JOBS = "/api/v2/flows/instances/jobs"
+
+
+def criteria(key, *values, operator="equal"):
+    return {"criteria": {"key": key, "values": list(values), "operator": operator}}
+
+
+def flow_query(emu, token, *groups, query=""):
+    return emu.request("POST", FLOW_QUERY + query, {"query": list(groups)}, token=token)
+
+
+def scripted_instances(emu):
+    return emu.add_flow_instances([
+        {"id": "inst-a1", "flow_id": "flow-a", "conversation_id": "conv-1", "flow_name": "Main IVR",
+         "execution": make_execution(start="2026-01-05T10:00:00.000Z")},
+        {"id": "inst-a2", "flow_id": "flow-a", "conversation_id": "conv-2", "flow_name": "Main IVR",
+         "execution": make_execution(start="2026-01-05T11:00:00.000Z"), "error_reason": "DATA_ACTION"},
+        {"id": "inst-b1", "flow_id": "flow-b", "conversation_id": "conv-1", "flow_name": "Billing",
+         "start": "2026-01-05T09:00:00.000Z", "end": "2026-01-05T09:01:00.000Z"},
+    ])
+
+
+def test_flow_query_by_flow_and_by_conversation(emu, token):
+    scripted_instances(emu)
+    r = flow_query(emu, token, criteria("flowId", "flow-a"))
+    assert r.status == 200 and r.header("ININ-Correlation-ID")
+    body = r.json
+    assert [e["id"] for e in body["entities"]] == ["inst-a2", "inst-a1"]        # newest first
+    assert (body["total"], body["pageCount"], body["pageNumber"]) == (2, 1, 1)
+    a2 = body["entities"][0]
+    assert a2 == {"id": "inst-a2", "flowId": "flow-a", "flowName": "Main IVR", "flowType": "inboundcall",
+                  "flowVersion": "1.0", "conversationId": "conv-2",
+                  "startDateTime": "2026-01-05T11:00:00.000Z", "endDateTime": "2026-01-05T11:00:00.295Z",
+                  "flowErrorReason": "DATA_ACTION"}
+    by_conv = flow_query(emu, token, criteria("conversationId", "conv-1")).json
+    assert [e["id"] for e in by_conv["entities"]] == ["inst-a1", "inst-b1"]
+    # two groups (all must hold), an "and" group, several values, paging, indexOnly
+    both = flow_query(emu, token, criteria("flowId", "flow-a"), criteria("conversationId", "conv-1")).json
+    assert [e["id"] for e in both["entities"]] == ["inst-a1"]
+    anded = flow_query(emu, token, {"and": [criteria("flowId", "flow-b"),
+                                            criteria("conversationId", "conv-1")]}).json
+    assert [e["id"] for e in anded["entities"]] == ["inst-b1"]
+    paged = flow_query(emu, token, criteria("flowId", "flow-a", "flow-b"), query="?pageSize=2&pageNumber=2")
+    assert [e["id"] for e in paged.json["entities"]] == ["inst-b1"] and paged.json["total"] == 3
+    index = flow_query(emu, token, criteria("flowId", "flow-b"), query="?indexOnly=true").json
+    assert index["entities"] == [{"id": "inst-b1"}]
+    assert flow_query(emu, token, criteria("flowId", "nope")).json["entities"] == []
+    # errors, and the bearer token
+    assert_genesys_error(flow_query(emu, token, criteria("flowId", "flow-a"), query="?pageSize=201"),
+                         400, "bad.request")
+    assert_genesys_error(flow_query(emu, token, criteria("colour", "red")), 400, "invalid.value")
+    assert_genesys_error(emu.request("POST", FLOW_QUERY, {"query": []}, token=token), 400, "bad.request")
+    assert_genesys_error(emu.request("POST", FLOW_QUERY, {"query": [criteria("flowId", "flow-a")]}),
+                         401, "bad.credentials")
+    assert emu.stats()["flow_queries"] == 7
+
+
+def poll(emu, token, job_id):
+    r = emu.request("GET", f"{FLOW_JOBS}/{job_id}", token=token)
+    assert r.status == 200, r
+    return r.json
+
+
+def test_flow_job_lifecycle_over_scripted_polls(emu, token):
+    scripted_instances(emu)
+    emu.add_flow_instances([{"id": "inst-slow", "flow_id": "flow-c", "job_polls": 4,
+                             "execution": make_execution()}])
+    emu.clear_requests()
+    r = emu.request("POST", FLOW_JOBS, {"ids": ["inst-a1", "inst-a2", "unknown-id"]}, token=token)
+    assert r.status == 200
+    job = r.json
+    assert job["jobState"] == "Registered" and job["entities"] == [] and job["id"]
+    assert job["selfUri"] == f"{FLOW_JOBS}/{job['id']}"
+    assert poll(emu, token, job["id"])["jobState"] == "Running"              # default: 2 polls
+    done = poll(emu, token, job["id"])
+    assert done["jobState"] == "Success"
+    good = [e for e in done["entities"] if not e["failed"]]
+    assert [e["id"] for e in good] == ["inst-a1", "inst-a2"]
+    assert all(e["statusCode"] == "200" and re.fullmatch(rf"http://127\.0\.0\.1:{emu.port}/downloads/[\w-]+",
+                                                          e["downloadUri"]) for e in good)
+    assert done["entities"][2] == {"id": "unknown-id", "failed": True, "statusCode": "404"}
+    again = poll(emu, token, job["id"])                                      # stays final
+    assert again["jobState"] == "Success" and len(again["entities"]) == 3
+    polls = emu.requests(path=rf"^{FLOW_JOBS}/{job['id']}$", method="GET")
+    assert len(polls) == 3 and all(p["status"] == 200 for p in polls)
+    jobs = emu.flow_jobs()
+    assert jobs[0]["polls"] == 3 and jobs[0]["state"] == "Success" and len(jobs[0]["downloads"]) == 4
+    # the slowest instance sets the pace of a job; 0 polls: final at once
+    slow = emu.request("POST", FLOW_JOBS, {"ids": ["inst-slow", "inst-a1"]}, token=token).json
+    assert [poll(emu, token, slow["id"])["jobState"] for _ in range(4)] == ["Running"] * 3 + ["Success"]
+    emu.add_flow_instances([{"id": "inst-now", "flow_id": "flow-c", "job_polls": 0}])
+    now_job = emu.request("POST", FLOW_JOBS, {"ids": ["inst-now"]}, token=token).json
+    assert now_job["jobState"] == "Success" and now_job["entities"][0]["downloadUri"]
+    # the single-instance shortcut starts a job too
+    single = emu.request("GET", "/api/v2/flows/instances/inst-a1", token=token).json
+    assert single["jobState"] == "Registered" and poll(emu, token, single["id"])["jobState"] == "Running"
+    # errors
+    assert_genesys_error(emu.request("GET", f"{FLOW_JOBS}/nope", token=token), 404, "not.found")
+    for bad in ({}, {"ids": []}, {"ids": "inst-a1"}, {"ids": [1]}):
+        assert_genesys_error(emu.request("POST", FLOW_JOBS, bad, token=token), 400, "bad.request")
+    assert_genesys_error(emu.request("GET", f"{FLOW_JOBS}/{job['id']}"), 401, "bad.credentials")
+
+
+def test_flow_job_failed_and_failed_entities(emu, token):
+    emu.add_flow_instances([
+        {"id": "i-fail", "flow_id": "f", "job_fails": "Execution data unavailable", "job_polls": 1},
+        {"id": "i-ok", "flow_id": "f", "job_polls": 1},
+        {"id": "i-default", "flow_id": "f", "job_fails": True, "job_polls": 1},
+        {"id": "i-403", "flow_id": "f", "entity_fails": "403", "job_polls": 1},
+    ])
+    job = emu.request("POST", FLOW_JOBS, {"ids": ["i-ok", "i-fail"]}, token=token).json
+    failed = poll(emu, token, job["id"])
+    assert failed["jobState"] == "Failed" and failed["entities"] == []
+    assert failed["errorMessage"] == "Execution data unavailable"
+    job = emu.request("POST", FLOW_JOBS, {"ids": ["i-default"]}, token=token).json
+    assert poll(emu, token, job["id"])["errorMessage"] == "Execution data retrieval failed"
+    job = emu.request("POST", FLOW_JOBS, {"ids": ["i-403", "i-ok"]}, token=token).json
+    entities = poll(emu, token, job["id"])["entities"]
+    assert entities[0] == {"id": "i-403", "failed": True, "statusCode": "403"}
+    assert entities[1]["failed"] is False
+
+
+def download(emu, uri, headers=None):
+    assert uri.startswith(emu.url + "/downloads/")
+    return emu.request("GET", uri[len(emu.url):], headers=headers)
+
+
+def finished_job(emu, token, ids):
+    job = emu.request("POST", FLOW_JOBS, {"ids": ids}, token=token).json
+    while job["jobState"] not in ("Success", "Failed"):
+        job = poll(emu, token, job["id"])
+    return job
+
+
+def test_flow_download_without_auth_returns_the_document(emu, token):
+    called = [("actionCallData", 400), ("actionDecision", 3)]
+    execution = make_execution(steps=[("actionCallData", 120), ("actionCallTask", 50, called),
+                                      ("actionTransferToAcd", 30)],
+                               start="2026-02-01T08:00:00.000Z", fail_at=(1, 0), no_time_at=2)
+    emu.add_flow_instances([{"id": "i1", "flow_id": "flow-x", "conversation_id": "conv-x",
+                             "execution": execution, "truncated": True, "reported_items": 12}])
+    uri = finished_job(emu, token, ["i1"])["entities"][0]["downloadUri"]
+    r = download(emu, uri)
+    assert r.status == 200 and r.header("Content-Type").startswith("application/json")
+    flow = r.json["flow"]
+    assert (flow["flowId"], flow["conversationId"]) == ("flow-x", "conv-x")
+    assert list(flow["division"]) == ["id"] and flow["division"]["id"]
+    assert flow["startDateTime"] == "2026-02-01T08:00:00.000Z"
+    assert flow["endDateTime"] == "2026-02-01T08:00:00.553Z"          # 120 + max(50, 403) + 30
+    assert flow["execution"] == execution
+    assert flow["executionItemsTruncated"] is True and flow["executionItemCount"] == 12
+    kinds = [next(iter(item)) for item in flow["execution"]]
+    assert kinds == ["startedFlow", "actionCallData", "actionCallTask", "actionTransferToAcd", "endedFlow"]
+    task = flow["execution"][2]["actionCallTask"]
+    nested = task["execution"]
+    assert nested[0]["actionCallData"]["error"]["errorMessage"]
+    assert nested[0]["actionCallData"]["dateTime"] == task["dateTime"] == "2026-02-01T08:00:00.120Z"
+    assert nested[1]["actionDecision"]["dateTime"] == "2026-02-01T08:00:00.520Z"
+    assert "dateTime" not in flow["execution"][3]["actionTransferToAcd"]
+    assert download(emu, uri).status == 200                            # reusable until it expires
+    # with an Authorization header: the storage service's 400 (S3-style XML)
+    r = download(emu, uri, headers={"Authorization": f"Bearer {token}"})
+    assert r.status == 400 and r.header("Content-Type").startswith("application/xml")
+    assert "<Code>InvalidArgument</Code>" in r.text
+    # no timestamps given, no execution dates: left out; flags left out unless scripted
+    emu.add_flow_instances([{"id": "i2", "flow_id": "flow-x", "start": None, "end": None,
+                             "execution": [{"startedFlow": {"languageTag": "en-us"}}]}])
+    doc = download(emu, finished_job(emu, token, ["i2"])["entities"][0]["downloadUri"]).json["flow"]
+    assert not {"startDateTime", "endDateTime", "executionItemsTruncated", "executionItemCount"} & set(doc)
+    stats = emu.stats()
+    assert stats["flow_downloads"] == 3 and stats["flow_instances"] == 2
+
+
+def test_flow_download_unknown_and_expired(emu, token):
+    r = emu.request("GET", "/downloads/no-such-token")
+    assert r.status == 404 and "<Code>NoSuchKey</Code>" in r.text
+    emu.add_flow_instances([{"id": "i1", "flow_id": "f", "job_polls": 0}])
+    uri = finished_job(emu, token, ["i1"])["entities"][0]["downloadUri"]
+    assert emu.expire_downloads() == 1
+    r = download(emu, uri)
+    assert r.status == 403 and "<Code>AccessDenied</Code>" in r.text
+    emu.config(download_ttl=1.0)
+    uri = finished_job(emu, token, ["i1"])["entities"][0]["downloadUri"]
+    assert download(emu, uri).status == 200
+    time.sleep(1.1)
+    assert download(emu, uri).status == 403
+    emu.config(download_ttl=600)
+    uri = finished_job(emu, token, ["i1"])["entities"][0]["downloadUri"]
+    emu.clear_flow_instances()                                         # links go with it
+    assert download(emu, uri).status == 404 and emu.flow_instances() == [] and emu.flow_jobs() == []
+
+
+def test_flow_job_poll_faults(emu, token):
+    emu.add_flow_instances([{"id": "i1", "flow_id": "f"}])
+    job = emu.request("POST", FLOW_JOBS, {"ids": ["i1"]}, token=token).json
+    path = rf"^{FLOW_JOBS}/{job['id']}$"
+    emu.fault(path, status=429, retry_after=2, method="GET", skip=1)    # the 2nd poll
+    assert poll(emu, token, job["id"])["jobState"] == "Running"
+    r = emu.request("GET", f"{FLOW_JOBS}/{job['id']}", token=token)
+    assert_genesys_error(r, 429, "too.many.requests")
+    assert r.header("Retry-After") == "2"
+    assert poll(emu, token, job["id"])["jobState"] == "Success"         # a faulted poll does not count
+    assert [e["status"] for e in emu.requests(path=path)] == [200, 429, 200]
+    assert emu.flow_jobs()[0]["polls"] == 2
+    # 5xx on the submit, a dropped download
+    emu.fault(f"^{FLOW_JOBS}$", status=503, method="POST")
+    assert_genesys_error(emu.request("POST", FLOW_JOBS, {"ids": ["i1"]}, token=token), 503,
+                         "service.unavailable")
+    uri = poll(emu, token, job["id"])["entities"][0]["downloadUri"]
+    emu.fault(r"^/downloads/", drop=True)
+    with pytest.raises((ConnectionError, urllib.error.URLError, OSError)):
+        download(emu, uri)
+    assert download(emu, uri).status == 200
+
+
+def test_control_flow_instances_validation(emu):
+    for bad in ({"id": "x"}, {"flow_id": "f", "job_polls": -1}, {"flow_id": "f", "execution": {}},
+                {"flow_id": "f", "start": "yesterday"}, {"flow_id": "f", "reported_items": "3"},
+                {"flow_id": "f", "truncated": "yes"}):
+        with pytest.raises(EmulatorError):
+            emu.add_flow_instances([bad])
+    view = emu.add_flow_instances({"flow_id": "f"})[0]                # one object is accepted too
+    assert view["start"] == view["end"] and ISO_MS.match(view["start"]) and view["job_polls"] == 2
+    emu.reset()
+    assert emu.flow_instances() == []
 
 
 # ------------------------------------------------------------------------ request log, rate limit
