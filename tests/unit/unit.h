@@ -22,5 +22,6 @@ Suite *worker_suite(void);
 Suite *inbound_suite(void);
 Suite *parallel_suite(void);
 Suite *jobs_suite(void);
+Suite *trace_job_suite(void);
 
 #endif
