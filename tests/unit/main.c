@@ -31,6 +31,7 @@ int main(void)
     srunner_add_suite(sr, worker_suite());
     srunner_add_suite(sr, inbound_suite());
     srunner_add_suite(sr, parallel_suite());
+    srunner_add_suite(sr, trace_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -21,5 +21,6 @@ Suite *secret_suite(void);
 Suite *worker_suite(void);
 Suite *inbound_suite(void);
 Suite *parallel_suite(void);
+Suite *trace_suite(void);
 
 #endif
