@@ -289,7 +289,8 @@ static int add_node(ctx_t *c, frame_t *f, size_t idx, int instance, const char *
     if (nd->error == NULL)
         nd->error = error_text(c->p, json_object_get(fields, "errors"));
     if (nd->error == NULL && status_failed(get_str(fields, "status")))
-        nd->error = apr_pstrcat(c->p, "status ", get_str(fields, "status"), NULL);
+        nd->error = cap_str(c->p, apr_pstrcat(c->p, "status ", get_str(fields, "status"), NULL),
+                            GC_TRACE_MAX_ERROR);
     if (c->in->capture_data)
         nd->vars = variables(c, nd->id, fields);
 

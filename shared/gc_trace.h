@@ -92,6 +92,9 @@
  *    GC_TRACE_MAX_WARNINGS warnings, then one "… and N more warnings". The
  *    walk is iterative (an explicit stack of GC_TRACE_MAX_DEPTH frames):
  *    no recursion, every loop bounded by the document's size.
+ *  - instances[]: one entry per document in input order (unusable ones
+ *    too, with 0 nodes); start = the flow's startDateTime, else its first
+ *    item's start; end = the flow's endDateTime.
  *  - Context: with capture_context each entry of "instances" keeps
  *    "conversation_id" and "division_id"; without, neither appears anywhere.
  *    Without capture_data no variables appear anywhere.
