@@ -57,8 +57,8 @@ static const gc_body_field_t body_fields[] = {
 };
 #define N_FIELDS (sizeof(body_fields) / sizeof(body_fields[0]))
 
-int gc_trace_job_validate(apr_pool_t *p, gc_result_t *res, const char *flow_id,
-                          const json_t *body, const char **payload)
+int gc_trace_job_validate(apr_pool_t *p, gc_result_t *res, const char *flow_id, const json_t *body,
+                          const char **payload)
 {
     size_t before = res->errors ? json_array_size(res->errors) : 0, n;
     json_t *cd, *out;
@@ -90,10 +90,10 @@ int gc_trace_job_validate(apr_pool_t *p, gc_result_t *res, const char *flow_id,
                     json_string_value(json_object_get(body, "instance_id")), "conversation_id",
                     json_string_value(json_object_get(body, "conversation_id")),
                     "action_invocation_id",
-                    json_string_value(json_object_get(body, "action_invocation_id")),
-                    "trace_depth", json_integer_value(json_object_get(body, "trace_depth")),
-                    "capture_context", json_is_true(json_object_get(cd, "capture_context")),
-                    "capture_data", json_is_true(json_object_get(cd, "capture_data")));
+                    json_string_value(json_object_get(body, "action_invocation_id")), "trace_depth",
+                    json_integer_value(json_object_get(body, "trace_depth")), "capture_context",
+                    json_is_true(json_object_get(cd, "capture_context")), "capture_data",
+                    json_is_true(json_object_get(cd, "capture_data")));
     *payload = out ? gc_json_text(p, out) : NULL;
     json_decref(out);
     if (!*payload) {
@@ -252,8 +252,7 @@ static int find(run_t *r)
     if (r->instance_id) {
         json_array_append_new(list, json_string(r->instance_id));
     }
-    else if (r->ops->query(r->ops->baton, r->p, r->flow_id, r->conversation_id, r->depth, &ids,
-                           &e)
+    else if (r->ops->query(r->ops->baton, r->p, r->flow_id, r->conversation_id, r->depth, &ids, &e)
              != APR_SUCCESS) {
         json_decref(list);
         if (e && e->kind == GC_ERR_NOT_FOUND) {
@@ -273,8 +272,9 @@ static int find(run_t *r)
                r->conversation_id
                    ? apr_psprintf(r->p, "no execution of flow %s was found for conversation %s",
                                   r->flow_id, r->conversation_id)
-                   : apr_psprintf(r->p, "no execution of flow %s was found (is execution data "
-                                        "enabled for it?)",
+                   : apr_psprintf(r->p,
+                                  "no execution of flow %s was found (is execution data "
+                                  "enabled for it?)",
                                   r->flow_id));
         return 0;
     }
@@ -286,8 +286,8 @@ static int find(run_t *r)
 static void submit(run_t *r)
 {
     json_t *list = json_object_get(r->step, "instances"), *v;
-    apr_array_header_t *ids = apr_array_make(r->p, (int)json_array_size(list) + 1,
-                                             sizeof(const char *));
+    apr_array_header_t *ids =
+        apr_array_make(r->p, (int)json_array_size(list) + 1, sizeof(const char *));
     const char *job_id = NULL;
     gc_error_t *e = NULL;
     size_t i;
@@ -399,21 +399,20 @@ static void poll(run_t *r)
     }
     json_object_set_new(r->step, "failures", json_integer(0));
     if (state && !strcmp(state, "Success")) {
-        fetch(r, entities ? entities
-                          : apr_array_make(r->p, 1, sizeof(gc_trace_entity_t)));
+        fetch(r, entities ? entities : apr_array_make(r->p, 1, sizeof(gc_trace_entity_t)));
         return;
     }
     if (state && !strcmp(state, "Failed")) {
         finish(r, NULL,
-               apr_psprintf(r->p, "the Genesys Cloud download job failed%s%s",
-                            reason ? ": " : "", reason ? reason : ""));
+               apr_psprintf(r->p, "the Genesys Cloud download job failed%s%s", reason ? ": " : "",
+                            reason ? reason : ""));
         return;
     }
     again(r, (int)polls, 0, NULL);
 }
 
-void gc_trace_job_step(apr_pool_t *p, const gc_trace_ops_t *ops, const gc_job_t *job,
-                       double rand, apr_time_t now, gc_job_step_t *out)
+void gc_trace_job_step(apr_pool_t *p, const gc_trace_ops_t *ops, const gc_job_t *job, double rand,
+                       apr_time_t now, gc_job_step_t *out)
 {
     run_t r;
     const char *phase;

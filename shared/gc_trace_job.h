@@ -62,8 +62,8 @@
  * Returns the number of errors; res then holds the problem: 400 for a bad
  * path id, 422 validation_failed with one `errors` entry per problem.
  * On success *payload (from p) is the job's payload text. */
-int gc_trace_job_validate(apr_pool_t *p, gc_result_t *res, const char *flow_id,
-                          const json_t *body, const char **payload);
+int gc_trace_job_validate(apr_pool_t *p, gc_result_t *res, const char *flow_id, const json_t *body,
+                          const char **payload);
 
 /* ---------------------------------------------------------------- the steps */
 
@@ -98,7 +98,7 @@ typedef struct gc_trace_ops {
 
 /* One step of the trace job (a gc_job_step_fn's body): `rand` in [0, 1) for
  * the jitter; now the step's time. */
-void gc_trace_job_step(apr_pool_t *p, const gc_trace_ops_t *ops, const gc_job_t *job,
-                       double rand, apr_time_t now, gc_job_step_t *out);
+void gc_trace_job_step(apr_pool_t *p, const gc_trace_ops_t *ops, const gc_job_t *job, double rand,
+                       apr_time_t now, gc_job_step_t *out);
 
 #endif

@@ -113,9 +113,9 @@ typedef struct {
     int queries, submits, polls, downloads;
     int polls_until_success; /* Running before */
     int job_fails;
-    gc_err_kind_e poll_err;   /* the next poll fails so */
+    gc_err_kind_e poll_err; /* the next poll fails so */
     int poll_err_status;
-    int download_status;      /* the next download answers this (0: the doc) */
+    int download_status; /* the next download answers this (0: the doc) */
     int n_instances;
     int hook;
     const char *last_uri;
@@ -272,9 +272,9 @@ START_TEST(trace_job_completes)
     ck_assert_int_eq(w.downloads, 2);
     result = load(out.result);
     ck_assert_str_eq(json_string_value(json_object_get(result, "status")), "completed");
-    ck_assert_str_eq(json_string_value(json_object_get(
-                         json_object_get(result, "bottleneck"), "node_id")),
-                     "1:2"); /* the data action: 3 s */
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(result, "bottleneck"), "node_id")),
+        "1:2"); /* the data action: 3 s */
     ck_assert_int_eq(json_array_size(json_object_get(result, "instance_ids")), 2);
     ck_assert_str_eq(out.audit_action, GC_TRACE_AUDIT_ACTION);
     ck_assert_str_eq(out.outbox_target, GC_TRACE_KIND);
@@ -287,6 +287,7 @@ START_TEST(trace_job_completes)
 
     /* no webhook configured: none queued */
     memset(&w, 0, sizeof(w));
+    w.n_instances = 1;
     out = run(&w, PAYLOAD, 20, &steps, &job);
     ck_assert_int_eq(out.outcome, GC_JOB_DONE);
     ck_assert_ptr_null(out.outbox_target);
@@ -340,6 +341,7 @@ START_TEST(trace_job_faults_and_restarts)
 
     /* a permission problem fails at once; the Genesys job failing too */
     memset(&w, 0, sizeof(w));
+    w.n_instances = 1;
     w.job_fails = 1;
     out = run(&w, PAYLOAD, 20, &steps, &job);
     ck_assert_int_eq(out.outcome, GC_JOB_FAILED);

@@ -23,5 +23,6 @@ Suite *inbound_suite(void);
 Suite *parallel_suite(void);
 Suite *jobs_suite(void);
 Suite *trace_job_suite(void);
+Suite *trace_suite(void);
 
 #endif
