@@ -241,7 +241,8 @@ def run():
         # Every trace's document: attempts (steps claimed), graph nodes, retrieval latency.
         docs = [h.get(f"{API}/admin/traces/{tid}").json for tid in ids]
         attempts = [d.get("attempts", 0) for d in docs]
-        latency = [d.get("retrieval_latency_ms", 0) / 1000 for d in docs if d["status"] == "completed"]
+        latency = [d.get("retrieval_latency_ms", 0) / 1000 for d in docs
+                   if d["status"] == "completed"]
         wrong_nodes = [d["flow_id"] for d in docs if d["status"] == "completed"
                        and len(d["graph"]["nodes"]) != items[d["flow_id"]]]
 
