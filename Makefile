@@ -190,6 +190,12 @@ bench: all $(BENCH_BIN) $(BENCH_ALERTS)
 bench-weights: all
 	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py weights
 
+# The flow-trace part of `make bench` alone (exits 1 unless all 100 traces complete exactly
+# once within 1.5x the poll schedule's upper bound).
+.PHONY: bench-traces
+bench-traces: all
+	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py traces
+
 # The idle-alert part of `make bench` alone.
 .PHONY: bench-alerts
 bench-alerts: $(BENCH_ALERTS)

@@ -32,6 +32,12 @@ Weight distribution (bench/weights.py; `bench/run.py weights` or `make bench-wei
 POST /v1/admin/queues/{id}/weights over 500 members with GcmonRateLimit 600, the emulator
 enforcing the same limit: wall time against the time the rate limit alone imposes (target
 <= 1.05x) and the 429s caused (target 0). A miss of either makes the run exit 1.
+
+Flow traces (bench/traces.py; `bench/run.py traces` or `make bench-traces` alone): 100
+POST /v1/admin/flows/{flowId}/traces at once against the emulator, each Genesys job final on
+its 4th poll: wall time to all completed against the poll schedule alone (target <= 1.5x its
+upper bound), upstream requests per trace, exactly one trace_complete audit row per trace, the
+holder's RSS. A miss makes the run exit 1.
 """
 import os
 import shutil
@@ -152,7 +158,7 @@ def part(name):
 
 
 # The parts run alone by name; no name runs them all.
-MODULE_PARTS = ("read", "holder", "status", "weights")
+MODULE_PARTS = ("read", "holder", "status", "weights", "traces")
 
 
 def main():
