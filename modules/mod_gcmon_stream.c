@@ -173,6 +173,8 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
     if (c->mon.idle_alerts->nelts == 0) {
         c->mon.idle_alerts = gc_alert_rules_default(pconf);
     }
+    /* Traces can be queued by mod_gcmon_api: a background holder runs them. */
+    c->mon.jobs = sh->conn->client_id && sh->conn->client_secret && dbd_loaded();
     c->mon.webhooks.timeout = sh->conn->request_timeout;
     c->mon.webhooks.ca_file = sh->conn->ca_file;
     webhooks = &c->mon.webhooks;

@@ -160,7 +160,7 @@ gc_monitor_mode_e gc_monitor_mode(const gc_monitor_conf_t *c)
     if (c->enabled > 0) {
         return GC_MONITOR_STREAM;
     }
-    return gc_webhook_any(&c->webhooks) ? GC_MONITOR_BACKGROUND : GC_MONITOR_OFF;
+    return gc_webhook_any(&c->webhooks) || c->jobs ? GC_MONITOR_BACKGROUND : GC_MONITOR_OFF;
 }
 
 /* Wait up to d; a stop ends it at once. */
@@ -407,8 +407,8 @@ static void trace_step(void *baton, apr_pool_t *p, gc_worker_t *w, const gc_job_
     gc_trace_job_step(p, &ops, job, gc_worker_rand(w), apr_time_now(), out);
 }
 
-/* The job thread runs the kinds that need the upstream client: only a
- * streaming holder has one. */
+/* The job thread runs the kinds that need the upstream client: a streaming
+ * holder, or a background one where jobs can be queued (conf->jobs). */
 static void jobs_start(gc_monitor_t *m)
 {
     gc_jobs_env_t jenv;
@@ -434,10 +434,12 @@ static void jobs_start(gc_monitor_t *m)
 int gc_mon_workers_start(gc_monitor_t *m)
 {
     outbox_start(m);
+    if (m->up) {
+        jobs_start(m);
+    }
     if (m->background) {
         return m->outbox != NULL;
     }
-    jobs_start(m);
     /* The writer wakes the outbox: it starts after it and stops before it. */
     if (gc_writer_start(&m->writer, m->term, &m->env, m->outbox, NULL, NULL) != APR_SUCCESS) {
         m->writer = NULL;
@@ -536,9 +538,9 @@ static void holder_term(gc_monitor_t *m, apr_time_t now)
     atomic_store(&m->holder, 1);
     if (m->background) {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
-               GCMON_LOGNO(2114) "this process (%s) is now the background holder (outbox "
-                                 "only; GcmonStream Off)",
-               m->holder_id);
+               GCMON_LOGNO(2114) "this process (%s) is now the background holder (outbox%s; "
+                                 "GcmonStream Off)",
+               m->holder_id, m->conf->jobs ? " and jobs" : " only");
     }
     else {
         gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
@@ -670,7 +672,7 @@ static void monitor_main(gc_worker_t *w, void *baton)
     char dead[GC_STATUS_ID_MAX];
 
     apr_pool_create(&m->iter, m->pool);
-    if (!m->background) {
+    if (!m->background || m->conf->jobs) {
         m->up = gc_upstream_create(m->pool, m->env.conn, m->env.budget, m->env.metrics);
         if (!m->up) {
             gc_mon_error(m, GC_LOG_ERR,
@@ -681,7 +683,10 @@ static void monitor_main(gc_worker_t *w, void *baton)
         gc_upstream_set_cancel(m->up, gc_mon_cancel, m);
     }
     gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0, GCMON_LOGNO(2109) "stream monitor started as %s%s",
-           m->holder_id, m->background ? " (background: outbox only)" : "");
+           m->holder_id,
+           !m->background  ? ""
+           : m->conf->jobs ? " (background: outbox and jobs)"
+                           : " (background: outbox only)");
     while (gc_mon_running(m)) {
         apr_time_t now = apr_time_now();
         apr_pool_clear(m->iter);

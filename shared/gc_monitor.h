@@ -26,6 +26,8 @@ typedef struct gc_monitor_conf {
     apr_interval_time_t retention;
     apr_array_header_t *idle_alerts; /* GcmonIdleAlert: gc_alert_rule_t; empty = defaults */
     gc_webhook_conf_t webhooks;      /* GcmonSlackWebhook, GcmonWebhookSecret, … */
+    int jobs; /* background jobs (traces) can be queued: client credentials and
+                 mod_dbd are there (set by the glue) */
 } gc_monitor_conf_t;
 
 #define GC_MAX_CHANNELS 20
@@ -37,7 +39,8 @@ void gc_monitor_conf_defaults(gc_monitor_conf_t *c);
 /* What each child's monitor thread does for a configuration (docs/stream.md):
  * - GC_MONITOR_STREAM: GcmonStream On, the full stream holder;
  * - GC_MONITOR_BACKGROUND: GcmonStream Off (or unset) but an outbound webhook
- *   is configured: the holder runs only the outbox delivery thread;
+ *   is configured, or jobs can be queued (conf->jobs): the holder runs only
+ *   the outbox delivery thread and, with jobs, the job thread;
  * - GC_MONITOR_OFF: neither; no monitor thread is started. */
 typedef enum { GC_MONITOR_OFF = 0, GC_MONITOR_STREAM, GC_MONITOR_BACKGROUND } gc_monitor_mode_e;
 
@@ -97,8 +100,9 @@ typedef struct gc_monitor gc_monitor_t;
  * to must outlive the monitor.
  * Unless gc_monitor_mode(env->conf) is GC_MONITOR_STREAM the monitor is a
  * background holder: the same lease and lifecycle, but while holder it runs
- * only the outbox delivery thread (no upstream client, WebSockets, channels,
- * resync or writer thread); env->conn, budget and queue_max are not used. */
+ * only the outbox delivery thread and, with conf->jobs, the job thread and
+ * the upstream client it needs (no WebSockets, channels, resync or writer
+ * thread); without conf->jobs env->conn and budget are not used. */
 gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env);
 
 /* The thread body: wait for the lease, hold the stream while holder, return

@@ -214,3 +214,29 @@ def test_trace_survives_graceful_restart_and_sigkill(httpd, emulator, sink):
     assert len(hooks) == 1, hooks
     a = httpd.get(f"{API}/admin/audit?target={fid}&action=trace_complete").json["data"]
     assert len(a) == 1, a
+
+
+def test_background_holder_runs_traces(emulator):
+    """GcmonStream Off, client credentials set: no stream, but a background
+    holder runs the queued trace (GCM2114 says "outbox and jobs")."""
+    from conftest import CLIENT_ID
+    h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
+              gcmon_conf=(f"GcmonClientID {CLIENT_ID}\n"
+                          "GcmonClientSecret env:GCMON_TEST_SECRET\n"
+                          "GcmonAdminActor anonymous\n"),
+              start_servers=1)
+    h.start()
+    try:
+        fid, conv = flow(emulator, polls=1)
+        r = submit(h, fid, body_for(conv))
+        assert r.status == 202, r
+        t = wait_done(h, r.json["id"])
+        assert t["status"] == "completed", t
+        assert t["bottleneck"]["node_id"] == "1:3", t
+        s = stream_status(h)
+        assert s["enabled"] is False and s["connected"] is False, s
+        log = h.read_log()
+        assert re.search(r"GCM2114: this process \(\S+\) is now the background holder "
+                         r"\(outbox and jobs; GcmonStream Off\)", log), log[-2000:]
+    finally:
+        h.cleanup()
