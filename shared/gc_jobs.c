@@ -18,10 +18,11 @@
 struct gc_jobs {
     gc_worker_t *worker; /* the job thread; its pool holds this */
     gc_jobs_env_t env;
-    int adopted; /* the predecessor's leased jobs taken over (job thread only) */
+    int adopted; /* leased jobs taken over on this connection (job thread only) */
 };
 
-/* Once, on the first working connection: the jobs another holder leased. */
+/* On a fresh connection, before any step: every leased job (a predecessor's,
+ * or this thread's own from before a database failure). */
 static apr_status_t adopt(gc_jobs_t *j, gc_store_t *s, apr_pool_t *p, const char **err)
 {
     int n = 0;
@@ -30,13 +31,13 @@ static apr_status_t adopt(gc_jobs_t *j, gc_store_t *s, apr_pool_t *p, const char
     if (j->adopted) {
         return APR_SUCCESS;
     }
-    if ((rv = gc_store_jobs_adopt(s, p, j->env.owner, apr_time_now(), &n, err)) != APR_SUCCESS) {
+    if ((rv = gc_store_jobs_adopt(s, p, apr_time_now(), &n, err)) != APR_SUCCESS) {
         return rv;
     }
     j->adopted = 1;
     if (n > 0) {
         gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
-               GCMON_LOGNO(855) "jobs: took over %d job(s) a previous holder left mid-step", n);
+               GCMON_LOGNO(855) "jobs: took over %d job(s) left mid-step", n);
     }
     return APR_SUCCESS;
 }
@@ -205,6 +206,7 @@ static void jobs_main(gc_worker_t *w, void *data)
             gc_worker_wait(w, wake_at);
             continue;
         }
+        j->adopted = 0; /* the connection is dropped: adopt again on the next one */
         if (rv != APR_EAGAIN && gc_worker_db_failed(w)) {
             gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                    GCMON_LOGNO(853) "jobs: database work failed (attempt %d); background jobs "

@@ -30,8 +30,9 @@
  *    error text.
  *  - Stopping in the middle of a step gives the job back (lease cleared), so
  *    the next holder takes it at once; a holder that died with a job leased
- *    is taken over the same way: the job thread of a new holder first adopts
- *    every job leased by another owner (gc_store_jobs_adopt). */
+ *    is taken over the same way: the job thread first adopts every leased
+ *    job (gc_store_jobs_adopt) when it starts, and again after a database
+ *    failure. */
 #ifndef GC_JOBS_H
 #define GC_JOBS_H
 
@@ -100,12 +101,14 @@ apr_status_t gc_store_jobs_finish(struct gc_store *s, apr_pool_t *p, apr_int64_t
                                   const char *outbox_target, const char *outbox_body, int *kept,
                                   const char **err);
 
-/* Take over the jobs leased by any other owner (lease cleared, due at
- * once): the new holder adopts the steps its predecessor left mid-way
- * instead of waiting for their leases to run out; a predecessor still
- * running a step is fenced off (its writes change nothing). *n: how many. */
-apr_status_t gc_store_jobs_adopt(struct gc_store *s, apr_pool_t *p, const char *owner,
-                                 apr_time_t now, int *n, const char **err);
+/* Clear every lease of the jobs not ended (due at once). The job thread
+ * calls it whenever it (re)connects, before any step of its own runs: the
+ * holder adopts the steps its predecessor — or itself, before a database
+ * failure — left mid-way instead of waiting for their leases to run out; a
+ * predecessor still running a step is fenced off (its writes change
+ * nothing). *n: how many. */
+apr_status_t gc_store_jobs_adopt(struct gc_store *s, apr_pool_t *p, apr_time_t now, int *n,
+                                 const char **err);
 
 /* Give a claimed job back (lease cleared), due at once. */
 apr_status_t gc_store_jobs_release(struct gc_store *s, apr_pool_t *p, apr_int64_t seq,

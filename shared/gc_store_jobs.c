@@ -57,7 +57,7 @@ static const gc_stmt_t jobs_release = {
 static const gc_stmt_t jobs_adopt = {
     "jobs.adopt",
     "UPDATE gcmon_jobs SET lease_owner = NULL, lease_until = NULL, next_run_at = %lld, "
-    "updated_at = %lld WHERE lease_owner IS NOT NULL AND lease_owner <> %s AND " LIVE,
+    "updated_at = %lld WHERE lease_owner IS NOT NULL AND " LIVE,
     NULL, 0
 };
 
@@ -288,15 +288,14 @@ apr_status_t gc_store_jobs_release(gc_store_t *s, apr_pool_t *p, apr_int64_t seq
     return gc_store__exec(s, p, &jobs_release, args, NULL, err);
 }
 
-apr_status_t gc_store_jobs_adopt(gc_store_t *s, apr_pool_t *p, const char *owner, apr_time_t now,
-                                 int *n, const char **err)
+apr_status_t gc_store_jobs_adopt(gc_store_t *s, apr_pool_t *p, apr_time_t now, int *n,
+                                 const char **err)
 {
     apr_int64_t at = GC_MS(now);
-    const void *args[3];
+    const void *args[2];
 
     args[0] = &at;
     args[1] = &at;
-    args[2] = owner;
     *n = 0;
     return gc_store__exec(s, p, &jobs_adopt, args, n, err);
 }
