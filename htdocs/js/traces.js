@@ -474,7 +474,7 @@ function legend() {
     const box = (cls) => s('svg', { width: 22, height: 16, 'aria-hidden': 'true', class: 'legend-box' },
         s('rect', { x: 2, y: 2, width: 18, height: 12, rx: 3, class: `box ${cls}` }));
     return h('ul', { class: 'legend trace-legend', id: 't-legend', 'aria-label': 'Legend' },
-        h('li', {}, box('lg-bottleneck'), '⏱ Bottleneck: the slowest item (thick orange border)'),
+        h('li', {}, box('lg-bottleneck'), '◆ Bottleneck: the slowest item (thick orange border)'),
         h('li', {}, box('lg-critical'), '★ Critical path (thick blue border and edges)'),
         h('li', {}, box('lg-failed'), '✖ Failed (red, hatched)'),
         h('li', {}, line('call'), 'call (dashed)'),
@@ -575,7 +575,8 @@ function drawGraph(t, nodes, edges, bn, cp, failed) {
         s('rect', { width: 8, height: 8, class: 'hatch-bg' }),
         s('line', { x1: 0, y1: 0, x2: 0, y2: 8, class: 'hatch-line' })),
         ['sequence', 'call', 'return', 'critical'].map((k) => s('marker', { id: `t-arrow-${k}`, viewBox: '0 0 10 10',
-            refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse', class: `arrow ${k}` },
+            refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse',
+            class: `arrow ${k}` },
         s('path', { d: 'M0,0 L10,5 L0,10 z' }))));
 
     const heads = s('g', { class: 'col-heads', 'aria-hidden': 'true' }, L.cols.map((c) => {
@@ -606,7 +607,7 @@ function drawGraph(t, nodes, edges, bn, cp, failed) {
             failed: failedSet.has(n.id) || n.status === 'failed' };
         const cls = ['tnode', marks.failed ? 'failed' : '', marks.bottleneck ? 'bottleneck' : '',
             marks.critical ? 'critical' : ''].filter(Boolean).join(' ');
-        const tags = [marks.failed ? '✖ FAILED' : '', marks.bottleneck ? '⏱ BOTTLENECK' : '',
+        const tags = [marks.failed ? '✖ FAILED' : '', marks.bottleneck ? '◆ BOTTLENECK' : '',
             marks.critical ? '★' : ''].filter(Boolean).join(' ');
         const dur = n.duration_ms === null || n.duration_ms === undefined ? '? ms' : ms(n.duration_ms);
         const g = s('g', { class: cls, tabindex: '0', role: 'listitem', id: `t-node-${it.idx}`,
@@ -666,7 +667,7 @@ function showNode(it) {
     if (g) g.classList.add('selected');
     const n = it.node;
     const marks = [];
-    if (graph.bn && graph.bn.node_id === n.id) marks.push('⏱ the bottleneck (the slowest item)');
+    if (graph.bn && graph.bn.node_id === n.id) marks.push('◆ the bottleneck (the slowest item)');
     if (graph.cpSet.has(n.id)) marks.push('★ on the critical path');
     const failed = n.status === 'failed' || graph.failedSet.has(n.id);
     const dd = (id, ...c) => h('dd', { id }, ...c);
