@@ -291,11 +291,15 @@ async function submit() {
         const t = r.body || {};
         const path = pathOf(r.headers.get('Location'), t.id);
         startFollowing({ id: t.id, flow_id: flowId, status: t.status || 'queued', error: null }, path);
-        els.lFlow.value = list.flow;
         pager.reset();
         els.current.focus();
     } catch (e) {
-        const rest = showFieldErrors(els.form, e, formFields());
+        let shown = e;
+        if (e.status === 400 && !Object.keys(e.fieldErrors).length) {
+            // A bad flow id in the address: the message belongs next to it.
+            shown = { problem: { errors: [{ field: 'flow_id', message: e.message }] } };
+        }
+        const rest = showFieldErrors(els.form, shown, formFields());
         const words = e.status === 422 ? 'The trace was not started; nothing was sent to Genesys Cloud.'
             : 'Could not start the trace:';
         showError(els.formError, e, words);
@@ -350,7 +354,7 @@ async function poll(my) {
     try {
         const r = await request(tracePath);
         if (my !== traceSeq) return;
-        const wasActive = trace.status === null || isActive(trace);
+        const wasActive = isActive(trace);
         trace = r.body;
         renderCurrent();
         if (!isActive(trace)) {
