@@ -17,6 +17,7 @@ void *gcmon_api_create_server_conf(apr_pool_t *p, server_rec *s)
     c->max_body = -1;
     c->actor_mode = -1;
     c->deadline = -1;
+    c->trace_timeout = -1;
     c->transitions = apr_array_make(p, 4, sizeof(gc_transition_t));
     c->weight_skills = apr_table_make(p, 4);
     return c;
@@ -38,6 +39,11 @@ gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c)
 apr_interval_time_t gcmon_api_request_deadline(const gcmon_api_conf_t *c)
 {
     return c->deadline < 0 ? GC_DEFAULT_REQUEST_DEADLINE : c->deadline;
+}
+
+apr_interval_time_t gcmon_api_trace_timeout(const gcmon_api_conf_t *c)
+{
+    return c->trace_timeout < 0 ? apr_time_from_sec(600) : c->trace_timeout;
 }
 
 gcmon_api_conf_t *gcmon_api_conf(void)
@@ -176,6 +182,23 @@ static const char *set_deadline(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_trace_timeout(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t d;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC, &d))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    if (d > apr_time_from_sec(24 * 3600)) {
+        return apr_psprintf(cmd->pool, "%s: at most 24h", cmd->cmd->name);
+    }
+    cmd_conf(cmd)->trace_timeout = d;
+    return NULL;
+}
+
 static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -303,6 +326,9 @@ const command_rec gcmon_api_cmds[] = {
                   "Extra CA bundle (PEM) trusted for upstream TLS"),
     AP_INIT_TAKE1("GcmonRequestTimeout", set_timeout, NULL, RSRC_CONF,
                   "Timeout of one upstream HTTP request (default 10s)"),
+    AP_INIT_TAKE1("GcmonTraceTimeout", set_trace_timeout, NULL, RSRC_CONF,
+                  "How long a flow trace may take, polls included, before it fails "
+                  "(default 10m)"),
     AP_INIT_TAKE1("GcmonRequestDeadline", set_deadline, NULL, RSRC_CONF,
                   "How long an API request may spend on Genesys Cloud calls, waits "
                   "included (default 25s)"),

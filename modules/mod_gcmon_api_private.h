@@ -2,7 +2,7 @@
  *
  * Calls run one way: mod_gcmon_api_routes.c (the table, the handler) → one
  * file per resource (_health, _read, _board, _status, _audit, _upstream, _weights,
- * _distributions) →
+ * _distributions, _traces) →
  * the HTTP helpers (_http, _mount, _actor) → the core (shared/). A resource
  * never calls another resource, and the helpers call neither. */
 #ifndef MOD_GCMON_API_PRIVATE_H
@@ -44,14 +44,15 @@ typedef enum {
 /* Server configuration (all gcmon directives are global: one org per httpd). */
 typedef struct {
     gc_conn_conf_t conn;
-    long max_body;                   /* GcmonMaxBody, -1 = unset */
-    int conn_configured;             /* any Connection directive seen */
-    apr_array_header_t *transitions; /* GcmonTransition: gc_transition_t */
-    int actor_mode;                  /* GcmonAdminActor: gcmon_actor_mode_e, -1 = unset */
-    const char *actor_header;        /* its header name (header mode) */
-    apr_interval_time_t deadline;    /* GcmonRequestDeadline, -1 = unset */
-    const char *inbound_secret;      /* GcmonInboundSecret, NULL: the receiver is off */
-    apr_table_t *weight_skills;      /* GcmonWeightSkill: queue id → skill id */
+    long max_body;                     /* GcmonMaxBody, -1 = unset */
+    int conn_configured;               /* any Connection directive seen */
+    apr_array_header_t *transitions;   /* GcmonTransition: gc_transition_t */
+    int actor_mode;                    /* GcmonAdminActor: gcmon_actor_mode_e, -1 = unset */
+    const char *actor_header;          /* its header name (header mode) */
+    apr_interval_time_t deadline;      /* GcmonRequestDeadline, -1 = unset */
+    const char *inbound_secret;        /* GcmonInboundSecret, NULL: the receiver is off */
+    apr_table_t *weight_skills;        /* GcmonWeightSkill: queue id → skill id */
+    apr_interval_time_t trace_timeout; /* GcmonTraceTimeout, -1 = unset */
 } gcmon_api_conf_t;
 
 /* Per-process runtime, created in child_init. */
@@ -70,6 +71,8 @@ gcmon_api_conf_t *gcmon_api_conf(void);
 long gcmon_api_max_body(const gcmon_api_conf_t *c);
 gcmon_actor_mode_e gcmon_api_actor_mode(const gcmon_api_conf_t *c);
 apr_interval_time_t gcmon_api_request_deadline(const gcmon_api_conf_t *c);
+/* GcmonTraceTimeout, or its default (10 minutes). */
+apr_interval_time_t gcmon_api_trace_timeout(const gcmon_api_conf_t *c);
 gcmon_api_runtime_t *gcmon_api_runtime(void);
 /* The queue's GcmonWeightSkill, or NULL. */
 const char *gcmon_api_weight_skill(const gcmon_api_conf_t *c, const char *queue_id);
@@ -102,6 +105,9 @@ gcmon_api_endpoint_fn gcmon_api_weights_post;   /* mod_gcmon_api_weights.c */
 gcmon_api_endpoint_fn gcmon_api_weights_get;
 gcmon_api_endpoint_fn gcmon_api_distributions_get; /* mod_gcmon_api_distributions.c */
 gcmon_api_endpoint_fn gcmon_api_distribution_get;
+gcmon_api_endpoint_fn gcmon_api_traces_post; /* mod_gcmon_api_traces.c */
+gcmon_api_endpoint_fn gcmon_api_traces_get;
+gcmon_api_endpoint_fn gcmon_api_trace_get;
 
 /* ---------------------------------------------------------------- HTTP helpers */
 

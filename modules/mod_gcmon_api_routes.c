@@ -44,6 +44,10 @@ static const route_t routes[] = {
       gcmon_api_distributions_get },
     { GC_ROUTE_admin_distributions, "v1/admin/distributions/*", M_GET, ADMIN,
       gcmon_api_distribution_get },
+    { GC_ROUTE_admin_traces, "v1/admin/flows/*/traces", M_POST, ADMIN | WRITE,
+      gcmon_api_traces_post },
+    { GC_ROUTE_admin_traces, "v1/admin/traces", M_GET, ADMIN, gcmon_api_traces_get },
+    { GC_ROUTE_admin_traces, "v1/admin/traces/*", M_GET, ADMIN, gcmon_api_trace_get },
     { GC_ROUTE_hooks_genesys, "v1/hooks/genesys", M_POST, RAW, gcmon_api_hooks_genesys },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

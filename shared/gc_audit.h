@@ -17,6 +17,8 @@
 #define GC_AUDIT_STATUS_CHANGE "agent_status_change"
 #define GC_AUDIT_UPSTREAM_CHECK "upstream_check"
 #define GC_AUDIT_WEIGHTS_DISTRIBUTE "weights_distribute"
+#define GC_AUDIT_TRACE_SUBMIT "trace_submit"
+#define GC_AUDIT_TRACE_COMPLETE "trace_complete"
 
 typedef struct gc_audit_rec {
     apr_int64_t id; /* set by gc_store_audit_add */

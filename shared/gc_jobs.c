@@ -18,7 +18,28 @@
 struct gc_jobs {
     gc_worker_t *worker; /* the job thread; its pool holds this */
     gc_jobs_env_t env;
+    int adopted; /* the predecessor's leased jobs taken over (job thread only) */
 };
+
+/* Once, on the first working connection: the jobs another holder leased. */
+static apr_status_t adopt(gc_jobs_t *j, gc_store_t *s, apr_pool_t *p, const char **err)
+{
+    int n = 0;
+    apr_status_t rv;
+
+    if (j->adopted) {
+        return APR_SUCCESS;
+    }
+    if ((rv = gc_store_jobs_adopt(s, p, j->env.owner, apr_time_now(), &n, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    j->adopted = 1;
+    if (n > 0) {
+        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
+               GCMON_LOGNO(855) "jobs: took over %d job(s) a previous holder left mid-step", n);
+    }
+    return APR_SUCCESS;
+}
 
 static const gc_job_kind_t *kind_of(const gc_jobs_env_t *env, const char *kind)
 {
@@ -161,7 +182,7 @@ static void jobs_main(gc_worker_t *w, void *data)
         apr_status_t rv = gc_worker_db(w, &s, &err);
         int ran = -1;
 
-        if (rv == APR_SUCCESS) {
+        if (rv == APR_SUCCESS && (rv = adopt(j, s, iter, &err)) == APR_SUCCESS) {
             ran = gc_jobs_run_due(s, iter, w, &j->env, BATCH, &next_at, &err);
         }
         if (ran >= 0) {

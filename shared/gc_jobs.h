@@ -29,7 +29,9 @@
  *    policy; the runner only counts attempts (claims) and keeps the last
  *    error text.
  *  - Stopping in the middle of a step gives the job back (lease cleared), so
- *    the next holder takes it at once. */
+ *    the next holder takes it at once; a holder that died with a job leased
+ *    is taken over the same way: the job thread of a new holder first adopts
+ *    every job leased by another owner (gc_store_jobs_adopt). */
 #ifndef GC_JOBS_H
 #define GC_JOBS_H
 
@@ -69,10 +71,11 @@ typedef struct {
 
 /* ---------------------------------------------------------------- store */
 
-/* Queue a job (state queued, due now). id: 1..GC_JOBS_MAX_ID letters,
- * digits, '-' or '_'; a duplicate id fails. */
+/* Queue a job (state queued, due at job->next_run_at) and, when audit is
+ * not NULL, its audit row, in one transaction. id: 1..GC_JOBS_MAX_ID
+ * letters, digits, '-' or '_'; a duplicate id fails. */
 apr_status_t gc_store_jobs_submit(struct gc_store *s, apr_pool_t *p, const gc_job_t *job,
-                                  const char **err);
+                                  gc_audit_rec_t *audit, const char **err);
 
 /* Claim the due job with the earliest next_run_at whose lease is free (or
  * ran out): state running, attempts + 1, lease_owner = owner, lease until
@@ -96,6 +99,13 @@ apr_status_t gc_store_jobs_finish(struct gc_store *s, apr_pool_t *p, apr_int64_t
                                   const char *error, apr_time_t now, gc_audit_rec_t *audit,
                                   const char *outbox_target, const char *outbox_body, int *kept,
                                   const char **err);
+
+/* Take over the jobs leased by any other owner (lease cleared, due at
+ * once): the new holder adopts the steps its predecessor left mid-way
+ * instead of waiting for their leases to run out; a predecessor still
+ * running a step is fenced off (its writes change nothing). *n: how many. */
+apr_status_t gc_store_jobs_adopt(struct gc_store *s, apr_pool_t *p, const char *owner,
+                                 apr_time_t now, int *n, const char **err);
 
 /* Give a claimed job back (lease cleared), due at once. */
 apr_status_t gc_store_jobs_release(struct gc_store *s, apr_pool_t *p, apr_int64_t seq,

@@ -16,6 +16,7 @@
 
 #include "gc_monitor_int.h"
 #include "gc_stream_share.h"
+#include "gc_trace_calls.h"
 #include "gc_webhook.h"
 
 #define MAX_MESSAGE (256 * 1024) /* one notification; real ones are ~1 KB */
@@ -394,12 +395,49 @@ static void outbox_start(gc_monitor_t *m)
     }
 }
 
+/* One step of a trace job, through the holder's upstream client (its
+ * cancel ends a call in flight when the holder stops). */
+static void trace_step(void *baton, apr_pool_t *p, gc_worker_t *w, const gc_job_t *job,
+                       gc_job_step_t *out)
+{
+    gc_monitor_t *m = baton;
+    gc_trace_ops_t ops =
+        gc_trace_calls_ops(p, m->up, gc_webhook_url(&m->conf->webhooks, GC_TRACE_KIND) != NULL);
+
+    gc_trace_job_step(p, &ops, job, gc_worker_rand(w), apr_time_now(), out);
+}
+
+/* The job thread runs the kinds that need the upstream client: only a
+ * streaming holder has one. */
+static void jobs_start(gc_monitor_t *m)
+{
+    gc_jobs_env_t jenv;
+
+    m->job_kinds[0].kind = GC_TRACE_KIND;
+    m->job_kinds[0].step = trace_step;
+    m->job_kinds[0].baton = m;
+    memset(&jenv, 0, sizeof(jenv));
+    jenv.kinds = m->job_kinds;
+    jenv.nkinds = 1;
+    jenv.owner = m->holder_id;
+    jenv.db_open = m->env.db_open;
+    jenv.db_close = m->env.db_close;
+    jenv.db_baton = m->env.baton;
+    if (gc_jobs_start(&m->jobs, m->term, &jenv) != APR_SUCCESS) {
+        m->jobs = NULL;
+        gc_mon_error(m, GC_LOG_ERR,
+                     GCMON_LOGNO(2118) "cannot start the job thread; traces wait for the next "
+                                       "holder");
+    }
+}
+
 int gc_mon_workers_start(gc_monitor_t *m)
 {
     outbox_start(m);
     if (m->background) {
         return m->outbox != NULL;
     }
+    jobs_start(m);
     /* The writer wakes the outbox: it starts after it and stops before it. */
     if (gc_writer_start(&m->writer, m->term, &m->env, m->outbox, NULL, NULL) != APR_SUCCESS) {
         m->writer = NULL;
@@ -411,6 +449,10 @@ int gc_mon_workers_start(gc_monitor_t *m)
 
 void gc_mon_workers_stop(gc_monitor_t *m)
 {
+    if (m->jobs) {
+        gc_jobs_stop(m->jobs);
+        m->jobs = NULL;
+    }
     if (m->writer) {
         gc_writer_stop(m->writer, WRITER_DRAIN);
         m->writer = NULL;

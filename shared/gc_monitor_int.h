@@ -20,6 +20,7 @@
 #include "gc_ws.h"
 
 #include "gc_evq.h"
+#include "gc_jobs.h"
 
 /* ------------------------------------------------------------ writer */
 
@@ -163,7 +164,9 @@ struct gc_monitor {
     apr_pool_t *msg;     /* cleared every message */
     gc_writer_t *writer; /* NULL in background mode */
     gc_outbox_t *outbox; /* webhook deliveries (holder only) */
-    int closing;         /* term ending: closes are not reconnects */
+    gc_jobs_t *jobs;     /* durable background jobs (holder, stream mode) */
+    gc_job_kind_t job_kinds[1];
+    int closing; /* term ending: closes are not reconnects */
     mon_channel_t ch[GC_MAX_CHANNELS];
     mon_sock_t *socks;
     apr_pool_t *users_pool;

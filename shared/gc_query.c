@@ -154,11 +154,11 @@ typedef struct {
 /* In the order errors are reported; F_* index it. */
 enum { F_USER_ID, F_STATE, F_QUEUE_ID, F_FROM, F_TO, F_LIMIT, F_OFFSET, F_CURSOR };
 static const field_t known[] = {
-    { "user_id", GC_Q_USER_ID },   { "state", GC_Q_STATE },   { "queue_id", GC_Q_QUEUE_ID },
-    { "from", GC_Q_FROM },         { "to", GC_Q_TO },         { "limit", GC_Q_LIMIT },
-    { "offset", GC_Q_OFFSET },     { "cursor", GC_Q_CURSOR }, { "actor", GC_Q_ACTOR },
-    { "action", GC_Q_ACTION },     { "target", GC_Q_TARGET }, { "since", GC_Q_SINCE },
-    { "skill_id", GC_Q_SKILL_ID },
+    { "user_id", GC_Q_USER_ID },   { "state", GC_Q_STATE },     { "queue_id", GC_Q_QUEUE_ID },
+    { "from", GC_Q_FROM },         { "to", GC_Q_TO },           { "limit", GC_Q_LIMIT },
+    { "offset", GC_Q_OFFSET },     { "cursor", GC_Q_CURSOR },   { "actor", GC_Q_ACTOR },
+    { "action", GC_Q_ACTION },     { "target", GC_Q_TARGET },   { "since", GC_Q_SINCE },
+    { "skill_id", GC_Q_SKILL_ID }, { "flow_id", GC_Q_FLOW_ID },
 };
 #define N_KNOWN ((int)(sizeof(known) / sizeof(known[0])))
 
@@ -232,6 +232,12 @@ static const char *set_field(apr_pool_t *p, int k, const char *v, gc_query_t *q)
             return MSG_ID;
         }
         q->skill_id = v;
+        return NULL;
+    case GC_Q_FLOW_ID:
+        if (!gc_id_valid(v)) {
+            return MSG_ID;
+        }
+        q->flow_id = v;
         return NULL;
     case GC_Q_ACTOR:
         if (strlen(v) > GC_QUERY_MAX_ACTOR) {

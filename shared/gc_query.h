@@ -23,7 +23,8 @@ enum {
     GC_Q_ACTION = 1u << 9,
     GC_Q_TARGET = 1u << 10,
     GC_Q_SINCE = 1u << 11,
-    GC_Q_SKILL_ID = 1u << 12
+    GC_Q_SKILL_ID = 1u << 12,
+    GC_Q_FLOW_ID = 1u << 13
 };
 #define GC_Q_PAGED (GC_Q_LIMIT | GC_Q_OFFSET | GC_Q_CURSOR)
 #define GC_Q_HISTORY (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
@@ -31,6 +32,7 @@ enum {
 #define GC_Q_BOARD (GC_Q_STATE | GC_Q_QUEUE_ID | GC_Q_SINCE)
 #define GC_Q_AUDIT (GC_Q_ACTOR | GC_Q_ACTION | GC_Q_TARGET | GC_Q_PAGED)
 #define GC_Q_DISTRIBUTIONS (GC_Q_QUEUE_ID | GC_Q_PAGED)
+#define GC_Q_TRACES (GC_Q_FLOW_ID | GC_Q_PAGED)
 #define GC_QUERY_MAX_ACTOR 256
 
 #define GC_QUERY_DEFAULT_LIMIT 20
@@ -42,6 +44,7 @@ enum {
 #define GC_CURSOR_ALERTS 'a'
 #define GC_CURSOR_AUDIT 'u'
 #define GC_CURSOR_DISTRIBUTIONS 'd'
+#define GC_CURSOR_TRACES 't'
 
 /* A keyset position: the (time, id) of the last row of the previous page. */
 typedef struct {
@@ -57,6 +60,7 @@ typedef struct {
     const char *action;   /* 1..64 of a-z and '_', NULL: no filter */
     const char *target;   /* a Genesys id, NULL: no filter */
     const char *skill_id; /* a Genesys id (the weights preview), NULL: not given */
+    const char *flow_id;  /* a Genesys id (the traces listing), NULL: no filter */
     int has_from, has_to;
     apr_time_t from, to; /* from inclusive, to exclusive */
     int limit;           /* 1..100, default 20 */

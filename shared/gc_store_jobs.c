@@ -54,6 +54,13 @@ static const gc_stmt_t jobs_release = {
     NULL, 0
 };
 
+static const gc_stmt_t jobs_adopt = {
+    "jobs.adopt",
+    "UPDATE gcmon_jobs SET lease_owner = NULL, lease_until = NULL, next_run_at = %lld, "
+    "updated_at = %lld WHERE lease_owner IS NOT NULL AND lease_owner <> %s AND " LIVE,
+    NULL, 0
+};
+
 static const gc_stmt_t jobs_get = { "jobs.get",
                                     "SELECT " COLS " FROM gcmon_jobs WHERE job_id = %s LIMIT 1",
                                     NULL, 0 };
@@ -110,17 +117,20 @@ static apr_status_t one_job(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, c
     return APR_SUCCESS;
 }
 
-apr_status_t gc_store_jobs_submit(gc_store_t *s, apr_pool_t *p, const gc_job_t *job,
-                                  const char **err)
+typedef struct {
+    const gc_job_t *job;
+    gc_audit_rec_t *audit;
+} submit_ctx_t;
+
+static apr_status_t submit_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
 {
+    submit_ctx_t *c = baton;
+    const gc_job_t *job = c->job;
     apr_int64_t created = GC_MS(job->created_at), next = GC_MS(job->next_run_at),
                 deadline = GC_MS(job->deadline_at);
     const void *args[9];
+    apr_status_t rv;
 
-    if (!job->id || !job->kind || !job->actor || !job->payload) {
-        *err = "jobs: a job needs an id, a kind, an actor and a payload";
-        return APR_EINVAL;
-    }
     args[0] = job->id;
     args[1] = job->kind;
     args[2] = job->target;
@@ -130,7 +140,24 @@ apr_status_t gc_store_jobs_submit(gc_store_t *s, apr_pool_t *p, const gc_job_t *
     args[6] = &created;
     args[7] = &next;
     args[8] = &deadline;
-    return gc_store__exec(s, p, &jobs_insert, args, NULL, err);
+    if ((rv = gc_store__exec(s, p, &jobs_insert, args, NULL, err)) != APR_SUCCESS || !c->audit) {
+        return rv;
+    }
+    return gc_store__audit_add(s, p, c->audit, NULL, NULL, err);
+}
+
+apr_status_t gc_store_jobs_submit(gc_store_t *s, apr_pool_t *p, const gc_job_t *job,
+                                  gc_audit_rec_t *audit, const char **err)
+{
+    submit_ctx_t c;
+
+    if (!job->id || !job->kind || !job->actor || !job->payload) {
+        *err = "jobs: a job needs an id, a kind, an actor and a payload";
+        return APR_EINVAL;
+    }
+    c.job = job;
+    c.audit = audit;
+    return gc_store__tx(s, p, submit_tx, &c, err);
 }
 
 typedef struct {
@@ -259,6 +286,19 @@ apr_status_t gc_store_jobs_release(gc_store_t *s, apr_pool_t *p, apr_int64_t seq
     args[2] = &seq;
     args[3] = owner;
     return gc_store__exec(s, p, &jobs_release, args, NULL, err);
+}
+
+apr_status_t gc_store_jobs_adopt(gc_store_t *s, apr_pool_t *p, const char *owner, apr_time_t now,
+                                 int *n, const char **err)
+{
+    apr_int64_t at = GC_MS(now);
+    const void *args[3];
+
+    args[0] = &at;
+    args[1] = &at;
+    args[2] = owner;
+    *n = 0;
+    return gc_store__exec(s, p, &jobs_adopt, args, n, err);
 }
 
 apr_status_t gc_store_jobs_get(gc_store_t *s, apr_pool_t *p, const char *id, gc_job_t *out,

@@ -46,7 +46,7 @@
 #include "gc_upstream.h"
 
 #define GC_TRACE_KIND "trace"
-#define GC_TRACE_AUDIT_ACTION "trace_complete"
+#define GC_TRACE_AUDIT_ACTION GC_AUDIT_TRACE_COMPLETE
 #define GC_TRACE_POLL_MIN apr_time_from_sec(1)
 #define GC_TRACE_POLL_MAX apr_time_from_sec(30)
 #define GC_TRACE_MAX_RESTARTS 3

@@ -146,21 +146,7 @@ const char *gc_weights_request_hash(apr_pool_t *p, const char *queue_id, const j
 
 const char *gc_weights_new_id(apr_pool_t *p)
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[16];
-    char buf[2 * sizeof(rnd) + 1];
-    size_t i;
-
-    if (apr_generate_random_bytes(rnd, sizeof(rnd)) != APR_SUCCESS) {
-        /* No entropy source: time and address still make a usable id. */
-        return apr_psprintf(p, "dist-%" APR_TIME_T_FMT "-%pp", apr_time_now(), (void *)rnd);
-    }
-    for (i = 0; i < sizeof(rnd); i++) {
-        buf[2 * i] = hex[rnd[i] >> 4];
-        buf[2 * i + 1] = hex[rnd[i] & 0xF];
-    }
-    buf[2 * sizeof(rnd)] = '\0';
-    return apr_pstrcat(p, "dist-", buf, NULL);
+    return gc_id_random(p, "dist");
 }
 
 /* "member_weights.<key>", the key cut to 64 bytes on a character boundary. */

@@ -61,6 +61,8 @@ ALERT_USERS = [f"so-alert-{i}" for i in range(1, 13)]
 AVAILABLE_S = 3                    # GcmonIdleAlert Available 3s
 SLACK_PATH = "/services/T000/B000/XXXX" + uuid.uuid4().hex
 HOOK_PATH = "/hooks/status"
+TRACE_PATH = "/hooks/trace"
+TRACES = 20
 HOOK_SECRET = "hook-" + uuid.uuid4().hex
 HOSTS = ["gcmon-host-a", "gcmon-host-b", "gcmon-host-c"]
 FAILOVER_MAX_S = 20
@@ -71,6 +73,8 @@ def conf(sink):
         f"GcmonIdleAlert Available {AVAILABLE_S}s\n"
         "GcmonSlackWebhook env:GCMON_TEST_SLACK\n"
         f"GcmonStatusWebhook {sink.url(HOOK_PATH)}\n"
+        f"GcmonTraceWebhook {sink.url(TRACE_PATH)}\n"
+        "GcmonTraceTimeout 2m\n"
         "GcmonWebhookSecret env:GCMON_TEST_HOOK_SECRET\n"
         "GcmonWebhookMaxAge 10m\n"
         "GcmonAdminActor anonymous\n"))
@@ -256,7 +260,7 @@ def outbox_exactly_once(db, sink):
     (2xx) equal to the multiset of delivered rows' bodies: nothing sent twice,
     nothing sent that was not queued. Returns (rows, accepted posts)."""
     rows = db.query("SELECT id, target, status, body FROM gcmon_outbox ORDER BY id")
-    posts = [r for r in sink.requests() if r.ok and r.path in (SLACK_PATH, HOOK_PATH)]
+    posts = [r for r in sink.requests() if r.ok and r.path in (SLACK_PATH, HOOK_PATH, TRACE_PATH)]
     want = collections.Counter(r["body"] for r in rows if r["status"] == "delivered")
     got = collections.Counter(p.body.decode("utf-8") for p in posts)
     return rows, posts, want, got
@@ -388,6 +392,60 @@ def test_status_webhooks_exactly_once(cluster, db, sink, emulator, report):
     assert len(rows) == len(uids) and {r["status"] for r in rows} == {"delivered"}, rows
     report(f"scale-out: status webhooks queued through {len(cluster.alive)} instances: "
            f"{len(uids)} queued, {sum(counts.values())} delivered")
+
+
+def test_traces_run_once_across_instances(cluster, db, sink, emulator, report):
+    """20 traces queued through every instance: the holder's job thread runs
+    each exactly once (one Genesys download job, one completion audit row, one
+    webhook); every instance serves the same result."""
+    from emulator.client import make_execution
+    flows = []
+    for i in range(TRACES):
+        fid = f"so-flow-{uuid.uuid4().hex[:10]}"
+        emulator.add_flow_instances([{"flow_id": fid, "job_polls": 1,
+                                      "execution": make_execution(seed=fid)}])
+        flows.append(fid)
+    hosts = list(cluster.alive.values())
+    body = {"trace_depth": 1, "context_directives": {"capture_data": True}}
+    ids = {}
+    for i, fid in enumerate(flows):
+        r = hosts[i % len(hosts)].request("POST", f"{API}/admin/flows/{fid}/traces", body=body,
+                                          headers={"Content-Type": "application/json",
+                                                   "X-Gcmon-Request": "1"})
+        assert r.status == 202, r
+        ids[fid] = r.json["id"]
+
+    def done():
+        got = {}
+        for fid, tid in ids.items():
+            r = hosts[0].get(f"{API}/admin/traces/{tid}")
+            if r.json["status"] not in ("completed", "failed"):
+                return None
+            got[fid] = r.json
+        return got
+    results = wait_for(done, timeout=90, what="every trace ended")
+    assert {t["status"] for t in results.values()} == {"completed"}, results
+    for fid, tid in ids.items():          # the same on every instance
+        for h in hosts[1:]:
+            assert h.get(f"{API}/admin/traces/{tid}").json["bottleneck"] == \
+                results[fid]["bottleneck"]
+    jobs = collections.Counter(
+        json.loads(x["body"])["ids"][0] for x in emulator.requests(method="POST")
+        if x["path"] == "/api/v2/flows/instances/jobs")
+    inst = {i["id"]: i["flow_id"] for i in emulator.flow_instances()}
+    per_flow = collections.Counter(inst[i] for i in jobs.elements() if i in inst)
+    assert all(per_flow[f] == 1 for f in flows), per_flow
+    audits = db.query("SELECT target FROM gcmon_audit WHERE action = 'trace_complete'")
+    per_audit = collections.Counter(r["target"] for r in audits)
+    assert all(per_audit[f] == 1 for f in flows), per_audit
+    wait_for(lambda: len([x for x in sink.requests(TRACE_PATH) if x.ok]) >= TRACES, timeout=30,
+             what="every trace webhook")
+    hooks = collections.Counter(json.loads(x.body)["flowId"] for x in sink.requests(TRACE_PATH)
+                                if x.ok)
+    assert all(hooks[f] == 1 for f in flows), hooks
+    report(f"scale-out: {TRACES} traces queued through {len(hosts)} instances: each run once "
+           f"(download jobs {sum(per_flow.values())}, completions audited "
+           f"{sum(per_audit[f] for f in flows)}, webhooks {sum(hooks[f] for f in flows)})")
 
 
 def test_idle_alerts_once_per_episode(cluster, db, sink, emulator, report):

@@ -79,7 +79,7 @@ static void submit(gc_store_t *s, const char *id, const char *kind, apr_time_t n
     j.created_at = now;
     j.next_run_at = now;
     j.deadline_at = deadline;
-    ck_assert_msg(gc_store_jobs_submit(s, pool, &j, &err) == APR_SUCCESS, "submit: %s", err);
+    ck_assert_msg(gc_store_jobs_submit(s, pool, &j, NULL, &err) == APR_SUCCESS, "submit: %s", err);
 }
 
 static gc_job_t get(gc_store_t *s, const char *id)
@@ -215,6 +215,17 @@ START_TEST(jobs_lease_fences_a_late_holder)
         ck_assert(gc_store_outbox_due(s, pool, t0 + apr_time_from_sec(60), 10, &due, &err)
                   == APR_SUCCESS);
         ck_assert_int_eq(due->nelts, 0);
+    }
+    /* a new holder adopts what another one leased: claimable at once */
+    {
+        int n = 0;
+        ck_assert(gc_store_jobs_adopt(s, pool, "holder-c", t0, &n, &err) == APR_SUCCESS);
+        ck_assert_int_eq(n, 1);
+        ck_assert(claim(s, "holder-c", t0, &j));
+        ck_assert(gc_store_jobs_adopt(s, pool, "holder-c", t0, &n, &err) == APR_SUCCESS);
+        ck_assert_int_eq(n, 0); /* its own leases stay */
+        ck_assert(gc_store_jobs_release(s, pool, j.seq, "holder-c", &err) == APR_SUCCESS);
+        ck_assert(claim(s2, "holder-b", t0 + apr_time_from_sec(62), &j2));
     }
     /* given back: claimable at once */
     ck_assert(gc_store_jobs_release(s2, pool, j2.seq, "holder-b", &err) == APR_SUCCESS);
