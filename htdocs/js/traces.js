@@ -38,7 +38,8 @@ let traceSeq = 0;
 let visible = false;
 let list = { flow: '', limit: '20' };
 let pager;
-let graph = null;           // {nodes: [...], byId: Map} of the drawing, for details and keys
+let graph = null;           // {items, byId, …} of the drawing, for details and keys
+let shownIdx = -1;          // the node whose details are shown
 
 // ------------------------------------------------------------------ words
 
@@ -623,18 +624,30 @@ function drawGraph(t, nodes, edges, bn, cp, failed) {
         s('text', { x: 10, y: 38, class: 'n-meta' }, `${n.id} · ${dur}`),
         tags ? s('text', { x: NODE_W - 8, y: 38, class: 'n-tags', 'text-anchor': 'end' }, tags) : null);
         g.addEventListener('focus', () => showNode(it));
-        g.addEventListener('mouseenter', () => showNode(it));
+        // pointermove, not mouseenter: a graph scrolled (or laid out anew) under a still
+        // pointer must not take the details away from the focused node.
+        g.addEventListener('pointermove', () => { if (shownIdx !== it.idx) showNode(it); });
         g.addEventListener('keydown', (e) => nodeKey(e, it));
         return g;
     });
     graph = { items: L.items, byId: L.byId, bn, cpSet, failedSet };
+    shownIdx = -1;
 
     return s('svg', { class: 'trace-graph', id: 't-graph', width: L.width, height: L.height,
         viewBox: `0 0 ${L.width} ${L.height}`, role: 'group',
         'aria-label': `Execution graph of trace ${t.id}: ${plural(nodes.length, 'node')}, ${plural(edges.length, 'edge')}` },
     defs, heads,
     s('g', { class: 'edges', 'aria-hidden': 'true' }, edgeEls),
-    s('g', { class: 'nodes', role: 'list', 'aria-label': 'Executed items in execution order' }, nodeEls));
+    s('g', { class: 'nodes', role: 'list', 'aria-label': 'Executed items in execution order',
+        onpointerleave: backToFocused }, nodeEls));
+}
+
+/** The pointer left the graph: the details go back to the focused node, if one is. */
+function backToFocused() {
+    const f = document.activeElement;
+    if (!graph || !f || !f.classList || !f.classList.contains('tnode')) return;
+    const it = graph.items[Number(f.dataset.idx)];
+    if (it && shownIdx !== it.idx) showNode(it);
 }
 
 function nodeKey(e, it) {
@@ -669,6 +682,7 @@ function showNode(it) {
     for (const el of els.current.querySelectorAll('.tnode.selected')) el.classList.remove('selected');
     const g = document.getElementById(`t-node-${it.idx}`);
     if (g) g.classList.add('selected');
+    shownIdx = it.idx;
     const n = it.node;
     const marks = [];
     if (graph.bn && graph.bn.node_id === n.id) marks.push('◆ the bottleneck (the slowest item)');

@@ -383,11 +383,15 @@ def test_trace_completes_and_draws_graph(httpd, br, base, emulator):
     assert "failed" in br.text("main", "#t-nd-status")
     assert FAIL_MESSAGE in br.text("main", "#t-nd-error")
     assert br.text("main", "#t-nd-parent") == nodes[failed[0]]["parent"]
-    # hovering shows a node too
-    br.eval("main", "document.getElementById('t-node-1').dispatchEvent(new MouseEvent('mouseenter'))")
+    shot(br, "traces-failed-node.png")
+    # pointing at a node shows it; leaving the graph goes back to the focused one
+    br.call("hover", page="main", selector="#t-node-1")
     br.wait_fn("main", "return document.getElementById('t-node-details-head').textContent === arg",
                arg="Node " + drawn[1]["id"])
-    shot(br, "traces-failed-node.png")
+    assert br.focused("main") == f"t-node-{idx_f}"
+    br.call("hover", page="main", selector="#t-legend")
+    br.wait_fn("main", "return document.getElementById('t-node-details-head').textContent === arg",
+               arg="Node " + failed[0])
 
 
 def test_one_conversation_without_data(httpd, br, base):
