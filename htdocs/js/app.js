@@ -1,5 +1,5 @@
 // The dashboard shell: hash routing between the views (#/board, #/history,
-// #/alerts, #/stream, #/admin, #/weights, #/audit; parameters after "?"), the wallboard
+// #/alerts, #/stream, #/admin, #/weights, #/traces, #/audit; parameters after "?"), the wallboard
 // (kiosk) mode and the connection indicator.
 
 import { $, $$ } from './dom.js';
@@ -11,6 +11,7 @@ import * as alertsView from './alerts.js';
 import * as streamView from './stream.js';
 import * as adminView from './admin.js';
 import * as weightsView from './weights.js';
+import * as tracesView from './traces.js';
 import * as auditView from './audit.js';
 
 const VIEWS = {
@@ -20,6 +21,7 @@ const VIEWS = {
     stream: { mod: streamView, title: 'Stream health' },
     admin: { mod: adminView, title: 'Status change' },
     weights: { mod: weightsView, title: 'Weights' },
+    traces: { mod: tracesView, title: 'Traces' },
     audit: { mod: auditView, title: 'Audit trail' },
 };
 

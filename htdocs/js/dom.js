@@ -44,3 +44,18 @@ export function timeEl(iso, text) {
     if (!iso) return h('span', { class: 'muted' }, '—');
     return h('time', { datetime: iso, title: `${iso} (UTC)` }, text);
 }
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** s('rect', {x: 1, class: 'node'}, child…): h() for SVG elements (no event shorthands). */
+export function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+        if (v === undefined || v === null || v === false) continue;
+        if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+        else if (k === 'dataset') Object.assign(el.dataset, v);
+        else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    append(el, children);
+    return el;
+}

@@ -116,6 +116,7 @@ const commands = {
     async fill(a) { await pageOf(a).fill(a.selector, a.value); return true; },
     async select(a) { return pageOf(a).selectOption(a.selector, a.value); },
     async focus(a) { await pageOf(a).focus(a.selector); return true; },
+    async hover(a) { await pageOf(a).hover(a.selector); return true; },
     async press(a) {
         const p = pageOf(a);
         if (a.selector) await p.press(a.selector, a.key);
