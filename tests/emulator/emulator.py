@@ -690,8 +690,8 @@ class Emulator:
         self.audit_queries: Dict[str, AuditQuery] = {}
         self.audit_behaviour = {"running_polls": 1, "fail": None, "put_user": None}
 
-    def add_audit_entry(self, spec: dict) -> dict:
-        """Script one audit entry (control API). Defaults: a Routing Update of a Queue, now."""
+    def make_audit_entry(self, spec: dict) -> dict:
+        """One audit entry from a control spec. Defaults: a Routing Update of a Queue, now."""
         if not isinstance(spec, dict):
             raise ControlError(400, "each audit entry must be an object")
         entity = spec.get("entity") or {}
@@ -702,27 +702,31 @@ class Emulator:
         except (ValueError, AttributeError):
             raise ControlError(400, "eventDate must be an ISO 8601 timestamp")
         entry = {"id": str(spec.get("id") or new_id()), "userHomeOrgId": self.org_id}
-        if spec.get("user"):
+        if spec.get("user") is not None:
             if not isinstance(spec["user"], dict) or not spec["user"].get("id"):
                 raise ControlError(400, "user must be an object with an id")
-            entry["user"] = {"id": str(spec["user"]["id"]), "name": spec["user"].get("name")}
+            entry["user"] = {"id": str(spec["user"]["id"])}
+            if spec["user"].get("name"):
+                entry["user"]["name"] = str(spec["user"]["name"])
         if spec.get("client"):
             client = spec["client"] if isinstance(spec["client"], dict) else {"id": str(spec["client"])}
             entry["client"] = {"id": str(client.get("id")),
                                "selfUri": f"/api/v2/oauth/clients/{client.get('id')}"}
+        entity_type = str(spec.get("entityType", "Queue"))
+        ref = {"id": str(entity["id"])}
+        if entity.get("name"):
+            ref["name"] = str(entity["name"])
+        if entity.get("selfUri") or entity_type == "Queue":
+            ref["selfUri"] = entity.get("selfUri") or f"/api/v2/routing/queues/{entity['id']}"
         entry.update(serviceName=str(spec.get("serviceName", "Routing")),
                      level=str(spec.get("level", "USER")), eventDate=iso(ts),
                      action=str(spec.get("action", "Update")),
-                     entity={"id": str(entity["id"]), "name": entity.get("name"),
-                             "selfUri": entity.get("selfUri")
-                             or f"/api/v2/routing/queues/{entity['id']}"},
-                     entityType=str(spec.get("entityType", "Queue")),
+                     entity=ref, entityType=entity_type,
                      status=str(spec.get("status", "SUCCESS")),
                      application=str(spec.get("application", "gcmon-emulator")),
                      remoteIp=list(spec.get("remoteIp", ["127.0.0.1"])),
                      propertyChanges=list(spec.get("propertyChanges", [])),
                      context=dict(spec.get("context", {})), _ts=ts)
-        self.audit_entries.append(entry)
         return entry
 
     def audit_queue_put(self, queue: Queue, before: dict, after: dict, client_id: str):
@@ -738,7 +742,7 @@ class Emulator:
                 "propertyChanges": changes, "context": {"version": str(queue.version)}}
         if self.audit_behaviour["put_user"]:
             spec["user"] = self.audit_behaviour["put_user"]
-        self.add_audit_entry(spec)
+        self.audit_entries.append(self.make_audit_entry(spec))
 
     # ---------------------------------------------------------------- flow execution data
     def clear_flows(self):
@@ -2271,7 +2275,12 @@ async def ctl_clear_aggregates(request):
 async def ctl_add_audits(request):
     emu = emu_of(request)
     specs = await control_body(request, list)
-    return json_response([audit_entry_json(emu.add_audit_entry(s), True) for s in specs])
+    try:
+        entries = [emu.make_audit_entry(s) for s in specs]          # all or nothing
+    except (TypeError, ValueError) as e:
+        raise ControlError(400, f"bad audit entry: {e}")
+    emu.audit_entries += entries
+    return json_response([audit_entry_json(e, True) for e in entries])
 
 
 async def ctl_list_audits(request):
