@@ -31,6 +31,11 @@ class EmulatorError(RuntimeError):
     pass
 
 
+_UNSET = object()
+OBSERVATION_METRICS = ("oOnQueueUsers", "oOffQueueUsers", "oActiveUsers", "oMemberUsers",
+                       "oInteracting", "oWaiting", "oAlerting")
+
+
 class Response(NamedTuple):
     status: int
     headers: dict          # lower-cased names
@@ -186,6 +191,75 @@ class Emulator:
 
     def add_skills(self, skills) -> list:
         return self._control("POST", "/skills", skills)
+
+    # ---- routing strategies (issue 16): observations, read-back lag, aggregates, audits
+    def set_queue_observations(self, queue_id, interacting=None, waiting=None, on_queue=None,
+                               clear=False, **metrics) -> dict:
+        """Script the queue's observation counts (`oInteracting`, `oWaiting`, `oOnQueueUsers`;
+        any other metric by its name in `metrics`). A scripted count wins over the one computed
+        from the members; None leaves a metric as it is, except in `metrics`, where None clears
+        it; `clear=True` first clears every scripted count. Returns the queue's control view."""
+        body = {m: None for m in OBSERVATION_METRICS} if clear else {}
+        for metric, value in (("oInteracting", interacting), ("oWaiting", waiting),
+                              ("oOnQueueUsers", on_queue)):
+            if value is not None:
+                body[metric] = value
+        body.update(metrics)
+        return self._control("POST", f"/queues/{queue_id}/observations", body)
+
+    def queue_readback_lag(self, queue_id, gets=1) -> dict:
+        """After each later PUT of the queue, the next `gets` GETs of it still answer the queue as
+        it was before that PUT (0: no lag, and a pending PUT reads back at once)."""
+        return self._control("POST", f"/queues/{queue_id}/readback_lag", {"gets": gets})
+
+    def set_queue_aggregates(self, queue_id, buckets=None, append=False, at=None, media_type=None,
+                             **metrics) -> list:
+        """Script the queue's conversation aggregates. Either `buckets` (a list of
+        {"metrics","at"?,"media_type"?}) or one bucket from `metrics` (tWait=[ms, ...] or
+        {"max","min","count","sum"}; nOffered=<count>), `at` and `media_type`.
+        Replaces the queue's buckets unless `append`. Returns the queue's buckets."""
+        if buckets is None:
+            bucket = {"metrics": metrics}
+            if at is not None:
+                bucket["at"] = at
+            if media_type is not None:
+                bucket["media_type"] = media_type
+            buckets = [bucket]
+        return self._control("POST" if append else "PUT", f"/queues/{queue_id}/aggregates", buckets)
+
+    def aggregates(self) -> dict:
+        return self._control("GET", "/aggregates")
+
+    def clear_aggregates(self):
+        return self._control("DELETE", "/aggregates")
+
+    def add_audit_entries(self, entries) -> list:
+        """Script extra Genesys audit entries (AuditLogMessage fields; see the README)."""
+        return self._control("POST", "/audits", entries)
+
+    def audit_entries(self) -> list:
+        """Every audit entry: the scripted ones and those recorded for queue PUTs."""
+        return self._control("GET", "/audits")
+
+    def clear_audits(self):
+        """Forgets the audit entries and the audit queries."""
+        return self._control("DELETE", "/audits")
+
+    def audit_queries(self) -> list:
+        return self._control("GET", "/audits/queries")
+
+    def audit_config(self, running_polls=None, fail=None, put_user=_UNSET) -> dict:
+        """How later audit queries behave: `running_polls` GETs answer Running before the final
+        state; `fail` (True or a reason; False to stop) makes them end Failed. `put_user`
+        ({"id","name"}, or None for none) is the user recorded on queue PUTs' audit entries."""
+        body = {}
+        if running_polls is not None:
+            body["running_polls"] = running_polls
+        if fail is not None:
+            body["fail"] = fail
+        if put_user is not _UNSET:
+            body["put_user"] = put_user
+        return self._control("POST", "/audits/config", body)
 
     def add_flow_instances(self, instances) -> list:
         """Script flow instances for the historical flow execution data API (see README)."""

@@ -213,6 +213,10 @@ class Queue:
     version: int = 1
     waiting: int = 0
     members: Dict[str, Member] = field(default_factory=dict)
+    observed: Dict[str, int] = field(default_factory=dict)   # scripted observation counts
+    readback_lag: int = 0          # after a PUT, this many GETs still see the old queue
+    stale: Optional[dict] = None   # the queue JSON those GETs see
+    stale_gets: int = 0            # GETs left before the PUT reads back
 
 
 @dataclass
@@ -279,6 +283,24 @@ class FlowJob:
         if self.polls >= self.job_polls:
             return "Failed" if self.fails else "Success"
         return "Registered" if self.polls == 0 else "Running"
+
+
+@dataclass
+class AuditQuery:
+    """One `POST /api/v2/audits/query` execution. Its entries are matched when it is created."""
+    id: str
+    request: dict                  # interval, serviceName, filters, sort (as echoed back)
+    entries: List[dict]
+    running_polls: int             # GETs of the query that still answer Running
+    fails: Optional[str]
+    created: float
+    polls: int = 0                 # GETs of the query that reached the handler
+
+    @property
+    def state(self) -> str:
+        if self.polls > self.running_polls:
+            return "Failed" if self.fails else "Succeeded"
+        return "Running"
 
 
 @dataclass
@@ -366,6 +388,8 @@ class Emulator:
         self.client_windows: Dict[str, collections.deque] = {}    # client id -> request times
         self.faults: List[Fault] = []
         self.clear_flows()
+        self.aggregates: Dict[str, List[dict]] = {}   # queue id -> scripted aggregate buckets
+        self.clear_audits()
         self.request_log: collections.deque = collections.deque(maxlen=REQUEST_LOG_MAX)
         self.stats = collections.Counter()
         self.routes = collections.Counter()
@@ -608,6 +632,8 @@ class Emulator:
     def observe_queue(self, queue: Optional[Queue], metric: str) -> int:
         if queue is None:
             return 0
+        if metric in queue.observed:                  # scripted through the control API
+            return queue.observed[metric]
         members = [self.agents[m.user_id] for m in queue.members.values() if m.user_id in self.agents]
         joined = [self.agents[m.user_id] for m in queue.members.values()
                   if m.joined and m.user_id in self.agents]
@@ -623,6 +649,100 @@ class Emulator:
             "oAlerting": lambda: 0,
         }[metric]()
 
+    def script_observations(self, queue: Queue, values: dict):
+        """Set (a count >= 0) or clear (null) scripted observation counts of one queue."""
+        for metric, value in values.items():
+            if metric not in OBSERVATION_METRICS:
+                raise ControlError(400, f"unknown observation metric {metric!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ControlError(400, f"{metric} must be an integer >= 0 or null")
+        for metric, value in values.items():
+            if value is None:
+                queue.observed.pop(metric, None)
+            else:
+                queue.observed[metric] = value
+
+    def add_aggregate_bucket(self, queue_id: str, spec: dict) -> dict:
+        """Script conversation aggregates of one queue: {"metrics":{name: stats}, "at"?, "media_type"?}.
+        A t-metric's stats: a list of samples (ms) or {"max","min","count","sum"}; an n-metric's:
+        a count (int) or {"count"}."""
+        if not isinstance(spec, dict) or not isinstance(spec.get("metrics"), dict) or not spec["metrics"]:
+            raise ControlError(400, "an aggregate bucket needs a non-empty metrics object")
+        unknown = set(spec) - {"metrics", "at", "media_type"}
+        if unknown:
+            raise ControlError(400, f"unknown aggregate fields {sorted(unknown)}")
+        metrics = {}
+        for name, value in spec["metrics"].items():
+            if name not in AGGREGATE_METRICS:
+                raise ControlError(400, f"unsupported aggregate metric {name!r}")
+            metrics[name] = aggregate_stats(name, value)
+        try:
+            at = parse_iso(spec["at"]) if spec.get("at") else None
+        except (ValueError, AttributeError):
+            raise ControlError(400, "at must be an ISO 8601 timestamp")
+        bucket = {"metrics": metrics, "at": at, "media_type": str(spec.get("media_type") or "voice")}
+        self.aggregates.setdefault(queue_id, []).append(bucket)
+        return bucket
+
+    # ---------------------------------------------------------------- audits
+    def clear_audits(self):
+        self.audit_entries: List[dict] = []       # AuditLogMessage JSON + "_ts" (epoch seconds)
+        self.audit_queries: Dict[str, AuditQuery] = {}
+        self.audit_behaviour = {"running_polls": 1, "fail": None, "put_user": None}
+
+    def make_audit_entry(self, spec: dict) -> dict:
+        """One audit entry from a control spec. Defaults: a Routing Update of a Queue, now."""
+        if not isinstance(spec, dict):
+            raise ControlError(400, "each audit entry must be an object")
+        entity = spec.get("entity") or {}
+        if not isinstance(entity, dict) or not entity.get("id"):
+            raise ControlError(400, "an audit entry needs entity.id")
+        try:
+            ts = parse_iso(spec["eventDate"]) if spec.get("eventDate") else now()
+        except (ValueError, AttributeError):
+            raise ControlError(400, "eventDate must be an ISO 8601 timestamp")
+        entry = {"id": str(spec.get("id") or new_id()), "userHomeOrgId": self.org_id}
+        if spec.get("user") is not None:
+            if not isinstance(spec["user"], dict) or not spec["user"].get("id"):
+                raise ControlError(400, "user must be an object with an id")
+            entry["user"] = {"id": str(spec["user"]["id"])}
+            if spec["user"].get("name"):
+                entry["user"]["name"] = str(spec["user"]["name"])
+        if spec.get("client"):
+            client = spec["client"] if isinstance(spec["client"], dict) else {"id": str(spec["client"])}
+            entry["client"] = {"id": str(client.get("id")),
+                               "selfUri": f"/api/v2/oauth/clients/{client.get('id')}"}
+        entity_type = str(spec.get("entityType", "Queue"))
+        ref = {"id": str(entity["id"])}
+        if entity.get("name"):
+            ref["name"] = str(entity["name"])
+        if entity.get("selfUri") or entity_type == "Queue":
+            ref["selfUri"] = entity.get("selfUri") or f"/api/v2/routing/queues/{entity['id']}"
+        entry.update(serviceName=str(spec.get("serviceName", "Routing")),
+                     level=str(spec.get("level", "USER")), eventDate=iso(ts),
+                     action=str(spec.get("action", "Update")),
+                     entity=ref, entityType=entity_type,
+                     status=str(spec.get("status", "SUCCESS")),
+                     application=str(spec.get("application", "gcmon-emulator")),
+                     remoteIp=list(spec.get("remoteIp", ["127.0.0.1"])),
+                     propertyChanges=list(spec.get("propertyChanges", [])),
+                     context=dict(spec.get("context", {})), _ts=ts)
+        return entry
+
+    def audit_queue_put(self, queue: Queue, before: dict, after: dict, client_id: str):
+        """Record a queue PUT as Genesys would: a Routing `Update` of a `Queue`."""
+        changes = []
+        for key in sorted(set(before) | set(after)):
+            if key in QUEUE_READ_ONLY or before.get(key) == after.get(key):
+                continue
+            changes.append({"property": key,
+                            "oldValues": [] if key not in before else [audit_value(before[key])],
+                            "newValues": [] if key not in after else [audit_value(after[key])]})
+        spec = {"entity": {"id": queue.id, "name": queue.name}, "client": client_id,
+                "propertyChanges": changes, "context": {"version": str(queue.version)}}
+        if self.audit_behaviour["put_user"]:
+            spec["user"] = self.audit_behaviour["put_user"]
+        self.audit_entries.append(self.make_audit_entry(spec))
 
     # ---------------------------------------------------------------- flow execution data
     def clear_flows(self):
@@ -741,6 +861,61 @@ def item_datetime(item) -> Optional[str]:
 
 OBSERVATION_METRICS = ("oOnQueueUsers", "oOffQueueUsers", "oActiveUsers", "oMemberUsers",
                        "oInteracting", "oWaiting", "oAlerting")
+# Conversation aggregate metrics the emulator can script (a subset of AggregateMetricData's enum).
+AGGREGATE_METRICS = ("tWait", "tAnswered", "tAbandon", "tAcd", "tTalk", "tHeld", "tAcw", "tHandle",
+                     "tAlert", "tNotResponding", "nOffered", "nTransferred", "nOverSla", "nError")
+AGGREGATE_GROUP_BY = ("queueId", "mediaType")
+AUDIT_FILTER_PROPERTIES = {"UserId": lambda e: (e.get("user") or {}).get("id"),
+                           "TrusteeOrganizationId": lambda e: None,
+                           "ClientId": lambda e: (e.get("client") or {}).get("id"),
+                           "Action": lambda e: e.get("action"),
+                           "EntityType": lambda e: e.get("entityType"),
+                           "EntityId": lambda e: (e.get("entity") or {}).get("id")}
+AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX = 25, 500
+
+
+def aggregate_stats(name: str, value) -> dict:
+    """Scripted stats of one aggregate metric -> StatisticalSummary. t-metrics (durations, ms):
+    a list of samples or {"max","min","count","sum"}; n-metrics (counts): an int or {"count"}."""
+    def number(v):
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 0
+    if name.startswith("n"):
+        count = value.get("count") if isinstance(value, dict) else value
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ControlError(400, f"{name} must be a count >= 0 (or {{\"count\"}})")
+        return {"count": count}
+    if isinstance(value, list):
+        if not value or not all(number(v) for v in value):
+            raise ControlError(400, f"{name} samples must be a non-empty list of numbers >= 0 (ms)")
+        return {"max": max(value), "min": min(value), "count": len(value), "sum": sum(value)}
+    if isinstance(value, dict) and set(value) == {"max", "min", "count", "sum"} \
+            and all(number(v) for v in value.values()) and isinstance(value["count"], int) \
+            and value["count"] > 0 and value["min"] <= value["max"]:
+        return dict(value)
+    raise ControlError(400, f"{name} must be a list of samples or {{max,min,count,sum}} (count > 0)")
+
+
+def merge_stats(a: dict, b: dict) -> dict:
+    if "sum" not in a:
+        return {"count": a["count"] + b["count"]}
+    return {"max": max(a["max"], b["max"]), "min": min(a["min"], b["min"]),
+            "count": a["count"] + b["count"], "sum": a["sum"] + b["sum"]}
+
+
+def audit_value(value) -> str:
+    """A propertyChanges value: strings as they are, anything else as compact JSON."""
+    return value if isinstance(value, str) else dumps(value)
+
+
+def parse_interval(value) -> tuple:
+    """An ISO-8601 interval `start/end` -> (start, end) epoch seconds; ApiError 400 if bad."""
+    try:
+        start, end = (parse_iso(part) for part in str(value).split("/"))
+    except (ValueError, TypeError):
+        raise ApiError(400, "interval must be an ISO-8601 interval: <start>/<end>")
+    if end <= start:
+        raise ApiError(400, "The interval end must be after its start.")
+    return start, end
 
 
 def default_queue_body(emu: Emulator) -> dict:
@@ -1127,12 +1302,22 @@ async def list_queues(request):
     queues = sorted((q for q in emu.queues.values() if q.name.lower().startswith(name)),
                     key=lambda q: q.name.lower())
     page, listing = paginate(request, queues, 25, 500)
-    return json_response({"entities": [queue_json(emu, q) for q in page], **listing})
+    # a queue whose last PUT has not read back yet lists as it was (without using up a lagged GET)
+    return json_response({"entities": [q.stale if q.stale is not None else queue_json(emu, q)
+                                       for q in page], **listing})
 
 
 async def get_queue(request):
     emu = emu_of(request)
-    return json_response(queue_json(emu, emu.get_queue(request.match_info["queue_id"])))
+    queue = emu.get_queue(request.match_info["queue_id"])
+    if queue.stale is not None:              # scripted read-back lag: the queue before its last PUT
+        body = queue.stale
+        queue.stale_gets -= 1
+        if queue.stale_gets <= 0:
+            queue.stale, queue.stale_gets = None, 0
+        emu.stats["queue_stale_reads"] += 1
+        return json_response(body)
+    return json_response(queue_json(emu, queue))
 
 
 QUEUE_READ_ONLY = {"id", "version", "dateCreated", "dateModified", "modifiedBy", "createdBy",
@@ -1156,10 +1341,16 @@ async def put_queue(request):
     if body["version"] != queue.version:
         raise ApiError(409, f"The version supplied ({body['version']}) does not match the current "
                             f"version of the queue ({queue.version}).")
+    snapshot, before = queue_json(emu, queue), {"name": queue.name, **queue.body}
     queue.name = body["name"]
     queue.body = {k: v for k, v in body.items() if k not in QUEUE_READ_ONLY and k != "name"}
     queue.version += 1
     queue.modified = now()
+    emu.audit_queue_put(queue, before, {"name": queue.name, **queue.body}, request["token"].client_id)
+    if queue.readback_lag > 0:
+        if queue.stale is None:              # readers keep seeing what they saw before the PUT
+            queue.stale = snapshot
+        queue.stale_gets = queue.readback_lag
     return json_response(queue_json(emu, queue))
 
 
@@ -1263,6 +1454,139 @@ async def queue_observations(request):
                 "data": [{"metric": m, "stats": {"count": emu.observe_queue(emu.queues.get(qid), m)}}
                          for m in metrics]} for qid in queue_ids]
     return json_response({"results": results})
+
+
+async def conversation_aggregates(request):
+    """`POST /api/v2/analytics/conversations/aggregates/query` over the scripted buckets."""
+    emu = emu_of(request)
+    body = await json_body(request, dict)
+    emu.stats["aggregate_queries"] += 1
+    start, end = parse_interval(body.get("interval"))
+    if body.get("granularity"):
+        raise ApiError(400, "granularity is not supported by the emulator: one interval per query")
+    group_by = body.get("groupBy") or []
+    if not isinstance(group_by, list) or any(g not in AGGREGATE_GROUP_BY for g in group_by):
+        raise ApiError(400, f"groupBy may hold only {', '.join(AGGREGATE_GROUP_BY)} in the emulator")
+    metrics = body.get("metrics") or list(AGGREGATE_METRICS)
+    if not isinstance(metrics, list):
+        raise ApiError(400, "metrics must be a list")
+    unknown = [m for m in metrics if m not in AGGREGATE_METRICS]
+    if unknown:
+        raise ApiError(400, f"Unsupported metrics: {', '.join(map(str, unknown))}")
+    flt = body.get("filter")
+    if flt is not None and (not isinstance(flt, dict) or flt.get("type") not in ("and", "or")):
+        raise ApiError(400, "filter needs type 'and' or 'or'")
+    queue_ids = list(dict.fromkeys(predicate_values(flt or {}, "queueId"))) or sorted(emu.aggregates)
+    media = set(predicate_values(flt or {}, "mediaType"))
+    groups: Dict[tuple, dict] = {}
+    for qid in queue_ids:
+        for bucket in emu.aggregates.get(qid, []):
+            if bucket["at"] is not None and not start <= bucket["at"] < end:
+                continue
+            if media and bucket["media_type"] not in media:
+                continue
+            dims = {"queueId": qid, "mediaType": bucket["media_type"]}
+            merged = groups.setdefault(tuple(dims[g] for g in group_by), {})
+            for name, stats in bucket["metrics"].items():
+                if name in metrics:
+                    merged[name] = merge_stats(merged[name], stats) if name in merged else dict(stats)
+    interval = f"{iso(start)}/{iso(end)}"
+    results = [{"group": dict(zip(group_by, key)),
+                "data": [{"interval": interval,
+                          "metrics": [{"metric": m, "stats": merged[m]} for m in metrics if m in merged]}]}
+               for key, merged in groups.items() if merged]
+    return json_response({"results": results} if results else {})   # no data: `{}`, as upstream
+
+
+# ---- audits ------------------------------------------------------------------------
+
+def audit_status_json(query: AuditQuery) -> dict:
+    return {"id": query.id, "state": query.state, "startDate": iso(query.created), **query.request}
+
+
+def audit_entry_json(entry: dict, expand_user: bool) -> dict:
+    out = {k: v for k, v in entry.items() if not k.startswith("_")}
+    if "user" in out and not expand_user:
+        out["user"] = {"id": out["user"]["id"]}
+    return out
+
+
+async def create_audit_query(request):
+    emu = emu_of(request)
+    body = await json_body(request, dict)
+    start, end = parse_interval(body.get("interval"))
+    service = body.get("serviceName")
+    if not isinstance(service, str) or not service:
+        raise ApiError(400, "serviceName is required")
+    filters = body.get("filters") or []
+    if not isinstance(filters, list):
+        raise ApiError(400, "filters must be a list")
+    wanted: Dict[str, set] = {}
+    for f in filters:
+        if not isinstance(f, dict) or f.get("property") not in AUDIT_FILTER_PROPERTIES:
+            raise ApiError(400, f"filter property must be one of {', '.join(AUDIT_FILTER_PROPERTIES)}")
+        if not isinstance(f.get("value"), str) or not f["value"]:
+            raise ApiError(400, "each filter needs a string value")
+        wanted.setdefault(f["property"], set()).add(f["value"])
+    sort = body.get("sort") or []
+    descending = True
+    if not isinstance(sort, list) or any(not isinstance(x, dict) or x.get("name") != "Timestamp"
+                                         or str(x.get("sortOrder", "descending")).lower()
+                                         not in ("ascending", "descending") for x in sort):
+        raise ApiError(400, "sort entries must be {\"name\":\"Timestamp\",\"sortOrder\":"
+                            "\"ascending\"|\"descending\"}")
+    if sort:
+        descending = str(sort[0].get("sortOrder", "descending")).lower() == "descending"
+    entries = [e for e in emu.audit_entries
+               if start <= e["_ts"] < end and e["serviceName"] == service
+               and all(AUDIT_FILTER_PROPERTIES[p](e) in values for p, values in wanted.items())]
+    entries.sort(key=lambda e: e["_ts"], reverse=descending)
+    echo = {"interval": body["interval"], "serviceName": service, "filters": filters}
+    if sort:
+        echo["sort"] = sort
+    query = AuditQuery(new_id(), echo, entries, emu.audit_behaviour["running_polls"],
+                       emu.audit_behaviour["fail"], now())
+    emu.audit_queries[query.id] = query
+    emu.stats["audit_queries"] += 1
+    return json_response(audit_status_json(query))
+
+
+def audit_query_of(request) -> AuditQuery:
+    query = emu_of(request).audit_queries.get(request.match_info["transaction_id"])
+    if query is None:
+        raise ApiError(404, f"The audit query {request.match_info['transaction_id']} could not be found.")
+    return query
+
+
+async def get_audit_query(request):
+    query = audit_query_of(request)
+    query.polls += 1
+    emu_of(request).stats["audit_polls"] += 1
+    return json_response(audit_status_json(query))
+
+
+async def get_audit_results(request):
+    emu, query = emu_of(request), audit_query_of(request)
+    if query.state != "Succeeded":
+        raise ApiError(400, f"The audit query is {query.state}; results exist only once it has Succeeded.")
+    size = int_param(request, "pageSize", AUDIT_PAGE_DEFAULT, 1, AUDIT_PAGE_MAX)
+    offset = 0
+    cursor = request.query.get("cursor")
+    if cursor:
+        try:
+            qid, _, raw = base64.urlsafe_b64decode(cursor.encode()).decode().rpartition(":")
+            offset = int(raw)
+        except (ValueError, UnicodeDecodeError):
+            qid = None
+        if qid != query.id or not 0 <= offset <= len(query.entries):
+            raise ApiError(400, "The cursor is not valid for this audit query.")
+    expand_user = "user" in expand_param(request)
+    page = query.entries[offset:offset + size]
+    emu.stats["audit_result_pages"] += 1
+    out = {"id": query.id, "pageSize": size, "entities": [audit_entry_json(e, expand_user) for e in page]}
+    if offset + size < len(query.entries):
+        out["cursor"] = base64.urlsafe_b64encode(f"{query.id}:{offset + size}".encode()).decode()
+    return json_response(out)
 
 
 # ---- architect: historical flow execution data ------------------------------------
@@ -1813,7 +2137,9 @@ def queue_view(emu: Emulator, queue: Queue) -> dict:
     return {"id": queue.id, "name": queue.name, "waiting": queue.waiting, "version": queue.version,
             "skill_evaluation_method": queue.body.get("skillEvaluationMethod"),
             "members": [{"id": m.user_id, "ring_number": m.ring_number, "joined": m.joined}
-                        for m in queue.members.values()]}
+                        for m in queue.members.values()],
+            "observations": dict(queue.observed), "readback_lag": queue.readback_lag,
+            "readback_pending": queue.stale_gets if queue.stale is not None else 0}
 
 
 async def ctl_reset(request):
@@ -1886,6 +2212,114 @@ async def ctl_set_members(request):
         raise ControlError(404, f"unknown queue {request.match_info['queue_id']}")
     emu.set_members(queue, await control_body(request, list))
     return json_response(queue_view(emu, queue))
+
+
+def ctl_queue(request) -> Queue:
+    queue = emu_of(request).queues.get(request.match_info["queue_id"])
+    if queue is None:
+        raise ControlError(404, f"unknown queue {request.match_info['queue_id']}")
+    return queue
+
+
+async def ctl_queue_observations(request):
+    emu, queue = emu_of(request), ctl_queue(request)
+    emu.script_observations(queue, await control_body(request, dict))
+    return json_response(queue_view(emu, queue))
+
+
+async def ctl_queue_readback_lag(request):
+    emu, queue = emu_of(request), ctl_queue(request)
+    gets = (await control_body(request, dict)).get("gets")
+    if isinstance(gets, bool) or not isinstance(gets, int) or not 0 <= gets <= 1000:
+        raise ControlError(400, "gets must be an integer in [0, 1000]")
+    queue.readback_lag = gets
+    if gets == 0:                            # no lag any more: a pending PUT reads back at once
+        queue.stale, queue.stale_gets = None, 0
+    return json_response(queue_view(emu, queue))
+
+
+async def ctl_queue_aggregates(request):
+    """PUT replaces the queue's scripted aggregate buckets, POST appends to them."""
+    emu = emu_of(request)
+    queue_id = request.match_info["queue_id"]
+    specs = await control_body(request, list)
+    had, old = queue_id in emu.aggregates, list(emu.aggregates.get(queue_id, []))
+    if request.method == "PUT":
+        emu.aggregates[queue_id] = []
+    try:
+        for spec in specs:
+            emu.add_aggregate_bucket(queue_id, spec)
+    except ControlError:                     # all or nothing
+        emu.aggregates[queue_id] = old
+        if not had:
+            del emu.aggregates[queue_id]
+        raise
+    return json_response(aggregates_view(emu, queue_id))
+
+
+def aggregates_view(emu: Emulator, queue_id: str) -> list:
+    return [{**b, "at": iso(b["at"]) if b["at"] is not None else None}
+            for b in emu.aggregates.get(queue_id, [])]
+
+
+async def ctl_list_aggregates(request):
+    emu = emu_of(request)
+    return json_response({qid: aggregates_view(emu, qid) for qid in emu.aggregates})
+
+
+async def ctl_clear_aggregates(request):
+    emu_of(request).aggregates.clear()
+    return json_response({"ok": True})
+
+
+async def ctl_add_audits(request):
+    emu = emu_of(request)
+    specs = await control_body(request, list)
+    try:
+        entries = [emu.make_audit_entry(s) for s in specs]          # all or nothing
+    except (TypeError, ValueError) as e:
+        raise ControlError(400, f"bad audit entry: {e}")
+    emu.audit_entries += entries
+    return json_response([audit_entry_json(e, True) for e in entries])
+
+
+async def ctl_list_audits(request):
+    return json_response([audit_entry_json(e, True) for e in emu_of(request).audit_entries])
+
+
+async def ctl_clear_audits(request):
+    emu_of(request).clear_audits()
+    return json_response({"ok": True})
+
+
+async def ctl_list_audit_queries(request):
+    return json_response([{"id": q.id, "state": q.state, "polls": q.polls,
+                           "running_polls": q.running_polls, "fails": q.fails,
+                           "entries": len(q.entries), "created": iso(q.created), **q.request}
+                          for q in emu_of(request).audit_queries.values()])
+
+
+async def ctl_audit_config(request):
+    """{"running_polls"?, "fail"?, "put_user"?}: how later audit queries behave, and the user
+    recorded on the audit entries of queue PUTs (null: none, only the OAuth client)."""
+    emu = emu_of(request)
+    body = await control_body(request, dict) if request.method == "POST" else {}
+    unknown = set(body) - set(emu.audit_behaviour)
+    if unknown:
+        raise ControlError(400, f"unknown audit config keys {sorted(unknown)}")
+    polls = body.get("running_polls", emu.audit_behaviour["running_polls"])
+    if isinstance(polls, bool) or not isinstance(polls, int) or not 0 <= polls <= 1000:
+        raise ControlError(400, "running_polls must be an integer in [0, 1000]")
+    fail = body.get("fail", emu.audit_behaviour["fail"])
+    if fail is True:
+        fail = "Audit query failed"
+    if fail is not None and fail is not False and not isinstance(fail, str):
+        raise ControlError(400, "fail must be true, false, null or a reason")
+    user = body.get("put_user", emu.audit_behaviour["put_user"])
+    if user is not None and (not isinstance(user, dict) or not user.get("id")):
+        raise ControlError(400, "put_user must be {\"id\",\"name\"} or null")
+    emu.audit_behaviour.update(running_polls=polls, fail=fail or None, put_user=user)
+    return json_response(emu.audit_behaviour)
 
 
 async def ctl_add_fault(request):
@@ -2001,12 +2435,14 @@ async def ctl_stats(request):
     stats = {key: emu.stats.get(key, 0) for key in (
         "requests_total", "tokens_issued", "rate_limited", "faults_injected", "state_changes",
         "notifications_sent", "ws_messages_sent", "ws_connections", "ws_displaced", "channels_created",
-        "channels_removed", "flow_queries", "flow_jobs_created", "flow_job_polls", "flow_downloads")}
+        "channels_removed", "flow_queries", "flow_jobs_created", "flow_job_polls", "flow_downloads",
+        "queue_stale_reads", "aggregate_queries", "audit_queries", "audit_polls", "audit_result_pages")}
     stats.update(requests_by_route=dict(emu.routes),
                  active_sockets=sum(c.socket is not None for c in channels),
                  channels=len(channels), topics=sum(len(c.topics) for c in channels),
                  agents=len(emu.agents), queues=len(emu.queues), faults_pending=len(emu.faults),
                  flow_instances=len(emu.flow_instances), flow_jobs=len(emu.flow_jobs),
+                 audit_entries=len(emu.audit_entries),
                  last_seq=emu.request_seq, uptime=round(time.monotonic() - emu.started, 3),
                  simulation=emu.simulation.info() if emu.simulation else None)
     return json_response(stats)
@@ -2230,6 +2666,10 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_put("/api/v2/routing/queues/{queue_id}", put_queue)
     r.add_get("/api/v2/routing/queues/{queue_id}/members", list_queue_members)
     r.add_post("/api/v2/analytics/queues/observations/query", queue_observations)
+    r.add_post("/api/v2/analytics/conversations/aggregates/query", conversation_aggregates)
+    r.add_post("/api/v2/audits/query", create_audit_query)
+    r.add_get("/api/v2/audits/query/{transaction_id}", get_audit_query)
+    r.add_get("/api/v2/audits/query/{transaction_id}/results", get_audit_results)
     r.add_post("/api/v2/flows/instances/query", query_flow_instances)
     r.add_post("/api/v2/flows/instances/jobs", create_flow_job)
     r.add_get("/api/v2/flows/instances/jobs/{job_id}", get_flow_job)
@@ -2257,6 +2697,18 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_post(f"{c}/queues", ctl_add_queues)
     r.add_get(f"{c}/queues", ctl_list_queues)
     r.add_put(f"{c}/queues/{{queue_id}}/members", ctl_set_members)
+    r.add_post(f"{c}/queues/{{queue_id}}/observations", ctl_queue_observations)
+    r.add_post(f"{c}/queues/{{queue_id}}/readback_lag", ctl_queue_readback_lag)
+    r.add_put(f"{c}/queues/{{queue_id}}/aggregates", ctl_queue_aggregates)
+    r.add_post(f"{c}/queues/{{queue_id}}/aggregates", ctl_queue_aggregates)
+    r.add_get(f"{c}/aggregates", ctl_list_aggregates)
+    r.add_delete(f"{c}/aggregates", ctl_clear_aggregates)
+    r.add_post(f"{c}/audits", ctl_add_audits)
+    r.add_get(f"{c}/audits", ctl_list_audits)
+    r.add_delete(f"{c}/audits", ctl_clear_audits)
+    r.add_get(f"{c}/audits/queries", ctl_list_audit_queries)
+    r.add_get(f"{c}/audits/config", ctl_audit_config)
+    r.add_post(f"{c}/audits/config", ctl_audit_config)
     r.add_post(f"{c}/faults", ctl_add_fault)
     r.add_get(f"{c}/faults", ctl_list_faults)
     r.add_delete(f"{c}/faults", ctl_clear_faults)

@@ -956,3 +956,323 @@ def test_reset_clears_everything(emu, token):
     assert emu.request("GET", ORG, token=token).status == 401          # tokens are gone too
     tok = emu.token()
     assert [emu.request("GET", ORG, token=tok).status for _ in range(2)] == [200, 200]
+
+
+# ------------------------------------------------------------------------ routing strategies (issue 16)
+
+MEMBERS = "/api/v2/routing/queues/{}/members"
+OBSERVATIONS = "/api/v2/analytics/queues/observations/query"
+AGGREGATES = "/api/v2/analytics/conversations/aggregates/query"
+AUDITS = "/api/v2/audits/query"
+DAY = "2026-01-05T00:00:00.000Z/2026-01-06T00:00:00.000Z"
+
+
+def member_ids(emu, token, queue_id, query):
+    ids, uri = [], MEMBERS.format(queue_id) + "?" + query
+    while uri:
+        r = emu.request("GET", uri, token=token)
+        assert r.status == 200, r
+        ids += [m["id"] for m in r.json["entities"]]
+        uri = r.json.get("nextUri")
+    return ids
+
+
+def test_members_skills_filter_needs_every_skill(emu, token):
+    emu.add_skills([{"id": "s-en", "name": "English"}, {"id": "s-fr", "name": "French"},
+                    {"id": "s-de", "name": "German"}])
+    both = [{"id": "s-en", "proficiency": 3}, {"id": "s-fr", "proficiency": 1}]
+    emu.add_agents([{"id": "u-both", "name": "A Both", "skills": both},
+                    {"id": "u-en", "name": "B English", "skills": [{"id": "s-en", "proficiency": 5}]},
+                    {"id": "u-fr", "name": "C French", "skills": [{"id": "s-fr", "proficiency": 2}]},
+                    {"id": "u-none", "name": "D None"},
+                    {"id": "u-out", "name": "E Both Unjoined", "skills": both}])
+    emu.add_queues([{"id": "qs", "name": "Skills", "members": [
+        "u-both", "u-en", "u-fr", "u-none", {"id": "u-out", "joined": False}]}])
+    assert member_ids(emu, token, "qs", "skills=s-en") == ["u-both", "u-en", "u-out"]
+    assert member_ids(emu, token, "qs", "skills=s-en,s-fr") == ["u-both", "u-out"]
+    assert member_ids(emu, token, "qs", "skills=s-en&skills=s-fr") == ["u-both", "u-out"]
+    assert member_ids(emu, token, "qs", "skills=English,French") == ["u-both", "u-out"]   # names too
+    assert member_ids(emu, token, "qs", "skills=s-en,s-fr,s-de") == []
+    assert member_ids(emu, token, "qs", "skills=s-en,s-fr&joined=true") == ["u-both"]
+    assert member_ids(emu, token, "qs", "joined=false") == ["u-out"]
+    assert member_ids(emu, token, "qs", "skills=s-fr&pageSize=1") == ["u-both", "u-fr", "u-out"]
+    # the filter reads the agents' routing skills as they are now: an inactive skill does not count
+    r = emu.request("PUT", "/api/v2/users/u-both/routingskills/s-fr",
+                    body={"id": "s-fr", "proficiency": 1, "state": "inactive"}, token=token)
+    assert r.status == 200
+    assert member_ids(emu, token, "qs", "skills=s-en,s-fr&joined=true") == []
+    emu.request("PUT", "/api/v2/users/u-en/routingskills/s-fr", body={"proficiency": 4}, token=token)
+    assert member_ids(emu, token, "qs", "skills=s-en,s-fr&joined=true") == ["u-en"]
+
+
+def observe(emu, token, *queue_ids, metrics=("oOnQueueUsers", "oInteracting", "oWaiting")):
+    body = {"filter": {"type": "or", "predicates": [{"dimension": "queueId", "value": q}
+                                                    for q in queue_ids]}, "metrics": list(metrics)}
+    r = emu.request("POST", OBSERVATIONS, body=body, token=token)
+    assert r.status == 200, r
+    return {res["group"]["queueId"]: {d["metric"]: d["stats"]["count"] for d in res["data"]}
+            for res in r.json["results"]}
+
+
+def test_scripted_queue_observations(emu, token):
+    emu.add_agents([{"name": "On1", "presence": "OnQueue", "routing_status": "INTERACTING",
+                     "queues": ["qa"]}, {"name": "On2", "presence": "OnQueue", "queues": ["qa", "qb"]}])
+    emu.add_queues([{"id": "qa", "waiting": 3}])
+    assert observe(emu, token, "qa", "qb") == {
+        "qa": {"oOnQueueUsers": 2, "oInteracting": 1, "oWaiting": 3},
+        "qb": {"oOnQueueUsers": 1, "oInteracting": 0, "oWaiting": 0}}
+    view = emu.set_queue_observations("qa", interacting=9, waiting=12, on_queue=10)
+    assert view["observations"] == {"oInteracting": 9, "oWaiting": 12, "oOnQueueUsers": 10}
+    emu.set_queue_observations("qb", oMemberUsers=40)
+    assert observe(emu, token, "qa", "qb", metrics=("oOnQueueUsers", "oInteracting", "oWaiting",
+                                                    "oMemberUsers")) == {
+        "qa": {"oOnQueueUsers": 10, "oInteracting": 9, "oWaiting": 12, "oMemberUsers": 2},
+        "qb": {"oOnQueueUsers": 1, "oInteracting": 0, "oWaiting": 0, "oMemberUsers": 40}}
+    emu.set_queue_observations("qa", oInteracting=None)                  # back to the computed count
+    assert observe(emu, token, "qa")["qa"] == {"oOnQueueUsers": 10, "oInteracting": 1, "oWaiting": 12}
+    emu.set_queue_observations("qa", clear=True, interacting=0)
+    assert observe(emu, token, "qa")["qa"] == {"oOnQueueUsers": 2, "oInteracting": 0, "oWaiting": 3}
+    for bad in ({"oBogus": 1}, {"oWaiting": -1}, {"oWaiting": 1.5}, {"oWaiting": True}):
+        r = emu.request("POST", "/__emulator/queues/qa/observations", body=bad)
+        assert r.status == 400 and "error" in r.json
+    assert emu.request("POST", "/__emulator/queues/nope/observations", body={}).status == 404
+
+
+def test_queue_put_reads_back_after_scripted_lag(emu, token):
+    emu.add_queues([{"id": "ql", "name": "Lagging"}])
+    path = "/api/v2/routing/queues/ql"
+    assert emu.queue_readback_lag("ql", gets=2)["readback_lag"] == 2
+    queue = emu.request("GET", path, token=token).json                   # no PUT yet: no lag
+    assert (queue["version"], queue["skillEvaluationMethod"]) == (1, "ALL")
+    queue.update(skillEvaluationMethod="BEST", scoringMethod="PriorityOnly")
+    r = emu.request("PUT", path, body=queue, token=token)
+    assert r.status == 200 and (r.json["version"], r.json["skillEvaluationMethod"]) == (2, "BEST")
+    assert emu.queues()[0]["readback_pending"] == 2
+    listing = emu.request("GET", "/api/v2/routing/queues", token=token).json["entities"]
+    assert listing[0]["version"] == 1                                    # lists stale, uses no GET
+    emu.fault(rf"^{path}$", status=429, retry_after=1, method="GET")
+    assert emu.request("GET", path, token=token).status == 429           # a faulted GET uses none
+    seen = [emu.request("GET", path, token=token).json for _ in range(3)]
+    assert [(q["version"], q["skillEvaluationMethod"], q["scoringMethod"]) for q in seen] == \
+        [(1, "ALL", "TimestampAndPriority"), (1, "ALL", "TimestampAndPriority"), (2, "BEST", "PriorityOnly")]
+    assert emu.queues()[0]["readback_pending"] == 0
+    # a PUT built on a stale read conflicts (the real version moved on)
+    emu.request("PUT", path, body={**seen[2], "skillEvaluationMethod": "NONE"}, token=token)
+    assert emu.request("GET", path, token=token).json["version"] == 2
+    assert_genesys_error(emu.request("PUT", path, body=seen[0], token=token), 409, "general.conflict")
+    emu.queue_readback_lag("ql", gets=0)                                 # flushes the pending PUT
+    assert emu.request("GET", path, token=token).json["skillEvaluationMethod"] == "NONE"
+    assert emu.stats()["queue_stale_reads"] == 3
+    for bad in ({"gets": -1}, {"gets": "2"}, {"gets": 1001}, {}):
+        assert emu.request("POST", "/__emulator/queues/ql/readback_lag", body=bad).status == 400
+    assert emu.request("POST", "/__emulator/queues/nope/readback_lag", body={"gets": 1}).status == 404
+
+
+def aggregates(emu, token, body):
+    r = emu.request("POST", AGGREGATES, body=body, token=token)
+    assert r.status == 200, r
+    return r.json
+
+
+def test_conversation_aggregates_per_queue(emu, token):
+    emu.set_queue_aggregates("q1", tWait=[1000, 4000, 2500], tAnswered=[900, 3000], nOffered=3)
+    emu.set_queue_aggregates("q1", append=True, tWait=[9000], nOffered=1, at="2026-01-05T10:00:00Z")
+    emu.set_queue_aggregates("q2", tWait={"max": 60000, "min": 100, "count": 20, "sum": 300000},
+                             nOffered={"count": 25}, media_type="chat")
+    emu.set_queue_aggregates("q3", tWait=[5], at="2026-02-01T00:00:00Z")   # outside the interval
+    query = {"interval": DAY, "groupBy": ["queueId"],
+             "filter": {"type": "or", "predicates": [{"type": "dimension", "dimension": "queueId",
+                                                      "operator": "matches", "value": q}
+                                                     for q in ("q1", "q2", "q3", "q4")]},
+             "metrics": ["tWait", "tAnswered", "nOffered"]}
+    body = aggregates(emu, token, query)
+    assert [res["group"] for res in body["results"]] == [{"queueId": "q1"}, {"queueId": "q2"}]
+    q1, q2 = body["results"]
+    assert [d["interval"] for d in q1["data"]] == [DAY]
+    assert q1["data"][0]["metrics"] == [
+        {"metric": "tWait", "stats": {"max": 9000, "min": 1000, "count": 4, "sum": 16500}},
+        {"metric": "tAnswered", "stats": {"max": 3000, "min": 900, "count": 2, "sum": 3900}},
+        {"metric": "nOffered", "stats": {"count": 4}}]
+    assert q2["data"][0]["metrics"] == [                                  # no tAnswered data: left out
+        {"metric": "tWait", "stats": {"max": 60000, "min": 100, "count": 20, "sum": 300000}},
+        {"metric": "nOffered", "stats": {"count": 25}}]
+    # an interval without the timed bucket; groupBy mediaType; a mediaType filter
+    other = aggregates(emu, token, {**query, "interval": "2026-01-06T00:00:00Z/2026-01-07T00:00:00Z",
+                                    "groupBy": ["queueId", "mediaType"], "metrics": ["tWait"]})
+    assert [(r["group"], r["data"][0]["metrics"][0]["stats"]["count"]) for r in other["results"]] == \
+        [({"queueId": "q1", "mediaType": "voice"}, 3), ({"queueId": "q2", "mediaType": "chat"}, 20)]
+    assert other["results"][0]["data"][0]["interval"] == \
+        "2026-01-06T00:00:00.000Z/2026-01-07T00:00:00.000Z"
+    chat = aggregates(emu, token, {"interval": DAY, "groupBy": ["queueId"], "metrics": ["nOffered"],
+                                   "filter": {"type": "and", "predicates": [
+                                       {"dimension": "mediaType", "value": "chat"}]}})
+    assert chat == {"results": [{"group": {"queueId": "q2"}, "data": [
+        {"interval": DAY, "metrics": [{"metric": "nOffered", "stats": {"count": 25}}]}]}]}
+    # no data at all: an empty object, as upstream
+    assert aggregates(emu, token, {**query, "filter": {"type": "or", "predicates": [
+        {"dimension": "queueId", "value": "q4"}]}}) == {}
+    for bad in ({**query, "interval": "yesterday"}, {**query, "interval": DAY.split("/")[0]},
+                {**query, "interval": "2026-01-06T00:00:00Z/2026-01-05T00:00:00Z"},
+                {**query, "metrics": ["tBogus"]}, {**query, "groupBy": ["userId"]},
+                {**query, "granularity": "PT1H"}, {**query, "filter": {"predicates": []}}):
+        assert_genesys_error(emu.request("POST", AGGREGATES, body=bad, token=token), 400, "bad.request")
+    assert emu.stats()["aggregate_queries"] == 11
+    # control validation is all or nothing
+    for bad in ({"metrics": {"tWait": []}}, {"metrics": {"tWait": [-1]}}, {"metrics": {"nOffered": 1.5}},
+                {"metrics": {"tBogus": [1]}}, {"metrics": {}}, {"metrics": {"tWait": [1]}, "at": "x"},
+                {"metrics": {"tWait": {"max": 1, "min": 2, "count": 1, "sum": 1}}}):
+        r = emu.request("POST", "/__emulator/queues/q1/aggregates", body=[{"metrics": {"nOffered": 1}}, bad])
+        assert r.status == 400, bad
+    assert len(emu.aggregates()["q1"]) == 2
+    emu.clear_aggregates()
+    assert emu.aggregates() == {}
+
+
+def audit_query(emu, token, filters, interval=None, service="Routing", sort=None):
+    body = {"interval": interval or "2020-01-01T00:00:00Z/2030-01-01T00:00:00Z",
+            "serviceName": service, "filters": filters}
+    if sort:
+        body["sort"] = sort
+    r = emu.request("POST", AUDITS, body=body, token=token)
+    assert r.status == 200, r
+    return r.json
+
+
+def audit_poll(emu, token, query_id):
+    r = emu.request("GET", f"{AUDITS}/{query_id}", token=token)
+    assert r.status == 200, r
+    return r.json
+
+
+def audit_results(emu, token, query_id, page_size=None, expand=None):
+    entities, cursor, pages = [], None, 0
+    while True:
+        params = {k: v for k, v in (("cursor", cursor), ("pageSize", page_size), ("expand", expand)) if v}
+        r = emu.request("GET", f"{AUDITS}/{query_id}/results"
+                        + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else ""),
+                        token=token)
+        assert r.status == 200, r
+        assert r.json["id"] == query_id and r.json["pageSize"] == (page_size or 25)
+        entities += r.json["entities"]
+        pages += 1
+        cursor = r.json.get("cursor")
+        if not cursor:
+            return entities, pages
+
+
+def test_audit_query_sees_queue_puts(emu, token):
+    emu.add_queues([{"id": "qa", "name": "Audited"}, {"id": "qz", "name": "Other"}])
+    path = "/api/v2/routing/queues/qa"
+    queue = emu.request("GET", path, token=token).json
+    r = emu.request("PUT", path, body={**queue, "skillEvaluationMethod": "BEST"}, token=token)
+    assert r.status == 200
+    emu.audit_config(put_user={"id": "u-admin", "name": "Ada Admin"})
+    emu.request("PUT", path, body={**r.json, "skillEvaluationMethod": "ALL", "name": "Audited 2"},
+                token=token)
+    other = emu.request("GET", "/api/v2/routing/queues/qz", token=token).json
+    emu.request("PUT", "/api/v2/routing/queues/qz", body=other, token=token)
+    assert len(emu.audit_entries()) == 3
+    status = audit_query(emu, token, [{"property": "EntityId", "value": "qa"}],
+                         sort=[{"name": "Timestamp", "sortOrder": "ascending"}])
+    assert status["state"] == "Running" and status["serviceName"] == "Routing"
+    assert status["filters"] == [{"property": "EntityId", "value": "qa"}] and ISO_MS.match(status["startDate"])
+    assert_genesys_error(emu.request("GET", f"{AUDITS}/{status['id']}/results", token=token), 400,
+                         "bad.request")                                  # not complete yet
+    assert audit_poll(emu, token, status["id"])["state"] == "Running"
+    assert audit_poll(emu, token, status["id"])["state"] == "Succeeded"
+    entries, pages = audit_results(emu, token, status["id"])
+    assert pages == 1 and len(entries) == 2
+    first, second = entries
+    assert (first["action"], first["entityType"], first["serviceName"]) == ("Update", "Queue", "Routing")
+    assert first["entity"]["id"] == "qa" and first["entity"]["name"] == "Audited"
+    assert first["client"]["id"] == CLIENT_ID and "user" not in first        # client credentials
+    assert ISO_MS.match(first["eventDate"]) and first["level"] == "USER" and first["status"] == "SUCCESS"
+    assert first["propertyChanges"] == [{"property": "skillEvaluationMethod", "oldValues": ["ALL"],
+                                         "newValues": ["BEST"]}]
+    assert second["user"] == {"id": "u-admin"}                           # the name needs expand=user
+    assert {c["property"] for c in second["propertyChanges"]} == {"name", "skillEvaluationMethod"}
+    expanded, _ = audit_results(emu, token, status["id"], expand="user")
+    assert expanded[1]["user"] == {"id": "u-admin", "name": "Ada Admin"}
+    # filters: the same property ORs, different ones AND; serviceName and interval must match
+    both = audit_query(emu, token, [{"property": "EntityId", "value": "qa"},
+                                    {"property": "EntityId", "value": "qz"},
+                                    {"property": "UserId", "value": "u-admin"}])
+    audit_poll(emu, token, both["id"]), audit_poll(emu, token, both["id"])
+    assert [e["entity"]["id"] for e in audit_results(emu, token, both["id"])[0]] == ["qz", "qa"]  # newest first
+    for filters, service, interval in (([], "Presence", None),
+                                       ([], "Routing", "2020-01-01T00:00:00Z/2020-01-02T00:00:00Z"),
+                                       ([{"property": "Action", "value": "Delete"}], "Routing", None)):
+        q = audit_query(emu, token, filters, interval=interval, service=service)
+        audit_poll(emu, token, q["id"]), audit_poll(emu, token, q["id"])
+        assert audit_results(emu, token, q["id"]) == ([], 1)
+
+
+def test_audit_query_paging_scripted_entries_and_faults(emu, token):
+    emu.add_audit_entries([{"entity": {"id": "q7", "name": "Seven"}, "user": {"id": f"u{i}", "name": f"U {i}"},
+                            "eventDate": f"2026-01-05T10:{i:02d}:00.000Z",
+                            "propertyChanges": [{"property": "name", "oldValues": ["a"], "newValues": ["b"]}]}
+                           for i in range(30)])
+    emu.add_audit_entries([{"entity": {"id": "f1", "name": "Flow"}, "entityType": "Flow",
+                            "serviceName": "Architect", "action": "Publish"}])
+    emu.audit_config(running_polls=3)
+    status = audit_query(emu, token, [{"property": "EntityType", "value": "Queue"}], interval=DAY,
+                         sort=[{"name": "Timestamp", "sortOrder": "descending"}])
+    qid = status["id"]
+    poll_path = rf"^{AUDITS}/{qid}$"
+    emu.fault(poll_path, status=429, retry_after=2, method="GET", skip=1)   # the 2nd poll
+    assert audit_poll(emu, token, qid)["state"] == "Running"
+    r = emu.request("GET", f"{AUDITS}/{qid}", token=token)
+    assert_genesys_error(r, 429, "too.many.requests")
+    assert r.header("Retry-After") == "2"
+    assert [audit_poll(emu, token, qid)["state"] for _ in range(3)] == ["Running", "Running", "Succeeded"]
+    assert [e["status"] for e in emu.requests(path=poll_path)] == [200, 429, 200, 200, 200]
+    assert emu.audit_queries()[0]["polls"] == 4                          # the faulted poll did not count
+    entries, pages = audit_results(emu, token, qid)
+    assert pages == 2 and len(entries) == 30
+    assert [e["user"]["id"] for e in entries] == [f"u{i}" for i in reversed(range(30))]
+    entries7, pages7 = audit_results(emu, token, qid, page_size=7)
+    assert pages7 == 5 and entries7 == entries
+    assert_genesys_error(emu.request("GET", f"{AUDITS}/{qid}/results?pageSize=501", token=token),
+                         400, "bad.request")
+    assert_genesys_error(emu.request("GET", f"{AUDITS}/{qid}/results?cursor=bogus", token=token),
+                         400, "bad.request")
+    assert_genesys_error(emu.request("GET", f"{AUDITS}/nope", token=token), 404, "not.found")
+    assert_genesys_error(emu.request("GET", f"{AUDITS}/nope/results", token=token), 404, "not.found")
+    flows = audit_query(emu, token, [{"property": "EntityType", "value": "Flow"}], service="Architect")
+    for _ in range(4):
+        audit_poll(emu, token, flows["id"])
+    (flow,) = audit_results(emu, token, flows["id"])[0]
+    assert flow["action"] == "Publish" and flow["entity"] == {"id": "f1", "name": "Flow"}
+    # a failing query; bad requests
+    emu.audit_config(running_polls=0, fail=True)
+    failed = audit_query(emu, token, [])
+    assert audit_poll(emu, token, failed["id"])["state"] == "Failed"
+    assert_genesys_error(emu.request("GET", f"{AUDITS}/{failed['id']}/results", token=token), 400,
+                         "bad.request")
+    for bad in ({"serviceName": "Routing"}, {"interval": DAY}, {"interval": DAY, "serviceName": ""},
+                {"interval": DAY, "serviceName": "Routing", "filters": [{"property": "Bogus", "value": "x"}]},
+                {"interval": DAY, "serviceName": "Routing", "filters": [{"property": "UserId"}]},
+                {"interval": DAY, "serviceName": "Routing", "sort": [{"name": "Nope"}]}):
+        assert_genesys_error(emu.request("POST", AUDITS, body=bad, token=token), 400, "bad.request")
+    stats = emu.stats()
+    assert stats["audit_queries"] == 3 and stats["audit_entries"] == 31
+    for bad in ({"entity": {}}, {"entity": {"id": "x"}, "eventDate": "soon"}, {"entity": {"id": "x"}, "user": {}}):
+        assert emu.request("POST", "/__emulator/audits", body=[{"entity": {"id": "ok"}}, bad]).status == 400
+    assert len(emu.audit_entries()) == 31                                # all or nothing
+    assert emu.request("POST", "/__emulator/audits/config", body={"running_polls": -1}).status == 400
+    assert emu.request("POST", "/__emulator/audits/config", body={"bogus": 1}).status == 400
+    emu.clear_audits()
+    assert emu.audit_entries() == [] and emu.audit_queries() == []
+
+
+def test_reset_clears_strategy_scripts(emu, token):
+    emu.add_queues([{"id": "qr", "name": "R"}])
+    emu.set_queue_observations("qr", waiting=5)
+    emu.set_queue_aggregates("qr", nOffered=2)
+    emu.add_audit_entries([{"entity": {"id": "qr"}}])
+    emu.audit_config(running_polls=5, fail="no")
+    audit_query(emu, token, [])
+    emu.reset()
+    assert emu.aggregates() == {} and emu.audit_entries() == [] and emu.audit_queries() == []
+    assert emu.request("GET", "/__emulator/audits/config").json == \
+        {"running_polls": 1, "fail": None, "put_user": None}
