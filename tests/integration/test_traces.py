@@ -32,7 +32,7 @@ def httpd(emulator, sink):
     h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
               gcmon_conf=stream_conf(queues=SIM_QUEUES[:1],
                                      extra=("GcmonAdminActor anonymous\n"
-                                            "GcmonTraceTimeout 60s\n"
+                                            "GcmonTraceTimeout 180s\n"
                                             f"GcmonTraceWebhook {sink.url(HOOK_PATH)}\n")),
               start_servers=2)
     h.start()
@@ -191,7 +191,7 @@ def holder_pid(h):
 def test_trace_survives_graceful_restart_and_sigkill(httpd, emulator, sink):
     """Mid-poll: a graceful restart, then a SIGKILL of the holder; the trace
     completes once (one completion audit row, one webhook)."""
-    fid, conv = flow(emulator, polls=8)
+    fid, conv = flow(emulator, polls=6)   # backoff 1+1+2+4+8+16 s at most
     emulator.clear_requests()
     r = submit(httpd, fid, body_for(conv))
     tid = r.json["id"]
@@ -204,6 +204,7 @@ def test_trace_survives_graceful_restart_and_sigkill(httpd, emulator, sink):
     wait_for(lambda: stream_status(httpd)["holder"], timeout=30, what="a holder after graceful")
     seen = len(polls())
     wait_for(lambda: len(polls()) > seen, timeout=30, what="polls resumed after graceful")
+    assert httpd.get(f"{API}/admin/traces/{tid}").json["status"] == "running"   # mid-poll
     httpd.kill_child(holder_pid(httpd))
     t = wait_done(httpd, tid, timeout=90)
     assert t["status"] == "completed", t
