@@ -162,7 +162,9 @@ static const char *set_timeout(cmd_parms *cmd, void *dc, const char *arg)
                                                  &cmd_conf(cmd)->conn.request_timeout));
 }
 
-static const char *set_deadline(cmd_parms *cmd, void *dc, const char *arg)
+/* A server-wide duration of at most max (why: the error's explanation). */
+static const char *bounded_duration(cmd_parms *cmd, const char *arg, apr_interval_time_t max,
+                                    const char *why, apr_interval_time_t *out)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
     apr_interval_time_t d;
@@ -172,31 +174,24 @@ static const char *set_deadline(cmd_parms *cmd, void *dc, const char *arg)
     if ((err = gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC, &d))) {
         return gcmon_glue_err(cmd, err);
     }
-    if (d > apr_time_from_sec(300)) {
-        return apr_psprintf(cmd->pool,
-                            "%s: at most 5m (a request thread waits that long at "
-                            "most)",
-                            cmd->cmd->name);
+    if (d > max) {
+        return apr_psprintf(cmd->pool, "%s: at most %s", cmd->cmd->name, why);
     }
-    cmd_conf(cmd)->deadline = d;
+    *out = d;
     return NULL;
+}
+
+static const char *set_deadline(cmd_parms *cmd, void *dc, const char *arg)
+{
+    return bounded_duration(cmd, arg, apr_time_from_sec(300),
+                            "5m (a request thread waits that long at most)",
+                            &cmd_conf(cmd)->deadline);
 }
 
 static const char *set_trace_timeout(cmd_parms *cmd, void *dc, const char *arg)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    apr_interval_time_t d;
-    if (err) {
-        return err;
-    }
-    if ((err = gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC, &d))) {
-        return gcmon_glue_err(cmd, err);
-    }
-    if (d > apr_time_from_sec(24 * 3600)) {
-        return apr_psprintf(cmd->pool, "%s: at most 24h", cmd->cmd->name);
-    }
-    cmd_conf(cmd)->trace_timeout = d;
-    return NULL;
+    return bounded_duration(cmd, arg, apr_time_from_sec(24 * 3600), "24h",
+                            &cmd_conf(cmd)->trace_timeout);
 }
 
 static const char *set_rate_limit(cmd_parms *cmd, void *dc, const char *arg)

@@ -1,7 +1,6 @@
 /* mod_gcmon_api: GET /v1/admin/distributions[?queue_id=] and
  * /v1/admin/distributions/{id}, the record of weight distributions (SPEC
  * §5.4), paged like the history: the store's page, the glue's envelope. */
-#include <stdlib.h>
 #include <string.h>
 
 #include <http_protocol.h>
@@ -34,14 +33,17 @@ static json_t *distribution_json(request_rec *r, const gc_distrib_rec_t *d, int 
     return j;
 }
 
+static json_t *summary_row(request_rec *r, const void *row)
+{
+    return distribution_json(r, row, 0);
+}
+
 int gcmon_api_distributions_get(request_rec *r, const char **params, json_t *body)
 {
     gc_query_t q;
     gc_page_t pg;
     struct gc_store *st;
     const char *err = NULL;
-    gc_jw_t w;
-    int i;
 
     if (gcmon_api_parse_query(r, GC_Q_DISTRIBUTIONS, GC_CURSOR_DISTRIBUTIONS, &q) != OK
         || !(st = gcmon_api_store(r, 1))) {
@@ -50,26 +52,7 @@ int gcmon_api_distributions_get(request_rec *r, const char **params, json_t *bod
     if (gc_store_distrib_list(st, r->pool, &q, &pg, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "distributions", err);
     }
-    gc_jw_init(&w, 512 + (apr_size_t)pg.rows->nelts * 256);
-    gcmon_api_page_head(r, &w, &q, &pg, GC_CURSOR_DISTRIBUTIONS);
-    for (i = 0; i < pg.rows->nelts; i++) {
-        json_t *j = distribution_json(r, &APR_ARRAY_IDX(pg.rows, i, gc_distrib_rec_t), 0);
-        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-
-        json_decref(j);
-        if (!text) {
-            gc_jw_free(&w);
-            return gcmon_api_send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "internal",
-                                          "Internal error", "response could not be encoded");
-        }
-        if (i) {
-            gc_jw_lit(&w, ",");
-        }
-        gc_jw_raw(&w, text, strlen(text));
-        free(text);
-    }
-    gc_jw_lit(&w, "]}");
-    return gcmon_api_send_jw(r, &w);
+    return gcmon_api_send_page(r, &q, &pg, GC_CURSOR_DISTRIBUTIONS, summary_row);
 }
 
 /* Distribution ids are "dist-" and hex digits: a Genesys-shaped id. */

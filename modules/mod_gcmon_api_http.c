@@ -2,6 +2,7 @@
  * core results), the admin-write guard and request bodies, query parsing,
  * the request's database connection and the audit trail. Resources call
  * these; these call only the core. */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -358,6 +359,34 @@ void gcmon_api_page_head(request_rec *r, gc_jw_t *w, const gc_query_t *q, const 
     gc_jw_lit(w, ",\"next_cursor\":");
     gc_jw_str(w, pg->has_more ? gc_cursor_encode(r->pool, kind, pg->next.at, pg->next.id) : NULL);
     gc_jw_lit(w, ",\"data\":[");
+}
+
+int gcmon_api_send_page(request_rec *r, const gc_query_t *q, const gc_page_t *pg, char kind,
+                        gcmon_api_row_fn *row)
+{
+    gc_jw_t w;
+    int i;
+
+    gc_jw_init(&w, 512 + (apr_size_t)pg->rows->nelts * 256);
+    gcmon_api_page_head(r, &w, q, pg, kind);
+    for (i = 0; i < pg->rows->nelts; i++) {
+        json_t *j = row(r, pg->rows->elts + (apr_size_t)i * (apr_size_t)pg->rows->elt_size);
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+
+        json_decref(j);
+        if (!text) {
+            gc_jw_free(&w);
+            return gcmon_api_send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "internal",
+                                          "Internal error", "response could not be encoded");
+        }
+        if (i) {
+            gc_jw_lit(&w, ",");
+        }
+        gc_jw_raw(&w, text, strlen(text));
+        free(text);
+    }
+    gc_jw_lit(&w, "]}");
+    return gcmon_api_send_jw(r, &w);
 }
 
 /* ---------------------------------------------------------------- database */

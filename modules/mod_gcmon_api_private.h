@@ -176,6 +176,14 @@ int gcmon_api_parse_query(request_rec *r, unsigned fields, char kind, gc_query_t
 void gcmon_api_page_head(request_rec *r, gc_jw_t *w, const gc_query_t *q, const gc_page_t *pg,
                          char kind);
 
+/* One row of a listing as JSON (a new reference, NULL on failure). */
+typedef json_t *gcmon_api_row_fn(request_rec *r, const void *row);
+
+/* Send a whole page: the envelope, then each of pg's rows (elements of
+ * row_size bytes) as row() renders it; 500 when one cannot be encoded. */
+int gcmon_api_send_page(request_rec *r, const gc_query_t *q, const gc_page_t *pg, char kind,
+                        gcmon_api_row_fn *row);
+
 /* This request's database connection (mod_dbd) with the schema checked: a
  * store (writes and reads) that lives as long as the connection. NULL after a
  * 503 was sent (when send_problem). */

@@ -2,7 +2,6 @@
  * durable job (gc_jobs.h) run by the stream holder (gc_trace_job.c): here
  * are its submission (202 at once, audited in the same transaction), the
  * trace as it stands, and the listing. */
-#include <stdlib.h>
 #include <string.h>
 
 #include <apr_strings.h>
@@ -131,14 +130,17 @@ int gcmon_api_trace_get(request_rec *r, const char **params, json_t *body)
     return gcmon_api_send_json(r, HTTP_OK, trace_json(r, &j, 1));
 }
 
+static json_t *summary_row(request_rec *r, const void *row)
+{
+    return trace_json(r, row, 0);
+}
+
 int gcmon_api_traces_get(request_rec *r, const char **params, json_t *body)
 {
     gc_query_t q;
     gc_page_t pg;
     struct gc_store *st;
     const char *err = NULL;
-    gc_jw_t w;
-    int i;
 
     if (gcmon_api_parse_query(r, GC_Q_TRACES, GC_CURSOR_TRACES, &q) != OK
         || !(st = gcmon_api_store(r, 1))) {
@@ -148,24 +150,5 @@ int gcmon_api_traces_get(request_rec *r, const char **params, json_t *body)
     if (gc_store_jobs_list(st, r->pool, GC_TRACE_KIND, &q, &pg, &err) != APR_SUCCESS) {
         return gcmon_api_database_error(r, "traces", err);
     }
-    gc_jw_init(&w, 512 + (apr_size_t)pg.rows->nelts * 256);
-    gcmon_api_page_head(r, &w, &q, &pg, GC_CURSOR_TRACES);
-    for (i = 0; i < pg.rows->nelts; i++) {
-        json_t *j = trace_json(r, &APR_ARRAY_IDX(pg.rows, i, gc_job_t), 0);
-        char *text = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
-
-        json_decref(j);
-        if (!text) {
-            gc_jw_free(&w);
-            return gcmon_api_send_problem(r, HTTP_INTERNAL_SERVER_ERROR, "internal",
-                                          "Internal error", "response could not be encoded");
-        }
-        if (i) {
-            gc_jw_lit(&w, ",");
-        }
-        gc_jw_raw(&w, text, strlen(text));
-        free(text);
-    }
-    gc_jw_lit(&w, "]}");
-    return gcmon_api_send_jw(r, &w);
+    return gcmon_api_send_page(r, &q, &pg, GC_CURSOR_TRACES, summary_row);
 }
