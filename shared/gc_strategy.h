@@ -159,8 +159,8 @@ typedef struct {
 int gc_strategy_judge(gc_result_t *res, const gc_strategy_t *s, const gc_strategy_live_t *live,
                       json_t **report);
 
-/* Rebalance: *out (from p) is a copy of s with the new weights; *report (new
- * reference) {"targets":[{"queue_id","previous_weight","weight","occupancy",
+/* Rebalance: *out (from p) is a copy of s (strings shared) with the new
+ * weights; *report (new reference) {"targets":[{"queue_id","previous_weight","weight","occupancy",
  * "interacting","capacity","reason"}],"rebalanced":n,"kept":m} (occupancy,
  * interacting and reason null where they do not apply). Returns the number
  * of targets rebalanced. */
