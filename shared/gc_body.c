@@ -135,12 +135,24 @@ static int known(const gc_body_field_t *fields, size_t n, const char *key)
 int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t *fields, size_t n,
                      void *baton)
 {
+    return gc_body_validate_in(res, NULL, body, fields, n, baton);
+}
+
+int gc_body_validate_in(gc_result_t *res, const char *prefix, const json_t *body,
+                        const gc_body_field_t *fields, size_t n, void *baton)
+{
     size_t before = res->errors ? json_array_size(res->errors) : 0, i;
     const char *names = NULL, *key;
+    int nested = prefix && *prefix;
     json_t *v;
 
     for (i = 0; i < n; i++) {
-        check_field(res, &fields[i], body ? json_object_get(body, fields[i].name) : NULL, baton);
+        gc_body_field_t f = fields[i];
+
+        if (nested) {
+            f.name = apr_pstrcat(res->pool, prefix, ".", fields[i].name, NULL);
+        }
+        check_field(res, &f, body ? json_object_get(body, fields[i].name) : NULL, baton);
     }
     if (body) {
         json_object_foreach((json_t *)body, key, v)
@@ -155,7 +167,10 @@ int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t
                 }
             }
             gc_body_error(
-                res, member_name(res->pool, key), "invalid_value",
+                res,
+                nested ? apr_pstrcat(res->pool, prefix, ".", member_name(res->pool, key), NULL)
+                       : member_name(res->pool, key),
+                "invalid_value",
                 apr_pstrcat(res->pool, "is not a member of this request (", names, ")", NULL));
         }
     }

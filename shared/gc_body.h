@@ -44,6 +44,13 @@ struct gc_body_field {
 int gc_body_validate(gc_result_t *res, const json_t *body, const gc_body_field_t *fields, size_t n,
                      void *baton);
 
+/* gc_body_validate of a nested object (an item of a list, a member object):
+ * every error names its field under `prefix` ("targets[2]" → "targets[2].weight",
+ * unknown members "targets[2].<key>"), and a check function gets a copy of its
+ * field whose name is that full path. prefix NULL or "" is gc_body_validate. */
+int gc_body_validate_in(gc_result_t *res, const char *prefix, const json_t *body,
+                        const gc_body_field_t *fields, size_t n, void *baton);
+
 /* One error for `field` ("<field> <message>"), typed for the metric. */
 void gc_body_error(gc_result_t *res, const char *field, const char *type, const char *message);
 

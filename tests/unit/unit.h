@@ -24,5 +24,6 @@ Suite *parallel_suite(void);
 Suite *jobs_suite(void);
 Suite *trace_job_suite(void);
 Suite *trace_suite(void);
+Suite *strategy_suite(void);
 
 #endif
