@@ -39,6 +39,11 @@ int gcmon_api_traces_post(request_rec *r, const char **params, json_t *body)
         json_decref(audit_req);
         return gcmon_api_send_result(r, res);
     }
+    /* No credentials: no holder could ever run it (docs/stream.md). */
+    if (!gcmon_api_upstream_ready(res)) {
+        json_decref(audit_req);
+        return gcmon_api_send_result(r, res);
+    }
     if (!gcmon_api_store(r, 1)) {
         json_decref(audit_req);
         return OK;

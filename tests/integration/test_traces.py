@@ -241,3 +241,16 @@ def test_background_holder_runs_traces(emulator):
                          r"\(outbox and jobs; GcmonStream Off\)", log), log[-2000:]
     finally:
         h.cleanup()
+
+
+def test_no_credentials_is_503(emulator):
+    """Without client credentials no holder could run a trace: refused, nothing queued."""
+    h = Httpd(emulator_url=emulator.url, gcmon_conf="GcmonAdminActor anonymous\n",
+              start_servers=1)
+    h.start()
+    try:
+        body = {"trace_depth": 1, "context_directives": {"capture_data": True}}
+        assert_problem(submit(h, "flow-x", body), 503, "upstream_not_configured")
+        assert h.get(f"{API}/admin/traces").json["total"] == 0
+    finally:
+        h.cleanup()
