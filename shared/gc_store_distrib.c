@@ -98,22 +98,9 @@ apr_status_t gc_store_distrib_get(gc_store_t *s, apr_pool_t *p, const char *id,
                                   gc_distrib_rec_t *out, int *found, const char **err)
 {
     const void *args[1];
-    gc_rows_t rows;
-    apr_status_t rv;
 
-    *found = 0;
-    memset(out, 0, sizeof(*out));
     args[0] = id;
-    if ((rv = gc_store__select(s, p, &distrib_get, args, &rows, err)) != APR_SUCCESS) {
-        return rv;
-    }
-    while (gc_store__next(&rows)) {
-        if (!*found) {
-            *found = 1;
-            distrib_row(&rows, p, out);
-        }
-    }
-    return APR_SUCCESS;
+    return gc_store__first(s, p, &distrib_get, args, distrib_row, out, sizeof(*out), found, err);
 }
 
 static void distrib_position(const void *row, gc_cursor_t *at)

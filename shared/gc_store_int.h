@@ -103,6 +103,12 @@ typedef struct {
 #define GC_LIST_MAX_FILTERS 8
 
 typedef void gc_list_read_fn(gc_rows_t *r, apr_pool_t *p, void *row);
+
+/* The first row of a select read into *out (size bytes, zeroed first) by
+ * read; the rest read to the end. *found 0 when there is no row. */
+apr_status_t gc_store__first(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
+                             gc_list_read_fn *read, void *out, size_t size, int *found,
+                             const char **err);
 typedef void gc_list_position_fn(const void *row, gc_cursor_t *at);
 
 /* What a listing is: newest first by (tcol, id), or by id alone when tcol is

@@ -96,25 +96,10 @@ static void job_row(gc_rows_t *r, apr_pool_t *p, void *out)
     j->lease_owner = gc_store__text(r, p, 16);
 }
 
-/* The first row of a select into *out (the rest read to the end). */
 static apr_status_t one_job(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
                             gc_job_t *out, int *found, const char **err)
 {
-    gc_rows_t rows;
-    apr_status_t rv;
-
-    *found = 0;
-    memset(out, 0, sizeof(*out));
-    if ((rv = gc_store__select(s, p, st, args, &rows, err)) != APR_SUCCESS) {
-        return rv;
-    }
-    while (gc_store__next(&rows)) {
-        if (!*found) {
-            *found = 1;
-            job_row(&rows, p, out);
-        }
-    }
-    return APR_SUCCESS;
+    return gc_store__first(s, p, st, args, job_row, out, sizeof(*out), found, err);
 }
 
 typedef struct {

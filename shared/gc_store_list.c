@@ -382,6 +382,27 @@ static void page_stmt(apr_pool_t *p, const gc_listing_t *l, unsigned mask, const
     }
 }
 
+apr_status_t gc_store__first(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, const void **args,
+                             gc_list_read_fn *read, void *out, size_t size, int *found,
+                             const char **err)
+{
+    gc_rows_t rows;
+    apr_status_t rv;
+
+    *found = 0;
+    memset(out, 0, size);
+    if ((rv = gc_store__select(s, p, st, args, &rows, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    while (gc_store__next(&rows)) {
+        if (!*found) {
+            *found = 1;
+            read(&rows, p, out);
+        }
+    }
+    return APR_SUCCESS;
+}
+
 apr_status_t gc_store__list(gc_store_t *s, apr_pool_t *p, const gc_listing_t *l,
                             const gc_query_t *q, gc_page_t *out, const char **err)
 {
