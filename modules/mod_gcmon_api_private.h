@@ -108,6 +108,17 @@ gcmon_api_endpoint_fn gcmon_api_distribution_get;
 gcmon_api_endpoint_fn gcmon_api_traces_post; /* mod_gcmon_api_traces.c */
 gcmon_api_endpoint_fn gcmon_api_traces_get;
 gcmon_api_endpoint_fn gcmon_api_trace_get;
+/* mod_gcmon_api_strategies.c (issue 16; declared here ahead of the code) */
+gcmon_api_endpoint_fn gcmon_api_strategies_post;
+gcmon_api_endpoint_fn gcmon_api_strategies_get;
+gcmon_api_endpoint_fn gcmon_api_strategy_get;
+gcmon_api_endpoint_fn gcmon_api_strategy_delete;
+gcmon_api_endpoint_fn gcmon_api_strategy_rebalance;
+gcmon_api_endpoint_fn gcmon_api_strategy_sync;
+gcmon_api_endpoint_fn gcmon_api_strategy_latency;
+gcmon_api_endpoint_fn gcmon_api_strategy_audit;
+gcmon_api_endpoint_fn gcmon_api_strategy_activate; /* mod_gcmon_api_strategy_activate.c */
+gcmon_api_endpoint_fn gcmon_api_strategy_route;    /* mod_gcmon_api_route.c */
 
 /* ---------------------------------------------------------------- HTTP helpers */
 

@@ -19,6 +19,12 @@
 #define GC_AUDIT_WEIGHTS_DISTRIBUTE "weights_distribute"
 #define GC_AUDIT_TRACE_SUBMIT "trace_submit"
 #define GC_AUDIT_TRACE_COMPLETE "trace_complete"
+#define GC_AUDIT_STRATEGY_CREATE "strategy_create"
+#define GC_AUDIT_STRATEGY_DELETE "strategy_delete"
+#define GC_AUDIT_STRATEGY_ACTIVATE "strategy_activate"
+#define GC_AUDIT_STRATEGY_ACTIVATED "strategy_activation_complete"
+#define GC_AUDIT_STRATEGY_REBALANCE "strategy_rebalance"
+#define GC_AUDIT_STRATEGY_SYNC "strategy_sync"
 
 typedef struct gc_audit_rec {
     apr_int64_t id; /* set by gc_store_audit_add */
