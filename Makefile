@@ -16,6 +16,7 @@ WARNINGS  = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wmissing-prototypes 
             -Wundef -Wvla -Wno-unused-parameter
 SAN       ?=
 EXTRA_CFLAGS ?=
+EXTRA_LDFLAGS ?=
 CFLAGS_GC = -std=c11 -g -O2 -fPIC -D_GNU_SOURCE -DLINUX -D_REENTRANT $(WARNINGS) $(SAN) \
             $(EXTRA_CFLAGS) -I$(APR_INC) -I$(APU_INC) -Ishared $(LWS_CFLAGS)
 LIBS_GC   = -lcurl -ljansson -lwebsockets -lcrypto -lm
@@ -37,7 +38,7 @@ UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit_tests
 
 .PHONY: all deps test unit integration integration-pgsql asan-integration demo install uninstall \
-        deb bench clean \
+        deb test-deb bench clean \
         asan-unit check-style style layout-build
 
 all: $(API_SO) $(STREAM_SO)
@@ -68,12 +69,12 @@ $(CORE_LA): $(CORE_LO)
 
 # Each DSO is linked by apxs and exports only its module symbol.
 $(API_SO): $(API_LO) $(CORE_LA) apxs/mod_gcmon_api.map
-	$(APXS) -c -o $(BUILD)/mod_gcmon_api.la $(API_LO) $(CORE_LA) $(LIBS_GC) $(SAN) \
+	$(APXS) -c -o $(BUILD)/mod_gcmon_api.la $(API_LO) $(CORE_LA) $(LIBS_GC) $(SAN) $(EXTRA_LDFLAGS) \
 	    -Wl,--version-script=apxs/mod_gcmon_api.map
 	@sh apxs/check-dso.sh $@ gcmon_api_module
 
 $(STREAM_SO): $(STREAM_LO) $(CORE_LA) apxs/mod_gcmon_stream.map
-	$(APXS) -c -o $(BUILD)/mod_gcmon_stream.la $(STREAM_LO) $(CORE_LA) $(LIBS_GC) $(SAN) \
+	$(APXS) -c -o $(BUILD)/mod_gcmon_stream.la $(STREAM_LO) $(CORE_LA) $(LIBS_GC) $(SAN) $(EXTRA_LDFLAGS) \
 	    -Wl,--version-script=apxs/mod_gcmon_stream.map
 	@sh apxs/check-dso.sh $@ gcmon_stream_module
 
@@ -149,6 +150,7 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) integration-pgsql
 	$(MAKE) asan-integration
+	$(MAKE) test-deb
 
 demo: deps
 	$(MAKE) all
@@ -235,6 +237,15 @@ deb:
 	    echo "lintian $(DEB_DIR)/*.changes"; lintian --fail-on error $(LINTIAN_ARGS) $(DEB_DIR)/*.changes; \
 	else echo "deb: lintian is not installed (make deps)"; fi
 	@ls -1 $(DEB_DIR)/*.deb
+
+# The package's test (test_install.py::test_deb_package, skipped unless
+# GCMON_TEST_DEB=1): make deb and its lintian run, then — as root, on a machine
+# where neither the package nor /var/lib/gcmon exists, as in CI — dpkg -i,
+# apache2 -t and a start with gcmon enabled (in a private copy of
+# /etc/apache2), remove, purge. Once per `make test`: about a minute and a half.
+test-deb: all
+	GCMON_TEST_DEB=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_install.py \
+	    -k deb_package $(PYTEST_ARGS)
 
 BENCH_BIN := $(BUILD)/bench_ingest
 
