@@ -158,7 +158,19 @@ def test_unmonitored_agent_event_ignored(httpd, emulator, db):
 
 def test_metrics(httpd, emulator):
     wait_connected(httpd, topics=len(MONITORED))
+    # An event of its own, so the test stands alone (not after others that made some).
+    uid = MONITORED[0]
+    set_state(emulator, uid, "Meal" if emulator.agent(uid)["state"] != "Meal" else "Away")
+    want = emulator.agent(uid)["state"]
+    wait_for(lambda: httpd.get(f"/gcmon/api/v1/agents/{uid}").json.get("state") == want,
+             timeout=5, what="the event stored")
     g = Httpd.metric
+    # And a dropped socket of its own, replaced.
+    closed = g(httpd.metrics(), "gcmon_stream_reconnects_total", reason="closed")
+    emulator.ws_fault("drop")
+    wait_for(lambda: g(httpd.metrics(), "gcmon_stream_reconnects_total", reason="closed") > closed,
+             timeout=10, what="the reconnect counted")
+    wait_connected(httpd, topics=len(MONITORED), timeout=20)
     m = wait_for(lambda: (lambda x: x if g(x, "gcmon_stream_messages_total", kind="heartbeat")
                           else None)(httpd.metrics()), timeout=5, what="a heartbeat")
     assert g(m, "gcmon_stream_connected") == 1
@@ -169,7 +181,9 @@ def test_metrics(httpd, emulator):
     assert g(m, "gcmon_events_stored_total", source="stream") > 0
     assert g(m, "gcmon_events_stored_total", source="resync") > 0
     assert g(m, "gcmon_event_lag_seconds_count") > 0
-    assert g(m, "gcmon_stream_reconnects_total", reason="closed") >= 1
+    assert abs(g(m, "gcmon_last_event_timestamp_seconds") - time.time()) < 60
+    assert g(m, "gcmon_build_info", version=httpd.get("/gcmon/api/v1/health").json["version"]) == 1
+    assert g(m, "gcmon_stream_reconnects_total", reason="closed") > closed
     assert g(m, "gcmon_upstream_requests_total", op="channels_create", code="200") >= 1
     assert g(m, "gcmon_upstream_requests_total", op="subscriptions_put", code="200") >= 1
     assert g(m, "gcmon_upstream_requests_total", op="users_get", code="200") >= 1
