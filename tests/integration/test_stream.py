@@ -2,13 +2,14 @@
 is stored within 1 s without duplicates, missed ones come back by resync, and the
 status is visible on /v1/stream, /metrics and mod_status. No churn here: each test
 drives the emulator itself."""
+import os
 import re
 import time
 
 import pytest
 
 from conftest import CLIENT_SECRET
-from httpd import Httpd, wait_for
+from httpd import REPO, Httpd, wait_for
 from stream_helpers import (StreamDB, channel_label, duplicate_rows, emulator_channels,
                             issued_channel_ids, loud_lines_naming, stream_conf,
                             stream_status, truth, wait_connected, wait_converged)
@@ -188,6 +189,13 @@ def test_metrics(httpd, emulator):
     assert g(m, "gcmon_upstream_requests_total", op="subscriptions_put", code="200") >= 1
     assert g(m, "gcmon_upstream_requests_total", op="users_get", code="200") >= 1
     assert g(m, "gcmon_upstream_requests_total", op="queue_members", code="200") >= 1
+    # docs/metrics.md lists exactly the families served (contrib/'s rules and dashboard
+    # are checked against that list in test_monitoring.py).
+    served = set(re.findall(r"^# TYPE (gcmon_\w+) ", httpd.get("/gcmon/api/v1/metrics").text,
+                            re.M))
+    with open(os.path.join(REPO, "docs", "metrics.md")) as f:
+        documented = set(re.findall(r"^\| `(gcmon_\w+)` \|", f.read(), re.M))
+    assert served == documented, (served ^ documented)
 
 
 def test_mod_status(httpd):
