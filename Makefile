@@ -163,9 +163,11 @@ demo: deps
 # layout), with the installed paths written into gcmon.load and gcmon.conf.
 # Each directory can be set on its own. An existing gcmon.conf that differs
 # from the new one is kept (the new one lands next to it as gcmon.conf.new).
-# `make uninstall` with the same variables removes exactly these files, and
-# gcmon's own directories once empty. The database directory (/var/lib/gcmon)
-# is the administrator's (docs/install.md) and neither target touches it.
+# The documentation includes contrib/ (the Prometheus and Grafana files
+# docs/monitoring.md refers to). `make uninstall` with the same variables
+# removes exactly these files, and gcmon's own directories once empty. The
+# database directory (/var/lib/gcmon) is the administrator's (docs/install.md)
+# and neither target touches it.
 PREFIX         ?= /usr
 LIBEXECDIR     := $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)
 MODULEDIR      ?= $(if $(filter /usr,$(PREFIX)),$(LIBEXECDIR),$(PREFIX)/lib/apache2/modules)
@@ -178,8 +180,8 @@ MODSAVAIL       = $(APACHE_CONFDIR)/mods-available
 HTDOCS_FILES := $(sort $(shell cd htdocs && find . -type f | sed 's|^\./||'))
 HTDOCS_DIRS  := $(sort $(shell cd htdocs && find . -mindepth 1 -type d | sed 's|^\./||'))
 DOC_FILES    := README.md CHANGELOG.md SECURITY.md LICENSE $(sort $(wildcard docs/*.md) \
-                $(wildcard docs/img/*))
-DOC_DIRS     := docs/img docs
+                $(wildcard docs/img/*) $(shell find contrib -type f 2>/dev/null))
+DOC_DIRS     := $(sort docs $(shell find docs/img contrib -type d 2>/dev/null))
 
 install: all
 	install -d '$(DESTDIR)$(MODULEDIR)' '$(DESTDIR)$(MODSAVAIL)' '$(DESTDIR)$(HTDOCSDIR)' \
@@ -210,8 +212,8 @@ uninstall:
 	    '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new'
 	@$(foreach f,$(HTDOCS_FILES),rm -f '$(DESTDIR)$(HTDOCSDIR)/$(f)' && ) true
 	@$(foreach f,$(DOC_FILES),rm -f '$(DESTDIR)$(DOCDIR)/$(f)' && ) true
-	@for d in $(foreach d,$(sort $(HTDOCS_DIRS)),'$(HTDOCSDIR)/$(d)') '$(HTDOCSDIR)' '$(SHAREDIR)' \
-	          $(foreach d,$(DOC_DIRS),'$(DOCDIR)/$(d)') '$(DOCDIR)'; do \
+	@printf '%s\n' $(foreach d,$(HTDOCS_DIRS),'$(HTDOCSDIR)/$(d)') '$(HTDOCSDIR)' '$(SHAREDIR)' \
+	    $(foreach d,$(DOC_DIRS),'$(DOCDIR)/$(d)') '$(DOCDIR)' | sort -r | while read -r d; do \
 	    [ ! -d "$(DESTDIR)$$d" ] || rmdir "$(DESTDIR)$$d" 2>/dev/null || true; \
 	done
 	@if [ -e '$(DESTDIR)$(APACHE_CONFDIR)/mods-enabled/gcmon.load' ] || \
@@ -225,7 +227,7 @@ uninstall:
 # .buildinfo and .changes land there rather than in the parent directory;
 # lintian checks the result when it is installed (make deps installs it).
 DEB_DIR  ?= $(BUILD)/deb
-DEB_SRC  := Makefile .clang-format apxs conf debian docs htdocs modules shared README.md \
+DEB_SRC  := Makefile .clang-format apxs conf contrib debian docs htdocs modules shared README.md \
             CHANGELOG.md SECURITY.md LICENSE
 
 deb:
