@@ -244,7 +244,7 @@ deb:
 # GCMON_TEST_DEB=1): make deb and its lintian run, then — as root, on a machine
 # where neither the package nor /var/lib/gcmon exists, as in CI — dpkg -i,
 # apache2 -t and a start with gcmon enabled (in a private copy of
-# /etc/apache2), remove, purge. Once per `make test`: about a minute and a half.
+# /etc/apache2), remove, purge. Once per `make test`: one to two minutes.
 test-deb: all
 	GCMON_TEST_DEB=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_install.py \
 	    -k deb_package $(PYTEST_ARGS)
