@@ -5,9 +5,13 @@
  * configuration tree, as mod_dbd itself reads them: DBDriver and DBDParams of
  * the main server, and of each <VirtualHost>, which inherits the main
  * server's unless it sets its own (mod_dbd's merge). <IfModule>, <IfDefine>
- * and Include are already expanded in the tree. The run user is mod_unixd's
- * User and Group. Nothing is opened and nothing upstream is asked: the check
- * stays as fast as apache2 -t. */
+ * and Include are already expanded in the tree. The main server's database is
+ * always gcmon's (the stream and the background holder use it); a virtual
+ * host's own one only where the API can be served (a SetHandler gcmon-api in
+ * it, or in the main server's sections, which every host inherits): another
+ * module's database there (mod_authn_dbd's, read-only) is not gcmon's
+ * business. The run user is mod_unixd's User and Group. Nothing is opened and
+ * nothing upstream is asked: the check stays as fast as apache2 -t. */
 #include <unistd.h>
 
 #include <apr_strings.h>
@@ -42,6 +46,24 @@ static void scan(apr_pool_t *p, const ap_directive_t *d, dbd_values_t *v)
             }
         }
     }
+}
+
+/* Whether a SetHandler gcmon-api is among d, its siblings or below them
+ * (not inside a <VirtualHost> when skip_vhosts). */
+static int serves_api(apr_pool_t *p, const ap_directive_t *d, int skip_vhosts)
+{
+    for (; d; d = d->next) {
+        const char *args = d->args;
+        if (!strcasecmp(d->directive, "SetHandler")
+            && !strcasecmp(ap_getword_conf(p, &args), "gcmon-api")) {
+            return 1;
+        }
+        if (d->first_child && !(skip_vhosts && !strcasecmp(d->directive, "<VirtualHost"))
+            && serves_api(p, d->first_child, skip_vhosts)) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* The path the children open: below ChrootDir when there is one. */
@@ -102,7 +124,7 @@ int gcmon_api_dbdir_check(server_rec *s, apr_pool_t *ptemp)
     dbd_values_t main_values = { NULL, NULL, NULL };
     const ap_directive_t *d;
     apr_hash_t *seen = apr_hash_make(ptemp);
-    int rc;
+    int rc, everywhere;
 
     /* The first of the two configuration passes of a start is a dry run
      * (apache2 -t stops after it); other dumps (-S, -M) check nothing. */
@@ -115,9 +137,11 @@ int gcmon_api_dbdir_check(server_rec *s, apr_pool_t *ptemp)
     if ((rc = check_one(s, ptemp, &main_values, seen)) != OK) {
         return rc;
     }
+    everywhere = serves_api(ptemp, ap_conftree, 1);
     for (d = ap_conftree; d; d = d->next) {
         dbd_values_t v = main_values;
-        if (strcasecmp(d->directive, "<VirtualHost")) {
+        if (strcasecmp(d->directive, "<VirtualHost")
+            || !(everywhere || serves_api(ptemp, d->first_child, 0))) {
             continue;
         }
         scan(ptemp, d->first_child, &v);

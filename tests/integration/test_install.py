@@ -422,6 +422,54 @@ def test_dbdir_of_a_virtual_host_checked(bare):
     assert f"the directory {d} of gcmon's SQLite database {d}/uri.db is not writable" in out, out
 
 
+def raw_configtest(h, body):
+    """apache2 -t on a minimal config of gcmon's modules and mod_dbd, the main
+    server's database in the (writable) data directory, then body."""
+    user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+    mods = "/usr/lib/apache2/modules"
+    path = os.path.join(h.root, "conf", "raw.conf")
+    with open(path, "w") as f:
+        f.write(f"""ServerRoot "{h.root}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{h.port}
+PidFile {h.root}/run/httpd.pid
+DefaultRuntimeDir {h.root}/run
+ErrorLog {h.root}/logs/error_log
+{user}LoadModule mpm_event_module {mods}/mod_mpm_event.so
+LoadModule authz_core_module {mods}/mod_authz_core.so
+LoadModule dbd_module {mods}/mod_dbd.so
+LoadModule gcmon_api_module {h.build}/.libs/mod_gcmon_api.so
+LoadModule gcmon_stream_module {h.build}/.libs/mod_gcmon_stream.so
+DBDriver sqlite3
+DBDParams {h.data_dir}/gcmon.db
+{body}
+""")
+    p = subprocess.run(["/usr/sbin/apache2", "-d", h.root, "-f", path, "-t"], env=h.env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    return p.returncode, p.stdout
+
+
+@root_only
+def test_dbdir_of_a_host_without_the_api_not_checked(bare):
+    """A virtual host's own database is gcmon's only where the API can be served
+    there: another module's (say mod_authn_dbd's, read-only) is left alone."""
+    d = os.path.join(bare.root, "rootonly")
+    os.mkdir(d, 0o755)
+    vhost = ("<VirtualHost 127.0.0.1:{port}>\n    DBDParams {d}/users.db\n{inner}"
+             "</VirtualHost>\n")
+    api = "    <Location /gcmon/api>\n        SetHandler gcmon-api\n    </Location>\n"
+    rc, out = raw_configtest(bare, vhost.format(port=bare.port, d=d, inner=""))
+    assert rc == 0 and "Syntax OK" in out, out
+    rc, out = raw_configtest(bare, vhost.format(port=bare.port, d=d, inner=api))
+    assert rc != 0 and f"{d}/users.db" in out, out
+    main_api = "<Location /gcmon/api>\n    SetHandler gcmon-api\n</Location>\n"
+    rc, out = raw_configtest(bare, main_api + vhost.format(port=bare.port, d=d, inner=""))
+    assert rc != 0 and f"{d}/users.db" in out, out
+    # The main server's database is always checked (the stream's, the holder's).
+    rc, out = raw_configtest(bare, f"DBDParams {d}/main.db\n")
+    assert rc != 0 and f"{d}/main.db" in out, out
+
+
 def test_dbdir_not_checked_for_pgsql_or_memory(bare):
     for conf in ('DBDriver pgsql\nDBDParams "host=127.0.0.1 port=1 dbname=x"\n',
                  "DBDParams :memory:\n"):
