@@ -103,20 +103,25 @@ PGSQL_ONLY   := $(addprefix tests/integration/,test_scale_out.py test_pg_errors.
 # (upstream and WebSocket faults over the same writer path as test_stream.py;
 # a failover on PostgreSQL is test_scale_out.py's) and the suites that touch
 # no SQL of their own (configuration, security, budget, dashboard, install).
+# Every pytest run: a test that hangs fails after PYTEST_TIMEOUT seconds
+# (python3-pytest-timeout; setup and teardown included) instead of eating CI.
+PYTEST_TIMEOUT ?= 600
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT)
+
 PGSQL_SUITES := $(addprefix tests/integration/,test_stream.py test_stream_edges.py \
                 test_stream_lifecycle.py test_stream_scale.py test_alerts.py \
                 test_background_holder.py test_admin_status.py test_read_api.py \
                 test_weights.py)
 
 integration: all layout-build
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/emulator tests/integration \
+	$(PYTEST) tests/emulator tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
 # The PostgreSQL run: a throwaway PostgreSQL 15 (tests/integration/pgserver.py:
 # initdb in a temp directory, 127.0.0.1, a free port, stopped by pid), a fresh
 # database per server; then the scale-out, error-path and migration suites.
 integration-pgsql: all
-	DB=pgsql $(PYTHON) -m pytest -q -p no:cacheprovider $(PGSQL_SUITES) $(PGSQL_ONLY) \
+	DB=pgsql $(PYTEST) $(PGSQL_SUITES) $(PGSQL_ONLY) \
 	    $(PYTEST_ARGS)
 
 # The integration suite again with both modules built with ASan + UBSan (the
@@ -126,7 +131,7 @@ ASAN_SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 asan-integration:
 	$(MAKE) BUILD=build/asan SAN='$(ASAN_SAN)' all layout-build
 	GCMON_BUILD=$(CURDIR)/build/asan GCMON_HTTPD_LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration \
+	    $(PYTEST) tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
 # The C style is .clang-format's (Debian's clang-format-14, installed by deps):
@@ -246,7 +251,7 @@ deb:
 # apache2 -t and a start with gcmon enabled (in a private copy of
 # /etc/apache2), remove, purge. Once per `make test`: one to two minutes.
 test-deb: all
-	GCMON_TEST_DEB=1 $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_install.py \
+	GCMON_TEST_DEB=1 $(PYTEST) tests/integration/test_install.py \
 	    -k deb_package $(PYTEST_ARGS)
 
 BENCH_BIN := $(BUILD)/bench_ingest
