@@ -127,6 +127,54 @@ asan-integration:
 	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
+# libFuzzer targets of the core's parsers (tests/fuzz/, docs/testing.md
+# "Fuzzing"): the core built again with Debian's clang, instrumented for
+# libFuzzer (-fsanitize=fuzzer-no-link) under ASan + UBSan, in build/fuzz (the
+# gcc build is untouched); one binary per tests/fuzz/fuzz_<target>.c.
+# `make fuzz` runs each target FUZZ_SECONDS (default 60) from its seed corpus
+# (tests/fuzz/corpus/<target>/) and dictionary (tests/fuzz/<target>.dict);
+# `make fuzz-smoke` is the short run of `make test` (FUZZ_SMOKE_SECONDS each).
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -g -O1 -D_GNU_SOURCE -DLINUX -D_REENTRANT $(WARNINGS) $(FUZZ_SAN) \
+                -I$(APR_INC) -I$(APU_INC) -Ishared -Itests/fuzz $(LWS_CFLAGS)
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_CORE_O  := $(patsubst shared/%.c,$(FUZZ_BUILD)/shared/%.o,$(CORE_SRC))
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+
+.PHONY: fuzz fuzz-build fuzz-smoke
+
+$(FUZZ_BUILD)/shared/%.o: shared/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/libgcmon.a: $(FUZZ_CORE_O)
+	@rm -f $@
+	@ar rcs $@ $(FUZZ_CORE_O)
+
+$(FUZZ_BUILD)/fuzz.o: tests/fuzz/fuzz.c tests/fuzz/fuzz.h $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/fuzz.o \
+                      $(FUZZ_BUILD)/libgcmon.a
+	@echo "  FUZZLD  $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/fuzz.o \
+	    $(FUZZ_BUILD)/libgcmon.a -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
 # The C style is .clang-format's (Debian's clang-format-14, installed by deps):
 # check-style fails on any file that differs from it; style rewrites them.
 CLANG_FORMAT ?= $(shell command -v clang-format-14 || command -v clang-format)
