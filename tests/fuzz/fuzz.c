@@ -9,6 +9,8 @@
 #include "gc_log.h"
 #include "gc_utf8.h"
 
+static int debug; /* FUZZ_DEBUG set: print each result checked (writing seeds) */
+
 static int log_all(void *baton, int level)
 {
     return 1;
@@ -26,6 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     apr_initialize();
     atexit(apr_terminate);
     gc_log_set(log_all, log_drop, NULL);
+    debug = getenv("FUZZ_DEBUG") != NULL;
     return 0;
 }
 
@@ -93,6 +96,13 @@ void fuzz_check_result(const gc_result_t *res)
     size_t i;
 
     FUZZ_CHECK(res != NULL);
+    if (debug) {
+        char *doc = gc_result_failed(res) ? NULL : json_dumps(res->doc, JSON_COMPACT);
+        fprintf(stderr, "fuzz: result %d %s %s\n", res->status,
+                gc_result_failed(res) ? res->slug : "ok",
+                gc_result_failed(res) ? (res->detail ? res->detail : "") : (doc ? doc : ""));
+        free(doc);
+    }
     if (!gc_result_failed(res)) {
         FUZZ_CHECK(res->status >= 200 && res->status < 300);
         FUZZ_CHECK(res->doc != NULL);

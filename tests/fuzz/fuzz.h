@@ -45,7 +45,8 @@ int fuzz_utf8(const char *s, size_t len);
  * status 2xx and a document; a problem has a status 4xx/5xx, a slug and a
  * title, its detail and field errors (if any) are {field, message} strings
  * of valid UTF-8, gc_result_json renders it as RFC 9457 (type, title, status)
- * and gc_result_audit_json as the audit row's copy, both serialisable. */
+ * and gc_result_audit_json as the audit row's copy, both serialisable. With
+ * FUZZ_DEBUG in the environment each result is printed (for writing seeds). */
 void fuzz_check_result(const gc_result_t *res);
 
 /* json_dumps that must succeed (the value is well-formed), then freed. */

@@ -39,7 +39,9 @@ for t in "$@"; do
     if [ "$rc" -ne 0 ]; then
         failed="$failed $t"
         echo "fuzz $t: FAILED (exit $rc) after ${runs:-?} runs; report (from $log):"
-        grep -E -A24 '^==[0-9]+==ERROR|runtime error|^fuzz: property failed|ALARM|out-of-memory|^SUMMARY' "$log" | head -80
+        grep -E -A30 '^==[0-9]+==ERROR|runtime error|^fuzz: property failed|ALARM|out-of-memory|^SUMMARY' "$log" \
+            | grep -v -E ' in fuzzer::| in __libc_start| in _start | in main |^NOTE: libFuzzer|Combine libFuzzer' \
+            | head -60
         for a in "$art"/*; do
             [ -f "$a" ] || continue
             echo "fuzz $t: input $a:"
