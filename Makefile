@@ -178,7 +178,8 @@ fuzz-smoke: fuzz-build
 # The C style is .clang-format's (Debian's clang-format-14, installed by deps):
 # check-style fails on any file that differs from it; style rewrites them.
 CLANG_FORMAT ?= $(shell command -v clang-format-14 || command -v clang-format)
-STYLE_SRC := $(sort $(wildcard shared/*.[ch] modules/*.[ch] tests/unit/*.[ch] bench/*.c))
+STYLE_SRC := $(sort $(wildcard shared/*.[ch] modules/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch] \
+             bench/*.c))
 
 check-style:
 	@test -n "$(CLANG_FORMAT)" || { echo "check-style: clang-format not found (make deps)"; exit 1; }
@@ -193,6 +194,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan-unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) integration-pgsql
 	$(MAKE) asan-integration

@@ -9,10 +9,14 @@ cd "$(dirname "$0")/.."
 # tools/gcmon-migrate-db (postgresql-15 depends on it already). unshare, which
 # test_scale_out.py runs each "host" under, is util-linux (always installed).
 # clang-format-14: make check-style (the .clang-format at the top).
+# clang, libclang-rt-14-dev (libFuzzer and the sanitizer runtimes; clang only
+# recommends it) and llvm (llvm-symbolizer for the reports): make fuzz and the
+# fuzz step of make test (tests/fuzz/).
 PKGS="apache2 apache2-dev apache2-utils libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
 libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev libssl-dev pkg-config
 check python3 python3-aiohttp python3-pytest sqlite3 curl
-prometheus wrk postgresql-15 postgresql-client-15 chromium clang-format-14"
+prometheus wrk postgresql-15 postgresql-client-15 chromium clang-format-14 clang
+libclang-rt-14-dev llvm"
 # Node.js and npm only when the machine has none (a newer one from elsewhere is kept).
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"

@@ -149,9 +149,9 @@ static apr_status_t s_presence(void *baton, apr_pool_t *p, const char *user_id, 
     else {
         w->gets++;
     }
-    body = json_pack("{s:{s:s}, s:s, s:s?}", "presenceDefinition", "id", def_id, "modifiedDate",
-                     patch ? "2026-03-02T09:30:00.250Z" : "2026-03-02T09:00:00.000Z", "message",
-                     msg);
+    body =
+        json_pack("{s:{s:s}, s:s, s:s?}", "presenceDefinition", "id", def_id, "modifiedDate",
+                  patch ? "2026-03-02T09:30:00.250Z" : "2026-03-02T09:00:00.000Z", "message", msg);
     FUZZ_CHECK(body != NULL);
     rc = gc_user_presence_parse(p, body, out);
     json_decref(body);
@@ -331,8 +331,8 @@ static void w_get_skills(void *baton, apr_pool_t *p, const char *skill_id, gc_we
 static apr_status_t w_get_queue(void *baton, apr_pool_t *p, const char *queue_id, json_t **queue,
                                 gc_error_t **err)
 {
-    *queue = json_pack("{s:s, s:s, s:i, s:s, s:{s:i}}", "id", queue_id, "name", "Support", "version",
-                       7, "skillEvaluationMethod", "ALL", "mediaSettings", "call", 20);
+    *queue = json_pack("{s:s, s:s, s:i, s:s, s:{s:i}}", "id", queue_id, "name", "Support",
+                       "version", 7, "skillEvaluationMethod", "ALL", "mediaSettings", "call", 20);
     return APR_SUCCESS;
 }
 
@@ -375,8 +375,8 @@ static void w_put_skills(void *baton, apr_pool_t *p, const gc_weights_write_t *i
 
 static void run_weights(apr_pool_t *p, const char *queue_id, const char *skill, const json_t *body)
 {
-    static const char *const statuses[] = { "completed",          "validation_failed",
-                                            "projection_failed",  "saturation_blocked",
+    static const char *const statuses[] = { "completed",           "validation_failed",
+                                            "projection_failed",   "saturation_blocked",
                                             "queue_update_failed", "member_update_failed" };
     weights_world_t w;
     gc_weights_ops_t ops;

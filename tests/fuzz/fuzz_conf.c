@@ -113,7 +113,9 @@ static void check_duration(apr_pool_t *p, const char *arg)
 
 static void check_long(apr_pool_t *p, const char *arg)
 {
-    static const long ranges[][2] = { { 1, GC_MAX_RATE_LIMIT }, { 1, 1000 }, { LONG_MIN, LONG_MAX } };
+    static const long ranges[][2] = { { 1, GC_MAX_RATE_LIMIT },
+                                      { 1, 1000 },
+                                      { LONG_MIN, LONG_MAX } };
     size_t i;
 
     for (i = 0; i < 3; i++) {

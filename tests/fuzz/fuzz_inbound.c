@@ -43,9 +43,9 @@ static void check_signature(apr_pool_t *p, const uint8_t *data, size_t size)
     sig[strlen(sig) - 1] = sig[strlen(sig) - 1] == '0' ? '1' : '0';
     FUZZ_CHECK(gc_inbound_verify(SECRET, body, size, sig) == 0);
     fuzz_split_line(data, size, &line, &rest, &rest_len);
-    FUZZ_CHECK(gc_inbound_verify(SECRET, (const char *)rest, rest_len, line)
-               == (strcmp(line, gc_webhook_signature(p, SECRET, (const char *)rest, rest_len))
-                   == 0));
+    FUZZ_CHECK(
+        gc_inbound_verify(SECRET, (const char *)rest, rest_len, line)
+        == (strcmp(line, gc_webhook_signature(p, SECRET, (const char *)rest, rest_len)) == 0));
     gc_inbound_unauthorized(res, line);
     FUZZ_CHECK(res->status == 401);
     fuzz_check_result(res);

@@ -99,8 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(same(why, why2));
         if (kind == GC_MSG_EVENT) {
             FUZZ_CHECK(same(ev.user_id, ev2.user_id) && same(ev.state, ev2.state)
-                       && same(ev.presence_id, ev2.presence_id)
-                       && same(ev.queue_ids, ev2.queue_ids)
+                       && same(ev.presence_id, ev2.presence_id) && same(ev.queue_ids, ev2.queue_ids)
                        && same(ev.correlation_id, ev2.correlation_id)
                        && ev.event_at == ev2.event_at);
         }

@@ -38,10 +38,10 @@ static const struct {
     const char *name;
     unsigned bit;
 } names[] = {
-    { "user_id", GC_Q_USER_ID }, { "state", GC_Q_STATE },   { "queue_id", GC_Q_QUEUE_ID },
-    { "from", GC_Q_FROM },       { "to", GC_Q_TO },         { "limit", GC_Q_LIMIT },
-    { "offset", GC_Q_OFFSET },   { "cursor", GC_Q_CURSOR }, { "actor", GC_Q_ACTOR },
-    { "action", GC_Q_ACTION },   { "target", GC_Q_TARGET }, { "since", GC_Q_SINCE },
+    { "user_id", GC_Q_USER_ID },   { "state", GC_Q_STATE },     { "queue_id", GC_Q_QUEUE_ID },
+    { "from", GC_Q_FROM },         { "to", GC_Q_TO },           { "limit", GC_Q_LIMIT },
+    { "offset", GC_Q_OFFSET },     { "cursor", GC_Q_CURSOR },   { "actor", GC_Q_ACTOR },
+    { "action", GC_Q_ACTION },     { "target", GC_Q_TARGET },   { "since", GC_Q_SINCE },
     { "skill_id", GC_Q_SKILL_ID }, { "flow_id", GC_Q_FLOW_ID },
 };
 #define N_NAMES (sizeof(names) / sizeof(names[0]))

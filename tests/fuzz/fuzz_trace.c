@@ -208,8 +208,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break; /* a failed download: NULL, and the end of the list */
         }
         off += (size_t)err.position;
-        while (off < size && (data[off] == ' ' || data[off] == '\n' || data[off] == '\r'
-                              || data[off] == '\t')) {
+        while (
+            off < size
+            && (data[off] == ' ' || data[off] == '\n' || data[off] == '\r' || data[off] == '\t')) {
             off++;
         }
     }
