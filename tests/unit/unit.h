@@ -25,6 +25,7 @@ Suite *jobs_suite(void);
 Suite *trace_job_suite(void);
 Suite *trace_suite(void);
 Suite *strategy_suite(void);
+Suite *strategy_job_suite(void);
 Suite *strategy_calls_suite(void);
 Suite *strategy_admin_suite(void);
 /* test_strategy_store.c, part of store_suite (each dialect); the store of
