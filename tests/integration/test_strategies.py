@@ -265,14 +265,15 @@ def test_create_is_a_draft_with_its_report_and_wfm_delivery(httpd, emulator, sin
     assert doc["validation"]["ok"] is True, doc
     assert doc["validation"]["targets"][0]["spare_capacity"] == 7, doc
     assert doc["error_message"] is None and doc["job_id"] is None, doc
+    assert doc["activation"] is None, doc
     assert doc["created_by"] == "alice", doc
     assert doc["created_at"].endswith("Z") and doc["created_at"] == doc["updated_at"], doc
     assert doc["activated_at"] is None and doc["rebalanced_at"] is None, doc
     assert doc["observed_at"] is None and doc["revision"] == 1, doc
     assert set(doc) == {"id", "name", "description", "status", "selection_criteria", "targets",
-                        "fallback", "validation", "error_message", "job_id", "created_by",
-                        "created_at", "updated_at", "activated_at", "rebalanced_at",
-                        "observed_at", "revision"}, doc
+                        "fallback", "validation", "error_message", "job_id", "activation",
+                        "created_by", "created_at", "updated_at", "activated_at",
+                        "rebalanced_at", "observed_at", "revision"}, doc
     g = get(httpd, f"{STRATS}/{sid}")
     assert g.status == 200 and g.json == doc, g
     rows = audit_rows(httpd, sid, "strategy_create")
