@@ -452,12 +452,12 @@ function showCreateErrors(e) {
         const bad = msgs.length > 0 || (rep && rep.ok === false);
         r.live.hidden = false;
         r.live.className = `sg-live ${bad ? 'bad' : 'ok'}`;
+        const why = msgs.length ? msgs.join('; ')
+            : rep && Array.isArray(rep.reasons) && rep.reasons.length ? rep.reasons.map(reasonWords).join('; ') : '';
         fill(r.live,
-            h('strong', {}, bad ? 'Live check failed: ' : 'Live check passed: '),
-            msgs.length ? msgs.join('; ')
-                : rep && Array.isArray(rep.reasons) && rep.reasons.length ? rep.reasons.map(reasonWords).join('; ') : '',
+            h('strong', {}, bad ? 'Live check failed' : 'Live check passed'), why ? `: ${why}` : '',
             rep ? h('span', { class: 'sg-live-figures' }, ` (spare capacity ${rep.spare_capacity ?? 'unknown'}, ` +
-                `skilled members ${yesNo(rep.skilled_members)})`) : null);
+                `skilled members ${yesNo(rep.skilled_members)})`) : null, '.');
         if (bad) {
             r.queue_id.setAttribute('aria-invalid', 'true');
             r.queue_id.setAttribute('aria-describedby', r.live.id);
@@ -790,6 +790,7 @@ function failureContent(what, e) {
 
 /** Run one action button: disabled with busy words while it runs. */
 async function withButton(id, busy, fn) {
+    notice(null);
     const btn = document.getElementById(id);
     const text = btn ? btn.textContent : '';
     if (btn) {
@@ -1117,7 +1118,7 @@ function routeContent(st, tally) {
             { label: 'Role', cell: (r) => (r.kind === 'target' ? `target, tier ${r.priority}`
                 : r.kind === 'fallback' ? 'fallback' : '✖ not in the strategy') },
             { label: 'Weight', cls: 'num', cell: (r) => num(r.weight, 4) },
-            { label: 'Answers', cls: 'num count', cell: (r) => String(r.count) },
+            { label: 'Answers', cls: 'num answers', cell: (r) => String(r.count) },
             { label: 'Of all', cls: 'num all', cell: (r) => pct(r.count / tally.done) },
             { label: 'Share in tier', cls: 'num observed', cell: (r) => pct(r.observed) },
             { label: 'Expected share', cls: 'num expected', cell: (r) => pct(r.expected) },
