@@ -1199,8 +1199,28 @@ function cellText(v) {
     return String(v);
 }
 
+/** {"wait_ms": {"avg": 1, "max": 2}} → {"wait_ms avg": 1, "wait_ms max": 2} (one level). */
+function flatten(row) {
+    const out = {};
+    for (const [k, v] of Object.entries(row)) {
+        if (v && typeof v === 'object' && !Array.isArray(v)) {
+            for (const [k2, v2] of Object.entries(v)) out[`${k} ${k2}`] = v2;
+        } else {
+            out[k] = v;
+        }
+    }
+    return out;
+}
+
+const LABELS = { queue_id: 'Queue', offered: 'Offered', answered: 'Answered', wait_ms: 'Wait', answer_ms: 'Answer',
+    avg: 'average (ms)', max: 'longest (ms)', count: 'count' };
+
+function columnLabel(k) {
+    return k.split(' ').map((p) => LABELS[p] || p.replace(/_/g, ' ')).join(', ');
+}
+
 function latencyContent(b) {
-    const rows = rowsOf(b, ['targets', 'queues', 'data']);
+    const rows = rowsOf(b, ['targets', 'queues', 'data']).map(flatten);
     const keys = [];
     for (const r of rows) for (const k of Object.keys(r)) if (!keys.includes(k)) keys.push(k);
     const cols = ['queue_id', ...keys.filter((k) => k !== 'queue_id')].filter((k) => keys.includes(k));
@@ -1211,8 +1231,8 @@ function latencyContent(b) {
         rows.length ? h('div', { class: 'table-wrap' }, dataTable({
             id: 'sg-lat-table', caption: 'Latency per target queue', rows,
             rowAttrs: (r) => ({ dataset: { queue: r.queue_id || '' } }),
-            columns: cols.map((k, i) => ({ label: k.replace(/_/g, ' '), head: i === 0, cls: typeof rows[0][k] === 'number'
-                ? 'num' : (k === 'queue_id' ? 'mono' : null), cell: (r) => cellText(r[k]) })),
+            columns: cols.map((k, i) => ({ label: columnLabel(k), head: i === 0, cls: k === 'queue_id' ? 'mono' : 'num',
+                cell: (r) => cellText(r[k]) })),
         })) : h('p', { class: 'empty' }, 'No conversations in that interval.'),
     ];
 }
@@ -1246,15 +1266,18 @@ function auditWho(e) {
 }
 
 function auditDetail(e) {
-    if (Array.isArray(e.propertyChanges) && e.propertyChanges.length) {
-        return e.propertyChanges.map((c) => `${c.property}: ${(c.oldValues || []).join(', ') || '—'} → ` +
-            `${(c.newValues || []).join(', ') || '—'}`).join('; ');
+    const changes = Array.isArray(e.changes) ? e.changes : Array.isArray(e.propertyChanges) ? e.propertyChanges : [];
+    const values = (v) => (Array.isArray(v) ? v.join(', ') : (v ?? '')) || '—';
+    if (changes.length) {
+        const on = e.entity && typeof e.entity === 'object' ? `${e.entity.name || e.entity.id}: ` : '';
+        return on + changes.map((c) => `${c.property}: ${values(c.old ?? c.oldValues)} → ` +
+            `${values(c.new ?? c.newValues)}`).join('; ');
     }
     const parts = [];
     const target = e.target || (e.entity && (e.entity.name ? `${e.entity.name} (${e.entity.id})` : e.entity.id));
     if (target) parts.push(String(target));
     if (e.result && typeof e.result === 'object') {
-        const t = e.result.detail || e.result.error_message || e.result.status;
+        const t = e.result.detail || e.result.error_message || (typeof e.result.status === 'string' ? e.result.status : '');
         if (t) parts.push(String(t));
     }
     return parts.join(' — ');

@@ -4,9 +4,10 @@ modules and the Genesys Cloud emulator's routing strategy features (scripted
 queue observations, members filtered by skill).
 
 One server for the file: the dashboard under `Alias /gcmon <repo>/htdocs`,
-Basic auth on /gcmon/api/v1/admin, and `GcmonStream On` (the lease holder runs
-the activation jobs and refreshes the route tables' observations). One
-browser with one page ("main", 1280×800, admin credentials).
+Basic auth on /gcmon/api/v1/admin, client credentials without the stream (a
+background holder runs the activation jobs and keeps the route tables'
+observations fresh). One browser with one page ("main", 1280×800, admin
+credentials).
 
 The view creates a strategy (POST …/admin/strategies: a 422's structural
 errors next to their fields, a live failure next to its target), lists the
@@ -30,9 +31,9 @@ import pytest
 
 import browser as browser_mod
 from browser import Browser
-from conftest import CLIENT_SECRET
+from conftest import CLIENT_ID, CLIENT_SECRET
 from httpd import REPO, BUILD, Httpd, wait_for
-from stream_helpers import stream_conf, wait_connected
+from stream_helpers import stream_status
 
 pytestmark = pytest.mark.skipif(browser_mod.missing() is not None,
                                 reason=str(browser_mod.missing()))
@@ -46,7 +47,7 @@ ADMIN_PASSWORD = "pw-strategies-test"
 
 TAG = uuid.uuid4().hex[:8]
 SKILL = "sk-ui-" + TAG
-AGENTS = [f"sa-{TAG}-{i}" for i in range(4)]        # monitored: the stream and its holder run
+AGENTS = [f"sa-{TAG}-{i}" for i in range(4)]        # 0..2 have SKILL, 3 has none
 Q1 = "sq1-" + TAG            # tier 1
 Q2 = "sq2-" + TAG            # tier 1
 Q3 = "sq3-" + TAG            # tier 2
@@ -77,7 +78,11 @@ def httpd(emulator):
     for q, n in INTERACTING.items():
         emulator.set_queue_observations(q, interacting=n)
     h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
-              gcmon_conf=stream_conf(users=AGENTS), start_servers=1)
+              gcmon_conf=(f"GcmonClientID {CLIENT_ID}\n"
+                          "GcmonClientSecret env:GCMON_TEST_SECRET\n"
+                          "GcmonRequestTimeout 5s\n"
+                          "GcmonRateLimit 6000\n"),
+              start_servers=1)
     pwfile = os.path.join(h.root, "conf", "htpasswd")
     p = subprocess.run(["htpasswd", "-c", "-b", "-B", pwfile, ADMIN_USER, ADMIN_PASSWORD],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
@@ -98,7 +103,7 @@ def httpd(emulator):
     h.write_config()
     h.start()
     try:
-        wait_connected(h, topics=len(AGENTS))
+        wait_for(lambda: stream_status(h)["holder"], timeout=20, what="a holder")
         yield h
     finally:
         h.cleanup()
