@@ -25,5 +25,6 @@ Suite *jobs_suite(void);
 Suite *trace_job_suite(void);
 Suite *trace_suite(void);
 Suite *strategy_suite(void);
+Suite *route_shm_suite(void);
 
 #endif
