@@ -79,7 +79,6 @@ int gcmon_api_strategy_route(request_rec *r, const char **params, json_t *body)
                                         "GcmonStream On)",
                                         (int)apr_time_sec(GC_ROUTE_REFRESH)),
                            (int)apr_time_sec(GC_ROUTE_REFRESH));
-    default:
-        return unavailable(r, "the strategy's route table is being rewritten; try again", 1);
+    default: return unavailable(r, "the strategy's route table is being rewritten; try again", 1);
     }
 }

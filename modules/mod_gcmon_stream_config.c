@@ -214,8 +214,7 @@ static const char *set_strategy_rebalance(cmd_parms *cmd, void *dc, const char *
         return gcmon_glue_err(cmd, apr_pstrcat(cmd->pool, err, " (or Off)", NULL));
     }
     if (d > GC_STRATEGY_MAX_REBALANCE) {
-        return apr_psprintf(cmd->pool, "%s: '%s' is above the maximum of 24h", cmd->cmd->name,
-                            arg);
+        return apr_psprintf(cmd->pool, "%s: '%s' is above the maximum of 24h", cmd->cmd->name, arg);
     }
     cmd_conf(cmd)->mon.strategy_rebalance = d;
     return NULL;

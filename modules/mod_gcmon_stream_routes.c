@@ -28,7 +28,8 @@ int gcmon_stream_routes_setup(server_rec *s)
     /* Only the apr_shm_t is kept across generations (the process pool's
      * userdata): each build checks the block's layout first. */
     apr_pool_userdata_get((void **)&old, SHM_ROUTES_KEY, pp);
-    route_block = old ? gc_route_shm_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old)) : NULL;
+    route_block =
+        old ? gc_route_shm_attach(apr_shm_baseaddr_get(old), apr_shm_size_get(old)) : NULL;
     if (route_block) {
         return OK; /* the tables carry over: routes keep answering */
     }

@@ -67,7 +67,7 @@ typedef struct gc_monitor_env {
      * child refreshes them from the database when they are older than
      * GC_ROUTE_REFRESH and it takes their refresh claim (one child at a time). */
     struct gc_route_shm *routes;
-    const char *host;                /* this host's name, for the holder id */
+    const char *host; /* this host's name, for the holder id */
     void *baton;
 
     /* Open a database connection for the calling thread (kept for long; the

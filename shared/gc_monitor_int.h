@@ -168,9 +168,9 @@ struct gc_monitor {
     gc_outbox_t *outbox; /* webhook deliveries (holder only) */
     gc_jobs_t *jobs;     /* durable background jobs (holder, stream mode) */
     gc_job_kind_t job_kinds[1];
-    gc_strategy_watch_t *watch;    /* the strategies' observations (holder, with m->up) */
+    gc_strategy_watch_t *watch;     /* the strategies' observations (holder, with m->up) */
     gc_strategy_ops_t strategy_ops; /* its Genesys calls over m->up */
-    int closing; /* term ending: closes are not reconnects */
+    int closing;                    /* term ending: closes are not reconnects */
     mon_channel_t ch[GC_MAX_CHANNELS];
     mon_sock_t *socks;
     apr_pool_t *users_pool;

@@ -28,8 +28,8 @@ static int compile_row(apr_pool_t *p, const gc_strategy_rec_t *r, gc_route_table
     return gc_strategy_compile(s, r->id, live, r->live ? r->observed_at : 0, 0, t);
 }
 
-void gc_route_load_compile(apr_pool_t *p, const apr_array_header_t *rows,
-                           gc_route_table_t **tables, int *n, gc_route_load_report_t *rep)
+void gc_route_load_compile(apr_pool_t *p, const apr_array_header_t *rows, gc_route_table_t **tables,
+                           int *n, gc_route_load_report_t *rep)
 {
     int i, nrows = rows ? rows->nelts : 0;
 
@@ -48,8 +48,8 @@ void gc_route_load_compile(apr_pool_t *p, const apr_array_header_t *rows,
     }
 }
 
-apr_status_t gc_route_load(gc_route_shm_t *b, struct gc_store *s, apr_pool_t *p,
-                           apr_time_t read_at, gc_route_load_report_t *rep, const char **err)
+apr_status_t gc_route_load(gc_route_shm_t *b, struct gc_store *s, apr_pool_t *p, apr_time_t read_at,
+                           gc_route_load_report_t *rep, const char **err)
 {
     apr_array_header_t *rows = NULL;
     gc_route_table_t *tables;

@@ -17,13 +17,13 @@ struct gc_store;
 
 /* What a load found. */
 typedef struct {
-    int active;                   /* active strategies read */
-    int routed;                   /* their tables in the block */
-    int unreadable;               /* stored body that does not validate: not routed */
-    const char *unreadable_id;    /* the first of them, or NULL */
-    int left_out;                 /* no free slot (more than GC_ROUTE_SHM_SLOTS) */
-    apr_uint64_t generation;      /* the block's after the publish */
-    int dropped;                  /* a newer publish came first: nothing changed */
+    int active;                /* active strategies read */
+    int routed;                /* their tables in the block */
+    int unreadable;            /* stored body that does not validate: not routed */
+    const char *unreadable_id; /* the first of them, or NULL */
+    int left_out;              /* no free slot (more than GC_ROUTE_SHM_SLOTS) */
+    apr_uint64_t generation;   /* the block's after the publish */
+    int dropped;               /* a newer publish came first: nothing changed */
 } gc_route_load_report_t;
 
 /* Compile rows (gc_strategy_rec_t of active strategies) into *tables (n
@@ -31,15 +31,15 @@ typedef struct {
  * gc_strategy_validate, its `live` with gc_strategy_live_parse, observed_at
  * from the row (0: no observation yet, the route says stale). Rows whose body
  * does not read are skipped and counted in rep. */
-void gc_route_load_compile(apr_pool_t *p, const apr_array_header_t *rows,
-                           gc_route_table_t **tables, int *n, gc_route_load_report_t *rep);
+void gc_route_load_compile(apr_pool_t *p, const apr_array_header_t *rows, gc_route_table_t **tables,
+                           int *n, gc_route_load_report_t *rep);
 
 /* Read the active strategies from s, compile and publish them into b as read
  * at read_at (the time before the read). The caller holds b's refresh claim
  * (gc_route_shm_claim); a publish releases it. On a database error nothing
  * is published and *err says why: the caller releases the claim. Scratch
  * from p. */
-apr_status_t gc_route_load(gc_route_shm_t *b, struct gc_store *s, apr_pool_t *p,
-                           apr_time_t read_at, gc_route_load_report_t *rep, const char **err);
+apr_status_t gc_route_load(gc_route_shm_t *b, struct gc_store *s, apr_pool_t *p, apr_time_t read_at,
+                           gc_route_load_report_t *rep, const char **err);
 
 #endif

@@ -71,7 +71,8 @@ apr_status_t gc_strategy_watch_observe(struct gc_store *s, apr_pool_t *p,
         }
         w[n].rec = r;
         w[n].s = st;
-        w[n].slot = apr_palloc(p, sizeof(int) * (apr_size_t)(st->n_targets > 0 ? st->n_targets : 1));
+        w[n].slot =
+            apr_palloc(p, sizeof(int) * (apr_size_t)(st->n_targets > 0 ? st->n_targets : 1));
         for (j = 0; j < st->n_targets; j++) {
             const char *q = st->targets[j].queue_id;
             int *at = apr_hash_get(index, q, APR_HASH_KEY_STRING);
@@ -96,8 +97,8 @@ apr_status_t gc_strategy_watch_observe(struct gc_store *s, apr_pool_t *p,
         int k = queues->nelts - i < GC_STRATEGY_OBSERVE_CHUNK ? queues->nelts - i
                                                               : GC_STRATEGY_OBSERVE_CHUNK;
         rep->queries++;
-        rv = ops->observe(ops->baton, p, (const char *const *)queues->elts + i, k, live + i,
-                          up_err);
+        rv =
+            ops->observe(ops->baton, p, (const char *const *)queues->elts + i, k, live + i, up_err);
         if (rv != APR_SUCCESS) {
             if (!*up_err) {
                 *up_err = apr_pcalloc(p, sizeof(**up_err));
@@ -176,8 +177,8 @@ static void upstream_failed(gc_strategy_watch_t *sw, apr_time_t now, const gc_er
     }
 }
 
-static void rebalance_due(gc_strategy_watch_t *sw, gc_store_t *st,
-                          const apr_array_header_t *rows, apr_time_t now)
+static void rebalance_due(gc_strategy_watch_t *sw, gc_store_t *st, const apr_array_header_t *rows,
+                          apr_time_t now)
 {
     int i;
 
@@ -198,9 +199,8 @@ static void rebalance_due(gc_strategy_watch_t *sw, gc_store_t *st,
                    GCMON_LOGNO(2134) "strategies: rebalanced %s on schedule", r->id);
             continue;
         }
-        retry = sw->env.rebalance_every < GC_STRATEGY_REBALANCE_RETRY
-                    ? sw->env.rebalance_every
-                    : GC_STRATEGY_REBALANCE_RETRY;
+        retry = sw->env.rebalance_every < GC_STRATEGY_REBALANCE_RETRY ? sw->env.rebalance_every
+                                                                      : GC_STRATEGY_REBALANCE_RETRY;
         sw->rebalance_not_before = now + retry;
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2133) "strategies: the scheduled rebalance of %s failed: %s "
@@ -234,8 +234,7 @@ static void watch_main(gc_worker_t *w, void *baton)
             gc_worker_pause(w, gc_worker_db_retry_at(w));
             continue;
         }
-        rv = gc_strategy_watch_observe(st, sw->iter, sw->env.ops, NULL, &rep, &rows, &err,
-                                       &up_err);
+        rv = gc_strategy_watch_observe(st, sw->iter, sw->env.ops, NULL, &rep, &rows, &err, &up_err);
         atomic_fetch_add(&sw->passes, 1);
         if (rv != APR_SUCCESS && !up_err) {
             db_failed(sw, "read or write the strategies in", err);
@@ -275,7 +274,7 @@ apr_status_t gc_strategy_watch_start(gc_strategy_watch_t **out, apr_pool_t *p,
     apr_status_t rv;
 
     *out = NULL;
-    if (!env || !env->ops || !env->db_open) {
+    if (!env || !env->ops || !env->ops->observe || !env->db_open) {
         return APR_EINVAL;
     }
     if ((rv = gc_worker_create(&w, p, "strategies")) != APR_SUCCESS) {
@@ -293,8 +292,8 @@ apr_status_t gc_strategy_watch_start(gc_strategy_watch_t **out, apr_pool_t *p,
     db.open = env->db_open;
     db.close = env->db_close;
     db.baton = env->db_baton;
-    db.retry_min = DB_RETRY_MIN;
-    db.retry_max = DB_RETRY_MAX;
+    db.retry_min = env->db_retry_min > 0 ? env->db_retry_min : DB_RETRY_MIN;
+    db.retry_max = env->db_retry_max > 0 ? env->db_retry_max : DB_RETRY_MAX;
     gc_worker_use_db(w, &db);
     if ((rv = gc_worker_start(w, watch_main, sw, NULL)) != APR_SUCCESS) {
         gc_worker_destroy(w);

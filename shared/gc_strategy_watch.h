@@ -44,8 +44,7 @@ struct gc_store;
 
 /* Rebalance the active strategy r as gcmon (actor "gcmon"): APR_SUCCESS, or
  * an error with *err (logged by the thread, tried again later). */
-typedef apr_status_t gc_strategy_watch_rebalance_fn(void *baton, apr_pool_t *p,
-                                                    struct gc_store *s,
+typedef apr_status_t gc_strategy_watch_rebalance_fn(void *baton, apr_pool_t *p, struct gc_store *s,
                                                     const gc_strategy_rec_t *r, const char **err);
 
 /* What one observation pass did. */
@@ -74,14 +73,15 @@ int gc_strategy_watch_rebalance_due(const gc_strategy_rec_t *r, apr_interval_tim
                                     apr_time_t now);
 
 typedef struct {
-    const gc_strategy_ops_t *ops;          /* Genesys calls (the holder's upstream client) */
-    apr_interval_time_t observe_every;     /* 0: GC_ROUTE_OBSERVE */
-    apr_interval_time_t rebalance_every;   /* GcmonStrategyRebalance; 0: off */
+    const gc_strategy_ops_t *ops;              /* Genesys calls (the holder's upstream client) */
+    apr_interval_time_t observe_every;         /* 0: GC_ROUTE_OBSERVE */
+    apr_interval_time_t rebalance_every;       /* GcmonStrategyRebalance; 0: off */
     gc_strategy_watch_rebalance_fn *rebalance; /* needed when rebalance_every > 0 */
     void *rebalance_baton;
     gc_db_open_fn *db_open; /* the thread's own connection */
     gc_db_close_fn *db_close;
     void *db_baton;
+    apr_interval_time_t db_retry_min, db_retry_max; /* reconnect backoff; 0: 2 s, 60 s */
 } gc_strategy_watch_env_t;
 
 typedef struct gc_strategy_watch gc_strategy_watch_t;
