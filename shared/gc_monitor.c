@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "gc_monitor_int.h"
+#include "gc_strategy_job.h"
 #include "gc_stream_share.h"
 #include "gc_trace_calls.h"
 #include "gc_webhook.h"
@@ -408,6 +409,31 @@ static void trace_step(void *baton, apr_pool_t *p, gc_worker_t *w, const gc_job_
     gc_trace_job_step(p, &ops, job, gc_worker_rand(w), apr_time_now(), out);
 }
 
+/* One step of a strategy activation, through the holder's upstream client
+ * and the job thread's own database connection (the runner's). */
+static void strategy_step(void *baton, apr_pool_t *p, gc_worker_t *w, const gc_job_t *job,
+                          gc_job_step_t *out)
+{
+    gc_monitor_t *m = baton;
+    gc_store_t *s = gc_worker_store(w);
+    gc_strategy_ops_t up;
+    gc_strategy_store_ops_t store;
+    gc_strategy_job_env_t env;
+
+    if (!s) {
+        memset(out, 0, sizeof(*out));
+        out->outcome = GC_JOB_GIVE_BACK;
+        return;
+    }
+    up = gc_strategy_calls_ops(p, m->up);
+    store = gc_strategy_job_store_ops(s);
+    memset(&env, 0, sizeof(env));
+    env.up = &up;
+    env.store = &store;
+    env.webhook = gc_webhook_url(&m->conf->webhooks, GC_TARGET_WFM) != NULL;
+    gc_strategy_job_step(p, &env, job, gc_worker_rand(w), apr_time_now(), out);
+}
+
 /* The job thread runs the kinds that need the upstream client: a streaming
  * holder, or a background one where jobs can be queued (conf->jobs). */
 static void jobs_start(gc_monitor_t *m)
@@ -417,9 +443,12 @@ static void jobs_start(gc_monitor_t *m)
     m->job_kinds[0].kind = GC_TRACE_KIND;
     m->job_kinds[0].step = trace_step;
     m->job_kinds[0].baton = m;
+    m->job_kinds[1].kind = GC_STRATEGY_JOB_KIND;
+    m->job_kinds[1].step = strategy_step;
+    m->job_kinds[1].baton = m;
     memset(&jenv, 0, sizeof(jenv));
     jenv.kinds = m->job_kinds;
-    jenv.nkinds = 1;
+    jenv.nkinds = sizeof(m->job_kinds) / sizeof(m->job_kinds[0]);
     jenv.owner = m->holder_id;
     jenv.db_open = m->env.db_open;
     jenv.db_close = m->env.db_close;
@@ -427,8 +456,8 @@ static void jobs_start(gc_monitor_t *m)
     if (gc_jobs_start(&m->jobs, m->term, &jenv) != APR_SUCCESS) {
         m->jobs = NULL;
         gc_mon_error(m, GC_LOG_ERR,
-                     GCMON_LOGNO(2118) "cannot start the job thread; traces wait for the next "
-                                       "holder");
+                     GCMON_LOGNO(2118) "cannot start the job thread; traces and strategy "
+                                       "activations wait for the next holder");
     }
 }
 

@@ -161,13 +161,13 @@ struct gc_monitor {
     int migrated; /* the schema is current (once per thread) */
 
     /* holder term */
-    apr_pool_t *term;    /* life of a term */
-    apr_pool_t *iter;    /* cleared every loop */
-    apr_pool_t *msg;     /* cleared every message */
-    gc_writer_t *writer; /* NULL in background mode */
-    gc_outbox_t *outbox; /* webhook deliveries (holder only) */
-    gc_jobs_t *jobs;     /* durable background jobs (holder, stream mode) */
-    gc_job_kind_t job_kinds[1];
+    apr_pool_t *term;               /* life of a term */
+    apr_pool_t *iter;               /* cleared every loop */
+    apr_pool_t *msg;                /* cleared every message */
+    gc_writer_t *writer;            /* NULL in background mode */
+    gc_outbox_t *outbox;            /* webhook deliveries (holder only) */
+    gc_jobs_t *jobs;                /* durable background jobs (holder, stream mode) */
+    gc_job_kind_t job_kinds[2];     /* traces, strategy activations */
     gc_strategy_watch_t *watch;     /* the strategies' observations (holder, with m->up) */
     gc_strategy_ops_t strategy_ops; /* its Genesys calls over m->up */
     int closing;                    /* term ending: closes are not reconnects */

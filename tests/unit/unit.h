@@ -27,6 +27,7 @@ Suite *trace_suite(void);
 Suite *strategy_suite(void);
 Suite *route_shm_suite(void);
 Suite *strategy_watch_suite(void);
+Suite *strategy_job_suite(void);
 /* test_strategy_store.c, part of store_suite (each dialect); the store of
  * the running test case from test_store.c. */
 struct gc_store;
