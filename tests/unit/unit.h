@@ -28,6 +28,8 @@ Suite *strategy_suite(void);
 Suite *route_shm_suite(void);
 Suite *strategy_watch_suite(void);
 Suite *strategy_job_suite(void);
+Suite *strategy_calls_suite(void);
+Suite *strategy_admin_suite(void);
 /* test_strategy_store.c, part of store_suite (each dialect); the store of
  * the running test case from test_store.c. */
 struct gc_store;
