@@ -17,6 +17,7 @@
 #include "gc_monitor_int.h"
 #include "gc_strategy_job.h"
 #include "gc_stream_share.h"
+#include "gc_strategy_admin.h"
 #include "gc_trace_calls.h"
 #include "gc_webhook.h"
 
@@ -461,6 +462,25 @@ static void jobs_start(gc_monitor_t *m)
     }
 }
 
+/* A scheduled rebalance (GcmonStrategyRebalance): the stored strategy's own
+ * rebalance, as gcmon, over the holder's upstream client. */
+static apr_status_t strategy_rebalance(void *baton, apr_pool_t *p, gc_store_t *s,
+                                       const gc_strategy_rec_t *r, const char **err)
+{
+    gc_monitor_t *m = baton;
+    gc_result_t *res = gc_result_make(p);
+
+    gc_strategy_admin_rebalance(p, s, &m->strategy_ops, r, GC_STRATEGY_WATCH_ACTOR,
+                                GC_STRATEGY_WATCH_ACTOR_SOURCE, apr_time_now(),
+                                gc_webhook_url(&m->conf->webhooks, GC_TARGET_WFM) != NULL, res);
+    if (!gc_result_failed(res)) {
+        return APR_SUCCESS;
+    }
+    *err = apr_psprintf(p, "%d %s%s%s", res->status, res->slug ? res->slug : "error",
+                        res->detail ? ": " : "", res->detail ? res->detail : "");
+    return APR_EGENERAL;
+}
+
 /* The strategies' observations and scheduled rebalance (a thread of their
  * own: an observation query may wait for the rate budget, which must not
  * hold up the WebSockets of this thread). */
@@ -472,6 +492,8 @@ static void strategies_start(gc_monitor_t *m)
     memset(&senv, 0, sizeof(senv));
     senv.ops = &m->strategy_ops;
     senv.rebalance_every = m->conf->strategy_rebalance;
+    senv.rebalance = strategy_rebalance;
+    senv.rebalance_baton = m;
     senv.db_open = m->env.db_open;
     senv.db_close = m->env.db_close;
     senv.db_baton = m->env.baton;

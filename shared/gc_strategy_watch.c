@@ -36,10 +36,11 @@ static gc_strategy_t *read_body(apr_pool_t *p, const char *text)
 
 apr_status_t gc_strategy_watch_observe(struct gc_store *s, apr_pool_t *p,
                                        const gc_strategy_ops_t *ops, apr_time_t (*now)(void),
-                                       gc_strategy_watch_report_t *rep, apr_array_header_t **rows,
-                                       const char **db_err, gc_error_t **up_err)
+                                       const apr_array_header_t *active,
+                                       gc_strategy_watch_report_t *rep, const char **db_err,
+                                       gc_error_t **up_err)
 {
-    apr_array_header_t *active = NULL, *queues;
+    apr_array_header_t *queues;
     watched_t *w;
     apr_hash_t *index = apr_hash_make(p);
     gc_strategy_live_t *live;
@@ -50,15 +51,13 @@ apr_status_t gc_strategy_watch_observe(struct gc_store *s, apr_pool_t *p,
     memset(rep, 0, sizeof(*rep));
     *db_err = NULL;
     *up_err = NULL;
-    if (rows) {
-        *rows = NULL;
-    }
-    rv = gc_store_strategy_active(s, p, &active, db_err);
-    if (rv != APR_SUCCESS) {
-        return rv;
-    }
-    if (rows) {
-        *rows = active;
+    if (!active) {
+        apr_array_header_t *read = NULL;
+        rv = gc_store_strategy_active(s, p, &read, db_err);
+        if (rv != APR_SUCCESS) {
+            return rv;
+        }
+        active = read;
     }
     /* The strategies and the distinct queues of their targets. */
     w = apr_pcalloc(p, sizeof(*w) * (apr_size_t)(active->nelts > 0 ? active->nelts : 1));
@@ -124,6 +123,19 @@ apr_status_t gc_strategy_watch_observe(struct gc_store *s, apr_pool_t *p,
         rep->stored++;
     }
     return APR_SUCCESS;
+}
+
+int gc_strategy_watch_unobserved(const apr_array_header_t *active)
+{
+    int i;
+
+    for (i = 0; active && i < active->nelts; i++) {
+        const gc_strategy_rec_t *r = &APR_ARRAY_IDX(active, i, gc_strategy_rec_t);
+        if (r->observed_at <= 0 || !r->live) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int gc_strategy_watch_rebalance_due(const gc_strategy_rec_t *r, apr_interval_time_t every,
@@ -213,9 +225,16 @@ static void rebalance_due(gc_strategy_watch_t *sw, gc_store_t *st, const apr_arr
 static void watch_main(gc_worker_t *w, void *baton)
 {
     gc_strategy_watch_t *sw = baton;
+    apr_time_t next_observe = 0;
+
+    gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
+           GCMON_LOGNO(2137) "strategies thread started: observations every %d ms, scheduled "
+                             "rebalance every %" APR_INT64_T_FMT " s (0: off)",
+           (int)apr_time_as_msec(sw->env.observe_every),
+           (apr_int64_t)apr_time_sec(sw->env.rebalance_every));
 
     while (!gc_worker_stopping(w)) {
-        apr_time_t now = apr_time_now();
+        apr_time_t now = apr_time_now(), wake;
         gc_strategy_watch_report_t rep;
         apr_array_header_t *rows = NULL;
         const char *err = NULL;
@@ -234,34 +253,46 @@ static void watch_main(gc_worker_t *w, void *baton)
             gc_worker_pause(w, gc_worker_db_retry_at(w));
             continue;
         }
-        rv = gc_strategy_watch_observe(st, sw->iter, sw->env.ops, NULL, &rep, &rows, &err, &up_err);
-        atomic_fetch_add(&sw->passes, 1);
-        if (rv != APR_SUCCESS && !up_err) {
-            db_failed(sw, "read or write the strategies in", err);
+        if (gc_store_strategy_active(st, sw->iter, &rows, &err) != APR_SUCCESS) {
+            db_failed(sw, "read the active strategies from", err);
             gc_worker_pause(w, gc_worker_db_retry_at(w));
             continue;
+        }
+        /* Every observe_every; sooner for a strategy never observed (just
+         * activated), unless the last pass failed. */
+        if (now >= next_observe || (sw->up_failures == 0 && gc_strategy_watch_unobserved(rows))) {
+            next_observe = now + sw->env.observe_every;
+            rv = gc_strategy_watch_observe(st, sw->iter, sw->env.ops, NULL, rows, &rep, &err,
+                                           &up_err);
+            atomic_fetch_add(&sw->passes, 1);
+            if (rv != APR_SUCCESS && !up_err) {
+                db_failed(sw, "write the observations to", err);
+                gc_worker_pause(w, gc_worker_db_retry_at(w));
+                continue;
+            }
+            if (up_err) {
+                upstream_failed(sw, now, up_err);
+            }
+            else {
+                if (sw->up_failures > 0) {
+                    gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+                           GCMON_LOGNO(2135) "strategies: the observations are read again "
+                                             "(after %d failed pass(es))",
+                           sw->up_failures);
+                }
+                sw->up_failures = 0;
+                gc_log(GC_LOG_MARK, GC_LOG_TRACE1, 0,
+                       "strategies: %d active, %d queues observed in %d query(ies)", rep.strategies,
+                       rep.queues, rep.queries);
+            }
         }
         if (gc_worker_db_ok(w)) {
             gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
                    GCMON_LOGNO(2131) "strategies: database available again");
         }
-        if (up_err) {
-            upstream_failed(sw, now, up_err);
-        }
-        else {
-            if (sw->up_failures > 0) {
-                gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
-                       GCMON_LOGNO(2135) "strategies: the observations are read again (after "
-                                         "%d failed pass(es))",
-                       sw->up_failures);
-            }
-            sw->up_failures = 0;
-            gc_log(GC_LOG_MARK, GC_LOG_TRACE1, 0,
-                   "strategies: %d active, %d queues observed in %d query(ies)", rep.strategies,
-                   rep.queues, rep.queries);
-        }
         rebalance_due(sw, st, rows, apr_time_now());
-        gc_worker_wait(w, now + sw->env.observe_every);
+        wake = now + sw->env.look_every;
+        gc_worker_wait(w, wake < next_observe ? wake : next_observe);
     }
 }
 
@@ -285,6 +316,9 @@ apr_status_t gc_strategy_watch_start(gc_strategy_watch_t **out, apr_pool_t *p,
     sw->env = *env;
     if (sw->env.observe_every <= 0) {
         sw->env.observe_every = GC_ROUTE_OBSERVE;
+    }
+    if (sw->env.look_every <= 0) {
+        sw->env.look_every = GC_STRATEGY_WATCH_LOOK;
     }
     atomic_init(&sw->passes, 0);
     apr_pool_create(&sw->iter, gc_worker_pool(w));

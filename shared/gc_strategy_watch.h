@@ -3,8 +3,10 @@
  * rebalances them on a schedule (GcmonStrategyRebalance).
  *
  * Every GC_ROUTE_OBSERVE it reads the active strategies
- * (gc_store_strategy_active), asks Genesys for the observations of all their
- * target queues at once (one POST …/observations/query per
+ * (gc_store_strategy_active; it looks at them every GC_STRATEGY_WATCH_LOOK,
+ * and a strategy never observed — just activated — is observed at once,
+ * unless the last observation failed), asks Genesys for the observations of
+ * all their target queues at once (one POST …/observations/query per
  * GC_STRATEGY_OBSERVE_CHUNK distinct queues: one for up to 100 queues) and
  * stores each strategy's figures with the time of the answer
  * (gc_store_strategy_set_live). Every host compiles its route tables from
@@ -36,9 +38,13 @@
 #include "gc_strategy_calls.h"
 
 #define GC_ROUTE_OBSERVE apr_time_from_sec(5)
+#define GC_STRATEGY_WATCH_LOOK apr_time_from_sec(1)
 #define GC_STRATEGY_OBSERVE_CHUNK 100
 #define GC_STRATEGY_MAX_REBALANCE apr_time_from_sec(24 * 3600)
 #define GC_STRATEGY_REBALANCE_RETRY apr_time_from_sec(60)
+/* Who a scheduled rebalance is audited as. */
+#define GC_STRATEGY_WATCH_ACTOR "gcmon"
+#define GC_STRATEGY_WATCH_ACTOR_SOURCE "schedule"
 
 struct gc_store;
 
@@ -56,16 +62,20 @@ typedef struct {
 } gc_strategy_watch_report_t;
 
 /* One observation pass over the store s with the Genesys calls ops (scratch
- * from p): the active strategies, their queues' observations, each `live`
- * stored with observed_at = now() after the answer (now NULL:
+ * from p): the active strategies (active: as read with
+ * gc_store_strategy_active; NULL: read here), their queues' observations,
+ * each `live` stored with observed_at = now() after the answer (now NULL:
  * apr_time_now). APR_SUCCESS; or a database error (*db_err set) or an
  * upstream one (*up_err set): then no strategy's `live` was written in this
- * pass (all or nothing, so one observed_at covers one answer). rows, when
- * not NULL, gets the active strategies read. */
+ * pass (all or nothing, so one observed_at covers one answer). */
 apr_status_t gc_strategy_watch_observe(struct gc_store *s, apr_pool_t *p,
                                        const gc_strategy_ops_t *ops, apr_time_t (*now)(void),
-                                       gc_strategy_watch_report_t *rep, apr_array_header_t **rows,
-                                       const char **db_err, gc_error_t **up_err);
+                                       const apr_array_header_t *active,
+                                       gc_strategy_watch_report_t *rep, const char **db_err,
+                                       gc_error_t **up_err);
+
+/* Is one of the active strategies never observed (no `live` yet)? */
+int gc_strategy_watch_unobserved(const apr_array_header_t *active);
 
 /* Is the active strategy r due for a scheduled rebalance at now (its last
  * rebalance, or else its activation, every or more ago)? */
@@ -75,6 +85,7 @@ int gc_strategy_watch_rebalance_due(const gc_strategy_rec_t *r, apr_interval_tim
 typedef struct {
     const gc_strategy_ops_t *ops;              /* Genesys calls (the holder's upstream client) */
     apr_interval_time_t observe_every;         /* 0: GC_ROUTE_OBSERVE */
+    apr_interval_time_t look_every;            /* 0: GC_STRATEGY_WATCH_LOOK */
     apr_interval_time_t rebalance_every;       /* GcmonStrategyRebalance; 0: off */
     gc_strategy_watch_rebalance_fn *rebalance; /* needed when rebalance_every > 0 */
     void *rebalance_baton;

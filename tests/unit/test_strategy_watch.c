@@ -386,7 +386,7 @@ START_TEST(observe_one_query_for_every_queue)
     ops = fake_ops(&f);
     /* Nothing active: no upstream call at all. */
     add("strat-draft", body_of("q-9", 1), 0);
-    ck_assert(gc_strategy_watch_observe(st, pool, &ops, fixed_now, &rep, NULL, &err, &up)
+    ck_assert(gc_strategy_watch_observe(st, pool, &ops, fixed_now, NULL, &rep, &err, &up)
               == APR_SUCCESS);
     ck_assert_int_eq(f.calls, 0);
     ck_assert_int_eq(rep.strategies, 0);
@@ -394,7 +394,7 @@ START_TEST(observe_one_query_for_every_queue)
     /* Two strategies sharing q-2: one query over the three distinct queues. */
     add("strat-a", body_of("q-1 q-2", 1), 1);
     add("strat-b", body_of("q-2 q-3", 1), 1);
-    ck_assert_msg(gc_strategy_watch_observe(st, pool, &ops, fixed_now, &rep, NULL, &err, &up)
+    ck_assert_msg(gc_strategy_watch_observe(st, pool, &ops, fixed_now, NULL, &rep, &err, &up)
                       == APR_SUCCESS,
                   "observe: %s", err);
     ck_assert_int_eq(f.calls, 1);
@@ -433,7 +433,7 @@ START_TEST(observe_chunks_and_is_all_or_nothing)
     }
     memset(&f, 0, sizeof(f));
     ops = fake_ops(&f);
-    ck_assert(gc_strategy_watch_observe(st, pool, &ops, fixed_now, &rep, NULL, &err, &up)
+    ck_assert(gc_strategy_watch_observe(st, pool, &ops, fixed_now, NULL, &rep, &err, &up)
               == APR_SUCCESS);
     ck_assert_int_eq(f.calls, 2);
     ck_assert_int_eq(f.max_n, GC_STRATEGY_OBSERVE_CHUNK);
@@ -444,7 +444,7 @@ START_TEST(observe_chunks_and_is_all_or_nothing)
     memset(&f, 0, sizeof(f));
     f.fail = 2;
     ops = fake_ops(&f);
-    ck_assert(gc_strategy_watch_observe(st, pool, &ops, NULL, &rep, NULL, &err, &up)
+    ck_assert(gc_strategy_watch_observe(st, pool, &ops, NULL, NULL, &rep, &err, &up)
               != APR_SUCCESS);
     ck_assert_ptr_nonnull(up);
     ck_assert_str_eq(up->message, "test: Genesys is down");
@@ -681,6 +681,44 @@ START_TEST(thread_logs_failures_once)
 }
 END_TEST
 
+static int fake_calls_2(void *f)
+{
+    return ((fake_t *)f)->calls >= 2;
+}
+
+/* A strategy just activated is observed at the thread's next look (not at
+ * the next observation, 5 s away), once; the others wait for their time. */
+START_TEST(thread_observes_a_new_strategy_at_once)
+{
+    fake_t f;
+    gc_strategy_ops_t ops;
+    db_baton_t db;
+    gc_strategy_watch_env_t env;
+    gc_strategy_watch_t *w = NULL;
+
+    add("strat-a", body_of("q-1", 1), 1);
+    memset(&f, 0, sizeof(f));
+    ops = fake_ops(&f);
+    memset(&db, 0, sizeof(db));
+    memset(&env, 0, sizeof(env));
+    env.ops = &ops;
+    env.observe_every = SEC(3600);
+    env.look_every = apr_time_from_msec(20);
+    env.db_open = test_db_open;
+    env.db_close = test_db_close;
+    env.db_baton = &db;
+    ck_assert_int_eq(gc_strategy_watch_start(&w, pool, &env), APR_SUCCESS);
+    wait_for(observed, "strat-a", SEC(10));
+    add("strat-b", body_of("q-2", 1), 1);
+    wait_for(observed, "strat-b", SEC(2));
+    wait_for(fake_calls_2, &f, SEC(2));
+    apr_sleep(apr_time_from_msec(200));
+    gc_strategy_watch_stop(w);
+    ck_assert_int_eq(f.calls, 2);
+    ck_assert_int_eq(atomic_load(&db.opens), atomic_load(&db.closes));
+}
+END_TEST
+
 /* ---------------------------------------------------------------- every child */
 
 static int found_in(gc_route_shm_t *b, const char *id)
@@ -772,6 +810,7 @@ Suite *strategy_watch_suite(void)
     tcase_add_test(tc, rebalance_schedule);
     tcase_add_test(tc, thread_observes_and_rebalances);
     tcase_add_test(tc, thread_logs_failures_once);
+    tcase_add_test(tc, thread_observes_a_new_strategy_at_once);
     tcase_add_test(tc, monitors_refresh_the_block);
     suite_add_tcase(s, tc);
     return s;
