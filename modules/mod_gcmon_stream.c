@@ -192,16 +192,18 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
     if (c->mon.enabled) {
         ap_log_error(
             APLOG_MARK, APLOG_INFO, 0, s,
-            GCMON_LOGNO(2007) "gcmon_stream: monitoring %d queue(s) and %d user(s); "
-                              "%d topics per channel, heartbeat timeout %s, pong timeout %s, "
-                              "backoff %s..%s, membership refresh %s, retention %s",
+            GCMON_LOGNO(
+                2007) "gcmon_stream: monitoring %d queue(s) and %d user(s); "
+                      "%d topics per channel, heartbeat timeout %s, pong timeout %s, "
+                      "backoff %s..%s, membership refresh %s, retention %s, audit retention %s",
             c->mon.queues->nelts, c->mon.users->nelts, c->mon.topics_per_channel,
             gc_format_duration(ptemp, c->mon.heartbeat_timeout),
             gc_format_duration(ptemp, c->mon.pong_timeout),
             gc_format_duration(ptemp, c->mon.backoff_min),
             gc_format_duration(ptemp, c->mon.backoff_max),
             gc_format_duration(ptemp, c->mon.membership_refresh),
-            gc_format_duration(ptemp, c->mon.retention));
+            gc_format_duration(ptemp, c->mon.retention),
+            c->mon.audit_retention < 0 ? "off" : gc_format_duration(ptemp, c->mon.audit_retention));
         log_alert_rules(s, ptemp, &c->mon);
     }
     else {

@@ -65,6 +65,21 @@ static const char *set_duration(cmd_parms *cmd, void *dc, const char *arg)
                                             (apr_interval_time_t *)(base + (apr_size_t)cmd->info)));
 }
 
+/* GcmonAuditRetention: a duration, or off (kept for ever). */
+static const char *set_audit_retention(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        cmd_conf(cmd)->mon.audit_retention = -1;
+        return NULL;
+    }
+    return gcmon_glue_err(cmd, gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
+                                                 &cmd_conf(cmd)->mon.audit_retention));
+}
+
 static const char *set_topics(cmd_parms *cmd, void *dc, const char *arg)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -246,7 +261,10 @@ const command_rec gcmon_stream_cmds[] = {
     AP_INIT_TAKE2("GcmonReconnectBackoff", set_backoff, NULL, RSRC_CONF,
                   "Reconnect backoff: minimum and maximum (default 1s 60s)"),
     AP_INIT_TAKE1("GcmonRetention", set_duration, MON_OFFSET(retention), RSRC_CONF,
-                  "Delete history older than this (default 90d)"),
+                  "Delete history and cleared alerts older than this (default 90d)"),
+    AP_INIT_TAKE1("GcmonAuditRetention", set_audit_retention, NULL, RSRC_CONF,
+                  "Delete audit rows, weight distributions and ended jobs older than this, "
+                  "or off (default 365d)"),
     AP_INIT_TAKE23("GcmonIdleAlert", add_idle_alert, NULL, RSRC_CONF,
                    "Alert when an agent stays in <state> for <threshold>; re-alert every "
                    "<repeat> (default: Available 15m and IDLE 15m)"),

@@ -15,6 +15,7 @@
 #include <apr_strings.h>
 
 #include "gc_monitor_int.h"
+#include "gc_store_retention.h"
 #include "gc_strategy_job.h"
 #include "gc_stream_share.h"
 #include "gc_strategy_admin.h"
@@ -377,6 +378,46 @@ static const char *holder_loop(gc_monitor_t *m)
     }
 }
 
+#define RETAIN_CHUNK 1000
+#define RETAIN_ROUNDS 50 /* at most 50,000 rows of a kind an hour */
+
+/* Hourly, on the outbox thread: delete cleared alerts older than
+ * GcmonRetention and audit rows, distributions and ended jobs older than
+ * GcmonAuditRetention (docs/operations.md). A failure only logs; the rows
+ * stay for the next round. */
+static void housekeeping(void *baton, gc_store_t *s, apr_pool_t *p, apr_time_t now)
+{
+    gc_monitor_t *m = baton;
+    int kind;
+
+    for (kind = 0; kind < GC_RETAIN__COUNT; kind++) {
+        apr_interval_time_t keep =
+            kind == GC_RETAIN_ALERTS ? m->conf->retention : m->conf->audit_retention;
+        const char *err = NULL;
+        int round, deleted = 0, total = 0;
+
+        for (round = 0; keep > 0 && round < RETAIN_ROUNDS; round++) {
+            if (gc_store_retain_prune(s, p, kind, now - keep, RETAIN_CHUNK, &deleted, &err)
+                != APR_SUCCESS) {
+                gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+                       GCMON_LOGNO(2141) "retention: deleting %s failed (tried again in an "
+                                         "hour): %s",
+                       gc_store_retain_name(kind), err ? err : "database error");
+                break;
+            }
+            total += deleted;
+            if (deleted < RETAIN_CHUNK) {
+                break;
+            }
+        }
+        if (total > 0) {
+            gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
+                   GCMON_LOGNO(2140) "retention: deleted %d %s older than the retention", total,
+                   gc_store_retain_name(kind));
+        }
+    }
+}
+
 /* The holder delivers the outbox (idle alerts, every webhook); in background
  * mode it is all the holder does. */
 static void outbox_start(gc_monitor_t *m)
@@ -390,6 +431,8 @@ static void outbox_start(gc_monitor_t *m)
     oenv.db_open = m->env.db_open;
     oenv.db_close = m->env.db_close;
     oenv.retention = m->conf->retention;
+    oenv.housekeeping = housekeeping;
+    oenv.housekeeping_baton = m;
     if (gc_outbox_start(&m->outbox, m->term, &oenv) != APR_SUCCESS) {
         m->outbox = NULL;
         gc_mon_error(m, GC_LOG_ERR,

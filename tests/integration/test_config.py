@@ -46,6 +46,7 @@ def bare(emulator):
     ("GcmonPongTimeout -1", "GcmonPongTimeout", "not a duration"),
     ("GcmonMembershipRefresh 5y", "GcmonMembershipRefresh", "unknown unit"),
     ("GcmonRetention soon", "GcmonRetention", "not a duration"),
+    ("GcmonAuditRetention never", "GcmonAuditRetention", "not a duration"),
     ("GcmonStream maybe", "GcmonStream", "must be On or Off"),
     ("GcmonNodeName web1:80", "GcmonNodeName", "is not a node name"),
     ("GcmonNodeName " + "n" * 64, "GcmonNodeName", "is not a node name"),
