@@ -1286,7 +1286,9 @@ function auditDetail(e) {
 function auditContent(b) {
     const rows = rowsOf(b, ['entries', 'data']);
     if (!rows.length) return h('p', { class: 'empty', id: 'sg-audit-empty' }, 'No audit entries.');
-    return h('div', { class: 'table-wrap' }, dataTable({
+    return [b.truncated ? h('p', { class: 'hint', id: 'sg-audit-truncated' }, 'Only the newest entries are shown ' +
+        '(gcmon keeps at most 100 per strategy here; Genesys Cloud’s part stops after 10 pages).') : null,
+    h('div', { class: 'table-wrap' }, dataTable({
         id: 'sg-audit-table', caption: 'Audit entries of this strategy, newest first', rows,
         rowAttrs: (e) => ({ dataset: { source: e.source || (e.eventDate ? 'genesys' : 'gcmon') } }),
         columns: [
@@ -1297,7 +1299,7 @@ function auditContent(b) {
             { label: 'Status', cell: (e) => String(e.status ?? '—') },
             { label: 'Detail', cell: auditDetail },
         ],
-    }));
+    }))];
 }
 
 // ------------------------------------------------------------------ the list
@@ -1341,9 +1343,10 @@ function renderList(body, first, err) {
         columns: [
             { label: 'Name', cell: (row) => h('button', { type: 'button', class: 'link', 'aria-label':
                 `Show strategy ${row.name || row.id}`, onclick: () => openStrategy(row.id, true) }, row.name || row.id) },
-            { label: 'Status', cell: (row) => h('span', { class: `badge sg-${row.status || 'unknown'}` }, row.status || '—') },
+            { label: 'Status', cell: (row) => [h('span', { class: `badge sg-${row.status || 'unknown'}` }, row.status || '—'),
+                row.status === 'failed' && row.error_message ? h('span', { class: 'small' }, ` ${row.error_message}`) : null] },
             { label: 'Targets', cls: 'num', cell: (row) => String(targetsOf(row).length) },
-            { label: 'Fallback', cls: 'mono', cell: (row) => (row.fallback && row.fallback.queue_id) || '—' },
+            { label: 'Tiers', cls: 'num', cell: (row) => String(tierSums(targetsOf(row)).size) },
             { label: 'Created by', cell: (row) => (row.created_by === '-' ? '- (anonymous)' : (row.created_by || '—')) },
             { label: 'Created', cell: (row) => timeEl(row.created_at, localDateTime(row.created_at)) },
             { label: 'Updated', cell: (row) => timeEl(row.updated_at, localDateTime(row.updated_at)) },

@@ -67,14 +67,14 @@ def httpd(emulator):
     emulator.add_agents([{"id": u, "name": f"Strategy Agent {i}", "presence": "OnQueue",
                           "skills": [{"id": SKILL, "proficiency": 3}] if i < 3 else []}
                          for i, u in enumerate(AGENTS)])
-    emulator.add_queues([
+    # routing by best skill: activating a strategy that requires a skill writes ALL
+    emulator.add_queues([{**q, "skill_evaluation_method": "BEST"} for q in (
         {"id": Q1, "name": "Strategy Q1 " + TAG, "members": AGENTS[:2]},
         {"id": Q2, "name": "Strategy Q2 " + TAG, "members": AGENTS[1:3]},
         {"id": Q3, "name": "Strategy Q3 " + TAG, "members": AGENTS[:1]},
         {"id": QFB, "name": "Strategy fallback " + TAG, "members": AGENTS},
         {"id": QFULL, "name": "Strategy full " + TAG, "members": AGENTS[:3]},
-        {"id": QNOSKILL, "name": "Strategy no skill " + TAG, "members": AGENTS[3:]},
-    ])
+        {"id": QNOSKILL, "name": "Strategy no skill " + TAG, "members": AGENTS[3:]})])
     for q, n in INTERACTING.items():
         emulator.set_queue_observations(q, interacting=n)
     h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
@@ -378,7 +378,7 @@ def test_create_ok_appears_in_list(httpd, br, base):
     assert br.attr("main", f'#sgl-table tr[data-id="{sid}"]', "aria-current") == "true"
     row = br.eval("main", "return Array.from(document.querySelector('#sgl-table tbody tr').children)"
                           ".map(c => c.textContent)")
-    assert row[0] == name and row[1] == "draft" and row[2] == "3" and row[3] == QFB, row
+    assert row[0] == name and row[1] == "draft" and row[2] == "3" and row[3] == "2", row   # 3 targets, 2 tiers
     shot(br, "strategies-draft.png")
 
 
@@ -387,10 +387,13 @@ def test_activate_reaches_active(httpd, br, base, emulator):
     sid = st["id"]
     open_view(br, base, "?id=" + sid)
     wait_status(br, "draft")
+    assert {q["id"]: q["skill_evaluation_method"] for q in emulator.queues()
+            if q["id"] in (Q1, Q2)} == {Q1: "BEST", Q2: "BEST"}
     br.call("clear_requests")
     br.click("main", "#sg-activate")
     posts = wait_for(lambda: [r for r in br.requests(page="main", match=r"/activate$")
-                              if r["method"] == "POST"], what="the activate POST")
+                              if r["method"] == "POST" and r.get("status")],
+                     what="the activate POST's answer")
     assert posts[0]["status"] == 202, posts
     assert posts[0]["headers"]["x-gcmon-request"] == "1"
     assert br.focused("main") == "sg-status"
@@ -416,6 +419,17 @@ def test_activate_reaches_active(httpd, br, base, emulator):
     br.wait_fn("main", "const r = document.querySelector(`#sgl-table tr[data-id=\"${arg}\"]`);"
                        "return r && r.dataset.status === 'active'", arg=sid)
     shot(br, "strategies-active.png")
+    # the audit: gcmon's rows, and with Genesys Cloud's the activation's queue writes
+    br.click("main", "#sg-audit-upstream")
+    br.click("main", "#sg-audit-show")
+    br.wait_for("main", "#sg-audit-table")
+    assert br.focused("main") == "sg-audit-result"
+    rows = br.eval("main", """return Array.from(document.querySelectorAll('#sg-audit-table tbody tr'))
+        .map(tr => ({source: tr.dataset.source, text: Array.from(tr.children).map(c => c.textContent)}))""")
+    ours = [r["text"] for r in rows if r["source"] == "gcmon"]
+    assert any(t[2] == ADMIN_USER and t[3] == "strategy_activate" for t in ours), ours
+    theirs = [r["text"] for r in rows if r["source"] == "genesys"]
+    assert any("skillEvaluationMethod" in t[5] and "→ ALL" in t[5] for t in theirs), theirs
 
 
 def test_rebalance_shows_new_weights(httpd, br, base, emulator):
@@ -437,6 +451,23 @@ def test_rebalance_shows_new_weights(httpd, br, base, emulator):
     stored = {t["queue_id"]: t["weight"] for t in api_get(httpd, f"/admin/strategies/{sid}")["targets"]}
     assert abs(stored[Q1] - 1 / 1.2) < 1e-9 and abs(stored[Q2] - 1 / 1.5) < 1e-9, stored
     shot(br, "strategies-rebalanced.png")
+    # the latency panel: Genesys Cloud's conversation aggregates per target (the last 24 h)
+    emulator.set_queue_aggregates(Q1, tWait=[1000, 3000], tAnswered=[500], nOffered=2)
+    try:
+        br.click("main", "#sg-lat-show")
+        br.wait_for("main", "#sg-lat-table")
+        cells = br.eval("main", """const t = document.getElementById('sg-lat-table');
+            const heads = Array.from(t.querySelectorAll('thead th')).map(th => th.textContent);
+            const out = {};
+            for (const tr of t.querySelectorAll('tbody tr'))
+                out[tr.dataset.queue] = Object.fromEntries(Array.from(tr.children).map((c, i) => [heads[i], c.textContent]));
+            return out;""")
+        assert set(cells) == {Q1, Q2, Q3}, cells
+        assert cells[Q1]["Offered"] == "2" and cells[Q1]["Answered"] == "1", cells[Q1]
+        assert cells[Q1]["Wait, average (ms)"] == "2000" and cells[Q1]["Wait, longest (ms)"] == "3000", cells[Q1]
+        assert cells[Q2]["Offered"] == "0" and cells[Q2]["Wait, average (ms)"] == "—", cells[Q2]
+    finally:
+        emulator.clear_aggregates()
 
 
 def test_route_test_distribution_and_fallback(httpd, br, base, emulator):
