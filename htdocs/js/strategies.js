@@ -722,7 +722,8 @@ function renderProgress() {
     const a = st.activation;
     if (!a || typeof a !== 'object') {
         fill(els.progress, st.status === 'activating'
-            ? h('p', { class: 'loading', id: 'sg-activation-state' }, 'Waiting for the activation job to start…') : null);
+            ? h('p', { class: 'loading', id: 'sg-activation-state' }, st.job_id
+                ? `The activation job ${st.job_id} is running…` : 'The activation job is queued…') : null);
         return;
     }
     const queues = Array.isArray(a.queues) ? a.queues : [];

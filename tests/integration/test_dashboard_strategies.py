@@ -404,6 +404,11 @@ def test_activate_reaches_active(httpd, br, base, emulator):
     assert gets, gets
     assert "Active" in br.text("main", "#sg-status-text")
     assert br.text("main", "#sg-activated") not in ("", "—")
+    doc = api_get(httpd, f"/admin/strategies/{sid}")
+    if doc.get("activation"):         # the job's progress per queue, as the server reports it
+        shown = br.eval("main", "return Array.from(document.querySelectorAll('#sg-activation-queues li'))"
+                                ".map(li => [li.dataset.queue, li.dataset.state])")
+        assert shown == [[q["queue_id"], q["state"]] for q in doc["activation"]["queues"]], shown
     # the selection criteria reached the target queues (a required skill: ALL)
     queues = {q["id"]: q for q in emulator.queues()}
     assert queues[Q1]["skill_evaluation_method"] == "ALL", queues[Q1]
