@@ -437,6 +437,30 @@ def test_activate_reaches_active(httpd, br, base, emulator):
     assert any("skillEvaluationMethod" in t[5] and "→ ALL" in t[5] for t in theirs), theirs
 
 
+def test_leaving_the_view_stops_polling(httpd, br, base, emulator):
+    """The activation's members probe answers slowly: the strategy stays activating for a
+    few seconds; away from the view the page asks nothing, back on it the page follows it
+    again until it is active."""
+    st = api_create(httpd, "Slow activation " + TAG, [(Q3, 1, 1)], skills=[SKILL])
+    sid = st["id"]
+    open_view(br, base, "?id=" + sid)
+    wait_status(br, "draft")
+    emulator.fault(r"^/api/v2/routing/queues/[^/]+/members$", method="GET", delay=3, count=1)
+    br.click("main", "#sg-activate")
+    wait_status(br, "activating")
+    br.click("main", "#nav a[data-view=board]")
+    br.wait_fn("main", "return document.body.dataset.view === 'board'")
+    br.call("clear_requests")
+    br.eval("main", "return new Promise(r => setTimeout(r, 2000))")   # bounded negative check
+    assert br.requests(page="main", match=r"/admin/strategies/" + sid) == []
+    assert api_get(httpd, f"/admin/strategies/{sid}")["status"] == "activating"
+    br.click("main", "#nav a[data-view=strategies]")
+    wait_status(br, "active", timeout=45000)
+    gets = [r for r in br.requests(page="main", match=r"/admin/strategies/" + sid + "$")
+            if r["method"] == "GET"]
+    assert gets, gets
+
+
 def test_rebalance_shows_new_weights(httpd, br, base, emulator):
     st = api_create(httpd, "Rebalance me " + TAG, [(Q1, 1, 1), (Q2, 1, 1), (Q3, 2, 1)])
     sid = st["id"]
