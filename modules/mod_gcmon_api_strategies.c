@@ -418,7 +418,7 @@ int gcmon_api_strategy_delete(request_rec *r, const char **params, json_t *body)
             res, HTTP_CONFLICT, "strategy_not_deletable", "The strategy cannot be deleted",
             apr_psprintf(r->pool, "strategy %s is %s: only a draft or failed strategy is deleted",
                          id, c.status ? c.status : "in use"));
-        gc_result_extra(res, "status", text_or_null(c.status));
+        gc_result_extra(res, "strategy_status", text_or_null(c.status));
         return refuse(r, GC_AUDIT_STRATEGY_DELETE, id, NULL, res, started);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, GCMON_LOGNO(1424) "strategy %s (%s) deleted by %s",
