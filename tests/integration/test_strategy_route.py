@@ -81,29 +81,14 @@ def strategy_body(targets, fallback, name="Route test"):
             "fallback": {"queue_id": fallback, "priority": 99, "weight": 1}}
 
 
-VIA_DB = True   # TEMPORARY until h-sa's create/read API lands
-
-
 def create(h, body):
-    if VIA_DB:
-        sid = "strat-" + uuid.uuid4().hex
-        canon = {"name": body["name"], "description": None, "selection_criteria": {"skills": []},
-                 "targets": body["targets"], "fallback": body["fallback"]}
-        now = int(time.time() * 1000)
-        h.db.execute("INSERT INTO gcmon_strategy (strategy_id, name, status, body, actor, "
-                     "created_at, updated_at, revision) VALUES (?, ?, 'draft', ?, '-', ?, ?, 1)",
-                     [(sid, body["name"], json.dumps(canon), now, now)])
-        return sid
     r = h.admin("POST", f"{API}/admin/strategies", body=body)
     assert r.status == 201, r
+    assert r.json["status"] == "draft"
     return r.json["id"]
 
 
 def strategy(h, sid):
-    if VIA_DB:
-        row = h.db.query("SELECT status, body FROM gcmon_strategy WHERE strategy_id = ?",
-                         (sid,))[0]
-        return {"status": row["status"], "targets": json.loads(row["body"])["targets"]}
     r = h.get(f"{API}/admin/strategies/{sid}")
     assert r.status == 200, r
     return r.json
