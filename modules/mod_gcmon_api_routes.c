@@ -64,6 +64,7 @@ static const route_t routes[] = {
       gcmon_api_strategy_audit },
     { GC_ROUTE_admin_strategies, "v1/admin/strategies/*/activate", M_POST, ADMIN | WRITE,
       gcmon_api_strategy_activate },
+    { GC_ROUTE_strategy_route, "v1/strategies/*/route", M_GET, 0, gcmon_api_strategy_route },
     { GC_ROUTE_hooks_genesys, "v1/hooks/genesys", M_POST, RAW, gcmon_api_hooks_genesys },
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

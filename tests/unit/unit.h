@@ -25,6 +25,8 @@ Suite *jobs_suite(void);
 Suite *trace_job_suite(void);
 Suite *trace_suite(void);
 Suite *strategy_suite(void);
+Suite *route_shm_suite(void);
+Suite *strategy_watch_suite(void);
 Suite *strategy_job_suite(void);
 Suite *strategy_calls_suite(void);
 Suite *strategy_admin_suite(void);
