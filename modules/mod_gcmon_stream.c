@@ -186,22 +186,24 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     gcmon_stream_node_setup(s, c->node_name);
-    if (gcmon_stream_status_setup(s, c->mon.enabled) != OK) {
+    if (gcmon_stream_status_setup(s, c->mon.enabled) != OK || gcmon_stream_routes_setup(s) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (c->mon.enabled) {
         ap_log_error(
             APLOG_MARK, APLOG_INFO, 0, s,
-            GCMON_LOGNO(2007) "gcmon_stream: monitoring %d queue(s) and %d user(s); "
-                              "%d topics per channel, heartbeat timeout %s, pong timeout %s, "
-                              "backoff %s..%s, membership refresh %s, retention %s",
+            GCMON_LOGNO(
+                2007) "gcmon_stream: monitoring %d queue(s) and %d user(s); "
+                      "%d topics per channel, heartbeat timeout %s, pong timeout %s, "
+                      "backoff %s..%s, membership refresh %s, retention %s, audit retention %s",
             c->mon.queues->nelts, c->mon.users->nelts, c->mon.topics_per_channel,
             gc_format_duration(ptemp, c->mon.heartbeat_timeout),
             gc_format_duration(ptemp, c->mon.pong_timeout),
             gc_format_duration(ptemp, c->mon.backoff_min),
             gc_format_duration(ptemp, c->mon.backoff_max),
             gc_format_duration(ptemp, c->mon.membership_refresh),
-            gc_format_duration(ptemp, c->mon.retention));
+            gc_format_duration(ptemp, c->mon.retention),
+            c->mon.audit_retention < 0 ? "off" : gc_format_duration(ptemp, c->mon.audit_retention));
         log_alert_rules(s, ptemp, &c->mon);
     }
     else {
@@ -247,6 +249,7 @@ static void gcmon_stream_register_hooks(apr_pool_t *p)
     ap_hook_child_stopping(gcmon_stream_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, gcmon_stream_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
     gcmon_stream_status_register();
+    gcmon_stream_routes_register();
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_webhook_configured);
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_monitors_user);
 }

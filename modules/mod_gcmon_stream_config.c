@@ -1,6 +1,7 @@
 /* mod_gcmon_stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound
  * sync webhooks"); all global. */
 #include <string.h>
+#include <strings.h>
 
 #include <apr_strings.h>
 #include <http_core.h>
@@ -8,6 +9,7 @@
 #include "gc_alerts.h"
 #include "gc_id.h"
 #include "gc_state.h"
+#include "gc_strategy_watch.h"
 #include "gc_webhook.h"
 #include "mod_gcmon_stream_private.h"
 
@@ -61,6 +63,21 @@ static const char *set_duration(cmd_parms *cmd, void *dc, const char *arg)
     return gcmon_glue_err(cmd,
                           gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
                                             (apr_interval_time_t *)(base + (apr_size_t)cmd->info)));
+}
+
+/* GcmonAuditRetention: a duration, or off (kept for ever). */
+static const char *set_audit_retention(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        cmd_conf(cmd)->mon.audit_retention = -1;
+        return NULL;
+    }
+    return gcmon_glue_err(cmd, gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC,
+                                                 &cmd_conf(cmd)->mon.audit_retention));
 }
 
 static const char *set_topics(cmd_parms *cmd, void *dc, const char *arg)
@@ -195,6 +212,29 @@ static const char *set_webhook_max_age(cmd_parms *cmd, void *dc, const char *arg
                                                  &cmd_conf(cmd)->mon.webhooks.max_age));
 }
 
+/* GcmonStrategyRebalance Off | <duration>: 1s to 24h. */
+static const char *set_strategy_rebalance(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t d;
+
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        cmd_conf(cmd)->mon.strategy_rebalance = 0;
+        return NULL;
+    }
+    if ((err = gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC, &d))) {
+        return gcmon_glue_err(cmd, apr_pstrcat(cmd->pool, err, " (or Off)", NULL));
+    }
+    if (d > GC_STRATEGY_MAX_REBALANCE) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is above the maximum of 24h", cmd->cmd->name, arg);
+    }
+    cmd_conf(cmd)->mon.strategy_rebalance = d;
+    return NULL;
+}
+
 #define MON_OFFSET(field) (void *)APR_OFFSETOF(gc_monitor_conf_t, field)
 /* One URL directive per webhook target. */
 #define WEBHOOK_DIRECTIVE(name, directive, member, slack, event, label, help)                 \
@@ -221,7 +261,10 @@ const command_rec gcmon_stream_cmds[] = {
     AP_INIT_TAKE2("GcmonReconnectBackoff", set_backoff, NULL, RSRC_CONF,
                   "Reconnect backoff: minimum and maximum (default 1s 60s)"),
     AP_INIT_TAKE1("GcmonRetention", set_duration, MON_OFFSET(retention), RSRC_CONF,
-                  "Delete history older than this (default 90d)"),
+                  "Delete history and cleared alerts older than this (default 90d)"),
+    AP_INIT_TAKE1("GcmonAuditRetention", set_audit_retention, NULL, RSRC_CONF,
+                  "Delete audit rows, weight distributions and ended jobs older than this, "
+                  "or off (default 365d)"),
     AP_INIT_TAKE23("GcmonIdleAlert", add_idle_alert, NULL, RSRC_CONF,
                    "Alert when an agent stays in <state> for <threshold>; re-alert every "
                    "<repeat> (default: Available 15m and IDLE 15m)"),
@@ -231,5 +274,8 @@ const command_rec gcmon_stream_cmds[] = {
                       "a literal"),
     AP_INIT_TAKE1("GcmonWebhookMaxAge", set_webhook_max_age, NULL, RSRC_CONF,
                   "Give up on a webhook delivery after this long (default 24h)"),
+    AP_INIT_TAKE1("GcmonStrategyRebalance", set_strategy_rebalance, NULL, RSRC_CONF,
+                  "Rebalance every active routing strategy this often from live observations "
+                  "(1s to 24h), or Off (default)"),
     { NULL }
 };

@@ -22,6 +22,7 @@
 
 #include "gc_api_routes.h"
 #include "gc_log.h"
+#include "gc_version.h"
 #include "gc_metrics.h"
 #include "gc_metrics_test.h"
 #include "gc_state.h"
@@ -100,6 +101,7 @@ static const char *const v_upstream_op[] = { "oauth_token",
                                              "audits_results",
                                              "webhook",
                                              "other" };
+static const char *const v_version[] = { GCMON_VERSION, "other" };
 /* Must match gc_metrics_code_label(). */
 static const char *const v_code[] = { "200", "201", "202", "204", "304",   "400",  "401", "403",
                                       "404", "405", "409", "412", "413",   "415",  "422", "429",
@@ -141,6 +143,10 @@ _Static_assert(COUNT_OF(b_latency) <= MAX_BUCKETS, "too many buckets");
 #define GAUGE(n, h)                                                                 \
     {                                                                               \
         PREFIX n, h, MT_GAUGE, 0, { NULL, NULL }, { NULL, NULL }, { 0, 0 }, NULL, 0 \
+    }
+#define GAUGE1(n, h, l, v)                                                              \
+    {                                                                                   \
+        PREFIX n, h, MT_GAUGE, 1, { l, NULL }, { v, NULL }, { COUNT_OF(v), 0 }, NULL, 0 \
     }
 #define COUNTER0(n, h)                                                                \
     {                                                                                 \
@@ -220,6 +226,11 @@ static const family_t families[GC_MET__COUNT] = {
               "Genesys Cloud API requests counted in the current window of GcmonRateLimit."),
     [GC_MET_BUDGET_LIMIT] = GAUGE(
         "upstream_budget_limit", "Genesys Cloud API requests allowed per window (GcmonRateLimit)."),
+    [GC_MET_BUILD_INFO] =
+        GAUGE1("build_info", "1, labelled with the gcmon version serving.", "version", v_version),
+    [GC_MET_LAST_EVENT] =
+        GAUGE("last_event_timestamp_seconds",
+              "When the last agent status event was stored (Unix time; 0: none since start)."),
 #ifdef GCMON_TEST_METRICS_LAYOUT
     [GC_MET_TEST_LAYOUT] = GAUGE(
         "test_layout", "Only in the GCMON_TEST_METRICS_LAYOUT build (tests of the layout check)."),
@@ -368,6 +379,7 @@ gc_metrics_t *gc_metrics_init(void *mem)
     }
     m->magic = GC_METRICS_MAGIC;
     atomic_thread_fence(memory_order_seq_cst);
+    gc_metrics_set(m, GC_MET_BUILD_INFO, GCMON_VERSION, NULL, 1);
     return m;
 }
 

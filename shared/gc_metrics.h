@@ -28,6 +28,8 @@ typedef enum {
     GC_MET_API_REQUESTS,         /* counter {route,code} */
     GC_MET_BUDGET_USED,          /* gauge (set when /metrics is rendered) */
     GC_MET_BUDGET_LIMIT,         /* gauge (set when /metrics is rendered) */
+    GC_MET_BUILD_INFO,           /* gauge {version}: 1 for this build's version */
+    GC_MET_LAST_EVENT,           /* gauge: epoch seconds of the last agent event stored */
 #ifdef GCMON_TEST_METRICS_LAYOUT
     GC_MET_TEST_LAYOUT, /* gauge: only in the layout-test build */
 #endif

@@ -27,6 +27,9 @@ void gc_monitor_conf_defaults(gc_monitor_conf_t *c)
     if (c->retention <= 0) {
         c->retention = apr_time_from_sec(90 * 86400);
     }
+    if (c->audit_retention == 0) {
+        c->audit_retention = apr_time_from_sec(365 * 86400);
+    }
     if (c->webhooks.max_age <= 0) {
         c->webhooks.max_age = GC_WEBHOOK_MAX_AGE_DEFAULT;
     }

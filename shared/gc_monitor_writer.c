@@ -100,6 +100,9 @@ static void account(gc_writer_t *w, const gc_evrec_t *run, int n, const char *so
     }
     gc_metrics_add(w->env.metrics, GC_MET_EVENTS_STORED, source, NULL,
                    res->transitions + res->refreshed);
+    if (res->transitions + res->refreshed > 0) {
+        gc_metrics_set(w->env.metrics, GC_MET_LAST_EVENT, NULL, NULL, (long long)apr_time_sec(at));
+    }
     if (strcmp(source, "stream") != 0) {
         return;
     }

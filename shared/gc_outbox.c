@@ -287,6 +287,9 @@ static void prune(gc_outbox_t *o, gc_store_t *s, apr_pool_t *p)
                                 "deliveries older than the retention",
                total);
     }
+    if (o->env.housekeeping && !stopping(o)) {
+        o->env.housekeeping(o->env.housekeeping_baton, s, p, now);
+    }
 }
 
 /* One pass, then a wait until the next row is due (a wake cuts it short);

@@ -88,6 +88,10 @@ typedef struct {
      * hourly; 0 keeps them. */
     apr_interval_time_t retention;
     apr_interval_time_t prune_first; /* first check after start; 0 = 60 s (tests) */
+    /* The holder's other housekeeping (retention of alerts, audit, …), run in
+     * the same hourly round on this thread's connection; may be NULL. */
+    void (*housekeeping)(void *baton, struct gc_store *s, apr_pool_t *p, apr_time_t now);
+    void *housekeeping_baton;
 } gc_outbox_env_t;
 
 /* Start the delivery thread (the holder, after taking the lead). */

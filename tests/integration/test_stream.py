@@ -2,13 +2,14 @@
 is stored within 1 s without duplicates, missed ones come back by resync, and the
 status is visible on /v1/stream, /metrics and mod_status. No churn here: each test
 drives the emulator itself."""
+import os
 import re
 import time
 
 import pytest
 
 from conftest import CLIENT_SECRET
-from httpd import Httpd, wait_for
+from httpd import REPO, Httpd, wait_for
 from stream_helpers import (StreamDB, channel_label, duplicate_rows, emulator_channels,
                             issued_channel_ids, loud_lines_naming, stream_conf,
                             stream_status, truth, wait_connected, wait_converged)
@@ -158,7 +159,19 @@ def test_unmonitored_agent_event_ignored(httpd, emulator, db):
 
 def test_metrics(httpd, emulator):
     wait_connected(httpd, topics=len(MONITORED))
+    # An event of its own, so the test stands alone (not after others that made some).
+    uid = MONITORED[0]
+    set_state(emulator, uid, "Meal" if emulator.agent(uid)["state"] != "Meal" else "Away")
+    want = emulator.agent(uid)["state"]
+    wait_for(lambda: httpd.get(f"/gcmon/api/v1/agents/{uid}").json.get("state") == want,
+             timeout=5, what="the event stored")
     g = Httpd.metric
+    # And a dropped socket of its own, replaced.
+    closed = g(httpd.metrics(), "gcmon_stream_reconnects_total", reason="closed")
+    emulator.ws_fault("drop")
+    wait_for(lambda: g(httpd.metrics(), "gcmon_stream_reconnects_total", reason="closed") > closed,
+             timeout=10, what="the reconnect counted")
+    wait_connected(httpd, topics=len(MONITORED), timeout=20)
     m = wait_for(lambda: (lambda x: x if g(x, "gcmon_stream_messages_total", kind="heartbeat")
                           else None)(httpd.metrics()), timeout=5, what="a heartbeat")
     assert g(m, "gcmon_stream_connected") == 1
@@ -169,11 +182,20 @@ def test_metrics(httpd, emulator):
     assert g(m, "gcmon_events_stored_total", source="stream") > 0
     assert g(m, "gcmon_events_stored_total", source="resync") > 0
     assert g(m, "gcmon_event_lag_seconds_count") > 0
-    assert g(m, "gcmon_stream_reconnects_total", reason="closed") >= 1
+    assert abs(g(m, "gcmon_last_event_timestamp_seconds") - time.time()) < 60
+    assert g(m, "gcmon_build_info", version=httpd.get("/gcmon/api/v1/health").json["version"]) == 1
+    assert g(m, "gcmon_stream_reconnects_total", reason="closed") > closed
     assert g(m, "gcmon_upstream_requests_total", op="channels_create", code="200") >= 1
     assert g(m, "gcmon_upstream_requests_total", op="subscriptions_put", code="200") >= 1
     assert g(m, "gcmon_upstream_requests_total", op="users_get", code="200") >= 1
     assert g(m, "gcmon_upstream_requests_total", op="queue_members", code="200") >= 1
+    # docs/metrics.md lists exactly the families served (contrib/'s rules and dashboard
+    # are checked against that list in test_monitoring.py).
+    served = set(re.findall(r"^# TYPE (gcmon_\w+) ", httpd.get("/gcmon/api/v1/metrics").text,
+                            re.M))
+    with open(os.path.join(REPO, "docs", "metrics.md")) as f:
+        documented = set(re.findall(r"^\| `(gcmon_\w+)` \|", f.read(), re.M))
+    assert served == documented, (served ^ documented)
 
 
 def test_mod_status(httpd):

@@ -18,6 +18,7 @@
 
 #include "gc_api_routes.h"
 #include "gc_metrics.h"
+#include "gc_version.h"
 #include "gc_log.h"
 #include "gc_metrics_test.h"
 #include "unit.h"
@@ -597,6 +598,7 @@ typedef struct {
     const double *buckets;
 } expect_t;
 
+static const char *const e_version[] = { GCMON_VERSION, "other", NULL };
 static const char *const e_reconnect[] = { "heartbeat_timeout",
                                            "pong_timeout",
                                            "socket_closing",
@@ -752,6 +754,8 @@ static const expect_t expected[GC_MET__COUNT] = {
       NULL },
     { GC_MET_BUDGET_USED, "gcmon_upstream_budget_used", "gauge", { 0 }, { 0 }, NULL },
     { GC_MET_BUDGET_LIMIT, "gcmon_upstream_budget_limit", "gauge", { 0 }, { 0 }, NULL },
+    { GC_MET_BUILD_INFO, "gcmon_build_info", "gauge", { "version" }, { e_version }, NULL },
+    { GC_MET_LAST_EVENT, "gcmon_last_event_timestamp_seconds", "gauge", { 0 }, { 0 }, NULL },
 };
 
 START_TEST(registry_matches_spec)
@@ -833,6 +837,9 @@ START_TEST(empty_registry_renders)
     ck_assert_line(text, "gcmon_stream_topics 0");
     ck_assert_line(text, "gcmon_agents_monitored 0");
     ck_assert_line(text, "gcmon_outbox_pending 0");
+    ck_assert_line(text, "gcmon_last_event_timestamp_seconds 0");
+    /* The build is labelled from the start. */
+    ck_assert_line(text, "gcmon_build_info{version=\"" GCMON_VERSION "\"} 1");
     ck_assert_line(text, "gcmon_upstream_throttled_total 0");
     ck_assert_line(text, "gcmon_upstream_budget_used 0");
     ck_assert_line(text, "gcmon_upstream_budget_limit 0");

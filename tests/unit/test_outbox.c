@@ -11,6 +11,7 @@
 
 #include <apr_dbd.h>
 #include <apr_pools.h>
+#include <apr_atomic.h>
 #include <apr_strings.h>
 #include <apr_time.h>
 #include <jansson.h>
@@ -18,6 +19,7 @@
 #include "gc_log.h"
 #include "gc_metrics.h"
 #include "gc_outbox.h"
+#include "gc_store_retention.h"
 #include "gc_store.h"
 #include "gc_version.h"
 #include "gc_webhook.h"
@@ -67,6 +69,17 @@ static int log_has(const char *needle)
     found = log_text && strstr(log_text, needle) != NULL;
     pthread_mutex_unlock(&log_mu);
     return found;
+}
+
+/* Poll the log for needle, up to timeout_ms. */
+static int wait_log(const char *needle, int timeout_ms)
+{
+    apr_time_t until = apr_time_now() + apr_time_from_msec(timeout_ms);
+
+    while (!log_has(needle) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    return log_has(needle);
 }
 
 /* ---------------------------------------------------------------- fixtures */
@@ -970,8 +983,7 @@ START_TEST(thread_wake_and_database_outage)
     }
     ck_assert_int_eq(b.opens, 3);
     ck_assert(log_has("GCM703"));
-    apr_sleep(MS(200));
-    ck_assert(log_has("GCM704"));
+    ck_assert(wait_log("GCM704", 5000));
 
     /* A new row and a wake: delivered well before the 1 s poll. */
     add_row(s, GC_TARGET_SLACK, NULL, "{\"w\":1}", apr_time_now());
@@ -1016,6 +1028,96 @@ START_TEST(thread_prunes_finished_rows)
     gc_outbox_stop(o);
     ck_assert(log_has("GCM708"));
     ck_assert_int_eq(lb_count(lb, "/hook"), 0);
+    gc_store_close(s);
+}
+END_TEST
+
+/* Retention of the other records (gc_store_retention.h): old rows go, recent
+ * ones, open alerts and running jobs stay. */
+START_TEST(retain_prunes_old_records_only)
+{
+    gc_store_t *s = open_migrated_in(pool);
+    const char *err = NULL;
+    apr_time_t now = apr_time_now();
+    apr_int64_t old = apr_time_as_msec(now) - 7200 * 1000, recent = apr_time_as_msec(now);
+    char sql[2048];
+    int deleted = -1;
+
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO gcmon_alerts (user_id, state, threshold_seconds, episode_at, raised_at, "
+             "cleared_at) VALUES ('u1', 'Break', 60, 1, %lld, %lld), "
+             "('u2', 'Break', 60, 1, %lld, NULL), ('u3', 'Break', 60, 1, %lld, %lld);"
+             "INSERT INTO gcmon_audit (at, actor, action, status, latency_ms) VALUES "
+             "(%lld, 'a', 'x', 200, 1), (%lld, 'a', 'x', 200, 1);"
+             "INSERT INTO gcmon_distribution (dist_id, queue_id, status, http_status, actor, at, "
+             "members, upstream_requests, latency_ms, request, result) VALUES "
+             "('d1', 'q', 'completed', 200, 'a', %lld, 1, 1, 1, '{}', '{}'), "
+             "('d2', 'q', 'completed', 200, 'a', %lld, 1, 1, 1, '{}', '{}');"
+             "INSERT INTO gcmon_jobs (job_id, kind, actor, state, payload, attempts, created_at, "
+             "updated_at, next_run_at, deadline_at, completed_at) VALUES "
+             "('j1', 'trace', 'a', 'completed', '{}', 1, 1, 1, 1, 1, %lld), "
+             "('j2', 'trace', 'a', 'running', '{}', 1, 1, 1, 1, 1, NULL), "
+             "('j3', 'trace', 'a', 'failed', '{}', 1, 1, 1, 1, 1, %lld)",
+             (long long)old, (long long)old, (long long)old, (long long)recent, (long long)recent,
+             (long long)old, (long long)recent, (long long)old, (long long)recent, (long long)old,
+             (long long)recent);
+    sql_exec(sql);
+    ck_assert_int_eq(gc_store_retain_prune(s, pool, GC_RETAIN_ALERTS, now - apr_time_from_sec(3600),
+                                           10, &deleted, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_str_eq(sql_rows("SELECT user_id FROM gcmon_alerts ORDER BY id"), "u2;u3");
+    ck_assert_int_eq(gc_store_retain_prune(s, pool, GC_RETAIN_AUDIT, now - apr_time_from_sec(3600),
+                                           10, &deleted, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_str_eq(sql_rows("SELECT COUNT(*) FROM gcmon_audit"), "1");
+    ck_assert_int_eq(gc_store_retain_prune(s, pool, GC_RETAIN_DISTRIBUTIONS,
+                                           now - apr_time_from_sec(3600), 10, &deleted, &err),
+                     APR_SUCCESS);
+    ck_assert_str_eq(sql_rows("SELECT dist_id FROM gcmon_distribution"), "d2");
+    /* A chunk at a time: max 1 of the one old ended job. */
+    ck_assert_int_eq(gc_store_retain_prune(s, pool, GC_RETAIN_JOBS, now - apr_time_from_sec(3600),
+                                           1, &deleted, &err),
+                     APR_SUCCESS);
+    ck_assert_int_eq(deleted, 1);
+    ck_assert_str_eq(sql_rows("SELECT job_id FROM gcmon_jobs ORDER BY id"), "j2;j3");
+    ck_assert_int_eq(gc_store_retain_prune(s, pool, GC_RETAIN__COUNT, now, 1, &deleted, &err),
+                     APR_EINVAL);
+    gc_store_close(s);
+}
+END_TEST
+
+static void count_housekeeping(void *baton, gc_store_t *s, apr_pool_t *p, apr_time_t now)
+{
+    (void)s;
+    (void)p;
+    (void)now;
+    apr_atomic_inc32(baton);
+}
+
+/* The outbox thread's hourly round runs the holder's housekeeping too. */
+START_TEST(thread_runs_housekeeping)
+{
+    gc_webhook_conf_t c = conf_for("/hook");
+    db_baton_t b = { 0, 0, 0 };
+    gc_outbox_env_t e = env_for(&c, &b, MS(50), apr_time_from_sec(2));
+    gc_store_t *s = open_migrated_in(pool);
+    gc_outbox_t *o = NULL;
+    volatile apr_uint32_t calls = 0;
+    int i;
+
+    e.retention = apr_time_from_sec(3600);
+    e.prune_first = MS(1);
+    e.housekeeping = count_housekeeping;
+    e.housekeeping_baton = (void *)&calls;
+    ck_assert_int_eq(gc_outbox_start(&o, pool, &e), APR_SUCCESS);
+    for (i = 0; i < 500 && apr_atomic_read32(&calls) == 0; i++) {
+        apr_sleep(MS(10));
+    }
+    gc_outbox_stop(o);
+    /* Once: the next round is an hour away. */
+    ck_assert_int_eq(apr_atomic_read32(&calls), 1);
     gc_store_close(s);
 }
 END_TEST
@@ -1084,6 +1186,8 @@ Suite *outbox_suite(void)
     tcase_add_test(tt, thread_wake_and_database_outage);
     tcase_add_test(tt, stop_is_bounded_by_the_timeout);
     tcase_add_test(tt, thread_prunes_finished_rows);
+    tcase_add_test(tt, thread_runs_housekeeping);
+    tcase_add_test(tt, retain_prunes_old_records_only);
     suite_add_tcase(s, tt);
     return s;
 }
