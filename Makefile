@@ -201,7 +201,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan-unit
-	$(MAKE) fuzz-smoke
+	$(MAKE) -j2 fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) integration-pgsql
 	$(MAKE) asan-integration
