@@ -99,7 +99,7 @@ PGSQL_ONLY   := $(addprefix tests/integration/,test_scale_out.py test_pg_errors.
 # SQL is the store's — the stream's writes, retention, leases and re-elections,
 # idle alerts and the outbox, the background holder, the admin API's lock,
 # audit and status webhooks, the read API, the weights record and Idempotency-Key
-# claims. Not again: test_stream_chaos.py
+# claims, the routing strategies' conditional writes. Not again: test_stream_chaos.py
 # (upstream and WebSocket faults over the same writer path as test_stream.py;
 # a failover on PostgreSQL is test_scale_out.py's) and the suites that touch
 # no SQL of their own (configuration, security, budget, dashboard, install).
@@ -111,7 +111,7 @@ PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT)
 PGSQL_SUITES := $(addprefix tests/integration/,test_stream.py test_stream_edges.py \
                 test_stream_lifecycle.py test_stream_scale.py test_alerts.py \
                 test_background_holder.py test_admin_status.py test_read_api.py \
-                test_weights.py)
+                test_weights.py test_strategies.py test_strategy_activation.py)
 
 integration: all layout-build
 	$(PYTEST) tests/emulator tests/integration \
@@ -134,10 +134,59 @@ asan-integration:
 	    $(PYTEST) tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
+# libFuzzer targets of the core's parsers (tests/fuzz/, docs/testing.md
+# "Fuzzing"): the core built again with Debian's clang, instrumented for
+# libFuzzer (-fsanitize=fuzzer-no-link) under ASan + UBSan, in build/fuzz (the
+# gcc build is untouched); one binary per tests/fuzz/fuzz_<target>.c.
+# `make fuzz` runs each target FUZZ_SECONDS (default 60) from its seed corpus
+# (tests/fuzz/corpus/<target>/) and dictionary (tests/fuzz/<target>.dict);
+# `make fuzz-smoke` is the short run of `make test` (FUZZ_SMOKE_SECONDS each).
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -g -O1 -D_GNU_SOURCE -DLINUX -D_REENTRANT $(WARNINGS) $(FUZZ_SAN) \
+                -I$(APR_INC) -I$(APU_INC) -Ishared -Itests/fuzz $(LWS_CFLAGS)
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_CORE_O  := $(patsubst shared/%.c,$(FUZZ_BUILD)/shared/%.o,$(CORE_SRC))
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+
+.PHONY: fuzz fuzz-build fuzz-smoke
+
+$(FUZZ_BUILD)/shared/%.o: shared/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/libgcmon.a: $(FUZZ_CORE_O)
+	@rm -f $@
+	@ar rcs $@ $(FUZZ_CORE_O)
+
+$(FUZZ_BUILD)/fuzz.o: tests/fuzz/fuzz.c tests/fuzz/fuzz.h $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/fuzz.o \
+                      $(FUZZ_BUILD)/libgcmon.a
+	@echo "  FUZZLD  $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/fuzz.o \
+	    $(FUZZ_BUILD)/libgcmon.a -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
 # The C style is .clang-format's (Debian's clang-format-14, installed by deps):
 # check-style fails on any file that differs from it; style rewrites them.
 CLANG_FORMAT ?= $(shell command -v clang-format-14 || command -v clang-format)
-STYLE_SRC := $(sort $(wildcard shared/*.[ch] modules/*.[ch] tests/unit/*.[ch] bench/*.c))
+STYLE_SRC := $(sort $(wildcard shared/*.[ch] modules/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch] \
+             bench/*.c))
 
 check-style:
 	@test -n "$(CLANG_FORMAT)" || { echo "check-style: clang-format not found (make deps)"; exit 1; }
@@ -152,6 +201,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan-unit
+	$(MAKE) -j2 fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) integration-pgsql
 	$(MAKE) asan-integration
@@ -297,6 +347,12 @@ bench-weights: all
 .PHONY: bench-traces
 bench-traces: all
 	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py traces
+
+# The route-decision part of `make bench` alone (exits 1 below 80% of the static file's
+# requests/s at 32 connections).
+.PHONY: bench-route
+bench-route: all
+	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py route
 
 # The idle-alert part of `make bench` alone.
 .PHONY: bench-alerts

@@ -2,7 +2,7 @@
  *
  * Calls run one way: mod_gcmon_api_routes.c (the table, the handler) → one
  * file per resource (_health, _read, _board, _status, _audit, _upstream, _weights,
- * _distributions, _traces) →
+ * _distributions, _traces, _strategies) →
  * the HTTP helpers (_http, _mount, _actor) → the core (shared/). A resource
  * never calls another resource, and the helpers call neither. */
 #ifndef MOD_GCMON_API_PRIVATE_H
@@ -21,6 +21,7 @@
 #include "gc_query.h"
 #include "gc_result.h"
 #include "gc_store.h"
+#include "gc_store_strategy.h"
 #include "gc_upstream.h"
 #include "gcmon_glue.h"
 
@@ -121,6 +122,9 @@ gcmon_api_endpoint_fn gcmon_api_strategy_rebalance;
 gcmon_api_endpoint_fn gcmon_api_strategy_sync;
 gcmon_api_endpoint_fn gcmon_api_strategy_latency;
 gcmon_api_endpoint_fn gcmon_api_strategy_audit;
+/* The strategy document of rec (new reference): GET …/strategies/{id} and
+ * the 201 with full 1, a listing's row (summary) with full 0. */
+json_t *gcmon_api_strategy_json(request_rec *r, const gc_strategy_rec_t *rec, int full);
 gcmon_api_endpoint_fn gcmon_api_strategy_activate; /* mod_gcmon_api_strategy_activate.c */
 gcmon_api_endpoint_fn gcmon_api_strategy_route;    /* mod_gcmon_api_route.c */
 
