@@ -303,3 +303,12 @@ def test_without_the_stream_module(emulator):
         assert r.header("retry-after") == "60"
     finally:
         h.cleanup()
+
+
+def test_rebalance_directive_is_validated(httpd):
+    for ok in ("Off", "off", "1s", "15m", "24h"):
+        rc, out = httpd.configtest(gcmon_conf=f"GcmonStrategyRebalance {ok}\n")
+        assert rc == 0, (ok, out)
+    for bad in ("25h", "0s", "-5s", "soon", "5x"):
+        rc, out = httpd.configtest(gcmon_conf=f"GcmonStrategyRebalance {bad}\n")
+        assert rc != 0 and "GcmonStrategyRebalance" in out, (bad, out)
