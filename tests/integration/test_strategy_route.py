@@ -27,16 +27,18 @@ REBALANCE_S = 3
 SETTLE_S = 20
 
 
+CONF = (f"GcmonClientID {CLIENT_ID}\n"
+        "GcmonClientSecret env:GCMON_TEST_SECRET\n"
+        "GcmonRequestTimeout 5s\n"
+        "GcmonRateLimit 6000\n"
+        "GcmonAdminActor anonymous\n"
+        f"GcmonStrategyRebalance {REBALANCE_S}s\n")
+
+
 @pytest.fixture(scope="module")
 def httpd(emulator):
     h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
-              gcmon_conf=(f"GcmonClientID {CLIENT_ID}\n"
-                          "GcmonClientSecret env:GCMON_TEST_SECRET\n"
-                          "GcmonRequestTimeout 5s\n"
-                          "GcmonRateLimit 6000\n"
-                          "GcmonAdminActor anonymous\n"
-                          f"GcmonStrategyRebalance {REBALANCE_S}s\n"),
-              start_servers=2)
+              gcmon_conf=CONF, start_servers=2)
     h.start()
     try:
         yield h
@@ -291,6 +293,29 @@ def test_route_survives_a_graceful_restart(httpd, emulator):
         assert r.status == 200, r
         assert r.json["queue_id"] == ids[0]
     assert r.json["generation"] >= before["generation"]
+
+
+def test_every_server_routes_from_the_database(httpd, emulator):
+    """A second server on the same database (another host of a scale-out) loads its own
+    route tables: strategies activated through either are routed by both, from the same
+    observations, whichever server holds the stream."""
+    other = Httpd(emulator_url=emulator.url, database=httpd.db,
+                  env={"GCMON_TEST_SECRET": CLIENT_SECRET}, gcmon_conf=CONF, start_servers=1)
+    try:
+        other.start()
+        sid, ids, fb = active_strategy(httpd, emulator, [0, 0], priorities=[1, 2])
+        doc = route_ok(other, sid)
+        assert doc["queue_id"] == ids[0] and doc["strategy_id"] == sid
+        # One new observation (tier 1 full) reaches both servers' tables.
+        emulator.set_queue_observations(ids[0], interacting=10)
+        for h in (httpd, other):
+            wait_for(lambda: route_ok(h, sid)["queue_id"] == ids[1], timeout=SETTLE_S,
+                     what="tier 2 on both servers")
+        # And the other way round: activated through the second server.
+        sid2, ids2, fb2 = active_strategy(other, emulator, [0])
+        assert route_ok(httpd, sid2)["queue_id"] == ids2[0]
+    finally:
+        other.cleanup()
 
 
 def test_without_the_stream_module(emulator):
