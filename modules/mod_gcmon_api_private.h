@@ -77,6 +77,10 @@ apr_interval_time_t gcmon_api_trace_timeout(const gcmon_api_conf_t *c);
 gcmon_api_runtime_t *gcmon_api_runtime(void);
 /* The queue's GcmonWeightSkill, or NULL. */
 const char *gcmon_api_weight_skill(const gcmon_api_conf_t *c, const char *queue_id);
+/* mod_gcmon_api_dbdir.c: HTTP_INTERNAL_SERVER_ERROR (logged, GCM1010) when
+ * gcmon's SQLite database cannot be written by the server's run user (at
+ * start-up and under apache2 -t), else OK. */
+int gcmon_api_dbdir_check(server_rec *s, apr_pool_t *ptemp);
 
 /* ---------------------------------------------------------------- routes */
 

@@ -287,7 +287,10 @@ def test_api_requests_counted_once_across_children(httpd):
         list(ex.map(lambda _: httpd.get("/gcmon/api/v1/health"), range(n)))
     after = m(httpd.metrics(), "gcmon_api_requests_total", route="health", code="200")
     assert after == before + n
-    assert m(httpd.metrics(), "gcmon_api_requests_total", route="not_found", code="404") >= 0
+    nf = m(httpd.metrics(), "gcmon_api_requests_total", route="not_found", code="404")
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda _: httpd.get("/gcmon/api/v1/nothing-here"), range(n)))
+    assert m(httpd.metrics(), "gcmon_api_requests_total", route="not_found", code="404") == nf + n
 
 
 # ------------------------------------------------------------------ lifecycle

@@ -71,6 +71,17 @@ static int log_has(const char *needle)
     return found;
 }
 
+/* Poll the log for needle, up to timeout_ms. */
+static int wait_log(const char *needle, int timeout_ms)
+{
+    apr_time_t until = apr_time_now() + apr_time_from_msec(timeout_ms);
+
+    while (!log_has(needle) && apr_time_now() < until) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    return log_has(needle);
+}
+
 /* ---------------------------------------------------------------- fixtures */
 
 static void setup(void)
@@ -972,8 +983,7 @@ START_TEST(thread_wake_and_database_outage)
     }
     ck_assert_int_eq(b.opens, 3);
     ck_assert(log_has("GCM703"));
-    apr_sleep(MS(200));
-    ck_assert(log_has("GCM704"));
+    ck_assert(wait_log("GCM704", 5000));
 
     /* A new row and a wake: delivered well before the 1 s poll. */
     add_row(s, GC_TARGET_SLACK, NULL, "{\"w\":1}", apr_time_now());

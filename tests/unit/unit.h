@@ -36,5 +36,6 @@ struct gc_store;
 struct apr_pool_t;
 void strategy_store_tcases(TCase *tc);
 struct gc_store *store_test_migrated(struct apr_pool_t **p);
+Suite *dbdir_suite(void);
 
 #endif
