@@ -111,7 +111,7 @@ PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT)
 PGSQL_SUITES := $(addprefix tests/integration/,test_stream.py test_stream_edges.py \
                 test_stream_lifecycle.py test_stream_scale.py test_alerts.py \
                 test_background_holder.py test_admin_status.py test_read_api.py \
-                test_weights.py test_strategies.py)
+                test_weights.py test_strategies.py test_strategy_activation.py)
 
 integration: all layout-build
 	$(PYTEST) tests/emulator tests/integration \

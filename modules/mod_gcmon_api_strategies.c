@@ -16,6 +16,7 @@
 #include "gc_strategy.h"
 #include "gc_strategy_admin.h"
 #include "gc_strategy_calls.h"
+#include "gc_strategy_job.h"
 #include "gc_time.h"
 #include "gc_webhook.h"
 #include "mod_gcmon_api_private.h"
@@ -45,6 +46,43 @@ static json_t *member(const json_t *body, const char *key)
     return v ? json_incref(v) : json_null();
 }
 
+/* The last activation (gc_strategy_job_progress_json of its job), or null:
+ * never activated, or its job could not be read (logged). */
+static json_t *activation_json(request_rec *r, const gc_strategy_rec_t *rec, json_t *body)
+{
+    struct gc_store *st;
+    gc_result_t *res;
+    gc_strategy_t *s = NULL;
+    const char *err = NULL, *why = NULL;
+    gc_job_t job;
+    int found = 0;
+
+    if (!rec->job_id) {
+        return json_null();
+    }
+    if (!(st = gcmon_api_store(r, 0))) {
+        why = "no database connection";
+    }
+    else if (gc_store_jobs_get(st, r->pool, rec->job_id, &job, &found, &err) != APR_SUCCESS) {
+        why = err ? err : "database error";
+    }
+    else if (!found) {
+        why = "no such job: deleted after GcmonAuditRetention";
+    }
+    if (why) {
+        ap_log_rerror(APLOG_MARK, st && !err ? APLOG_DEBUG : APLOG_WARNING, 0, r,
+                      GCMON_LOGNO(1441) "strategy %s: its activation job %s could not be read "
+                                        "(%s): the document shows activation null",
+                      rec->id, rec->job_id, why);
+        return json_null();
+    }
+    res = gc_result_make(r->pool);
+    if (!body || gc_strategy_validate(r->pool, res, body, &s) != 0) {
+        s = NULL;
+    }
+    return gc_strategy_job_progress_json(&job, s);
+}
+
 json_t *gcmon_api_strategy_json(request_rec *r, const gc_strategy_rec_t *rec, int full)
 {
     json_t *body = rec->body ? json_loads(rec->body, 0, NULL) : NULL, *out = json_object();
@@ -67,6 +105,9 @@ json_t *gcmon_api_strategy_json(request_rec *r, const gc_strategy_rec_t *rec, in
     }
     json_object_set_new(out, "error_message", text_or_null(rec->error_message));
     json_object_set_new(out, "job_id", text_or_null(rec->job_id));
+    if (full) {
+        json_object_set_new(out, "activation", activation_json(r, rec, body));
+    }
     json_object_set_new(out, "created_by", text_or_null(rec->actor));
     json_object_set_new(out, "created_at", time_or_null(r, rec->created_at));
     json_object_set_new(out, "updated_at", time_or_null(r, rec->updated_at));
@@ -418,7 +459,7 @@ int gcmon_api_strategy_delete(request_rec *r, const char **params, json_t *body)
             res, HTTP_CONFLICT, "strategy_not_deletable", "The strategy cannot be deleted",
             apr_psprintf(r->pool, "strategy %s is %s: only a draft or failed strategy is deleted",
                          id, c.status ? c.status : "in use"));
-        gc_result_extra(res, "status", text_or_null(c.status));
+        gc_result_extra(res, "strategy_status", text_or_null(c.status));
         return refuse(r, GC_AUDIT_STRATEGY_DELETE, id, NULL, res, started);
     }
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, GCMON_LOGNO(1424) "strategy %s (%s) deleted by %s",

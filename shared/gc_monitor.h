@@ -27,7 +27,7 @@ typedef struct gc_monitor_conf {
     apr_interval_time_t audit_retention; /* GcmonAuditRetention; < 0: off (kept for ever) */
     apr_array_header_t *idle_alerts;     /* GcmonIdleAlert: gc_alert_rule_t; empty = defaults */
     gc_webhook_conf_t webhooks;          /* GcmonSlackWebhook, GcmonWebhookSecret, … */
-    int jobs; /* background jobs (traces) can be queued: client credentials and
+    int jobs; /* background jobs (traces, activations) can be queued: client credentials and
                  mod_dbd are there (set by the glue) */
     apr_interval_time_t strategy_rebalance; /* GcmonStrategyRebalance; 0: off */
 } gc_monitor_conf_t;

@@ -84,7 +84,8 @@ apr_status_t gc_store_strategy_delete(struct gc_store *s, apr_pool_t *p, const c
                                       const char **status, const char **err);
 
 /* Start an activation: when `id` is draft or failed, set it activating
- * (job_id = job->id, error_message NULL, validation kept), queue the job
+ * (job_id = job->id, error_message NULL, validation kept, updated_at =
+ * job->created_at), queue the job
  * (gc_store_jobs_submit's rules) and write the audit row *a, in one
  * transaction. */
 apr_status_t gc_store_strategy_activate(struct gc_store *s, apr_pool_t *p, const char *id,

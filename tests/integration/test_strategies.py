@@ -135,8 +135,8 @@ def wfm_hooks(sink, sid):
 
 
 def set_status(h, sid, status):
-    """Write a row's status straight into the database (the activation's own
-    API is h-sb's; this stands in for it)."""
+    """Write a row's status straight into the database (for the listing's
+    filter and the sync's body, without waiting for an activation)."""
     assert h.db.execute("UPDATE gcmon_strategy SET status = ? WHERE strategy_id = ?",
                         [(status, sid)]) >= 1
 
@@ -265,14 +265,15 @@ def test_create_is_a_draft_with_its_report_and_wfm_delivery(httpd, emulator, sin
     assert doc["validation"]["ok"] is True, doc
     assert doc["validation"]["targets"][0]["spare_capacity"] == 7, doc
     assert doc["error_message"] is None and doc["job_id"] is None, doc
+    assert doc["activation"] is None, doc
     assert doc["created_by"] == "alice", doc
     assert doc["created_at"].endswith("Z") and doc["created_at"] == doc["updated_at"], doc
     assert doc["activated_at"] is None and doc["rebalanced_at"] is None, doc
     assert doc["observed_at"] is None and doc["revision"] == 1, doc
     assert set(doc) == {"id", "name", "description", "status", "selection_criteria", "targets",
-                        "fallback", "validation", "error_message", "job_id", "created_by",
-                        "created_at", "updated_at", "activated_at", "rebalanced_at",
-                        "observed_at", "revision"}, doc
+                        "fallback", "validation", "error_message", "job_id", "activation",
+                        "created_by", "created_at", "updated_at", "activated_at",
+                        "rebalanced_at", "observed_at", "revision"}, doc
     g = get(httpd, f"{STRATS}/{sid}")
     assert g.status == 200 and g.json == doc, g
     rows = audit_rows(httpd, sid, "strategy_create")
@@ -333,21 +334,51 @@ def test_delete(httpd, emulator):
     assert_problem(admin(httpd, "DELETE", f"{STRATS}/{sid}"), 404, "strategy_not_found")
     assert [x["status"] for x in audit_rows(httpd, sid, "strategy_delete")] == [404, 204]
 
-    # activating and active: 409 naming the status, nothing deleted
-    for status in ("activating", "active"):
-        sid = create(httpd, emulator, n=1)[0]["id"]
-        set_status(httpd, sid, status)
-        body = assert_problem(admin(httpd, "DELETE", f"{STRATS}/{sid}"), 409,
-                              "strategy_not_deletable")
-        assert status in body["detail"] and body["status"] == 409, body
-        assert get(httpd, f"{STRATS}/{sid}").status == 200
-        assert audit_rows(httpd, sid, "strategy_delete")[0]["status"] == 409
-
-    # failed: deleted
-    sid = create(httpd, emulator, n=1)[0]["id"]
-    set_status(httpd, sid, "failed")
-    assert admin(httpd, "DELETE", f"{STRATS}/{sid}").status == 204
     assert_problem(admin(httpd, "DELETE", f"{STRATS}/{'y' * 65}"), 400, "validation_failed")
+
+
+def wait_status(h, sid, status, timeout=30):
+    return wait_for(lambda: get(h, f"{STRATS}/{sid}").json["status"] == status,
+                    timeout=timeout, what=f"strategy {sid} {status}")
+
+
+def test_delete_and_rebalance_refused_while_activating_and_active(httpd, emulator):
+    """Through the real activation (POST …/activate, the holder's job): while
+    its validation waits on a delayed observations query the strategy is
+    activating; then active. Neither may be deleted; an activating one is not
+    rebalanced."""
+    sid = create(httpd, emulator, n=1)[0]["id"]
+    emulator.fault("^" + OBS + "$", delay=2.5, count=1)
+    r = admin(httpd, "POST", f"{STRATS}/{sid}/activate", {})
+    assert r.status == 202, r
+    body = assert_problem(admin(httpd, "DELETE", f"{STRATS}/{sid}"), 409,
+                          "strategy_not_deletable")
+    assert body["strategy_status"] == "activating" and "activating" in body["detail"], body
+    assert_problem(admin(httpd, "POST", f"{STRATS}/{sid}/rebalance", {}), 409,
+                   "strategy_activating")
+    assert audit_rows(httpd, sid, "strategy_rebalance")[0]["status"] == 409
+    wait_status(httpd, sid, "active")
+    body = assert_problem(admin(httpd, "DELETE", f"{STRATS}/{sid}"), 409,
+                          "strategy_not_deletable")
+    assert body["strategy_status"] == "active", body
+    assert get(httpd, f"{STRATS}/{sid}").status == 200
+    assert [x["status"] for x in audit_rows(httpd, sid, "strategy_delete")] == [409, 409]
+    # an active strategy is rebalanced in place
+    assert admin(httpd, "POST", f"{STRATS}/{sid}/rebalance", {}).status == 200
+    assert get(httpd, f"{STRATS}/{sid}").json["status"] == "active"
+
+
+def test_delete_failed(httpd, emulator):
+    """A failed activation (its validation finds no spare capacity) leaves a
+    failed strategy, which may be deleted."""
+    doc, (q1,) = create(httpd, emulator, n=1)
+    sid = doc["id"]
+    emulator.set_queue_observations(q1, interacting=10)
+    assert admin(httpd, "POST", f"{STRATS}/{sid}/activate", {}).status == 202
+    wait_status(httpd, sid, "failed")
+    assert get(httpd, f"{STRATS}/{sid}").json["error_message"], sid
+    assert admin(httpd, "DELETE", f"{STRATS}/{sid}").status == 204
+    assert_problem(get(httpd, f"{STRATS}/{sid}"), 404, "strategy_not_found")
 
 
 # ------------------------------------------------------------------ rebalance
@@ -386,14 +417,6 @@ def test_rebalance_weights_are_one_over_one_plus_occupancy(httpd, emulator, sink
     body = assert_problem(admin(httpd, "POST", f"{STRATS}/{sid}/rebalance", {"force": True}),
                           422, "validation_failed", field="force")
     assert body["status"] == 422
-
-    # Activating: 409, nothing written.
-    set_status(httpd, sid, "activating")
-    before = get(httpd, f"{STRATS}/{sid}").json["revision"]
-    assert_problem(admin(httpd, "POST", f"{STRATS}/{sid}/rebalance", {}), 409,
-                   "strategy_activating")
-    assert get(httpd, f"{STRATS}/{sid}").json["revision"] == before
-    assert audit_rows(httpd, sid, "strategy_rebalance")[0]["status"] == 409
 
     assert_problem(admin(httpd, "POST", f"{STRATS}/strat-nope/rebalance", {}), 404,
                    "strategy_not_found")

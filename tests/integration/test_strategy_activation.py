@@ -188,11 +188,12 @@ def test_activation_applies_confirms_and_audits(httpd, emulator, sink):
         assert control_view(emulator, q)["skill_evaluation_method"] == "ALL"
     # audited: the request and the completion, both with the actor
     rows = audit(httpd, sid)
-    assert sorted(x["action"] for x in rows) == \
-        ["strategy_activate", "strategy_activation_complete", "strategy_create"], rows
+    assert sorted((x["action"], x["status"]) for x in rows) == \
+        [("strategy_activate", 202), ("strategy_activate", 409),    # the refusal while activating
+         ("strategy_activation_complete", 200), ("strategy_create", 201)], rows
+    assert all(x["actor"] == "ada" for x in rows), rows
     done = next(x for x in rows if x["action"] == "strategy_activation_complete")
-    assert done["actor"] == "ada" and done["status"] == 200, done
-    assert next(x for x in rows if x["action"] == "strategy_activate")["actor"] == "ada"
+    assert done["actor_source"] == "job", done
     # the WFM body at the end, once
     hooks = wait_for(lambda: [b for b in hooks_for(sink, sid) if b["status"] == "active"],
                      timeout=20, what="the WFM delivery")
@@ -260,8 +261,9 @@ def test_second_queue_failing_restores_the_first(httpd, emulator, sink):
     rows = audit(httpd, sid)
     done = [x for x in rows if x["action"] == "strategy_activation_complete"]
     assert len(done) == 1 and done[0]["status"] == 502 and done[0]["actor"] == "ada", rows
-    assert json.loads(done[0]["result"])["restored"] == [qids[0]] if isinstance(
-        done[0]["result"], str) else done[0]["result"]["restored"] == [qids[0]]
+    assert done[0]["result"]["status"] == "failed", done
+    assert done[0]["result"]["restored"] == [qids[0]], done
+    assert done[0]["result"]["restore_failed"] == [], done
     hooks = wait_for(lambda: [b for b in hooks_for(sink, sid) if b["status"] == "failed"],
                      timeout=20, what="the WFM delivery of the failure")
     assert len(hooks) == 1, hooks
@@ -313,7 +315,7 @@ def test_live_validation_failure_puts_nothing(httpd, emulator):
 
 # ------------------------------------------------------------------ failover
 
-def test_sigkill_of_the_holder_mid_activation(httpd, emulator):
+def test_sigkill_of_the_holder_mid_activation(httpd, emulator, report):
     """The holder dies while the second queue's PUT is in flight (a slow Genesys): the next
     holder resumes the job — the second queue possibly applied, re-read and PUT again — and
     the strategy ends active with every queue confirmed (or failed with every queue
@@ -333,7 +335,12 @@ def test_sigkill_of_the_holder_mid_activation(httpd, emulator):
     wait_for(lambda: (lambda s: s["holder"] and s["holder"]["id"] != old["id"])(
         stream_status(httpd)), timeout=30, what="a new holder")
     s = wait_settled(httpd, sid, timeout=90)
+    report(f"strategy activation across a SIGKILL of the holder: {s['status']}, "
+           f"{len(puts(emulator))} queue PUTs")
     states = {q["queue_id"]: q["state"] for q in s["activation"]["queues"]}
+    # the new holder treated the in-flight PUT as possibly applied: re-read, PUT again
+    seq = [x["method"] for x in emulator.requests(path=rf"^/api/v2/routing/queues/{qids[1]}$")]
+    assert seq[:4] == ["GET", "PUT", "GET", "PUT"], seq
     if s["status"] == "active":
         assert set(states.values()) == {"confirmed"}, s
         for q in qids:
