@@ -337,3 +337,17 @@ def test_rebalance_directive_is_validated(httpd):
     for bad in ("25h", "0s", "-5s", "soon", "5x"):
         rc, out = httpd.configtest(gcmon_conf=f"GcmonStrategyRebalance {bad}\n")
         assert rc != 0 and "GcmonStrategyRebalance" in out, (bad, out)
+
+
+def test_no_monitor_thread_no_tables(emulator):
+    """Both modules, but nothing that runs a monitor thread (no credentials, no stream, no
+    webhook): the route tables are never loaded, so 503 rather than a wrong 404."""
+    h = Httpd(emulator_url=emulator.url, gcmon_conf="", start_servers=1)
+    try:
+        h.start()
+        r = h.get(f"{API}/strategies/strat-{uuid.uuid4().hex}/route")
+        body = assert_problem(r, 503, "route_unavailable")
+        assert "not been loaded" in body["detail"]
+        assert r.header("retry-after") == "2"
+    finally:
+        h.cleanup()
