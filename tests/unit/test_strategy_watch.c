@@ -296,6 +296,29 @@ START_TEST(load_skips_unreadable_bodies)
 }
 END_TEST
 
+/* More active strategies than a block holds: the first 64 (by id) routed,
+ * the rest counted as left out (GCM2127). */
+START_TEST(load_more_than_the_block_holds)
+{
+    gc_route_shm_t *b = block();
+    gc_route_load_report_t rep;
+    gc_route_decision_t d;
+    const char *err = NULL;
+    int i;
+
+    for (i = 0; i < GC_ROUTE_SHM_SLOTS + 6; i++) {
+        add(apr_psprintf(pool, "strat-%03d", i), body_of("q-1", 1), 1);
+    }
+    ck_assert(gc_route_shm_claim(b, T0, GC_ROUTE_REFRESH));
+    ck_assert(gc_route_load(b, st, pool, T0, &rep, &err) == APR_SUCCESS);
+    ck_assert_int_eq(rep.active, GC_ROUTE_SHM_SLOTS + 6);
+    ck_assert_int_eq(rep.routed, GC_ROUTE_SHM_SLOTS);
+    ck_assert_int_eq(rep.left_out, 6);
+    ck_assert_int_eq(gc_route_shm_decide(b, "strat-063", 0.5, T0, &d), GC_ROUTE_OK);
+    ck_assert_int_eq(gc_route_shm_decide(b, "strat-064", 0.5, T0, &d), GC_ROUTE_UNKNOWN);
+}
+END_TEST
+
 /* A database error publishes nothing (the caller keeps its claim to
  * release): the block keeps what it had. */
 START_TEST(load_database_error_changes_nothing)
@@ -849,6 +872,7 @@ Suite *strategy_watch_suite(void)
     tcase_add_test(tc, load_follows_the_database);
     tcase_add_test(tc, load_skips_unreadable_bodies);
     tcase_add_test(tc, load_database_error_changes_nothing);
+    tcase_add_test(tc, load_more_than_the_block_holds);
     tcase_add_test(tc, observe_one_query_for_every_queue);
     tcase_add_test(tc, observe_chunks_and_is_all_or_nothing);
     tcase_add_test(tc, rebalance_schedule);
