@@ -1120,7 +1120,21 @@ def emu_of(request) -> Emulator:
     return request.app["emu"]
 
 
+def require_media_type(request: web.Request, media_type: str) -> bool:
+    """Whether the request's Content-Type (parameters aside) is `media_type`; a request without
+    a body passes, as on the real API."""
+    if not request.body_exists:
+        return True
+    raw = request.headers.get("Content-Type", "")
+    return raw.split(";", 1)[0].strip().lower() == media_type
+
+
 async def json_body(request: web.Request, kind=None):
+    """The JSON request body. As on the real API, a body sent with any Content-Type other than
+    application/json is refused with 415 `unsupported.media.type` before it is parsed."""
+    if not require_media_type(request, "application/json"):
+        emu_of(request).stats["unsupported_media_type"] += 1
+        raise ApiError(415, "The request Content-Type must be application/json.")
     try:
         body = json.loads(await request.text() or "null")
     except ValueError:
@@ -1189,6 +1203,10 @@ async def oauth_token(request: web.Request):
     if not (secrets.compare_digest(client_id, emu.client_id)
             and secrets.compare_digest(secret, emu.client_secret)):
         return oauth_error(401, "invalid_client", "client credentials are invalid")
+    if not require_media_type(request, "application/x-www-form-urlencoded"):
+        emu.stats["unsupported_media_type"] += 1
+        return oauth_error(415, "invalid_request",
+                           "the token request must be application/x-www-form-urlencoded")
     form = await request.post()
     grant = form.get("grant_type")
     if not grant:
@@ -2436,7 +2454,8 @@ async def ctl_stats(request):
         "requests_total", "tokens_issued", "rate_limited", "faults_injected", "state_changes",
         "notifications_sent", "ws_messages_sent", "ws_connections", "ws_displaced", "channels_created",
         "channels_removed", "flow_queries", "flow_jobs_created", "flow_job_polls", "flow_downloads",
-        "queue_stale_reads", "aggregate_queries", "audit_queries", "audit_polls", "audit_result_pages")}
+        "queue_stale_reads", "aggregate_queries", "audit_queries", "audit_polls", "audit_result_pages",
+        "unsupported_media_type")}
     stats.update(requests_by_route=dict(emu.routes),
                  active_sockets=sum(c.socket is not None for c in channels),
                  channels=len(channels), topics=sum(len(c.topics) for c in channels),
