@@ -1853,12 +1853,19 @@ class Notifier:
             if channel.socket:
                 channel.socket.close(1001, "emulator reset")
         self.channels = {}
+        # every socket attach/detach and channel expiry, oldest first (GET /__emulator/ws/log)
+        self.socket_log: collections.deque = collections.deque(maxlen=REQUEST_LOG_MAX)
+
+    def log_socket(self, event: str, channel: Channel, **extra):
+        self.socket_log.append({"event": event, "channel": channel.id, "at": time.time(),
+                                "expires": channel.expires, **extra})
 
     # ---- channels
     def live(self) -> List[Channel]:
         """Channels not yet expired (expired ones are forgotten and their sockets closed)."""
         wall = time.time()
         for channel in [c for c in self.channels.values() if c.expires <= wall]:
+            self.log_socket("expired", channel, connected=channel.socket is not None)
             if channel.socket:
                 channel.socket.close(1000, "channel expired")
             del self.channels[channel.id]
@@ -1940,9 +1947,10 @@ class Notifier:
         channel.socket = socket
         channel.last_used = time.monotonic()
         self.emu.stats["ws_connections"] += 1
+        self.log_socket("open", channel)
 
-    @staticmethod
-    def detach(channel: Channel, socket: Socket):
+    def detach(self, channel: Channel, socket: Socket):
+        self.log_socket("close", channel, current=channel.socket is socket)
         if channel.socket is socket:
             channel.socket = None
 
@@ -2473,6 +2481,11 @@ async def ctl_channels(request):
                            "connected": c.socket is not None} for c in emu.notifier.live()])
 
 
+async def ctl_ws_log(request):
+    """The socket log: open/close of every WebSocket and every channel expiry, oldest first."""
+    return json_response(list(emu_of(request).notifier.socket_log))
+
+
 async def ctl_revoke_tokens(request):
     emu = emu_of(request)
     for token in emu.tokens.values():
@@ -2742,6 +2755,7 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_delete(f"{c}/requests", ctl_clear_requests)
     r.add_get(f"{c}/stats", ctl_stats)
     r.add_get(f"{c}/channels", ctl_channels)
+    r.add_get(f"{c}/ws/log", ctl_ws_log)
     r.add_delete(f"{c}/tokens", ctl_revoke_tokens)
     r.add_get(f"{c}/config", ctl_get_config)
     r.add_post(f"{c}/config", ctl_set_config)
