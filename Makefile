@@ -335,7 +335,7 @@ $(BENCH_ALERTS): bench/alerts.c $(CORE_HDR) $(CORE_LA)
 	    -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
 
 bench: all $(BENCH_BIN) $(BENCH_ALERTS)
-	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py
+	GCMON_BUILD=$(abspath $(BUILD)) $(if $(QUICK),GCMON_BENCH_QUICK=1) $(PYTHON) bench/run.py
 
 # The weight-distribution part of `make bench` alone (exits 1 above 1.05x or on a 429).
 .PHONY: bench-weights
