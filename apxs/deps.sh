@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # clang-format-14: make check-style (the .clang-format at the top).
 PKGS="apache2 apache2-dev apache2-utils libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
 libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev libssl-dev pkg-config
-check python3 python3-aiohttp python3-pytest sqlite3 curl
+check python3 python3-aiohttp python3-pytest python3-jsonschema python3-yaml sqlite3 curl
 prometheus wrk postgresql-15 postgresql-client-15 chromium clang-format-14"
 # Node.js and npm only when the machine has none (a newer one from elsewhere is kept).
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
