@@ -114,6 +114,12 @@ def report():
 
 
 def pytest_terminal_summary(terminalreporter):
+    st = openapi_check.STATS
+    if sum(st.values()):
+        terminalreporter.write_line(
+            f"docs/openapi.yaml: {sum(st.values())} API answers checked ({st['operation']} "
+            f"of operations, {st['method_not_allowed']} 405s, {st['no_operation']} at "
+            f"paths without an operation)")
     if not MEASUREMENTS:
         return
     terminalreporter.section("gcmon measurements")

@@ -54,6 +54,9 @@ _enabled = False
 _lock = threading.Lock()
 _violations = []
 _spec = None
+# How many answers were checked (API paths) and by which rule: the suite's
+# summary prints it, so a check that silently stopped running shows.
+STATS = {"operation": 0, "method_not_allowed": 0, "no_operation": 0}
 
 
 class Violation(str):
@@ -308,6 +311,7 @@ class Check:
             found = self.sp.match(segments)
         resp = self.resp
         if found is None:
+            STATS["no_operation"] += 1
             self.where = f"no operation (mount {mount}): the generic 404 problem"
             if _is_apache_page(resp) and resp.status in APACHE_PAGE_STATUSES:
                 return self.problems
@@ -321,6 +325,7 @@ class Check:
         method = "get" if self.method == "HEAD" else self.method.lower()
         ops = self.sp.methods_of(item)
         if method not in ops:
+            STATS["method_not_allowed"] += 1
             self.where = f"{template} has no {self.method} (405 expected)"
             if _is_apache_page(resp) and any(
                     "text/html" in (self.sp.deref(o.get("responses", {}).get(str(resp.status)))
@@ -338,6 +343,7 @@ class Check:
             if allow != want:
                 self.fail(f"Allow {sorted(allow)} is not the path's operations {sorted(want)}")
             return self.problems
+        STATS["operation"] += 1
         op = item[method]
         opid = op.get("operationId", f"{method} {template}")
         self.where = f"operation {opid} ({method.upper()} {template})"
