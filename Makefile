@@ -16,6 +16,7 @@ WARNINGS  = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wmissing-prototypes 
             -Wundef -Wvla -Wno-unused-parameter
 SAN       ?=
 EXTRA_CFLAGS ?=
+EXTRA_LDFLAGS ?=
 CFLAGS_GC = -std=c11 -g -O2 -fPIC -D_GNU_SOURCE -DLINUX -D_REENTRANT $(WARNINGS) $(SAN) \
             $(EXTRA_CFLAGS) -I$(APR_INC) -I$(APU_INC) -Ishared $(LWS_CFLAGS)
 LIBS_GC   = -lcurl -ljansson -lwebsockets -lcrypto -lm
@@ -36,7 +37,8 @@ STREAM_SO := $(BUILD)/.libs/mod_gcmon_stream.so
 UNIT_SRC  := $(sort $(wildcard tests/unit/*.c))
 UNIT_BIN  := $(BUILD)/unit_tests
 
-.PHONY: all deps test unit integration integration-pgsql asan-integration demo install bench clean \
+.PHONY: all deps test unit integration integration-pgsql asan-integration demo install uninstall \
+        deb test-deb bench clean \
         asan-unit check-style style layout-build
 
 all: $(API_SO) $(STREAM_SO)
@@ -67,12 +69,12 @@ $(CORE_LA): $(CORE_LO)
 
 # Each DSO is linked by apxs and exports only its module symbol.
 $(API_SO): $(API_LO) $(CORE_LA) apxs/mod_gcmon_api.map
-	$(APXS) -c -o $(BUILD)/mod_gcmon_api.la $(API_LO) $(CORE_LA) $(LIBS_GC) $(SAN) \
+	$(APXS) -c -o $(BUILD)/mod_gcmon_api.la $(API_LO) $(CORE_LA) $(LIBS_GC) $(SAN) $(EXTRA_LDFLAGS) \
 	    -Wl,--version-script=apxs/mod_gcmon_api.map
 	@sh apxs/check-dso.sh $@ gcmon_api_module
 
 $(STREAM_SO): $(STREAM_LO) $(CORE_LA) apxs/mod_gcmon_stream.map
-	$(APXS) -c -o $(BUILD)/mod_gcmon_stream.la $(STREAM_LO) $(CORE_LA) $(LIBS_GC) $(SAN) \
+	$(APXS) -c -o $(BUILD)/mod_gcmon_stream.la $(STREAM_LO) $(CORE_LA) $(LIBS_GC) $(SAN) $(EXTRA_LDFLAGS) \
 	    -Wl,--version-script=apxs/mod_gcmon_stream.map
 	@sh apxs/check-dso.sh $@ gcmon_stream_module
 
@@ -97,24 +99,29 @@ PGSQL_ONLY   := $(addprefix tests/integration/,test_scale_out.py test_pg_errors.
 # SQL is the store's — the stream's writes, retention, leases and re-elections,
 # idle alerts and the outbox, the background holder, the admin API's lock,
 # audit and status webhooks, the read API, the weights record and Idempotency-Key
-# claims. Not again: test_stream_chaos.py
+# claims, the routing strategies' conditional writes. Not again: test_stream_chaos.py
 # (upstream and WebSocket faults over the same writer path as test_stream.py;
 # a failover on PostgreSQL is test_scale_out.py's) and the suites that touch
 # no SQL of their own (configuration, security, budget, dashboard, install).
+# Every pytest run: a test that hangs fails after PYTEST_TIMEOUT seconds
+# (python3-pytest-timeout; setup and teardown included) instead of eating CI.
+PYTEST_TIMEOUT ?= 600
+PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT)
+
 PGSQL_SUITES := $(addprefix tests/integration/,test_stream.py test_stream_edges.py \
                 test_stream_lifecycle.py test_stream_scale.py test_alerts.py \
                 test_background_holder.py test_admin_status.py test_read_api.py \
-                test_weights.py)
+                test_weights.py test_strategies.py test_strategy_activation.py)
 
 integration: all layout-build
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/emulator tests/integration \
+	$(PYTEST) tests/emulator tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
 # The PostgreSQL run: a throwaway PostgreSQL 15 (tests/integration/pgserver.py:
 # initdb in a temp directory, 127.0.0.1, a free port, stopped by pid), a fresh
 # database per server; then the scale-out, error-path and migration suites.
 integration-pgsql: all
-	DB=pgsql $(PYTHON) -m pytest -q -p no:cacheprovider $(PGSQL_SUITES) $(PGSQL_ONLY) \
+	DB=pgsql $(PYTEST) $(PGSQL_SUITES) $(PGSQL_ONLY) \
 	    $(PYTEST_ARGS)
 
 # The integration suite again with both modules built with ASan + UBSan (the
@@ -124,7 +131,7 @@ ASAN_SAN = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 asan-integration:
 	$(MAKE) BUILD=build/asan SAN='$(ASAN_SAN)' all layout-build
 	GCMON_BUILD=$(CURDIR)/build/asan GCMON_HTTPD_LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration \
+	    $(PYTEST) tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
 # The C style is .clang-format's (Debian's clang-format-14, installed by deps):
@@ -148,27 +155,104 @@ test: deps
 	$(MAKE) integration
 	$(MAKE) integration-pgsql
 	$(MAKE) asan-integration
+	$(MAKE) test-deb
 
 demo: deps
 	$(MAKE) all
 	$(PYTHON) tests/demo.py
 
-# Honours DESTDIR (staging, packaging) and PREFIX (the dashboard's place); the
-# modules go to apxs's LIBEXECDIR, the configuration to the Debian a2enmod
-# layout, with the installed paths written into gcmon.load and gcmon.conf.
-PREFIX     ?= /usr
-LIBEXECDIR := $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)
-HTDOCSDIR   = $(PREFIX)/share/gcmon/htdocs
-MODSAVAIL   = /etc/apache2/mods-available
+# ---- install ---------------------------------------------------------------
+# `make install` honours DESTDIR (staging, packaging) for every file and PREFIX
+# for the dashboard, the documentation and, away from /usr, the modules; the
+# configuration goes to APACHE_CONFDIR's mods-available (Debian's a2enmod
+# layout), with the installed paths written into gcmon.load and gcmon.conf.
+# Each directory can be set on its own. An existing gcmon.conf that differs
+# from the new one is kept (the new one lands next to it as gcmon.conf.new).
+# The documentation includes contrib/ (the Prometheus and Grafana files
+# docs/monitoring.md refers to). `make uninstall` with the same variables
+# removes exactly these files, and gcmon's own directories once empty. The
+# database directory (/var/lib/gcmon) is the administrator's (docs/install.md)
+# and neither target touches it.
+PREFIX         ?= /usr
+LIBEXECDIR     := $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)
+MODULEDIR      ?= $(if $(filter /usr,$(PREFIX)),$(LIBEXECDIR),$(PREFIX)/lib/apache2/modules)
+SHAREDIR       ?= $(PREFIX)/share/gcmon
+HTDOCSDIR      ?= $(SHAREDIR)/htdocs
+DOCDIR         ?= $(PREFIX)/share/doc/gcmon
+APACHE_CONFDIR ?= /etc/apache2
+MODSAVAIL       = $(APACHE_CONFDIR)/mods-available
+
+HTDOCS_FILES := $(sort $(shell cd htdocs && find . -type f | sed 's|^\./||'))
+HTDOCS_DIRS  := $(sort $(shell cd htdocs && find . -mindepth 1 -type d | sed 's|^\./||'))
+DOC_FILES    := README.md CHANGELOG.md SECURITY.md LICENSE $(sort $(wildcard docs/*.md) \
+                $(wildcard docs/img/*) $(shell find contrib -type f 2>/dev/null))
+DOC_DIRS     := $(sort docs $(shell find docs/img contrib -type d 2>/dev/null))
 
 install: all
-	install -d '$(DESTDIR)$(LIBEXECDIR)' '$(DESTDIR)$(MODSAVAIL)' '$(DESTDIR)$(HTDOCSDIR)'
-	install -m 644 $(API_SO) $(STREAM_SO) '$(DESTDIR)$(LIBEXECDIR)/'
-	sed 's|/usr/lib/apache2/modules|$(LIBEXECDIR)|g' conf/gcmon.load > '$(DESTDIR)$(MODSAVAIL)/gcmon.load'
-	sed 's|/usr/share/gcmon/htdocs|$(HTDOCSDIR)|g' conf/gcmon.conf > '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'
-	chmod 644 '$(DESTDIR)$(MODSAVAIL)/gcmon.load' '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'
-	cd htdocs && find . -type d -exec install -d '$(DESTDIR)$(HTDOCSDIR)/{}' ';' && \
-	    find . -type f -exec install -m 644 '{}' '$(DESTDIR)$(HTDOCSDIR)/{}' ';'
+	install -d '$(DESTDIR)$(MODULEDIR)' '$(DESTDIR)$(MODSAVAIL)' '$(DESTDIR)$(HTDOCSDIR)' \
+	    $(foreach d,$(DOC_DIRS),'$(DESTDIR)$(DOCDIR)/$(d)') \
+	    $(foreach d,$(HTDOCS_DIRS),'$(DESTDIR)$(HTDOCSDIR)/$(d)')
+	install -m 644 $(API_SO) $(STREAM_SO) '$(DESTDIR)$(MODULEDIR)/'
+	sed 's|/usr/lib/apache2/modules|$(MODULEDIR)|g' conf/gcmon.load > $(BUILD)/gcmon.load
+	sed 's|/usr/share/gcmon/htdocs|$(HTDOCSDIR)|g' conf/gcmon.conf > $(BUILD)/gcmon.conf
+	install -m 644 $(BUILD)/gcmon.load '$(DESTDIR)$(MODSAVAIL)/gcmon.load'
+	@if [ -f '$(DESTDIR)$(MODSAVAIL)/gcmon.conf' ] && \
+	    ! cmp -s $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'; then \
+	    echo "install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new'"; \
+	    install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new'; \
+	    echo "install: kept your $(MODSAVAIL)/gcmon.conf; the new reference configuration is" \
+	         "$(MODSAVAIL)/gcmon.conf.new (compare them: diff -u gcmon.conf gcmon.conf.new)"; \
+	else \
+	    echo "install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'"; \
+	    install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'; \
+	fi
+	@$(foreach f,$(HTDOCS_FILES),install -m 644 'htdocs/$(f)' '$(DESTDIR)$(HTDOCSDIR)/$(f)' && ) true
+	@$(foreach f,$(DOC_FILES),install -m 644 '$(f)' '$(DESTDIR)$(DOCDIR)/$(f)' && ) true
+	@echo "install: $(words $(HTDOCS_FILES)) dashboard files in $(HTDOCSDIR)," \
+	     "$(words $(DOC_FILES)) documentation files in $(DOCDIR)"
+
+uninstall:
+	rm -f '$(DESTDIR)$(MODULEDIR)/mod_gcmon_api.so' '$(DESTDIR)$(MODULEDIR)/mod_gcmon_stream.so' \
+	    '$(DESTDIR)$(MODSAVAIL)/gcmon.load' '$(DESTDIR)$(MODSAVAIL)/gcmon.conf' \
+	    '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new'
+	@$(foreach f,$(HTDOCS_FILES),rm -f '$(DESTDIR)$(HTDOCSDIR)/$(f)' && ) true
+	@$(foreach f,$(DOC_FILES),rm -f '$(DESTDIR)$(DOCDIR)/$(f)' && ) true
+	@printf '%s\n' $(foreach d,$(HTDOCS_DIRS),'$(HTDOCSDIR)/$(d)') '$(HTDOCSDIR)' '$(SHAREDIR)' \
+	    $(foreach d,$(DOC_DIRS),'$(DOCDIR)/$(d)') '$(DOCDIR)' | sort -r | while read -r d; do \
+	    [ ! -d "$(DESTDIR)$$d" ] || rmdir "$(DESTDIR)$$d" 2>/dev/null || true; \
+	done
+	@if [ -e '$(DESTDIR)$(APACHE_CONFDIR)/mods-enabled/gcmon.load' ] || \
+	    [ -L '$(DESTDIR)$(APACHE_CONFDIR)/mods-enabled/gcmon.load' ]; then \
+	    echo "uninstall: gcmon is still enabled in $(APACHE_CONFDIR)/mods-enabled: run a2dismod gcmon"; \
+	fi
+
+# ---- the Debian package ------------------------------------------------------
+# `make deb` builds libapache2-mod-gcmon from debian/ (dpkg-buildpackage -b,
+# unsigned) in a copy of the sources below $(DEB_DIR), so that the .deb,
+# .buildinfo and .changes land there rather than in the parent directory;
+# lintian checks the result when it is installed (make deps installs it).
+DEB_DIR  ?= $(BUILD)/deb
+DEB_SRC  := Makefile .clang-format apxs conf contrib debian docs htdocs modules shared README.md \
+            CHANGELOG.md SECURITY.md LICENSE
+
+deb:
+	rm -rf '$(DEB_DIR)'
+	mkdir -p '$(DEB_DIR)/gcmon'
+	tar -cf - $(DEB_SRC) | tar -xf - -C '$(DEB_DIR)/gcmon'
+	cd '$(DEB_DIR)/gcmon' && dpkg-buildpackage -us -uc -b $(DEB_BUILD_ARGS)
+	@if command -v lintian >/dev/null 2>&1; then \
+	    echo "lintian $(DEB_DIR)/*.changes"; lintian --fail-on error $(LINTIAN_ARGS) $(DEB_DIR)/*.changes; \
+	else echo "deb: lintian is not installed (make deps)"; fi
+	@ls -1 $(DEB_DIR)/*.deb
+
+# The package's test (test_install.py::test_deb_package, skipped unless
+# GCMON_TEST_DEB=1): make deb and its lintian run, then — as root, on a machine
+# where neither the package nor /var/lib/gcmon exists, as in CI — dpkg -i,
+# apache2 -t and a start with gcmon enabled (in a private copy of
+# /etc/apache2), remove, purge. Once per `make test`: one to two minutes.
+test-deb: all
+	GCMON_TEST_DEB=1 $(PYTEST) tests/integration/test_install.py \
+	    -k deb_package $(PYTEST_ARGS)
 
 BENCH_BIN := $(BUILD)/bench_ingest
 
@@ -195,6 +279,12 @@ bench-weights: all
 .PHONY: bench-traces
 bench-traces: all
 	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py traces
+
+# The route-decision part of `make bench` alone (exits 1 below 80% of the static file's
+# requests/s at 32 connections).
+.PHONY: bench-route
+bench-route: all
+	GCMON_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py route
 
 # The idle-alert part of `make bench` alone.
 .PHONY: bench-alerts

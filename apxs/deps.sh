@@ -3,16 +3,28 @@
 # Idempotent and fast when everything is present (one dpkg-query).
 set -eu
 cd "$(dirname "$0")/.."
+# Three lists. RUNTIME: what a server running gcmon needs and nothing else
+# (docs/install.md; the package's Depends: apache2-api and the libraries by
+# ${shlibs:Depends}, one mod_dbd driver by name). BUILD: compiling the modules
+# and `make deb` (debhelper, dpkg-dev; dh_apache2 is in apache2-dev). TEST:
+# the suites, the demo and the checks (make test).
 # chromium (Debian's) drives the dashboard tests; apache2-utils brings htpasswd.
 # postgresql-15: the unit suites' and make integration-pgsql's throwaway clusters
 # (the tests run initdb and postgres themselves); postgresql-client-15: psql, for
 # tools/gcmon-migrate-db (postgresql-15 depends on it already). unshare, which
 # test_scale_out.py runs each "host" under, is util-linux (always installed).
-# clang-format-14: make check-style (the .clang-format at the top).
-PKGS="apache2 apache2-dev apache2-utils libapr1-dev libaprutil1-dev libaprutil1-dbd-sqlite3
-libaprutil1-dbd-pgsql libwebsockets-dev libcurl4-openssl-dev libjansson-dev libssl-dev pkg-config
-check python3 python3-aiohttp python3-pytest python3-jsonschema python3-yaml sqlite3 curl
-prometheus wrk postgresql-15 postgresql-client-15 chromium clang-format-14"
+# clang-format-14: make check-style (the .clang-format at the top). lintian:
+# make deb checks the package with it. python3-pytest-timeout: a hung test fails
+# (PYTEST_TIMEOUT) instead of eating the CI run. python3-jsonschema, python3-yaml:
+# the integration harness checks every API answer against docs/openapi.yaml.
+RUNTIME="apache2 libaprutil1-dbd-sqlite3 libaprutil1-dbd-pgsql libcurl4 libjansson4
+libwebsockets17 libssl3"
+BUILD="apache2-dev libapr1-dev libaprutil1-dev libwebsockets-dev libcurl4-openssl-dev
+libjansson-dev libssl-dev pkg-config debhelper dpkg-dev"
+TEST="apache2-utils check python3 python3-aiohttp python3-pytest sqlite3 curl prometheus wrk
+postgresql-15 postgresql-client-15 chromium clang-format-14 lintian python3-pytest-timeout
+python3-jsonschema python3-yaml"
+PKGS="$RUNTIME $BUILD $TEST"
 # Node.js and npm only when the machine has none (a newer one from elsewhere is kept).
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"

@@ -38,6 +38,10 @@ POST /v1/admin/flows/{flowId}/traces at once against the emulator, each Genesys 
 its 4th poll: wall time to all completed against the poll schedule alone (target <= 1.5x its
 upper bound), upstream requests per trace, exactly one trace_complete audit row per trace, the
 holder's RSS. A miss makes the run exit 1.
+
+Route decisions (bench/route.py; `bench/run.py route` or `make bench-route` alone): GET
+/v1/strategies/{id}/route for an active strategy of 5 targets against a static file of the
+same size, wrk at 32 connections, in the same run (target >= 80%). A miss makes the run exit 1.
 """
 import os
 import shutil
@@ -158,7 +162,7 @@ def part(name):
 
 
 # The parts run alone by name; no name runs them all.
-MODULE_PARTS = ("read", "holder", "status", "weights", "traces")
+MODULE_PARTS = ("read", "holder", "status", "weights", "traces", "route")
 
 
 def main():

@@ -11,6 +11,7 @@
 #include "gc_budget.h"
 #include "gc_conf.h"
 #include "gc_metrics.h"
+#include "gc_route_shm.h"
 
 /* Route the core's gc_log() to ap_log_error under module m for server s. */
 void gcmon_glue_log_bridge(module *m, server_rec *s, apr_pool_t *p);
@@ -61,5 +62,11 @@ APR_DECLARE_OPTIONAL_FN(void, gcmon_stream_board_changed, (apr_int64_t board_id,
 
 /* mod_gcmon_stream: is user_id one of the GcmonMonitorUser ids? */
 APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_monitors_user, (const char *user_id));
+
+/* mod_gcmon_stream: one route decision for the active strategy strategy_id
+ * from the route tables in shared memory (no database, no upstream call):
+ * a gc_route_shm_e, *out set when GC_ROUTE_OK. */
+APR_DECLARE_OPTIONAL_FN(int, gcmon_stream_route,
+                        (const char *strategy_id, gc_route_decision_t *out));
 
 #endif

@@ -32,7 +32,7 @@ static int gcmon_api_check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_
                      c->conn.client_id ? "GcmonClientSecret" : "GcmonClientID");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    return OK;
+    return gcmon_api_dbdir_check(s, ptemp);
 }
 
 /* The shared memory outlives configuration generations: the segments hang off

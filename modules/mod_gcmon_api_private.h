@@ -2,7 +2,7 @@
  *
  * Calls run one way: mod_gcmon_api_routes.c (the table, the handler) → one
  * file per resource (_health, _read, _board, _status, _audit, _upstream, _weights,
- * _distributions, _traces) →
+ * _distributions, _traces, _strategies) →
  * the HTTP helpers (_http, _mount, _actor) → the core (shared/). A resource
  * never calls another resource, and the helpers call neither. */
 #ifndef MOD_GCMON_API_PRIVATE_H
@@ -21,6 +21,7 @@
 #include "gc_query.h"
 #include "gc_result.h"
 #include "gc_store.h"
+#include "gc_store_strategy.h"
 #include "gc_upstream.h"
 #include "gcmon_glue.h"
 
@@ -76,6 +77,10 @@ apr_interval_time_t gcmon_api_trace_timeout(const gcmon_api_conf_t *c);
 gcmon_api_runtime_t *gcmon_api_runtime(void);
 /* The queue's GcmonWeightSkill, or NULL. */
 const char *gcmon_api_weight_skill(const gcmon_api_conf_t *c, const char *queue_id);
+/* mod_gcmon_api_dbdir.c: HTTP_INTERNAL_SERVER_ERROR (logged, GCM1010) when
+ * gcmon's SQLite database cannot be written by the server's run user (at
+ * start-up and under apache2 -t), else OK. */
+int gcmon_api_dbdir_check(server_rec *s, apr_pool_t *ptemp);
 
 /* ---------------------------------------------------------------- routes */
 
@@ -117,6 +122,9 @@ gcmon_api_endpoint_fn gcmon_api_strategy_rebalance;
 gcmon_api_endpoint_fn gcmon_api_strategy_sync;
 gcmon_api_endpoint_fn gcmon_api_strategy_latency;
 gcmon_api_endpoint_fn gcmon_api_strategy_audit;
+/* The strategy document of rec (new reference): GET …/strategies/{id} and
+ * the 201 with full 1, a listing's row (summary) with full 0. */
+json_t *gcmon_api_strategy_json(request_rec *r, const gc_strategy_rec_t *rec, int full);
 gcmon_api_endpoint_fn gcmon_api_strategy_activate; /* mod_gcmon_api_strategy_activate.c */
 gcmon_api_endpoint_fn gcmon_api_strategy_route;    /* mod_gcmon_api_route.c */
 

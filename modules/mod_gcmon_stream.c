@@ -186,7 +186,7 @@ static int gcmon_stream_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_poo
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     gcmon_stream_node_setup(s, c->node_name);
-    if (gcmon_stream_status_setup(s, c->mon.enabled) != OK) {
+    if (gcmon_stream_status_setup(s, c->mon.enabled) != OK || gcmon_stream_routes_setup(s) != OK) {
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (c->mon.enabled) {
@@ -249,6 +249,7 @@ static void gcmon_stream_register_hooks(apr_pool_t *p)
     ap_hook_child_stopping(gcmon_stream_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     APR_OPTIONAL_HOOK(ap, status_hook, gcmon_stream_status_hook, NULL, NULL, APR_HOOK_MIDDLE);
     gcmon_stream_status_register();
+    gcmon_stream_routes_register();
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_webhook_configured);
     APR_REGISTER_OPTIONAL_FN(gcmon_stream_monitors_user);
 }

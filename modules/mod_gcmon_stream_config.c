@@ -1,6 +1,7 @@
 /* mod_gcmon_stream directives (SPEC §2 "Stream", "Idle alerts", "Outbound
  * sync webhooks"); all global. */
 #include <string.h>
+#include <strings.h>
 
 #include <apr_strings.h>
 #include <http_core.h>
@@ -8,6 +9,7 @@
 #include "gc_alerts.h"
 #include "gc_id.h"
 #include "gc_state.h"
+#include "gc_strategy_watch.h"
 #include "gc_webhook.h"
 #include "mod_gcmon_stream_private.h"
 
@@ -210,6 +212,29 @@ static const char *set_webhook_max_age(cmd_parms *cmd, void *dc, const char *arg
                                                  &cmd_conf(cmd)->mon.webhooks.max_age));
 }
 
+/* GcmonStrategyRebalance Off | <duration>: 1s to 24h. */
+static const char *set_strategy_rebalance(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    apr_interval_time_t d;
+
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(arg, "off")) {
+        cmd_conf(cmd)->mon.strategy_rebalance = 0;
+        return NULL;
+    }
+    if ((err = gc_parse_duration(cmd->pool, arg, APR_USEC_PER_SEC, &d))) {
+        return gcmon_glue_err(cmd, apr_pstrcat(cmd->pool, err, " (or Off)", NULL));
+    }
+    if (d > GC_STRATEGY_MAX_REBALANCE) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is above the maximum of 24h", cmd->cmd->name, arg);
+    }
+    cmd_conf(cmd)->mon.strategy_rebalance = d;
+    return NULL;
+}
+
 #define MON_OFFSET(field) (void *)APR_OFFSETOF(gc_monitor_conf_t, field)
 /* One URL directive per webhook target. */
 #define WEBHOOK_DIRECTIVE(name, directive, member, slack, event, label, help)                 \
@@ -249,5 +274,8 @@ const command_rec gcmon_stream_cmds[] = {
                       "a literal"),
     AP_INIT_TAKE1("GcmonWebhookMaxAge", set_webhook_max_age, NULL, RSRC_CONF,
                   "Give up on a webhook delivery after this long (default 24h)"),
+    AP_INIT_TAKE1("GcmonStrategyRebalance", set_strategy_rebalance, NULL, RSRC_CONF,
+                  "Rebalance every active routing strategy this often from live observations "
+                  "(1s to 24h), or Off (default)"),
     { NULL }
 };

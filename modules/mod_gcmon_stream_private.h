@@ -7,6 +7,7 @@
 
 #include "gc_log.h"
 #include "gc_monitor.h"
+#include "gc_route_shm.h"
 #include "gc_stream_status.h"
 #include "gcmon_glue.h"
 
@@ -30,6 +31,13 @@ int gcmon_stream_status_setup(server_rec *s, int enabled);
 gc_stream_status_t *gcmon_stream_status_block(void);
 void gcmon_stream_status_register(void);
 int gcmon_stream_status_hook(request_rec *r, int flags);
+
+/* mod_gcmon_stream_routes.c: the route tables in shared memory (created by
+ * the parent, inherited by children) and the gcmon_stream_route optional
+ * function. */
+int gcmon_stream_routes_setup(server_rec *s);
+gc_route_shm_t *gcmon_stream_routes_block(void);
+void gcmon_stream_routes_register(void);
 
 /* mod_gcmon_stream_node.c: this instance's node name (holder ids). */
 void gcmon_stream_node_setup(server_rec *s, const char *configured);

@@ -162,6 +162,7 @@ void gcmon_stream_thread_start(apr_pool_t *pchild, server_rec *s, const gcmon_sh
     env.budget = sh->budget;
     env.metrics = sh->metrics;
     env.status = gcmon_stream_status_block();
+    env.routes = gcmon_stream_routes_block();
     env.host = gcmon_stream_node();
     env.baton = c;
     env.db_open = db_open;

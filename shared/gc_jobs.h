@@ -78,6 +78,12 @@ typedef struct {
 apr_status_t gc_store_jobs_submit(struct gc_store *s, apr_pool_t *p, const gc_job_t *job,
                                   gc_audit_rec_t *audit, const char **err);
 
+/* The same INSIDE the caller's transaction (a gc_store__tx function, see
+ * gc_store_int.h), without an audit row: a resource's own change and its
+ * job in one (e.g. gc_store_strategy_activate). */
+apr_status_t gc_store__jobs_submit(struct gc_store *s, apr_pool_t *p, const gc_job_t *job,
+                                   const char **err);
+
 /* Claim the due job with the earliest next_run_at whose lease is free (or
  * ran out): state running, attempts + 1, lease_owner = owner, lease until
  * now + lease. *found 0 when none is due. */

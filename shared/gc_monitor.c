@@ -16,7 +16,9 @@
 
 #include "gc_monitor_int.h"
 #include "gc_store_retention.h"
+#include "gc_strategy_job.h"
 #include "gc_stream_share.h"
+#include "gc_strategy_admin.h"
 #include "gc_trace_calls.h"
 #include "gc_webhook.h"
 
@@ -189,7 +191,7 @@ static void db_failed(gc_monitor_t *m, const char *what, const char *err)
 /* The monitor thread's own connection, kept for the life of the thread (so
  * statements are prepared once per connection), the schema made current
  * first. 0 while the database is unavailable (backing off after a failure). */
-static int db_ready(gc_monitor_t *m)
+int gc_mon_db_ready(gc_monitor_t *m)
 {
     const char *err = NULL;
     gc_store_t *s = NULL;
@@ -261,7 +263,7 @@ static int lease_take(gc_monitor_t *m, apr_time_t now)
     const char *current = NULL, *doc = NULL;
     int held = 0;
 
-    if (!db_ready(m)) {
+    if (!gc_mon_db_ready(m)) {
         return -1;
     }
     if (gc_store_lease_state(gc_worker_store(m->worker), GC_LEASE_NAME, m->holder_id, now,
@@ -314,7 +316,7 @@ static int lease_keep(gc_monitor_t *m, apr_time_t now)
 
 static void lease_release(gc_monitor_t *m)
 {
-    if (db_ready(m)
+    if (gc_mon_db_ready(m)
         && gc_store_lease_release(gc_worker_store(m->worker), GC_LEASE_NAME, m->holder_id)
                != APR_SUCCESS) {
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
@@ -353,6 +355,7 @@ static const char *holder_loop(gc_monitor_t *m)
         if (!lease_keep(m, now)) {
             return "lease lost";
         }
+        gc_mon_routes_tick(m, now);
         if (m->background) {
             /* Outbox only: the delivery thread works on its own; this thread
              * keeps the lease and the status block and naps in between. */
@@ -450,6 +453,31 @@ static void trace_step(void *baton, apr_pool_t *p, gc_worker_t *w, const gc_job_
     gc_trace_job_step(p, &ops, job, gc_worker_rand(w), apr_time_now(), out);
 }
 
+/* One step of a strategy activation, through the holder's upstream client
+ * and the job thread's own database connection (the runner's). */
+static void strategy_step(void *baton, apr_pool_t *p, gc_worker_t *w, const gc_job_t *job,
+                          gc_job_step_t *out)
+{
+    gc_monitor_t *m = baton;
+    gc_store_t *s = gc_worker_store(w);
+    gc_strategy_ops_t up;
+    gc_strategy_store_ops_t store;
+    gc_strategy_job_env_t env;
+
+    if (!s) {
+        memset(out, 0, sizeof(*out));
+        out->outcome = GC_JOB_GIVE_BACK;
+        return;
+    }
+    up = gc_strategy_calls_ops(p, m->up);
+    store = gc_strategy_job_store_ops(s);
+    memset(&env, 0, sizeof(env));
+    env.up = &up;
+    env.store = &store;
+    env.webhook = gc_webhook_url(&m->conf->webhooks, GC_TARGET_WFM) != NULL;
+    gc_strategy_job_step(p, &env, job, gc_worker_rand(w), apr_time_now(), out);
+}
+
 /* The job thread runs the kinds that need the upstream client: a streaming
  * holder, or a background one where jobs can be queued (conf->jobs). */
 static void jobs_start(gc_monitor_t *m)
@@ -459,9 +487,12 @@ static void jobs_start(gc_monitor_t *m)
     m->job_kinds[0].kind = GC_TRACE_KIND;
     m->job_kinds[0].step = trace_step;
     m->job_kinds[0].baton = m;
+    m->job_kinds[1].kind = GC_STRATEGY_JOB_KIND;
+    m->job_kinds[1].step = strategy_step;
+    m->job_kinds[1].baton = m;
     memset(&jenv, 0, sizeof(jenv));
     jenv.kinds = m->job_kinds;
-    jenv.nkinds = 1;
+    jenv.nkinds = sizeof(m->job_kinds) / sizeof(m->job_kinds[0]);
     jenv.owner = m->holder_id;
     jenv.db_open = m->env.db_open;
     jenv.db_close = m->env.db_close;
@@ -469,8 +500,51 @@ static void jobs_start(gc_monitor_t *m)
     if (gc_jobs_start(&m->jobs, m->term, &jenv) != APR_SUCCESS) {
         m->jobs = NULL;
         gc_mon_error(m, GC_LOG_ERR,
-                     GCMON_LOGNO(2118) "cannot start the job thread; traces wait for the next "
-                                       "holder");
+                     GCMON_LOGNO(2118) "cannot start the job thread; traces and strategy "
+                                       "activations wait for the next holder");
+    }
+}
+
+/* A scheduled rebalance (GcmonStrategyRebalance): the stored strategy's own
+ * rebalance, as gcmon, over the holder's upstream client. */
+static apr_status_t strategy_rebalance(void *baton, apr_pool_t *p, gc_store_t *s,
+                                       const gc_strategy_rec_t *r, const char **err)
+{
+    gc_monitor_t *m = baton;
+    gc_result_t *res = gc_result_make(p);
+
+    gc_strategy_admin_rebalance(p, s, &m->strategy_ops, r, GC_STRATEGY_WATCH_ACTOR,
+                                GC_STRATEGY_WATCH_ACTOR_SOURCE, apr_time_now(),
+                                gc_webhook_url(&m->conf->webhooks, GC_TARGET_WFM) != NULL, res);
+    if (!gc_result_failed(res)) {
+        return APR_SUCCESS;
+    }
+    *err = apr_psprintf(p, "%d %s%s%s", res->status, res->slug ? res->slug : "error",
+                        res->detail ? ": " : "", res->detail ? res->detail : "");
+    return APR_EGENERAL;
+}
+
+/* The strategies' observations and scheduled rebalance (a thread of their
+ * own: an observation query may wait for the rate budget, which must not
+ * hold up the WebSockets of this thread). */
+static void strategies_start(gc_monitor_t *m)
+{
+    gc_strategy_watch_env_t senv;
+
+    m->strategy_ops = gc_strategy_calls_ops(m->term, m->up);
+    memset(&senv, 0, sizeof(senv));
+    senv.ops = &m->strategy_ops;
+    senv.rebalance_every = m->conf->strategy_rebalance;
+    senv.rebalance = strategy_rebalance;
+    senv.rebalance_baton = m;
+    senv.db_open = m->env.db_open;
+    senv.db_close = m->env.db_close;
+    senv.db_baton = m->env.baton;
+    if (gc_strategy_watch_start(&m->watch, m->term, &senv) != APR_SUCCESS) {
+        m->watch = NULL;
+        gc_mon_error(m, GC_LOG_ERR,
+                     GCMON_LOGNO(2136) "cannot start the strategies thread; the route tables "
+                                       "keep their last observations until the next holder");
     }
 }
 
@@ -479,6 +553,7 @@ int gc_mon_workers_start(gc_monitor_t *m)
     outbox_start(m);
     if (m->up) {
         jobs_start(m);
+        strategies_start(m);
     }
     if (m->background) {
         return m->outbox != NULL;
@@ -494,6 +569,10 @@ int gc_mon_workers_start(gc_monitor_t *m)
 
 void gc_mon_workers_stop(gc_monitor_t *m)
 {
+    if (m->watch) {
+        gc_strategy_watch_stop(m->watch);
+        m->watch = NULL;
+    }
     if (m->jobs) {
         gc_jobs_stop(m->jobs);
         m->jobs = NULL;
@@ -733,8 +812,12 @@ static void monitor_main(gc_worker_t *w, void *baton)
     while (gc_mon_running(m)) {
         apr_time_t now = apr_time_now();
         apr_pool_clear(m->iter);
+        if (may_lead(m)) {
+            gc_mon_routes_tick(m, now);
+            apr_pool_clear(m->iter);
+        }
         if (may_lead(m) && standby_due(m, now, next_poll, dead, sizeof(dead))) {
-            if (dead[0] && db_ready(m)) {
+            if (dead[0] && gc_mon_db_ready(m)) {
                 gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
                        GCMON_LOGNO(2112) "the stream holder %s is gone; taking over", dead);
                 gc_store_lease_release(gc_worker_store(w), GC_LEASE_NAME, dead);

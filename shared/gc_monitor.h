@@ -27,8 +27,9 @@ typedef struct gc_monitor_conf {
     apr_interval_time_t audit_retention; /* GcmonAuditRetention; < 0: off (kept for ever) */
     apr_array_header_t *idle_alerts;     /* GcmonIdleAlert: gc_alert_rule_t; empty = defaults */
     gc_webhook_conf_t webhooks;          /* GcmonSlackWebhook, GcmonWebhookSecret, … */
-    int jobs; /* background jobs (traces) can be queued: client credentials and
+    int jobs; /* background jobs (traces, activations) can be queued: client credentials and
                  mod_dbd are there (set by the glue) */
+    apr_interval_time_t strategy_rebalance; /* GcmonStrategyRebalance; 0: off */
 } gc_monitor_conf_t;
 
 #define GC_MAX_CHANNELS 20
@@ -54,6 +55,7 @@ struct gc_budget;
 struct gc_metrics;
 struct gc_conn_conf;
 struct gc_stream_status;
+struct gc_route_shm;
 
 /* What the module glue gives the monitor. Callbacks get `baton`. */
 typedef struct gc_monitor_env {
@@ -62,7 +64,11 @@ typedef struct gc_monitor_env {
     struct gc_budget *budget;        /* may be NULL (tests, bench) */
     struct gc_metrics *metrics;      /* may be NULL */
     struct gc_stream_status *status; /* may be NULL */
-    const char *host;                /* this host's name, for the holder id */
+    /* This host's route tables (may be NULL): the monitor thread of every
+     * child refreshes them from the database when they are older than
+     * GC_ROUTE_REFRESH and it takes their refresh claim (one child at a time). */
+    struct gc_route_shm *routes;
+    const char *host; /* this host's name, for the holder id */
     void *baton;
 
     /* Open a database connection for the calling thread (kept for long; the

@@ -21,6 +21,8 @@
 
 #include "gc_evq.h"
 #include "gc_jobs.h"
+#include "gc_strategy_calls.h"
+#include "gc_strategy_watch.h"
 
 /* ------------------------------------------------------------ writer */
 
@@ -159,14 +161,16 @@ struct gc_monitor {
     int migrated; /* the schema is current (once per thread) */
 
     /* holder term */
-    apr_pool_t *term;    /* life of a term */
-    apr_pool_t *iter;    /* cleared every loop */
-    apr_pool_t *msg;     /* cleared every message */
-    gc_writer_t *writer; /* NULL in background mode */
-    gc_outbox_t *outbox; /* webhook deliveries (holder only) */
-    gc_jobs_t *jobs;     /* durable background jobs (holder, stream mode) */
-    gc_job_kind_t job_kinds[1];
-    int closing; /* term ending: closes are not reconnects */
+    apr_pool_t *term;               /* life of a term */
+    apr_pool_t *iter;               /* cleared every loop */
+    apr_pool_t *msg;                /* cleared every message */
+    gc_writer_t *writer;            /* NULL in background mode */
+    gc_outbox_t *outbox;            /* webhook deliveries (holder only) */
+    gc_jobs_t *jobs;                /* durable background jobs (holder, stream mode) */
+    gc_job_kind_t job_kinds[2];     /* traces, strategy activations */
+    gc_strategy_watch_t *watch;     /* the strategies' observations (holder, with m->up) */
+    gc_strategy_ops_t strategy_ops; /* its Genesys calls over m->up */
+    int closing;                    /* term ending: closes are not reconnects */
     mon_channel_t ch[GC_MAX_CHANNELS];
     mon_sock_t *socks;
     apr_pool_t *users_pool;
@@ -185,6 +189,8 @@ struct gc_monitor {
     apr_time_t snap_at;
     int malformed_logged;
     apr_time_t malformed_window;
+    /* route tables (gc_monitor_routes.c): what the last refresh logged */
+    int routes_left_out, routes_unreadable, routes_failing;
 };
 
 /* gc_monitor_status.c: after every commit of a holder's connection that
@@ -200,6 +206,9 @@ int gc_mon_workers_start(gc_monitor_t *m);
  * joined before the outbox is destroyed, so no wake can reach a freed outbox. */
 void gc_mon_workers_stop(gc_monitor_t *m);
 int gc_mon_running(gc_monitor_t *m);
+/* The monitor thread's own database connection, open and its schema current:
+ * 0 while unavailable (backing off after a failure, which it logged). */
+int gc_mon_db_ready(gc_monitor_t *m);
 void gc_mon_error(gc_monitor_t *m, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void gc_mon_metric_inc(gc_monitor_t *m, gc_metric_id_e id, const char *label);
@@ -249,6 +258,11 @@ int gc_mon_is_monitored(gc_monitor_t *m, const char *user_id);
 int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now);
 /* Queue the monitored agents of a GET /api/v2/users answer for the writer. */
 void gc_mon_resync_record(gc_monitor_t *m, const json_t *doc);
+
+/* gc_monitor_routes.c: refresh this host's route tables from the database
+ * when they are older than GC_ROUTE_REFRESH and this thread takes their
+ * refresh claim (any child's monitor thread: standby or holder). */
+void gc_mon_routes_tick(gc_monitor_t *m, apr_time_t now);
 
 /* gc_monitor_status.c */
 void gc_mon_status_begin(gc_monitor_t *m, apr_time_t now);

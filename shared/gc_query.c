@@ -158,7 +158,7 @@ static const field_t known[] = {
     { "from", GC_Q_FROM },         { "to", GC_Q_TO },           { "limit", GC_Q_LIMIT },
     { "offset", GC_Q_OFFSET },     { "cursor", GC_Q_CURSOR },   { "actor", GC_Q_ACTOR },
     { "action", GC_Q_ACTION },     { "target", GC_Q_TARGET },   { "since", GC_Q_SINCE },
-    { "skill_id", GC_Q_SKILL_ID }, { "flow_id", GC_Q_FLOW_ID },
+    { "skill_id", GC_Q_SKILL_ID }, { "flow_id", GC_Q_FLOW_ID }, { "status", GC_Q_STATUS },
 };
 #define N_KNOWN ((int)(sizeof(known) / sizeof(known[0])))
 
@@ -255,6 +255,13 @@ static const char *set_field(apr_pool_t *p, int k, const char *v, gc_query_t *q)
     case GC_Q_STATE:
         if (!gc_state_valid(v)) {
             return state_message(p);
+        }
+        q->state = v;
+        return NULL;
+    case GC_Q_STATUS:
+        if (strcmp(v, "draft") && strcmp(v, "activating") && strcmp(v, "active")
+            && strcmp(v, "failed")) {
+            return "must be one of draft, activating, active, failed";
         }
         q->state = v;
         return NULL;

@@ -24,7 +24,8 @@ enum {
     GC_Q_TARGET = 1u << 10,
     GC_Q_SINCE = 1u << 11,
     GC_Q_SKILL_ID = 1u << 12,
-    GC_Q_FLOW_ID = 1u << 13
+    GC_Q_FLOW_ID = 1u << 13,
+    GC_Q_STATUS = 1u << 14 /* a routing strategy's status, into `state` */
 };
 #define GC_Q_PAGED (GC_Q_LIMIT | GC_Q_OFFSET | GC_Q_CURSOR)
 #define GC_Q_HISTORY (GC_Q_USER_ID | GC_Q_STATE | GC_Q_FROM | GC_Q_TO | GC_Q_PAGED)
@@ -33,6 +34,7 @@ enum {
 #define GC_Q_AUDIT (GC_Q_ACTOR | GC_Q_ACTION | GC_Q_TARGET | GC_Q_PAGED)
 #define GC_Q_DISTRIBUTIONS (GC_Q_QUEUE_ID | GC_Q_PAGED)
 #define GC_Q_TRACES (GC_Q_FLOW_ID | GC_Q_PAGED)
+#define GC_Q_STRATEGIES (GC_Q_STATUS | GC_Q_PAGED)
 #define GC_QUERY_MAX_ACTOR 256
 
 #define GC_QUERY_DEFAULT_LIMIT 20
@@ -45,6 +47,7 @@ enum {
 #define GC_CURSOR_AUDIT 'u'
 #define GC_CURSOR_DISTRIBUTIONS 'd'
 #define GC_CURSOR_TRACES 't'
+#define GC_CURSOR_STRATEGIES 's'
 
 /* A keyset position: the (time, id) of the last row of the previous page. */
 typedef struct {
@@ -54,7 +57,8 @@ typedef struct {
 
 typedef struct {
     const char *user_id;  /* NULL: no filter */
-    const char *state;    /* canonical state name, NULL: no filter */
+    const char *state;    /* canonical state name (the strategies listing: a
+                             strategy status, from `status`), NULL: no filter */
     const char *queue_id; /* NULL: no filter */
     const char *actor;    /* 1..256 bytes of UTF-8, NULL: no filter */
     const char *action;   /* 1..64 of a-z and '_', NULL: no filter */

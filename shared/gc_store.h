@@ -16,7 +16,7 @@
 #include "gc_query.h"
 #include "gc_state.h"
 
-#define GC_SCHEMA_VERSION 10
+#define GC_SCHEMA_VERSION 11
 
 typedef struct gc_store gc_store_t;
 

@@ -102,20 +102,25 @@ static apr_status_t one_job(gc_store_t *s, apr_pool_t *p, const gc_stmt_t *st, c
     return gc_store__first(s, p, st, args, job_row, out, sizeof(*out), found, err);
 }
 
-typedef struct {
-    const gc_job_t *job;
-    gc_audit_rec_t *audit;
-} submit_ctx_t;
-
-static apr_status_t submit_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
+static int job_complete(const gc_job_t *job, const char **err)
 {
-    submit_ctx_t *c = baton;
-    const gc_job_t *job = c->job;
+    if (!job->id || !job->kind || !job->actor || !job->payload) {
+        *err = "jobs: a job needs an id, a kind, an actor and a payload";
+        return 0;
+    }
+    return 1;
+}
+
+apr_status_t gc_store__jobs_submit(gc_store_t *s, apr_pool_t *p, const gc_job_t *job,
+                                   const char **err)
+{
     apr_int64_t created = GC_MS(job->created_at), next = GC_MS(job->next_run_at),
                 deadline = GC_MS(job->deadline_at);
     const void *args[9];
-    apr_status_t rv;
 
+    if (!job_complete(job, err)) {
+        return APR_EINVAL;
+    }
     args[0] = job->id;
     args[1] = job->kind;
     args[2] = job->target;
@@ -125,7 +130,20 @@ static apr_status_t submit_tx(gc_store_t *s, apr_pool_t *p, void *baton, const c
     args[6] = &created;
     args[7] = &next;
     args[8] = &deadline;
-    if ((rv = gc_store__exec(s, p, &jobs_insert, args, NULL, err)) != APR_SUCCESS || !c->audit) {
+    return gc_store__exec(s, p, &jobs_insert, args, NULL, err);
+}
+
+typedef struct {
+    const gc_job_t *job;
+    gc_audit_rec_t *audit;
+} submit_ctx_t;
+
+static apr_status_t submit_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
+{
+    submit_ctx_t *c = baton;
+    apr_status_t rv;
+
+    if ((rv = gc_store__jobs_submit(s, p, c->job, err)) != APR_SUCCESS || !c->audit) {
         return rv;
     }
     return gc_store__audit_add(s, p, c->audit, NULL, NULL, err);
@@ -136,8 +154,7 @@ apr_status_t gc_store_jobs_submit(gc_store_t *s, apr_pool_t *p, const gc_job_t *
 {
     submit_ctx_t c;
 
-    if (!job->id || !job->kind || !job->actor || !job->payload) {
-        *err = "jobs: a job needs an id, a kind, an actor and a payload";
+    if (!job_complete(job, err)) {
         return APR_EINVAL;
     }
     c.job = job;

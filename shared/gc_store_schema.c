@@ -231,16 +231,38 @@ static const ddl_t v10[] = {
       NULL },
 };
 
+/* Version 11: routing strategies (gc_store_strategy.h). The row id orders
+ * the listing (newest first by id); strategy_id is the strategy's own. The
+ * status filter and the holder's read of the active strategies walk
+ * (status, id DESC). body, validation and live are JSON text. */
+static const ddl_t v11[] = {
+    { "CREATE TABLE IF NOT EXISTS gcmon_strategy ("
+      "id INTEGER PRIMARY KEY AUTOINCREMENT, strategy_id TEXT NOT NULL UNIQUE, "
+      "name TEXT NOT NULL, status TEXT NOT NULL, body TEXT NOT NULL, validation TEXT, "
+      "error_message TEXT, job_id TEXT, actor TEXT NOT NULL, "
+      "created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, activated_at BIGINT, "
+      "rebalanced_at BIGINT, live TEXT, observed_at BIGINT, revision BIGINT NOT NULL)",
+      "CREATE TABLE IF NOT EXISTS gcmon_strategy ("
+      "id BIGSERIAL PRIMARY KEY, strategy_id TEXT NOT NULL UNIQUE, "
+      "name TEXT NOT NULL, status TEXT NOT NULL, body TEXT NOT NULL, validation TEXT, "
+      "error_message TEXT, job_id TEXT, actor TEXT NOT NULL, "
+      "created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL, activated_at BIGINT, "
+      "rebalanced_at BIGINT, live TEXT, observed_at BIGINT, revision BIGINT NOT NULL)" },
+    { "CREATE INDEX IF NOT EXISTS gcmon_strategy_status ON gcmon_strategy (status, id DESC)",
+      NULL },
+};
+
 static const struct {
     int version;
     const ddl_t *steps;
     size_t nsteps;
 } migrations[] = {
-    { 1, v1, sizeof(v1) / sizeof(v1[0]) }, { 2, v2, sizeof(v2) / sizeof(v2[0]) },
-    { 3, v3, sizeof(v3) / sizeof(v3[0]) }, { 4, v4, sizeof(v4) / sizeof(v4[0]) },
-    { 5, v5, sizeof(v5) / sizeof(v5[0]) }, { 6, v6, sizeof(v6) / sizeof(v6[0]) },
-    { 7, v7, sizeof(v7) / sizeof(v7[0]) }, { 8, v8, sizeof(v8) / sizeof(v8[0]) },
-    { 9, v9, sizeof(v9) / sizeof(v9[0]) }, { 10, v10, sizeof(v10) / sizeof(v10[0]) },
+    { 1, v1, sizeof(v1) / sizeof(v1[0]) },     { 2, v2, sizeof(v2) / sizeof(v2[0]) },
+    { 3, v3, sizeof(v3) / sizeof(v3[0]) },     { 4, v4, sizeof(v4) / sizeof(v4[0]) },
+    { 5, v5, sizeof(v5) / sizeof(v5[0]) },     { 6, v6, sizeof(v6) / sizeof(v6[0]) },
+    { 7, v7, sizeof(v7) / sizeof(v7[0]) },     { 8, v8, sizeof(v8) / sizeof(v8[0]) },
+    { 9, v9, sizeof(v9) / sizeof(v9[0]) },     { 10, v10, sizeof(v10) / sizeof(v10[0]) },
+    { 11, v11, sizeof(v11) / sizeof(v11[0]) },
 };
 
 static const gc_stmt_t schema_create = {

@@ -63,8 +63,10 @@ apr_status_t gc_store_strategy_get(struct gc_store *s, apr_pool_t *p, const char
 apr_status_t gc_store_strategy_list(struct gc_store *s, apr_pool_t *p, const gc_query_t *q,
                                     gc_page_t *out, const char **err);
 
-/* Every active strategy (rows: gc_strategy_rec_t, by seq), for the holder's
- * observations and every host's route tables. */
+/* Every active strategy (rows: gc_strategy_rec_t, by seq; at most
+ * GC_STORE_STRATEGY_MAX_ACTIVE), for the holder's observations and every
+ * host's route tables. */
+#define GC_STORE_STRATEGY_MAX_ACTIVE 1000
 apr_status_t gc_store_strategy_active(struct gc_store *s, apr_pool_t *p, apr_array_header_t **rows,
                                       const char **err);
 
@@ -82,7 +84,8 @@ apr_status_t gc_store_strategy_delete(struct gc_store *s, apr_pool_t *p, const c
                                       const char **status, const char **err);
 
 /* Start an activation: when `id` is draft or failed, set it activating
- * (job_id = job->id, error_message NULL, validation kept), queue the job
+ * (job_id = job->id, error_message NULL, validation kept, updated_at =
+ * job->created_at), queue the job
  * (gc_store_jobs_submit's rules) and write the audit row *a, in one
  * transaction. */
 apr_status_t gc_store_strategy_activate(struct gc_store *s, apr_pool_t *p, const char *id,
@@ -101,17 +104,19 @@ apr_status_t gc_store_strategy_settle(struct gc_store *s, apr_pool_t *p, const c
                                       const char **err);
 
 /* New weights (a rebalance): body (the canonical JSON with them),
- * rebalanced_at = now, with the audit row *a and, when outbox_target is not
- * NULL, one outbox delivery, in one transaction. When expect_revision > 0
- * the row must still be at that revision (else CONFLICT: someone changed it
- * meanwhile). */
+ * rebalanced_at = now, with the audit row *a (may be NULL) and, when
+ * outbox_target is not NULL, one outbox delivery, in one transaction. When
+ * expect_revision > 0 the row must still be at that revision (else CONFLICT:
+ * someone changed it meanwhile). An activating strategy is not reweighed
+ * (CONFLICT: its activation applies the body it read). */
 apr_status_t gc_store_strategy_reweigh(struct gc_store *s, apr_pool_t *p, const char *id,
                                        apr_int64_t expect_revision, const char *body,
                                        apr_time_t now, gc_audit_rec_t *a, const char *outbox_target,
                                        const char *outbox_body, gc_strategy_change_e *outcome,
                                        const char **err);
 
-/* The validation report of a re-validation (JSON text). */
+/* The validation report of a re-validation (JSON text); bumps revision,
+ * not audited. */
 apr_status_t gc_store_strategy_set_validation(struct gc_store *s, apr_pool_t *p, const char *id,
                                               const char *validation, apr_time_t now,
                                               const char **err);

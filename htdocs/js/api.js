@@ -91,6 +91,10 @@ export async function request(path, { method = 'GET', query, body, headers = {},
         try { data = await res.json(); } catch { data = null; }
     }
     if (res.ok) {
+        // 204 No Content (a DELETE), or a 202 that only says "accepted": no body to read.
+        if (data === null && (res.status === 204 || res.status === 202)) {
+            return { status: res.status, etag, body: null, headers: res.headers };
+        }
         if (data === null) {
             throw new ApiError(res.status, `The server answered HTTP ${res.status} without JSON: ` +
                 'is the gcmon API mounted below this page (api/v1/)?');

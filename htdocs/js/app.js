@@ -1,5 +1,5 @@
 // The dashboard shell: hash routing between the views (#/board, #/history,
-// #/alerts, #/stream, #/admin, #/weights, #/traces, #/audit; parameters after "?"), the wallboard
+// #/alerts, #/stream, #/admin, #/weights, #/traces, #/strategies, #/audit; parameters after "?"), the wallboard
 // (kiosk) mode and the connection indicator.
 
 import { $, $$ } from './dom.js';
@@ -12,6 +12,7 @@ import * as streamView from './stream.js';
 import * as adminView from './admin.js';
 import * as weightsView from './weights.js';
 import * as tracesView from './traces.js';
+import * as strategiesView from './strategies.js';
 import * as auditView from './audit.js';
 
 const VIEWS = {
@@ -22,6 +23,7 @@ const VIEWS = {
     admin: { mod: adminView, title: 'Status change' },
     weights: { mod: weightsView, title: 'Weights' },
     traces: { mod: tracesView, title: 'Traces' },
+    strategies: { mod: strategiesView, title: 'Strategies' },
     audit: { mod: auditView, title: 'Audit trail' },
 };
 

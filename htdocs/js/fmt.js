@@ -70,6 +70,13 @@ export function isoToLocalInput(iso) {
         `${p(d.getHours())}:${p(d.getMinutes())}`;
 }
 
+/** x rounded to d decimals, as text ("0.4167", "12"); "—" for nothing. */
+export function num(x, d = 4) {
+    if (x === null || x === undefined || x === '' || !Number.isFinite(Number(x))) return '—';
+    const f = 10 ** d;
+    return String(Math.round(Number(x) * f) / f);
+}
+
 export function shortId(id) {
     return id && id.length > 12 ? `${id.slice(0, 8)}…` : (id || '');
 }

@@ -1,7 +1,7 @@
 // Addresses: "#/<view>?<params>" in the hash; the wallboard by "?kiosk=1"
 // (before the hash, for a bookmark) or "kiosk=1" among the view's parameters.
 
-export const VIEW_NAMES = ['board', 'history', 'alerts', 'stream', 'admin', 'weights', 'traces', 'audit'];
+export const VIEW_NAMES = ['board', 'history', 'alerts', 'stream', 'admin', 'weights', 'traces', 'strategies', 'audit'];
 
 export function parseHash(hash = location.hash) {
     const raw = hash.replace(/^#\/?/, '');

@@ -132,6 +132,31 @@ export async function fillAgentSelect(select, selected, anyLabel = 'All agents')
     select.value = selected || '';
 }
 
+/** Fill a <datalist> with the monitored queues (those of the agents on the board). */
+export async function fillQueueDatalist(datalist) {
+    try {
+        await board.ensureLoaded();
+    } catch {
+        return;                // only suggestions: the board shows its own error
+    }
+    const ids = new Set();
+    for (const a of board.agents.values()) for (const q of a.queue_ids || []) ids.add(q);
+    fill(datalist, Array.from(ids).sort().map((q) => h('option', { value: q })));
+}
+
+/**
+ * A <table class="data">: columns [{label, cell(row, i) → content, cls?, head?}]
+ * (head: the cell is the row's <th scope=row>), rowAttrs(row, i) → attributes of the <tr>.
+ */
+export function dataTable({ id, cls = '', caption, captionHidden = true, columns, rows, rowAttrs }) {
+    return h('table', { class: `data ${cls}`.trim(), id },
+        caption ? h('caption', { class: captionHidden ? 'sr-only' : null }, caption) : null,
+        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.cls || null }, c.label)))),
+        h('tbody', {}, rows.map((row, i) => h('tr', rowAttrs ? rowAttrs(row, i) : {},
+            columns.map((c) => h(c.head ? 'th' : 'td', { scope: c.head ? 'row' : null, class: c.cls || null },
+                c.cell(row, i)))))));
+}
+
 export function agentLabel(id, name) {
     return name || board.nameOf(id) || id;
 }

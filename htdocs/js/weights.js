@@ -9,9 +9,9 @@
 import { h, fill, timeEl } from './dom.js';
 import { request } from './api.js';
 import { board } from './boardmodel.js';
-import { localDateTime } from './fmt.js';
+import { localDateTime, num } from './fmt.js';
 import { replaceParams } from './nav.js';
-import { showError, showFieldErrors } from './ui.js';
+import { showError, showFieldErrors, fillQueueDatalist } from './ui.js';
 
 const SUM_EPSILON = 1e-9;          // the server's tolerance for "sum ≤ 1.0"
 const OVERFLOW_DEFAULT = '0.85';
@@ -29,13 +29,6 @@ let listSeq = 0;
 let detailSeq = 0;
 
 // ------------------------------------------------------------------ numbers
-
-/** x rounded to d decimals, as text ("0.4167", "12", "—" for nothing). */
-function num(x, d = 4) {
-    if (x === null || x === undefined || !Number.isFinite(Number(x))) return '—';
-    const f = 10 ** d;
-    return String(Math.round(Number(x) * f) / f);
-}
 
 function pct(x) {
     return x === null || x === undefined ? '—' : `${num(x, 2)} %`;
@@ -185,15 +178,8 @@ export async function show(params) {
 }
 
 /** The monitored queues (those on the board) as suggestions for the queue id inputs. */
-async function fillQueueList() {
-    try {
-        await board.ensureLoaded();
-    } catch {
-        return;                // only suggestions: the board shows its own error
-    }
-    const ids = new Set();
-    for (const a of board.agents.values()) for (const q of a.queue_ids || []) ids.add(q);
-    fill(els.queues, Array.from(ids).sort().map((q) => h('option', { value: q })));
+function fillQueueList() {
+    return fillQueueDatalist(els.queues);
 }
 
 // ------------------------------------------------------------------ the preview

@@ -846,7 +846,7 @@ def test_status_form_keyboard_only(httpd, br, base, emulator):
     assert order[0].startswith("a.skip"), order
     assert [o.split(":", 1)[1] for o in order[1:-1]] == [
         "Board", "History", "Alerts", "Stream health", "Status change", "Weights", "Traces",
-        "Audit trail"], order
+        "Strategies", "Audit trail"], order
     assert order[-1] == "s-user", order
     # Visible focus: a real outline on the focused control.
     ring = b.eval("main", "const s = getComputedStyle(document.activeElement);"

@@ -3,6 +3,7 @@ alerts list and the metrics — strict validation, paging (offset and keyset
 cursor), ETag/304, and the Prometheus text format. Rows are written straight
 into the database (tests/integration/dbseed.py); the stream is off."""
 import concurrent.futures
+import os
 import re
 import shutil
 import socket
@@ -692,10 +693,19 @@ def test_read_routes_are_counted_exactly(httpd, db):
 
 def test_database_unavailable_is_503():
     """mod_dbd cannot open the database: every read endpoint answers 503
-    problem+json (not a crash, not an HTML error page), health stays 200."""
+    problem+json (not a crash, not an HTML error page), health stays 200.
+    (A directory where the database file should be: start-up's check of the
+    database directory passes, SQLite cannot open it; a libpq conninfo that
+    does not parse, on PostgreSQL.)"""
     from httpd import Httpd, BAD_LINE
-    h = Httpd(extra_conf="DBDParams /nonexistent-gcmon-dir/gcmon.db\n", start_servers=1)
+    h = Httpd(start_servers=1)
     try:
+        bad = os.path.join(h.data_dir, "not-a-file")
+        os.mkdir(bad)
+        if h._user:
+            shutil.chown(bad, h._user, h._user)
+        h.extra_conf = f"DBDParams {bad}\n"
+        h.write_config()
         h.start()
         for path in (HISTORY, AGENTS, AGENTS + "/someone", ALERTS):
             assert_problem(h.get(path), 503, "database_unavailable")

@@ -35,6 +35,12 @@ int main(void)
     srunner_add_suite(sr, trace_job_suite());
     srunner_add_suite(sr, trace_suite());
     srunner_add_suite(sr, strategy_suite());
+    srunner_add_suite(sr, route_shm_suite());
+    srunner_add_suite(sr, strategy_watch_suite());
+    srunner_add_suite(sr, strategy_job_suite());
+    srunner_add_suite(sr, strategy_calls_suite());
+    srunner_add_suite(sr, strategy_admin_suite());
+    srunner_add_suite(sr, dbdir_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

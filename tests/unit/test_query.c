@@ -200,6 +200,24 @@ START_TEST(fields_not_accepted_are_ignored)
 }
 END_TEST
 
+/* The strategies listing: `status` is a strategy status (into q.state);
+ * an agent state or `state` itself is not taken there. */
+START_TEST(strategy_status)
+{
+    gc_query_t q;
+    ck_assert_str_eq(one_error("status=activating&limit=5", GC_Q_STRATEGIES, &q), "");
+    ck_assert_str_eq(q.state, "activating");
+    ck_assert_int_eq(q.limit, 5);
+    ck_assert_str_eq(one_error("status=IDLE", GC_Q_STRATEGIES, &q), "status");
+    ck_assert_str_eq(one_error("status=", GC_Q_STRATEGIES, &q), "status");
+    ck_assert_str_eq(one_error("status=draft&status=active", GC_Q_STRATEGIES, &q), "status");
+    ck_assert_str_eq(one_error("state=draft", GC_Q_STRATEGIES, &q), "");
+    ck_assert_ptr_null(q.state);
+    ck_assert_str_eq(one_error("status=draft", GC_Q_HISTORY, &q), "");
+    ck_assert_ptr_null(q.state);
+}
+END_TEST
+
 START_TEST(several_errors_in_field_order)
 {
     gc_query_t q;
@@ -318,6 +336,7 @@ Suite *query_suite(void)
     tcase_add_test(tc, huge_value);
     tcase_add_test(tc, same_time_range_is_valid);
     tcase_add_test(tc, fields_not_accepted_are_ignored);
+    tcase_add_test(tc, strategy_status);
     tcase_add_test(tc, several_errors_in_field_order);
     tcase_add_test(tc, cursor_round_trip);
     tcase_add_test(tc, cursor_garbage);

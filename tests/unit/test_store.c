@@ -1544,8 +1544,15 @@ END_TEST
 
 /* ------------------------------------------------------------------ suite */
 
+gc_store_t *store_test_migrated(apr_pool_t **p)
+{
+    *p = pool;
+    return open_migrated();
+}
+
 static void add_common(TCase *tc)
 {
+    strategy_store_tcases(tc);
     tcase_add_test(tc, migrate_idempotent);
     tcase_add_test(tc, migrate_refuses_newer_schema);
     tcase_add_test(tc, migrate_concurrent);

@@ -25,5 +25,17 @@ Suite *jobs_suite(void);
 Suite *trace_job_suite(void);
 Suite *trace_suite(void);
 Suite *strategy_suite(void);
+Suite *route_shm_suite(void);
+Suite *strategy_watch_suite(void);
+Suite *strategy_job_suite(void);
+Suite *strategy_calls_suite(void);
+Suite *strategy_admin_suite(void);
+/* test_strategy_store.c, part of store_suite (each dialect); the store of
+ * the running test case from test_store.c. */
+struct gc_store;
+struct apr_pool_t;
+void strategy_store_tcases(TCase *tc);
+struct gc_store *store_test_migrated(struct apr_pool_t **p);
+Suite *dbdir_suite(void);
 
 #endif
