@@ -161,32 +161,71 @@ def _expr_end(text, i):
 
 # ---------------------------------------------------------------- resolving
 
-def _literal(expr):
-    """The path template of a string or template literal, else None."""
+def _template_parts(expr):
+    """A template literal's pieces: strings and ('expr', text) for each ${...}."""
+    parts, i, cur = [], 1, ""
+    while i < len(expr) - 1:
+        if expr.startswith("${", i):
+            end = _skip_balanced(expr, i + 1)
+            parts.append(cur)
+            parts.append(("expr", expr[i + 2:end - 1]))
+            cur = ""
+            i = end
+        else:
+            cur += expr[i]
+            i += 1
+    parts.append(cur)
+    return parts
+
+
+def _literal(expr, sub=None):
+    """The path templates of a string or template literal (a set), else None.
+    In a template, each ${...} is one `{}` segment, or what sub(expr) resolves
+    it to (a set of templates) when it is itself a path."""
     expr = expr.strip()
     if len(expr) >= 2 and expr[0] in "'\"" and expr[-1] == expr[0]:
-        return expr[1:-1]
+        return {expr[1:-1]}
     if len(expr) >= 2 and expr[0] == "`" and _skip_template(expr, 0) == len(expr):
-        out, i = "", 1
-        while i < len(expr) - 1:
-            if expr.startswith("${", i):
-                i = _skip_balanced(expr, i + 1)
-                out += "{}"
-            else:
-                out += expr[i]
-                i += 1
+        out = {""}
+        for part in _template_parts(expr):
+            if isinstance(part, str):
+                out = {o + part for o in out}
+                continue
+            alts = sub(part[1]) if sub else set()
+            alts = {a for a in alts if "/" in a} or {"{}"}
+            out = {o + a for o in out for a in alts}
+            if len(out) > 64:
+                break
         return out
     return None
 
 
 def _function_body(text, name):
+    """(parameters, body) of a function of the file: a declaration
+    (`function f(...) {...}`) or an arrow (`const f = (...) => ...`), whose
+    expression body becomes `{ return ...; }`; (None, None) when not found."""
     m = re.search(r"\bfunction\s+" + re.escape(name) + r"\s*\(", text)
+    if m:
+        params, after = split_args(text, m.end() - 1)
+        brace = text.find("{", after)
+        end = _skip_balanced(text, brace)
+        return [re.split(r"\s*=", p)[0].strip() for p in params], text[brace:end]
+    m = re.search(r"\b(?:const|let|var)\s+" + re.escape(name)
+                  + r"\s*=\s*(?:async\s+)?(?:\(|([\w$]+)\s*=>)", text)
     if not m:
         return None, None
-    params, after = split_args(text, m.end() - 1)
-    brace = text.find("{", after)
-    end = _skip_balanced(text, brace)
-    return [re.split(r"\s*=", p)[0].strip() for p in params], text[brace:end]
+    if m.group(1):
+        params, after = [m.group(1)], m.end()
+    else:
+        params, after = split_args(text, m.end() - 1)
+        arrow = re.match(r"\s*=>\s*", text[after:])
+        if not arrow:
+            return None, None
+        after += arrow.end()
+    params = [re.split(r"\s*=", p)[0].strip() for p in params]
+    if text[after] == "{":
+        return params, text[after:_skip_balanced(text, after)]
+    return params, "{ return " + text[after:_expr_end(text, after)] + "; }"
 
 
 def _enclosing_params(text):
@@ -203,11 +242,11 @@ def resolve(text, expr, seen=None, depth=0):
     """(set of templates, list of unresolvable expressions) of expr."""
     seen = set() if seen is None else seen
     expr = expr.strip()
-    lit = _literal(expr)
-    if lit is not None:
-        return {lit}, []
     if depth > 6 or expr in seen:
         return set(), []
+    lit = _literal(expr, lambda e: resolve(text, e, set(seen) | {expr}, depth + 1)[0])
+    if lit is not None:
+        return lit, []
     seen.add(expr)
     m = re.fullmatch(r"([\w$]+)\s*\((.*)\)", expr, re.S)
     if m:
@@ -337,7 +376,7 @@ def calls_in(path):
             meth = _option(opts, "method")
             if meth:
                 lit = _literal(meth)
-                call.method = lit.upper() if lit else "?" + meth
+                call.method = next(iter(lit)).upper() if lit and len(lit) == 1 else "?" + meth
             q = _option(opts, "query")
             if q:
                 call.query = keys_of(text, q)
