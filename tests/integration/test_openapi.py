@@ -199,6 +199,24 @@ def test_every_problem_type_is_documented(spec):
     assert not stale, f"problem types in docs/openapi.yaml the code never answers: {stale}"
 
 
+def test_every_actor_source_is_documented(spec):
+    """The audit rows' actor_source values the code writes match the spec's pattern."""
+    schema = spec.doc["components"]["schemas"]["AuditRowFields"]["properties"]["actor_source"]
+    pattern = next(s["pattern"] for s in schema["oneOf"] if s.get("type") == "string")
+    code = "\n".join(c_sources().values())
+    headers = ""
+    for name in sorted(os.listdir(os.path.join(REPO, "shared"))):
+        if name.endswith(".h"):
+            with open(os.path.join(REPO, "shared", name), encoding="utf-8") as f:
+                headers += f.read()
+    values = set(re.findall(r'actor_source\s*=\s*"([^"]+)"', code))
+    values |= set(re.findall(r'ACTOR_SOURCE\s+"([^"]+)"', headers))
+    values.add("header:X-Forwarded-User")
+    assert {"user", "anonymous", "job", "schedule"} <= values, values
+    bad = sorted(v for v in values if not re.fullmatch(pattern, v))
+    assert not bad, f"actor_source values docs/openapi.yaml does not allow: {bad}"
+
+
 # ------------------------------------------------------------------ the dashboard
 
 def match_call(spec, template):
