@@ -119,7 +119,8 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"docs/openapi.yaml: {sum(st.values())} API answers checked ({st['operation']} "
             f"of operations, {st['method_not_allowed']} 405s, {st['no_operation']} at "
-            f"paths without an operation)")
+            f"paths without an operation); %d of its %d documented responses seen"
+            % openapi_check.coverage())
     if not MEASUREMENTS:
         return
     terminalreporter.section("gcmon measurements")

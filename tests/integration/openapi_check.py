@@ -57,6 +57,8 @@ _spec = None
 # How many answers were checked (API paths) and by which rule: the suite's
 # summary prints it, so a check that silently stopped running shows.
 STATS = {"operation": 0, "method_not_allowed": 0, "no_operation": 0}
+# (operationId, status) of every documented response an answer matched.
+SEEN = set()
 
 
 class Violation(str):
@@ -358,7 +360,19 @@ class Check:
             return self.problems
         self.check_response(("op", template, method, status_key), self.sp.deref(robj),
                             status_key)
+        if not self.problems:
+            SEEN.add((opid, status_key))
         return self.problems
+
+
+def coverage():
+    """(documented responses an answer matched, documented responses)."""
+    total = 0
+    for item in spec().doc.get("paths", {}).values():
+        for m in METHODS:
+            if m in item:
+                total += len(item[m].get("responses", {}))
+    return len(SEEN), total
 
 
 def check(method, path, resp, mounts):
