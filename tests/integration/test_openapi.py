@@ -23,7 +23,6 @@ import os
 import re
 
 import pytest
-import yaml
 from jsonschema import Draft202012Validator
 
 import jscalls
@@ -173,9 +172,9 @@ def emitted_problem_types():
                 args, _ = jscalls.split_args(code, m.end() - 1)
                 if pos >= len(args):
                     continue
-                slugs = re.findall(r'"([a-z_]+)"', args[pos])
-                for s in slugs:
-                    found.setdefault(s, []).append(f"{name}:{code.count(chr(10), 0, m.start()) + 1}")
+                line = code.count("\n", 0, m.start()) + 1
+                for slug in re.findall(r'"([a-z_]+)"', args[pos]):
+                    found.setdefault(slug, []).append(f"{name}:{line}")
     return found
 
 
