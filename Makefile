@@ -134,10 +134,59 @@ asan-integration:
 	    $(PYTEST) tests/integration \
 	    $(addprefix --ignore=,$(PGSQL_ONLY)) $(PYTEST_ARGS)
 
+# libFuzzer targets of the core's parsers (tests/fuzz/, docs/testing.md
+# "Fuzzing"): the core built again with Debian's clang, instrumented for
+# libFuzzer (-fsanitize=fuzzer-no-link) under ASan + UBSan, in build/fuzz (the
+# gcc build is untouched); one binary per tests/fuzz/fuzz_<target>.c.
+# `make fuzz` runs each target FUZZ_SECONDS (default 60) from its seed corpus
+# (tests/fuzz/corpus/<target>/) and dictionary (tests/fuzz/<target>.dict);
+# `make fuzz-smoke` is the short run of `make test` (FUZZ_SMOKE_SECONDS each).
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -std=c11 -g -O1 -D_GNU_SOURCE -DLINUX -D_REENTRANT $(WARNINGS) $(FUZZ_SAN) \
+                -I$(APR_INC) -I$(APU_INC) -Ishared -Itests/fuzz $(LWS_CFLAGS)
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_BINS    := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_CORE_O  := $(patsubst shared/%.c,$(FUZZ_BUILD)/shared/%.o,$(CORE_SRC))
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+
+.PHONY: fuzz fuzz-build fuzz-smoke
+
+$(FUZZ_BUILD)/shared/%.o: shared/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/libgcmon.a: $(FUZZ_CORE_O)
+	@rm -f $@
+	@ar rcs $@ $(FUZZ_CORE_O)
+
+$(FUZZ_BUILD)/fuzz.o: tests/fuzz/fuzz.c tests/fuzz/fuzz.h $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/fuzz.o \
+                      $(FUZZ_BUILD)/libgcmon.a
+	@echo "  FUZZLD  $@"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/fuzz.o \
+	    $(FUZZ_BUILD)/libgcmon.a -lapr-1 -laprutil-1 $(LIBS_GC) -lpthread
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
 # The C style is .clang-format's (Debian's clang-format-14, installed by deps):
 # check-style fails on any file that differs from it; style rewrites them.
 CLANG_FORMAT ?= $(shell command -v clang-format-14 || command -v clang-format)
-STYLE_SRC := $(sort $(wildcard shared/*.[ch] modules/*.[ch] tests/unit/*.[ch] bench/*.c))
+STYLE_SRC := $(sort $(wildcard shared/*.[ch] modules/*.[ch] tests/unit/*.[ch] tests/fuzz/*.[ch] \
+             bench/*.c))
 
 check-style:
 	@test -n "$(CLANG_FORMAT)" || { echo "check-style: clang-format not found (make deps)"; exit 1; }
@@ -152,6 +201,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) asan-unit
+	$(MAKE) -j2 fuzz-smoke
 	$(MAKE) integration
 	$(MAKE) integration-pgsql
 	$(MAKE) asan-integration
@@ -164,10 +214,12 @@ demo: deps
 # ---- install ---------------------------------------------------------------
 # `make install` honours DESTDIR (staging, packaging) for every file and PREFIX
 # for the dashboard, the documentation and, away from /usr, the modules; the
-# configuration goes to APACHE_CONFDIR's mods-available (Debian's a2enmod
-# layout), with the installed paths written into gcmon.load and gcmon.conf.
-# Each directory can be set on its own. An existing gcmon.conf that differs
-# from the new one is kept (the new one lands next to it as gcmon.conf.new).
+# configuration goes to APACHE_CONFDIR: the module's gcmon.load and gcmon.conf to
+# mods-available (Debian's a2enmod layout), the site snippet (the URLs and their
+# access rules, Included in the HTTPS virtual host) to gcmon/site.conf, with the
+# installed paths written into all three. Each directory can be set on its own.
+# An existing gcmon.conf or site.conf that differs from the new one is kept (the
+# new one lands next to it as gcmon.conf.new, site.conf.new).
 # The documentation includes contrib/ (the Prometheus and Grafana files
 # docs/monitoring.md refers to). `make uninstall` with the same variables
 # removes exactly these files, and gcmon's own directories once empty. The
@@ -181,6 +233,26 @@ HTDOCSDIR      ?= $(SHAREDIR)/htdocs
 DOCDIR         ?= $(PREFIX)/share/doc/gcmon
 APACHE_CONFDIR ?= /etc/apache2
 MODSAVAIL       = $(APACHE_CONFDIR)/mods-available
+SITECONFDIR     = $(APACHE_CONFDIR)/gcmon
+# The installed paths in the configuration files: the dashboard's, and the
+# configuration directory's (the snippet's Include line, the password files).
+CONF_PATHS      = sed -e 's|/usr/share/gcmon/htdocs|$(HTDOCSDIR)|g' \
+                      -e 's|/etc/apache2/|$(APACHE_CONFDIR)/|g'
+
+# $(call install_conf,built file,installed path): installs it, unless the
+# installed one differs (the administrator's edits): that one is kept and the
+# new one lands next to it as <path>.new.
+define install_conf
+	@if [ -f '$(DESTDIR)$(2)' ] && ! cmp -s $(1) '$(DESTDIR)$(2)'; then \
+	    echo "install -m 644 $(1) '$(DESTDIR)$(2).new'"; \
+	    install -m 644 $(1) '$(DESTDIR)$(2).new'; \
+	    echo "install: kept your $(2); the new reference configuration is" \
+	         "$(2).new (compare them: diff -u $(notdir $(2)) $(notdir $(2)).new)"; \
+	else \
+	    echo "install -m 644 $(1) '$(DESTDIR)$(2)'"; \
+	    install -m 644 $(1) '$(DESTDIR)$(2)'; \
+	fi
+endef
 
 HTDOCS_FILES := $(sort $(shell cd htdocs && find . -type f | sed 's|^\./||'))
 HTDOCS_DIRS  := $(sort $(shell cd htdocs && find . -mindepth 1 -type d | sed 's|^\./||'))
@@ -189,23 +261,17 @@ DOC_FILES    := README.md CHANGELOG.md SECURITY.md LICENSE $(sort $(wildcard doc
 DOC_DIRS     := $(sort docs $(shell find docs/img contrib -type d 2>/dev/null))
 
 install: all
-	install -d '$(DESTDIR)$(MODULEDIR)' '$(DESTDIR)$(MODSAVAIL)' '$(DESTDIR)$(HTDOCSDIR)' \
+	install -d '$(DESTDIR)$(MODULEDIR)' '$(DESTDIR)$(MODSAVAIL)' '$(DESTDIR)$(SITECONFDIR)' \
+	    '$(DESTDIR)$(HTDOCSDIR)' \
 	    $(foreach d,$(DOC_DIRS),'$(DESTDIR)$(DOCDIR)/$(d)') \
 	    $(foreach d,$(HTDOCS_DIRS),'$(DESTDIR)$(HTDOCSDIR)/$(d)')
 	install -m 644 $(API_SO) $(STREAM_SO) '$(DESTDIR)$(MODULEDIR)/'
 	sed 's|/usr/lib/apache2/modules|$(MODULEDIR)|g' conf/gcmon.load > $(BUILD)/gcmon.load
-	sed 's|/usr/share/gcmon/htdocs|$(HTDOCSDIR)|g' conf/gcmon.conf > $(BUILD)/gcmon.conf
+	$(CONF_PATHS) conf/gcmon.conf > $(BUILD)/gcmon.conf
+	$(CONF_PATHS) conf/gcmon-site.conf > $(BUILD)/gcmon-site.conf
 	install -m 644 $(BUILD)/gcmon.load '$(DESTDIR)$(MODSAVAIL)/gcmon.load'
-	@if [ -f '$(DESTDIR)$(MODSAVAIL)/gcmon.conf' ] && \
-	    ! cmp -s $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'; then \
-	    echo "install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new'"; \
-	    install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new'; \
-	    echo "install: kept your $(MODSAVAIL)/gcmon.conf; the new reference configuration is" \
-	         "$(MODSAVAIL)/gcmon.conf.new (compare them: diff -u gcmon.conf gcmon.conf.new)"; \
-	else \
-	    echo "install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'"; \
-	    install -m 644 $(BUILD)/gcmon.conf '$(DESTDIR)$(MODSAVAIL)/gcmon.conf'; \
-	fi
+	$(call install_conf,$(BUILD)/gcmon.conf,$(MODSAVAIL)/gcmon.conf)
+	$(call install_conf,$(BUILD)/gcmon-site.conf,$(SITECONFDIR)/site.conf)
 	@$(foreach f,$(HTDOCS_FILES),install -m 644 'htdocs/$(f)' '$(DESTDIR)$(HTDOCSDIR)/$(f)' && ) true
 	@$(foreach f,$(DOC_FILES),install -m 644 '$(f)' '$(DESTDIR)$(DOCDIR)/$(f)' && ) true
 	@echo "install: $(words $(HTDOCS_FILES)) dashboard files in $(HTDOCSDIR)," \
@@ -214,11 +280,13 @@ install: all
 uninstall:
 	rm -f '$(DESTDIR)$(MODULEDIR)/mod_gcmon_api.so' '$(DESTDIR)$(MODULEDIR)/mod_gcmon_stream.so' \
 	    '$(DESTDIR)$(MODSAVAIL)/gcmon.load' '$(DESTDIR)$(MODSAVAIL)/gcmon.conf' \
-	    '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new'
+	    '$(DESTDIR)$(MODSAVAIL)/gcmon.conf.new' '$(DESTDIR)$(SITECONFDIR)/site.conf' \
+	    '$(DESTDIR)$(SITECONFDIR)/site.conf.new'
 	@$(foreach f,$(HTDOCS_FILES),rm -f '$(DESTDIR)$(HTDOCSDIR)/$(f)' && ) true
 	@$(foreach f,$(DOC_FILES),rm -f '$(DESTDIR)$(DOCDIR)/$(f)' && ) true
 	@printf '%s\n' $(foreach d,$(HTDOCS_DIRS),'$(HTDOCSDIR)/$(d)') '$(HTDOCSDIR)' '$(SHAREDIR)' \
-	    $(foreach d,$(DOC_DIRS),'$(DOCDIR)/$(d)') '$(DOCDIR)' | sort -r | while read -r d; do \
+	    $(foreach d,$(DOC_DIRS),'$(DOCDIR)/$(d)') '$(DOCDIR)' '$(SITECONFDIR)' | sort -r | \
+	    while read -r d; do \
 	    [ ! -d "$(DESTDIR)$$d" ] || rmdir "$(DESTDIR)$$d" 2>/dev/null || true; \
 	done
 	@if [ -e '$(DESTDIR)$(APACHE_CONFDIR)/mods-enabled/gcmon.load' ] || \

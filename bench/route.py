@@ -60,8 +60,9 @@ def activate(h, body):
     wait_for(lambda: h.get(f"{API}/admin/strategies/{sid}").json["status"] == "active",
              timeout=60, what="the strategy active")
     route = f"{API}/strategies/{sid}/route"
-    first = wait_for(lambda: (lambda x: x if x.status == 200 else None)(h.get(route)),
-                     timeout=30, what="the route answered")
+    # Routed from the holder's observations (not the fallback of a strategy never observed).
+    first = wait_for(lambda: (lambda x: x if x.status == 200 and x.json["observed_at"] else None)(
+        h.get(route)), timeout=30, what="the route answered from observations")
     return route, first
 
 

@@ -73,10 +73,10 @@ int gcmon_api_strategy_route(request_rec *r, const char **params, json_t *body)
         return unavailable(r,
                            apr_psprintf(r->pool,
                                         "this server's route tables have not been loaded from "
-                                        "the database yet (they are refreshed every %d s by "
+                                        "the database yet: they are loaded every %d s by "
                                         "mod_gcmon_stream's monitor thread, which runs with "
-                                        "the database and the client credentials or "
-                                        "GcmonStream On)",
+                                        "mod_dbd and GcmonStream On, the client credentials "
+                                        "or a webhook",
                                         (int)apr_time_sec(GC_ROUTE_REFRESH)),
                            (int)apr_time_sec(GC_ROUTE_REFRESH));
     default: return unavailable(r, "the strategy's route table is being rewritten; try again", 1);

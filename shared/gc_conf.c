@@ -73,6 +73,9 @@ const char *gc_format_duration(apr_pool_t *p, apr_interval_time_t d)
     };
     size_t i;
 
+    if (d == 0) {
+        return "0s"; /* not "0us", which no directive accepts (found by tests/fuzz) */
+    }
     for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (d >= units[i].usec && d % units[i].usec == 0) {
             return apr_psprintf(p, "%" APR_INT64_T_FMT "%s", (apr_int64_t)(d / units[i].usec),

@@ -66,6 +66,7 @@ int gc_etag_match(const char *header, const char *etag, gc_etag_cmp_e cmp)
 {
     const char *s;
     size_t elen;
+    int found = 0;
 
     if (!header || !etag) {
         return 0;
@@ -75,6 +76,8 @@ int gc_etag_match(const char *header, const char *etag, gc_etag_cmp_e cmp)
     if (*s == '*') {
         return *skip_ows(s + 1) == '\0';
     }
+    /* The whole list is read before answering: a malformed element after a
+     * matching one still makes the header malformed (found by tests/fuzz). */
     while (*s) {
         const char *start, *end;
         int weak = 0;
@@ -96,12 +99,12 @@ int gc_etag_match(const char *header, const char *etag, gc_etag_cmp_e cmp)
         s = end + 1;
         if ((!weak || cmp == GC_ETAG_WEAK) && (size_t)(s - start) == elen
             && strncmp(start, etag, elen) == 0) {
-            return 1;
+            found = 1;
         }
         s = skip_ows(s);
         if (*s && *s != ',') {
             return 0;
         }
     }
-    return 0;
+    return found;
 }

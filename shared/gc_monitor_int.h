@@ -108,6 +108,8 @@ struct mon_channel {
     int next_subscribed;
     int need_subscribe; /* the wanted topics differ from the server's */
     int need_head;      /* check the channel still exists */
+    int connected_once; /* its first connect was logged (notice); later ones are
+                         * reconnects (info). Survives a reset, not a retire. */
     mon_sock_t *sock;   /* main socket (connecting or open) */
     mon_sock_t *spare;  /* replacement being opened */
     apr_time_t last_rx; /* last message on the main socket */

@@ -127,8 +127,12 @@ static void on_open(void *baton, gc_ws_conn_t *c, void *conn_baton)
         ch->last_rx = now;
         ch->ping_at = 0;
         m->snap_dirty = 1;
-        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0, GCMON_LOGNO(2204) "channel %s: connected (%d topic(s))",
-               ch_name(ch), ch->topics);
+        /* The first connect of a channel is the line that proves the stream is
+         * up: notice, shown at Debian's default LogLevel warn (docs/operations.md,
+         * "First start"). Reconnects stay at info, with GCM2200. */
+        gc_log(GC_LOG_MARK, ch->connected_once ? GC_LOG_INFO : GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2204) "channel %s: connected (%d topic(s))", ch_name(ch), ch->topics);
+        ch->connected_once = 1;
         gc_mon_mark_resync(m, ch->idx);
     }
 }

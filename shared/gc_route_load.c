@@ -32,12 +32,18 @@ void gc_route_load_compile(apr_pool_t *p, const apr_array_header_t *rows, gc_rou
                            int *n, gc_route_load_report_t *rep)
 {
     int i, nrows = rows ? rows->nelts : 0;
+    int room = nrows < GC_ROUTE_SHM_SLOTS ? nrows : GC_ROUTE_SHM_SLOTS;
 
+    memset(rep, 0, sizeof(*rep));
     *n = 0;
-    *tables = apr_palloc(p, sizeof(gc_route_table_t) * (apr_size_t)(nrows > 0 ? nrows : 1));
+    *tables = apr_palloc(p, sizeof(gc_route_table_t) * (apr_size_t)(room > 0 ? room : 1));
     rep->active = nrows;
     for (i = 0; i < nrows; i++) {
         const gc_strategy_rec_t *r = &APR_ARRAY_IDX(rows, i, gc_strategy_rec_t);
+        if (*n == room) {
+            rep->left_out++; /* the block could not hold it anyway */
+            continue;
+        }
         if (!r->id || compile_row(p, r, &(*tables)[*n]) != 0) {
             if (rep->unreadable++ == 0) {
                 rep->unreadable_id = r->id;
@@ -68,7 +74,7 @@ apr_status_t gc_route_load(gc_route_shm_t *b, struct gc_store *s, apr_pool_t *p,
         rep->dropped = 1;
     }
     else {
-        rep->left_out = left;
+        rep->left_out += left;
     }
     gc_route_shm_info(b, &info);
     rep->routed = info.tables;

@@ -26,8 +26,9 @@ typedef struct {
     int dropped;               /* a newer publish came first: nothing changed */
 } gc_route_load_report_t;
 
-/* Compile rows (gc_strategy_rec_t of active strategies) into *tables (n
- * entries from p; *n the count compiled): each body read back with
+/* Compile rows (gc_strategy_rec_t of active strategies) into *tables (from
+ * p; *n the count compiled, at most GC_ROUTE_SHM_SLOTS: rows past them are
+ * counted as left out, in rows' order): each body read back with
  * gc_strategy_validate, its `live` with gc_strategy_live_parse, observed_at
  * from the row (0: no observation yet, the route says stale). Rows whose body
  * does not read are skipped and counted in rep. */

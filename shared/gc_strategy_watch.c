@@ -160,7 +160,8 @@ struct gc_strategy_watch {
     _Atomic int passes;
     int up_failures;         /* observation passes failed in a row */
     apr_time_t up_logged_at; /* the last GCM2132 */
-    apr_time_t rebalance_not_before;
+    apr_pool_t *retry_pool;  /* the strategies whose scheduled rebalance failed: */
+    apr_hash_t *retry_at;    /* id → apr_time_t of the next try */
 };
 
 /* The database failed: logged at the first failure, then at most once a minute. */
@@ -189,36 +190,55 @@ static void upstream_failed(gc_strategy_watch_t *sw, apr_time_t now, const gc_er
     }
 }
 
+/* A strategy's scheduled rebalance failed: not again before now + retry. */
+static void rebalance_later(gc_strategy_watch_t *sw, const char *id, apr_time_t at)
+{
+    apr_time_t *slot = apr_hash_get(sw->retry_at, id, APR_HASH_KEY_STRING);
+
+    if (!slot) {
+        if (apr_hash_count(sw->retry_at) >= GC_STORE_STRATEGY_MAX_ACTIVE) {
+            apr_pool_clear(sw->retry_pool); /* ids long gone pile up no further */
+            sw->retry_at = apr_hash_make(sw->retry_pool);
+        }
+        slot = apr_palloc(sw->retry_pool, sizeof(*slot));
+        apr_hash_set(sw->retry_at, apr_pstrdup(sw->retry_pool, id), APR_HASH_KEY_STRING, slot);
+    }
+    *slot = at;
+}
+
 static void rebalance_due(gc_strategy_watch_t *sw, gc_store_t *st, const apr_array_header_t *rows,
                           apr_time_t now)
 {
+    apr_interval_time_t retry = sw->env.rebalance_every < GC_STRATEGY_REBALANCE_RETRY
+                                    ? sw->env.rebalance_every
+                                    : GC_STRATEGY_REBALANCE_RETRY;
     int i;
 
-    if (sw->env.rebalance_every <= 0 || !sw->env.rebalance || !rows
-        || now < sw->rebalance_not_before) {
+    if (sw->env.rebalance_every <= 0 || !sw->env.rebalance || !rows) {
         return;
     }
     for (i = 0; i < rows->nelts && !gc_worker_stopping(sw->worker); i++) {
         const gc_strategy_rec_t *r = &APR_ARRAY_IDX(rows, i, gc_strategy_rec_t);
+        const apr_time_t *later = apr_hash_get(sw->retry_at, r->id, APR_HASH_KEY_STRING);
         const char *err = NULL;
-        apr_interval_time_t retry;
 
-        if (!gc_strategy_watch_rebalance_due(r, sw->env.rebalance_every, now)) {
+        if (!gc_strategy_watch_rebalance_due(r, sw->env.rebalance_every, now)
+            || (later && now < *later)) {
             continue;
         }
         if (sw->env.rebalance(sw->env.rebalance_baton, sw->iter, st, r, &err) == APR_SUCCESS) {
+            if (later) {
+                apr_hash_set(sw->retry_at, r->id, APR_HASH_KEY_STRING, NULL);
+            }
             gc_log(GC_LOG_MARK, GC_LOG_DEBUG, 0,
                    GCMON_LOGNO(2134) "strategies: rebalanced %s on schedule", r->id);
             continue;
         }
-        retry = sw->env.rebalance_every < GC_STRATEGY_REBALANCE_RETRY ? sw->env.rebalance_every
-                                                                      : GC_STRATEGY_REBALANCE_RETRY;
-        sw->rebalance_not_before = now + retry;
+        rebalance_later(sw, r->id, now + retry);
         gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                GCMON_LOGNO(2133) "strategies: the scheduled rebalance of %s failed: %s "
                                  "(tried again in %d s)",
                r->id, err ? err : "unknown error", (int)apr_time_sec(retry));
-        return;
     }
 }
 
@@ -322,6 +342,8 @@ apr_status_t gc_strategy_watch_start(gc_strategy_watch_t **out, apr_pool_t *p,
     }
     atomic_init(&sw->passes, 0);
     apr_pool_create(&sw->iter, gc_worker_pool(w));
+    apr_pool_create(&sw->retry_pool, gc_worker_pool(w));
+    sw->retry_at = apr_hash_make(sw->retry_pool);
     memset(&db, 0, sizeof(db));
     db.open = env->db_open;
     db.close = env->db_close;

@@ -20,8 +20,8 @@
  * (the stored strategy's own rebalance: new weights, audit row with actor
  * "gcmon", WFM delivery). The schedule is kept in the database
  * (rebalanced_at), so a new holder neither repeats nor skips one. A failed
- * rebalance is tried again after min(interval, 60 s), at the earliest at the
- * next observation.
+ * rebalance of a strategy is tried again after min(interval, 60 s); the
+ * others go on meanwhile.
  *
  * The thread is a gc_worker ("strategies") with its own database connection;
  * the holder starts it with the job thread (gc_mon_workers_start) when it has

@@ -41,6 +41,10 @@ static int days_in_month(apr_int64_t y, int m)
     return m == 2 && leap ? 29 : dim[m - 1];
 }
 
+/* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z in seconds since the epoch. */
+#define GC_TIME_MIN_SECS APR_INT64_C(-62167219200)
+#define GC_TIME_MAX_SECS APR_INT64_C(253402300799)
+
 /* Exactly n ASCII digits at *s; advances *s. -1 when not. */
 static int digits(const char **s, int n)
 {
@@ -113,6 +117,12 @@ int gc_time_parse(const char *s, apr_time_t *out)
         return -1;
     }
     secs = days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec - off;
+    /* An offset must not carry the instant out of the years 0000..9999 in UTC
+     * (found by tests/fuzz: gc_time_format would write "10000-01-01T…" or
+     * "-001-12-31T…", which nothing parses back). */
+    if (secs < GC_TIME_MIN_SECS || secs > GC_TIME_MAX_SECS) {
+        return -1;
+    }
     *out = (apr_time_t)(secs * APR_USEC_PER_SEC + usec);
     return 0;
 }

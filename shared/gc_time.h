@@ -7,7 +7,9 @@
 
 /* RFC 3339 / ISO 8601 UTC ("2026-11-21T19:59:28.123Z", also "+00:00" offsets
  * and no fraction; fractions beyond microseconds are truncated). 0 on success;
- * -1 (and *out untouched) on anything else: out-of-range fields, trailing junk.
+ * -1 (and *out untouched) on anything else: out-of-range fields, trailing junk,
+ * an offset that puts the instant outside 0000-01-01T00:00:00Z ..
+ * 9999-12-31T23:59:59.999999Z (what gc_time_format can write back).
  * Independent of the locale and TZ. */
 int gc_time_parse(const char *s, apr_time_t *out);
 

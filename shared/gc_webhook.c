@@ -5,6 +5,7 @@
  * Webhook URLs are secrets (a Slack URL embeds its token): no error text or
  * log line made here contains the URL, nor any part of it a receiver or curl
  * echoes (each is hidden before the text is cut, see scrub). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +28,7 @@
 #define EXCERPT_CAPTURE 4096 /* response body read for it (redacted, then cut) */
 
 #define TARGET_ROW(name, directive, member, slack, event, label, help) \
-    { #name, directive, APR_OFFSETOF(gc_webhook_conf_t, member), slack, event, label, help },
+    { #name, directive, offsetof(gc_webhook_conf_t, member), slack, event, label, help },
 const gc_webhook_target_t gc_webhook_targets[GC_WEBHOOK__COUNT] = { GC_WEBHOOK_TARGET_LIST(
     TARGET_ROW) };
 #undef TARGET_ROW

@@ -65,14 +65,15 @@ IDLE_ALERT_S = 3
 
 
 def csp_header_line():
-    """The optional `Header set Content-Security-Policy` of conf/gcmon.conf, uncommented:
-    the tests serve the dashboard with it, so the documented line is the tested one."""
-    with open(os.path.join(REPO, "conf", "gcmon.conf")) as f:
+    """The optional `Header set Content-Security-Policy` of the site snippet
+    (conf/gcmon-site.conf), uncommented: the tests serve the dashboard with it, so the
+    documented line is the tested one."""
+    with open(os.path.join(REPO, "conf", "gcmon-site.conf")) as f:
         for line in f:
             m = re.match(r"\s*#\s*(Header set Content-Security-Policy .*)$", line)
             if m:
                 return m.group(1)
-    raise AssertionError("conf/gcmon.conf shows no Header set Content-Security-Policy line")
+    raise AssertionError("conf/gcmon-site.conf shows no Header set Content-Security-Policy line")
 
 
 CSP_HEADER_LINE = csp_header_line()
@@ -256,7 +257,7 @@ def label_of(state):
 def test_served_static_with_csp(httpd):
     r = httpd.get("/gcmon/")
     assert r.status == 200, r
-    # The header of conf/gcmon.conf (served here) and the meta element agree.
+    # The header of conf/gcmon-site.conf (served here) and the meta element agree.
     header = r.header("content-security-policy")
     assert header and "frame-ancestors 'none'" in header, r.headers
     html = r.text

@@ -1,19 +1,23 @@
 """Installation (docs/install.md).
 
 - `make install DESTDIR=… [PREFIX=…]`: the two modules, gcmon.load (with
-  `# Depends: dbd`) and gcmon.conf in the a2enmod layout pointing at the installed
-  paths, the dashboard, the documentation; `make uninstall` removes exactly that.
+  `# Depends: dbd`) and gcmon.conf in the a2enmod layout and the site snippet
+  gcmon/site.conf, pointing at the installed paths, the dashboard, the
+  documentation; `make uninstall` removes exactly that.
 - An installed tree run as an administrator would: a2enmod gcmon (which enables
-  mod_dbd), Debian's apache2 with the installed files and the installed reference
+  mod_dbd), Debian's apache2 with the installed files, the installed reference
   gcmon.conf plus the site's lines (test credentials for the emulator, a temp
-  database directory): the stream connects, the dashboard loads, the admin API
-  refuses an unauthenticated request.
+  database directory), and the installed site.conf Included in the (test, plain
+  HTTP) virtual host as install.md says for the HTTPS one: the stream connects,
+  the dashboard loads, the admin API refuses an unauthenticated request (Basic
+  auth, 401) and serves a user of the htpasswd file.
 - The SQLite database directory check: apache2 -t and a start refuse, naming the
   path, when the run user (www-data) cannot write where SQLite needs to.
 - The Debian package (make deb, dpkg -i, apache2 -t, remove, purge): only with
   GCMON_TEST_DEB=1 (`make test-deb`, run once by `make test`), as building the
   package takes about a minute.
 """
+import base64
 import filecmp
 import glob
 import os
@@ -89,7 +93,8 @@ def test_install_destdir_default_prefix(tmp_path):
     make_install(tmp_path)
     lib = libexecdir().lstrip("/")
     want = {f"{lib}/mod_gcmon_api.so", f"{lib}/mod_gcmon_stream.so",
-            "etc/apache2/mods-available/gcmon.load", "etc/apache2/mods-available/gcmon.conf"}
+            "etc/apache2/mods-available/gcmon.load", "etc/apache2/mods-available/gcmon.conf",
+            "etc/apache2/gcmon/site.conf"}
     want |= {f"usr/share/gcmon/htdocs/{f}" for f in repo_files("htdocs")}
     want |= {f"usr/share/doc/gcmon/{f}" for f in doc_files()}
     assert set(installed_files(tmp_path)) == want
@@ -113,7 +118,13 @@ def test_install_destdir_default_prefix(tmp_path):
     assert re.search(r"^# Depends: dbd$", head, re.M), load
     assert load.index("gcmon_api_module") < load.index("gcmon_stream_module")
     conf = (tmp_path / "etc/apache2/mods-available/gcmon.conf").read_text()
-    assert "Alias /gcmon /usr/share/gcmon/htdocs" in conf
+    assert "\n    DBDParams /var/lib/gcmon/gcmon.db\n" in conf
+    assert "#    Include /etc/apache2/gcmon/site.conf\n" in conf
+    site = (tmp_path / "etc/apache2/gcmon/site.conf").read_text()
+    assert "Alias /gcmon /usr/share/gcmon/htdocs" in site
+    assert "AuthUserFile /etc/apache2/gcmon.htpasswd" in site
+    with open(os.path.join(REPO, "conf", "gcmon-site.conf")) as f:
+        assert site == f.read()          # the Debian paths: nothing to rewrite
 
 
 def test_install_prefix(tmp_path):
@@ -123,13 +134,25 @@ def test_install_prefix(tmp_path):
     assert "opt/gcmon/share/doc/gcmon/docs/install.md" in files
     assert "opt/gcmon/lib/apache2/modules/mod_gcmon_api.so" in files
     assert not any(f.startswith("usr/") for f in files), files
-    conf = (tmp_path / "etc/apache2/mods-available/gcmon.conf").read_text()
-    assert "Alias /gcmon /opt/gcmon/share/gcmon/htdocs" in conf
-    assert "<Directory /opt/gcmon/share/gcmon/htdocs>" in conf
-    assert "/usr/share/gcmon" not in conf
+    site = (tmp_path / "etc/apache2/gcmon/site.conf").read_text()
+    assert "Alias /gcmon /opt/gcmon/share/gcmon/htdocs" in site
+    assert "<Directory /opt/gcmon/share/gcmon/htdocs>" in site
+    assert "/usr/share/gcmon" not in site
     load = (tmp_path / "etc/apache2/mods-available/gcmon.load").read_text()
     assert "LoadModule gcmon_api_module /opt/gcmon/lib/apache2/modules/mod_gcmon_api.so" in load
     assert "/usr/lib/apache2" not in load
+
+
+def test_install_confdir(tmp_path):
+    """APACHE_CONFDIR moves the configuration, and the paths in it: the snippet's
+    Include line, the password files."""
+    make_install(tmp_path, "APACHE_CONFDIR=/etc/gcmon-apache")
+    conf = (tmp_path / "etc/gcmon-apache/mods-available/gcmon.conf").read_text()
+    site = (tmp_path / "etc/gcmon-apache/gcmon/site.conf").read_text()
+    assert "#    Include /etc/gcmon-apache/gcmon/site.conf\n" in conf
+    assert "AuthUserFile /etc/gcmon-apache/gcmon.htpasswd" in site
+    assert "/etc/apache2" not in conf + site
+    assert not (tmp_path / "etc/apache2").exists()
 
 
 def test_uninstall_removes_exactly_what_install_put(tmp_path):
@@ -153,6 +176,7 @@ def test_uninstall_removes_exactly_what_install_put(tmp_path):
         # own go.
         assert all(os.path.isdir(tmp_path / x) for x in leftover), leftover
         assert not [x for x in leftover if re.search(r"share/(doc/)?gcmon(/|$)", x)], leftover
+        assert not [x for x in leftover if re.search(r"etc/(apache2|gcmon-apache)/gcmon$", x)], leftover
     for f in foreign:
         assert (tmp_path / f).read_text() == "not gcmon's\n"
 
@@ -167,20 +191,29 @@ def test_uninstall_says_when_still_enabled(tmp_path):
     assert not (tmp_path / "etc/apache2/mods-available/gcmon.load").exists()
 
 
-def test_install_keeps_an_edited_conf(tmp_path):
+@pytest.mark.parametrize("rel", ["mods-available/gcmon.conf", "gcmon/site.conf"])
+def test_install_keeps_an_edited_conf(tmp_path, rel):
     make_install(tmp_path)
-    conf = tmp_path / "etc/apache2/mods-available/gcmon.conf"
+    conf = tmp_path / "etc/apache2" / rel
+    new = tmp_path / "etc/apache2" / (rel + ".new")
     fresh = conf.read_text()
-    conf.write_text(fresh + "GcmonRateLimit 120\n")
+    conf.write_text(fresh + "# edited\n")
     out = make_install(tmp_path)
-    assert "kept your /etc/apache2/mods-available/gcmon.conf" in out
-    assert conf.read_text() == fresh + "GcmonRateLimit 120\n"
-    assert (tmp_path / "etc/apache2/mods-available/gcmon.conf.new").read_text() == fresh
+    assert f"kept your /etc/apache2/{rel}" in out
+    assert out.count("kept your") == 1, out            # the other one is as installed
+    assert conf.read_text() == fresh + "# edited\n"
+    assert new.read_text() == fresh
     # An unchanged one is simply replaced (no .new).
     conf.write_text(fresh)
-    (tmp_path / "etc/apache2/mods-available/gcmon.conf.new").unlink()
+    new.unlink()
     assert "kept your" not in make_install(tmp_path)
-    assert not (tmp_path / "etc/apache2/mods-available/gcmon.conf.new").exists()
+    assert not new.exists()
+    # uninstall removes the .new too
+    conf.write_text(fresh + "# edited\n")
+    make_install(tmp_path)
+    assert new.exists()
+    make("uninstall", f"DESTDIR={tmp_path}")
+    assert not conf.exists() and not new.exists()
 
 
 def test_runtime_dependencies_documented():
@@ -208,10 +241,13 @@ class InstalledHttpd(Httpd):
     /etc/apache2 is: the modules a default Debian server enables and gcmon, all
     enabled by a2enmod in <root>/inst/etc/apache2; apache2.conf's includes of
     mods-enabled/*.load and *.conf; then the site's own lines: the database
-    (in db_dir, the ServerRoot's data/ by default) and gcmon_conf."""
+    (in db_dir, the ServerRoot's data/ by default) and gcmon_conf; and the
+    virtual host of the test port, which Includes the installed site snippet
+    (site_conf; the one make install put in the tree by default)."""
 
-    def __init__(self, gcmon_conf="", db_dir=None, **kw):
+    def __init__(self, gcmon_conf="", db_dir=None, site_conf=None, **kw):
         self.db_dir = db_dir
+        self.site_conf = site_conf
         super().__init__(database="sqlite3", gcmon_conf=gcmon_conf, **kw)
         self.inst = os.path.join(self.root, "inst")
         self.confdir = os.path.join(self.inst, "etc", "apache2")
@@ -259,6 +295,11 @@ DocumentRoot "{self.root}/htdocs"
 DBDriver sqlite3
 DBDParams {self.db_dir or self.data_dir}/gcmon.db
 {gcmon_conf}
+# gcmon's URLs on this virtual host only, as docs/install.md says for the HTTPS one.
+<VirtualHost 127.0.0.1:{self.port}>
+    ServerName 127.0.0.1
+    Include {self.site_conf or os.path.join(confdir, "gcmon", "site.conf")}
+</VirtualHost>
 """
 
 
@@ -292,7 +333,8 @@ def connected(h):
 
 def check_running(h, emulator):
     """The stream connects to the emulator, the dashboard loads, the admin API
-    refuses an unauthenticated request (and asks nothing upstream)."""
+    refuses an unauthenticated request (Apache's Basic auth of site.conf: 401, nothing
+    asked upstream)."""
     wait_for(lambda: connected(h), timeout=30, what="stream connected")
     index = h.get("/gcmon/")
     assert index.status == 200, index
@@ -305,10 +347,10 @@ def check_running(h, emulator):
         assert js.body == f.read()
     emulator.clear_requests()
     audit = h.get("/gcmon/api/v1/admin/audit")
-    assert audit.status in (401, 403), audit
+    assert audit.status == 401 and audit.header("www-authenticate").startswith("Basic"), audit
     check = h.request("POST", "/gcmon/api/v1/admin/upstream/check",
                       headers={"Content-Type": "application/json"}, body=b"{}")
-    assert check.status in (401, 403), check
+    assert check.status == 401, check
     assert emulator.requests(path=r"^/api/v2/organizations/me$") == []
 
 
@@ -324,10 +366,19 @@ def test_installed_tree_runs(seeded):
         assert os.readlink(os.path.join(enabled, "gcmon.load")) == "../mods-available/gcmon.load"
         with open(os.path.join(h.confdir, "mods-available", "gcmon.load")) as f:
             assert f"{h.inst}/usr/lib/apache2/modules/mod_gcmon_api.so" in f.read()
+        # The admin password file, as site.conf and install.md say.
+        htpasswd = os.path.join(h.confdir, "gcmon.htpasswd")
+        subprocess.run(["htpasswd", "-c", "-B", "-b", htpasswd, "alice", "pw-of-alice"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         rc, out = h.configtest()
         assert rc == 0 and "Syntax OK" in out, out
         h.start()
         check_running(h, seeded)
+        auth = {"Authorization": "Basic " + base64.b64encode(b"alice:pw-of-alice").decode()}
+        audit = h.get("/gcmon/api/v1/admin/audit", headers=auth)
+        assert audit.status == 200 and audit.json["data"] == [], audit
+        metrics = h.get("/gcmon/api/v1/metrics")    # site.conf: Require local
+        assert metrics.status == 200, metrics
         status = h.get("/server-status?auto")      # Debian's status.conf: local only
         assert status.status == 200 and "GcmonStreamConnected: 1" in status.text, status
         assert not h.bad_lines(), h.bad_lines()
@@ -528,11 +579,16 @@ def test_deb_package(seeded):
     for f in ("./usr/lib/apache2/modules/mod_gcmon_api.so",
               "./usr/lib/apache2/modules/mod_gcmon_stream.so",
               "./etc/apache2/mods-available/gcmon.load", "./etc/apache2/mods-available/gcmon.conf",
+              "./etc/apache2/gcmon/site.conf",
               "./usr/share/gcmon/htdocs/index.html", "./usr/share/gcmon/htdocs/js/app.js",
               "./usr/share/doc/gcmon/README.md", "./usr/share/doc/gcmon/docs/install.md",
               f"./usr/share/doc/{DEB}/copyright"):
         assert f in contents, f
     assert "./var/lib/gcmon" not in contents        # made by postinst (www-data's)
+    conffiles = dpkg("-I", deb, "conffiles").split()
+    assert sorted(conffiles) == ["/etc/apache2/gcmon/site.conf",
+                                 "/etc/apache2/mods-available/gcmon.conf",
+                                 "/etc/apache2/mods-available/gcmon.load"], conffiles
     if os.geteuid() != 0 or installed(DEB) or os.path.exists("/var/lib/gcmon"):
         pytest.skip("installing for real needs root and no gcmon package or /var/lib/gcmon")
 
@@ -547,6 +603,7 @@ def test_deb_package(seeded):
         # Enabled in a private copy of /etc/apache2 (the machine's own stays as it
         # is), with the package's real files; the reference database path.
         h = InstalledHttpd(site_conf(seeded), db_dir="/var/lib/gcmon",
+                           site_conf="/etc/apache2/gcmon/site.conf",
                            env={"GCMON_TEST_SECRET": CLIENT_SECRET})
         try:
             h.copy_system_mods(skip_gcmon=False)
@@ -563,6 +620,7 @@ def test_deb_package(seeded):
             assert os.path.exists("/var/lib/gcmon/gcmon.db")
             assert not os.path.exists("/usr/lib/apache2/modules/mod_gcmon_api.so")
             assert os.path.exists("/etc/apache2/mods-available/gcmon.load")
+            assert os.path.exists("/etc/apache2/gcmon/site.conf")
             # Still enabled, modules gone: Apache still starts (gcmon.load's <IfFile>).
             rc, out = h.configtest(gcmon_conf="")
             assert rc == 0 and "Syntax OK" in out, out
@@ -571,6 +629,7 @@ def test_deb_package(seeded):
         dpkg("-P", DEB)                                     # purge: the data goes
         assert not os.path.exists("/var/lib/gcmon")
         assert not os.path.exists("/etc/apache2/mods-available/gcmon.load")
+        assert not os.path.exists("/etc/apache2/gcmon")
     finally:
         if installed(DEB) or os.path.exists("/etc/apache2/mods-available/gcmon.load"):
             dpkg("-P", DEB, check=False)

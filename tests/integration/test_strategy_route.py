@@ -27,16 +27,18 @@ REBALANCE_S = 3
 SETTLE_S = 20
 
 
+CONF = (f"GcmonClientID {CLIENT_ID}\n"
+        "GcmonClientSecret env:GCMON_TEST_SECRET\n"
+        "GcmonRequestTimeout 5s\n"
+        "GcmonRateLimit 6000\n"
+        "GcmonAdminActor anonymous\n"
+        f"GcmonStrategyRebalance {REBALANCE_S}s\n")
+
+
 @pytest.fixture(scope="module")
 def httpd(emulator):
     h = Httpd(emulator_url=emulator.url, env={"GCMON_TEST_SECRET": CLIENT_SECRET},
-              gcmon_conf=(f"GcmonClientID {CLIENT_ID}\n"
-                          "GcmonClientSecret env:GCMON_TEST_SECRET\n"
-                          "GcmonRequestTimeout 5s\n"
-                          "GcmonRateLimit 6000\n"
-                          "GcmonAdminActor anonymous\n"
-                          f"GcmonStrategyRebalance {REBALANCE_S}s\n"),
-              start_servers=2)
+              gcmon_conf=CONF, start_servers=2)
     h.start()
     try:
         yield h
@@ -101,8 +103,7 @@ def activate(h, sid):
              what=f"{sid} active")
     # Routed within the refresh bound; observed at the holder's next look (1 s) — until
     # then the route is the fallback, stale, observed_at null.
-    return wait_for(lambda: (lambda d: d if d["observed_at"] else None)(route_ok(h, sid)),
-                    timeout=SETTLE_S, what=f"{sid} routed from observations")
+    return route_observed(h, sid)
 
 
 def route(h, sid, conn=None):
@@ -117,6 +118,13 @@ def route_ok(h, sid, timeout=SETTLE_S):
     """The first 200 answer (a strategy just activated shows within the refresh bound)."""
     return wait_for(lambda: (lambda r: r.json if r.status == 200 else None)(route(h, sid)),
                     timeout=timeout, what=f"a route for {sid}")
+
+
+def route_observed(h, sid):
+    """The first 200 answer decided from observations (not the fallback of a strategy this
+    server's tables hold from before the holder's first observation of it)."""
+    return wait_for(lambda: (lambda d: d if d["observed_at"] else None)(route_ok(h, sid)),
+                    timeout=SETTLE_S, what=f"{sid} routed from observations")
 
 
 def active_strategy(h, emulator, observed, capacities=None, priorities=None):
@@ -226,9 +234,12 @@ def test_stale_when_observations_stop(httpd, emulator):
     doc = wait_for(lambda: (lambda d: d if d["stale"] else None)(route_ok(httpd, sid)),
                    timeout=SETTLE_S, what="a stale route")
     assert doc["age_ms"] >= 60000 and doc["reason"] == "weighted" and doc["queue_id"] == ids[0]
-    time.sleep(2.5)      # another refresh: still no fresh observation
-    again = route_ok(httpd, sid)
-    assert again["stale"] is True and again["observed_at"] == doc["observed_at"]
+    # While Genesys stays silent, the observation time does not move (over a refresh).
+    until = time.monotonic() + 2.5
+    while time.monotonic() < until:
+        again = route_ok(httpd, sid)
+        assert again["stale"] is True and again["observed_at"] == doc["observed_at"], again
+        time.sleep(0.2)
     # Genesys answers again: fresh within the next observation and refresh.
     emulator.clear_faults()
     fresh = wait_for(lambda: (lambda d: d if not d["stale"] else None)(route_ok(httpd, sid)),
@@ -243,7 +254,9 @@ def test_not_active_and_bad_ids(httpd, emulator):
     # A draft strategy is not routed.
     ids = queues(emulator, [0])
     draft = create(httpd, strategy_body([(ids[0], 1, 1, 10)], fallback_queue(emulator)))
-    time.sleep(2.5)    # a refresh of the route tables came and went
+    # A strategy activated after the draft was created is routed: a refresh of the route
+    # tables has read the draft too.
+    active_strategy(httpd, emulator, [0])
     assert_problem(route(httpd, draft), 404, "strategy_not_active")
     assert_problem(route(httpd, "strat-bad!"), 400, "validation_failed", field="id")
     assert_problem(route(httpd, "x" * 65), 400, "validation_failed", field="id")
@@ -268,10 +281,12 @@ def test_rebalance_on_schedule(httpd, emulator):
     assert audit.status == 200, audit
     rows = audit.json["data"]
     assert rows and all(r["actor"] == "gcmon" and r["status"] == 200 for r in rows), rows
-    # The route follows the new weights (the first target now 0.4 of the decisions).
+    # The route follows the new weights (the first target now 0.4 of the decisions) once a
+    # refresh after the rebalance published them: a later generation of the table.
     n, first = 2000, 0
-    wait_for(lambda: route_ok(httpd, sid)["generation"] > 0, timeout=5)
-    time.sleep(2.5)
+    gen0 = route_ok(httpd, sid)["generation"]
+    wait_for(lambda: route_ok(httpd, sid)["generation"] > gen0, timeout=SETTLE_S,
+             what="a table published after the rebalance")
     for _ in range(n):
         first += route(httpd, sid).json["queue_id"] == ids[0]
     share = weight(5, 10) / (weight(5, 10) + 1)
@@ -293,6 +308,29 @@ def test_route_survives_a_graceful_restart(httpd, emulator):
     assert r.json["generation"] >= before["generation"]
 
 
+def test_every_server_routes_from_the_database(httpd, emulator):
+    """A second server on the same database (another host of a scale-out) loads its own
+    route tables: strategies activated through either are routed by both, from the same
+    observations, whichever server holds the stream."""
+    other = Httpd(emulator_url=emulator.url, database=httpd.db,
+                  env={"GCMON_TEST_SECRET": CLIENT_SECRET}, gcmon_conf=CONF, start_servers=1)
+    try:
+        other.start()
+        sid, ids, fb = active_strategy(httpd, emulator, [0, 0], priorities=[1, 2])
+        doc = route_observed(other, sid)
+        assert doc["queue_id"] == ids[0] and doc["strategy_id"] == sid
+        # One new observation (tier 1 full) reaches both servers' tables.
+        emulator.set_queue_observations(ids[0], interacting=10)
+        for h in (httpd, other):
+            wait_for(lambda: route_ok(h, sid)["queue_id"] == ids[1], timeout=SETTLE_S,
+                     what="tier 2 on both servers")
+        # And the other way round: activated through the second server.
+        sid2, ids2, fb2 = active_strategy(other, emulator, [0])
+        assert route_observed(httpd, sid2)["queue_id"] == ids2[0]
+    finally:
+        other.cleanup()
+
+
 def test_without_the_stream_module(emulator):
     h = Httpd(emulator_url=emulator.url, modules=("gcmon_api",), start_servers=1)
     try:
@@ -301,5 +339,28 @@ def test_without_the_stream_module(emulator):
         body = assert_problem(r, 503, "route_unavailable")
         assert "mod_gcmon_stream" in body["detail"]
         assert r.header("retry-after") == "60"
+    finally:
+        h.cleanup()
+
+
+def test_rebalance_directive_is_validated(httpd):
+    for ok in ("Off", "off", "1s", "15m", "24h"):
+        rc, out = httpd.configtest(gcmon_conf=f"GcmonStrategyRebalance {ok}\n")
+        assert rc == 0, (ok, out)
+    for bad in ("25h", "0s", "-5s", "soon", "5x"):
+        rc, out = httpd.configtest(gcmon_conf=f"GcmonStrategyRebalance {bad}\n")
+        assert rc != 0 and "GcmonStrategyRebalance" in out, (bad, out)
+
+
+def test_no_monitor_thread_no_tables(emulator):
+    """Both modules, but nothing that runs a monitor thread (no credentials, no stream, no
+    webhook): the route tables are never loaded, so 503 rather than a wrong 404."""
+    h = Httpd(emulator_url=emulator.url, gcmon_conf="", start_servers=1)
+    try:
+        h.start()
+        r = h.get(f"{API}/strategies/strat-{uuid.uuid4().hex}/route")
+        body = assert_problem(r, 503, "route_unavailable")
+        assert "not been loaded" in body["detail"]
+        assert r.header("retry-after") == "2"
     finally:
         h.cleanup()

@@ -41,6 +41,7 @@ int main(void)
     srunner_add_suite(sr, strategy_calls_suite());
     srunner_add_suite(sr, strategy_admin_suite());
     srunner_add_suite(sr, dbdir_suite());
+    srunner_add_suite(sr, fuzz_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

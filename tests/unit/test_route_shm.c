@@ -333,7 +333,6 @@ static void *APR_THREAD_FUNC race_reader(apr_thread_t *th, void *data)
         }
         r->reads++;
     }
-    apr_thread_exit(th, APR_SUCCESS);
     return NULL;
 }
 
@@ -418,7 +417,6 @@ static void *APR_THREAD_FUNC rand_thread(apr_thread_t *th, void *data)
     for (i = 0; i < 4; i++) {
         r->first[i] = gc_route_shm_rand();
     }
-    apr_thread_exit(th, APR_SUCCESS);
     return NULL;
 }
 

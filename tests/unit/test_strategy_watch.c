@@ -29,6 +29,7 @@
 
 static apr_pool_t *pool;
 static char db_dir[256], db_path[300];
+static char *log_text; /* what the code under test logged (gc_log_set) */
 static gc_store_t *st;
 
 static void setup(void)
@@ -54,6 +55,8 @@ static void teardown(void)
     size_t i;
 
     gc_log_set(NULL, NULL, NULL);
+    free(log_text);
+    log_text = NULL;
     gc_store_close(st);
     st = NULL;
     apr_pool_destroy(pool);
@@ -293,6 +296,29 @@ START_TEST(load_skips_unreadable_bodies)
 }
 END_TEST
 
+/* More active strategies than a block holds: the first 64 (by id) routed,
+ * the rest counted as left out (GCM2127). */
+START_TEST(load_more_than_the_block_holds)
+{
+    gc_route_shm_t *b = block();
+    gc_route_load_report_t rep;
+    gc_route_decision_t d;
+    const char *err = NULL;
+    int i;
+
+    for (i = 0; i < GC_ROUTE_SHM_SLOTS + 6; i++) {
+        add(apr_psprintf(pool, "strat-%03d", i), body_of("q-1", 1), 1);
+    }
+    ck_assert(gc_route_shm_claim(b, T0, GC_ROUTE_REFRESH));
+    ck_assert(gc_route_load(b, st, pool, T0, &rep, &err) == APR_SUCCESS);
+    ck_assert_int_eq(rep.active, GC_ROUTE_SHM_SLOTS + 6);
+    ck_assert_int_eq(rep.routed, GC_ROUTE_SHM_SLOTS);
+    ck_assert_int_eq(rep.left_out, 6);
+    ck_assert_int_eq(gc_route_shm_decide(b, "strat-063", 0.5, T0, &d), GC_ROUTE_OK);
+    ck_assert_int_eq(gc_route_shm_decide(b, "strat-064", 0.5, T0, &d), GC_ROUTE_UNKNOWN);
+}
+END_TEST
+
 /* A database error publishes nothing (the caller keeps its claim to
  * release): the block keeps what it had. */
 START_TEST(load_database_error_changes_nothing)
@@ -505,6 +531,7 @@ static void test_db_close(void *baton, void *handle)
 typedef struct {
     _Atomic int calls;
     _Atomic int fail;
+    const char *fail_id; /* fails for this strategy only */
 } rebalancer_t;
 
 /* The stored strategy's own rebalance, faked: new weights through the store
@@ -516,7 +543,7 @@ static apr_status_t fake_rebalance(void *baton, apr_pool_t *p, gc_store_t *s,
     gc_strategy_change_e oc;
 
     atomic_fetch_add(&rb->calls, 1);
-    if (atomic_load(&rb->fail)) {
+    if (atomic_load(&rb->fail) || (rb->fail_id && !strcmp(r->id, rb->fail_id))) {
         *err = "test: rebalance failed";
         return APR_EGENERAL;
     }
@@ -524,7 +551,6 @@ static apr_status_t fake_rebalance(void *baton, apr_pool_t *p, gc_store_t *s,
                                      NULL, &oc, err);
 }
 
-static char *log_text;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int log_all(void *baton, int level)
@@ -719,6 +745,47 @@ START_TEST(thread_observes_a_new_strategy_at_once)
 }
 END_TEST
 
+/* One strategy whose scheduled rebalance keeps failing waits for its retry;
+ * the others are rebalanced meanwhile. */
+START_TEST(thread_rebalance_failure_blocks_no_other)
+{
+    fake_t f;
+    gc_strategy_ops_t ops;
+    rebalancer_t rb;
+    db_baton_t db;
+    gc_strategy_watch_env_t env;
+    gc_strategy_watch_t *w = NULL;
+
+    gc_log_set(log_all, log_capture, NULL);
+    add("strat-a", body_of("q-1", 1), 1); /* first in the listing (by id) */
+    add("strat-b", body_of("q-2", 1), 1);
+    memset(&f, 0, sizeof(f));
+    ops = fake_ops(&f);
+    memset(&rb, 0, sizeof(rb));
+    rb.fail_id = "strat-a";
+    memset(&db, 0, sizeof(db));
+    memset(&env, 0, sizeof(env));
+    env.ops = &ops;
+    env.observe_every = apr_time_from_msec(20);
+    env.look_every = apr_time_from_msec(20);
+    env.rebalance_every = SEC(2);
+    env.rebalance = fake_rebalance;
+    env.rebalance_baton = &rb;
+    env.db_open = test_db_open;
+    env.db_close = test_db_close;
+    env.db_baton = &db;
+    ck_assert_int_eq(gc_strategy_watch_start(&w, pool, &env), APR_SUCCESS);
+    wait_for(rebalanced, "strat-b", SEC(10));
+    apr_sleep(apr_time_from_msec(300));
+    gc_strategy_watch_stop(w);
+    ck_assert_int_eq(get("strat-a").rebalanced_at, 0);
+    /* strat-a tried once (then waits 2 s), strat-b done once. */
+    ck_assert_int_eq(atomic_load(&rb.calls), 2);
+    ck_assert_int_eq(log_count("GCM2133"), 1);
+    ck_assert_ptr_nonnull(strstr(log_text, "strat-a failed"));
+}
+END_TEST
+
 /* ---------------------------------------------------------------- every child */
 
 static int found_in(gc_route_shm_t *b, const char *id)
@@ -805,12 +872,14 @@ Suite *strategy_watch_suite(void)
     tcase_add_test(tc, load_follows_the_database);
     tcase_add_test(tc, load_skips_unreadable_bodies);
     tcase_add_test(tc, load_database_error_changes_nothing);
+    tcase_add_test(tc, load_more_than_the_block_holds);
     tcase_add_test(tc, observe_one_query_for_every_queue);
     tcase_add_test(tc, observe_chunks_and_is_all_or_nothing);
     tcase_add_test(tc, rebalance_schedule);
     tcase_add_test(tc, thread_observes_and_rebalances);
     tcase_add_test(tc, thread_logs_failures_once);
     tcase_add_test(tc, thread_observes_a_new_strategy_at_once);
+    tcase_add_test(tc, thread_rebalance_failure_blocks_no_other);
     tcase_add_test(tc, monitors_refresh_the_block);
     suite_add_tcase(s, tc);
     return s;

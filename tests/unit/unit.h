@@ -37,5 +37,6 @@ struct apr_pool_t;
 void strategy_store_tcases(TCase *tc);
 struct gc_store *store_test_migrated(struct apr_pool_t **p);
 Suite *dbdir_suite(void);
+Suite *fuzz_suite(void); /* regressions found by tests/fuzz */
 
 #endif
