@@ -256,7 +256,7 @@ endef
 
 HTDOCS_FILES := $(sort $(shell cd htdocs && find . -type f | sed 's|^\./||'))
 HTDOCS_DIRS  := $(sort $(shell cd htdocs && find . -mindepth 1 -type d | sed 's|^\./||'))
-DOC_FILES    := README.md CHANGELOG.md SECURITY.md LICENSE $(sort $(wildcard docs/*.md) \
+DOC_FILES    := README.md CHANGELOG.md SECURITY.md LICENSE $(sort $(wildcard docs/*.md docs/*.yaml) \
                 $(wildcard docs/img/*) $(shell find contrib -type f 2>/dev/null))
 DOC_DIRS     := $(sort docs $(shell find docs/img contrib -type d 2>/dev/null))
 
