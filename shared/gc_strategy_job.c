@@ -950,6 +950,11 @@ json_t *gc_strategy_job_progress_json(const gc_job_t *job, const gc_strategy_t *
                 : str(step, "failed_phase")   ? str(step, "failed_phase")
                                               : phase;
     }
+    else if (phase && !strcmp(phase, "settle") && str(step, "failed_phase")) {
+        /* A failure being settled (the strategy may read failed already):
+         * the phase that failed, as once the job has ended. */
+        phase = str(step, "failed_phase");
+    }
     from = json_is_array(json_object_get(result, "queues")) ? json_object_get(result, "queues")
                                                             : json_object_get(step, "queues");
     if (json_array_size(from)) {

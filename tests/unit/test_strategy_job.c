@@ -930,6 +930,16 @@ START_TEST(strategy_job_progress)
     a = keep(gc_strategy_job_progress_json(&r.job, s));
     ck_assert_str_eq(json_string_value(json_object_get(a, "phase")), "validate");
     ck_assert(strstr(json_string_value(json_object_get(a, "error")), "no spare capacity") != NULL);
+    /* While the failure is being settled (the job still running, the
+     * strategy maybe failed already): the phase that failed too. */
+    r.job.state = "running";
+    r.job.result = NULL;
+    r.job.step = "{\"phase\":\"settle\",\"failed_phase\":\"validate\",\"outcome\":\"failed\"}";
+    a = keep(gc_strategy_job_progress_json(&r.job, s));
+    ck_assert_str_eq(json_string_value(json_object_get(a, "phase")), "validate");
+    r.job.step = "{\"phase\":\"settle\",\"outcome\":\"active\"}";
+    a = keep(gc_strategy_job_progress_json(&r.job, s));
+    ck_assert_str_eq(json_string_value(json_object_get(a, "phase")), "settle");
     world_free(&w);
 
     /* the job as submitted */
