@@ -39,6 +39,7 @@ class TestPki:
     def __init__(self, workdir):
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)       # httpd's children (www-data) read the CA file
         self.ca_pem = self._ca("ca", "gcmon test CA")
         self.rogue_pem = self._ca("rogue", "untrusted rogue CA")
 
