@@ -19,14 +19,15 @@ cd "$(dirname "$0")/.."
 # (libFuzzer and the sanitizer runtimes; clang only recommends it) and llvm
 # (llvm-symbolizer for the reports): make fuzz and the fuzz step of make test
 # (tests/fuzz/). openssl: test_reference_conf.py's self-signed certificate for
-# the HTTPS virtual host.
+# the HTTPS virtual host. python3-jsonschema, python3-yaml: the integration
+# harness checks every API answer against docs/openapi.yaml.
 RUNTIME="apache2 libaprutil1-dbd-sqlite3 libaprutil1-dbd-pgsql libcurl4 libjansson4
 libwebsockets17 libssl3"
 BUILD="apache2-dev libapr1-dev libaprutil1-dev libwebsockets-dev libcurl4-openssl-dev
 libjansson-dev libssl-dev pkg-config debhelper dpkg-dev"
 TEST="apache2-utils check python3 python3-aiohttp python3-pytest sqlite3 curl prometheus wrk
 postgresql-15 postgresql-client-15 chromium clang-format-14 lintian python3-pytest-timeout
-clang libclang-rt-14-dev llvm openssl"
+clang libclang-rt-14-dev llvm openssl python3-jsonschema python3-yaml"
 PKGS="$RUNTIME $BUILD $TEST"
 # Node.js and npm only when the machine has none (a newer one from elsewhere is kept).
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"

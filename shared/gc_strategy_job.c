@@ -42,32 +42,6 @@ static const char *str(const json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-static const char *err_text(apr_pool_t *p, const gc_error_t *e)
-{
-    if (!e) {
-        return "the upstream call failed";
-    }
-    return apr_psprintf(p, "%s%s%s", gc_err_kind_name(e->kind), e->message ? ": " : "",
-                        e->message ? e->message : "");
-}
-
-/* Faults worth another try after a while (the client has retried already). */
-static int transient(const gc_error_t *e)
-{
-    if (!e) {
-        return 1;
-    }
-    switch (e->kind) {
-    case GC_ERR_CONNECT:
-    case GC_ERR_TIMEOUT:
-    case GC_ERR_THROTTLED:
-    case GC_ERR_BUDGET:
-    case GC_ERR_SERVER:
-    case GC_ERR_AUTH: return 1;
-    default: return 0;
-    }
-}
-
 /* A failed write that may still have landed upstream. */
 static int ambiguous(const gc_error_t *e)
 {
@@ -402,7 +376,7 @@ static void rollback_done(run_t *r)
 static void restore_fault(run_t *r, json_t *q, const gc_error_t *e, const char *doing)
 {
     json_int_t attempts = json_integer_value(json_object_get(q, "attempts")) + 1;
-    const char *why = apr_psprintf(r->p, "%s: %s", doing, err_text(r->p, e));
+    const char *why = apr_psprintf(r->p, "%s: %s", doing, gc_err_text(r->p, e));
 
     json_object_set_new(q, "attempts", json_integer(attempts));
     json_object_set_new(q, "error", json_string(why));
@@ -527,10 +501,11 @@ static void confirm_step(run_t *r)
                 return;
             }
             if (refused_for_good(e)) {
-                rollback(r, apr_psprintf(r->p, "confirming queue %s: %s", id, err_text(r->p, e)));
+                rollback(r,
+                         apr_psprintf(r->p, "confirming queue %s: %s", id, gc_err_text(r->p, e)));
                 return;
             }
-            last_err = apr_psprintf(r->p, "confirming queue %s: %s", id, err_text(r->p, e));
+            last_err = apr_psprintf(r->p, "confirming queue %s: %s", id, gc_err_text(r->p, e));
             waiting++;
             continue;
         }
@@ -625,8 +600,8 @@ static void apply_fault(run_t *r, json_t *q, const gc_error_t *e, const char *do
         r->out->outcome = GC_JOB_GIVE_BACK;
         return;
     }
-    rollback(r,
-             apr_psprintf(r->p, "%s queue %s: %s", doing, str(q, "queue_id"), err_text(r->p, e)));
+    rollback(
+        r, apr_psprintf(r->p, "%s queue %s: %s", doing, str(q, "queue_id"), gc_err_text(r->p, e)));
 }
 
 /* Queues needing no write are passed; at most one PUT a step. */
@@ -701,14 +676,14 @@ static void apply_step(run_t *r)
 static void read_fault(run_t *r, const gc_error_t *e, const char *doing)
 {
     json_int_t failures = json_integer_value(json_object_get(r->step, "failures")) + 1;
-    const char *why = apr_psprintf(r->p, "%s: %s", doing, err_text(r->p, e));
+    const char *why = apr_psprintf(r->p, "%s: %s", doing, gc_err_text(r->p, e));
     apr_interval_time_t d;
 
     if (cancelled(e)) {
         r->out->outcome = GC_JOB_GIVE_BACK;
         return;
     }
-    if (!transient(e)) {
+    if (!gc_err_transient(e)) {
         fail_untouched(r, why);
         return;
     }

@@ -126,32 +126,6 @@ static const char *str(const json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
-static const char *err_text(apr_pool_t *p, const gc_error_t *e)
-{
-    if (!e) {
-        return "the upstream call failed";
-    }
-    return apr_psprintf(p, "%s%s%s", gc_err_kind_name(e->kind), e->message ? ": " : "",
-                        e->message ? e->message : "");
-}
-
-/* Faults worth another try after a while (the client has retried already). */
-static int transient(const gc_error_t *e)
-{
-    if (!e) {
-        return 1;
-    }
-    switch (e->kind) {
-    case GC_ERR_CONNECT:
-    case GC_ERR_TIMEOUT:
-    case GC_ERR_THROTTLED:
-    case GC_ERR_BUDGET:
-    case GC_ERR_SERVER:
-    case GC_ERR_AUTH: return 1;
-    default: return 0;
-    }
-}
-
 static const char *step_text(run_t *r)
 {
     return gc_json_text(r->p, r->step);
@@ -207,14 +181,14 @@ static void finish(run_t *r, json_t *doc, const char *reason)
 /* A failed upstream call of phase `doing`: again later, or the end. */
 static void fault(run_t *r, const gc_error_t *e, const char *doing)
 {
-    const char *why = apr_psprintf(r->p, "%s: %s", doing, err_text(r->p, e));
+    const char *why = apr_psprintf(r->p, "%s: %s", doing, gc_err_text(r->p, e));
     json_int_t failures = json_integer_value(json_object_get(r->step, "failures")) + 1;
 
     if (e && e->kind == GC_ERR_CANCELLED) {
         r->out->outcome = GC_JOB_GIVE_BACK;
         return;
     }
-    if (!transient(e)) {
+    if (!gc_err_transient(e)) {
         finish(r, NULL, why);
         return;
     }
@@ -346,7 +320,7 @@ static void fetch(run_t *r, const apr_array_header_t *entities)
             if (!first_err) {
                 first_err = apr_psprintf(r->p, "downloading %s: %s",
                                          en->instance_id ? en->instance_id : "an instance",
-                                         err_text(r->p, e));
+                                         gc_err_text(r->p, e));
             }
             continue;
         }

@@ -91,6 +91,31 @@ const char *gc_err_kind_name(gc_err_kind_e kind)
     return "unknown";
 }
 
+const char *gc_err_text(apr_pool_t *p, const gc_error_t *e)
+{
+    if (!e) {
+        return "the upstream call failed";
+    }
+    return apr_psprintf(p, "%s%s%s", gc_err_kind_name(e->kind), e->message ? ": " : "",
+                        e->message ? e->message : "");
+}
+
+int gc_err_transient(const gc_error_t *e)
+{
+    if (!e) {
+        return 1;
+    }
+    switch (e->kind) {
+    case GC_ERR_CONNECT:
+    case GC_ERR_TIMEOUT:
+    case GC_ERR_THROTTLED:
+    case GC_ERR_BUDGET:
+    case GC_ERR_SERVER:
+    case GC_ERR_AUTH: return 1;
+    default: return 0;
+    }
+}
+
 const char *gc_json_text(apr_pool_t *p, const json_t *j)
 {
     char *s;

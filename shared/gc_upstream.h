@@ -127,6 +127,15 @@ int gc_retry_after_parse(const char *v, apr_interval_time_t *out);
 /* Name of an error kind for logs and problem details ("throttled", …). */
 const char *gc_err_kind_name(gc_err_kind_e kind);
 
+/* "kind: message" of e from p; NULL: "the upstream call failed" (a job's
+ * last error, a log line). */
+const char *gc_err_text(apr_pool_t *p, const gc_error_t *e);
+
+/* A fault of background work worth another try after a while, the client
+ * having retried already: connect, timeout, throttled, budget, server and
+ * auth faults, and an unknown one (NULL). */
+int gc_err_transient(const gc_error_t *e);
+
 /* Forget the cached token (tests, and after credentials change). */
 void gc_upstream_invalidate_token(gc_upstream_t *u);
 

@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from emulator.client import Emulator  # noqa: E402
 from httpd import Httpd  # noqa: E402
 import gcdb  # noqa: E402
+import openapi_check  # noqa: E402
 import pgserver  # noqa: E402
 
 CLIENT_ID = "gcmon-test"
@@ -29,6 +30,8 @@ CLIENT_SECRET = "s3cret-value-7f1c"
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_log(*regex): error_log lines a test expects")
     gcdb.driver()       # refuse an unknown DB= value before anything starts
+    # Every API answer the suites get is checked against docs/openapi.yaml.
+    openapi_check.enable(os.environ.get("GCMON_OPENAPI_CHECK", "1") != "0")
 
 
 def pytest_report_header(config):
@@ -37,6 +40,12 @@ def pytest_report_header(config):
 
 def pytest_sessionfinish(session, exitstatus):
     pgserver.stop_shared()
+    # Answers after the last test's check (module fixtures' teardown) still count.
+    late = openapi_check.take()
+    if late:
+        sys.stderr.write("\nAPI answers that do not match docs/openapi.yaml (outside any "
+                         "test):\n" + "\n".join(late) + "\n")
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +88,19 @@ def error_log_clean(request):
     assert not bad, "unexpected error_log lines:\n" + "\n".join(bad)
 
 
+@pytest.fixture(autouse=True)
+def openapi_conformance():
+    """Fails the test whose requests got an API answer that docs/openapi.yaml does
+    not describe (openapi_check.py: the operation, status, headers and body). An
+    answer to a module fixture's request (before the module's first test) is
+    reported by that first test."""
+    yield
+    found = openapi_check.take()
+    if found:
+        pytest.fail(f"{len(found)} API answer(s) do not match docs/openapi.yaml:\n"
+                    + "\n".join(found), pytrace=False)
+
+
 # Measurements a test reports (recovery times, latencies): printed in the pytest
 # summary and kept in build/test-measurements.txt (-pgsql.txt for DB=pgsql runs).
 MEASUREMENTS = []
@@ -92,6 +114,13 @@ def report():
 
 
 def pytest_terminal_summary(terminalreporter):
+    st = openapi_check.STATS
+    if sum(st.values()):
+        terminalreporter.write_line(
+            f"docs/openapi.yaml: {sum(st.values())} API answers checked ({st['operation']} "
+            f"of operations, {st['method_not_allowed']} 405s, {st['no_operation']} at "
+            f"paths without an operation); %d of its %d documented responses seen"
+            % openapi_check.coverage())
     if not MEASUREMENTS:
         return
     terminalreporter.section("gcmon measurements")

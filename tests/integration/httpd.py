@@ -22,6 +22,7 @@ import tempfile
 import time
 
 import gcdb
+import openapi_check
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("GCMON_BUILD", os.path.join(REPO, "build"))
@@ -405,9 +406,12 @@ ExtendedStatus On
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
             data = r.read()
-            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            resp = Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
         finally:
             conn.close()
+        # An answer of the API must be what docs/openapi.yaml says (openapi_check.py).
+        openapi_check.observe(self, method, path, resp)
+        return resp
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

@@ -82,6 +82,7 @@ def repo_files(top):
 def doc_files():
     return (["README.md", "CHANGELOG.md", "SECURITY.md", "LICENSE"]
             + [os.path.relpath(f, REPO) for f in glob.glob(os.path.join(REPO, "docs", "*.md"))]
+            + [os.path.relpath(f, REPO) for f in glob.glob(os.path.join(REPO, "docs", "*.yaml"))]
             + [os.path.relpath(f, REPO) for f in glob.glob(os.path.join(REPO, "docs", "img", "*"))]
             + [os.path.join("contrib", f) for f in repo_files("contrib")])
 
@@ -99,6 +100,7 @@ def test_install_destdir_default_prefix(tmp_path):
     assert set(installed_files(tmp_path)) == want
     assert "js/app.js" in repo_files("htdocs") and "index.html" in repo_files("htdocs")
     assert "docs/install.md" in doc_files() and "docs/img/dashboard-board.png" in doc_files()
+    assert "docs/openapi.yaml" in doc_files()
     assert "contrib/prometheus/gcmon-rules.yml" in doc_files()
     for f in repo_files("htdocs"):
         dst = tmp_path / "usr/share/gcmon/htdocs" / f
