@@ -97,7 +97,11 @@ typedef struct gc_monitor_env {
 #define GC_LEASE_POLL apr_time_from_sec(2)
 #define GC_WRITER_QUEUE_MAX 100000
 #define GC_WRITER_BATCH_MAX 500
-/* Channels are renewed (and reused by a new holder only) with this much left. */
+/* Channels are renewed (and reused by a new holder only) with this much left:
+ * an hour of the platform's 24 h channels. A channel whose life (expires minus
+ * creation) is shorter is renewed with a quarter of its life left instead, so
+ * the emulator's short channel lives exercise renewal (see
+ * gc_mon_channel_margin). */
 #define GC_CHANNEL_RENEW_MARGIN apr_time_from_sec(3600)
 
 typedef struct gc_monitor gc_monitor_t;

@@ -29,7 +29,18 @@ static void ident_set(gc_monitor_t *m, mon_ident_t *d, const char *id, const cha
     d->id = apr_pstrdup(d->pool, id);
     d->uri = apr_pstrdup(d->pool, uri);
     d->expires = expires;
+    d->margin = GC_CHANNEL_RENEW_MARGIN;
     gc_mon_channel_label(m, id, d->label);
+}
+
+apr_interval_time_t gc_mon_channel_margin(apr_interval_time_t life)
+{
+    apr_interval_time_t quarter = life / 4;
+
+    if (life <= 0 || quarter >= GC_CHANNEL_RENEW_MARGIN) {
+        return GC_CHANNEL_RENEW_MARGIN;
+    }
+    return quarter < apr_time_from_sec(1) ? apr_time_from_sec(1) : quarter;
 }
 
 /* The one place the id appears in the log (debug): to map a label to it. */
@@ -233,7 +244,7 @@ static int create(gc_monitor_t *m, mon_channel_t *ch, mon_ident_t *into)
     gc_response_t *resp;
     gc_error_t *err;
     const char *id, *uri, *exp;
-    apr_time_t expires;
+    apr_time_t expires, asked = apr_time_now();
 
     if (gc_mon_call(m, "channels_create", "POST", CHANNELS_PATH, NULL, NULL, &resp, &err)
         != APR_SUCCESS) {
@@ -255,6 +266,7 @@ static int create(gc_monitor_t *m, mon_channel_t *ch, mon_ident_t *into)
         expires = apr_time_now() + apr_time_from_sec(86400);
     }
     ident_set(m, into, id, uri, expires);
+    into->margin = gc_mon_channel_margin(expires - asked);
     ch->op_failures = 0;
     if (into == &ch->cur) {
         ch->need_subscribe = 1;
@@ -417,7 +429,7 @@ void gc_mon_channels_reuse(gc_monitor_t *m, apr_time_t now)
 static int renewal_due(const mon_channel_t *ch, apr_time_t now)
 {
     return ch->cur.id && ch->sock && ch->sock->open && !ch->spare && !ch->need_subscribe
-           && ch->cur.expires - now < GC_CHANNEL_RENEW_MARGIN;
+           && ch->cur.expires - now < ch->cur.margin;
 }
 
 /* Deferred work that needs no upstream call. */

@@ -94,6 +94,7 @@ typedef struct mon_ident {
     apr_pool_t *pool;
     const char *id, *uri;
     apr_time_t expires;
+    apr_interval_time_t margin;        /* renew with this much left (gc_mon_channel_margin) */
     char label[GC_CHANNEL_LABEL_SIZE]; /* gc_channel_label of id; "" when none */
 } mon_ident_t;
 
@@ -222,6 +223,10 @@ apr_status_t gc_mon_call(gc_monitor_t *m, const char *op, const char *method, co
                          gc_error_t **err);
 /* The channel's label (gc_channel_label keyed with the client secret). */
 void gc_mon_channel_label(gc_monitor_t *m, const char *channel_id, char out[GC_CHANNEL_LABEL_SIZE]);
+/* How long before expiry a channel of this life (expires minus creation) is
+ * renewed: GC_CHANNEL_RENEW_MARGIN, or a quarter of a shorter life (at least
+ * 1 s); GC_CHANNEL_RENEW_MARGIN when the life is unknown (<= 0). */
+apr_interval_time_t gc_mon_channel_margin(apr_interval_time_t life);
 /* Delay before retrying after `failures` failed calls, honouring Retry-After. */
 apr_interval_time_t gc_mon_retry_delay(gc_monitor_t *m, int failures, const gc_error_t *err);
 int gc_mon_power_of_two(int n);

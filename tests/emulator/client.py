@@ -330,6 +330,11 @@ class Emulator:
     def channels(self) -> list:
         return self._control("GET", "/channels")
 
+    def ws_log(self) -> list:
+        """Every WebSocket open/close and channel expiry, oldest first:
+        [{"event": "open"|"close"|"expired", "channel", "at", "expires", ...}] (epoch seconds)."""
+        return self._control("GET", "/ws/log")
+
     def revoke_tokens(self):
         return self._control("DELETE", "/tokens")
 

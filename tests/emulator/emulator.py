@@ -1122,7 +1122,21 @@ def emu_of(request) -> Emulator:
     return request.app["emu"]
 
 
+def require_media_type(request: web.Request, media_type: str) -> bool:
+    """Whether the request's Content-Type (parameters aside) is `media_type`; a request without
+    a body passes, as on the real API."""
+    if not request.body_exists:
+        return True
+    raw = request.headers.get("Content-Type", "")
+    return raw.split(";", 1)[0].strip().lower() == media_type
+
+
 async def json_body(request: web.Request, kind=None):
+    """The JSON request body. As on the real API, a body sent with any Content-Type other than
+    application/json is refused with 415 `unsupported.media.type` before it is parsed."""
+    if not require_media_type(request, "application/json"):
+        emu_of(request).stats["unsupported_media_type"] += 1
+        raise ApiError(415, "The request Content-Type must be application/json.")
     try:
         body = json.loads(await request.text() or "null")
     except ValueError:
@@ -1191,6 +1205,10 @@ async def oauth_token(request: web.Request):
     if not (secrets.compare_digest(client_id, emu.client_id)
             and secrets.compare_digest(secret, emu.client_secret)):
         return oauth_error(401, "invalid_client", "client credentials are invalid")
+    if not require_media_type(request, "application/x-www-form-urlencoded"):
+        emu.stats["unsupported_media_type"] += 1
+        return oauth_error(415, "invalid_request",
+                           "the token request must be application/x-www-form-urlencoded")
     form = await request.post()
     grant = form.get("grant_type")
     if not grant:
@@ -1837,12 +1855,19 @@ class Notifier:
             if channel.socket:
                 channel.socket.close(1001, "emulator reset")
         self.channels = {}
+        # every socket attach/detach and channel expiry, oldest first (GET /__emulator/ws/log)
+        self.socket_log: collections.deque = collections.deque(maxlen=REQUEST_LOG_MAX)
+
+    def log_socket(self, event: str, channel: Channel, **extra):
+        self.socket_log.append({"event": event, "channel": channel.id, "at": time.time(),
+                                "expires": channel.expires, **extra})
 
     # ---- channels
     def live(self) -> List[Channel]:
         """Channels not yet expired (expired ones are forgotten and their sockets closed)."""
         wall = time.time()
         for channel in [c for c in self.channels.values() if c.expires <= wall]:
+            self.log_socket("expired", channel, connected=channel.socket is not None)
             if channel.socket:
                 channel.socket.close(1000, "channel expired")
             del self.channels[channel.id]
@@ -1925,9 +1950,10 @@ class Notifier:
         channel.socket = socket
         channel.last_used = time.monotonic()
         self.emu.stats["ws_connections"] += 1
+        self.log_socket("open", channel)
 
-    @staticmethod
-    def detach(channel: Channel, socket: Socket):
+    def detach(self, channel: Channel, socket: Socket):
+        self.log_socket("close", channel, current=channel.socket is socket)
         if channel.socket is socket:
             channel.socket = None
 
@@ -2440,7 +2466,8 @@ async def ctl_stats(request):
         "requests_total", "tokens_issued", "rate_limited", "faults_injected", "state_changes",
         "notifications_sent", "ws_messages_sent", "ws_connections", "ws_displaced", "channels_created",
         "channels_removed", "flow_queries", "flow_jobs_created", "flow_job_polls", "flow_downloads",
-        "queue_stale_reads", "aggregate_queries", "audit_queries", "audit_polls", "audit_result_pages")}
+        "queue_stale_reads", "aggregate_queries", "audit_queries", "audit_polls", "audit_result_pages",
+        "unsupported_media_type")}
     stats.update(requests_by_route=dict(emu.routes),
                  active_sockets=sum(c.socket is not None for c in channels),
                  channels=len(channels), topics=sum(len(c.topics) for c in channels),
@@ -2456,6 +2483,11 @@ async def ctl_channels(request):
     emu = emu_of(request)
     return json_response([{**c.json(), "client_id": c.client_id, "topics": list(c.topics),
                            "connected": c.socket is not None} for c in emu.notifier.live()])
+
+
+async def ctl_ws_log(request):
+    """The socket log: open/close of every WebSocket and every channel expiry, oldest first."""
+    return json_response(list(emu_of(request).notifier.socket_log))
 
 
 async def ctl_revoke_tokens(request):
@@ -2727,6 +2759,7 @@ def build_app(emu: Emulator) -> web.Application:
     r.add_delete(f"{c}/requests", ctl_clear_requests)
     r.add_get(f"{c}/stats", ctl_stats)
     r.add_get(f"{c}/channels", ctl_channels)
+    r.add_get(f"{c}/ws/log", ctl_ws_log)
     r.add_delete(f"{c}/tokens", ctl_revoke_tokens)
     r.add_get(f"{c}/config", ctl_get_config)
     r.add_post(f"{c}/config", ctl_set_config)

@@ -428,6 +428,21 @@ END_TEST
 
 #define CHANNEL_ID "streaming-0-abcdefghijklmnopqrstuvwxyz"
 
+START_TEST(channel_margin_scales_with_short_lives)
+{
+    /* the platform's 24 h channel, and anything longer than 4 h: one hour */
+    ck_assert_int_eq(gc_mon_channel_margin(apr_time_from_sec(86400)), GC_CHANNEL_RENEW_MARGIN);
+    ck_assert_int_eq(gc_mon_channel_margin(apr_time_from_sec(4 * 3600)), GC_CHANNEL_RENEW_MARGIN);
+    /* unknown life (a reused channel): one hour */
+    ck_assert_int_eq(gc_mon_channel_margin(0), GC_CHANNEL_RENEW_MARGIN);
+    ck_assert_int_eq(gc_mon_channel_margin(-apr_time_from_sec(5)), GC_CHANNEL_RENEW_MARGIN);
+    /* shorter lives: a quarter, at least a second */
+    ck_assert_int_eq(gc_mon_channel_margin(apr_time_from_sec(3600)), apr_time_from_sec(900));
+    ck_assert_int_eq(gc_mon_channel_margin(apr_time_from_sec(24)), apr_time_from_sec(6));
+    ck_assert_int_eq(gc_mon_channel_margin(apr_time_from_sec(2)), apr_time_from_sec(1));
+}
+END_TEST
+
 START_TEST(channel_label_is_a_keyed_digest)
 {
     char a[GC_CHANNEL_LABEL_SIZE], b[GC_CHANNEL_LABEL_SIZE];
@@ -1206,6 +1221,7 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, status_shared_and_mirrored);
     tcase_add_test(tc, copy_line_sanitises_and_truncates);
     tcase_add_test(tc, status_attach_checks_version_and_size);
+    tcase_add_test(tc, channel_margin_scales_with_short_lives);
     tcase_add_test(tc, channel_label_is_a_keyed_digest);
     tcase_add_test(tc, monitor_messages_hide_channel_ids);
     suite_add_tcase(s, tc);
