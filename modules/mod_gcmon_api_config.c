@@ -92,6 +92,14 @@ static const char *set_url(cmd_parms *cmd, void *dc, const char *arg)
     if ((err = gc_parse_http_url(cmd->pool, arg, &url))) {
         return gcmon_glue_err(cmd, err);
     }
+    if (gc_url_in_clear(cmd->temp_pool, url)) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                     GCMON_LOGNO(1020) "%s %s (%s:%d) is plain http:// to a host that is not "
+                                       "loopback: the client secret, access tokens and "
+                                       "agent data would travel in clear; use https://",
+                     cmd->cmd->name, url, cmd->directive ? cmd->directive->filename : "?",
+                     cmd->directive ? cmd->directive->line_num : 0);
+    }
     if (cmd->info) {
         c->conn.login_url = url;
     }

@@ -173,6 +173,15 @@ static const char *set_webhook_url(cmd_parms *cmd, void *dc, const char *arg)
     if ((err = gc_parse_webhook_url(cmd->pool, url, 1))) {
         return gcmon_glue_err(cmd, err);
     }
+    if (gc_url_in_clear(cmd->temp_pool, url)) {
+        /* the URL itself may hold a token: named by its directive only */
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                     GCMON_LOGNO(2026) "%s (%s:%d) is plain http:// to a host that is not "
+                                       "loopback: its payloads (and any token in the URL) "
+                                       "would travel in clear; use https://",
+                     cmd->cmd->name, cmd->directive ? cmd->directive->filename : "?",
+                     cmd->directive ? cmd->directive->line_num : 0);
+    }
     *(const char **)(base + t->url_offset) = url;
     return NULL;
 }

@@ -148,6 +148,37 @@ const char *gc_parse_webhook_url(apr_pool_t *p, const char *arg, int secret)
     return NULL;
 }
 
+int gc_url_in_clear(apr_pool_t *p, const char *url)
+{
+    apr_uri_t uri;
+    const char *h;
+
+    if (!url || apr_uri_parse(p, url, &uri) != APR_SUCCESS || !uri.scheme || !uri.hostname
+        || strcasecmp(uri.scheme, "http") != 0) {
+        return 0;
+    }
+    h = uri.hostname;
+    if (strcasecmp(h, "localhost") == 0 || strcasecmp(h, "localhost.") == 0
+        || strcmp(h, "::1") == 0) {
+        return 0;
+    }
+    if (strncmp(h, "127.", 4) == 0) {
+        /* 127.0.0.0/8 only as a dotted quad of digits */
+        const char *c = h + 4;
+        int dots = 0;
+        for (; *c; c++) {
+            if (*c == '.') {
+                dots++;
+            }
+            else if (!isdigit((unsigned char)*c)) {
+                return 1;
+            }
+        }
+        return dots == 2 ? 0 : 1;
+    }
+    return 1;
+}
+
 const char *gc_parse_domain(apr_pool_t *p, const char *arg)
 {
     const char *c;

@@ -39,6 +39,11 @@ const char *gc_parse_http_url(apr_pool_t *p, const char *arg, const char **out);
  * the error does not repeat the value (Slack URLs embed a token). */
 const char *gc_parse_webhook_url(apr_pool_t *p, const char *arg, int secret);
 
+/* 1 when url (already parsed as http(s)) is plain http:// to a host that is
+ * not loopback (127.0.0.0/8, ::1, localhost): what it carries travels in
+ * clear over a network. 0 for https://, loopback, or an unparsable URL. */
+int gc_url_in_clear(apr_pool_t *p, const char *url);
+
 const char *gc_parse_domain(apr_pool_t *p, const char *arg);
 
 /* Secret syntax: "file:/path" (first line), "env:NAME", or a literal.

@@ -7,6 +7,7 @@
 
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <apr_uri.h>
 
 #include "gc_secret.h"
 #include "gc_upstream_int.h"
@@ -417,7 +418,7 @@ static int permanent_curl_error(CURLcode cc, gc_err_kind_e *kind, const char **w
     case CURLE_SSL_INVALIDCERTSTATUS:
         /* Trust problems do not go away by retrying. */
         *kind = GC_ERR_CONNECT;
-        *what = "TLS verification failed: ";
+        *what = "TLS verification failed";
         return 1;
     case CURLE_OUT_OF_MEMORY:
     case CURLE_FAILED_INIT:
@@ -429,6 +430,32 @@ static int permanent_curl_error(CURLcode cc, gc_err_kind_e *kind, const char **w
         return 1;
     default: return 0;
     }
+}
+
+/* What follows "TLS verification failed" for a TLS trust failure:
+ * " for host:port: " naming the server refused (the API and login hosts can
+ * differ), or ": " without a host; "" for any other error. */
+static const char *tls_peer(apr_pool_t *p, CURLcode cc, const char *url)
+{
+    apr_uri_t uri;
+
+    switch (cc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS: break;
+    default: return "";
+    }
+    if (!url || apr_uri_parse(p, url, &uri) != APR_SUCCESS || !uri.hostname) {
+        return ": ";
+    }
+    return apr_psprintf(p, " for %s%s%s%s%s: ", strchr(uri.hostname, ':') ? "[" : "", uri.hostname,
+                        strchr(uri.hostname, ':') ? "]" : "", uri.port_str ? ":" : "",
+                        uri.port_str ? uri.port_str : "");
 }
 
 /* Transport: what curl reported when the exchange failed. */
@@ -443,7 +470,7 @@ static verdict_t classify_transport(apr_pool_t *p, const gc_upstream_t *u, const
         return v;
     }
     if (permanent_curl_error(at->cc, &v.kind, &what)) {
-        v.message = apr_pstrcat(p, what, curl_text(p, u, at), NULL);
+        v.message = apr_pstrcat(p, what, tls_peer(p, at->cc, c->url), curl_text(p, u, at), NULL);
         return v;
     }
     if (at->cc == CURLE_OPERATION_TIMEDOUT) {

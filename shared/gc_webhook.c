@@ -11,6 +11,7 @@
 
 #include <apr_lib.h>
 #include <apr_strings.h>
+#include <apr_uri.h>
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -366,6 +367,20 @@ static CURLcode setup(CURL *h, const gc_webhook_conf_t *conf, const char *url, c
     return CURLE_OK;
 }
 
+/* curl's verdicts on a server certificate gcmon does not trust. */
+static int tls_trust_error(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS: return 1;
+    default: return 0;
+    }
+}
+
 /* Fill res from a finished exchange. */
 static apr_status_t verdict(apr_pool_t *p, const char *target, const char *url, CURLcode cc,
                             long status, const exchange_t *x, const char *errbuf,
@@ -376,7 +391,18 @@ static apr_status_t verdict(apr_pool_t *p, const char *target, const char *url, 
     if (cc != CURLE_OK) {
         why = scrub(p, errbuf, strlen(errbuf), 0, url, CURL_ERROR_SIZE);
         res->status = 0;
-        res->error = apr_psprintf(p, "connection failed: %s", why ? why : curl_easy_strerror(cc));
+        why = why ? why : curl_easy_strerror(cc);
+        if (tls_trust_error(cc)) {
+            /* the host is named (not the URL: its path or query may hold a token) */
+            apr_uri_t uri;
+            int ok = apr_uri_parse(p, url, &uri) == APR_SUCCESS && uri.hostname;
+            res->error = apr_psprintf(p, "TLS verification failed for %s%s%s: %s",
+                                      ok ? uri.hostname : "the host", ok && uri.port_str ? ":" : "",
+                                      ok && uri.port_str ? uri.port_str : "", why);
+        }
+        else {
+            res->error = apr_psprintf(p, "connection failed: %s", why);
+        }
         return APR_EGENERAL;
     }
     res->status = (int)status;

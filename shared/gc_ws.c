@@ -114,6 +114,11 @@ struct gc_ws_conn {
     char *strings;
 };
 
+/* The last certificate verification failure lws logged on this thread (lws
+ * logs it, then reports only "SSL err 1" to the connection error callback,
+ * which runs on the same service thread): read and cleared there. */
+static _Thread_local char ws_tls_error[128];
+
 struct gc_ws {
     apr_pool_t *pool;
     struct lws_context *ctx;
@@ -540,10 +545,20 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             conn_finish(c, 0, "closed");
         }
         else {
-            /* in: lws' description (a C string), len its length */
-            apr_snprintf(c->reason, sizeof(c->reason), "connect failed: %.*s",
-                         in ? (int)strnlen(in, len && len < 120 ? len : 120) : 7,
-                         in ? (const char *)in : "unknown");
+            /* in: lws' description (a C string), len its length. lws says
+             * little about a refused certificate ("SSL err 1"): its own log
+             * line just before told why (ws_tls_error), so name the host and
+             * that reason. */
+            if (c->tls && ws_tls_error[0]) {
+                apr_snprintf(c->reason, sizeof(c->reason), "TLS verification failed for %s: %s",
+                             c->host, ws_tls_error);
+            }
+            else {
+                apr_snprintf(c->reason, sizeof(c->reason), "connect to %s failed: %.*s", c->host,
+                             in ? (int)strnlen(in, len && len < 120 ? len : 120) : 7,
+                             in ? (const char *)in : "unknown");
+            }
+            ws_tls_error[0] = '\0';
             conn_finish(c, 1, c->reason);
         }
         return 0;
@@ -928,6 +943,7 @@ static int ws_log_allow(const char *line, unsigned *suppressed)
 static void ws_log_emit(int level, const char *line)
 {
     char buf[512];
+    const char *tls;
     size_t n;
     unsigned suppressed;
     int gl;
@@ -939,6 +955,14 @@ static void ws_log_emit(int level, const char *line)
     }
     if (!n) {
         return;
+    }
+    if ((tls = strstr(buf, "SSL error: ")) != NULL) {
+        /* "SSL error: certificate has expired (preverify_ok=0;err=10;depth=0)":
+         * kept for the connection error that follows on this thread */
+        const char *end = strstr(tls, " (preverify");
+        size_t len = end ? (size_t)(end - tls) - 11 : strlen(tls + 11);
+        apr_cpystrn(ws_tls_error, tls + 11,
+                    len + 1 < sizeof(ws_tls_error) ? len + 1 : sizeof(ws_tls_error));
     }
     gl = (level & LLL_ERR) ? GC_LOG_ERR : (level & LLL_WARN) ? GC_LOG_WARNING : GC_LOG_DEBUG;
     if (!gc_log_is_level(gl) || !ws_log_allow(buf, &suppressed)) {

@@ -59,14 +59,21 @@ class Emulator:
         self.proc: Optional[subprocess.Popen] = None
         self.port: Optional[int] = None
         self.url: Optional[str] = None
+        # --tls CERT,KEY sites (tests/integration/test_tls.py): their ports, in order
+        self.tls_port_file = os.path.join(self.workdir, "emulator.tls-ports")
+        self.tls_ports: list = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout=15):
         os.makedirs(self.workdir, exist_ok=True)
-        if os.path.exists(self.port_file):
-            os.unlink(self.port_file)
+        for stale in (self.port_file, self.tls_port_file):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        extra = list(self.extra_args)
+        if any(a.startswith("--tls") for a in extra):
+            extra += ["--tls-port-file", self.tls_port_file]
         cmd = [PYTHON, EMULATOR, "--port", "0", "--port-file", self.port_file,
-               "--client-id", self.client_id, "--client-secret", self.client_secret, *self.extra_args]
+               "--client-id", self.client_id, "--client-secret", self.client_secret, *extra]
         with open(self.log_path, "ab") as logf:
             # Own session: a terminal's Ctrl-C reaches the caller, which stops us in order.
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
@@ -81,6 +88,9 @@ class Emulator:
             time.sleep(0.05)
         with open(self.port_file) as f:
             self.port = int(f.read().strip())
+        if os.path.exists(self.tls_port_file):
+            with open(self.tls_port_file) as f:
+                self.tls_ports = [int(line) for line in f.read().split()]
         self.url = f"http://127.0.0.1:{self.port}"
         while True:
             try:

@@ -29,6 +29,7 @@ import random
 import re
 import secrets
 import signal
+import ssl
 import string
 import sys
 import time
@@ -372,6 +373,7 @@ class Emulator:
         self.notifier = Notifier(self)
         self.simulation: Optional["Simulation"] = None
         self.request_seq = 0          # never reset: `since=` cursors stay valid across resets
+        self.connect_base: Optional[str] = None   # --ws-tls: channels' connectUri base
         self.reset()
 
     # ---------------------------------------------------------------- reset
@@ -1880,7 +1882,7 @@ class Notifier:
             raise ApiError(404, f"Channel {channel_id} not found.")
         return channel
 
-    def create(self, token: Token, host: str) -> Channel:
+    def create(self, token: Token, host: str, scheme: str = "ws") -> Channel:
         owned = [c for c in self.live() if c.client_id == token.client_id]
         if len(owned) >= MAX_CHANNELS_PER_CLIENT:
             # As Genesys Cloud: "Creating a 21st channel will remove the channel with
@@ -1893,7 +1895,8 @@ class Notifier:
             self.emu.stats["channels_removed"] += 1
         channel_id = "streaming-0-" + "".join(secrets.choice(string.ascii_lowercase + string.digits)
                                               for _ in range(26))
-        channel = Channel(channel_id, token.client_id, token.value, f"ws://{host}/channels/{channel_id}",
+        base = self.emu.connect_base or f"{scheme}://{host}"
+        channel = Channel(channel_id, token.client_id, token.value, f"{base}/channels/{channel_id}",
                           time.time() + self.emu.config.channel_ttl)
         self.channels[channel_id] = channel
         self.emu.stats["channels_created"] += 1
@@ -2053,7 +2056,8 @@ WS_FAULTS = ("drop", "stop_heartbeats", "ignore_pings", "socket_closing", "no_lo
 
 
 async def create_channel(request):
-    channel = emu_of(request).notifier.create(request["token"], request.host)
+    channel = emu_of(request).notifier.create(request["token"], request.host,
+                                              "wss" if request.secure else "ws")
     return json_response(channel.json())
 
 
@@ -2791,6 +2795,22 @@ async def serve(args) -> None:
     site = web.TCPSite(runner, "127.0.0.1", args.port, shutdown_timeout=2.0)
     await site.start()
     port = runner.addresses[0][1]
+    tls_ports = []
+    for spec in args.tls or ():
+        # The same app again over TLS, one site per certificate (tests/integration/test_tls.py).
+        cert, key = spec.split(",", 1)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        tls_site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx, shutdown_timeout=2.0)
+        await tls_site.start()
+        tls_ports.append(tls_site._server.sockets[0].getsockname()[1])
+    if args.ws_tls is not None:
+        emu.connect_base = f"wss://127.0.0.1:{tls_ports[args.ws_tls]}"
+    if args.tls_port_file:
+        tmp = f"{args.tls_port_file}.tmp.{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write("".join(f"{p}\n" for p in tls_ports))
+        os.replace(tmp, args.tls_port_file)
     if args.simulate:
         start_simulation(emu, args.agents, args.queues, args.churn)
     if args.port_file:
@@ -2825,6 +2845,13 @@ def parse_args(argv=None):
     p.add_argument("--churn", type=float, default=2.0, help="simulated state changes per second")
     p.add_argument("--seed", type=int, default=None, help="seed for the simulation's randomness")
     p.add_argument("--verbose", action="store_true", help="also log control API requests")
+    p.add_argument("--tls", action="append", metavar="CERT,KEY",
+                   help="also serve everything over TLS with this certificate and key on a port "
+                        "of its own (repeatable; the plain port stays for the control API)")
+    p.add_argument("--ws-tls", type=int, metavar="INDEX",
+                   help="channels' connectUri on the TLS site of this --tls entry (0-based), "
+                        "whichever site created them")
+    p.add_argument("--tls-port-file", help="write the TLS ports here, one a line, in --tls order")
     return p.parse_args(argv)
 
 

@@ -60,8 +60,9 @@ class Captured(NamedTuple):
 
 
 class WebhookSink:
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", ssl_context=None):
         self.host = host
+        self.ssl_context = ssl_context   # serve https:// with it (tests/integration/test_tls.py)
         self.port = None
         self._lock = threading.Condition()
         self._records = []
@@ -97,7 +98,8 @@ class WebhookSink:
             app.router.add_route("*", "/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             loop.run_until_complete(self._runner.setup())
-            site = web.SockSite(self._runner, sock, shutdown_timeout=1.0)
+            site = web.SockSite(self._runner, sock, shutdown_timeout=1.0,
+                                ssl_context=self.ssl_context)
             loop.run_until_complete(site.start())
         except Exception as exc:  # noqa: BLE001 - reported by start()
             self._error = exc
@@ -128,7 +130,8 @@ class WebhookSink:
         self.stop()
 
     def url(self, path="/"):
-        return f"http://{self.host}:{self.port}{path}"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{self.host}:{self.port}{path}"
 
     # ------------------------------------------------------------ serving
     async def _handle(self, request):

@@ -109,6 +109,21 @@ START_TEST(urls)
 }
 END_TEST
 
+START_TEST(urls_in_clear)
+{
+    ck_assert_int_eq(gc_url_in_clear(pool, "http://api.example.com"), 1);
+    ck_assert_int_eq(gc_url_in_clear(pool, "HTTP://10.0.0.5:8080/x"), 1);
+    ck_assert_int_eq(gc_url_in_clear(pool, "http://127.example.com"), 1);
+    ck_assert_int_eq(gc_url_in_clear(pool, "http://127.0.0.1.example.com"), 1);
+    ck_assert_int_eq(gc_url_in_clear(pool, "https://api.example.com"), 0);
+    ck_assert_int_eq(gc_url_in_clear(pool, "http://127.0.0.1:8099"), 0);
+    ck_assert_int_eq(gc_url_in_clear(pool, "http://127.3.4.5/hook?k=v"), 0);
+    ck_assert_int_eq(gc_url_in_clear(pool, "http://localhost:80/"), 0);
+    ck_assert_int_eq(gc_url_in_clear(pool, "http://[::1]:8080/"), 0);
+    ck_assert_int_eq(gc_url_in_clear(pool, NULL), 0);
+}
+END_TEST
+
 START_TEST(domains)
 {
     ck_assert_ptr_null(gc_parse_domain(pool, "mypurecloud.com"));
@@ -257,6 +272,7 @@ Suite *conf_suite(void)
     tcase_add_test(tc, duration_format);
     tcase_add_test(tc, longs);
     tcase_add_test(tc, urls);
+    tcase_add_test(tc, urls_in_clear);
     tcase_add_test(tc, domains);
     tcase_add_test(tc, secrets);
     tcase_add_test(tc, secrets_wiped_with_the_pool);

@@ -1373,6 +1373,11 @@ START_TEST(test_tls_untrusted_refused)
     ck_assert_int_eq(r.opens, 0);
     /* lws' own error line, routed through gc_log, names the cause */
     ck_assert_int_eq(log_count("self-signed certificate"), 1);
+    /* and the connection's reason names the host and that cause (not lws'
+     * bare "SSL err 1") */
+    ck_assert_msg(strstr(r.close_reason, "TLS verification failed for 127.0.0.1:") != NULL
+                      && strstr(r.close_reason, "self-signed certificate") != NULL,
+                  "reason: %s", r.close_reason);
     ck_assert_int_eq(tls_peer_established(&tp), 0);
     tls_peer_stop(&tp);
 }
