@@ -30,8 +30,11 @@ static const struct {
     { GC_Q_AUDIT, GC_CURSOR_AUDIT },
     { GC_Q_DISTRIBUTIONS, GC_CURSOR_DISTRIBUTIONS },
     { GC_Q_TRACES, GC_CURSOR_TRACES },
+    { GC_Q_STRATEGIES, GC_CURSOR_STRATEGIES },
     { GC_Q_QUEUE_ID | GC_Q_SKILL_ID, 0 }, /* the weights preview */
-    { ~0u, GC_CURSOR_HISTORY },           /* every field at once */
+    /* every field at once, but status: it fills `state` as state does, and
+     * no listing takes both */
+    { ~0u & ~(unsigned)GC_Q_STATUS, GC_CURSOR_HISTORY },
 };
 
 static const struct {
@@ -42,7 +45,7 @@ static const struct {
     { "from", GC_Q_FROM },         { "to", GC_Q_TO },           { "limit", GC_Q_LIMIT },
     { "offset", GC_Q_OFFSET },     { "cursor", GC_Q_CURSOR },   { "actor", GC_Q_ACTOR },
     { "action", GC_Q_ACTION },     { "target", GC_Q_TARGET },   { "since", GC_Q_SINCE },
-    { "skill_id", GC_Q_SKILL_ID }, { "flow_id", GC_Q_FLOW_ID },
+    { "skill_id", GC_Q_SKILL_ID }, { "flow_id", GC_Q_FLOW_ID }, { "status", GC_Q_STATUS },
 };
 #define N_NAMES (sizeof(names) / sizeof(names[0]))
 
@@ -83,7 +86,10 @@ static void check_query(apr_pool_t *p, const char *args, unsigned fields, char k
     check_id(q.target, fields, GC_Q_TARGET);
     check_id(q.skill_id, fields, GC_Q_SKILL_ID);
     check_id(q.flow_id, fields, GC_Q_FLOW_ID);
-    FUZZ_CHECK(!q.state || ((fields & GC_Q_STATE) && gc_state_valid(q.state)));
+    FUZZ_CHECK(!q.state || ((fields & GC_Q_STATE) && gc_state_valid(q.state))
+               || ((fields & GC_Q_STATUS)
+                   && (!strcmp(q.state, "draft") || !strcmp(q.state, "activating")
+                       || !strcmp(q.state, "active") || !strcmp(q.state, "failed"))));
     FUZZ_CHECK(!q.action
                || ((fields & GC_Q_ACTION) && *q.action && strlen(q.action) <= 64
                    && strspn(q.action, "abcdefghijklmnopqrstuvwxyz_") == strlen(q.action)));
