@@ -2,8 +2,12 @@
 
 A test module sets GCMON_CONF (extra gcmon directives) and optionally
 HTTPD_ENV / START_SERVERS; the `httpd` fixture starts one server per module.
-Every test fails when error_log gains unexpected [error]/[crit] or crash
-lines; a test lists lines it expects with @pytest.mark.allow_log(regex, ...).
+The error-log net: every Httpd a test or fixture builds is checked, error_log
+and logs/stdout, at the end of every test while it lives and once more after
+its processes exit (httpd.py, scan_logs/scan_after_exit); a test fails when one
+gains unexpected [error]/[crit] or crash or sanitizer lines. A test lists lines
+it expects with @pytest.mark.allow_log(regex, ...); a server, lines it writes
+whatever the test, with Httpd(allow_log=(regex, ...)).
 
 DB=pgsql runs every server on PostgreSQL instead of SQLite (gcdb.py, pgserver.py):
 one throwaway PostgreSQL 15 per session, a fresh database per server.
@@ -18,6 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
 from emulator.client import Emulator  # noqa: E402
+import httpd as httpd_harness  # noqa: E402
 from httpd import Httpd  # noqa: E402
 import gcdb  # noqa: E402
 import openapi_check  # noqa: E402
@@ -29,6 +34,7 @@ CLIENT_SECRET = "s3cret-value-7f1c"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_log(*regex): error_log lines a test expects")
+    httpd_harness.STRICT = True
     gcdb.driver()       # refuse an unknown DB= value before anything starts
     # Every API answer the suites get is checked against docs/openapi.yaml.
     openapi_check.enable(os.environ.get("GCMON_OPENAPI_CHECK", "1") != "0")
@@ -38,8 +44,48 @@ def pytest_report_header(config):
     return f"gcmon database: {gcdb.driver()} (DB={os.environ.get('DB', '')!r})"
 
 
+def allow_of(item):
+    """The regexes of every allow_log marker of a test (its own, its class's,
+    its module's)."""
+    return tuple(a for m in item.iter_markers("allow_log") for a in m.args)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    # The test whose setup, call and teardown (module fixtures' teardown after a
+    # module's last test included) run now: its marker applies to what a server
+    # stopped meanwhile writes.
+    httpd_harness.CURRENT_ALLOW = allow_of(item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A server stopped during this phase (the test's own, or a fixture's at its
+    teardown) whose logs gained unexpected lines fails the phase."""
+    outcome = yield
+    if not httpd_harness.PENDING:
+        return
+    text = "\n".join(httpd_harness.PENDING)
+    httpd_harness.PENDING.clear()
+    rep = outcome.get_result()
+    if rep.passed:
+        rep.outcome = "failed"
+        rep.longrepr = "unexpected log lines:\n" + text
+    else:
+        rep.sections.append(("unexpected log lines", text))
+
+
 def pytest_sessionfinish(session, exitstatus):
     pgserver.stop_shared()
+    # Servers never cleaned up, and lines found after the last test's report.
+    for h in list(httpd_harness.LIVE):
+        bad = h.scan_logs(final=h.proc is None or h.proc.poll() is not None)
+        if bad:
+            httpd_harness.PENDING.append(f"httpd {h.root}:\n" + "\n".join(bad))
+    if httpd_harness.PENDING:
+        sys.stderr.write("\nunexpected log lines (outside any test):\n"
+                         + "\n".join(httpd_harness.PENDING) + "\n")
+        session.exitstatus = 1
     # Answers after the last test's check (module fixtures' teardown) still count.
     late = openapi_check.take()
     if late:
@@ -76,16 +122,16 @@ def httpd(request, emulator):
 
 @pytest.fixture(autouse=True)
 def error_log_clean(request):
-    if "httpd" not in request.fixturenames:
-        yield
-        return
-    h = request.getfixturevalue("httpd")
-    h.mark_log()
+    """The net at the end of each test: every server alive (built and not yet
+    cleaned up), whoever started it, error_log and logs/stdout since the last
+    check (its start-up included), with the test's markers and the server's own
+    allow_log."""
     yield
-    marker = request.node.get_closest_marker("allow_log")
-    allow = marker.args if marker else ()
-    bad = h.bad_lines(allow)
-    assert not bad, "unexpected error_log lines:\n" + "\n".join(bad)
+    allow = allow_of(request.node)
+    bad = []
+    for h in list(httpd_harness.LIVE):
+        bad += [f"{h.root}/{line}" for line in h.scan_logs(allow)]
+    assert not bad, "unexpected log lines:\n" + "\n".join(bad)
 
 
 @pytest.fixture(autouse=True)

@@ -29,10 +29,35 @@ BUILD = os.environ.get("GCMON_BUILD", os.path.join(REPO, "build"))
 APACHE2 = "/usr/sbin/apache2"
 MODDIR = "/usr/lib/apache2/modules"
 
-# Lines in error_log that fail a test unless a test says it expects them.
+# Lines in error_log (or logs/stdout) that fail a test unless a test says it
+# expects them. A sanitizer's report starts "==<pid>==ERROR: <Name>Sanitizer"
+# (LeakSanitizer's at a process's exit).
 BAD_LINE = re.compile(r"\[(?:[\w_]+:)?(error|crit|alert|emerg)\]|Segmentation fault|"
-                      r"possible coredump|AddressSanitizer|runtime error:|double free|"
-                      r"exit signal (?!Killed)")
+                      r"possible coredump|(?:Address|Leak|UndefinedBehavior)Sanitizer|"
+                      r"==\d+==ERROR|runtime error:|double free|exit signal (?!Killed)")
+
+# The error-log net (docs/testing.md): every Httpd registers itself in LIVE
+# until its cleanup() and keeps, per file of LOG_FILES, an offset up to which
+# the net has checked it. conftest.py checks every live instance at the end of
+# each test (scan_logs: the instance's own allow_log plus the test's marker);
+# stop() checks what is left once the processes have exited (shutdown lines,
+# sanitizer reports at exit) and, with STRICT on (conftest.py turns it on), puts
+# what it finds in PENDING, which fails the test phase it happened in (a module
+# fixture's teardown included). CURRENT_ALLOW is the running test's
+# allow_log marker (conftest.py sets it).
+LOG_FILES = ("logs/error_log", "logs/stdout")
+LIVE = []
+STRICT = False
+CURRENT_ALLOW = ()
+PENDING = []
+
+
+def bad_lines_in(text, allow=()):
+    """The lines of text BAD_LINE flags that no regex of allow matches."""
+    return [line for line in text.splitlines()
+            if BAD_LINE.search(line) and not any(re.search(a, line) for a in allow)]
+
+LSAN_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lsan.supp")
 
 SYSTEM_MODULES = ["mpm_event", "authn_core", "authn_file", "authz_core", "authz_user",
                   "authz_host", "auth_basic", "mime", "alias", "dir", "status", "info",
@@ -120,8 +145,12 @@ class Httpd:
     def __init__(self, emulator_url=None, gcmon_conf="", extra_conf="", env=None,
                  modules=("gcmon_api", "gcmon_stream"), start_servers=2,
                  threads_per_child=16, port=None, keep_root=False, build=None, database=None,
-                 wrapper=()):
+                 wrapper=(), allow_log=()):
         self.build = build or BUILD     # where LoadModule finds gcmon's DSOs
+        # Regexes of error_log/stdout lines this server is expected to write
+        # whatever the test (its own shutdown lines, say): the net's allow list.
+        self.allow_log = tuple(allow_log)
+        self._checked = {rel: 0 for rel in LOG_FILES}
         self.root = tempfile.mkdtemp(prefix="gcmon-httpd-")
         os.chmod(self.root, 0o755)
         for d in ("conf", "logs", "run", "data", "htdocs"):
@@ -134,10 +163,22 @@ class Httpd:
         self.env = dict(os.environ)
         self.env.update(env or {})
         # Sanitizer runs: GCMON_BUILD=build/asan GCMON_HTTPD_LD_PRELOAD=$(gcc
-        # -print-file-name=libasan.so) preloads the runtime into apache2 only.
-        if os.environ.get("GCMON_HTTPD_LD_PRELOAD"):
+        # -print-file-name=libasan.so) preloads the runtime into apache2 only,
+        # with LeakSanitizer on: each process (parent and children) checks for
+        # leaks when it exits and writes its report to its stderr, which is
+        # error_log (logs/stdout before httpd opens its logs), where the net
+        # finds it. It works in children after they drop root: LSan makes the
+        # process dumpable itself while it stops the threads (ptrace).
+        # fast_unwind_on_malloc=0: APR and the other libraries have no frame
+        # pointers, so the fast unwinder's stacks stop at their first frame,
+        # too short to tell httpd's allocation from ours. lsan.supp lists the
+        # allocations of httpd's and the libraries' own that are no leak of
+        # ours, each with its reason.
+        self.sanitized = bool(os.environ.get("GCMON_HTTPD_LD_PRELOAD"))
+        if self.sanitized:
             self.env["LD_PRELOAD"] = os.environ["GCMON_HTTPD_LD_PRELOAD"]
-            self.env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
+            self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0")
+            self.env.setdefault("LSAN_OPTIONS", f"suppressions={LSAN_SUPP}:print_suppressions=0")
         self.modules = modules
         self.start_servers = start_servers
         self.threads_per_child = threads_per_child
@@ -166,6 +207,7 @@ class Httpd:
         else:
             raise ValueError(f"database={database!r}")
         self.write_config()
+        LIVE.append(self)
 
     # ------------------------------------------------------------ configuration
     def config_text(self, gcmon_conf=None, modules=None):
@@ -284,7 +326,18 @@ ExtendedStatus On
         wait_for(lambda: self.get("/gcmon/api/v1/health").status == 200, timeout=timeout)
 
     def stop(self, timeout=20):
-        if not self.proc or self.proc.poll() is not None:
+        """-k stop (SIGTERM to the parent with a wrapper), wait for every process
+        to exit, then the net checks what the logs gained (scan_after_exit)."""
+        if not self.proc:
+            return
+        try:
+            self._stop(timeout)
+        finally:
+            if self.proc.poll() is not None:
+                self.scan_after_exit()
+
+    def _stop(self, timeout):
+        if self.proc.poll() is not None:
             return
         if self.wrapper:
             try:
@@ -376,12 +429,45 @@ ExtendedStatus On
         try:
             self.stop()
         finally:
+            if self in LIVE:
+                LIVE.remove(self)
             if self._own_db:
                 self.db.drop()
             if not self.keep_root:
                 shutil.rmtree(self.root, ignore_errors=True)
 
     # ------------------------------------------------------------ error log
+    def scan_logs(self, allow=(), final=False):
+        """The net: BAD_LINE lines of error_log and logs/stdout since the last
+        scan that neither self.allow_log nor allow matches, each prefixed with
+        its file; advances the offsets. While the server runs only whole lines
+        are taken (a partial one waits for the next scan); final takes all."""
+        allow = self.allow_log + tuple(allow)
+        bad = []
+        for rel in LOG_FILES:
+            try:
+                with open(os.path.join(self.root, rel), "rb") as f:
+                    f.seek(self._checked[rel])
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            if not final:
+                data = data[:data.rfind(b"\n") + 1]
+            self._checked[rel] += len(data)
+            bad += [f"{rel}: {line}" for line in
+                    bad_lines_in(data.decode("utf-8", "replace"), allow)]
+        return bad
+
+    def scan_after_exit(self):
+        """Once every process has exited: the rest of the logs, with this
+        server's allow_log and the running test's marker; what is found goes to
+        PENDING (STRICT) and fails the current test phase."""
+        if not STRICT:
+            return
+        bad = self.scan_logs(CURRENT_ALLOW, final=True)
+        if bad:
+            PENDING.append(f"httpd {self.root} after its processes exited:\n" + "\n".join(bad))
+
     def mark_log(self):
         self._log_mark = len(self.read_log())
 
@@ -389,11 +475,7 @@ ExtendedStatus On
         return self.read_log()[self._log_mark:]
 
     def bad_lines(self, allow=()):
-        lines = []
-        for line in self.log_since_mark().splitlines():
-            if BAD_LINE.search(line) and not any(re.search(a, line) for a in allow):
-                lines.append(line)
-        return lines
+        return bad_lines_in(self.log_since_mark(), allow)
 
     # ------------------------------------------------------------ HTTP
     def request(self, method, path, body=None, headers=None, timeout=30):

@@ -101,7 +101,9 @@ def test_client_id_without_secret_fails(bare):
 
 def test_stream_without_api_fails(bare):
     # apache2 -t doesn't run post_config; a real start must refuse.
-    h = Httpd(modules=("gcmon_stream",), gcmon_conf="")
+    # The refusal this test provokes (GCM2001 at crit, the start failing).
+    h = Httpd(modules=("gcmon_stream",), gcmon_conf="",
+              allow_log=(r"\[gcmon_stream:crit\] .* GCM2001: mod_gcmon_stream needs mod_gcmon_api",))
     try:
         with pytest.raises(RuntimeError):
             h.start(timeout=5)

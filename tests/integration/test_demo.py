@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from httpd import free_port, wait_for
+from httpd import LOG_FILES, bad_lines_in, free_port, wait_for
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "demo.py")
 
@@ -89,7 +89,16 @@ def test_demo_runs_and_stops(tmp_path, sig):
         p.send_signal(sig)
         p.wait(timeout=40)
         assert apache_of(root) == []
+        # The error-log net for the demo's server (another process: the harness
+        # in this one cannot see it): all of its logs, the stop's lines included.
+        bad = []
+        for rel in LOG_FILES:
+            path = os.path.join(root, rel)
+            assert os.path.exists(path), path
+            with open(path, encoding="utf-8", errors="replace") as f:
+                bad += [f"{rel}: {line}" for line in bad_lines_in(f.read())]
         shutil.rmtree(root, ignore_errors=True)     # the demo keeps it for its user
+        assert not bad, "unexpected lines in the demo's logs:\n" + "\n".join(bad)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)

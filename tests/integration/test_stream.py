@@ -339,7 +339,10 @@ def test_configtest_refuses_without_mod_dbd(httpd):
 def test_start_refused_without_credentials(emulator):
     conf = "\n".join(line for line in stream_conf(users=USERS).splitlines()
                      if not line.startswith("GcmonClient"))
-    h = Httpd(emulator_url=emulator.url, gcmon_conf=conf)
+    # The refusal this test provokes.
+    h = Httpd(emulator_url=emulator.url, gcmon_conf=conf,
+              allow_log=(r"\[gcmon_stream:crit\] .*GCM2004: GcmonStream On needs the Genesys "
+                         r"Cloud client credentials",))
     try:
         with pytest.raises(RuntimeError):
             h.start(timeout=5)

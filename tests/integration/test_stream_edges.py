@@ -15,8 +15,9 @@ DAY_MS = 86400000
 
 @contextlib.contextmanager
 def server(emulator, conf, allow=()):
+    # allow: lines this server is expected to write, up to its stop included.
     h = Httpd(emulator_url=emulator.url, gcmon_conf=conf,
-              env={"GCMON_TEST_SECRET": CLIENT_SECRET})
+              env={"GCMON_TEST_SECRET": CLIENT_SECRET}, allow_log=allow)
     h.start()
     try:
         yield h
