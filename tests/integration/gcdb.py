@@ -144,6 +144,58 @@ def _sqlite_trickle(path, sql, rows, pause, stop_file):
     return n
 
 
+def _sqlite_hold_exclusive(path, held_file, stop_file, max_seconds):
+    """Hold an exclusive lock (nobody else reads or writes) until stop_file
+    appears or max_seconds pass; held_file says it is held."""
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    open(held_file, "w").close()
+    deadline = time.monotonic() + max_seconds
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    db.execute("COMMIT")
+    db.close()
+    return True
+
+
+class SqliteLock:
+    """The database taken away from the httpd: an exclusive lock held by another
+    process (as the httpd user) from start() until release(); bounded."""
+
+    def __init__(self, db, max_seconds=60):
+        self.db = db
+        self.max_seconds = max_seconds
+        self.held = db.path + ".test-held"
+        self.stop = db.path + ".test-release"
+        self.bg = None
+
+    def start(self):
+        for f in (self.held, self.stop):
+            if os.path.exists(f):
+                os.unlink(f)
+        self.bg = Bg(self.db.user, _sqlite_hold_exclusive, self.db.path, self.held, self.stop,
+                     self.max_seconds)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.held):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the exclusive lock was not taken within 30 s")
+            time.sleep(0.02)
+        return self
+
+    def release(self):
+        if self.bg is None:
+            return
+        open(self.stop, "w").close()
+        bg, self.bg = self.bg, None
+        assert bg.join(timeout=30) is True
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
 class SqliteDb:
     dialect = "sqlite3"
 
@@ -185,6 +237,10 @@ class SqliteDb:
         Bg whose join() gives the number inserted."""
         return Bg(self.user, _sqlite_trickle, self.path, sql, [list(r) for r in rows], pause,
                   stop_file)
+
+    def lock(self, max_seconds=60):
+        """A SqliteLock: `with db.lock(): …` runs … without a database."""
+        return SqliteLock(self, max_seconds)
 
     def tables(self):
         return {r["name"] for r in
