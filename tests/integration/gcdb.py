@@ -196,6 +196,23 @@ class SqliteLock:
         self.release()
 
 
+class PgOutage:
+    def __init__(self, db):
+        self.db = db
+
+    def _allow(self, on):
+        self.db.server._admin.run(f'ALTER DATABASE "{self.db.name}" ALLOW_CONNECTIONS '
+                                  + ("true" if on else "false"))
+
+    def __enter__(self):
+        self._allow(False)
+        self.db.terminate_backends()
+        return self
+
+    def __exit__(self, *exc):
+        self._allow(True)
+
+
 class SqliteDb:
     dialect = "sqlite3"
 
@@ -239,8 +256,12 @@ class SqliteDb:
                   stop_file)
 
     def lock(self, max_seconds=60):
-        """A SqliteLock: `with db.lock(): …` runs … without a database."""
+        """A SqliteLock: `with db.lock(): …` runs … while nobody else may write."""
         return SqliteLock(self, max_seconds)
+
+    def outage(self):
+        """The database taken away (PgDb.outage's counterpart): an exclusive lock."""
+        return SqliteLock(self)
 
     def tables(self):
         return {r["name"] for r in
@@ -349,6 +370,12 @@ class PgDb:
     def terminate_backends(self):
         """pg_terminate_backend of every gcmon connection to this database."""
         return self.server.terminate_backends(self.name)
+
+    def outage(self):
+        """The database taken away from the httpd: `with db.outage(): …` refuses
+        every new connection to it and ends gcmon's open ones (the tests' own
+        connection stays)."""
+        return PgOutage(self)
 
     def close(self):
         self._conn.close()

@@ -2,7 +2,7 @@
 lost", docs/logging.md GCM2305/GCM2304/GCM2253), against a real apache2, the emulator
 and a SQLite database that the test takes away with an exclusive lock from another
 process (SQLite only: the lock is how a database that stops keeping up is made; the
-PostgreSQL outage is test_pg_errors.py's):
+PostgreSQL outage is test_failure_paths.py's and test_pg_errors.py's):
 
 - back-pressure: with `GcmonEventQueue 100`, 250 agents change state while the
   database is locked; the queue keeps the newest 100, drops the oldest (GCM2305, the
