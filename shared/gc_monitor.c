@@ -25,7 +25,9 @@
 #define MAX_MESSAGE (256 * 1024) /* one notification; real ones are ~1 KB */
 #define FAST_POLL (250 * 1000)   /* standby: look at the status block */
 #define DB_RETRY_MIN apr_time_from_sec(2)
-#define DB_RETRY_MAX apr_time_from_sec(60)
+/* A monitor without its database retries at most 10 s apart: the stream has a
+ * holder again within 10 s of the database coming back. */
+#define DB_RETRY_MAX apr_time_from_sec(10)
 /* What the writer may still store once stopped. A locked sqlite3 database
  * answers a try after up to 1.5 s (apr_dbd_sqlite3's own retries), so a stop
  * ends within httpd's first patience (it warns of a child not exited after

@@ -173,7 +173,7 @@ def test_crashed_childs_lock_is_taken_over(httpd, emulator):
 @pytest.mark.allow_log(r"GCM2103\b", r"GCM(2\d\d\d|4\d\d)\b.*(database|lock|busy|timeout)",
                        r"\[dbd:error\].*(not currently accepting connections|"
                        r"AH02655: Failed to acquire DBD connection)")
-def test_holder_steps_down_without_database_and_another_takes_over(httpd):
+def test_holder_steps_down_without_database_and_another_takes_over(httpd, report):
     before = wait_connected(httpd)["holder"]
     mark = len(httpd.read_log())
     with httpd.db.outage():
@@ -189,6 +189,7 @@ def test_holder_steps_down_without_database_and_another_takes_over(httpd):
             wait_for(stepped_down, timeout=10, what="no holder while the database is gone")
         except TimeoutError:
             raise AssertionError(f"{before} {seen[-3:]}\n" + httpd.read_log()[mark:][-4000:])
+    back = time.monotonic()
     assert line
 
     def new_holder():
@@ -199,3 +200,5 @@ def test_holder_steps_down_without_database_and_another_takes_over(httpd):
     except TimeoutError:
         raise AssertionError(str(stream_status(httpd)) + httpd.read_log()[mark:][-8000:])
     assert after["agents_monitored"] == len(MEMBERS) + 1
+    report(f"failure paths: a new holder {time.monotonic() - back:.1f} s after the database "
+           f"came back (the monitors retry it at most 10 s apart)")
