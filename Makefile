@@ -127,8 +127,9 @@ integration-pgsql: all
 	    $(PYTEST_ARGS)
 
 # The integration suite again with both modules built with ASan + UBSan (the
-# runtime preloaded into apache2 only); any sanitizer report lands in
-# error_log and fails the test that caused it. Not again under ASan: the
+# runtime preloaded into apache2 only) and LeakSanitizer on (httpd.py;
+# tests/integration/lsan.supp); any sanitizer report lands in error_log and
+# fails the test that caused it. Not again under ASan: the
 # browser suites (test_dashboard*.py: Chromium driving API calls the other
 # suites make directly; they cost minutes and add no C path) and the package
 # test (it installs the gcc build).
