@@ -57,8 +57,9 @@ STATES = ["Available", "Away", "Busy", "Break", "Meal", "Meeting", "Training", "
           "IDLE", "INTERACTING", "COMMUNICATING", "NOT_RESPONDING"]
 
 # Verdict (a): ceilings of the least-squares slopes over the second half of the run.
-RSS_CEILING_KIB_MIN = 1024          # 1 MiB/min: parent, server total, each process
-FD_CEILING_MIN = 1.0                # server total (client connections come and go)
+RSS_CEILING_KIB_MIN = 1024          # 1 MiB/min: parent, holder and children per generation
+FD_CEILING_MIN = 1.0                # fds other than the client connections
+LIFE_RSS_CEILING_KIB_MIN = 4096     # within a child's life after its warm-up
 CHILD_WARMUP = 30.0                 # a child's first seconds (thread stacks, caches)
 FULL_CYCLE = 45.0                   # a child that lived (nearly) a whole graceful cycle
 SEED_ROWS = 100000                  # history rows older than the run, before the load
@@ -114,6 +115,37 @@ def proc_fd_count(pid):
         return len(os.listdir(f"/proc/{pid}/fd"))
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
+
+
+def client_socket_inodes(port):
+    """Inodes of the TCP connections accepted on the server's port (not the listener)."""
+    out = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f_ = line.split()
+            if int(f_[1].rsplit(":", 1)[1], 16) == port and f_[3] != "0A":
+                out.add(f_[9])
+    return out
+
+
+def proc_client_fds(pid, inodes):
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                n += 1
+    except OSError:
+        pass
+    return n
 
 
 class Stats:
@@ -387,11 +419,13 @@ class Sampler:
         t = round(time.time() - self.t0, 1)
         parent = self.httpd.proc.pid
         pids = [(parent, "parent")] + [(p, "child") for p in self.httpd.child_pids()]
+        inodes = client_socket_inodes(self.httpd.port)
         for pid, role in pids:
             mem, fds = proc_rss_kib(pid), proc_fd_count(pid)
             if mem is None or fds is None:
                 continue
             rss = mem["VmRSS"]
+            clients = proc_client_fds(pid, inodes)
             if pid not in self.first_seen:
                 self.first_seen[pid] = (t, self.generation if role == "child" else 0)
             born, gen = self.first_seen[pid]
@@ -399,7 +433,8 @@ class Sampler:
                               "generation": gen, "age": round(t - born, 1),
                               "rss_kib": rss, "anon_kib": mem.get("RssAnon"),
                               "file_kib": mem.get("RssFile"), "shmem_kib": mem.get("RssShmem"),
-                              "fds": fds, "phase": self.phase})
+                              "fds": fds, "client_fds": clients, "own_fds": fds - clients,
+                              "phase": self.phase})
         return t
 
     phase = "steady"
@@ -770,7 +805,7 @@ def main():
         with open(os.path.join(args.out, "samples.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["t", "pid", "role", "holder", "generation", "age",
                                               "rss_kib", "anon_kib", "file_kib", "shmem_kib", "fds",
-                                              "phase"])
+                                              "client_fds", "own_fds", "phase"])
             w.writeheader()
             w.writerows(rows)
         half = run_seconds / 2
@@ -795,10 +830,10 @@ def main():
             full = [r for r in at if not r["holder"] and r["age"] >= FULL_CYCLE]
             if hold and hold[0]["age"] >= FULL_CYCLE:
                 gen_pts["holder rss"].append((t, hold[0]["rss_kib"]))
-                gen_pts["holder fds"].append((t, hold[0]["fds"]))
+                gen_pts["holder fds"].append((t, hold[0]["own_fds"]))
             if full:
                 gen_pts["children rss"].append((t, statistics.fmean(r["rss_kib"] for r in full)))
-                gen_pts["children fds"].append((t, statistics.fmean(r["fds"] for r in full)))
+                gen_pts["children fds"].append((t, statistics.fmean(r["own_fds"] for r in full)))
         for name, pts in gen_pts.items():
             growth[name] = slope_per_min([p for p in pts if p[0] >= half])
         psec = [(r["t"], r["rss_kib"], r["fds"]) for r in parent if r["t"] >= half]
@@ -815,17 +850,26 @@ def main():
                 and growth["parent rss"] > RSS_CEILING_KIB_MIN:
             failures.append(f"(a) the parent grows between graceful cycles (rss KiB, fds): "
                             f"{[(t, r_, f) for t, r_, f in parent_phase]}")
-        # Within a child's life after its first 30 s: a figure only (a child lives one
-        # cycle and is still filling its allocator arenas and caches, see docs/testing.md).
+        # Within a child's life after its first 30 s: what a child leaks per request or per
+        # event (a fresh child each generation: the phase points above cannot see it).
         per_child = {}
         for r in rows:
             if r["role"] == "child" and r["age"] >= CHILD_WARMUP:
                 per_child.setdefault(r["pid"], []).append(r)
-        child_slopes = [slope_per_min([(r["t"], r["rss_kib"]) for r in rs])
-                        for rs in per_child.values()]
-        child_slopes = [x for x in child_slopes if x is not None]
-        if child_slopes:
-            growth["within a child's life (median)"] = statistics.median(child_slopes)
+        life = {"rss": [], "fds": []}
+        for rs in per_child.values():
+            for key, col in (("rss", "rss_kib"), ("fds", "own_fds")):
+                v = slope_per_min([(r["t"], r[col]) for r in rs])
+                if v is not None:
+                    life[key].append(v)
+        for key, ceiling in (("rss", LIFE_RSS_CEILING_KIB_MIN), ("fds", FD_CEILING_MIN)):
+            if life[key]:
+                med = statistics.median(life[key])
+                growth[f"within a child's life {key} (median)"] = med
+                if med > ceiling:
+                    failures.append(f"(a) a child's {key} grows {med:.1f}/min after its first "
+                                    f"{CHILD_WARMUP:.0f} s (median over {len(life[key])} "
+                                    f"children; ceiling {ceiling}/min)")
 
         # ---- (d) requests
         if stats.errors:
