@@ -99,7 +99,8 @@ PGSQL_ONLY   := $(addprefix tests/integration/,test_scale_out.py test_pg_errors.
 # SQL is the store's — the stream's writes, retention, leases and re-elections,
 # idle alerts and the outbox, the background holder, the admin API's lock,
 # audit and status webhooks, the read API, the weights record and Idempotency-Key
-# claims, the routing strategies' conditional writes. Not again: test_stream_chaos.py
+# claims, the routing strategies' conditional writes, the failure paths (a holder
+# whose database refuses connections steps down). Not again: test_stream_chaos.py
 # (upstream and WebSocket faults over the same writer path as test_stream.py;
 # a failover on PostgreSQL is test_scale_out.py's) and the suites that touch
 # no SQL of their own (configuration, security, budget, dashboard, install).
@@ -111,7 +112,8 @@ PYTEST = $(PYTHON) -m pytest -q -p no:cacheprovider --timeout=$(PYTEST_TIMEOUT)
 PGSQL_SUITES := $(addprefix tests/integration/,test_stream.py test_stream_edges.py \
                 test_stream_lifecycle.py test_stream_scale.py test_alerts.py \
                 test_background_holder.py test_admin_status.py test_read_api.py \
-                test_weights.py test_strategies.py test_strategy_activation.py)
+                test_weights.py test_strategies.py test_strategy_activation.py \
+                test_failure_paths.py)
 
 integration: all layout-build
 	$(PYTEST) tests/emulator tests/integration \

@@ -94,6 +94,20 @@ static const char *set_topics(cmd_parms *cmd, void *dc, const char *arg)
     return NULL;
 }
 
+static const char *set_event_queue(cmd_parms *cmd, void *dc, const char *arg)
+{
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    long v;
+    if (err) {
+        return err;
+    }
+    if ((err = gc_parse_long(cmd->pool, arg, GC_EVENT_QUEUE_MIN, GC_EVENT_QUEUE_MAX, &v))) {
+        return gcmon_glue_err(cmd, err);
+    }
+    cmd_conf(cmd)->mon.event_queue = (int)v;
+    return NULL;
+}
+
 static const char *set_backoff(cmd_parms *cmd, void *dc, const char *min, const char *max)
 {
     const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
@@ -263,6 +277,9 @@ const command_rec gcmon_stream_cmds[] = {
                   "How often queue membership is re-read (default 5m)"),
     AP_INIT_TAKE1("GcmonTopicsPerChannel", set_topics, NULL, RSRC_CONF,
                   "Topics per notification channel, 1..1000 (default 1000)"),
+    AP_INIT_TAKE1("GcmonEventQueue", set_event_queue, NULL, RSRC_CONF,
+                  "Agent events waiting for the database, at most, 100..10000000; the oldest "
+                  "are dropped beyond it (default 100000)"),
     AP_INIT_TAKE1("GcmonHeartbeatTimeout", set_duration, MON_OFFSET(heartbeat_timeout), RSRC_CONF,
                   "Silence after which a ping is sent (default 60s)"),
     AP_INIT_TAKE1("GcmonPongTimeout", set_duration, MON_OFFSET(pong_timeout), RSRC_CONF,

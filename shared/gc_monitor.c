@@ -25,8 +25,14 @@
 #define MAX_MESSAGE (256 * 1024) /* one notification; real ones are ~1 KB */
 #define FAST_POLL (250 * 1000)   /* standby: look at the status block */
 #define DB_RETRY_MIN apr_time_from_sec(2)
-#define DB_RETRY_MAX apr_time_from_sec(60)
-#define WRITER_DRAIN apr_time_from_sec(3)
+/* A monitor without its database retries at most 10 s apart: the stream has a
+ * holder again within 10 s of the database coming back. */
+#define DB_RETRY_MAX apr_time_from_sec(10)
+/* What the writer may still store once stopped. A locked sqlite3 database
+ * answers a try after up to 1.5 s (apr_dbd_sqlite3's own retries), so a stop
+ * ends within httpd's first patience (it warns of a child not exited after
+ * about 3 s). */
+#define WRITER_DRAIN apr_time_from_sec(1)
 #define SERVICE_MS 100
 #define LONG_CALL (500 * 1000)
 #define BACKGROUND_NAP (100 * 1000) /* background holder: one loop turn */
@@ -567,8 +573,10 @@ int gc_mon_workers_start(gc_monitor_t *m)
     return 1;
 }
 
-void gc_mon_workers_stop(gc_monitor_t *m)
+int gc_mon_workers_stop(gc_monitor_t *m)
 {
+    int not_stored = 0;
+
     if (m->watch) {
         gc_strategy_watch_stop(m->watch);
         m->watch = NULL;
@@ -578,13 +586,14 @@ void gc_mon_workers_stop(gc_monitor_t *m)
         m->jobs = NULL;
     }
     if (m->writer) {
-        gc_writer_stop(m->writer, WRITER_DRAIN);
+        not_stored = gc_writer_stop(m->writer, WRITER_DRAIN);
         m->writer = NULL;
     }
     if (m->outbox) {
         gc_outbox_stop(m->outbox);
         m->outbox = NULL;
     }
+    return not_stored;
 }
 
 static int term_start(gc_monitor_t *m, apr_time_t now)
@@ -638,7 +647,14 @@ static void term_end(gc_monitor_t *m, int release)
     m->closing = 1;
     ws_destroy(m);
     m->closing = 0;
-    gc_mon_workers_stop(m);
+    if (gc_mon_workers_stop(m) > 0 && release) {
+        /* The writer found the database unavailable to the end: releasing
+         * would wait on it too, past httpd's patience with a stopping child. */
+        gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+               GCMON_LOGNO(2119) "not releasing the stream lease (the database is "
+                                 "unavailable); another process takes over when it expires");
+        release = 0;
+    }
     if (release) {
         lease_release(m);
     }
@@ -731,7 +747,7 @@ gc_monitor_t *gc_monitor_create(apr_pool_t *pool, const gc_monitor_env_t *env)
         m->env.lease_poll = GC_LEASE_POLL;
     }
     if (m->env.queue_max <= 0) {
-        m->env.queue_max = GC_WRITER_QUEUE_MAX;
+        m->env.queue_max = m->conf->event_queue > 0 ? m->conf->event_queue : GC_WRITER_QUEUE_MAX;
     }
     if (m->env.batch_max <= 0) {
         m->env.batch_max = GC_WRITER_BATCH_MAX;

@@ -20,6 +20,7 @@ typedef struct gc_monitor_conf {
     apr_array_header_t *users;  /* GcmonMonitorUser: const char * */
     apr_interval_time_t membership_refresh;
     int topics_per_channel;
+    int event_queue; /* GcmonEventQueue: events waiting for the database, at most */
     apr_interval_time_t heartbeat_timeout;
     apr_interval_time_t pong_timeout;
     apr_interval_time_t backoff_min, backoff_max;
@@ -34,6 +35,8 @@ typedef struct gc_monitor_conf {
 
 #define GC_MAX_CHANNELS 20
 #define GC_MAX_TOPICS_PER_CHANNEL 1000
+#define GC_EVENT_QUEUE_MIN 100
+#define GC_EVENT_QUEUE_MAX 10000000
 
 /* Defaults for fields left unset (0 / -1). */
 void gc_monitor_conf_defaults(gc_monitor_conf_t *c);

@@ -14,6 +14,9 @@ void gc_monitor_conf_defaults(gc_monitor_conf_t *c)
     if (c->topics_per_channel <= 0) {
         c->topics_per_channel = GC_MAX_TOPICS_PER_CHANNEL;
     }
+    if (c->event_queue <= 0) {
+        c->event_queue = GC_WRITER_QUEUE_MAX;
+    }
     if (c->heartbeat_timeout <= 0) {
         c->heartbeat_timeout = apr_time_from_sec(60);
     }

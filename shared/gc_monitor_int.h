@@ -46,9 +46,12 @@ apr_status_t gc_writer_start(gc_writer_t **out, apr_pool_t *p, const gc_monitor_
 /* Queue one event (any thread). */
 void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *source);
 int gc_writer_pending(gc_writer_t *w);
+/* Events dropped (queue full) before the last commit with room in the queue
+ * again, or 0; resets it. The monitor then resyncs every monitored agent. */
+long gc_writer_take_resync(gc_writer_t *w);
 /* Flush what is queued (up to `drain`), stop and join. Events still queued are
  * counted as dropped{shutdown} and logged. */
-void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
+int gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
 
 /* ------------------------------------------------------------ idle alerts */
 
@@ -207,7 +210,9 @@ void gc_mon_board_publisher(struct gc_store *s, void *status);
 int gc_mon_workers_start(gc_monitor_t *m);
 /* Stop them in the reverse order: the writer (flushing for up to 3 s) is
  * joined before the outbox is destroyed, so no wake can reach a freed outbox. */
-void gc_mon_workers_stop(gc_monitor_t *m);
+/* Stops the holder's threads; the events the writer could not store (its
+ * database unavailable), or 0. */
+int gc_mon_workers_stop(gc_monitor_t *m);
 int gc_mon_running(gc_monitor_t *m);
 /* The monitor thread's own database connection, open and its schema current:
  * 0 while unavailable (backing off after a failure, which it logged). */

@@ -87,6 +87,25 @@ void gc_mon_resync_record(gc_monitor_t *m, const json_t *doc)
     }
 }
 
+/* The writer dropped events (queue full): what is stored may be behind the
+ * platform, so every subscribed agent is read again. */
+static void after_drops(gc_monitor_t *m)
+{
+    long lost = gc_writer_take_resync(m->writer);
+    int i;
+
+    if (lost <= 0) {
+        return;
+    }
+    for (i = 0; i < GC_MAX_CHANNELS; i++) {
+        gc_mon_mark_resync(m, i);
+    }
+    gc_log(GC_LOG_MARK, GC_LOG_NOTICE, 0,
+           GCMON_LOGNO(2253) "the database keeps up again after %ld dropped agent event(s): "
+                             "resyncing %d agent(s)",
+           lost, m->resync_pending);
+}
+
 int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
 {
     mon_user_t *chosen[PER_CALL];
@@ -96,6 +115,7 @@ int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
     apr_interval_time_t d;
     int n, i;
 
+    after_drops(m);
     if (m->resync_pending <= 0 || now < m->resync_next || !any_ready(m)) {
         return 0;
     }

@@ -7,7 +7,10 @@
  * A failed batch is kept and retried with backoff on a fresh connection; the
  * queue is bounded (drop-oldest, counted and logged) so a long database outage
  * cannot exhaust memory. History older than GcmonRetention is pruned in small
- * chunks while the queue is idle. The thread is a gc_worker: a push onto the
+ * chunks while the queue is idle. Dropped events leave the stored state behind
+ * the platform's: once the queue has room again, the writer asks the monitor
+ * for a resync of every monitored agent (gc_writer_take_resync). The thread
+ * is a gc_worker: a push onto the
  * empty queue wakes it; otherwise it waits for the next idle alert or prune. */
 #include <string.h>
 
@@ -40,6 +43,10 @@ struct gc_writer {
     apr_thread_mutex_t *drop_mutex;
     long dropped_unlogged;
     apr_time_t drop_logged_at;
+
+    int not_stored;          /* at the stop: events given up on (read after the join) */
+    _Atomic long lost;       /* dropped since the last resync was asked for */
+    _Atomic long resync_due; /* dropped events a resync should make up for; 0: none */
 };
 
 static int stopping(gc_writer_t *w)
@@ -115,6 +122,25 @@ static void account(gc_writer_t *w, const gc_evrec_t *run, int n, const char *so
     }
 }
 
+/* After drops, once a commit succeeds and the queue is at most half full: the
+ * monitor's next step resyncs (its events then have room). */
+static void ask_resync(gc_writer_t *w)
+{
+    int max = w->env.queue_max > 0 ? w->env.queue_max : GC_WRITER_QUEUE_MAX;
+    long lost;
+
+    if (atomic_load(&w->lost) == 0 || gc_evq_count(w->q) > max / 2) {
+        return;
+    }
+    lost = atomic_exchange(&w->lost, 0);
+    atomic_fetch_add(&w->resync_due, lost);
+}
+
+long gc_writer_take_resync(gc_writer_t *w)
+{
+    return w ? atomic_exchange(&w->resync_due, 0) : 0;
+}
+
 /* A run was committed: metrics, idle alerts, the commit hook, and the line
  * saying the database works again after failures. */
 static void committed(gc_writer_t *w, const gc_evrec_t *run, int n,
@@ -124,6 +150,7 @@ static void committed(gc_writer_t *w, const gc_evrec_t *run, int n,
     int failures = gc_worker_db_ok(w->worker);
 
     account(w, run, n, run->source, res, now);
+    ask_resync(w);
     gc_alerter_committed(w->alerter, run, n);
     if (w->on_commit) {
         w->on_commit(w->commit_baton, run, n, now);
@@ -263,6 +290,7 @@ static void count_lost(gc_writer_t *w, int lost)
             gc_evq_free(list);
         }
     }
+    w->not_stored = lost + left;
     if (lost + left > 0) {
         count_dropped(w, "shutdown", lost + left);
         gc_log(
@@ -363,17 +391,17 @@ void gc_writer_push(gc_writer_t *w, const gc_agent_event_t *ev, const char *sour
         return;
     }
     count_dropped(w, dropped < 0 ? "other" : "queue_full", 1);
+    atomic_fetch_add(&w->lost, 1);
     apr_thread_mutex_lock(w->drop_mutex);
     w->dropped_unlogged++;
     now = apr_time_now();
     if (now - w->drop_logged_at >= DROP_LOG_EVERY) {
-        gc_log(
-            GC_LOG_MARK, GC_LOG_WARNING, 0,
-            GCMON_LOGNO(
-                2305) "the database is not keeping up: dropped %ld agent "
-                      "event(s) (%s) since the last report; the next resync restores the current "
-                      "state",
-            w->dropped_unlogged, dropped < 0 ? "out of memory" : "queue full, oldest first");
+        gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+               GCMON_LOGNO(
+                   2305) "the database is not keeping up: dropped %ld agent "
+                         "event(s) (%s) since the last report; a resync restores the current state "
+                         "once the queue has room",
+               w->dropped_unlogged, dropped < 0 ? "out of memory" : "queue full, oldest first");
         w->dropped_unlogged = 0;
         w->drop_logged_at = now;
     }
@@ -385,9 +413,12 @@ int gc_writer_pending(gc_writer_t *w)
     return gc_evq_count(w->q);
 }
 
-void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain)
+int gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain)
 {
+    int not_stored;
+
     atomic_store(&w->drain_until, apr_time_now() + drain);
+    gc_worker_db_patience(w->worker, atomic_load(&w->drain_until));
     gc_worker_stop(w->worker);
     gc_worker_join(w->worker, -1);
     gc_evq_notify(w->q, NULL);
@@ -397,5 +428,7 @@ void gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain)
                                  "event(s) (queue full, oldest first) since the last report",
                w->dropped_unlogged);
     }
+    not_stored = w->not_stored;
     gc_worker_destroy(w->worker);
+    return not_stored;
 }

@@ -318,7 +318,8 @@ static int sqlite_begin_retry(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_
 {
     apr_time_t deadline = apr_time_now() + GC_STORE_BEGIN_WAIT;
 
-    while (rv != 0 && sqlite_busy(s, rv) && apr_time_now() < deadline) {
+    while (rv != 0 && sqlite_busy(s, rv) && apr_time_now() < deadline
+           && !(s->give_up && s->give_up(s->give_up_baton))) {
         if (*t) {
             apr_dbd_transaction_mode_set(s->driver, *t, APR_DBD_TRANSACTION_ROLLBACK);
             apr_dbd_transaction_end(s->driver, tx_pool(s, p), *t);
@@ -328,6 +329,12 @@ static int sqlite_begin_retry(gc_store_t *s, apr_pool_t *p, apr_dbd_transaction_
         rv = apr_dbd_transaction_start(s->driver, tx_pool(s, p), s->handle, t);
     }
     return rv;
+}
+
+void gc_store_set_give_up(gc_store_t *s, gc_store_give_up_fn *give_up, void *baton)
+{
+    s->give_up = give_up;
+    s->give_up_baton = baton;
 }
 
 static const gc_stmt_t ping = { "ping", "SELECT 1 LIMIT 1", NULL, 0 };

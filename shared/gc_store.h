@@ -44,6 +44,12 @@ void gc_store_close(gc_store_t *s);
 
 const char *gc_store_dialect(const gc_store_t *s); /* "sqlite3" or "pgsql" */
 
+/* A sqlite3 transaction waits up to 10 s for another connection's write lock;
+ * give_up(baton), asked every 20 ms of that wait, ends it at once (the BEGIN
+ * fails as busy): a stopping thread does not sit out the wait. NULL: none. */
+typedef int gc_store_give_up_fn(void *baton);
+void gc_store_set_give_up(gc_store_t *s, gc_store_give_up_fn *give_up, void *baton);
+
 /* Name the database for the process-wide totals cache of the listings
  * (gc_store_read.h): stores of the same database may share a scope (the glue
  * passes its server_rec); stores of different databases must not. Without a

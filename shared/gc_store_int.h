@@ -178,6 +178,9 @@ struct gc_store {
 
     char migrate_err[512]; /* gc_store_migrate's last error (no pool growth) */
 
+    gc_store_give_up_fn *give_up; /* ends a sqlite3 BEGIN's wait; NULL: none */
+    void *give_up_baton;
+
     int test_fail_write; /* test hook: nth row written by the next batch fails */
     int test_force_slow; /* test hook: per-event path only */
 };

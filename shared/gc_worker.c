@@ -18,6 +18,7 @@
 #include <apr_strings.h>
 
 #include "gc_backoff.h"
+#include "gc_store.h"
 #include "gc_worker.h"
 
 #define POOL_MAX_FREE (256 * 1024)
@@ -39,6 +40,7 @@ struct gc_worker {
     _Atomic int woken;
     _Atomic int started;
     _Atomic int done;
+    _Atomic apr_time_t db_patience; /* after a stop, database waits end then */
 
     /* the worker's thread only */
     apr_uint64_t rng;
@@ -326,6 +328,18 @@ void gc_worker_use_db(gc_worker_t *w, const gc_worker_db_conf_t *db)
     }
 }
 
+static int db_give_up(void *baton)
+{
+    gc_worker_t *w = baton;
+
+    return gc_worker_stopping(w) && apr_time_now() >= atomic_load(&w->db_patience);
+}
+
+void gc_worker_db_patience(gc_worker_t *w, apr_time_t until)
+{
+    atomic_store(&w->db_patience, until);
+}
+
 apr_status_t gc_worker_db(gc_worker_t *w, struct gc_store **store, const char **err)
 {
     apr_status_t rv;
@@ -344,6 +358,7 @@ apr_status_t gc_worker_db(gc_worker_t *w, struct gc_store **store, const char **
     rv = gc_dbconn_open(&w->db, w->pool, w->dbconf.open, w->dbconf.baton, err);
     if (rv == APR_SUCCESS) {
         *store = w->db.store;
+        gc_store_set_give_up(*store, db_give_up, w);
         if (w->dbconf.opened) {
             w->dbconf.opened(*store, w->dbconf.opened_baton);
         }

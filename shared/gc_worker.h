@@ -155,4 +155,10 @@ apr_time_t gc_worker_db_retry_at(gc_worker_t *w);
 /* Close the connection without counting a failure. */
 void gc_worker_db_close(gc_worker_t *w);
 
+/* Once stopped, the worker's database waits (a sqlite3 BEGIN waiting for
+ * another connection's lock) end at `until` (0, the default: at once), so a
+ * stop is never held up by a locked database longer than the worker allows.
+ * Any thread; call before gc_worker_stop. */
+void gc_worker_db_patience(gc_worker_t *w, apr_time_t until);
+
 #endif

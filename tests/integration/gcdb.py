@@ -144,6 +144,75 @@ def _sqlite_trickle(path, sql, rows, pause, stop_file):
     return n
 
 
+def _sqlite_hold_exclusive(path, held_file, stop_file, max_seconds):
+    """Hold an exclusive lock (nobody else reads or writes) until stop_file
+    appears or max_seconds pass; held_file says it is held."""
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    open(held_file, "w").close()
+    deadline = time.monotonic() + max_seconds
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    db.execute("COMMIT")
+    db.close()
+    return True
+
+
+class SqliteLock:
+    """The database taken away from the httpd: an exclusive lock held by another
+    process (as the httpd user) from start() until release(); bounded."""
+
+    def __init__(self, db, max_seconds=60):
+        self.db = db
+        self.max_seconds = max_seconds
+        self.held = db.path + ".test-held"
+        self.stop = db.path + ".test-release"
+        self.bg = None
+
+    def start(self):
+        for f in (self.held, self.stop):
+            if os.path.exists(f):
+                os.unlink(f)
+        self.bg = Bg(self.db.user, _sqlite_hold_exclusive, self.db.path, self.held, self.stop,
+                     self.max_seconds)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.held):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the exclusive lock was not taken within 30 s")
+            time.sleep(0.02)
+        return self
+
+    def release(self):
+        if self.bg is None:
+            return
+        open(self.stop, "w").close()
+        bg, self.bg = self.bg, None
+        assert bg.join(timeout=30) is True
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class PgOutage:
+    def __init__(self, db):
+        self.db = db
+
+    def _allow(self, on):
+        self.db.server._admin.run(f'ALTER DATABASE "{self.db.name}" ALLOW_CONNECTIONS '
+                                  + ("true" if on else "false"))
+
+    def __enter__(self):
+        self._allow(False)
+        self.db.terminate_backends()
+        return self
+
+    def __exit__(self, *exc):
+        self._allow(True)
+
+
 class SqliteDb:
     dialect = "sqlite3"
 
@@ -185,6 +254,14 @@ class SqliteDb:
         Bg whose join() gives the number inserted."""
         return Bg(self.user, _sqlite_trickle, self.path, sql, [list(r) for r in rows], pause,
                   stop_file)
+
+    def lock(self, max_seconds=60):
+        """A SqliteLock: `with db.lock(): …` runs … while nobody else may write."""
+        return SqliteLock(self, max_seconds)
+
+    def outage(self):
+        """The database taken away (PgDb.outage's counterpart): an exclusive lock."""
+        return SqliteLock(self)
 
     def tables(self):
         return {r["name"] for r in
@@ -293,6 +370,12 @@ class PgDb:
     def terminate_backends(self):
         """pg_terminate_backend of every gcmon connection to this database."""
         return self.server.terminate_backends(self.name)
+
+    def outage(self):
+        """The database taken away from the httpd: `with db.outage(): …` refuses
+        every new connection to it and ends gcmon's open ones (the tests' own
+        connection stays)."""
+        return PgOutage(self)
 
     def close(self):
         self._conn.close()

@@ -41,6 +41,8 @@ def bare(emulator):
     ("GcmonReconnectBackoff 1s", "GcmonReconnectBackoff", "takes two arguments"),
     ("GcmonTopicsPerChannel 1001", "GcmonTopicsPerChannel", "outside 1..1000"),
     ("GcmonTopicsPerChannel 0", "GcmonTopicsPerChannel", "outside 1..1000"),
+    ("GcmonEventQueue 99", "GcmonEventQueue", "outside 100..10000000"),
+    ("GcmonEventQueue lots", "GcmonEventQueue", "lots"),
     ("GcmonMonitorQueue q1 'bad id'", "GcmonMonitorQueue", "not a Genesys Cloud id"),
     ("GcmonMonitorUser ../etc", "GcmonMonitorUser", "not a Genesys Cloud id"),
     ("GcmonHeartbeatTimeout 0s", "GcmonHeartbeatTimeout", "minimum"),

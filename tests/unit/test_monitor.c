@@ -709,6 +709,43 @@ START_TEST(writer_counts_what_it_cannot_flush)
 }
 END_TEST
 
+/* Drops leave the stored state behind: once a commit succeeds with room in the
+ * queue again, the writer asks the monitor for a resync, once, for all of them. */
+START_TEST(writer_asks_for_a_resync_after_drops)
+{
+    char *path = temp_db();
+    fake_db_t f = { path, 2, 0 };
+    gc_monitor_conf_t conf;
+    gc_metrics_t *met = metrics_new();
+    gc_monitor_env_t env = writer_env(&conf, &f, met);
+    gc_writer_t *w;
+    apr_time_t t0;
+    long asked = 0;
+
+    env.queue_max = 40;
+    ck_assert_int_eq(gc_writer_start(&w, pool, &env, NULL, NULL, NULL), APR_SUCCESS);
+    ck_assert_int_eq(gc_writer_take_resync(w), 0);
+    push_events(w, 10, 1, apr_time_now() - SEC(60)); /* the writer holds these, failing */
+    t0 = apr_time_now();
+    while (f.opens < 1 && apr_time_now() - t0 < SEC(5)) {
+        apr_sleep(1000);
+    }
+    push_events(w, 10, 6, apr_time_now() - SEC(50)); /* 60 more, queue of 40 */
+    t0 = apr_time_now();
+    while (asked == 0 && apr_time_now() - t0 < SEC(5)) {
+        asked = gc_writer_take_resync(w);
+        apr_sleep(1000);
+    }
+    ck_assert_int_ge(asked, 20);
+    ck_assert_int_eq(asked, gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "queue_full", NULL));
+    ck_assert_int_eq(gc_writer_take_resync(w), 0);
+    ck_assert_int_eq(gc_writer_take_resync(NULL), 0);
+    gc_writer_stop(w, SEC(5));
+    ck_assert_int_eq(gc_metrics_get(met, GC_MET_EVENTS_DROPPED, "shutdown", NULL), 0);
+    drop_db(path);
+}
+END_TEST
+
 /* ------------------------------------------------------------ idle alerts (writer) */
 
 /* First column of the first row of sql on the database at path, as text ("" when none). */
@@ -1231,6 +1268,7 @@ Suite *monitor_suite(void)
     tcase_add_test(tc, writer_stores_everything_once);
     tcase_add_test(tc, writer_retries_until_the_database_is_back);
     tcase_add_test(tc, writer_counts_what_it_cannot_flush);
+    tcase_add_test(tc, writer_asks_for_a_resync_after_drops);
     tcase_add_test(tc, writer_raises_and_clears_idle_alerts);
     tcase_add_test(tc, writer_seeds_alerts_without_duplicates);
     tcase_add_test(tc, shutdown_never_wakes_a_freed_outbox);
