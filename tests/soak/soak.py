@@ -919,7 +919,7 @@ def main():
                          f"{max(p[1] for p in phase_pts) / 1024:.1f} MiB | {phase_pts[0][2]} | "
                          f"{phase_pts[-1][2]} | {max(p[2] for p in phase_pts)} |")
         lines.append("")
-        lines.append("Slopes over the second half (per minute; RSS in KiB): " + ", ".join(
+        lines.append("Slopes (per minute, RSS in KiB; per generation and parent over the second half): " + ", ".join(
             f"{k} {v:+.1f}" if v is not None else f"{k} n/a" for k, v in growth.items()))
         lines.append("")
         all_lat = [x for v in stats.latency.values() for x in v]
