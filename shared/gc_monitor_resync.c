@@ -10,7 +10,6 @@
 #include "gc_monitor_int.h"
 
 #define PER_CALL 100
-#define DRAIN_MAX 10000 /* socket events handled before a snapshot, at most */
 
 static int channel_ready(const mon_channel_t *ch)
 {
@@ -107,18 +106,6 @@ static void after_drops(gc_monitor_t *m)
            lost, m->resync_pending);
 }
 
-/* What the sockets delivered before the read answered is older than its
- * snapshot: handled first, else the writer would take those events for stale
- * and a short state between them and the snapshot would never be recorded. */
-static void drain_sockets(gc_monitor_t *m)
-{
-    gc_ws_t *ws = atomic_load(&m->ws);
-    int i;
-
-    for (i = 0; i < DRAIN_MAX && gc_ws_service(ws, 0); i++) {
-    }
-}
-
 int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
 {
     mon_user_t *chosen[PER_CALL];
@@ -150,7 +137,6 @@ int gc_mon_resync_step(gc_monitor_t *m, apr_time_t now)
         }
         return 1;
     }
-    drain_sockets(m);
     gc_mon_resync_record(m, resp->json);
     for (i = 0; i < n; i++) {
         chosen[i]->resync = 0;

@@ -809,10 +809,10 @@ static void ws_timeout_cb(lws_sorted_usec_list_t *sul)
 
 /* Returns after one of our callbacks ran (open, message, close, a write), a
  * wake-up, or the timeout. */
-int gc_ws_service(gc_ws_t *ws, int timeout_ms)
+void gc_ws_service(gc_ws_t *ws, int timeout_ms)
 {
     if (!ws || !ws->ctx || ws->destroying) {
-        return 0;
+        return;
     }
     ws->activity = ws->woken = ws->timed_out = 0;
     if (timeout_ms >= 0) {
@@ -827,7 +827,6 @@ int gc_ws_service(gc_ws_t *ws, int timeout_ms)
         }
     }
     lws_sul_cancel(&ws->sul_timeout);
-    return ws->activity;
 }
 
 void gc_ws_wake(gc_ws_t *ws)

@@ -38,9 +38,8 @@ int gc_ws_send(gc_ws_conn_t *c, const char *text);
 void gc_ws_close(gc_ws_conn_t *c);
 
 /* Run the event loop until an event was handled, a wake-up, or timeout_ms passed
- * (implemented with an lws timer, since lws_service ignores its timeout).
- * 1 when an event was handled. */
-int gc_ws_service(gc_ws_t *ws, int timeout_ms);
+ * (implemented with an lws timer, since lws_service ignores its timeout). */
+void gc_ws_service(gc_ws_t *ws, int timeout_ms);
 
 /* Wake the service thread out of gc_ws_service. The only thread-safe call. */
 void gc_ws_wake(gc_ws_t *ws);
