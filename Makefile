@@ -221,6 +221,15 @@ demo: deps
 	$(MAKE) all
 	$(PYTHON) tests/demo.py
 
+# The soak (tests/soak/soak.py, docs/testing.md "The soak"): SOAK_SECONDS of mixed
+# load, graceful restarts and a holder SIGKILL against one real apache2; figures in
+# build/soak/. Not part of `make test`. SOAK_DB=pgsql runs it on PostgreSQL.
+SOAK_SECONDS ?= 600
+SOAK_DB ?= sqlite3
+.PHONY: soak
+soak: all
+	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --db $(SOAK_DB)
+
 # ---- install ---------------------------------------------------------------
 # `make install` honours DESTDIR (staging, packaging) for every file and PREFIX
 # for the dashboard, the documentation and, away from /usr, the modules; the

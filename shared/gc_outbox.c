@@ -35,10 +35,22 @@
 #define DB_RETRY_MIN apr_time_from_msec(500)
 #define DB_RETRY_MAX apr_time_from_sec(30)
 
+/* A row's result the database did not take (the connection failed after
+ * the POST): recorded first on the next connection, before anything is
+ * posted again, so a delivered row is not delivered twice. */
+typedef struct {
+    int valid;
+    apr_int64_t id;
+    gc_outbox_outcome_e oc;
+    apr_time_t at, next_at;
+    char why[256];
+} unrecorded_t;
+
 struct gc_outbox {
     gc_worker_t *worker; /* the delivery thread; its pool holds this */
     gc_outbox_env_t env;
-    apr_time_t next_prune; /* outbox thread only */
+    apr_time_t next_prune;   /* outbox thread only */
+    unrecorded_t unrecorded; /* outbox thread only */
 };
 
 static int stopping(gc_outbox_t *o)
@@ -112,6 +124,41 @@ static const char *outcome_name(gc_outbox_outcome_e oc)
 }
 
 /* Record the outcome, count it, log it. */
+static void keep_unrecorded(gc_outbox_t *o, apr_int64_t id, gc_outbox_outcome_e oc, apr_time_t at,
+                            apr_time_t next_at, const char *why)
+{
+    unrecorded_t *u = &o->unrecorded;
+
+    u->valid = 1;
+    u->id = id;
+    u->oc = oc;
+    u->at = at;
+    u->next_at = next_at;
+    apr_cpystrn(u->why, why ? why : "", sizeof(u->why));
+}
+
+/* The kept result, on a fresh connection; APR_SUCCESS when there is none. */
+static apr_status_t record_unrecorded(gc_outbox_t *o, gc_store_t *s, apr_pool_t *p,
+                                      const char **err)
+{
+    unrecorded_t *u = &o->unrecorded;
+    apr_status_t rv;
+
+    if (!u->valid) {
+        return APR_SUCCESS;
+    }
+    rv = gc_store_outbox_result(s, p, u->id, u->oc, u->at, u->next_at, u->why[0] ? u->why : NULL,
+                                err);
+    if (rv == APR_SUCCESS) {
+        u->valid = 0;
+        gc_log(GC_LOG_MARK, GC_LOG_INFO, 0,
+               GCMON_LOGNO(710) "outbox: recorded the %s of outbox id %" APR_INT64_T_FMT
+                                " on a new database connection",
+               outcome_name(u->oc), u->id);
+    }
+    return rv;
+}
+
 static apr_status_t finish(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t *r,
                            gc_outbox_outcome_e oc, apr_time_t next_at, const char *why,
                            const char **err)
@@ -121,6 +168,9 @@ static apr_status_t finish(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t 
     int attempts = r->attempts + 1;
 
     rv = gc_store_outbox_result(gc_worker_store(o->worker), p, r->id, oc, now, next_at, why, err);
+    if (rv != APR_SUCCESS) {
+        keep_unrecorded(o, r->id, oc, now, next_at, why);
+    }
     if (o->env.metrics) {
         gc_metrics_add(o->env.metrics, GC_MET_WEBHOOK_DELIVERIES, r->target, outcome_name(oc), 1);
     }
@@ -309,6 +359,10 @@ static void outbox_main(gc_worker_t *w, void *data)
         apr_status_t rv = gc_worker_db(w, &s, &err);
 
         if (rv == APR_SUCCESS) {
+            what = "write";
+            rv = record_unrecorded(o, s, iter, &err);
+        }
+        if (rv == APR_SUCCESS) {
             rv = pass(o, s, iter, &wake_at, &what, &err);
         }
         if (rv == APR_SUCCESS) {
@@ -323,6 +377,18 @@ static void outbox_main(gc_worker_t *w, void *data)
         }
         apr_pool_clear(iter);
         gc_worker_pause(w, gc_worker_db_retry_at(w));
+    }
+    if (o->unrecorded.valid) {
+        /* One last try; else the next holder posts that row again. */
+        const char *err = NULL;
+        gc_store_t *s = NULL;
+        if (gc_worker_db(w, &s, &err) != APR_SUCCESS || record_unrecorded(o, s, iter, &err)) {
+            gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
+                   GCMON_LOGNO(711) "outbox: stopping without recording the %s of outbox id "
+                                    "%" APR_INT64_T_FMT " (database unavailable); it may be "
+                                    "posted again: %s",
+                   outcome_name(o->unrecorded.oc), o->unrecorded.id, err ? err : "unknown error");
+        }
     }
     apr_pool_destroy(iter);
 }

@@ -30,6 +30,7 @@ import pgserver  # noqa: E402
 
 CLIENT_ID = "gcmon-test"
 CLIENT_SECRET = "s3cret-value-7f1c"
+TOKEN_LIFE = 120            # seconds: gcmon renews a token at the latest halfway
 
 
 def pytest_configure(config):
@@ -97,7 +98,11 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="module")
 def emulator():
     workdir = tempfile.mkdtemp(prefix="gcmon-emu-")
-    emu = Emulator(workdir, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
+    # Tokens that really expire (the platform's last 24 h): every module that runs
+    # over a minute renews them, on the request path and in the holder (a reset
+    # keeps the launch value).
+    emu = Emulator(workdir, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                   extra_args=("--token-expires", str(TOKEN_LIFE)))
     emu.start()
     yield emu
     emu.stop()

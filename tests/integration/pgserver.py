@@ -456,8 +456,10 @@ class PgServer:
         self._admin.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def dbd_params(self, dbname):
-        """mod_dbd's DBDParams for gcmon (libpq conninfo)."""
-        return f"host={self.host} port={self.port} user={APP_USER} dbname={dbname}"
+        """mod_dbd's DBDParams for gcmon (libpq conninfo), with the bounds on every
+        wait that docs/scale-out.md recommends, so every PostgreSQL run uses them."""
+        return (f"host={self.host} port={self.port} user={APP_USER} dbname={dbname} "
+                f"{RECOMMENDED}")
 
     def connect(self, dbname, user=ADMIN):
         return PgConn(self.host, self.port, user, dbname)
@@ -476,6 +478,10 @@ class PgServer:
                           "AND pid <> pg_backend_pid()", (dbname, APP_NAME))
         return rows[0]["n"]
 
+
+# docs/scale-out.md "Bound every wait on the database" (test_docs.py checks they agree).
+RECOMMENDED = ("connect_timeout=5 keepalives_idle=10 keepalives_interval=5 keepalives_count=3 "
+               "tcp_user_timeout=15000 options='-c lock_timeout=10s'")
 
 _SHARED = None
 _SHARED_LOCK = threading.Lock()

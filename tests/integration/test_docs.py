@@ -145,3 +145,18 @@ def test_site_snippet_holds_the_url_space():
     # The general section comes first: a later <Location> replaces an earlier one's Require.
     order = [m.group(1) for m in re.finditer(r"^<Location ([^>]+)>", active, re.M)]
     assert order[0] == "/gcmon/api" and len(order) == len(set(order)), order
+
+
+def test_recommended_pg_params_are_what_the_suites_run():
+    """docs/scale-out.md's DBDParams bounds are the ones every PostgreSQL run of the
+    suites uses (pgserver.RECOMMENDED), and conf/gcmon.conf names the same ones."""
+    import pgserver
+    with open(os.path.join(REPO, "docs", "scale-out.md")) as f:
+        doc = f.read()
+    m = re.search(r'^DBDParams "host=db\.example\.com user=gcmon dbname=gcmon '
+                  r'sslmode=verify-full (.*)"$', doc, re.M)
+    assert m, "the DBDParams example of docs/scale-out.md"
+    assert m.group(1) == pgserver.RECOMMENDED
+    with open(os.path.join(REPO, "conf", "gcmon.conf")) as f:
+        conf = " ".join(line.strip("# \n") for line in f if line.startswith("    #     "))
+    assert " ".join(pgserver.RECOMMENDED.split()) in " ".join(conf.split())
