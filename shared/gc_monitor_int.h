@@ -50,7 +50,7 @@ int gc_writer_pending(gc_writer_t *w);
  * again, or 0; resets it. The monitor then resyncs every monitored agent. */
 long gc_writer_take_resync(gc_writer_t *w);
 /* Flush what is queued (up to `drain`), stop and join. Events still queued are
- * counted as dropped{shutdown} and logged. */
+ * counted as dropped{shutdown} and logged; returns how many. */
 int gc_writer_stop(gc_writer_t *w, apr_interval_time_t drain);
 
 /* ------------------------------------------------------------ idle alerts */
@@ -208,10 +208,9 @@ void gc_mon_board_publisher(struct gc_store *s, void *status);
 /* The holder's threads (m->term): the outbox, then — unless background — the
  * writer that wakes it. 0 when the term cannot run. */
 int gc_mon_workers_start(gc_monitor_t *m);
-/* Stop them in the reverse order: the writer (flushing for up to 3 s) is
- * joined before the outbox is destroyed, so no wake can reach a freed outbox. */
-/* Stops the holder's threads; the events the writer could not store (its
- * database unavailable), or 0. */
+/* Stop them in the reverse order: the writer (flushing for up to 1 s) is
+ * joined before the outbox is destroyed, so no wake can reach a freed outbox.
+ * Returns the events the writer could not store (its database unavailable). */
 int gc_mon_workers_stop(gc_monitor_t *m);
 int gc_mon_running(gc_monitor_t *m);
 /* The monitor thread's own database connection, open and its schema current:

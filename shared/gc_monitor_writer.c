@@ -9,9 +9,9 @@
  * cannot exhaust memory. History older than GcmonRetention is pruned in small
  * chunks while the queue is idle. Dropped events leave the stored state behind
  * the platform's: once the queue has room again, the writer asks the monitor
- * for a resync of every monitored agent (gc_writer_take_resync). The thread
- * is a gc_worker: a push onto the
- * empty queue wakes it; otherwise it waits for the next idle alert or prune. */
+ * for a resync of every monitored agent (gc_writer_take_resync). The thread is
+ * a gc_worker: a push onto the empty queue wakes it; otherwise it waits for
+ * the next idle alert or prune. */
 #include <string.h>
 
 #include <apr_strings.h>

@@ -123,7 +123,6 @@ static const char *outcome_name(gc_outbox_outcome_e oc)
     return oc == GC_OUTBOX_DELIVERED ? "delivered" : oc == GC_OUTBOX_RETRY ? "retry" : "failed";
 }
 
-/* Record the outcome, count it, log it. */
 static void keep_unrecorded(gc_outbox_t *o, apr_int64_t id, gc_outbox_outcome_e oc, apr_time_t at,
                             apr_time_t next_at, const char *why)
 {
@@ -159,6 +158,8 @@ static apr_status_t record_unrecorded(gc_outbox_t *o, gc_store_t *s, apr_pool_t 
     return rv;
 }
 
+/* Record the outcome (or keep it, when the database does not take it), count
+ * it, log it. */
 static apr_status_t finish(gc_outbox_t *o, apr_pool_t *p, const gc_outbox_row_t *r,
                            gc_outbox_outcome_e oc, apr_time_t next_at, const char *why,
                            const char **err)
@@ -382,7 +383,8 @@ static void outbox_main(gc_worker_t *w, void *data)
         /* One last try; else the next holder posts that row again. */
         const char *err = NULL;
         gc_store_t *s = NULL;
-        if (gc_worker_db(w, &s, &err) != APR_SUCCESS || record_unrecorded(o, s, iter, &err)) {
+        if (gc_worker_db(w, &s, &err) != APR_SUCCESS
+            || record_unrecorded(o, s, iter, &err) != APR_SUCCESS) {
             gc_log(GC_LOG_MARK, GC_LOG_WARNING, 0,
                    GCMON_LOGNO(711) "outbox: stopping without recording the %s of outbox id "
                                     "%" APR_INT64_T_FMT " (database unavailable); it may be "

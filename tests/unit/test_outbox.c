@@ -854,6 +854,36 @@ START_TEST(thread_retries_then_delivers)
 }
 END_TEST
 
+/* The connection fails between the POST and its bookkeeping (here: the table
+ * is away while the endpoint answers): the result is kept and recorded on the
+ * next connection, and the row is not posted again. */
+START_TEST(thread_records_a_result_the_database_missed)
+{
+    gc_webhook_conf_t c = conf_for("/hook");
+    db_baton_t b = { 0, 0, 0 };
+    gc_outbox_env_t e = env_for(&c, &b, MS(50), apr_time_from_sec(2));
+    gc_store_t *s = open_migrated_in(pool);
+    gc_outbox_t *o = NULL;
+    lb_response_t slow = { LB_RESPOND, 200, NULL, "ok", 800 };
+
+    lb_add(lb, "/hook", &slow);
+    add_row(s, GC_TARGET_SLACK, NULL, "{\"text\":\"idle\"}", apr_time_now());
+    ck_assert_int_eq(gc_outbox_start(&o, pool, &e), APR_SUCCESS);
+    ck_assert(lb_wait_count(lb, "/hook", 1, 5000));
+    sql_exec("ALTER TABLE gcmon_outbox RENAME TO gcmon_outbox_away");
+    ck_assert(wait_log("GCM703", 5000)); /* the result could not be written */
+    sql_exec("ALTER TABLE gcmon_outbox_away RENAME TO gcmon_outbox");
+    ck_assert(wait_log("GCM710", 5000));
+    ck_assert(wait_sql("SELECT status, attempts FROM gcmon_outbox", "delivered|1", 5000));
+    apr_sleep(MS(300)); /* a second post would come within the backoff (50 ms) */
+    ck_assert_int_eq(lb_count(lb, "/hook"), 1);
+    gc_outbox_stop(o);
+    ck_assert_int_eq(deliveries("slack", "delivered"), 1);
+    ck_assert(!log_has("GCM711"));
+    gc_store_close(s);
+}
+END_TEST
+
 START_TEST(thread_gives_up_at_max_age)
 {
     gc_webhook_conf_t c = conf_for(SECRET_PATH);
@@ -1179,6 +1209,7 @@ Suite *outbox_suite(void)
     tcase_add_checked_fixture(tt, setup, teardown);
     tcase_set_timeout(tt, 60);
     tcase_add_test(tt, thread_retries_then_delivers);
+    tcase_add_test(tt, thread_records_a_result_the_database_missed);
     tcase_add_test(tt, thread_gives_up_at_max_age);
     tcase_add_test(tt, thread_not_configured);
     tcase_add_test(tt, thread_restart_resumes);
