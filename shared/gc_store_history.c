@@ -87,6 +87,23 @@ static const gc_stmt_t history_insert_raw = {
     NULL, 0
 };
 
+/* A late event's neighbours in the history, and the relink of the next one. */
+static const gc_stmt_t history_before = {
+    "history.before",
+    "SELECT state FROM gcmon_history WHERE user_id = %s AND event_at <= %lld "
+    "ORDER BY event_at DESC LIMIT 1",
+    NULL, 0
+};
+static const gc_stmt_t history_after = {
+    "history.after",
+    "SELECT id, state FROM gcmon_history WHERE user_id = %s AND event_at > %lld "
+    "ORDER BY event_at ASC LIMIT 1",
+    NULL, 0
+};
+static const gc_stmt_t history_relink = {
+    "history.relink", "UPDATE gcmon_history SET previous_state = %s WHERE id = %lld", NULL, 0
+};
+
 static const gc_stmt_t agent_get = {
     "history.agent_get",
     "SELECT user_id, user_name, state, presence, presence_id, routing_status, "
@@ -404,10 +421,98 @@ static gc_ev_verdict_e judge(ov_ent_t *o, gc_agent_event_t *ev, apr_int64_t *ev_
     return gc_event_judge(o->st == OV_VALID ? &cur : NULL, ev);
 }
 
+/* A late event: older than the agent's current row (so it changes nothing
+ * there), but around a reconnect notifications and resync snapshots arrive in
+ * either order, and the state it reports may be missing from the history at its
+ * time. It is placed there when the history has a row after it (the episode it
+ * reports ended) and neither neighbour is already that state: inserted after
+ * the row before it, the row after it now following it. Else it is stale.
+ * *placed: 1 when inserted. */
+static apr_status_t late_event(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
+                               const gc_agent_event_t *ev, apr_int64_t ev_ms, int *placed,
+                               const char **err)
+{
+    const void *args[2];
+    const char *before = NULL, *after = NULL;
+    apr_int64_t after_id = 0;
+    apr_array_header_t *one;
+    hist_row_t *h;
+    gc_rows_t r;
+    apr_status_t rv;
+    int found = 0;
+
+    *placed = 0;
+    args[0] = ev->user_id;
+    args[1] = &ev_ms;
+    if ((rv = gc_store__select(s, ip, &history_before, args, &r, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    while (gc_store__next(&r)) {
+        before = gc_store__text(&r, b->bp, 0);
+    }
+    if (before && !strcmp(before, ev->state)) {
+        return APR_SUCCESS;
+    }
+    if ((rv = gc_store__select(s, ip, &history_after, args, &r, err)) != APR_SUCCESS) {
+        return rv;
+    }
+    while (gc_store__next(&r)) {
+        after_id = gc_store__int(&r, 0);
+        after = gc_store__text(&r, b->bp, 1);
+        found = 1;
+    }
+    if (!found || (after && !strcmp(after, ev->state))) {
+        return APR_SUCCESS;
+    }
+    one = apr_array_make(b->bp, 1, sizeof(hist_row_t));
+    h = apr_array_push(one);
+    h->ev = ev;
+    h->previous_state = before;
+    h->user_name = ev->user_name;
+    h->event_ms = ev_ms;
+    rv = write_rows(s, b, ip, bulk_history, one, err);
+    if (rv == APR_EAGAIN) {
+        return APR_SUCCESS; /* a row holds that instant already */
+    }
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    args[0] = ev->state;
+    args[1] = &after_id;
+    if ((rv = gc_store__exec(s, ip, &history_relink, args, NULL, err)) == APR_SUCCESS) {
+        *placed = 1;
+    }
+    return rv;
+}
+
+/* Judged stale with a current row to be older than: a candidate for late_event. */
+static int late_candidate(const ov_ent_t *o, const gc_agent_event_t *ev)
+{
+    return o && o->st == OV_VALID && recordable(ev) && ev->event_at < o->event_at;
+}
+
+/* The stale events of the batch that are late: placed, or counted stale. */
+static apr_status_t place_late(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
+                               const apr_array_header_t *late, const char **err)
+{
+    apr_status_t rv = APR_SUCCESS;
+    int i, placed;
+
+    for (i = 0; i < late->nelts && rv == APR_SUCCESS; i++) {
+        const gc_agent_event_t *ev = APR_ARRAY_IDX(late, i, const gc_agent_event_t *);
+        rv = late_event(s, b, ip, ev, GC_MS(ev->event_at), &placed, err);
+        if (placed) {
+            b->res.transitions++;
+            b->res.stale--;
+        }
+    }
+    return rv;
+}
+
 static apr_status_t batch_fast_tx(gc_store_t *s, apr_pool_t *p, void *baton, const char **err)
 {
     batch_ctx_t *b = baton;
-    apr_array_header_t *misses, *trans, *refr;
+    apr_array_header_t *misses, *trans, *refr, *late;
     apr_pool_t *ip;
     apr_status_t rv;
     int i;
@@ -434,6 +539,7 @@ static apr_status_t batch_fast_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
         }
     }
     rv = read_current(s, b, ip, (ov_ent_t **)misses->elts, misses->nelts, err);
+    late = apr_array_make(b->bp, 4, sizeof(const gc_agent_event_t *));
     /* 2. Judge in order. */
     for (i = 0; i < b->n && rv == APR_SUCCESS; i++) {
         gc_agent_event_t ev = b->evs[i];
@@ -470,7 +576,12 @@ static apr_status_t batch_fast_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
             break;
         case GC_EV_DUPLICATE: b->res.duplicates++; break;
         case GC_EV_STALE:
-        default: b->res.stale++; break;
+        default:
+            b->res.stale++;
+            if (late_candidate(o, &ev)) {
+                APR_ARRAY_PUSH(late, const gc_agent_event_t *) = &b->evs[i];
+            }
+            break;
         }
     }
     /* 3. History in event order, then current rows in user_id order (the
@@ -490,6 +601,10 @@ static apr_status_t batch_fast_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
         if (rv == APR_SUCCESS) {
             rv = write_rows(s, b, ip, bulk_refresh, refr, err);
         }
+    }
+    /* 4. Late events, at their place in the history. */
+    if (rv == APR_SUCCESS) {
+        rv = place_late(s, b, ip, late, err);
     }
     apr_pool_destroy(ip);
     return rv;
@@ -590,7 +705,18 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
         }
         case GC_EV_DUPLICATE: b->res.duplicates++; break;
         case GC_EV_STALE:
-        default: b->res.stale++; break;
+        default: {
+            int placed = 0;
+            b->res.stale++;
+            if (late_candidate(o, &ev)) {
+                rv = late_event(s, b, ip, &b->evs[i], ev_ms, &placed, err);
+            }
+            if (placed) {
+                b->res.transitions++;
+                b->res.stale--;
+            }
+            break;
+        }
         }
     }
     apr_pool_destroy(ip);

@@ -744,6 +744,65 @@ START_TEST(unrecordable_events_ignored)
 }
 END_TEST
 
+/* Late events (older than the current row): around a reconnect notifications
+ * and resync snapshots arrive in either order. Each goes into the history at
+ * its place when the history has a row after it and neither neighbour is
+ * already its state; else it is stale. The current row never moves back. */
+START_TEST(late_events_take_their_place)
+{
+    gc_store_t *s = open_migrated();
+    gc_store_batch_result_t r;
+    gc_agent_row_t *row = NULL;
+    gc_agent_event_t e[3];
+
+    gc_store_test_force_slow(s, _i);
+    e[0] = ev_make("L1", "Available", NULL, T0 + MS(1000));
+    e[1] = ev_make("L1", "Break", NULL, T0 + MS(3000));
+    write_ok(s, e, 2, "stream", &r);
+    res_eq(&r, 2, 0, 0, 0);
+    /* Between two rows, another state: placed, the next row relinked. */
+    e[0] = ev_make("L1", "Away", NULL, T0 + MS(2000));
+    write_ok(s, e, 1, "resync", &r);
+    res_eq(&r, 1, 0, 0, 0);
+    ck_assert_str_eq(history_of("L1"), "Available|~|1000|stream;Away|Available|2000|resync;"
+                                       "Break|Away|3000|stream");
+    /* Inside an episode of the same state, or just before the same state: stale. */
+    e[0] = ev_make("L1", "Away", NULL, T0 + MS(2500));
+    e[1] = ev_make("L1", "Available", NULL, T0 + MS(1500));
+    write_ok(s, e, 2, "stream", &r);
+    res_eq(&r, 0, 0, 0, 2);
+    e[0] = ev_make("L1", "Away", NULL, T0 + MS(1800));
+    write_ok(s, e, 1, "stream", &r);
+    res_eq(&r, 0, 0, 0, 1);
+    /* At an instant a row holds: stale (the first row of an instant stays). */
+    e[0] = ev_make("L1", "Meal", NULL, T0 + MS(2000));
+    write_ok(s, e, 1, "stream", &r);
+    res_eq(&r, 0, 0, 0, 1);
+    /* After the last row but before a refresh of it: no row after it, stale
+     * (when that episode ended is unknown). */
+    e[0] = ev_make("L1", "Break", NULL, T0 + MS(5000));
+    write_ok(s, e, 1, "stream", &r);
+    res_eq(&r, 0, 1, 0, 0);
+    e[0] = ev_make("L1", "Meal", NULL, T0 + MS(4000));
+    write_ok(s, e, 1, "stream", &r);
+    res_eq(&r, 0, 0, 0, 1);
+    /* Out of order within one batch: the older one is placed too. */
+    e[0] = ev_make("L2", "Available", NULL, T0 + MS(1000));
+    e[1] = ev_make("L2", "Training", NULL, T0 + MS(3000));
+    e[2] = ev_make("L2", "Meeting", NULL, T0 + MS(2000));
+    write_ok(s, e, 3, "stream", &r);
+    res_eq(&r, 3, 0, 0, 0);
+    ck_assert_str_eq(history_of("L2"), "Available|~|1000|stream;Meeting|Available|2000|stream;"
+                                       "Training|Meeting|3000|stream");
+    ck_assert_int_eq(gc_store_agent_get(s, pool, "L1", &row), APR_SUCCESS);
+    ck_assert_str_eq(row->state, "Break");
+    ck_assert_int_eq(row->since, T0 + MS(3000));
+    ck_assert_int_eq(row->event_at, T0 + MS(5000));
+    ck_assert_int_eq(gc_store_agent_get(s, pool, "L2", &row), APR_SUCCESS);
+    ck_assert_str_eq(row->state, "Training");
+}
+END_TEST
+
 START_TEST(overlapping_writers)
 {
     gc_store_t *a = open_migrated(), *b = open_migrated();
@@ -787,8 +846,9 @@ START_TEST(overlapping_writers)
         ck_assert_str_eq(history_of("u2"),
                          "Away|~|1000|stream;Meal|Away|3000|stream;Training|Meal|4000|stream");
     }
-    /* An event older than what the other holder stored is stale, not a
-     * transition from b's last view. */
+    /* An event older than what the other holder stored is not a transition
+     * from b's last view: it goes into the history at its place (a late
+     * event), the current row untouched. */
     {
         gc_agent_event_t x1 = ev_make("u3", "Away", NULL, T0 + MS(1000));
         gc_agent_event_t x3 = ev_make("u3", "Busy", NULL, T0 + MS(3000));
@@ -797,10 +857,11 @@ START_TEST(overlapping_writers)
         write_ok(b, &x1, 1, "stream", &r);
         write_ok(a, &x3, 1, "stream", &r);
         write_ok(b, &x2, 1, "stream", &r);
-        res_eq(&r, 0, 0, 0, 1);
+        res_eq(&r, 1, 0, 0, 0);
         write_ok(b, &x4, 1, "stream", &r); /* same state as a stored: a refresh */
         res_eq(&r, 0, 1, 0, 0);
-        ck_assert_str_eq(history_of("u3"), "Away|~|1000|stream;Busy|Away|3000|stream");
+        ck_assert_str_eq(history_of("u3"), "Away|~|1000|stream;Meeting|Away|2000|stream;"
+                                           "Busy|Meeting|3000|stream");
         ck_assert_int_eq(gc_store_agent_get(a, pool, "u3", &row), APR_SUCCESS);
         ck_assert_str_eq(row->state, "Busy");
         ck_assert_int_eq(row->since, T0 + MS(3000));
@@ -1560,6 +1621,7 @@ static void add_common(TCase *tc)
     tcase_add_loop_test(tc, refresh_keeps_since, 0, 2);
     tcase_add_test(tc, unrecordable_events_ignored);
     tcase_add_loop_test(tc, overlapping_writers, 0, 2);
+    tcase_add_loop_test(tc, late_events_take_their_place, 0, 2);
     tcase_add_loop_test(tc, external_change_detected, 0, 2);
     tcase_add_loop_test(tc, rollback_leaves_nothing, 0, 2);
     tcase_add_loop_test(tc, same_instant_two_states, 0, 2);
