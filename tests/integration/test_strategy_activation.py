@@ -112,9 +112,12 @@ def activate(h, sid):
 
 
 def wait_settled(h, sid, timeout=60):
+    """The strategy settled and its activation job ended: the job settles the strategy
+    first and ends in its next step (phase `settle` meanwhile, docs/api.md)."""
     def done():
         s = strategy(h, sid)
-        return s if s["status"] in ("active", "failed") else None
+        ended = (s.get("activation") or {}).get("state") in ("completed", "failed")
+        return s if s["status"] in ("active", "failed") and ended else None
     return wait_for(done, timeout=timeout, what=f"strategy {sid} settled")
 
 
