@@ -427,10 +427,10 @@ static gc_ev_verdict_e judge(ov_ent_t *o, gc_agent_event_t *ev, apr_int64_t *ev_
  * time. It is placed there when the history has a row after it (the episode it
  * reports ended) and neither neighbour is already that state: inserted after
  * the row before it, the row after it now following it. Else it is stale.
- * *placed: 1 when inserted. */
+ * Called for an event already counted stale: a placed one counts as a
+ * transition instead. */
 static apr_status_t late_event(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
-                               const gc_agent_event_t *ev, apr_int64_t ev_ms, int *placed,
-                               const char **err)
+                               const gc_agent_event_t *ev, apr_int64_t ev_ms, const char **err)
 {
     const void *args[2];
     const char *before = NULL, *after = NULL;
@@ -441,7 +441,6 @@ static apr_status_t late_event(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
     apr_status_t rv;
     int found = 0;
 
-    *placed = 0;
     args[0] = ev->user_id;
     args[1] = &ev_ms;
     if ((rv = gc_store__select(s, ip, &history_before, args, &r, err)) != APR_SUCCESS) {
@@ -480,7 +479,8 @@ static apr_status_t late_event(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
     args[0] = ev->state;
     args[1] = &after_id;
     if ((rv = gc_store__exec(s, ip, &history_relink, args, NULL, err)) == APR_SUCCESS) {
-        *placed = 1;
+        b->res.transitions++;
+        b->res.stale--;
     }
     return rv;
 }
@@ -496,15 +496,11 @@ static apr_status_t place_late(gc_store_t *s, batch_ctx_t *b, apr_pool_t *ip,
                                const apr_array_header_t *late, const char **err)
 {
     apr_status_t rv = APR_SUCCESS;
-    int i, placed;
+    int i;
 
     for (i = 0; i < late->nelts && rv == APR_SUCCESS; i++) {
         const gc_agent_event_t *ev = APR_ARRAY_IDX(late, i, const gc_agent_event_t *);
-        rv = late_event(s, b, ip, ev, GC_MS(ev->event_at), &placed, err);
-        if (placed) {
-            b->res.transitions++;
-            b->res.stale--;
-        }
+        rv = late_event(s, b, ip, ev, GC_MS(ev->event_at), err);
     }
     return rv;
 }
@@ -705,18 +701,12 @@ static apr_status_t batch_slow_tx(gc_store_t *s, apr_pool_t *p, void *baton, con
         }
         case GC_EV_DUPLICATE: b->res.duplicates++; break;
         case GC_EV_STALE:
-        default: {
-            int placed = 0;
+        default:
             b->res.stale++;
             if (late_candidate(o, &ev)) {
-                rv = late_event(s, b, ip, &b->evs[i], ev_ms, &placed, err);
-            }
-            if (placed) {
-                b->res.transitions++;
-                b->res.stale--;
+                rv = late_event(s, b, ip, &b->evs[i], ev_ms, err);
             }
             break;
-        }
         }
     }
     apr_pool_destroy(ip);
